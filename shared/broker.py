@@ -1,0 +1,68 @@
+"""A FastStream Kafka broker configured the same way in every service."""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+from faststream.kafka import KafkaBroker
+from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from faststream.security import (
+    BaseSecurity,
+    SASLPlaintext,
+    SASLScram256,
+    SASLScram512,
+)
+from opentelemetry.trace import TracerProvider
+from prometheus_client import CollectorRegistry
+
+from shared.config import KafkaSettings
+
+
+def _security(kafka: KafkaSettings) -> BaseSecurity | None:
+    use_ssl = kafka.security_protocol in ("SSL", "SASL_SSL")
+    context = ssl.create_default_context(cafile=kafka.ssl_cafile) if use_ssl else None
+    if kafka.security_protocol.startswith("SASL"):
+        if not (kafka.sasl_mechanism and kafka.sasl_username and kafka.sasl_password):
+            raise ValueError(
+                "KAFKA_SECURITY_PROTOCOL=SASL_* needs KAFKA_SASL_MECHANISM, "
+                "KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
+            )
+        cls: Any = {
+            "PLAIN": SASLPlaintext,
+            "SCRAM-SHA-256": SASLScram256,
+            "SCRAM-SHA-512": SASLScram512,
+        }[kafka.sasl_mechanism]
+        sec: BaseSecurity = cls(
+            username=kafka.sasl_username,
+            password=kafka.sasl_password.get_secret_value(),
+            ssl_context=context,
+        )
+        return sec
+    if context is not None:
+        return BaseSecurity(ssl_context=context)
+    return None
+
+
+def make_broker(
+    kafka: KafkaSettings,
+    *,
+    client_id: str,
+    registry: CollectorRegistry,
+    tracer_provider: TracerProvider | None = None,
+    graceful_timeout_s: float = 20.0,
+) -> KafkaBroker:
+    return KafkaBroker(
+        kafka.bootstrap_servers,
+        client_id=client_id,
+        security=_security(kafka),
+        # Every record must reach the in-sync replicas before the outbox marks it sent.
+        acks="all",
+        enable_idempotence=False,
+        graceful_timeout=graceful_timeout_s,
+        middlewares=[
+            KafkaTelemetryMiddleware(tracer_provider=tracer_provider),
+            KafkaPrometheusMiddleware(registry=registry, app_name=client_id, metrics_prefix="amc"),
+        ],
+    )

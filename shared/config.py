@@ -1,0 +1,84 @@
+"""Settings every service shares. Each service subclasses with its own env prefix.
+
+Infrastructure settings (database, Kafka, API key) can be given with the service prefix
+(`POLLER_DATABASE_URL`) or without it (`DATABASE_URL`), so one ConfigMap serves all four.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+# Read without the service prefix too (lower priority), so one ConfigMap serves all services.
+SHARED_UNPREFIXED = frozenset({"database_url", "api_key", "log_level"})
+
+
+class _SharedEnvSource(EnvSettingsSource):
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        if field_name not in SHARED_UNPREFIXED:
+            return None, field_name, False
+        return super().get_field_value(field, field_name)
+
+
+class KafkaSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KAFKA_", extra="ignore")
+
+    bootstrap_servers: str = Field(default="127.0.0.1:9092")
+    topic_prefix: str = Field(default="", description="Prepended to every topic name")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: str | None = None
+    session_timeout_ms: int = Field(default=10_000, ge=1000)
+    heartbeat_interval_ms: int = Field(default=3_000, ge=100)
+
+
+class ServiceSettings(BaseSettings):
+    """Base for a service's settings. Subclasses set `model_config` with their env prefix."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    service_name: str = "amc"
+    database_url: str = Field(
+        default="postgresql://postgres@127.0.0.1:5432/amc",
+        description="asyncpg DSN; the service keeps its tables in its own schema",
+    )
+    db_schema: str = Field(default="", description="Schema for this service's tables")
+    db_pool_min: int = Field(default=1, ge=1)
+    db_pool_max: int = Field(default=10, ge=1)
+    http_host: str = "0.0.0.0"  # noqa: S104 - containers listen on all interfaces
+    http_port: int = Field(default=8080, ge=1, le=65535)
+    api_key: SecretStr | None = Field(
+        default=None, description="Bearer key for the management API; unset disables it"
+    )
+    outbox_poll_interval_s: float = Field(default=1.0, gt=0)
+    outbox_batch_size: int = Field(default=500, ge=1)
+    outbox_retention_hours: float = Field(default=72.0, gt=0)
+    graceful_timeout_s: float = Field(default=20.0, gt=0)
+    log_level: str = "INFO"
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+
+    @property
+    def schema_name(self) -> str:
+        return self.db_schema or self.service_name
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        shared = _SharedEnvSource(settings_cls, env_prefix="")
+        return init_settings, env_settings, shared, dotenv_settings, file_secret_settings

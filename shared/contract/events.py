@@ -1,0 +1,325 @@
+"""Every event on the bus. Topic and key of each are class attributes: the single source."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Annotated, Literal, Self
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, model_validator
+
+from shared.contract.envelope import Event
+
+NonEmpty = Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class OriginKind(StrEnum):
+    SCHEDULE = "schedule"
+    COLLECTION = "collection"
+    EXTERNAL = "external"
+
+
+class Origin(BaseModel):
+    """Who asked for a run: a schedule run, a collection week, or an external request."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: OriginKind
+    id: NonEmpty = Field(description="run_id, week_id or request_id")
+
+
+class TimeWindowType(StrEnum):
+    EXPLICIT = "EXPLICIT"
+    MOST_RECENT_DAY = "MOST_RECENT_DAY"
+    MOST_RECENT_WEEK = "MOST_RECENT_WEEK"
+    CURRENT_MONTH = "CURRENT_MONTH"
+    PREVIOUS_MONTH = "PREVIOUS_MONTH"
+
+
+class WorkflowRun(BaseModel):
+    """What to run at AMC, for whom, and over which time window."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    user_id: NonEmpty
+    instance_id: NonEmpty = Field(description="AMC instance id")
+    advertiser_id: NonEmpty = Field(description="Amazon-Advertising-API-AdvertiserId")
+    marketplace_id: NonEmpty = Field(description="Amazon-Advertising-API-MarketplaceId")
+    workflow_id: NonEmpty = Field(description="Saved AMC workflow id")
+    output_format: Literal["CSV", "PARQUET"] = "CSV"
+    parameters: dict[str, JsonValue] = Field(default_factory=dict)
+    time_window_type: TimeWindowType = TimeWindowType.EXPLICIT
+    time_window_start: datetime | None = Field(
+        default=None, description="Start of an EXPLICIT window (inclusive)"
+    )
+    time_window_end: datetime | None = Field(
+        default=None, description="End of an EXPLICIT window (exclusive)"
+    )
+    time_window_time_zone: str = Field(default="UTC", description="IANA zone of the window")
+
+    @model_validator(mode="after")
+    def _window_is_complete(self) -> Self:
+        explicit = self.time_window_type is TimeWindowType.EXPLICIT
+        if explicit and (self.time_window_start is None or self.time_window_end is None):
+            raise ValueError("EXPLICIT time window needs time_window_start and time_window_end")
+        if (
+            self.time_window_start is not None
+            and self.time_window_end is not None
+            and self.time_window_end <= self.time_window_start
+        ):
+            raise ValueError("time_window_end must be after time_window_start")
+        return self
+
+
+class ExecutionStatus(StrEnum):
+    RECEIVED = "RECEIVED"
+    WAITING_FOR_TOKEN = "WAITING_FOR_TOKEN"
+    QUEUED = "QUEUED"
+    SUBMITTING = "SUBMITTING"
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    TIMED_OUT = "TIMED_OUT"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset(
+    {
+        ExecutionStatus.SUCCEEDED,
+        ExecutionStatus.FAILED,
+        ExecutionStatus.CANCELLED,
+        ExecutionStatus.TIMED_OUT,
+    }
+)
+
+TerminalStatus = Literal["SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT"]
+
+
+class ExecutionError(BaseModel):
+    """Why an execution did not succeed. `retryable` tells requesters whether to try again."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    code: Literal[
+        "REAUTH_REQUIRED",
+        "UNKNOWN_USER",
+        "AMC_VALIDATION",
+        "AMC_FAILED",
+        "AMC_UNAVAILABLE",
+        "TIMED_OUT",
+        "RESULTS_EXPIRED",
+        "DOWNLOAD_FAILED",
+        "CANCELLED",
+        "INTERNAL",
+    ]
+    message: str = Field(max_length=4000)
+    retryable: bool
+
+
+class ResultLocation(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    uri: str = Field(description="Where the downloaded result lives (file:// or object store)")
+    row_count: int = Field(ge=0)
+    size_bytes: int = Field(ge=0)
+
+
+# --- requests to the poller -------------------------------------------------------------
+
+
+class ScheduleDue(Event):
+    """A schedule fired: run this workflow for this time window."""
+
+    topic = "schedule.due"
+    key_field = "schedule_id"
+
+    schedule_id: UUID
+    run_id: UUID
+    fire_time: AwareDatetime
+    origin: Origin
+    run: WorkflowRun
+
+
+class WeekRequested(Event):
+    """Run this workflow for one week of a collection."""
+
+    topic = "week.requested"
+    key_field = "collection_id"
+
+    collection_id: UUID
+    week_id: UUID
+    week_start: date
+    week_end: date
+    attempt: int = Field(ge=1)
+    origin: Origin
+    run: WorkflowRun
+
+
+class ExecutionRequested(Event):
+    """The public trigger: run a workflow now. `request_id` makes the request idempotent."""
+
+    topic = "execution.requested"
+    key_field = "request_id"
+
+    request_id: NonEmpty
+    origin: Origin
+    run: WorkflowRun
+
+    @model_validator(mode="after")
+    def _origin_is_the_request(self) -> Self:
+        if self.origin.kind is not OriginKind.EXTERNAL or self.origin.id != self.request_id:
+            raise ValueError("origin must be {kind: external, id: request_id}")
+        return self
+
+
+# --- execution lifecycle (from the poller) ----------------------------------------------
+
+
+class ExecutionSubmitted(Event):
+    """AMC accepted the execution."""
+
+    topic = "execution.submitted"
+    key_field = "execution_id"
+
+    execution_id: UUID
+    amc_execution_id: NonEmpty
+    instance_id: NonEmpty
+    user_id: NonEmpty
+    origin: Origin
+
+
+class ExecutionStatusChanged(Event):
+    """Any status transition of an execution."""
+
+    topic = "execution.status_changed"
+    key_field = "execution_id"
+
+    execution_id: UUID
+    origin: Origin
+    previous_status: ExecutionStatus | None
+    status: ExecutionStatus
+    amc_execution_id: str | None = None
+    reason: str | None = None
+
+
+class ExecutionCompleted(Event):
+    """Terminal state of an execution, with the error or the result location."""
+
+    topic = "execution.completed"
+    key_field = "execution_id"
+
+    execution_id: UUID
+    origin: Origin
+    status: TerminalStatus
+    amc_execution_id: str | None = None
+    instance_id: NonEmpty
+    user_id: NonEmpty
+    error: ExecutionError | None = None
+    result: ResultLocation | None = None
+
+    @model_validator(mode="after")
+    def _outcome_matches_status(self) -> Self:
+        if self.status == "SUCCEEDED" and self.result is None:
+            raise ValueError("a SUCCEEDED execution carries its result")
+        if self.status != "SUCCEEDED" and self.error is None:
+            raise ValueError(f"a {self.status} execution carries its error")
+        return self
+
+
+# --- tokens ------------------------------------------------------------------------------
+
+
+class TokenRefreshRequested(Event):
+    """AMC said 401, or no valid token is cached for this user."""
+
+    topic = "token.refresh_requested"
+    key_field = "user_id"
+
+    user_id: NonEmpty
+    reason: str = Field(default="", max_length=500)
+
+
+class TokenRefreshed(Event):
+    """A fresh access token. The token is Fernet-encrypted under the shared event key."""
+
+    topic = "token.refreshed"
+    key_field = "user_id"
+
+    user_id: NonEmpty
+    access_token_encrypted: str = Field(
+        min_length=1, description="Fernet token of the access token (shared event key)"
+    )
+    expires_at: AwareDatetime
+
+
+class TokenRefreshFailed(Event):
+    topic = "token.refresh_failed"
+    key_field = "user_id"
+
+    user_id: NonEmpty
+    reauth_required: bool
+    reason: str = Field(max_length=2000)
+
+
+# --- notifications -----------------------------------------------------------------------
+
+
+class SchedulePaused(Event):
+    topic = "schedule.paused"
+    key_field = "schedule_id"
+
+    schedule_id: UUID
+    reason: str
+    consecutive_failures: int = Field(ge=0)
+
+
+class CollectionCompleted(Event):
+    topic = "collection.completed"
+    key_field = "collection_id"
+
+    collection_id: UUID
+    status: Literal["COMPLETED", "COMPLETED_WITH_FAILURES", "CANCELLED"]
+    weeks_total: int = Field(ge=0)
+    weeks_succeeded: int = Field(ge=0)
+    weeks_failed: int = Field(ge=0)
+
+
+# --- dead letters ------------------------------------------------------------------------
+
+
+class DeadLetter(BaseModel):
+    """What a consumer writes to `<topic>.dlq`: the original message and why it was refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source_topic: str
+    partition: int
+    offset: int
+    consumer: str = Field(description="Service (consumer group) that refused it")
+    reason: str
+    error_type: str
+    failed_at: AwareDatetime
+    key: str | None
+    headers: dict[str, str]
+    payload: str = Field(description="Original payload, decoded as UTF-8 with replacement")
+
+
+ALL_EVENTS: tuple[type[Event], ...] = (
+    ScheduleDue,
+    WeekRequested,
+    ExecutionRequested,
+    ExecutionSubmitted,
+    ExecutionStatusChanged,
+    ExecutionCompleted,
+    TokenRefreshRequested,
+    TokenRefreshed,
+    TokenRefreshFailed,
+    SchedulePaused,
+    CollectionCompleted,
+)

@@ -1,0 +1,87 @@
+"""One HTTP port per service: health, readiness, Prometheus metrics, and the management API."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, status
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import make_asgi_app
+
+from shared.runtime import ServiceRuntime
+from shared.telemetry import shutdown_tracing
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def api_key_guard(runtime: ServiceRuntime) -> Callable[..., None]:
+    """Dependency for management routes: a bearer key, compared in constant time."""
+
+    def guard(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> None:
+        expected = runtime.settings.api_key
+        if expected is None:
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                "management API disabled: set the service's API_KEY to enable it",
+            )
+        given = credentials.credentials if credentials else ""
+        if not hmac.compare_digest(given.encode(), expected.get_secret_value().encode()):
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                "missing or invalid API key",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+
+    return guard
+
+
+def create_app(
+    runtime: ServiceRuntime,
+    *,
+    routers: Sequence[APIRouter] = (),
+    title: str | None = None,
+    description: str = "",
+) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+            shutdown_tracing()
+
+    app = FastAPI(
+        title=title or f"amc-{runtime.name}",
+        description=description,
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    async def readyz() -> JSONResponse:
+        problems = await runtime.check_ready()
+        if problems:
+            return JSONResponse({"status": "unavailable", "problems": problems}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    app.mount("/metrics", make_asgi_app(runtime.registry))
+    guard = Depends(api_key_guard(runtime))
+    for router in routers:
+        app.include_router(router, dependencies=[guard])
+    return app
+
+
+def runtime_of(request: Request) -> ServiceRuntime:
+    runtime: ServiceRuntime = request.app.state.runtime
+    return runtime

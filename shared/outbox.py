@@ -1,0 +1,221 @@
+"""Transactional outbox: enqueue events with the state change, relay them to Kafka afterwards.
+
+`Outbox.enqueue` writes the event in the caller's transaction, together with the trace
+context that was current, and NOTIFYs the relay (delivered only if the transaction commits).
+`OutboxRelay` publishes pending rows in id order, waits for the broker's acknowledgement,
+then marks them sent. A crash between publish and mark republishes the batch: delivery is
+at-least-once and consumers de-duplicate by `event_id`. One relay per schema publishes at a
+time (transaction-scoped advisory lock), which keeps per-key order with any replica count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
+
+import asyncpg
+from opentelemetry import context as otel_context
+from opentelemetry import propagate
+
+from shared.contract import Event, Topics
+from shared.db.pool import quote_ident
+
+log = logging.getLogger(__name__)
+
+if TYPE_CHECKING:
+    Connection: TypeAlias = asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]
+else:
+    Connection = asyncpg.Connection
+
+
+def notify_channel(schema: str) -> str:
+    return f"amc_outbox_{schema}"[:63]
+
+
+class Outbox:
+    """Writes events into the outbox of one schema, inside the caller's transaction."""
+
+    def __init__(self, schema: str, topics: Topics) -> None:
+        self.schema = schema
+        self.topics = topics
+        self._table = f"{quote_ident(schema)}.outbox"
+        self._channel = notify_channel(schema)
+
+    async def enqueue(self, conn: Connection, *events: Event) -> None:
+        if not events:
+            return
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+        await conn.executemany(
+            f"""INSERT INTO {self._table} (event_id, topic, message_key, payload, headers)
+                VALUES ($1, $2, $3, $4, $5)""",
+            [
+                (e.event_id, self.topics.name(e.topic), e.key(), e.to_bytes(), carrier)
+                for e in events
+            ],
+        )
+        await conn.execute("SELECT pg_notify($1, '')", self._channel)
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    id: int
+    topic: str
+    key: bytes
+    payload: bytes
+    headers: dict[str, str]
+
+
+class Publisher(Protocol):
+    """Sends one record; the returned awaitable resolves once the broker has acknowledged it."""
+
+    async def __call__(
+        self, topic: str, key: bytes, payload: bytes, headers: dict[str, str]
+    ) -> Awaitable[Any]: ...
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        pool: asyncpg.Pool[Any],
+        schema: str,
+        publish: Publisher,
+        *,
+        listen_dsn: str | None = None,
+        batch_size: int = 500,
+        poll_interval_s: float = 1.0,
+        retention: timedelta = timedelta(hours=72),
+        on_published: Callable[[Sequence[OutboxRow]], None] | None = None,
+    ) -> None:
+        self._pool = pool
+        self._schema = schema
+        self._table = f"{quote_ident(schema)}.outbox"
+        self._publish = publish
+        self._listen_dsn = listen_dsn
+        self._batch_size = batch_size
+        self._poll_interval_s = poll_interval_s
+        self._retention = retention
+        self._on_published = on_published
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._lock_key = f"amc-outbox:{schema}"
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def relay_once(self) -> int:
+        """Publish one batch of pending events; returns how many were sent."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            if not await conn.fetchval(
+                "SELECT pg_try_advisory_xact_lock(hashtext($1))", self._lock_key
+            ):
+                return 0
+            records = await conn.fetch(
+                f"""SELECT id, topic, message_key, payload, headers FROM {self._table}
+                    WHERE sent_at IS NULL ORDER BY id LIMIT $1""",
+                self._batch_size,
+            )
+            if not records:
+                return 0
+            rows = [
+                OutboxRow(r["id"], r["topic"], r["message_key"], r["payload"], r["headers"])
+                for r in records
+            ]
+            confirmations = [await self._publish_row(row) for row in rows]
+            await asyncio.gather(*confirmations)
+            await conn.execute(
+                f"UPDATE {self._table} SET sent_at = now() WHERE id = ANY($1::bigint[])",
+                [row.id for row in rows],
+            )
+        if self._on_published:
+            self._on_published(rows)
+        return len(rows)
+
+    async def _publish_row(self, row: OutboxRow) -> Awaitable[Any]:
+        # Publish under the trace context of the transaction that enqueued the event, so the
+        # consumer's span continues the original trace rather than starting a new one.
+        token = otel_context.attach(propagate.extract(row.headers))
+        try:
+            headers = {
+                k: v for k, v in row.headers.items() if k not in ("traceparent", "tracestate")
+            }
+            return await self._publish(row.topic, row.key, row.payload, headers)
+        finally:
+            otel_context.detach(token)
+
+    async def prune(self) -> int:
+        result = await self._pool.execute(
+            f"DELETE FROM {self._table} WHERE sent_at < now() - $1::interval", self._retention
+        )
+        return int(result.split()[-1])
+
+    async def run(self) -> None:
+        """Relay until `stop()`; then drain what is pending. Errors back off and retry."""
+        listener = await self._listen()
+        backoff = 0.2
+        last_prune = 0.0
+        loop = asyncio.get_running_loop()
+        try:
+            while not self._stopping.is_set():
+                self._wake.clear()
+                try:
+                    sent = await self.relay_once()
+                    backoff = 0.2
+                    if loop.time() - last_prune > 60:
+                        last_prune = loop.time()
+                        await self.prune()
+                except Exception as exc:  # the relay must outlive any broker or database outage
+                    log.warning(
+                        "outbox relay for %s failed, retrying in %.1fs: %s",
+                        self._schema,
+                        backoff,
+                        exc,
+                    )
+                    await self._sleep(backoff)
+                    backoff = min(backoff * 2, 10.0)
+                    if listener is None or listener.is_closed():
+                        listener = await self._listen()
+                    continue
+                if sent < self._batch_size:
+                    await self._sleep(self._poll_interval_s, wakeable=True)
+            await self._drain()
+        finally:
+            if listener is not None and not listener.is_closed():
+                await listener.close()
+
+    async def _drain(self, timeout_s: float = 10.0) -> None:
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(timeout_s):
+                while await self.relay_once():
+                    pass
+
+    async def _sleep(self, seconds: float, *, wakeable: bool = False) -> None:
+        waiters = [asyncio.ensure_future(self._stopping.wait())]
+        if wakeable:
+            waiters.append(asyncio.ensure_future(self._wake.wait()))
+        try:
+            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    async def _listen(self) -> asyncpg.Connection[Any] | None:
+        # A dedicated connection: LISTEN must outlive any pooled transaction. Without it the
+        # relay still works on its polling interval.
+        if self._listen_dsn is None:
+            return None
+        try:
+            conn = await asyncpg.connect(self._listen_dsn)
+            await conn.add_listener(notify_channel(self._schema), lambda *_: self._wake.set())
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.warning("outbox LISTEN unavailable, polling only: %s", exc)
+            return None
+        return conn
+
+    def stop(self) -> None:
+        self._stopping.set()

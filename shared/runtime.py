@@ -1,0 +1,182 @@
+"""The parts every service runs: pool, broker, consumer, outbox relay and background loops.
+
+A service builds one `ServiceRuntime`, registers its event handlers on `runtime.consumer` and
+its periodic loops with `runtime.background`, and hands it to `shared.http.create_app`.
+Shutdown order matters: stop consuming (in-flight handlers finish), stop background loops,
+drain the outbox, close the broker and the pool, flush spans.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from aiokafka.errors import KafkaError
+from opentelemetry import trace
+from prometheus_client import CollectorRegistry, Gauge
+
+from shared.broker import make_broker
+from shared.config import ServiceSettings
+from shared.consumer import ConsumerMetrics, EventConsumer
+from shared.contract import Topics
+from shared.db import apply_migrations, create_pool
+from shared.outbox import Outbox, OutboxRelay
+
+log = logging.getLogger(__name__)
+
+Loop = Callable[[asyncio.Event], Awaitable[None]]
+
+
+class ServiceRuntime:
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        *,
+        migrations_dir: Path,
+        run_migrations: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.name = settings.service_name
+        self.schema = settings.schema_name
+        self.migrations_dir = migrations_dir
+        self.run_migrations = run_migrations
+        self.topics = Topics(settings.kafka.topic_prefix)
+        self.registry = CollectorRegistry()
+        self.tracer = trace.get_tracer(f"amc.{self.name}")
+        self.broker = make_broker(
+            settings.kafka,
+            client_id=f"amc-{self.name}",
+            registry=self.registry,
+            tracer_provider=trace.get_tracer_provider(),
+            graceful_timeout_s=settings.graceful_timeout_s,
+        )
+        self.outbox = Outbox(self.schema, self.topics)
+        self.consumer = EventConsumer(
+            broker=self.broker,
+            pool=None,
+            outbox=self.outbox,
+            topics=self.topics,
+            group_id=f"{settings.kafka.topic_prefix}amc-{self.name}",
+            kafka=settings.kafka,
+            metrics=ConsumerMetrics(self.registry),
+        )
+        self._loops: list[tuple[str, Loop]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stop = asyncio.Event()
+        self._pool: asyncpg.Pool[Any] | None = None
+        self.relay: OutboxRelay | None = None
+        self._outbox_backlog = Gauge(
+            "amc_outbox_backlog", "Outbox rows not yet published", registry=self.registry
+        )
+        self._outbox_age = Gauge(
+            "amc_outbox_oldest_age_seconds",
+            "Age of the oldest unpublished outbox row",
+            registry=self.registry,
+        )
+
+    @property
+    def pool(self) -> asyncpg.Pool[Any]:
+        if self._pool is None:
+            raise RuntimeError(f"{self.name} runtime is not started")
+        return self._pool
+
+    def background(self, name: str) -> Callable[[Loop], Loop]:
+        """Register a loop that runs while the service runs; it must return once stop is set."""
+
+        def register(loop: Loop) -> Loop:
+            self._loops.append((name, loop))
+            return loop
+
+        return register
+
+    async def start(self) -> None:
+        s = self.settings
+        if self.run_migrations:
+            await apply_migrations(s.database_url, self.schema, self.migrations_dir)
+        self._pool = await create_pool(
+            s.database_url, self.schema, min_size=s.db_pool_min, max_size=s.db_pool_max
+        )
+        self.consumer.attach_pool(self._pool)
+        self.consumer.install()
+        await self.broker.start()
+        self.relay = OutboxRelay(
+            self._pool,
+            self.schema,
+            self._publish,
+            listen_dsn=s.database_url,
+            batch_size=s.outbox_batch_size,
+            poll_interval_s=s.outbox_poll_interval_s,
+            retention=timedelta(hours=s.outbox_retention_hours),
+        )
+        self._stop.clear()
+        self._tasks = [asyncio.create_task(self.relay.run(), name=f"{self.name}:outbox")]
+        self._tasks += [
+            asyncio.create_task(self._supervise(name, loop), name=f"{self.name}:{name}")
+            for name, loop in self._loops
+        ]
+        log.info("%s started", self.name, extra={"service": self.name})
+
+    async def _publish(
+        self, topic: str, key: bytes, payload: bytes, headers: dict[str, str]
+    ) -> Awaitable[Any]:
+        return await self.broker.publish(
+            payload, topic=topic, key=key, headers=headers, no_confirm=True
+        )
+
+    async def _supervise(self, name: str, loop: Loop) -> None:
+        """Keep a background loop alive across unexpected errors, with a pause between tries."""
+        while not self._stop.is_set():
+            try:
+                await loop(self._stop)
+                return
+            except Exception:
+                log.exception("%s loop %s crashed; restarting in 1 s", self.name, name)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), 1.0)
+
+    async def stop(self) -> None:
+        for subscriber in self.broker.subscribers:
+            with contextlib.suppress(Exception):
+                await subscriber.stop()
+        self._stop.set()
+        if self.relay is not None:
+            self.relay.stop()
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=self.settings.graceful_timeout_s)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await self.broker.stop()
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+        log.info("%s stopped", self.name, extra={"service": self.name})
+
+    async def check_ready(self) -> dict[str, str]:
+        """Readiness: database and broker both answer. Also refreshes the outbox gauges."""
+        problems: dict[str, str] = {}
+        try:
+            async with asyncio.timeout(2.0):
+                row = await self.pool.fetchrow(
+                    """SELECT count(*) AS backlog,
+                              coalesce(extract(epoch FROM now() - min(created_at)), 0) AS age
+                       FROM outbox WHERE sent_at IS NULL"""
+                )
+            assert row is not None
+            self._outbox_backlog.set(row["backlog"])
+            self._outbox_age.set(float(row["age"]))
+        except (OSError, TimeoutError, RuntimeError, asyncpg.PostgresError) as exc:
+            problems["database"] = type(exc).__name__
+        try:
+            if not await self.broker.ping(timeout=2.0):
+                problems["broker"] = "unreachable"
+        except (KafkaError, OSError) as exc:
+            problems["broker"] = type(exc).__name__
+        return problems

@@ -1,0 +1,114 @@
+"""Tracing set-up from the standard OTEL_* variables, and JSON logs that carry trace ids.
+
+OTEL_TRACES_EXPORTER: `otlp` (OTLP/HTTP to OTEL_EXPORTER_OTLP_ENDPOINT, e.g. Jaeger's :4318),
+`console`, or `none` (default when no endpoint is configured). OTEL_SERVICE_NAME and
+OTEL_RESOURCE_ATTRIBUTES are honoured by the SDK's Resource.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SpanExporter,
+)
+
+_provider: TracerProvider | None = None
+
+
+def _exporter_from_env() -> SpanExporter | None:
+    choice = os.environ.get("OTEL_TRACES_EXPORTER")
+    if choice is None:
+        has_endpoint = any(
+            os.environ.get(v)
+            for v in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        )
+        choice = "otlp" if has_endpoint else "none"
+    choice = choice.strip().lower()
+    if choice == "none":
+        return None
+    if choice == "console":
+        return ConsoleSpanExporter(out=sys.stderr)
+    if choice == "otlp":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        return OTLPSpanExporter()
+    raise ValueError(f"OTEL_TRACES_EXPORTER={choice!r} is not supported (otlp, console, none)")
+
+
+def setup_tracing(service_name: str, *, processor: SpanProcessor | None = None) -> TracerProvider:
+    """Install the global TracerProvider once per process and instrument asyncpg and httpx."""
+    global _provider
+    if _provider is not None:
+        if processor is not None:
+            _provider.add_span_processor(processor)
+        return _provider
+    attrs = {} if os.environ.get("OTEL_SERVICE_NAME") else {"service.name": service_name}
+    provider = TracerProvider(resource=Resource.create(attrs))
+    exporter = _exporter_from_env()
+    if exporter is not None:
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+    if processor is not None:
+        provider.add_span_processor(processor)
+    trace.set_tracer_provider(provider)
+    AsyncPGInstrumentor().instrument(tracer_provider=provider)  # type: ignore[no-untyped-call]
+    HTTPXClientInstrumentor().instrument(tracer_provider=provider)
+    _provider = provider
+    return provider
+
+
+def shutdown_tracing() -> None:
+    if _provider is not None:
+        _provider.force_flush(timeout_millis=5000)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line with the active trace and span ids."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        span = trace.get_current_span().get_span_context()
+        if span.is_valid:
+            entry["trace_id"] = format(span.trace_id, "032x")
+            entry["span_id"] = format(span.span_id, "016x")
+        for key in ("service", "topic", "event_id", "execution_id", "user_id"):
+            value = record.__dict__.get(key)
+            if value is not None:
+                entry[key] = str(value)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def setup_logging(level: str = "INFO", *, json_logs: bool | None = None) -> None:
+    """JSON logs by default (LOG_FORMAT=text for people reading a terminal)."""
+    if json_logs is None:
+        json_logs = os.environ.get("LOG_FORMAT", "json").lower() != "text"
+    handler = logging.StreamHandler(sys.stderr)
+    if json_logs:
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # Third-party loggers that would otherwise echo request details at INFO.
+    for noisy in ("aiokafka", "httpx", "httpcore", "uvicorn.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

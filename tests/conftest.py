@@ -1,0 +1,67 @@
+"""Session infrastructure: one real broker and one fresh database per test run.
+
+KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL are used as given. Otherwise, with AMC_TESTCONTAINERS=1
+and a Docker engine, testcontainers starts Apache Kafka and PostgreSQL; without it, a local
+Tansu broker is started and a fresh database is created on the local PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from amclocal.broker import LocalBroker
+from amclocal.postgres import create_database, drop_database, ensure_local_postgres
+
+# pytest_plugins = ["tests.simfixtures"]
+
+
+def _containers_requested() -> bool:
+    return os.environ.get("AMC_TESTCONTAINERS") == "1"
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    given = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if given:
+        yield given
+    elif _containers_requested():
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer().with_kraft() as kafka:
+            yield kafka.get_bootstrap_server()
+    else:
+        broker = LocalBroker()
+        broker.start()
+        try:
+            yield broker.bootstrap
+        finally:
+            broker.stop()
+
+
+@pytest.fixture(scope="session")
+async def database_url() -> AsyncIterator[str]:
+    given = os.environ.get("DATABASE_URL")
+    if given:
+        yield given
+    elif _containers_requested():
+        from testcontainers.postgres import PostgresContainer
+
+        with PostgresContainer("postgres:16", driver=None) as pg:
+            yield pg.get_connection_url()
+    else:
+        admin = await ensure_local_postgres()
+        name = f"amc_test_{uuid.uuid4().hex[:10]}"
+        dsn = await create_database(admin, name)
+        try:
+            yield dsn
+        finally:
+            await drop_database(admin, name)
+
+
+@pytest.fixture
+def uid() -> str:
+    """A short unique name for this test: schemas, topic prefixes and group ids use it."""
+    return f"t{uuid.uuid4().hex[:10]}"

@@ -1,0 +1,140 @@
+"""The outbox relay delivers every event, in order per key, across crashes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from shared.contract import ExecutionRequested, Topics
+from shared.db import apply_migrations, create_pool
+from shared.outbox import Outbox, OutboxRelay
+from shared.topics_admin import ensure_topics
+from tests.integration.probe import MIGRATIONS, request
+from tests.support.kafka import Record, TopicReader
+
+ROOT = Path(__file__).resolve().parents[2]
+KEYS = 20
+
+
+@pytest.fixture
+async def pool(uid: str, database_url: str) -> AsyncIterator[asyncpg.Pool[Any]]:
+    await apply_migrations(database_url, uid, MIGRATIONS)
+    pool = await create_pool(database_url, uid)
+    yield pool
+    await pool.close()
+
+
+async def enqueue(pool: asyncpg.Pool[Any], outbox: Outbox, n: int) -> list[ExecutionRequested]:
+    events = [request(f"key-{i % KEYS}", seq=i) for i in range(n)]
+    async with pool.acquire() as conn, conn.transaction():
+        await outbox.enqueue(conn, *events)
+    return events
+
+
+def assert_complete_and_ordered(records: list[Record], events: list[ExecutionRequested]) -> int:
+    """Every event arrived; per key, first arrivals follow enqueue order. Returns duplicates."""
+    firsts: dict[str, list[int]] = defaultdict(list)
+    seen: set[str] = set()
+    for record in records:
+        body = record.json()
+        if body["event_id"] in seen:
+            continue
+        seen.add(body["event_id"])
+        firsts[body["request_id"]].append(body["run"]["parameters"]["seq"])
+    assert seen == {str(e.event_id) for e in events}
+    for key, seqs in firsts.items():
+        assert seqs == sorted(seqs), f"{key} arrived out of order"
+    return len(records) - len(seen)
+
+
+async def test_relay_publishes_everything_in_order_despite_failing_mid_batch(
+    uid: str, pool: asyncpg.Pool[Any], kafka_bootstrap: str
+) -> None:
+    topics = Topics(f"{uid}.")
+    topic = topics.name(ExecutionRequested.topic)
+    await ensure_topics(kafka_bootstrap, [topic], partitions=4)
+    events = await enqueue(pool, Outbox(uid, topics), 1200)
+
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    budget = {"left": 250}
+
+    async def flaky(
+        topic: str, key: bytes, payload: bytes, headers: dict[str, str]
+    ) -> Awaitable[Any]:
+        budget["left"] -= 1
+        if budget["left"] == 0:
+            raise ConnectionError("broker went away mid-batch")
+        return await producer.send(topic, payload, key=key)
+
+    relay = OutboxRelay(pool, uid, flaky, batch_size=100)
+    with pytest.raises(ConnectionError):
+        while await relay.relay_once():
+            pass
+    budget["left"] = 10**9
+    while await relay.relay_once():
+        pass
+    await producer.stop()
+
+    assert await pool.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL") == 0
+    async with TopicReader(kafka_bootstrap, topic) as reader:
+        records = await reader.wait_count(len(events) + 49)
+    duplicates = assert_complete_and_ordered(records, events)
+    assert duplicates == 49  # the failed batch's records sent before the failure
+
+
+async def test_relay_killed_with_sigkill_loses_nothing(
+    uid: str, pool: asyncpg.Pool[Any], database_url: str, kafka_bootstrap: str
+) -> None:
+    topics = Topics(f"{uid}.")
+    topic = topics.name(ExecutionRequested.topic)
+    await ensure_topics(kafka_bootstrap, [topic], partitions=4)
+    events = await enqueue(pool, Outbox(uid, topics), 1500)
+    args = [
+        sys.executable,
+        "-m",
+        "tests.integration.relay_process",
+        database_url,
+        uid,
+        kafka_bootstrap,
+        "200",
+    ]
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'deploy' / 'local'}"}
+
+    victim = await asyncio.create_subprocess_exec(
+        *args, cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE
+    )
+    assert victim.stdout is not None
+    assert (await victim.stdout.readline()).strip() == b"ready"
+    for _ in range(200):  # kill once the first batch is marked and the next is in flight
+        await asyncio.sleep(0.05)
+        sent = await pool.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NOT NULL")
+        if sent >= 200:
+            break
+    victim.send_signal(signal.SIGKILL)
+    await victim.wait()
+    sent_at_kill = await pool.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NOT NULL")
+    assert 0 < sent_at_kill < len(events), "the kill must land mid-run"
+
+    survivor = await asyncio.create_subprocess_exec(
+        *args, cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await survivor.communicate()
+    assert survivor.returncode == 0 and b"drained" in out
+
+    assert await pool.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL") == 0
+    async with TopicReader(kafka_bootstrap, topic) as reader:
+        records = await reader.wait_count(len(events))
+        await asyncio.sleep(0.5)
+        await reader.poll()
+    assert_complete_and_ordered(reader.records, events)
