@@ -25,8 +25,8 @@ def request(request_id: str, seq: int = 0) -> ExecutionRequested:
             marketplace_id="ATVPDKIKX0DER",
             workflow_id="wf-1",
             parameters={"seq": seq},
-            time_window_start="2024-01-01T00:00:00Z",  # type: ignore[arg-type]
-            time_window_end="2024-01-08T00:00:00Z",  # type: ignore[arg-type]
+            time_window_start="2024-01-01T00:00:00Z",
+            time_window_end="2024-01-08T00:00:00Z",
         ),
     )
 

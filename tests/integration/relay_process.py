@@ -23,7 +23,8 @@ async def main(dsn: str, schema: str, bootstrap: str, batch: int) -> None:
     ) -> Awaitable[Any]:
         # Slow enough that a kill lands inside a batch: some records sent, none marked.
         await asyncio.sleep(0.002)
-        return await producer.send(topic, payload, key=key)
+        sent: Awaitable[Any] = await producer.send(topic, payload, key=key)
+        return sent
 
     relay = OutboxRelay(pool, schema, publish, batch_size=batch, poll_interval_s=0.1)
     print("ready", flush=True)

@@ -1,0 +1,38 @@
+"""HTTP clients for Login with Amazon and the Amazon Marketing Cloud reporting API."""
+
+from shared.clients.amc import (
+    AmcAccount,
+    AmcClient,
+    AmcStatus,
+    ExecutionInfo,
+    ExecutionRequest,
+)
+from shared.clients.errors import (
+    ApiError,
+    ClientRequestError,
+    InvalidGrantError,
+    RateLimitedError,
+    ResultsExpiredError,
+    ServerError,
+    TransportError,
+    UnauthorizedError,
+)
+from shared.clients.lwa import LwaClient, LwaTokens
+
+__all__ = [
+    "AmcAccount",
+    "AmcClient",
+    "AmcStatus",
+    "ApiError",
+    "ClientRequestError",
+    "ExecutionInfo",
+    "ExecutionRequest",
+    "InvalidGrantError",
+    "LwaClient",
+    "LwaTokens",
+    "RateLimitedError",
+    "ResultsExpiredError",
+    "ServerError",
+    "TransportError",
+    "UnauthorizedError",
+]

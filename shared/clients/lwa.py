@@ -1,0 +1,99 @@
+"""Login with Amazon: exchange an authorization code or a refresh token for an access token."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Self
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from shared.clients.errors import (
+    ApiError,
+    ClientRequestError,
+    InvalidGrantError,
+    error_from_response,
+    transport_errors,
+)
+
+_GRANT_PATH = "/auth/o2/token"
+# LWA's error codes that mean the grant itself is dead: only a person can fix that.
+_REAUTH_CODES = frozenset({"invalid_grant", "unauthorized_client"})
+
+
+class LwaTokens(BaseModel):
+    """What LWA grants. Tokens are SecretStr so that a repr or a log line never shows them."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    access_token: SecretStr
+    refresh_token: SecretStr
+    expires_in: float = Field(gt=0, description="Seconds the access token stays valid")
+
+    def expires_at(self, now: datetime) -> datetime:
+        return now + timedelta(seconds=self.expires_in)
+
+
+class LwaClient:
+    """POST {base_url}/auth/o2/token. Does not retry: failures come out as typed errors."""
+
+    def __init__(
+        self,
+        base_url: str,
+        client_id: str,
+        client_secret: str,
+        http: httpx.AsyncClient | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        self._token_url = base_url.rstrip("/") + _GRANT_PATH
+        self._client_id = client_id
+        self._client_secret = client_secret
+        self._owns_http = http is None
+        self._http = http if http is not None else httpx.AsyncClient()
+        self._timeout = timeout
+
+    async def refresh(self, refresh_token: str) -> LwaTokens:
+        form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
+        return await self._grant(form, secrets=(refresh_token,))
+
+    async def exchange_code(self, code: str, redirect_uri: str) -> LwaTokens:
+        form = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
+        return await self._grant(form, secrets=(code,))
+
+    async def aclose(self) -> None:
+        if self._owns_http:
+            await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def _grant(self, form: dict[str, str], secrets: tuple[str, ...]) -> LwaTokens:
+        form = {**form, "client_id": self._client_id, "client_secret": self._client_secret}
+        secrets = (*secrets, self._client_secret)
+        with transport_errors("LWA", secrets):
+            response = await self._http.post(self._token_url, data=form, timeout=self._timeout)
+        if not response.is_success:
+            error = error_from_response(response, "LWA", secrets)
+            if isinstance(error, ClientRequestError) and error.code in _REAUTH_CODES:
+                raise InvalidGrantError(error.message, status=error.status, code=error.code)
+            raise error
+        try:
+            body = response.json()
+            if isinstance(body, dict) and "refresh_token" not in body:
+                # A refresh answer may omit the refresh token: the one we sent stays valid.
+                body["refresh_token"] = form.get("refresh_token")
+            return LwaTokens.model_validate(body)
+        except ValueError:  # also pydantic's ValidationError, whose text may hold the tokens
+            raise ApiError(
+                f"LWA answered {response.status_code} with an unexpected body",
+                status=response.status_code,
+            ) from None
