@@ -18,7 +18,9 @@ from pydantic_settings import (
 )
 
 # Read without the service prefix too (lower priority), so one ConfigMap serves all services.
-SHARED_UNPREFIXED = frozenset({"database_url", "api_key", "log_level"})
+SHARED_UNPREFIXED = frozenset(
+    {"database_url", "api_key", "log_level", "event_encryption_keys", "lwa_client_id"}
+)
 
 
 class _SharedEnvSource(EnvSettingsSource):

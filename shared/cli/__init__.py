@@ -1,0 +1,1 @@
+"""`amcctl`: the operator CLI. Each service contributes a command group."""

@@ -1,0 +1,64 @@
+"""HTTP access to a service's management API for CLI commands, with readable errors."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import httpx
+import typer
+
+DEFAULT_URLS = {
+    "token": "http://127.0.0.1:8081",
+    "poller": "http://127.0.0.1:8082",
+    "scheduler": "http://127.0.0.1:8083",
+    "collector": "http://127.0.0.1:8084",
+}
+
+
+def service_url(service: str) -> str:
+    """AMCCTL_<SERVICE>_URL, else the local run's default port."""
+    return os.environ.get(f"AMCCTL_{service.upper()}_URL", DEFAULT_URLS[service]).rstrip("/")
+
+
+def call(service: str, method: str, path: str, **kwargs: Any) -> Any:
+    """Call the API; on failure print what went wrong and what to do, and exit non-zero."""
+    headers = kwargs.pop("headers", {})
+    key = os.environ.get("AMCCTL_API_KEY") or os.environ.get("API_KEY")
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    url = f"{service_url(service)}{path}"
+    try:
+        response = httpx.request(method, url, headers=headers, timeout=30.0, **kwargs)
+    except httpx.HTTPError as exc:
+        typer.echo(
+            f"error: cannot reach the {service} service at {service_url(service)} ({exc}). "
+            f"Is it running? Set AMCCTL_{service.upper()}_URL to its address.",
+            err=True,
+        )
+        raise typer.Exit(2) from None
+    if response.status_code == 401:
+        typer.echo("error: unauthorized: set AMCCTL_API_KEY to the service's API key", err=True)
+        raise typer.Exit(2)
+    if response.status_code >= 400:
+        typer.echo(f"error: {response.status_code}: {_detail(response)}", err=True)
+        raise typer.Exit(1)
+    return response.json() if response.content else None
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text
+    detail = body.get("detail", body) if isinstance(body, dict) else body
+    if isinstance(detail, list):
+        return "; ".join(
+            f"{'.'.join(str(p) for p in d.get('loc', []))}: {d.get('msg')}" for d in detail
+        )
+    return str(detail)
+
+
+def emit(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str))

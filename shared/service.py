@@ -1,0 +1,25 @@
+"""Process entry point shared by the four services: logging, tracing, then uvicorn."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import uvicorn
+from fastapi import FastAPI
+
+from shared.config import ServiceSettings
+from shared.telemetry import setup_logging, setup_tracing
+
+
+def serve(settings: ServiceSettings, build_app: Callable[[ServiceSettings], FastAPI]) -> None:
+    """Run one service until SIGTERM/SIGINT; uvicorn then runs the graceful shutdown."""
+    setup_logging(settings.log_level)
+    setup_tracing(f"amc-{settings.service_name}")
+    uvicorn.run(
+        build_app(settings),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=int(settings.graceful_timeout_s),
+    )
