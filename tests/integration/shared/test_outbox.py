@@ -22,7 +22,7 @@ from shared.topics_admin import ensure_topics
 from tests.integration.probe import MIGRATIONS, request
 from tests.support.kafka import Record, TopicReader
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 KEYS = 20
 
 

@@ -1,0 +1,114 @@
+"""Generate the AsyncAPI 3.0 document from the contract models.
+
+`python -m shared.contract.asyncapi > docs/asyncapi.json` regenerates the committed copy;
+a test fails when the committed copy is stale.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from shared.contract.events import ALL_EVENTS, DeadLetter
+from shared.contract.topics import dlq_topic
+
+# Who sends and who receives each topic: the architecture's table, in one place.
+ROUTES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "schedule.due": (("scheduler",), ("poller",)),
+    "week.requested": (("collector",), ("poller",)),
+    "execution.requested": (("external",), ("poller",)),
+    "execution.submitted": (("poller",), ("scheduler", "collector")),
+    "execution.status_changed": (("poller",), ("observers",)),
+    "execution.completed": (("poller",), ("scheduler", "collector")),
+    "token.refresh_requested": (("poller",), ("token",)),
+    "token.refreshed": (("token",), ("poller",)),
+    "token.refresh_failed": (("token",), ("poller", "observers")),
+    "schedule.paused": (("scheduler",), ("observers",)),
+    "collection.completed": (("collector",), ("observers",)),
+}
+
+
+def _doc(model: type[BaseModel]) -> str:
+    return " ".join((model.__doc__ or "").split())
+
+
+def build() -> dict[str, Any]:
+    models: list[type[BaseModel]] = [*ALL_EVENTS, DeadLetter]
+    _, defs = models_json_schema(
+        [(m, "validation") for m in models], ref_template="#/components/schemas/{model}"
+    )
+    schemas: dict[str, Any] = dict(sorted(defs["$defs"].items()))
+    channels: dict[str, Any] = {}
+    operations: dict[str, Any] = {}
+    messages: dict[str, Any] = {}
+    for event in ALL_EVENTS:
+        name = event.__name__
+        senders, receivers = ROUTES[event.topic]
+        messages[name] = {
+            "name": name,
+            "title": event.topic,
+            "summary": _doc(event),
+            "contentType": "application/json",
+            "payload": {"$ref": f"#/components/schemas/{name}"},
+            "headers": {
+                "type": "object",
+                "properties": {"traceparent": {"type": "string", "description": "W3C"}},
+            },
+            "bindings": {"kafka": {"key": {"type": "string", "description": f"{event.key_field}"}}},
+        }
+        channel = event.topic.replace(".", "_")
+        channels[channel] = {
+            "address": event.topic,
+            "description": f"From {', '.join(senders)} to {', '.join(receivers)}.",
+            "messages": {name: {"$ref": f"#/components/messages/{name}"}},
+        }
+        channels[f"{channel}_dlq"] = {
+            "address": dlq_topic(event.topic),
+            "description": f"{event.topic} messages a consumer could not process, with why.",
+            "messages": {"DeadLetter": {"$ref": "#/components/messages/DeadLetter"}},
+        }
+        ref = {"$ref": f"#/channels/{channel}"}
+        operations[f"send_{channel}"] = {
+            "action": "send",
+            "channel": ref,
+            "summary": f"Sent by {', '.join(senders)}",
+        }
+        operations[f"receive_{channel}"] = {
+            "action": "receive",
+            "channel": ref,
+            "summary": f"Received by {', '.join(receivers)}",
+        }
+    messages["DeadLetter"] = {
+        "name": "DeadLetter",
+        "summary": _doc(DeadLetter),
+        "contentType": "application/json",
+        "payload": {"$ref": "#/components/schemas/DeadLetter"},
+    }
+    return {
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "AMC background services: event contract",
+            "version": "1",
+            "description": (
+                "Every event carries event_id (de-duplication key), occurred_at (UTC) and "
+                "schema_version. The message key is the aggregate id. Trace context travels "
+                "in the W3C traceparent header. A deployment may prefix every topic name "
+                "(KAFKA_TOPIC_PREFIX)."
+            ),
+        },
+        "defaultContentType": "application/json",
+        "channels": channels,
+        "operations": operations,
+        "components": {"messages": messages, "schemas": schemas},
+    }
+
+
+def render() -> str:
+    return json.dumps(build(), indent=2, sort_keys=False) + "\n"
+
+
+if __name__ == "__main__":
+    print(render(), end="")

@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from shared.db import MigrationError, apply_migrations
+
+
+def write(directory: Path, name: str, sql: str) -> None:
+    directory.mkdir(exist_ok=True)
+    (directory / name).write_text(sql)
+
+
+async def test_applies_in_order_once_and_records_versions(
+    tmp_path: Path, uid: str, database_url: str
+) -> None:
+    write(tmp_path, "0001_things.sql", "CREATE TABLE things (id int PRIMARY KEY);")
+    write(tmp_path, "0002_more.sql", "ALTER TABLE things ADD COLUMN name text;")
+    first = await apply_migrations(database_url, uid, tmp_path)
+    again = await apply_migrations(database_url, uid, tmp_path)
+    assert first == [
+        "platform/0001_outbox",
+        "platform/0002_processed_events",
+        "service/0001_things",
+        "service/0002_more",
+    ]
+    assert again == []
+    conn = await asyncpg.connect(database_url)
+    try:
+        columns = await conn.fetch(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = $1 AND table_name = 'things' ORDER BY ordinal_position",
+            uid,
+        )
+    finally:
+        await conn.close()
+    assert [c["column_name"] for c in columns] == ["id", "name"]
+
+
+async def test_concurrent_replicas_apply_each_migration_once(
+    tmp_path: Path, uid: str, database_url: str
+) -> None:
+    write(
+        tmp_path,
+        "0001_counter.sql",
+        "CREATE TABLE counter (n int); INSERT INTO counter VALUES (1);",
+    )
+    results = await asyncio.gather(
+        *(apply_migrations(database_url, uid, tmp_path) for _ in range(5))
+    )
+    assert sorted(len(r) for r in results) == [0, 0, 0, 0, 3]
+    conn = await asyncpg.connect(database_url)
+    try:
+        assert await conn.fetchval(f'SELECT count(*) FROM "{uid}".counter') == 1
+    finally:
+        await conn.close()
+
+
+async def test_an_applied_file_that_changed_is_refused(
+    tmp_path: Path, uid: str, database_url: str
+) -> None:
+    write(tmp_path, "0001_things.sql", "CREATE TABLE things (id int);")
+    await apply_migrations(database_url, uid, tmp_path)
+    write(tmp_path, "0001_things.sql", "CREATE TABLE things (id bigint);")
+    with pytest.raises(MigrationError, match=r"0001_things\.sql was changed after it was applied"):
+        await apply_migrations(database_url, uid, tmp_path)
+
+
+async def test_a_failing_migration_applies_nothing_of_itself(
+    tmp_path: Path, uid: str, database_url: str
+) -> None:
+    write(tmp_path, "0001_bad.sql", "CREATE TABLE half (id int); SELECT no_such_function();")
+    with pytest.raises(MigrationError, match=r"0001_bad\.sql failed"):
+        await apply_migrations(database_url, uid, tmp_path)
+    conn = await asyncpg.connect(database_url)
+    try:
+        exists = await conn.fetchval("SELECT to_regclass($1)", f'"{uid}".half')
+        versions = await conn.fetch(f'SELECT version FROM "{uid}".schema_migrations')
+    finally:
+        await conn.close()
+    assert exists is None
+    assert "service/0001_bad" not in [v["version"] for v in versions]
+
+
+async def test_badly_named_files_are_refused(tmp_path: Path, uid: str, database_url: str) -> None:
+    write(tmp_path, "init.sql", "SELECT 1;")
+    with pytest.raises(MigrationError, match=r"NNNN_lower_snake\.sql"):
+        await apply_migrations(database_url, uid, tmp_path)
