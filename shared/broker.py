@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import ssl
 from typing import Any
 
@@ -61,6 +62,8 @@ def make_broker(
         acks="all",
         enable_idempotence=False,
         graceful_timeout=graceful_timeout_s,
+        # FastStream logs every message at this level; per-message lines belong in DEBUG.
+        log_level=logging.DEBUG,
         middlewares=[
             KafkaTelemetryMiddleware(tracer_provider=tracer_provider),
             KafkaPrometheusMiddleware(registry=registry, app_name=client_id, metrics_prefix="amc"),

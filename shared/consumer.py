@@ -1,16 +1,18 @@
 """Idempotent, transactional consumption with dead-lettering.
 
 Each service has one Kafka consumer (one group member per process, which the broker handles
-best) subscribed to all topics it handles. For each message:
+best) subscribed to all topics it handles. Records arrive in batches; for each batch:
 
-1. Decode and validate against the contract; a bad payload goes to `<topic>.dlq` at once.
-2. In one transaction: record `event_id` in `processed_events` (a redelivery stops here) and
-   run the handler, which may change state and enqueue events through the outbox.
-3. Commit the Kafka offset only after that transaction committed.
+1. One transaction; each record in its own savepoint and its own span (continuing the trace
+   from the record's headers): decode and validate against the contract, record `event_id`
+   in `processed_events` (a redelivery stops here), run the handler, which may change state
+   and enqueue events through the outbox. A record that is invalid, or whose handler raises
+   a non-transient error, rolls back its savepoint only and is marked for the DLQ.
+2. After the commit: publish the dead letters to `<topic>.dlq` with the reason.
+3. Commit the Kafka offsets only after both.
 
-Transient failures (database or network) are retried with backoff in place, then the message
-is sought back and redelivered, never dead-lettered. A `PermanentError`, or any other
-exception from a handler, dead-letters the message with the reason, and consumption goes on.
+Transient failures (database or network) retry the whole batch with backoff, then the batch
+is sought back and redelivered, never dead-lettered.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ import asyncpg
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from tenacity import (
     AsyncRetrying,
@@ -120,6 +124,7 @@ class EventConsumer:
         kafka: KafkaSettings,
         metrics: ConsumerMetrics,
         max_attempts: int = 6,
+        batch_size: int = 100,
     ) -> None:
         self._broker = broker
         self._pool: asyncpg.Pool[Any] | None = pool
@@ -129,6 +134,8 @@ class EventConsumer:
         self._kafka = kafka
         self._metrics = metrics
         self._max_attempts = max_attempts
+        self._batch_size = batch_size
+        self._tracer = trace.get_tracer("amc.consumer")
         self._routes: dict[str, _Route[Any]] = {}
 
     def attach_pool(self, pool: asyncpg.Pool[Any]) -> None:
@@ -156,6 +163,9 @@ class EventConsumer:
         subscriber = self._broker.subscriber(
             *self._routes,
             group_id=self._group_id,
+            batch=True,
+            max_records=self._batch_size,
+            batch_timeout_ms=100,
             ack_policy=AckPolicy.MANUAL,
             auto_offset_reset="earliest",
             session_timeout_ms=self._kafka.session_timeout_ms,
@@ -165,71 +175,96 @@ class EventConsumer:
         subscriber(self._consume)
 
     async def _consume(self, msg: KafkaMessage) -> None:
-        record: Any = msg.raw_message
-        topic: str = record.topic
-        route = self._routes[topic]
+        records: tuple[Any, ...] = tuple(msg.raw_message)
+        if not records:
+            return
         started = time.perf_counter()
         try:
-            try:
-                outcome = await self.handle(route, topic, msg.body)
-            except InvalidEventError as exc:
-                await self._dead_letter(msg, topic, str(exc), "InvalidEventError")
-                outcome = "dead_lettered"
-            except _Exhausted:
-                raise
-            except Exception as exc:  # a handler bug must not block the partition forever
-                log.exception("handler for %s failed permanently", topic, extra={"topic": topic})
-                reason = f"{type(exc).__name__}: {exc}"
-                await self._dead_letter(msg, topic, reason, type(exc).__name__)
-                outcome = "dead_lettered"
+            outcomes = await self._handle_batch(records)
+            for record, (outcome, reason, kind) in zip(records, outcomes, strict=True):
+                if outcome == "dead_lettered":
+                    await self._dead_letter(record, reason, kind)
         except Exception as exc:
             # Not handled and not dead-lettered (retries exhausted, or the DLQ publish failed):
-            # seek back so the message is redelivered; never commit past it.
-            log.warning(
-                "will redeliver %s offset %s: %s", topic, record.offset, exc, extra={"topic": topic}
-            )
-            self._metrics.consumed.labels(topic, "redelivered").inc()
+            # seek back so the batch is redelivered; never commit past it. Redelivery is safe:
+            # what did commit is recorded in processed_events.
+            log.warning("will redeliver %d record(s): %s", len(records), exc)
+            for record in records:
+                self._metrics.consumed.labels(record.topic, "redelivered").inc()
             await asyncio.sleep(1.0)
             await msg.nack()
             return
-        self._metrics.consumed.labels(topic, outcome).inc()
-        self._metrics.latency.labels(topic).observe(time.perf_counter() - started)
+        elapsed = (time.perf_counter() - started) / len(records)
+        for record, (outcome, _, _) in zip(records, outcomes, strict=True):
+            self._metrics.consumed.labels(record.topic, outcome).inc()
+            self._metrics.latency.labels(record.topic).observe(elapsed)
         await msg.ack()
 
-    async def handle(self, route: _Route[Any], topic: str, body: bytes) -> str:
-        """Decode and apply one payload exactly once; returns 'processed' or 'duplicate'."""
-        event = decode_event(route.model, body)
+    async def _handle_batch(self, records: tuple[Any, ...]) -> list[_Outcome]:
+        """Apply a batch in one transaction, each event in its own savepoint, with retries."""
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(RETRYABLE),
             wait=wait_exponential_jitter(multiplier=0.1, max=5.0),
             stop=stop_after_attempt(self._max_attempts),
             reraise=True,
         )
-        try:
-            async for attempt in retrying:
-                with attempt:
-                    return await self._apply(route, topic, event)
-        except RETRYABLE as exc:
-            raise _Exhausted(exc) from exc
+        async for attempt in retrying:
+            with attempt:
+                return await self._apply_batch(records)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _apply(self, route: _Route[Any], topic: str, event: Event) -> str:
+    async def _apply_batch(self, records: tuple[Any, ...]) -> list[_Outcome]:
         if self._pool is None:
             raise RuntimeError("consumer has no database pool attached")
         async with self._pool.acquire() as conn, conn.transaction():
-            first = await conn.fetchval(
-                """INSERT INTO processed_events (event_id, topic) VALUES ($1, $2)
-                   ON CONFLICT DO NOTHING RETURNING true""",
-                event.event_id,
-                topic,
-            )
-            if not first:
-                return "duplicate"
-            await route.handler(Tx(conn, self._outbox, topic), event)
-        return "processed"
+            return [await self._apply_one(conn, record) for record in records]
 
-    async def _dead_letter(self, msg: KafkaMessage, topic: str, reason: str, kind: str) -> None:
-        record: Any = msg.raw_message
+    async def _apply_one(self, conn: Connection, record: Any) -> _Outcome:
+        topic: str = record.topic
+        headers = {k: v.decode(errors="replace") for k, v in record.headers}
+        with self._tracer.start_as_current_span(
+            f"{topic} process",
+            context=propagate.extract(headers),
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.operation.type": "process",
+                "messaging.destination.name": topic,
+                "messaging.consumer.group.name": self._group_id,
+                "messaging.destination.partition.id": str(record.partition),
+                "messaging.kafka.offset": record.offset,
+                "messaging.kafka.message.key": (record.key or b"").decode(errors="replace"),
+            },
+        ) as span:
+            try:
+                event = decode_event(self._routes[topic].model, record.value or b"")
+            except InvalidEventError as exc:
+                span.set_status(Status(StatusCode.ERROR, "invalid event"))
+                return ("dead_lettered", str(exc), "InvalidEventError")
+            span.set_attribute("messaging.message.id", str(event.event_id))
+            try:
+                async with conn.transaction():  # a savepoint: one bad event spoils nothing else
+                    first = await conn.fetchval(
+                        """INSERT INTO processed_events (event_id, topic) VALUES ($1, $2)
+                           ON CONFLICT DO NOTHING RETURNING true""",
+                        event.event_id,
+                        topic,
+                    )
+                    if not first:
+                        span.set_attribute("amc.duplicate", True)
+                        return ("duplicate", "", "")
+                    await self._routes[topic].handler(Tx(conn, self._outbox, topic), event)
+            except RETRYABLE:
+                raise
+            except Exception as exc:  # a handler bug must not block the partition forever
+                log.exception("handler for %s failed permanently", topic, extra={"topic": topic})
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+                return ("dead_lettered", f"{type(exc).__name__}: {exc}", type(exc).__name__)
+        return ("processed", "", "")
+
+    async def _dead_letter(self, record: Any, reason: str, kind: str) -> None:
+        topic: str = record.topic
         key: bytes | None = record.key
         letter = DeadLetter(
             source_topic=topic,
@@ -240,8 +275,8 @@ class EventConsumer:
             error_type=kind,
             failed_at=datetime.now(UTC),
             key=key.decode(errors="replace") if key is not None else None,
-            headers={k: str(v) for k, v in msg.headers.items()},
-            payload=msg.body.decode(errors="replace"),
+            headers={k: v.decode(errors="replace") for k, v in record.headers},
+            payload=(record.value or b"").decode(errors="replace"),
         )
         log.warning(
             "dead-lettered %s offset %s: %s", topic, letter.offset, reason, extra={"topic": topic}
@@ -254,7 +289,4 @@ class EventConsumer:
         )
 
 
-class _Exhausted(Exception):
-    def __init__(self, cause: BaseException) -> None:
-        super().__init__(str(cause))
-        self.cause = cause
+_Outcome = tuple[str, str, str]  # (processed|duplicate|dead_lettered, reason, error type)

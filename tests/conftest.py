@@ -15,7 +15,7 @@ import pytest
 from amclocal.broker import LocalBroker
 from amclocal.postgres import create_database, drop_database, ensure_local_postgres
 
-# pytest_plugins = ["tests.simfixtures"]
+pytest_plugins = ["tests.simfixtures"]
 
 
 def _containers_requested() -> bool:

@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import hashlib
 import logging
+import os
 import re
 import sys
 from dataclasses import dataclass
@@ -125,10 +126,18 @@ def service_migrations_dir(service: str) -> Path:
 def main(argv: list[str] | None = None) -> None:
     """`amc-migrate [service ...]`: apply migrations (the Kubernetes migration Job runs this)."""
     parser = argparse.ArgumentParser(prog="amc-migrate", description=main.__doc__)
-    parser.add_argument("services", nargs="*", choices=[*SERVICES, []], default=list(SERVICES))
+    parser.add_argument(
+        "services",
+        nargs="*",
+        metavar="SERVICE",
+        help=f"any of {', '.join(SERVICES)} (default: all)",
+    )
     parser.add_argument("--database-url", default=None, help="default: $DATABASE_URL")
     args = parser.parse_args(argv)
-    import os
+    unknown = sorted(set(args.services) - set(SERVICES))
+    if unknown:
+        parser.error(f"unknown service(s) {', '.join(unknown)}; choose from {', '.join(SERVICES)}")
+    services = args.services or list(SERVICES)
 
     dsn = args.database_url or os.environ.get("DATABASE_URL")
     if not dsn:
@@ -136,7 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     async def run() -> None:
-        for service in args.services:
+        for service in services:
             schema = os.environ.get(f"{service.upper()}_DB_SCHEMA") or service
             applied = await apply_migrations(dsn, schema, service_migrations_dir(service))
             print(f"{service}: {len(applied)} migration(s) applied to schema {schema}")
@@ -145,3 +154,7 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(run())
     except (MigrationError, OSError, asyncpg.PostgresError) as exc:
         sys.exit(f"amc-migrate: {exc}")
+
+
+if __name__ == "__main__":
+    main()

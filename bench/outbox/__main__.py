@@ -1,0 +1,146 @@
+"""Outbox pipeline throughput beside its two ceilings, in one run.
+
+pipeline: enqueue N events (transactions of --tx-size) -> relay -> Kafka -> idempotent
+          consumer (one transaction and one offset commit per event) -> handled.
+kafka:    bare aiokafka produce of N records, then consume them (no group).
+postgres: N sequential one-row transactions.
+
+    python -m bench.outbox --events 5000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from bench.infra import Infra, infra
+from shared.config import KafkaSettings, ServiceSettings
+from shared.db import create_pool
+from shared.topics_admin import contract_topics, ensure_topics
+from tests.integration.probe import probe_runtime, request
+
+
+async def pipeline(env: Infra, n: int, tx_size: int) -> tuple[float, float]:
+    settings = ServiceSettings(
+        service_name="benchprobe",
+        database_url=env.database_url,
+        db_schema=f"{env.uid}_pipeline",
+        outbox_poll_interval_s=0.1,
+        kafka=KafkaSettings(
+            bootstrap_servers=env.bootstrap,
+            topic_prefix=f"{env.uid}.",
+            session_timeout_ms=3000,
+            heartbeat_interval_ms=500,
+        ),
+    )
+    runtime = probe_runtime(settings)
+    await ensure_topics(env.bootstrap, contract_topics(runtime.topics))
+    await runtime.start()
+    try:
+        # Let the consumer join its group before the clock starts.
+        await asyncio.sleep(4)
+        events = [request(f"key-{i % 50}", seq=i) for i in range(n)]
+        started = time.perf_counter()
+        for i in range(0, n, tx_size):
+            async with runtime.pool.acquire() as conn, conn.transaction():
+                await runtime.outbox.enqueue(conn, *events[i : i + tx_size])
+        relayed = 0.0
+        while await runtime.pool.fetchval("SELECT count(*) FROM seen") < n:
+            if not relayed and not await runtime.pool.fetchval(
+                "SELECT count(*) FROM outbox WHERE sent_at IS NULL"
+            ):
+                relayed = time.perf_counter() - started
+            await asyncio.sleep(0.05)
+        return time.perf_counter() - started, relayed or time.perf_counter() - started
+    finally:
+        await runtime.stop()
+
+
+async def bare_kafka(env: Infra, n: int) -> float:
+    topic = f"{env.uid}.bare"
+    await ensure_topics(env.bootstrap, [topic])
+    payload = request("bare").to_bytes()
+    producer = AIOKafkaProducer(bootstrap_servers=env.bootstrap, acks="all")
+    consumer = AIOKafkaConsumer(bootstrap_servers=env.bootstrap, enable_auto_commit=False)
+    await producer.start()
+    await consumer.start()
+    try:
+        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or [0]]
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        started = time.perf_counter()
+        sends = [
+            await producer.send(topic, payload, key=f"key-{i % 50}".encode()) for i in range(n)
+        ]
+        await asyncio.gather(*sends)
+        got = 0
+        while got < n:
+            batch = await consumer.getmany(timeout_ms=200)
+            got += sum(len(records) for records in batch.values())
+        return time.perf_counter() - started
+    finally:
+        await producer.stop()
+        await consumer.stop()
+
+
+async def bare_postgres(env: Infra, n: int) -> float:
+    schema = f"{env.uid}_bare"
+    conn = await asyncpg.connect(env.database_url)
+    await conn.execute(f'CREATE SCHEMA "{schema}"; CREATE TABLE "{schema}".t (id int, body text)')
+    await conn.close()
+    pool: asyncpg.Pool[Any] = await create_pool(env.database_url, schema)
+    try:
+        started = time.perf_counter()
+        for i in range(n):
+            async with pool.acquire() as c, c.transaction():
+                await c.execute("INSERT INTO t VALUES ($1, $2)", i, "x")
+        return time.perf_counter() - started
+    finally:
+        await pool.close()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=5000)
+    parser.add_argument("--tx-size", type=int, default=10, help="events per enqueue transaction")
+    args = parser.parse_args()
+    async with infra() as env:
+        kafka_s = await bare_kafka(env, args.events)
+        pg_s = await bare_postgres(env, args.events)
+        pipe_s, relay_s = await pipeline(env, args.events, args.tx_size)
+    rate = {
+        "pipeline": args.events / pipe_s,
+        "relay_only": args.events / relay_s,
+        "bare_kafka": args.events / kafka_s,
+        "bare_postgres_tx": args.events / pg_s,
+    }
+    print(
+        json.dumps(
+            {
+                "benchmark": "outbox",
+                "events": args.events,
+                "events_per_second": {k: round(v, 1) for k, v in rate.items()},
+                "seconds": {
+                    "pipeline": round(pipe_s, 3),
+                    "relay_only": round(relay_s, 3),
+                    "bare_kafka": round(kafka_s, 3),
+                    "bare_postgres_tx": round(pg_s, 3),
+                },
+                "ratio_pipeline_to_bare_kafka": round(rate["pipeline"] / rate["bare_kafka"], 3),
+                "ratio_pipeline_to_bare_postgres_tx": round(
+                    rate["pipeline"] / rate["bare_postgres_tx"], 3
+                ),
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
