@@ -1,8 +1,8 @@
 """Run the whole system on this machine: broker, database, simulator and the four services.
 
-`./dev run` calls this. It uses KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL when given, and
+`./dev run` calls `main()`. It uses KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL when given, and
 otherwise starts a local Tansu broker and uses the local PostgreSQL. Ctrl-C stops every
-process it started, and nothing else.
+process it started, and nothing else. The end-to-end tests start the same `ServiceStack`.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -29,30 +30,131 @@ from shared.crypto import KeyRing
 from shared.topics_admin import contract_topics, ensure_topics
 
 ROOT = Path(__file__).resolve().parents[3]
-VAR = ROOT / "var" / "local"
-SERVICES = {"token": 8081, "poller": 8082, "scheduler": 8083, "collector": 8084}
-SIMULATOR_PORT = 8090
+SERVICE_NAMES = ("token", "poller", "scheduler", "collector")
+LOCAL_PORTS = {"token": 8081, "poller": 8082, "scheduler": 8083, "collector": 8084}
 
 
 def say(message: str) -> None:
     print(f"[amc] {message}", flush=True)
 
 
-@dataclass
-class Stack:
-    processes: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
-    broker: LocalBroker | None = None
+def new_keys() -> dict[str, str]:
+    return {
+        "EVENT_ENCRYPTION_KEYS": KeyRing.generate_key(),
+        "TOKEN_ENCRYPTION_KEYS": KeyRing.generate_key(),
+        "API_KEY": KeyRing.generate_key()[:32],
+    }
 
-    def spawn(self, name: str, args: list[str], env: dict[str, str]) -> None:
-        log = open(VAR / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child process
+
+@dataclass
+class ServiceStack:
+    """The simulator and the four services as processes, against a given broker and database."""
+
+    bootstrap: str
+    database_url: str
+    log_dir: Path
+    keys: dict[str, str]
+    ports: dict[str, int] = field(default_factory=lambda: dict(LOCAL_PORTS))
+    simulator_port: int = 8090
+    topic_prefix: str = ""
+    schema_prefix: str = ""
+    extra_env: dict[str, str] = field(default_factory=dict)
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def simulator_url(self) -> str:
+        return f"http://127.0.0.1:{self.simulator_port}"
+
+    def url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.ports[service]}"
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(self.topic_prefix)
+
+    def env(self) -> dict[str, str]:
+        env = {
+            **os.environ,
+            **self.keys,
+            "PYTHONPATH": f"{ROOT}:{ROOT / 'deploy' / 'local'}",
+            "LOG_FORMAT": os.environ.get("LOG_FORMAT", "json"),
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            "KAFKA_TOPIC_PREFIX": self.topic_prefix,
+            "KAFKA_SESSION_TIMEOUT_MS": "3000",
+            "KAFKA_HEARTBEAT_INTERVAL_MS": "500",
+            "DATABASE_URL": self.database_url,
+            "LWA_CLIENT_ID": DEMO.client_id,
+            "TOKEN_LWA_CLIENT_SECRET": DEMO.client_secret,
+            "TOKEN_LWA_BASE_URL": self.simulator_url,
+            "POLLER_AMC_BASE_URL": self.simulator_url,
+            "POLLER_RESULT_DIR": str(self.log_dir / "results"),
+        }
+        for name in SERVICE_NAMES:
+            env[f"{name.upper()}_HTTP_PORT"] = str(self.ports[name])
+            if self.schema_prefix:
+                env[f"{name.upper()}_DB_SCHEMA"] = f"{self.schema_prefix}{name}"
+        env.update(self.extra_env)
+        return env
+
+    def spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it
         proc = subprocess.Popen(
-            args, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            args,
+            env=self.env(),
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
-        self.processes.append((name, proc))
+        self.processes[name] = proc
+        return proc
+
+    async def start(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        await ensure_topics(self.bootstrap, contract_topics(self.topics))
+        self.spawn(
+            "simulator",
+            [sys.executable, "-m", "amclocal.simulator", "--port", str(self.simulator_port)],
+        )
+        await asyncio.to_thread(wait_for_port, "127.0.0.1", self.simulator_port, 30)
+        await register_demo(self.simulator_url)
+        migrate = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "shared.db.migrate",
+            env=self.env(),
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        output, _ = await migrate.communicate()
+        if migrate.returncode != 0:
+            raise RuntimeError(f"migrations failed: {output.decode().strip()}")
+        for name in SERVICE_NAMES:
+            self.spawn(name, [sys.executable, "-m", f"services.{name}"])
+        await asyncio.gather(*(self.wait_ready(name, 60) for name in SERVICE_NAMES))
+        await register_token(self.url("token"), self.keys["API_KEY"])
+
+    async def wait_ready(self, name: str, timeout_s: float) -> None:
+        proc = self.processes[name]
+        deadline = time.monotonic() + timeout_s
+        async with httpx.AsyncClient() as client:
+            while time.monotonic() < deadline:
+                if proc.poll() is not None:
+                    raise RuntimeError(
+                        f"{name} exited with {proc.returncode}; see {self.log_dir}/{name}.log"
+                    )
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get(f"{self.url(name)}/readyz", timeout=2)).status_code == 200:
+                        return
+                await asyncio.sleep(0.3)
+        raise RuntimeError(
+            f"{name} not ready after {timeout_s:.0f} s; see {self.log_dir}/{name}.log"
+        )
 
     def stop(self) -> None:
-        # One at a time, newest first: consumers leave their groups cleanly (broker quirk).
-        for name, proc in reversed(self.processes):
+        # One at a time, newest first, so consumers leave their groups cleanly (broker quirk).
+        for name, proc in reversed(list(self.processes.items())):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
                 try:
@@ -62,54 +164,32 @@ class Stack:
                     proc.kill()
                     proc.wait()
         self.processes.clear()
-        if self.broker is not None:
-            self.broker.stop()
-            self.broker = None
 
 
-def persistent_keys() -> dict[str, str]:
+def persistent_keys(var: Path) -> dict[str, str]:
     """Dev keys kept in var/local so stored tokens stay readable across restarts."""
-    path = VAR / "keys.json"
+    path = var / "keys.json"
     if path.exists():
         keys: dict[str, str] = json.loads(path.read_text())
         return keys
-    keys = {
-        "EVENT_ENCRYPTION_KEYS": KeyRing.generate_key(),
-        "TOKEN_ENCRYPTION_KEYS": KeyRing.generate_key(),
-        "API_KEY": KeyRing.generate_key()[:32],
-    }
+    keys = new_keys()
     path.write_text(json.dumps(keys))
     path.chmod(0o600)
     return keys
 
 
-async def wait_ready(name: str, url: str, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    async with httpx.AsyncClient() as client:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(
-                    f"{name} exited with {proc.returncode}; see var/local/{name}.log"
-                )
-            with contextlib.suppress(httpx.HTTPError):
-                if (await client.get(url, timeout=2)).status_code == 200:
-                    return
-            await asyncio.sleep(0.3)
-    raise RuntimeError(f"{name} not ready after {timeout_s:.0f} s; see var/local/{name}.log")
-
-
 async def tail_events(bootstrap: str, topics: Topics) -> None:
-    names = contract_topics(topics)
     consumer = AIOKafkaConsumer(
-        *names, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="latest"
+        *contract_topics(topics),
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="latest",
     )
     await consumer.start()
     try:
         async for record in consumer:
-            print(
-                f"  {time.strftime('%H:%M:%S')} {record.topic:<28} {summarise(record.value)}",
-                flush=True,
-            )
+            stamp = time.strftime("%H:%M:%S")
+            print(f"  {stamp} {record.topic:<28} {summarise(record.value)}", flush=True)
     finally:
         await consumer.stop()
 
@@ -121,127 +201,67 @@ def summarise(value: bytes | None) -> str:
         return "(not JSON)"
     if not isinstance(body, dict):
         return "(not an object)"
-    picked = {
-        k: body[k]
-        for k in (
-            "status",
-            "origin",
-            "user_id",
-            "schedule_id",
-            "collection_id",
-            "execution_id",
-            "reason",
-            "reauth_required",
-        )
-        if k in body
-    }
-    return json.dumps(picked, default=str)[:160]
+    keys = (
+        "status",
+        "origin",
+        "user_id",
+        "schedule_id",
+        "collection_id",
+        "execution_id",
+        "reason",
+        "reauth_required",
+    )
+    return json.dumps({k: body[k] for k in keys if k in body}, default=str)[:160]
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
 async def run() -> None:
-    VAR.mkdir(parents=True, exist_ok=True)
-    stack = Stack()
-    env = {
-        **os.environ,
-        "PYTHONPATH": f"{ROOT}:{ROOT / 'deploy' / 'local'}",
-        "LOG_FORMAT": os.environ.get("LOG_FORMAT", "json"),
-    }
+    var = ROOT / "var" / "local"
+    var.mkdir(parents=True, exist_ok=True)
+    broker: LocalBroker | None = None
+    stack: ServiceStack | None = None
     try:
         bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
         if bootstrap:
             say(f"Kafka: {bootstrap} (from KAFKA_BOOTSTRAP_SERVERS)")
         else:
-            stack.broker = LocalBroker(
-                port=9092 if _port_free(9092) else free_port(), log_path=VAR / "broker.log"
-            )
-            bootstrap = stack.broker.start()
-            say(f"Kafka: local Tansu broker on {bootstrap} (in memory: restarts start empty)")
+            port = 9092 if _port_free(9092) else free_port()
+            broker = LocalBroker(port=port, log_path=var / "broker.log")
+            bootstrap = broker.start()
+            say(f"Kafka: local Tansu broker on {bootstrap} (in memory: a restart starts empty)")
         database_url = os.environ.get("DATABASE_URL")
         if database_url:
             say("PostgreSQL: from DATABASE_URL")
         else:
-            admin = await ensure_local_postgres()
-            database_url = await create_database(admin, "amc")
+            database_url = await create_database(await ensure_local_postgres(), "amc")
             say(f"PostgreSQL: {database_url}")
-        keys = persistent_keys()
-        sim_url = f"http://127.0.0.1:{SIMULATOR_PORT}"
-        env.update(keys)
-        env.update(
-            {
-                "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-                "KAFKA_SESSION_TIMEOUT_MS": "3000",
-                "KAFKA_HEARTBEAT_INTERVAL_MS": "500",
-                "DATABASE_URL": database_url,
-                "LWA_CLIENT_ID": DEMO.client_id,
-                "TOKEN_LWA_CLIENT_SECRET": DEMO.client_secret,
-                "TOKEN_LWA_BASE_URL": sim_url,
-                "POLLER_AMC_BASE_URL": sim_url,
-                "POLLER_RESULT_DIR": str(VAR / "results"),
-            }
+        stack = ServiceStack(
+            bootstrap=bootstrap,
+            database_url=database_url,
+            log_dir=var,
+            keys=persistent_keys(var),
+            topic_prefix=os.environ.get("KAFKA_TOPIC_PREFIX", ""),
         )
-        topics = Topics(env.get("KAFKA_TOPIC_PREFIX", ""))
-        await ensure_topics(bootstrap, contract_topics(topics))
-
-        stack.spawn(
-            "simulator",
-            [
-                sys.executable,
-                "-m",
-                "amclocal.simulator",
-                "--port",
-                str(SIMULATOR_PORT),
-                "--seed",
-                "7",
-            ],
-            env,
-        )
-        wait_for_port("127.0.0.1", SIMULATOR_PORT, timeout_s=30)
-        await register_demo(sim_url)
-        say(f"AMC/LWA simulator: {sim_url}")
-
-        migrate = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "shared.db.migrate",
-            env=env,
-            cwd=ROOT,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        output, _ = await migrate.communicate()
-        if migrate.returncode != 0:
-            raise RuntimeError(f"migrations failed: {output.decode().strip()}")
-        say("migrations applied")
-
-        for name, port in SERVICES.items():
-            env[f"{name.upper()}_HTTP_PORT"] = str(port)
-        for name in SERVICES:
-            stack.spawn(name, [sys.executable, "-m", f"services.{name}"], env)
-        procs = dict(stack.processes)
-        await asyncio.gather(
-            *(
-                wait_ready(name, f"http://127.0.0.1:{port}/readyz", procs[name], 60)
-                for name, port in SERVICES.items()
-            )
-        )
-        await register_token(f"http://127.0.0.1:{SERVICES['token']}", keys["API_KEY"])
+        say("starting the AMC/LWA simulator, migrations and the four services...")
+        await stack.start()
+        say(f"AMC/LWA simulator: {stack.simulator_url}  (GET /_sim/requests shows what AMC saw)")
         say("all four services are ready:")
-        for name, port in SERVICES.items():
-            say(f"  {name:<10} http://127.0.0.1:{port}  (/healthz /readyz /metrics /docs)")
-        say(f"API key for amcctl: export AMCCTL_API_KEY={keys['API_KEY']}")
-        say("logs: var/local/*.log. Events as they flow (Ctrl-C stops everything):")
-        await tail_events(bootstrap, topics)
+        for name in SERVICE_NAMES:
+            say(f"  {name:<10} {stack.url(name)}  (/healthz /readyz /metrics /docs)")
+        say(f"for amcctl: export AMCCTL_API_KEY={stack.keys['API_KEY']}")
+        say(f"logs: {var}/*.log. Events as they flow (Ctrl-C stops everything):")
+        await tail_events(bootstrap, stack.topics)
     finally:
         say("stopping...")
-        stack.stop()
+        if stack is not None:
+            stack.stop()
+        if broker is not None:
+            broker.stop()
         say("stopped")
-
-
-def _port_free(port: int) -> bool:
-    import socket
-
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
 def main() -> None:
