@@ -42,6 +42,7 @@ from tenacity import (
 from shared.config import KafkaSettings
 from shared.contract import DeadLetter, Event, InvalidEventError, Topics, decode_event
 from shared.outbox import Connection, Outbox
+from shared.telemetry import event_span_attributes
 
 log = logging.getLogger(__name__)
 
@@ -242,6 +243,7 @@ class EventConsumer:
                 span.set_status(Status(StatusCode.ERROR, "invalid event"))
                 return ("dead_lettered", str(exc), "InvalidEventError")
             span.set_attribute("messaging.message.id", str(event.event_id))
+            span.set_attributes(event_span_attributes(event))
             try:
                 async with conn.transaction():  # a savepoint: one bad event spoils nothing else
                     first = await conn.fetchval(

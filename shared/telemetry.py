@@ -69,6 +69,35 @@ def setup_tracing(service_name: str, *, processor: SpanProcessor | None = None) 
     return provider
 
 
+# Ids operators search traces by; each becomes an `amc.<name>` span attribute when present.
+SEARCHABLE_IDS = (
+    "schedule_id",
+    "run_id",
+    "collection_id",
+    "week_id",
+    "execution_id",
+    "amc_execution_id",
+    "request_id",
+    "user_id",
+    "instance_id",
+)
+
+
+def event_span_attributes(event: Any) -> dict[str, str]:
+    """The searchable ids an event carries (its run's user and instance included)."""
+    attributes: dict[str, str] = {}
+    for source in (event, getattr(event, "run", None)):
+        for name in SEARCHABLE_IDS:
+            value = getattr(source, name, None)
+            if value is not None:
+                attributes[f"amc.{name}"] = str(value)
+    origin = getattr(event, "origin", None)
+    if origin is not None:
+        attributes["amc.origin.kind"] = str(origin.kind)
+        attributes["amc.origin.id"] = str(origin.id)
+    return attributes
+
+
 def shutdown_tracing() -> None:
     if _provider is not None:
         _provider.force_flush(timeout_millis=5000)

@@ -18,6 +18,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, JsonValue, Vali
 from shared.clients.errors import (
     ApiError,
     ResultsExpiredError,
+    UnauthorizedError,
     error_from_response,
     transport_errors,
 )
@@ -220,6 +221,9 @@ class AmcClient:
         json: JsonValue = None,
     ) -> httpx.Response:
         """One request to .../workflowExecutions{path}; the 2xx response, else a typed error."""
+        if not access_token.strip():
+            # What AMC would answer; httpx would refuse the bare "Bearer " header instead.
+            raise UnauthorizedError("AMC: no access token to send")
         url = (
             f"{self._base_url}/amc/reporting/{quote(account.instance_id, '')}"
             f"/workflowExecutions{path}"

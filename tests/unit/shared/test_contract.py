@@ -19,6 +19,7 @@ from shared.contract import (
     decode_event,
 )
 from shared.contract.asyncapi import ROUTES, render
+from shared.telemetry import event_span_attributes
 
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "asyncapi.json"
 
@@ -121,3 +122,12 @@ def test_committed_asyncapi_document_is_current() -> None:
     assert DOCS.read_text() == render(), (
         "docs/asyncapi.json is stale: run `python -m shared.contract.asyncapi > docs/asyncapi.json`"
     )
+
+
+def test_span_attributes_carry_the_searchable_ids() -> None:
+    attributes = event_span_attributes(requested("r-9"))
+    assert attributes["amc.request_id"] == "r-9"
+    assert attributes["amc.user_id"] == "u"
+    assert attributes["amc.instance_id"] == "i"
+    assert attributes["amc.origin.kind"] == "external"
+    assert not any("token" in key for key in attributes)
