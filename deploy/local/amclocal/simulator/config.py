@@ -1,0 +1,104 @@
+"""The simulator's knobs, and the control-API shapes that register clients, users and faults."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class RouteKind(StrEnum):
+    """What a request was for: the unit of fault scoping and of request-log filters."""
+
+    TOKEN = "token"
+    CREATE = "create"
+    GET = "get"
+    LIST = "list"
+    CANCEL = "cancel"
+    DOWNLOAD_URLS = "download_urls"
+    RESULTS = "results"
+
+
+AMC_API_KINDS = frozenset(
+    {RouteKind.CREATE, RouteKind.GET, RouteKind.LIST, RouteKind.CANCEL, RouteKind.DOWNLOAD_URLS}
+)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SimConfig(_Strict):
+    """Defaults suit a local run; tests shorten the durations."""
+
+    seed: int = 0
+    access_token_ttl_seconds: float = Field(default=3600.0, gt=0)
+    rotate_refresh_tokens: bool = Field(
+        default=False, description="Each refresh issues a new refresh token and voids the old one"
+    )
+    pending_seconds: float = Field(default=2.0, ge=0)
+    running_seconds: float = Field(default=10.0, ge=0)
+    max_running: int = Field(default=10, ge=1, description="RUNNING executions per instance")
+    rate_limit_per_second: int = Field(
+        default=10, ge=0, description="AMC requests per instance in any 1 s; 0 turns it off"
+    )
+    result_rows: int = Field(default=100, ge=0)
+    page_size: int = Field(default=50, ge=1, description="Executions per list page")
+
+
+class ClientRegistration(_Strict):
+    client_id: str = Field(min_length=1)
+    client_secret: str = Field(min_length=1)
+
+
+class UserRegistration(_Strict):
+    user_id: str = Field(min_length=1)
+    refresh_token: str = Field(min_length=1)
+    client_id: str | None = Field(default=None, description="Only this client may refresh")
+
+
+class CodeRegistration(_Strict):
+    code: str = Field(min_length=1)
+    user_id: str = Field(min_length=1)
+    redirect_uri: str = Field(min_length=1)
+    client_id: str | None = None
+
+
+class InstanceRegistration(_Strict):
+    instance_id: str = Field(min_length=1)
+    advertiser_id: str = Field(min_length=1)
+    marketplace_id: str = Field(min_length=1)
+    allowed_users: list[str] | None = Field(
+        default=None, description="Users whose tokens may use the instance; None: everyone"
+    )
+
+
+class WorkflowBehavior(_Strict):
+    """How executions of one workflow id behave; unset durations fall back to SimConfig."""
+
+    workflow_id: str = Field(min_length=1)
+    pending_seconds: float | None = Field(default=None, ge=0)
+    running_seconds: float | None = Field(default=None, ge=0)
+    fail: bool = Field(default=False, description="Every execution ends FAILED")
+    fail_attempts: int = Field(
+        default=0,
+        ge=0,
+        description="The first N executions of the same workflow and time window end FAILED",
+    )
+    failure_reason: str = "Query execution failed: simulated failure"
+    rows: int | None = Field(default=None, ge=0)
+
+
+class FaultRule(_Strict):
+    """Injected trouble for requests of the given kinds (default: the AMC API routes)."""
+
+    kinds: list[RouteKind] | None = None
+    latency_ms: int = Field(default=0, ge=0)
+    error_rate: float = Field(default=0.0, ge=0, le=1)
+    fail_next: int = Field(default=0, ge=0, description="The next N matching requests fail")
+    status: int = Field(default=503, ge=500, le=599)
+
+    def matches(self, kind: RouteKind) -> bool:
+        if self.kinds is None:
+            return kind in AMC_API_KINDS
+        return kind in self.kinds

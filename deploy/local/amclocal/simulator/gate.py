@@ -1,0 +1,72 @@
+"""What every simulated request passes first: the request log entry and injected faults."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from amclocal.simulator.config import RouteKind
+from amclocal.simulator.requestlog import RequestRecord
+from amclocal.simulator.state import SimState
+
+_RECORD_KEY = "amclocal.record"
+CONTROL_PREFIX = "/_sim"
+
+
+class Reject(Exception):
+    """Answer the request with this status and JSON body instead of running the route."""
+
+    def __init__(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None):
+        super().__init__(status)
+        self.status = status
+        self.body = body
+        self.headers = headers or {}
+
+
+class RequestLogMiddleware:
+    """Logs every non-control request on arrival, and its status once answered."""
+
+    def __init__(self, app: ASGIApp, state: SimState) -> None:
+        self._app = app
+        self._state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(CONTROL_PREFIX):
+            await self._app(scope, receive, send)
+            return
+        record = RequestRecord(time=time.time(), method=scope["method"], path=scope["path"])
+        self._state.log.add(record)
+        scope[_RECORD_KEY] = record
+
+        async def send_and_note(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                record.status = message["status"]
+            await send(message)
+
+        await self._app(scope, receive, send_and_note)
+
+
+def record_of(request: Request) -> RequestRecord:
+    """The request's log entry (a detached one for requests that are not logged)."""
+    record = request.scope.get(_RECORD_KEY)
+    if isinstance(record, RequestRecord):
+        return record
+    return RequestRecord(time=time.time(), method=request.method, path=request.url.path)
+
+
+async def inject_faults(state: SimState, kind: RouteKind) -> None:
+    decision = state.decide_fault(kind)
+    if decision.delay_seconds > 0:
+        await asyncio.sleep(decision.delay_seconds)
+    if decision.fail_status is not None:
+        description = "Simulated service failure"
+        if kind is RouteKind.TOKEN:
+            raise Reject(
+                decision.fail_status,
+                {"error": "server_error", "error_description": description},
+            )
+        raise Reject(decision.fail_status, {"code": "InternalError", "message": description})

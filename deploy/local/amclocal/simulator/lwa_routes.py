@@ -1,0 +1,42 @@
+"""POST /auth/o2/token, as Login with Amazon answers it."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from amclocal.simulator.config import RouteKind
+from amclocal.simulator.gate import inject_faults, record_of
+from amclocal.simulator.identity import LwaError
+from amclocal.simulator.state import SimState
+
+
+def lwa_router(state: SimState) -> APIRouter:
+    router = APIRouter()
+
+    @router.post("/auth/o2/token")
+    async def token(request: Request) -> JSONResponse:
+        record_of(request).kind = RouteKind.TOKEN
+        await inject_faults(state, RouteKind.TOKEN)
+        form = dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
+        try:
+            issued = state.identity.grant(form, state.now(), state.config)
+        except LwaError as error:
+            return JSONResponse(
+                {"error": error.error, "error_description": error.description},
+                status_code=error.status,
+            )
+        ttl = issued.expires_in
+        return JSONResponse(
+            {
+                "access_token": issued.access_token,
+                "refresh_token": issued.refresh_token,
+                "token_type": "bearer",
+                "expires_in": int(ttl) if ttl.is_integer() else ttl,
+            },
+            headers={"Cache-Control": "no-store"},
+        )
+
+    return router

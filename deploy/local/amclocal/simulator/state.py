@@ -1,0 +1,80 @@
+"""Everything the simulator remembers, in one object that the routes share."""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+
+from amclocal.simulator.config import FaultRule, RouteKind, SimConfig
+from amclocal.simulator.executions import Amc
+from amclocal.simulator.identity import Identity
+from amclocal.simulator.requestlog import InstanceStats, RequestLog, Stats, max_in_one_second
+from amclocal.simulator.throttle import RateLimiter
+
+
+@dataclass(frozen=True)
+class FaultDecision:
+    delay_seconds: float
+    fail_status: int | None
+
+
+@dataclass
+class SimState:
+    initial: SimConfig
+    config: SimConfig = field(init=False)
+    rng: random.Random = field(init=False)
+    identity: Identity = field(init=False)
+    amc: Amc = field(init=False)
+    limiter: RateLimiter = field(init=False)
+    faults: list[FaultRule] = field(init=False)
+    log: RequestLog = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to the state right after start: same config, same seed, nothing registered."""
+        self.config = self.initial.model_copy()
+        self.rng = random.Random(self.config.seed)
+        self.identity = Identity()
+        self.amc = Amc()
+        self.limiter = RateLimiter()
+        self.faults = []
+        self.log = RequestLog()
+
+    @staticmethod
+    def now() -> float:
+        return time.monotonic()
+
+    def decide_fault(self, kind: RouteKind) -> FaultDecision:
+        """Latency adds up over matching rules; the first rule that fires picks the status."""
+        delay = 0.0
+        fail_status: int | None = None
+        for rule in self.faults:
+            if not rule.matches(kind):
+                continue
+            delay += rule.latency_ms / 1000
+            if fail_status is not None:
+                continue
+            if rule.fail_next > 0:
+                rule.fail_next -= 1
+                fail_status = rule.status
+            elif rule.error_rate > 0 and self.rng.random() < rule.error_rate:
+                fail_status = rule.status
+        return FaultDecision(delay, fail_status)
+
+    def stats(self) -> Stats:
+        self.amc.advance_all(self.now(), self.config.max_running)
+        result = Stats()
+        for instance_id, instance in self.amc.instances.items():
+            result.instances[instance_id] = InstanceStats(
+                executions_created=len(instance.executions),
+                max_running_seen=instance.max_running_seen,
+            )
+        for instance_id, records in self.log.api_traffic().items():
+            stats = result.instances.setdefault(instance_id, InstanceStats())
+            stats.requests = len(records)
+            stats.throttled = sum(r.status == 429 for r in records)
+            stats.max_rps = max_in_one_second([r.time for r in records])
+        return result

@@ -1,0 +1,225 @@
+"""The simulator's own contract: control API, request log, stats, determinism, raw AMC answers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from amclocal.simulator import FaultRule, RouteKind, SimAccount, SimControl
+
+ROOT = Path(__file__).resolve().parents[2]
+CREATE_BODY = {
+    "workflowId": "reach",
+    "timeWindowType": "EXPLICIT",
+    "timeWindowStart": "2024-01-01T00:00:00",
+    "timeWindowEnd": "2024-01-08T00:00:00",
+}
+
+
+async def _access_token(http: httpx.AsyncClient, base_url: str, account: SimAccount) -> str:
+    response = await http.post(
+        f"{base_url}/auth/o2/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": account.refresh_token,
+            "client_id": account.client_id,
+            "client_secret": account.client_secret,
+        },
+    )
+    response.raise_for_status()
+    return str(response.json()["access_token"])
+
+
+def _headers(account: SimAccount, token: str | None) -> dict[str, str]:
+    headers = {
+        "Amazon-Advertising-API-ClientId": account.client_id,
+        "Amazon-Advertising-API-AdvertiserId": account.advertiser_id,
+        "Amazon-Advertising-API-MarketplaceId": account.marketplace_id,
+    }
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    return headers
+
+
+def _executions_url(base_url: str, instance_id: str) -> str:
+    return f"{base_url}/amc/reporting/{instance_id}/workflowExecutions"
+
+
+async def test_missing_bearer_token_is_401_with_a_message(
+    simulator: SimControl, sim_account: SimAccount, sim_http: httpx.AsyncClient
+) -> None:
+    response = await sim_http.post(
+        _executions_url(simulator.base_url, sim_account.instance_id),
+        json=CREATE_BODY,
+        headers=_headers(sim_account, None),
+    )
+    assert response.status_code == 401
+    assert response.json()["message"] == "Missing bearer access token"
+
+
+async def test_missing_advertiser_header_is_400(
+    simulator: SimControl, sim_account: SimAccount, sim_http: httpx.AsyncClient
+) -> None:
+    token = await _access_token(sim_http, simulator.base_url, sim_account)
+    headers = _headers(sim_account, token)
+    del headers["Amazon-Advertising-API-AdvertiserId"]
+    response = await sim_http.get(
+        _executions_url(simulator.base_url, sim_account.instance_id), headers=headers
+    )
+    assert response.status_code == 400
+    assert "AdvertiserId" in response.json()["message"]
+
+
+async def test_instance_restricted_to_other_users_is_403(
+    simulator: SimControl, sim_account: SimAccount, sim_http: httpx.AsyncClient
+) -> None:
+    await simulator.register_instance(
+        "private", sim_account.advertiser_id, sim_account.marketplace_id, ["someone-else"]
+    )
+    token = await _access_token(sim_http, simulator.base_url, sim_account)
+    response = await sim_http.get(
+        _executions_url(simulator.base_url, "private"), headers=_headers(sim_account, token)
+    )
+    assert response.status_code == 403
+
+
+async def test_request_log_records_creates_without_secrets(
+    simulator: SimControl, sim_account: SimAccount, sim_http: httpx.AsyncClient
+) -> None:
+    token = await _access_token(sim_http, simulator.base_url, sim_account)
+    url = _executions_url(simulator.base_url, sim_account.instance_id)
+    created = await sim_http.post(url, json=CREATE_BODY, headers=_headers(sim_account, token))
+    execution_id = created.json()["workflowExecutionId"]
+    await sim_http.get(f"{url}/{execution_id}", headers=_headers(sim_account, token))
+    await simulator.stats()  # control calls are not logged
+
+    records = await simulator.requests()
+    assert [(r.kind, r.status) for r in records] == [
+        (RouteKind.TOKEN, 200),
+        (RouteKind.CREATE, 200),
+        (RouteKind.GET, 200),
+    ]
+    [create] = await simulator.requests(sim_account.instance_id, RouteKind.CREATE)
+    assert create.workflow_id == "reach"
+    assert (create.time_window_start, create.time_window_end) == (
+        "2024-01-01T00:00:00",
+        "2024-01-08T00:00:00",
+    )
+    assert create.execution_id == execution_id
+    assert create.path == f"/amc/reporting/{sim_account.instance_id}/workflowExecutions"
+    log = "".join(r.model_dump_json() for r in records)
+    assert token not in log
+    assert sim_account.refresh_token not in log
+    assert sim_account.client_secret not in log
+
+
+async def test_stats_count_creates_and_the_busiest_second_per_instance(
+    simulator: SimControl, sim_account: SimAccount, sim_http: httpx.AsyncClient
+) -> None:
+    await simulator.register_instance(
+        "second", sim_account.advertiser_id, sim_account.marketplace_id
+    )
+    token = await _access_token(sim_http, simulator.base_url, sim_account)
+    headers = _headers(sim_account, token)
+    for _ in range(3):
+        await sim_http.post(
+            _executions_url(simulator.base_url, sim_account.instance_id),
+            json=CREATE_BODY,
+            headers=headers,
+        )
+    await sim_http.post(
+        _executions_url(simulator.base_url, "second"), json=CREATE_BODY, headers=headers
+    )
+    await asyncio.sleep(1.05)
+    await sim_http.get(_executions_url(simulator.base_url, "second"), headers=headers)
+
+    stats = (await simulator.stats()).instances
+    first = stats[sim_account.instance_id]
+    assert (first.executions_created, first.requests, first.max_rps) == (3, 3, 3)
+    second = stats["second"]
+    assert (second.executions_created, second.requests, second.max_rps) == (1, 2, 1)
+    assert (first.max_running_seen, second.max_running_seen) == (3, 1)
+
+
+async def test_same_seed_gives_same_ids_and_same_injected_failures(
+    simulator: SimControl, sim_account: SimAccount, sim_http: httpx.AsyncClient
+) -> None:
+    async def run_once() -> list[int | str]:
+        account = await simulator.provision()
+        await simulator.configure(rate_limit_per_second=0)
+        await simulator.add_fault(FaultRule(kinds=[RouteKind.CREATE], error_rate=0.5))
+        token = await _access_token(sim_http, simulator.base_url, account)
+        outcome: list[int | str] = []
+        for _ in range(12):
+            response = await sim_http.post(
+                _executions_url(simulator.base_url, account.instance_id),
+                json=CREATE_BODY,
+                headers=_headers(account, token),
+            )
+            outcome.append(response.json().get("workflowExecutionId", response.status_code))
+        return outcome
+
+    first = await run_once()
+    await simulator.reset()
+    second = await run_once()
+
+    assert first == second
+    assert 503 in first
+    assert any(isinstance(item, str) for item in first)
+
+
+async def test_reset_forgets_everything_and_restores_config(simulator: SimControl) -> None:
+    await simulator.provision()
+    await simulator.configure(max_running=3)
+    await simulator.add_fault(FaultRule(latency_ms=5))
+
+    await simulator.reset()
+
+    assert (await simulator.config()).max_running == 10
+    assert await simulator.executions() == []
+    assert (await simulator.stats()).instances == {}
+
+
+async def test_invalid_config_is_refused_and_changes_nothing(simulator: SimControl) -> None:
+    for bad in ({"max_running": 0}, {"no_such_knob": 1}):
+        with pytest.raises(httpx.HTTPStatusError) as caught:
+            await simulator.configure(**bad)
+        assert caught.value.response.status_code == 422
+    assert (await simulator.config()).max_running == 10
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_runs_as_a_process_from_the_command_line() -> None:
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "deploy" / "local")}
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "amclocal.simulator", "--port", str(port), "--seed", "7"),
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        async with httpx.AsyncClient() as http:
+            async with asyncio.timeout(15):
+                while True:
+                    try:
+                        health = await http.get(f"http://127.0.0.1:{port}/_sim/healthz")
+                        break
+                    except httpx.TransportError:
+                        await asyncio.sleep(0.1)
+            assert health.json() == {"ok": True}
+            config = (await http.get(f"http://127.0.0.1:{port}/_sim/config")).json()
+            assert config["seed"] == 7
+    finally:
+        process.terminate()
+        await process.wait()

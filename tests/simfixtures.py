@@ -1,0 +1,44 @@
+"""The AMC/LWA simulator as pytest fixtures.
+
+`simulator` gives each test a freshly reset simulator (one server per session, served by the
+session's event loop) through its control client. The server answers only while that loop
+runs: code under test must talk to it with async I/O, not from a blocking call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest_asyncio
+from amclocal.simulator import RunningSimulator, SimAccount, SimConfig, SimControl, run_simulator
+
+# Fast executions so lifecycles finish in well under a second; AMC's real limits stay.
+TEST_CONFIG = SimConfig(seed=20240101, pending_seconds=0.1, running_seconds=0.2)
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def simulator_server() -> AsyncIterator[RunningSimulator]:
+    async with run_simulator(TEST_CONFIG) as running:
+        yield running
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def sim_http() -> AsyncIterator[httpx.AsyncClient]:
+    """One connection pool for the session: building an httpx client costs ~0.1 s."""
+    async with httpx.AsyncClient(timeout=10.0) as http:
+        yield http
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def simulator(simulator_server: RunningSimulator, sim_http: httpx.AsyncClient) -> SimControl:
+    """The control client of a simulator reset to TEST_CONFIG with nothing registered."""
+    control = SimControl(simulator_server.base_url, http=sim_http)
+    await control.reset()
+    return control
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def sim_account(simulator: SimControl) -> SimAccount:
+    """An LWA app, a user with a refresh token, and an AMC instance the user may use."""
+    return await simulator.provision()
