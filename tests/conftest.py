@@ -12,6 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+
 from amclocal.broker import LocalBroker
 from amclocal.postgres import create_database, drop_database, ensure_local_postgres
 

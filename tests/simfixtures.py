@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest_asyncio
+
 from amclocal.simulator import RunningSimulator, SimAccount, SimConfig, SimControl, run_simulator
 
 # Fast executions so lifecycles finish in well under a second; AMC's real limits stay.

@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 import pytest_asyncio
-from amclocal.simulator import FaultRule, RouteKind, SimAccount, SimControl, WorkflowBehavior
 
+from amclocal.simulator import FaultRule, RouteKind, SimAccount, SimControl, WorkflowBehavior
 from shared.clients import (
     AmcAccount,
     AmcClient,

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from amclocal.simulator import FaultRule, RouteKind, SimAccount, SimControl
 
+from amclocal.simulator import FaultRule, RouteKind, SimAccount, SimControl
 from shared.clients import (
     InvalidGrantError,
     LwaClient,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from amclocal.simulator import FaultRule, RouteKind, SimAccount, SimControl
 
 ROOT = Path(__file__).resolve().parents[2]

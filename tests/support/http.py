@@ -7,8 +7,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import uvicorn
-from amclocal.broker import free_port
 from fastapi import FastAPI
+
+from amclocal.broker import free_port
 
 
 @asynccontextmanager
