@@ -219,9 +219,7 @@ def _port_free(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
-async def run() -> None:
-    var = ROOT / "var" / "local"
-    var.mkdir(parents=True, exist_ok=True)
+async def run(var: Path) -> None:
     broker: LocalBroker | None = None
     stack: ServiceStack | None = None
     try:
@@ -239,11 +237,14 @@ async def run() -> None:
         else:
             database_url = await create_database(await ensure_local_postgres(), "amc")
             say(f"PostgreSQL: {database_url}")
+        base = int(os.environ.get("AMC_PORT_BASE", "8080"))
         stack = ServiceStack(
             bootstrap=bootstrap,
             database_url=database_url,
             log_dir=var,
             keys=persistent_keys(var),
+            ports={name: base + 1 + i for i, name in enumerate(SERVICE_NAMES)},
+            simulator_port=base + 10,
             topic_prefix=os.environ.get("KAFKA_TOPIC_PREFIX", ""),
         )
         say("starting the AMC/LWA simulator, migrations and the four services...")
@@ -265,8 +266,10 @@ async def run() -> None:
 
 
 def main() -> None:
+    var = Path(os.environ.get("AMC_VAR_DIR", ROOT / "var" / "local"))
+    var.mkdir(parents=True, exist_ok=True)
     try:
-        asyncio.run(run())
+        asyncio.run(run(var))
     except KeyboardInterrupt:
         pass
     except RuntimeError as exc:

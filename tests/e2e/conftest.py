@@ -1,0 +1,52 @@
+"""The four services as processes, with the simulator, on the session's broker and database."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from amclocal.broker import free_port
+from amclocal.stack import SERVICE_NAMES, ServiceStack, new_keys
+from tests.support.http import serve_app
+from tests.support.otlp import TraceStore, receiver
+
+
+@pytest.fixture(scope="session")
+async def traces() -> AsyncIterator[tuple[TraceStore, str]]:
+    store = TraceStore()
+    async with serve_app(receiver(store)) as url:
+        yield store, url
+
+
+@pytest.fixture(scope="session")
+async def stack(
+    kafka_bootstrap: str,
+    database_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    traces: tuple[TraceStore, str],
+) -> AsyncIterator[ServiceStack]:
+    uid = f"e{uuid.uuid4().hex[:8]}"
+    log_dir: Path = tmp_path_factory.mktemp("stack")
+    running = ServiceStack(
+        bootstrap=kafka_bootstrap,
+        database_url=database_url,
+        log_dir=log_dir,
+        keys=new_keys(),
+        ports={name: free_port() for name in SERVICE_NAMES},
+        simulator_port=free_port(),
+        topic_prefix=f"{uid}.",
+        schema_prefix=f"{uid}_",
+        extra_env={
+            "OTEL_TRACES_EXPORTER": "otlp",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": traces[1],
+            "OTEL_BSP_SCHEDULE_DELAY": "200",
+        },
+    )
+    try:
+        await running.start()
+        yield running
+    finally:
+        running.stop()
