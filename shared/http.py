@@ -8,9 +8,9 @@ from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, status
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from prometheus_client import make_asgi_app
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shared.runtime import ServiceRuntime
 from shared.telemetry import shutdown_tracing
@@ -75,7 +75,10 @@ def create_app(
             return JSONResponse({"status": "unavailable", "problems": problems}, status_code=503)
         return JSONResponse({"status": "ready"})
 
-    app.mount("/metrics", make_asgi_app(runtime.registry))
+    @app.get("/metrics", tags=["health"], response_class=Response)
+    async def metrics() -> Response:
+        return Response(generate_latest(runtime.registry), media_type=CONTENT_TYPE_LATEST)
+
     guard = Depends(api_key_guard(runtime))
     for router in routers:
         app.include_router(router, dependencies=[guard])
