@@ -18,6 +18,7 @@ is sought back and redelivered, never dead-lettered.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -31,7 +32,7 @@ from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
@@ -97,8 +98,15 @@ class ConsumerMetrics:
     registry: CollectorRegistry
     consumed: Counter = field(init=False)
     latency: Histogram = field(init=False)
+    lag: Gauge = field(init=False)
 
     def __post_init__(self) -> None:
+        self.lag = Gauge(
+            "amc_consumer_lag",
+            "Records behind the end of the log, for the partitions this replica owns",
+            ["topic", "partition"],
+            registry=self.registry,
+        )
         self.consumed = Counter(
             "amc_events_consumed",
             "Events consumed, by topic and outcome",
@@ -200,6 +208,19 @@ class EventConsumer:
             self._metrics.consumed.labels(record.topic, outcome).inc()
             self._metrics.latency.labels(record.topic).observe(elapsed)
         await msg.ack()
+        await self._observe_lag(msg)
+
+    async def _observe_lag(self, msg: KafkaMessage) -> None:
+        consumer: Any = getattr(msg, "consumer", None)
+        if consumer is None:
+            return
+        with contextlib.suppress(Exception):  # a metric must never disturb consumption
+            async with asyncio.timeout(0.5):
+                for tp in consumer.assignment():
+                    highwater = consumer.highwater(tp)
+                    if highwater is not None:
+                        lag = max(highwater - await consumer.position(tp), 0)
+                        self._metrics.lag.labels(tp.topic, str(tp.partition)).set(lag)
 
     async def _handle_batch(self, records: tuple[Any, ...]) -> list[_Outcome]:
         """Apply a batch in one transaction, each event in its own savepoint, with retries."""

@@ -109,3 +109,22 @@ async def test_bad_messages_are_dead_lettered_and_consumption_goes_on(
     assert [letter["offset"] for letter in letters] == sorted(
         letter["offset"] for letter in letters
     )
+
+
+async def test_consumer_lag_is_exported_per_partition(
+    probe: ServiceRuntime, kafka_bootstrap: str
+) -> None:
+    topic = probe.topics.name(ExecutionRequested.topic)
+    await produce(kafka_bootstrap, topic, [request("req-lag").to_bytes()], key=b"k")
+
+    async def caught_up() -> bool:
+        return consumed(probe, "processed") >= 1
+
+    await wait_until(caught_up)
+    lags = [
+        probe.registry.get_sample_value("amc_consumer_lag", {"topic": topic, "partition": str(p)})
+        for p in range(3)
+    ]
+    present = [v for v in lags if v is not None]
+    assert present, "lag is exported for the partitions this replica owns"
+    assert all(v == 0.0 for v in present), "caught up: nothing left behind"
