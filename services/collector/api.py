@@ -1,0 +1,315 @@
+"""Management API under /collections."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+from services.collector import store
+from services.collector.logic import (
+    CollectionStatus,
+    WeekStatus,
+    is_time_zone,
+    parse_week_start_day,
+    progress,
+    validate_collection,
+    week_window,
+)
+from services.collector.operations import ConflictError, NewCollection, NotFoundError, Operations
+from services.collector.settings import CollectorSettings
+from services.collector.store import CollectionRow, WeekRow
+from shared.http import runtime_of
+from shared.outbox import Connection
+
+router = APIRouter(prefix="/collections", tags=["collections"])
+
+NonEmpty = Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class CollectionCreate(BaseModel):
+    """A historical collection: one workflow run per week of [start_date, end_date]."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: NonEmpty
+    instance_id: NonEmpty = Field(description="AMC instance id")
+    advertiser_id: NonEmpty
+    marketplace_id: NonEmpty
+    workflow_id: NonEmpty = Field(description="Saved AMC workflow id")
+    output_format: str = Field(default="CSV", pattern="^(CSV|PARQUET)$")
+    parameters: dict[str, JsonValue] = Field(default_factory=dict)
+    start_date: date = Field(description="First day (inclusive)")
+    end_date: date = Field(description="Last day (inclusive)")
+    week_start_day: str = Field(default="MONDAY", description="MONDAY or SUNDAY")
+    time_zone: str = Field(default="UTC", description="IANA zone of the weekly AMC windows")
+    max_weeks_in_flight: int | None = Field(default=None, ge=1, le=100)
+    max_attempts: int | None = Field(default=None, ge=1, le=20)
+
+
+class ProgressOut(BaseModel):
+    counts: dict[str, int] = Field(description="Weeks per state")
+    total: int
+    done: int = Field(description="Weeks in a final state (succeeded, failed, cancelled)")
+    in_flight: int
+    percent_done: float
+    estimated_seconds_left: float | None = Field(
+        description="Rough estimate from the mean week duration so far; null until one ends"
+    )
+
+
+class CollectionOut(BaseModel):
+    id: UUID
+    status: CollectionStatus
+    run: dict[str, Any]
+    start_date: date
+    end_date: date
+    week_start_day: str
+    time_zone: str
+    max_weeks_in_flight: int
+    max_attempts: int
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    progress: ProgressOut
+
+
+class WeekOut(BaseModel):
+    id: UUID
+    seq: int
+    week_start: date
+    week_end: date
+    time_window_start: datetime
+    time_window_end: datetime
+    status: WeekStatus
+    attempt: int
+    attempt_limit: int
+    retry_not_before: datetime | None
+    requested_at: datetime | None
+    submitted_at: datetime | None
+    finished_at: datetime | None
+    execution_id: UUID | None
+    amc_execution_id: str | None
+    error_code: str | None
+    error_message: str | None
+    result_uri: str | None
+    row_count: int | None
+
+
+class RetryRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    week_ids: list[UUID] | None = Field(
+        default=None, min_length=1, description="Weeks to retry; all FAILED weeks when absent"
+    )
+
+
+class RetryOut(BaseModel):
+    collection_id: UUID
+    weeks_retried: int
+
+
+def _ops(request: Request) -> Operations:
+    from services.collector.app import CollectorRuntime
+
+    runtime = runtime_of(request)
+    assert isinstance(runtime, CollectorRuntime)
+    return runtime.operations
+
+
+def _settings(request: Request) -> CollectorSettings:
+    settings = runtime_of(request).settings
+    assert isinstance(settings, CollectorSettings)
+    return settings
+
+
+async def _out(conn: Connection, c: CollectionRow) -> CollectionOut:
+    counts = await store.week_counts(conn, c.id)
+    mean = await store.mean_week_seconds(conn, c.id)
+    p = progress(
+        counts,
+        total=c.weeks_total,
+        max_in_flight=c.max_in_flight,
+        mean_week_seconds=mean,
+        finished=c.finished_at is not None,
+    )
+    return CollectionOut(
+        id=c.id,
+        status=c.status,
+        run=c.run,
+        start_date=c.start_date,
+        end_date=c.end_date,
+        week_start_day=c.week_start_day,
+        time_zone=c.time_zone,
+        max_weeks_in_flight=c.max_in_flight,
+        max_attempts=c.max_attempts,
+        created_at=c.created_at,
+        updated_at=c.updated_at,
+        started_at=c.started_at,
+        finished_at=c.finished_at,
+        progress=ProgressOut(
+            counts=p.counts,
+            total=p.total,
+            done=p.done,
+            in_flight=p.in_flight,
+            percent_done=p.percent_done,
+            estimated_seconds_left=p.estimated_seconds_left,
+        ),
+    )
+
+
+def _week_out(w: WeekRow, time_zone: str) -> WeekOut:
+    start, end = week_window(w.week_start, w.week_end, time_zone)
+    return WeekOut(
+        id=w.id,
+        seq=w.seq,
+        week_start=w.week_start,
+        week_end=w.week_end,
+        time_window_start=start,
+        time_window_end=end,
+        status=w.status,
+        attempt=w.attempt,
+        attempt_limit=w.attempt_limit,
+        retry_not_before=w.not_before,
+        requested_at=w.requested_at,
+        submitted_at=w.submitted_at,
+        finished_at=w.finished_at,
+        execution_id=w.execution_id,
+        amc_execution_id=w.amc_execution_id,
+        error_code=w.error_code,
+        error_message=w.error_message,
+        result_uri=w.result_uri,
+        row_count=w.row_count,
+    )
+
+
+async def _get(request: Request, collection_id: UUID) -> CollectionOut:
+    async with runtime_of(request).pool.acquire() as conn:
+        c = await store.get_collection(conn, collection_id)
+        if c is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"collection {collection_id} not found")
+        return await _out(conn, c)
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=CollectionOut)
+async def create_collection(body: CollectionCreate, request: Request) -> CollectionOut:
+    settings = _settings(request)
+    zone = body.time_zone if is_time_zone(body.time_zone) else "UTC"
+    problems = validate_collection(
+        start_date=body.start_date,
+        end_date=body.end_date,
+        week_start_day=body.week_start_day,
+        time_zone=body.time_zone,
+        today=datetime.now(ZoneInfo(zone)).date(),
+        max_range_days=settings.max_range_days,
+        data_lag_days=settings.data_lag_days,
+    )
+    if problems:
+        raise RequestValidationError(
+            [{"loc": ("body", p.field), "msg": p.message, "type": "value_error"} for p in problems]
+        )
+    week_start_day = parse_week_start_day(body.week_start_day)
+    assert week_start_day is not None
+    run = body.model_dump(
+        include={
+            "user_id",
+            "instance_id",
+            "advertiser_id",
+            "marketplace_id",
+            "workflow_id",
+            "output_format",
+            "parameters",
+        }
+    )
+    collection_id = await _ops(request).create(
+        NewCollection(
+            run=run,
+            start_date=body.start_date,
+            end_date=body.end_date,
+            week_start_day=week_start_day,
+            time_zone=body.time_zone,
+            max_in_flight=body.max_weeks_in_flight or settings.default_max_weeks_in_flight,
+            max_attempts=body.max_attempts or settings.default_max_attempts,
+        )
+    )
+    return await _get(request, collection_id)
+
+
+@router.get("", response_model=list[CollectionOut])
+async def list_collections(
+    request: Request,
+    status_: Annotated[CollectionStatus | None, Query(alias="status")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[CollectionOut]:
+    async with runtime_of(request).pool.acquire() as conn:
+        rows = await store.list_collections(conn, status=status_, limit=limit, offset=offset)
+        return [await _out(conn, c) for c in rows]
+
+
+@router.get("/{collection_id}", response_model=CollectionOut)
+async def get_collection(collection_id: UUID, request: Request) -> CollectionOut:
+    return await _get(request, collection_id)
+
+
+@router.get("/{collection_id}/weeks", response_model=list[WeekOut])
+async def list_weeks(
+    collection_id: UUID,
+    request: Request,
+    status_: Annotated[WeekStatus | None, Query(alias="status")] = None,
+) -> list[WeekOut]:
+    async with runtime_of(request).pool.acquire() as conn:
+        c = await store.get_collection(conn, collection_id)
+        if c is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"collection {collection_id} not found")
+        weeks = await store.list_weeks(conn, collection_id, status=status_)
+    return [_week_out(w, c.time_zone) for w in weeks]
+
+
+async def _act(request: Request, collection_id: UUID, action: str) -> CollectionOut:
+    ops = _ops(request)
+    try:
+        await getattr(ops, action)(collection_id)
+    except NotFoundError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+    except ConflictError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    return await _get(request, collection_id)
+
+
+@router.post("/{collection_id}/pause", response_model=CollectionOut)
+async def pause(collection_id: UUID, request: Request) -> CollectionOut:
+    """Stop dispatching new weeks (weeks in flight finish); frees the collection's slot."""
+    return await _act(request, collection_id, "pause")
+
+
+@router.post("/{collection_id}/resume", response_model=CollectionOut)
+async def resume(collection_id: UUID, request: Request) -> CollectionOut:
+    """Queue the collection again at its place; it dispatches once it has a slot."""
+    return await _act(request, collection_id, "resume")
+
+
+@router.post("/{collection_id}/cancel", response_model=CollectionOut)
+async def cancel(collection_id: UUID, request: Request) -> CollectionOut:
+    """No new weeks; weeks in flight finish and are recorded."""
+    return await _act(request, collection_id, "cancel")
+
+
+@router.post("/{collection_id}/retry", response_model=RetryOut)
+async def retry(
+    collection_id: UUID, request: Request, body: RetryRequest | None = None
+) -> RetryOut:
+    """Retry FAILED weeks (all, or `week_ids`) with the collection's attempts again."""
+    try:
+        n = await _ops(request).retry(collection_id, body.week_ids if body else None)
+    except NotFoundError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+    except ConflictError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    return RetryOut(collection_id=collection_id, weeks_retried=n)

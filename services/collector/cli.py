@@ -1,0 +1,191 @@
+"""`amcctl collections ...`: create and follow historical collections."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+from services.collector.logic import progress_bar
+from shared.cli.api import call, emit
+
+app = typer.Typer(help="Historical collections (one AMC execution per week).", no_args_is_help=True)
+
+Json = Annotated[bool, typer.Option("--json", help="Print the raw JSON answer")]
+
+
+def _parameters(raw: str | None, pairs: list[str]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    if raw:
+        try:
+            loaded = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise typer.BadParameter(f"not valid JSON: {exc}", param_hint="--parameters") from None
+        if not isinstance(loaded, dict):
+            raise typer.BadParameter("must be a JSON object", param_hint="--parameters")
+        params.update(loaded)
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise typer.BadParameter(f"{pair!r} is not NAME=VALUE", param_hint="--param")
+        params[name] = value
+    return params
+
+
+def _summary(c: dict[str, Any]) -> str:
+    p = c["progress"]
+    return (
+        f"{c['id']}  {c['status']:<24} {c['start_date']} .. {c['end_date']}  "
+        f"{p['done']}/{p['total']} weeks  {p['percent_done']:.1f}%"
+    )
+
+
+def _eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "unknown yet"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+def show_text(c: dict[str, Any]) -> str:
+    p = c["progress"]
+    counts = "  ".join(f"{k.lower()} {v}" for k, v in p["counts"].items())
+    run = c["run"]
+    return "\n".join(
+        [
+            f"collection {c['id']}  {c['status']}",
+            f"workflow   {run['workflow_id']} on {run['instance_id']} (user {run['user_id']})",
+            f"range      {c['start_date']} .. {c['end_date']}  weeks start {c['week_start_day']}"
+            f" ({c['time_zone']})",
+            f"limits     {c['max_weeks_in_flight']} weeks in flight, "
+            f"{c['max_attempts']} attempts per week",
+            f"progress   {progress_bar(p['percent_done'])}  {p['done']}/{p['total']} weeks",
+            f"weeks      {counts}",
+            f"time left  {_eta(p['estimated_seconds_left'])}",
+        ]
+    )
+
+
+@app.command("create")
+def create(
+    user: Annotated[str, typer.Option(help="User whose AMC token is used")],
+    instance: Annotated[str, typer.Option(help="AMC instance id")],
+    advertiser: Annotated[str, typer.Option(help="Advertiser id")],
+    marketplace: Annotated[str, typer.Option(help="Marketplace id")],
+    workflow: Annotated[str, typer.Option(help="Saved AMC workflow id")],
+    start: Annotated[str, typer.Option(help="First day, YYYY-MM-DD")],
+    end: Annotated[str, typer.Option(help="Last day, YYYY-MM-DD (inclusive)")],
+    week_start: Annotated[str, typer.Option(help="MONDAY or SUNDAY")] = "MONDAY",
+    time_zone: Annotated[str, typer.Option(help="IANA zone of the weekly windows")] = "UTC",
+    max_in_flight: Annotated[int | None, typer.Option(help="Weeks running at once")] = None,
+    max_attempts: Annotated[int | None, typer.Option(help="Attempts per week")] = None,
+    output_format: Annotated[str, typer.Option(help="CSV or PARQUET")] = "CSV",
+    parameters: Annotated[str | None, typer.Option(help="Workflow parameters (JSON)")] = None,
+    param: Annotated[list[str] | None, typer.Option(help="One parameter, NAME=VALUE")] = None,
+    as_json: Json = False,
+) -> None:
+    """Create a collection: one execution per week from start to end."""
+    body: dict[str, Any] = {
+        "user_id": user,
+        "instance_id": instance,
+        "advertiser_id": advertiser,
+        "marketplace_id": marketplace,
+        "workflow_id": workflow,
+        "output_format": output_format,
+        "parameters": _parameters(parameters, param or []),
+        "start_date": start,
+        "end_date": end,
+        "week_start_day": week_start,
+        "time_zone": time_zone,
+    }
+    if max_in_flight is not None:
+        body["max_weeks_in_flight"] = max_in_flight
+    if max_attempts is not None:
+        body["max_attempts"] = max_attempts
+    created = call("collector", "POST", "/collections", json=body)
+    if as_json:
+        emit(created)
+    else:
+        typer.echo(show_text(created))
+
+
+@app.command("list")
+def list_(
+    status: Annotated[str | None, typer.Option(help="Only this state")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many")] = 50,
+    as_json: Json = False,
+) -> None:
+    """List collections, newest first."""
+    params: dict[str, Any] = {"limit": limit}
+    if status:
+        params["status"] = status.upper()
+    found = call("collector", "GET", "/collections", params=params)
+    if as_json:
+        emit(found)
+        return
+    if not found:
+        typer.echo("no collections")
+    for c in found:
+        typer.echo(_summary(c))
+
+
+@app.command("show")
+def show(collection_id: str, as_json: Json = False) -> None:
+    """A collection with its progress bar, week counts and estimated time left."""
+    found = call("collector", "GET", f"/collections/{collection_id}")
+    if as_json:
+        emit(found)
+    else:
+        typer.echo(show_text(found))
+
+
+@app.command("weeks")
+def weeks(
+    collection_id: str,
+    status: Annotated[str | None, typer.Option(help="Only weeks in this state")] = None,
+    as_json: Json = False,
+) -> None:
+    """The weeks of a collection with their state, attempt and error."""
+    params = {"status": status.upper()} if status else {}
+    found = call("collector", "GET", f"/collections/{collection_id}/weeks", params=params)
+    if as_json:
+        emit(found)
+        return
+    for w in found:
+        error = f"  {w['error_code']}: {w['error_message']}" if w["error_code"] else ""
+        typer.echo(
+            f"{w['seq']:>4}  {w['week_start']} .. {w['week_end']}  {w['status']:<9} "
+            f"attempt {w['attempt']}/{w['attempt_limit']}  {w['id']}{error}"
+        )
+
+
+@app.command("retry")
+def retry(
+    collection_id: str,
+    week: Annotated[
+        list[str] | None, typer.Option(help="Week id to retry (repeatable); default all failed")
+    ] = None,
+) -> None:
+    """Retry the FAILED weeks of a collection (all, or the chosen ones)."""
+    body = {"week_ids": week} if week else {}
+    emit(call("collector", "POST", f"/collections/{collection_id}/retry", json=body))
+
+
+@app.command("cancel")
+def cancel(collection_id: str) -> None:
+    """Cancel: no new weeks are requested; weeks in flight finish."""
+    typer.echo(_summary(call("collector", "POST", f"/collections/{collection_id}/cancel")))
+
+
+@app.command("pause")
+def pause(collection_id: str) -> None:
+    """Pause: no new weeks until resumed (frees the collection's slot)."""
+    typer.echo(_summary(call("collector", "POST", f"/collections/{collection_id}/pause")))
+
+
+@app.command("resume")
+def resume(collection_id: str) -> None:
+    """Resume a paused collection (it queues for a slot)."""
+    typer.echo(_summary(call("collector", "POST", f"/collections/{collection_id}/resume")))

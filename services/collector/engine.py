@@ -1,0 +1,278 @@
+"""Dispatching weeks and moving collections through their states, inside the caller's
+transaction. Callers lock the collection row first (store.lock_collection); every week change
+happens under that lock, so the in-flight count read here cannot be raced by another replica.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from uuid import UUID
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from services.collector import store
+from services.collector.logic import (
+    CollectionStatus,
+    WeekStatus,
+    backoff_s,
+    classify,
+    should_retry,
+    week_window,
+)
+from services.collector.settings import CollectorSettings
+from services.collector.store import CollectionRow, WeekRow
+from shared.contract import (
+    CollectionCompleted,
+    ExecutionCompleted,
+    ExecutionSubmitted,
+    Origin,
+    OriginKind,
+    WeekRequested,
+    WorkflowRun,
+)
+from shared.outbox import Connection, Outbox
+
+log = logging.getLogger(__name__)
+
+OPEN_COLLECTION = (CollectionStatus.QUEUED, CollectionStatus.ACTIVE, CollectionStatus.PAUSED)
+
+
+@dataclass
+class CollectorMetrics:
+    registry: CollectorRegistry
+    weeks_requested: Counter = field(init=False)
+    weeks_finished: Counter = field(init=False)
+    collections_finished: Counter = field(init=False)
+    collections: Gauge = field(init=False)
+    weeks_in_flight: Gauge = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.weeks_requested = Counter(
+            "amc_collector_weeks_requested",
+            "week.requested events emitted, by kind (first, retry, reconcile)",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.weeks_finished = Counter(
+            "amc_collector_week_outcomes",
+            "Execution outcomes recorded for weeks (succeeded, retry, failed)",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.collections_finished = Counter(
+            "amc_collector_collections_finished",
+            "Collections that reached a final state",
+            ["status"],
+            registry=self.registry,
+        )
+        self.collections = Gauge(
+            "amc_collector_collections",
+            "Collections by state (refreshed by the maintenance loop)",
+            ["status"],
+            registry=self.registry,
+        )
+        self.weeks_in_flight = Gauge(
+            "amc_collector_weeks_in_flight",
+            "Weeks requested or running, all collections",
+            registry=self.registry,
+        )
+
+
+class Engine:
+    def __init__(
+        self, settings: CollectorSettings, outbox: Outbox, metrics: CollectorMetrics
+    ) -> None:
+        self.settings = settings
+        self.outbox = outbox
+        self.metrics = metrics
+
+    # --- dispatching ------------------------------------------------------------------------
+
+    def week_requested(self, c: CollectionRow, week: WeekRow) -> WeekRequested:
+        start, end = week_window(week.week_start, week.week_end, c.time_zone)
+        run = WorkflowRun(
+            **c.run,
+            time_window_start=start,
+            time_window_end=end,
+            time_window_time_zone=c.time_zone,
+        )
+        return WeekRequested(
+            collection_id=c.id,
+            week_id=week.id,
+            week_start=week.week_start,
+            week_end=week.week_end,
+            attempt=week.attempt,
+            origin=Origin(kind=OriginKind.COLLECTION, id=str(week.id)),
+            run=run,
+        )
+
+    async def dispatch(self, conn: Connection, c: CollectionRow) -> int:
+        """Request due pending weeks up to the collection's limit; returns how many."""
+        if c.status is not CollectionStatus.ACTIVE:
+            return 0
+        free = c.max_in_flight - await store.count_in_flight(conn, c.id)
+        if free <= 0:
+            return 0
+        weeks = await store.request_due_weeks(conn, c.id, free)
+        if weeks:
+            await self.outbox.enqueue(conn, *(self.week_requested(c, w) for w in weeks))
+            for w in weeks:
+                self.metrics.weeks_requested.labels("first" if w.attempt == 1 else "retry").inc()
+        return len(weeks)
+
+    async def settle(self, conn: Connection, c: CollectionRow) -> None:
+        """Dispatch what may go, then finish the collection if nothing is left open."""
+        await self.dispatch(conn, c)
+        counts = await store.week_counts(conn, c.id)
+        open_weeks = sum(counts.get(s, 0) for s in ("PENDING", "REQUESTED", "RUNNING"))
+        if c.status in OPEN_COLLECTION and open_weeks == 0:
+            failed = counts.get(WeekStatus.FAILED, 0) > 0
+            status = (
+                CollectionStatus.COMPLETED_WITH_FAILURES if failed else CollectionStatus.COMPLETED
+            )
+            await self._finish(conn, c, status, counts)
+            if c.status is CollectionStatus.ACTIVE:
+                await self.admit(conn)
+        elif (
+            c.status is CollectionStatus.CANCELLED
+            and c.finished_at is None
+            and counts.get("REQUESTED", 0) + counts.get("RUNNING", 0) == 0
+        ):
+            await self._finish(conn, c, CollectionStatus.CANCELLED, counts)
+
+    async def _finish(
+        self,
+        conn: Connection,
+        c: CollectionRow,
+        status: CollectionStatus,
+        counts: dict[str, int],
+    ) -> None:
+        await store.set_status(conn, c.id, status, finished=True)
+        assert status.value in ("COMPLETED", "COMPLETED_WITH_FAILURES", "CANCELLED")
+        await self.outbox.enqueue(
+            conn,
+            CollectionCompleted(
+                collection_id=c.id,
+                status=status.value,
+                weeks_total=c.weeks_total,
+                weeks_succeeded=counts.get("SUCCEEDED", 0),
+                weeks_failed=counts.get("FAILED", 0),
+            ),
+        )
+        self.metrics.collections_finished.labels(status.value).inc()
+        log.info("collection %s finished: %s %s", c.id, status.value, counts)
+
+    async def admit(self, conn: Connection) -> int:
+        """Promote the oldest QUEUED collections while global slots are free."""
+        await store.lock_admission(conn)
+        free = self.settings.max_active_collections - await store.count_active(conn)
+        if free <= 0:
+            return 0
+        admitted = await store.lock_next_queued(conn, free)
+        for c in admitted:
+            await store.set_status(conn, c.id, CollectionStatus.ACTIVE, started=True)
+            log.info("collection %s admitted", c.id)
+            active = await store.get_collection(conn, c.id)
+            assert active is not None
+            await self.settle(conn, active)
+        return len(admitted)
+
+    # --- outcomes from the poller -------------------------------------------------------------
+
+    async def on_submitted(
+        self, conn: Connection, week_id: UUID, event: ExecutionSubmitted
+    ) -> None:
+        found = await self._lock(conn, week_id)
+        if found is None:
+            return
+        _, week = found
+        if await store.known_execution(conn, event.execution_id) is not None:
+            return  # already recorded, or already finished (completion overtook submission)
+        if week.status is not WeekStatus.REQUESTED:
+            # Not waiting for an execution: a late event of an earlier attempt.
+            log.info(
+                "submission %s of week %s ignored (%s)",
+                event.execution_id,
+                week_id,
+                week.status.value,
+            )
+            return
+        await store.record_execution(conn, event.execution_id, week_id, week.attempt, "RUNNING")
+        await store.mark_running(conn, week_id, event.execution_id, event.amc_execution_id)
+
+    async def on_completed(
+        self, conn: Connection, week_id: UUID, event: ExecutionCompleted
+    ) -> None:
+        found = await self._lock(conn, week_id)
+        if found is None:
+            return
+        c, week = found
+        known = await store.known_execution(conn, event.execution_id)
+        current = (
+            known.attempt == week.attempt and not known.finished
+            if known is not None
+            # Unknown: the current attempt's, its completion overtaking its submission (the
+            # two travel on different topics). An earlier attempt's execution is always
+            # known, since its completion is what ended that attempt.
+            else week.execution_id is None
+        )
+        if not current or week.status not in (WeekStatus.REQUESTED, WeekStatus.RUNNING):
+            log.info(
+                "completion %s of week %s ignored (attempt %s, %s)",
+                event.execution_id,
+                week_id,
+                week.attempt,
+                week.status.value,
+            )
+            return
+        await store.record_execution(conn, event.execution_id, week_id, week.attempt, event.status)
+        outcome = classify(event.status, event.error)
+        if outcome == "succeeded":
+            await store.mark_succeeded(
+                conn, week_id, event.execution_id, event.amc_execution_id, event.result
+            )
+            self.metrics.weeks_finished.labels("succeeded").inc()
+        else:
+            cancelled = c.status is CollectionStatus.CANCELLED
+            retry = should_retry(outcome, week.attempt, week.attempt_limit, cancelled=cancelled)
+            wait = (
+                backoff_s(
+                    week.attempt, self.settings.retry_backoff_s, self.settings.retry_backoff_max_s
+                )
+                if retry
+                else None
+            )
+            await store.mark_failed(
+                conn,
+                week_id,
+                event.execution_id,
+                event.amc_execution_id,
+                event.error,
+                retry_in_s=wait,
+            )
+            self.metrics.weeks_finished.labels("retry" if retry else "failed").inc()
+        await self.settle(conn, c)
+
+    async def _lock(self, conn: Connection, week_id: UUID) -> tuple[CollectionRow, WeekRow] | None:
+        """The week's collection (locked first, as everywhere) and the week."""
+        collection_id = await store.collection_of_week(conn, week_id)
+        if collection_id is None:
+            log.info("event for unknown week %s ignored", week_id)
+            return None
+        c = await store.lock_collection(conn, collection_id)
+        week = await store.lock_week(conn, week_id)
+        if c is None or week is None:
+            return None
+        return c, week
+
+    # --- maintenance --------------------------------------------------------------------------
+
+    async def rerequest_stale(self, conn: Connection, c: CollectionRow) -> int:
+        weeks = await store.rerequest_stale_weeks(conn, c.id, self.settings.reconcile_after_s)
+        if weeks:
+            # Same attempt, same origin id: the poller maps it to the execution it already has.
+            await self.outbox.enqueue(conn, *(self.week_requested(c, w) for w in weeks))
+            self.metrics.weeks_requested.labels("reconcile").inc(len(weeks))
+            log.info("re-requested %d week(s) of collection %s", len(weeks), c.id)
+        return len(weeks)

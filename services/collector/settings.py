@@ -1,0 +1,45 @@
+"""Collector settings (env prefix COLLECTOR_)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from shared.config import ServiceSettings
+
+
+class CollectorSettings(ServiceSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="COLLECTOR_", extra="ignore", populate_by_name=True
+    )
+
+    service_name: str = "collector"
+    max_active_collections: int = Field(
+        default=5, ge=1, description="Collections dispatching weeks at once; the rest queue"
+    )
+    default_max_weeks_in_flight: int = Field(
+        default=10, ge=1, le=100, description="Weeks requested or running per collection"
+    )
+    default_max_attempts: int = Field(default=3, ge=1, le=20, description="Attempts per week")
+    retry_backoff_s: float = Field(
+        default=30.0, ge=0, description="Wait before the second attempt; doubles per attempt"
+    )
+    retry_backoff_max_s: float = Field(default=900.0, ge=0)
+    reconcile_after_s: float = Field(
+        default=900.0,
+        gt=0,
+        description="Re-request a week still REQUESTED (not submitted) after this long",
+    )
+    max_range_days: int = Field(
+        default=1096, ge=1, description="Longest date range of a collection (3 years)"
+    )
+    data_lag_days: int = Field(
+        default=2,
+        ge=0,
+        description="AMC data lag: the end date must be at least this many days before today",
+    )
+    tick_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="Period of the maintenance loop (due retries, queue, reconciliation)",
+    )

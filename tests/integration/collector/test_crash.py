@@ -1,0 +1,131 @@
+"""A collector killed with SIGKILL mid-collection resumes and runs no week twice."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from amclocal.broker import free_port
+from shared.contract import Topics
+from shared.topics_admin import contract_topics, ensure_topics
+from tests.integration.collector.fake_poller import FakePoller
+from tests.integration.collector.harness import API_KEY, collection_body, wait_until
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _env(uid: str, database_url: str, bootstrap: str, port: int) -> dict[str, str]:
+    return {
+        **os.environ,
+        "COLLECTOR_DATABASE_URL": database_url,
+        "COLLECTOR_DB_SCHEMA": f"{uid}_collector",
+        "COLLECTOR_HTTP_PORT": str(port),
+        "COLLECTOR_HTTP_HOST": "127.0.0.1",
+        "COLLECTOR_TICK_INTERVAL_S": "0.2",
+        "COLLECTOR_OUTBOX_POLL_INTERVAL_S": "0.2",
+        "COLLECTOR_API_KEY": API_KEY,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "KAFKA_TOPIC_PREFIX": f"{uid}.",
+        "KAFKA_SESSION_TIMEOUT_MS": "3000",
+        "KAFKA_HEARTBEAT_INTERVAL_MS": "500",
+        "LOG_LEVEL": "WARNING",
+    }
+
+
+@contextmanager
+def collector_process(env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "services.collector"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+async def _ready(http: httpx.AsyncClient) -> None:
+    async def answers() -> bool:
+        try:
+            return (await http.get("/readyz")).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    await wait_until(answers, timeout_s=30, what="the collector process to be ready")
+
+
+@pytest.mark.slow
+async def test_killed_collector_resumes_and_runs_no_week_twice(
+    uid: str, database_url: str, kafka_bootstrap: str
+) -> None:
+    topics = Topics(f"{uid}.")
+    await ensure_topics(kafka_bootstrap, contract_topics(topics))
+    port = free_port()
+    env = _env(uid, database_url, kafka_bootstrap, port)
+    schema = f"{uid}_collector"
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    async with (
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=headers) as http,
+        FakePoller(kafka_bootstrap, topics, duration_s=0.4) as poller,
+    ):
+        with collector_process(env) as first:
+            await _ready(http)
+            created = await http.post("/collections", json=collection_body())
+            assert created.status_code == 201, created.text
+            cid = created.json()["id"]
+            conn = await asyncpg.connect(database_url)
+            done = {"weeks": 0}
+            try:
+
+                async def some_weeks_done() -> bool:
+                    done["weeks"] = await conn.fetchval(
+                        f"""SELECT count(*) FROM "{schema}".collection_weeks
+                            WHERE status = 'SUCCEEDED'"""
+                    )
+                    return done["weeks"] >= 8
+
+                await wait_until(some_weeks_done, timeout_s=60, what="8 weeks done")
+                first.send_signal(signal.SIGKILL)
+                first.wait()
+            finally:
+                await conn.close()
+            assert done["weeks"] < 26, "the kill must land mid-collection"
+
+        # While it is down, weeks in flight complete; their events wait on the broker.
+        await asyncio.sleep(1.0)
+        with collector_process(env):
+            await _ready(http)
+
+            async def finished() -> bool:
+                found: dict[str, Any] = (await http.get(f"/collections/{cid}")).json()
+                return bool(found["status"] == "COMPLETED")
+
+            await wait_until(finished, timeout_s=90, what="the collection to complete")
+            weeks = (await http.get(f"/collections/{cid}/weeks")).json()
+
+    assert len(weeks) == 26
+    assert all(w["status"] == "SUCCEEDED" and w["attempt"] == 1 for w in weeks)
+    per_week = poller.executions_per_week()
+    assert len(per_week) == 26
+    assert set(per_week.values()) == {1}, "a week ran twice"
+    assert poller.peak_in_flight <= 4
