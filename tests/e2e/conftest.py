@@ -6,6 +6,7 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from amclocal.broker import free_port
@@ -43,10 +44,28 @@ async def stack(
             "OTEL_TRACES_EXPORTER": "otlp",
             "OTEL_EXPORTER_OTLP_ENDPOINT": traces[1],
             "OTEL_BSP_SCHEDULE_DELAY": "200",
+            "POLLER_POLL_INTERVALS_S": "[0.5, 1.0]",
         },
     )
     try:
         await running.start()
+        async with httpx.AsyncClient(base_url=running.simulator_url) as sim:
+            fast = {"pending_seconds": 0.3, "running_seconds": 0.7, "result_rows": 25}
+            (await sim.post("/_sim/config", json=fast)).raise_for_status()
         yield running
     finally:
         running.stop()
+
+
+@pytest.fixture
+async def api(stack: ServiceStack) -> AsyncIterator[dict[str, httpx.AsyncClient]]:
+    """An authorised HTTP client per service."""
+    headers = {"Authorization": f"Bearer {stack.keys['API_KEY']}"}
+    clients = {
+        name: httpx.AsyncClient(base_url=stack.url(name), headers=headers, timeout=30)
+        for name in SERVICE_NAMES
+    }
+    clients["simulator"] = httpx.AsyncClient(base_url=stack.simulator_url, timeout=30)
+    yield clients
+    for client in clients.values():
+        await client.aclose()

@@ -82,6 +82,7 @@ async def test_run_brings_up_everything_and_ctrl_c_stops_it_all(
         started = {p for p in descendants(proc.pid) if alive(p)}
         assert len(started) >= 5, "simulator and four services run as processes"
     finally:
-        proc.send_signal(signal.SIGINT)
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGINT)
         await asyncio.wait_for(proc.wait(), 60)
     assert not [p for p in started if alive(p)], "a process outlived Ctrl-C"

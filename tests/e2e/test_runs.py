@@ -1,0 +1,125 @@
+"""Whole runs through all four services as processes, against the AMC/LWA simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import date, timedelta
+from typing import Any
+
+import httpx
+
+from amclocal.demo import DEMO
+from amclocal.stack import ServiceStack
+from shared.contract import ExecutionRequested, Origin, OriginKind, WorkflowRun
+from tests.support.kafka import TopicReader, produce
+
+RUN = {
+    "user_id": DEMO.user_id,
+    "instance_id": DEMO.instance_id,
+    "advertiser_id": DEMO.advertiser_id,
+    "marketplace_id": DEMO.marketplace_id,
+}
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[Any]], what: str, timeout_s: float = 60.0
+) -> Any:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        value = await probe()
+        if value:
+            return value
+        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.3)
+
+
+async def executions_created(sim: httpx.AsyncClient, workflow_id: str) -> int:
+    log = (await sim.get("/_sim/requests", params={"kind": "create"})).json()
+    return sum(1 for r in log if r["workflow_id"] == workflow_id and r["status"] < 300)
+
+
+async def test_external_request_runs_once_and_completes_with_its_result(
+    stack: ServiceStack, api: dict[str, httpx.AsyncClient]
+) -> None:
+    request_id = f"ext-{uuid.uuid4().hex[:8]}"
+    workflow_id = f"wf-{request_id}"
+    event = ExecutionRequested(
+        request_id=request_id,
+        origin=Origin(kind=OriginKind.EXTERNAL, id=request_id),
+        run=WorkflowRun.model_validate(
+            RUN
+            | {
+                "workflow_id": workflow_id,
+                "time_window_start": "2024-03-01T00:00:00",
+                "time_window_end": "2024-03-08T00:00:00",
+            }
+        ),
+    )
+    topic = stack.topics.name(ExecutionRequested.topic)
+    await produce(stack.bootstrap, topic, [event.to_bytes()] * 2, key=event.key())
+
+    completed_topic = stack.topics.name("execution.completed")
+    async with TopicReader(stack.bootstrap, completed_topic) as reader:
+        records = await reader.wait_for(
+            lambda rs: any(r.json()["origin"]["id"] == request_id for r in rs),
+            timeout_s=90,
+            what=f"execution.completed for {request_id}",
+        )
+    completed = next(r.json() for r in records if r.json()["origin"]["id"] == request_id)
+    assert completed["status"] == "SUCCEEDED", completed
+    assert completed["result"]["row_count"] == 25
+    assert await executions_created(api["simulator"], workflow_id) == 1
+
+
+async def test_a_triggered_schedule_run_succeeds_through_the_poller(
+    api: dict[str, httpx.AsyncClient],
+) -> None:
+    workflow_id = f"wf-sched-{uuid.uuid4().hex[:8]}"
+    created = await api["scheduler"].post(
+        "/schedules",
+        json=RUN | {"workflow_id": workflow_id, "cron": "0 6 * * *", "timezone": "Europe/Berlin"},
+    )
+    assert created.status_code == 201, created.text
+    schedule_id = created.json()["id"]
+    triggered = await api["scheduler"].post(f"/schedules/{schedule_id}/trigger", json={})
+    assert triggered.status_code == 202, triggered.text
+
+    async def finished_run() -> dict[str, Any] | None:
+        page = (await api["scheduler"].get(f"/schedules/{schedule_id}/runs")).json()
+        runs = [r for r in page["items"] if r["state"] not in ("EMITTED", "SUBMITTED")]
+        return runs[0] if runs else None
+
+    run = await eventually(finished_run, "the manual run to finish", 90)
+    assert run["state"] == "SUCCEEDED", run
+    assert await executions_created(api["simulator"], workflow_id) == 1
+
+
+async def test_a_small_collection_completes_one_execution_per_week(
+    api: dict[str, httpx.AsyncClient],
+) -> None:
+    workflow_id = f"wf-coll-{uuid.uuid4().hex[:8]}"
+    start = date.today() - timedelta(days=60)
+    created = await api["collector"].post(
+        "/collections",
+        json=RUN
+        | {
+            "workflow_id": workflow_id,
+            "start_date": start.isoformat(),
+            "end_date": (start + timedelta(days=20)).isoformat(),
+            "max_weeks_in_flight": 2,
+        },
+    )
+    assert created.status_code == 201, created.text
+    collection = created.json()
+
+    async def done() -> dict[str, Any] | None:
+        body = (await api["collector"].get(f"/collections/{collection['id']}")).json()
+        return body if body["status"].startswith("COMPLETED") else None
+
+    finished = await eventually(done, "the collection to complete", 120)
+    weeks = finished["progress"]["total"]
+    assert finished["status"] == "COMPLETED", finished
+    assert weeks >= 3
+    assert await executions_created(api["simulator"], workflow_id) == weeks
