@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import json
 import os
@@ -202,7 +203,10 @@ def main() -> None:
         async with infra() as env:
             return await run(env, args.tokens, args.latency_ms, args.concurrency, args.profile)
 
-    print(json.dumps(asyncio.run(go())))
+    # FastStream logs to stdout; keep stdout for the one JSON object.
+    with contextlib.redirect_stdout(sys.stderr):
+        result = asyncio.run(go())
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

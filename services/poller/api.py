@@ -1,0 +1,184 @@
+"""Management API: /executions (list, show, cancel)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, HTTPException, Query, Request, status
+from pydantic import BaseModel
+
+from services.poller import flow, logic, store
+from services.poller.store import ExecRow
+from shared.contract import ExecutionStatus, Origin, OriginKind, WorkflowRun
+from shared.http import runtime_of
+
+router = APIRouter(prefix="/executions", tags=["executions"])
+
+
+class ExecutionErrorView(BaseModel):
+    code: str
+    message: str
+    retryable: bool
+
+
+class ResultView(BaseModel):
+    uri: str
+    row_count: int
+    size_bytes: int
+
+
+class ExecutionView(BaseModel):
+    execution_id: UUID
+    status: ExecutionStatus
+    origin: Origin
+    attempt: int
+    user_id: str
+    instance_id: str
+    workflow_id: str
+    run: WorkflowRun
+    amc_execution_id: str | None
+    amc_status: str | None
+    waiting_for_token: bool
+    cancel_requested: bool
+    polls: int
+    created_at: datetime
+    updated_at: datetime
+    submitted_at: datetime | None
+    completed_at: datetime | None
+    next_action_at: datetime | None
+    error: ExecutionErrorView | None
+    result: ResultView | None
+
+    @classmethod
+    def of(cls, row: ExecRow) -> ExecutionView:
+        error = None
+        if row.error_code is not None:
+            error = ExecutionErrorView(
+                code=row.error_code,
+                message=row.error_message or "",
+                retryable=bool(row.error_retryable),
+            )
+        result = None
+        if row.result_uri is not None:
+            result = ResultView(
+                uri=row.result_uri,
+                row_count=row.result_rows or 0,
+                size_bytes=row.result_bytes or 0,
+            )
+        return cls(
+            execution_id=row.execution_id,
+            status=row.status,
+            origin=row.origin,
+            attempt=row.attempt,
+            user_id=row.user_id,
+            instance_id=row.instance_id,
+            workflow_id=row.run.workflow_id,
+            run=row.run,
+            amc_execution_id=row.amc_execution_id,
+            amc_status=row.amc_status,
+            waiting_for_token=row.waiting_token,
+            cancel_requested=row.cancel_requested,
+            polls=row.poll_count,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            submitted_at=row.submitted_at,
+            completed_at=row.completed_at,
+            next_action_at=None if row.stage == store.DONE else row.next_action_at,
+            error=error,
+            result=result,
+        )
+
+
+class ExecutionList(BaseModel):
+    executions: list[ExecutionView]
+    limit: int
+    offset: int
+
+
+@router.get("", response_model=ExecutionList)
+async def list_executions(
+    request: Request,
+    status_: Annotated[ExecutionStatus | None, Query(alias="status")] = None,
+    user_id: Annotated[str | None, Query(min_length=1)] = None,
+    instance_id: Annotated[str | None, Query(min_length=1)] = None,
+    origin_kind: OriginKind | None = None,
+    origin_id: Annotated[str | None, Query(min_length=1)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> ExecutionList:
+    """Newest first; every filter is optional."""
+    async with runtime_of(request).pool.acquire() as conn:
+        rows = await store.list_executions(
+            conn,
+            status=status_.value if status_ else None,
+            user_id=user_id,
+            instance_id=instance_id,
+            origin_kind=origin_kind.value if origin_kind else None,
+            origin_id=origin_id,
+            limit=limit,
+            offset=offset,
+        )
+    return ExecutionList(executions=[ExecutionView.of(r) for r in rows], limit=limit, offset=offset)
+
+
+@router.get("/{execution_id}", response_model=ExecutionView)
+async def show_execution(request: Request, execution_id: UUID) -> ExecutionView:
+    async with runtime_of(request).pool.acquire() as conn:
+        row = await store.get_execution(conn, execution_id)
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"execution {execution_id} not found")
+    return ExecutionView.of(row)
+
+
+@router.post(
+    "/{execution_id}/cancel", response_model=ExecutionView, status_code=status.HTTP_202_ACCEPTED
+)
+async def cancel_execution(request: Request, execution_id: UUID) -> Any:
+    """Cancel: at once if AMC does not have it yet, else by AMC DELETE (then CANCELLED)."""
+    runtime = runtime_of(request)
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        row = await store.lock(conn, execution_id)
+        if row is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"execution {execution_id} not found")
+        if row.status.is_terminal:
+            raise HTTPException(
+                status.HTTP_409_CONFLICT,
+                f"execution {execution_id} is already {row.status.value}",
+            )
+        unsent = row.status in (
+            ExecutionStatus.RECEIVED,
+            ExecutionStatus.WAITING_FOR_TOKEN,
+            ExecutionStatus.QUEUED,
+        )
+        if unsent:
+            await flow.change(
+                conn,
+                runtime.outbox,
+                row,
+                None,
+                status=ExecutionStatus.CANCELLED,
+                error=logic.error("CANCELLED", "cancelled on request before AMC had it"),
+                cancel_requested=True,
+            )
+        elif row.status is ExecutionStatus.SUBMITTING or row.stage == store.DOWNLOAD:
+            # The POST (or the download) is under way: the loop that owns it finishes first,
+            # and the submitter turns a pending cancel into an AMC DELETE.
+            await store.update(conn, execution_id, None, {"cancel_requested": True}, release=False)
+        else:
+            await store.update(
+                conn,
+                execution_id,
+                None,
+                {
+                    "cancel_requested": True,
+                    "cancel_kind": "user",
+                    "stage": store.CANCEL,
+                    "next_action_at": flow.now(),
+                },
+                release=False,
+            )
+        updated = await store.get_execution(conn, execution_id)
+    assert updated is not None
+    return ExecutionView.of(updated)

@@ -1,0 +1,141 @@
+"""Wiring of the poller: handlers, background loops, management API."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+
+from services.poller.api import router
+from services.poller.breaker import Breakers
+from services.poller.follow import Follower
+from services.poller.gateway import AmcGateway, Metrics
+from services.poller.handlers import register_handlers
+from services.poller.ratelimit import InstanceRateLimiter
+from services.poller.results import LocalResultStore
+from services.poller.settings import PollerSettings
+from services.poller.submit import Submitter
+from services.poller.token_requests import resend_step
+from services.poller.worker import Context, run_loop
+from shared.clients import AmcClient
+from shared.config import ServiceSettings
+from shared.crypto import KeyRing
+from shared.http import create_app as create_service_app
+from shared.runtime import ServiceRuntime
+from shared.service import serve
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def _cache_missing_sniffio() -> None:
+    """httpcore tries `import sniffio` for every connection-pool lock it makes; without
+    sniffio installed each try scans sys.path again (about a third of the poller's CPU in
+    bench/poller). Recording the absence once makes the failing import instant."""
+    if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
+        sys.modules["sniffio"] = None  # type: ignore[assignment]
+
+
+_cache_missing_sniffio()
+
+
+def _key_ring(settings: PollerSettings) -> KeyRing:
+    if settings.event_encryption_keys is None:
+        raise ValueError(
+            "EVENT_ENCRYPTION_KEYS is not set: the poller needs it to read token.refreshed"
+        )
+    return KeyRing.from_csv(settings.event_encryption_keys.get_secret_value())
+
+
+def build_runtime(settings: PollerSettings) -> ServiceRuntime:
+    runtime = ServiceRuntime(settings, migrations_dir=MIGRATIONS)
+    keys = _key_ring(settings)
+    register_handlers(runtime, settings, keys)
+    metrics = Metrics(runtime.registry)
+    state: dict[str, Any] = {}
+
+    async def context() -> Context:
+        """Built once the pool exists (the runtime creates it on start)."""
+        if "ctx" not in state:
+            http = httpx.AsyncClient(
+                limits=httpx.Limits(max_connections=200, max_keepalive_connections=100)
+            )
+            client = AmcClient(
+                settings.amc_base_url,
+                settings.lwa_client_id,
+                http=http,
+                timeout=settings.amc_http_timeout_s,
+            )
+            limiter = InstanceRateLimiter(
+                runtime.pool,
+                settings.requests_per_second_per_instance,
+                settings.rate_limit_tolerance_s,
+            )
+            breakers = Breakers(settings.breaker_failure_threshold, settings.breaker_reset_s)
+            gateway = AmcGateway(
+                client,
+                limiter,
+                breakers,
+                runtime.pool,
+                keys,
+                metrics,
+                settings.token_expiry_margin_s,
+            )
+            state["http"] = http
+            state["ctx"] = Context(
+                settings,
+                runtime.pool,
+                runtime.outbox,
+                gateway,
+                LocalResultStore(settings.result_dir),
+            )
+        ctx: Context = state["ctx"]
+        return ctx
+
+    idle = settings.loop_interval_s
+    drain = settings.graceful_timeout_s / 2
+
+    @runtime.background("submitter")
+    async def submitter(stop: asyncio.Event) -> None:
+        loop = Submitter(await context())
+        await run_loop(stop, "submitter", loop.step, idle, loop.tasks, drain)
+
+    @runtime.background("poller")
+    async def poller(stop: asyncio.Event) -> None:
+        loop = Follower(await context()).polls
+        await run_loop(stop, "poller", loop.step, idle, loop.tasks, drain)
+
+    @runtime.background("downloader")
+    async def downloader(stop: asyncio.Event) -> None:
+        loop = Follower(await context()).downloads
+        await run_loop(stop, "downloader", loop.step, idle, loop.tasks, drain)
+
+    @runtime.background("canceller")
+    async def canceller(stop: asyncio.Event) -> None:
+        loop = Follower(await context()).cancels
+        await run_loop(stop, "canceller", loop.step, idle, loop.tasks, drain)
+
+    @runtime.background("token-requests")
+    async def token_requests(stop: asyncio.Event) -> None:
+        ctx = await context()
+        await run_loop(stop, "token-requests", lambda: resend_step(ctx), max(idle * 4, 1.0))
+
+    return runtime
+
+
+def create_app(settings: ServiceSettings) -> FastAPI:
+    assert isinstance(settings, PollerSettings)
+    return create_service_app(
+        build_runtime(settings),
+        routers=[router],
+        title="amc-poller",
+        description="Turns run requests into AMC executions, follows them, downloads results.",
+    )
+
+
+def main() -> None:
+    serve(PollerSettings(), create_app)

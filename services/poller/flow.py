@@ -1,0 +1,153 @@
+"""State changes of an execution together with the events that announce them (one transaction).
+
+Every change of public status goes through `change`, so each one is published: the row and
+its `execution.status_changed` (and `execution.completed` for a terminal status) are written
+in the caller's transaction, through the outbox.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from services.poller import store
+from services.poller.store import ExecRow
+from shared.contract import (
+    Event,
+    ExecutionCompleted,
+    ExecutionError,
+    ExecutionStatus,
+    ExecutionStatusChanged,
+    ExecutionSubmitted,
+    ResultLocation,
+    TokenRefreshRequested,
+)
+from shared.outbox import Connection, Outbox
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def status_changed(
+    row: ExecRow,
+    previous: ExecutionStatus | None,
+    status: ExecutionStatus,
+    *,
+    reason: str | None = None,
+    amc_execution_id: str | None = None,
+) -> ExecutionStatusChanged:
+    return ExecutionStatusChanged(
+        execution_id=row.execution_id,
+        origin=row.origin,
+        previous_status=previous,
+        status=status,
+        amc_execution_id=amc_execution_id or row.amc_execution_id,
+        reason=reason,
+    )
+
+
+def completed(
+    row: ExecRow,
+    status: ExecutionStatus,
+    *,
+    error: ExecutionError | None = None,
+    result: ResultLocation | None = None,
+    amc_execution_id: str | None = None,
+) -> ExecutionCompleted:
+    return ExecutionCompleted(
+        execution_id=row.execution_id,
+        origin=row.origin,
+        status=status.value,  # only terminal statuses reach here
+        amc_execution_id=amc_execution_id or row.amc_execution_id,
+        instance_id=row.instance_id,
+        user_id=row.user_id,
+        error=error,
+        result=result,
+    )
+
+
+def submitted(row: ExecRow, amc_execution_id: str) -> ExecutionSubmitted:
+    return ExecutionSubmitted(
+        execution_id=row.execution_id,
+        amc_execution_id=amc_execution_id,
+        instance_id=row.instance_id,
+        user_id=row.user_id,
+        origin=row.origin,
+    )
+
+
+async def change(
+    conn: Connection,
+    outbox: Outbox,
+    row: ExecRow,
+    owner: str | None,
+    *,
+    status: ExecutionStatus | None = None,
+    reason: str | None = None,
+    error: ExecutionError | None = None,
+    result: ResultLocation | None = None,
+    extra_events: tuple[Event, ...] = (),
+    release: bool = True,
+    **fields: Any,
+) -> bool:
+    """Update the row (only while `owner` holds it, if given) and publish what changed."""
+    sets = dict(fields)
+    events: list[Event] = list(extra_events)
+    amc_id = fields.get("amc_execution_id") or row.amc_execution_id
+    if status is not None:
+        sets["status"] = status.value
+        if status.is_terminal:
+            sets.update(stage=store.DONE, completed_at=now(), waiting_token=False)
+            if error is not None:
+                sets.update(
+                    error_code=error.code,
+                    error_message=error.message,
+                    error_retryable=error.retryable,
+                )
+            if result is not None:
+                sets.update(
+                    result_uri=result.uri,
+                    result_rows=result.row_count,
+                    result_bytes=result.size_bytes,
+                )
+        if status is not row.status:
+            text = reason or (error.message if error is not None else None)
+            events.append(
+                status_changed(row, row.status, status, reason=text, amc_execution_id=amc_id)
+            )
+        if status.is_terminal:
+            events.append(
+                completed(row, status, error=error, result=result, amc_execution_id=amc_id)
+            )
+    if not await store.update(conn, row.execution_id, owner, sets, release=release):
+        return False
+    await outbox.enqueue(conn, *events)
+    return True
+
+
+async def ask_for_token(conn: Connection, outbox: Outbox, user_id: str, reason: str) -> None:
+    """One outstanding token.refresh_requested per user, however many executions wait."""
+    if await store.open_token_request(conn, user_id):
+        await outbox.enqueue(conn, TokenRefreshRequested(user_id=user_id, reason=reason[:500]))
+
+
+async def wait_for_token(
+    conn: Connection,
+    outbox: Outbox,
+    row: ExecRow,
+    owner: str | None,
+    reason: str,
+    *,
+    unsent: bool,
+) -> bool:
+    """Park the row until token.refreshed (or token.refresh_failed) for its user arrives.
+
+    A row that certainly has nothing at AMC (`unsent`) becomes WAITING_FOR_TOKEN; a row that
+    may have an execution there keeps its status (it runs on at AMC) and only pauses.
+    """
+    status = ExecutionStatus.WAITING_FOR_TOKEN if unsent else None
+    ok = await change(conn, outbox, row, owner, status=status, reason=reason, waiting_token=True)
+    if ok:
+        await ask_for_token(conn, outbox, row.user_id, reason)
+    return ok

@@ -1,0 +1,119 @@
+"""Event subscribers: each writes rows in its one transaction; no AMC call happens here."""
+
+from __future__ import annotations
+
+import logging
+from uuid import uuid4
+
+from services.poller import flow, logic, store
+from services.poller.settings import PollerSettings
+from shared.consumer import PermanentError, Tx
+from shared.contract import (
+    ExecutionRequested,
+    ExecutionStatus,
+    ScheduleDue,
+    TokenRefreshed,
+    TokenRefreshFailed,
+    WeekRequested,
+)
+from shared.crypto import DecryptionError, KeyRing
+from shared.runtime import ServiceRuntime
+
+log = logging.getLogger(__name__)
+
+
+def register_handlers(runtime: ServiceRuntime, settings: PollerSettings, keys: KeyRing) -> None:
+    async def accept(tx: Tx, event: logic.RequestEvent) -> None:
+        problem = logic.request_problem(event)
+        if problem is not None:
+            raise PermanentError(problem)
+        token = await store.cached_token(tx.conn, event.run.user_id)
+        usable = token is not None and logic.token_usable(
+            token.expires_at, token.invalid, flow.now(), settings.token_expiry_margin_s
+        )
+        status = ExecutionStatus.QUEUED if usable else ExecutionStatus.WAITING_FOR_TOKEN
+        row = await store.insert_execution(
+            tx.conn,
+            execution_id=uuid4(),
+            origin=event.origin,
+            attempt=logic.request_attempt(event),
+            request_event_id=event.event_id,
+            run=event.run,
+            status=status,
+            waiting_token=not usable,
+        )
+        if row is None:
+            log.info("request %s:%s already has an execution", event.origin.kind, event.origin.id)
+            return
+        await tx.emit(
+            flow.status_changed(row, None, ExecutionStatus.RECEIVED),
+            flow.status_changed(
+                row,
+                ExecutionStatus.RECEIVED,
+                status,
+                reason=None if usable else "no valid access token cached",
+            ),
+        )
+        if not usable:
+            await flow.ask_for_token(tx.conn, runtime.outbox, row.user_id, "no valid token cached")
+
+    @runtime.consumer.on(ScheduleDue)
+    async def on_schedule_due(tx: Tx, event: ScheduleDue) -> None:
+        await accept(tx, event)
+
+    @runtime.consumer.on(WeekRequested)
+    async def on_week_requested(tx: Tx, event: WeekRequested) -> None:
+        await accept(tx, event)
+
+    @runtime.consumer.on(ExecutionRequested)
+    async def on_execution_requested(tx: Tx, event: ExecutionRequested) -> None:
+        await accept(tx, event)
+
+    @runtime.consumer.on(TokenRefreshed)
+    async def on_token_refreshed(tx: Tx, event: TokenRefreshed) -> None:
+        try:
+            keys.decrypt(event.access_token_encrypted)
+        except DecryptionError:
+            raise PermanentError(
+                "token.refreshed: access_token_encrypted cannot be decrypted with "
+                "EVENT_ENCRYPTION_KEYS (key missing from the ring?)"
+            ) from None
+        await store.store_token(
+            tx.conn, event.user_id, event.access_token_encrypted, event.expires_at
+        )
+        await store.close_token_request(tx.conn, event.user_id)
+        if not logic.token_usable(
+            event.expires_at, False, flow.now(), settings.token_expiry_margin_s
+        ):
+            return  # Too close to expiry to use: the re-request loop asks again.
+        for row in await store.waiting_for_token(tx.conn, event.user_id):
+            status = (
+                ExecutionStatus.QUEUED if row.status is ExecutionStatus.WAITING_FOR_TOKEN else None
+            )
+            await flow.change(
+                tx.conn,
+                tx.outbox,
+                row,
+                None,
+                status=status,
+                reason="access token refreshed",
+                waiting_token=False,
+                next_action_at=flow.now(),
+            )
+
+    @runtime.consumer.on(TokenRefreshFailed)
+    async def on_token_refresh_failed(tx: Tx, event: TokenRefreshFailed) -> None:
+        if not event.reauth_required:
+            # The token service will try again; our outstanding request is re-sent after
+            # token_request_retry_s if nothing arrives.
+            log.warning(
+                "token refresh failed for a user, not final", extra={"user_id": event.user_id}
+            )
+            return
+        await store.close_token_request(tx.conn, event.user_id)
+        await store.invalidate_token(tx.conn, event.user_id, None)
+        error = logic.reauth_error(event.reason)
+        for row in await store.unserved_for_user(tx.conn, event.user_id):
+            await flow.change(
+                tx.conn, tx.outbox, row, None, status=ExecutionStatus.FAILED, error=error
+            )

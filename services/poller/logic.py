@@ -1,0 +1,275 @@
+"""The poller's rules, without I/O: what a request means, when to poll, how to read AMC."""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from shared.clients import (
+    AmcAccount,
+    AmcStatus,
+    ApiError,
+    ClientRequestError,
+    ExecutionInfo,
+    ExecutionRequest,
+    RateLimitedError,
+    ServerError,
+    TransportError,
+    UnauthorizedError,
+)
+from shared.contract import (
+    ExecutionError,
+    ExecutionRequested,
+    ExecutionStatus,
+    OriginKind,
+    ScheduleDue,
+    WeekRequested,
+    WorkflowRun,
+)
+
+RequestEvent = ScheduleDue | WeekRequested | ExecutionRequested
+
+# --- requests ----------------------------------------------------------------------------
+
+
+def request_problem(event: RequestEvent) -> str | None:
+    """Why a request cannot be run at all (it goes to the DLQ), or None if it can."""
+    if isinstance(event, ScheduleDue):
+        if event.origin.kind is not OriginKind.SCHEDULE or event.origin.id != str(event.run_id):
+            return "schedule.due: origin must be {kind: schedule, id: run_id}"
+    elif isinstance(event, WeekRequested) and (
+        event.origin.kind is not OriginKind.COLLECTION or event.origin.id != str(event.week_id)
+    ):
+        return "week.requested: origin must be {kind: collection, id: week_id}"
+    try:
+        ZoneInfo(event.run.time_window_time_zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        return (
+            f"run.time_window_time_zone: {event.run.time_window_time_zone!r} "
+            "is not an IANA time zone"
+        )
+    return None
+
+
+def request_attempt(event: RequestEvent) -> int:
+    """A week retried under the same origin is a new execution; every other request is one."""
+    return event.attempt if isinstance(event, WeekRequested) else 1
+
+
+def amc_account(run: WorkflowRun) -> AmcAccount:
+    return AmcAccount(run.instance_id, run.advertiser_id, run.marketplace_id)
+
+
+def amc_request(run: WorkflowRun) -> ExecutionRequest:
+    return ExecutionRequest(
+        workflow_id=run.workflow_id,
+        time_window_type=run.time_window_type,
+        time_window_start=run.time_window_start,
+        time_window_end=run.time_window_end,
+        time_window_time_zone=run.time_window_time_zone,
+        output_format=run.output_format,
+        parameter_values=run.parameters,
+    )
+
+
+# --- tokens ------------------------------------------------------------------------------
+
+_NO_TOKEN = re.compile(r"no (refresh )?token|not registered|unknown user", re.IGNORECASE)
+
+
+def reauth_error(reason: str) -> ExecutionError:
+    """The error for a user the token service cannot serve: unknown, or grant revoked."""
+    code: Literal["UNKNOWN_USER", "REAUTH_REQUIRED"] = (
+        "UNKNOWN_USER" if _NO_TOKEN.search(reason) else "REAUTH_REQUIRED"
+    )
+    text = reason or "the user must authorize again"
+    return ExecutionError(code=code, message=f"token service: {text}"[:4000], retryable=False)
+
+
+def token_usable(
+    expires_at: datetime | None, invalid: bool, now: datetime, margin_s: float
+) -> bool:
+    return expires_at is not None and not invalid and expires_at > now + timedelta(seconds=margin_s)
+
+
+# --- calling AMC -------------------------------------------------------------------------
+
+CallFailure = Literal["unauthorized", "rate_limited", "transient", "rejected"]
+
+
+def classify(error: ApiError) -> CallFailure:
+    """What a failed AMC call means for the execution that made it."""
+    if isinstance(error, UnauthorizedError):
+        return "unauthorized"
+    if isinstance(error, RateLimitedError):
+        return "rate_limited"
+    if isinstance(error, ServerError | TransportError):
+        return "transient"
+    if isinstance(error, ClientRequestError):
+        return "rejected"
+    return "transient"  # an unreadable 2xx body or an unexpected status: try again later
+
+
+def backoff_s(
+    failures: int, base_s: float, cap_s: float, rng: random.Random | None = None
+) -> float:
+    """Exponential backoff with equal jitter: half the step fixed, half random."""
+    step = min(cap_s, base_s * 2 ** max(failures - 1, 0))
+    return float(step / 2 + (rng or random).uniform(0, step / 2))
+
+
+# --- polling -----------------------------------------------------------------------------
+
+
+def poll_delay_s(poll_count: int, intervals: Sequence[float]) -> float:
+    """Short at first, backing off for long executions; the last interval repeats."""
+    return intervals[min(poll_count, len(intervals) - 1)]
+
+
+def next_poll_at(
+    now: datetime,
+    poll_count: int,
+    intervals: Sequence[float],
+    wait_until: datetime | None,
+    min_gap_s: float,
+    deadline: datetime | None = None,
+) -> datetime:
+    """When to look again. AMC's waitUntil says nothing changes before then: poll right then,
+    which is both sooner (for short runs) and cheaper (for long ones) than the schedule.
+    Never later than the deadline (the execution timeout), which must be noticed on time."""
+    if wait_until is not None:
+        when = max(wait_until, now + timedelta(seconds=min_gap_s))
+    else:
+        when = now + timedelta(seconds=poll_delay_s(poll_count, intervals))
+    if deadline is not None:
+        when = min(when, max(deadline, now + timedelta(seconds=min_gap_s)))
+    return when
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What one AMC status answer means for our execution."""
+
+    status: ExecutionStatus
+    download: bool = False
+    error: ExecutionError | None = None
+
+
+def interpret(info: ExecutionInfo) -> Observed:
+    match info.status:
+        case AmcStatus.PENDING:
+            return Observed(ExecutionStatus.PENDING)
+        case AmcStatus.RUNNING:
+            return Observed(ExecutionStatus.RUNNING)
+        case AmcStatus.SUCCEEDED:
+            # Public SUCCEEDED waits for the download; until then the execution stays RUNNING.
+            return Observed(ExecutionStatus.RUNNING, download=True)
+        case AmcStatus.CANCELLED:
+            message = info.error_message or "cancelled at AMC"
+            return Observed(
+                ExecutionStatus.CANCELLED,
+                error=ExecutionError(code="CANCELLED", message=message, retryable=False),
+            )
+        case AmcStatus.REJECTED:
+            message = info.error_message or "AMC rejected the execution"
+            return Observed(
+                ExecutionStatus.FAILED,
+                error=ExecutionError(code="AMC_VALIDATION", message=message, retryable=False),
+            )
+        case _:
+            message = info.error_message or "AMC reported the execution FAILED"
+            return Observed(
+                ExecutionStatus.FAILED,
+                error=ExecutionError(code="AMC_FAILED", message=message[:4000], retryable=True),
+            )
+
+
+def timed_out(submitted_at: datetime | None, now: datetime, timeout_s: float) -> bool:
+    return submitted_at is not None and now - submitted_at > timedelta(seconds=timeout_s)
+
+
+def error(
+    code: Literal[
+        "AMC_VALIDATION",
+        "AMC_UNAVAILABLE",
+        "TIMED_OUT",
+        "RESULTS_EXPIRED",
+        "DOWNLOAD_FAILED",
+        "CANCELLED",
+        "INTERNAL",
+    ],
+    message: str,
+) -> ExecutionError:
+    retryable = code in ("AMC_UNAVAILABLE", "TIMED_OUT", "DOWNLOAD_FAILED", "INTERNAL")
+    return ExecutionError(code=code, message=message[:4000], retryable=retryable)
+
+
+# --- exactly once: reconciling an interrupted submission ---------------------------------
+
+
+def window_texts(run: WorkflowRun) -> tuple[str | None, str | None]:
+    """The window bounds as AMC shows them back (wall time in the window's zone)."""
+    body = amc_request(run).to_body()
+    start, end = body.get("timeWindowStart"), body.get("timeWindowEnd")
+    return (start if isinstance(start, str) else None, end if isinstance(end, str) else None)
+
+
+def _wall(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def reconcile_match(
+    candidates: Iterable[ExecutionInfo],
+    run: WorkflowRun,
+    intent_at: datetime,
+    skew_s: float,
+    known_amc_ids: set[str],
+) -> ExecutionInfo | None:
+    """The AMC execution our interrupted POST created, if AMC has one.
+
+    Same workflow and time window, created no earlier than the intent (less the clock
+    allowance), and not already the AMC execution of another of our rows. The earliest such
+    one is ours: a later one would have needed a second POST, which only reconciling allows.
+    """
+    start, end = window_texts(run)
+    earliest = intent_at - timedelta(seconds=skew_s)
+    matches = [
+        c
+        for c in candidates
+        if c.workflow_id == run.workflow_id
+        and c.workflow_execution_id not in known_amc_ids
+        and _wall(c.time_window_start) == start
+        and _wall(c.time_window_end) == end
+        and (c.creation_time is None or c.creation_time >= earliest)
+    ]
+    if not matches:
+        return None
+    return min(matches, key=lambda c: (c.creation_time is None, c.creation_time))
+
+
+# --- results -----------------------------------------------------------------------------
+
+
+class CsvRowCounter:
+    """Counts data rows of a CSV streamed in chunks (header excluded)."""
+
+    def __init__(self) -> None:
+        self.newlines = 0
+        self.size = 0
+        self._last = b""
+
+    def feed(self, chunk: bytes) -> None:
+        if chunk:
+            self.newlines += chunk.count(b"\n")
+            self.size += len(chunk)
+            self._last = chunk[-1:]
+
+    @property
+    def rows(self) -> int:
+        lines = self.newlines + (1 if self.size and self._last != b"\n" else 0)
+        return max(lines - 1, 0)

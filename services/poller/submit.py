@@ -1,0 +1,283 @@
+"""Submitting to AMC exactly once.
+
+The intent (SUBMITTING, with its time) is committed before the POST. If the process dies
+between the POST and recording AMC's answer, or the answer is ambiguous (5xx, timeout), the
+row stays SUBMITTING; once its lease ends it is reconciled against AMC's list of executions
+(creation time around the intent, workflow id, time window) and only if AMC has none is it
+queued to be submitted again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+from typing import Any
+
+from services.poller import flow, logic, store
+from services.poller.gateway import Token
+from services.poller.store import ExecRow
+from services.poller.worker import Context, TaskSet
+from shared.clients import ApiError, ExecutionInfo
+from shared.contract import ExecutionStatus
+
+log = logging.getLogger(__name__)
+
+
+class Submitter:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.tasks = TaskSet(limit=max(ctx.settings.claim_batch_size, 1), name="submitter")
+
+    async def step(self) -> bool:
+        ctx = self.ctx
+        busy = False
+        if self.tasks.room > 0 and not ctx.amc.open("list"):
+            async with ctx.pool.acquire() as conn, conn.transaction():
+                unresolved = await store.claim_unresolved_submissions(
+                    conn, ctx.owner, ctx.lease, self.tasks.room
+                )
+            for row in unresolved:
+                self.tasks.spawn(self.reconcile(row))
+            busy = bool(unresolved)
+        async with ctx.pool.acquire() as conn, conn.transaction():
+            for row in await store.cancelled_while_queued(conn, ctx.settings.claim_batch_size):
+                await flow.change(
+                    conn,
+                    ctx.outbox,
+                    row,
+                    None,
+                    status=ExecutionStatus.CANCELLED,
+                    error=logic.error("CANCELLED", "cancelled on request before AMC had it"),
+                )
+        if self.tasks.room <= 0 or ctx.amc.open("create"):
+            return busy
+        async with ctx.pool.acquire() as conn:
+            instances = await store.instances_with_queued(conn)
+        for instance_id in instances:
+            async with ctx.pool.acquire() as conn, conn.transaction():
+                claimed = await store.claim_submissions(
+                    conn,
+                    instance_id,
+                    ctx.settings.max_running_per_instance,
+                    ctx.owner,
+                    ctx.lease,
+                )
+                for row in claimed:
+                    await ctx.outbox.enqueue(
+                        conn,
+                        flow.status_changed(
+                            row, ExecutionStatus.QUEUED, ExecutionStatus.SUBMITTING
+                        ),
+                    )
+            for row in claimed:
+                self.tasks.spawn(self.submit(row))
+            busy = busy or bool(claimed)
+        return busy
+
+    # --- the POST ------------------------------------------------------------------------
+
+    async def submit(self, row: ExecRow) -> None:
+        ctx = self.ctx
+        token = await ctx.amc.token(row.user_id, flow.now())
+        if token is None:
+            await self._wait_for_token(row, None, "no valid access token cached", unsent=True)
+            return
+        try:
+            info = await ctx.amc.create(
+                token, logic.amc_account(row.run), logic.amc_request(row.run)
+            )
+        except ApiError as exc:
+            await self._post_failed(row, token, exc)
+            return
+        if ctx.settings.test_pause_after_post_s:
+            await asyncio.sleep(ctx.settings.test_pause_after_post_s)
+        await self._accepted(row, info, "submitted")
+
+    async def _post_failed(self, row: ExecRow, token: Token, exc: ApiError) -> None:
+        ctx = self.ctx
+        kind = logic.classify(exc)
+        async with ctx.pool.acquire() as conn, conn.transaction():
+            if kind == "unauthorized":
+                await store.invalidate_token(conn, row.user_id, token.ciphertext)
+                await flow.wait_for_token(conn, ctx.outbox, row, ctx.owner, str(exc), unsent=True)
+            elif kind == "rate_limited":
+                retry_after = getattr(exc, "retry_after", 1.0)
+                await flow.change(
+                    conn,
+                    ctx.outbox,
+                    row,
+                    ctx.owner,
+                    status=ExecutionStatus.QUEUED,
+                    reason=f"AMC throttled the submission; retrying after {retry_after:.1f}s",
+                    next_action_at=flow.now() + timedelta(seconds=retry_after),
+                )
+            elif kind == "rejected":
+                await flow.change(
+                    conn,
+                    ctx.outbox,
+                    row,
+                    ctx.owner,
+                    status=ExecutionStatus.FAILED,
+                    error=logic.error("AMC_VALIDATION", exc.message),
+                )
+            else:
+                # 5xx or no answer: AMC may have created it. Stay SUBMITTING; reconcile after
+                # the backoff (the lease end is when the reconciler may look).
+                await store.defer(
+                    conn,
+                    row.execution_id,
+                    ctx.owner,
+                    ctx.backoff(row.failures + 1),
+                    failures=row.failures + 1,
+                )
+                log.warning(
+                    "submission of %s had no clear answer (%s); will reconcile",
+                    row.execution_id,
+                    exc,
+                    extra={"execution_id": row.execution_id},
+                )
+
+    async def _accepted(self, row: ExecRow, info: ExecutionInfo, how: str) -> None:
+        ctx = self.ctx
+        observed = logic.interpret(info)
+        async with ctx.pool.acquire() as conn, conn.transaction():
+            # The API may have asked to cancel while the POST was under way.
+            fresh = await store.lock(conn, row.execution_id)
+            cancel = fresh.cancel_requested if fresh is not None else row.cancel_requested
+            fields: dict[str, Any] = {
+                "amc_execution_id": info.workflow_execution_id,
+                "amc_status": info.status.value,
+                "submitted_at": flow.now(),
+                "failures": 0,
+                "poll_count": 0,
+            }
+            if cancel:
+                stage, status, when = store.CANCEL, ExecutionStatus.PENDING, flow.now()
+            elif observed.status.is_terminal or observed.download:
+                stage, status, when = store.POLL, ExecutionStatus.PENDING, flow.now()
+            else:
+                stage, status = store.POLL, observed.status
+                when = logic.next_poll_at(
+                    flow.now(),
+                    0,
+                    ctx.settings.poll_intervals_s,
+                    info.wait_until,
+                    ctx.settings.min_poll_gap_s,
+                    flow.now() + timedelta(seconds=ctx.settings.amc_execution_timeout_s),
+                )
+            ok = await flow.change(
+                conn,
+                ctx.outbox,
+                row,
+                ctx.owner,
+                status=status,
+                reason=f"{how} to AMC",
+                extra_events=(flow.submitted(row, info.workflow_execution_id),),
+                stage=stage,
+                next_action_at=when,
+                **fields,
+            )
+        if not ok:
+            log.error(
+                "lost the lease of %s after AMC accepted it as %s; the reconciler decides",
+                row.execution_id,
+                info.workflow_execution_id,
+                extra={"execution_id": row.execution_id},
+            )
+
+    async def _wait_for_token(
+        self, row: ExecRow, token: Token | None, reason: str, *, unsent: bool
+    ) -> None:
+        async with self.ctx.pool.acquire() as conn, conn.transaction():
+            if token is not None:
+                await store.invalidate_token(conn, row.user_id, token.ciphertext)
+            await flow.wait_for_token(
+                conn, self.ctx.outbox, row, self.ctx.owner, reason, unsent=unsent
+            )
+
+    # --- reconciling an interrupted submission -------------------------------------------
+
+    async def reconcile(self, row: ExecRow) -> None:
+        ctx = self.ctx
+        assert row.submit_intent_at is not None
+        token = await ctx.amc.token(row.user_id, flow.now())
+        if token is None:
+            await self._wait_for_token(row, None, "no valid access token cached", unsent=False)
+            return
+        skew = timedelta(seconds=ctx.settings.reconcile_skew_s)
+        low = row.submit_intent_at - skew
+        high = max(flow.now(), row.submit_intent_at) + skew
+        account = logic.amc_account(row.run)
+        try:
+            found = await ctx.amc.list_executions(token, account, low, high)
+        except ApiError as exc:
+            await self._reconcile_failed(row, token, exc)
+            return
+        async with ctx.pool.acquire() as conn:
+            known = await store.known_amc_ids(conn, [f.workflow_execution_id for f in found])
+        match = logic.reconcile_match(
+            found, row.run, row.submit_intent_at, ctx.settings.reconcile_skew_s, known
+        )
+        if match is not None:
+            log.info(
+                "reconciled %s: AMC already has it as %s",
+                row.execution_id,
+                match.workflow_execution_id,
+                extra={"execution_id": row.execution_id},
+            )
+            await self._accepted(row, match, "reconciled with an execution already submitted")
+            return
+        async with ctx.pool.acquire() as conn, conn.transaction():
+            if row.cancel_requested:
+                await flow.change(
+                    conn,
+                    ctx.outbox,
+                    row,
+                    ctx.owner,
+                    status=ExecutionStatus.CANCELLED,
+                    error=logic.error("CANCELLED", "cancelled before AMC had it"),
+                )
+            elif row.failures >= ctx.settings.max_transient_attempts:
+                await flow.change(
+                    conn,
+                    ctx.outbox,
+                    row,
+                    ctx.owner,
+                    status=ExecutionStatus.FAILED,
+                    error=logic.error(
+                        "AMC_UNAVAILABLE",
+                        f"AMC did not accept the submission after {row.failures} attempts",
+                    ),
+                )
+            else:
+                await flow.change(
+                    conn,
+                    ctx.outbox,
+                    row,
+                    ctx.owner,
+                    status=ExecutionStatus.QUEUED,
+                    reason="reconciled: AMC has no such execution; submitting again",
+                    next_action_at=flow.now()
+                    + (ctx.backoff(row.failures) if row.failures else timedelta(0)),
+                )
+
+    async def _reconcile_failed(self, row: ExecRow, token: Token, exc: ApiError) -> None:
+        ctx = self.ctx
+        kind = logic.classify(exc)
+        if kind == "unauthorized":
+            await self._wait_for_token(row, token, str(exc), unsent=False)
+            return
+        retry_in = ctx.backoff(row.failures + 1)
+        if kind == "rate_limited":
+            retry_in = timedelta(seconds=getattr(exc, "retry_after", 1.0))
+        # Never give up while AMC may hold the execution: keep the row SUBMITTING and look
+        # again later (the lease end is the next look).
+        async with ctx.pool.acquire() as conn:
+            await store.defer(conn, row.execution_id, ctx.owner, retry_in)
+        log.warning(
+            "could not reconcile %s yet: %s",
+            row.execution_id,
+            exc,
+            extra={"execution_id": row.execution_id},
+        )

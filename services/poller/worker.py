@@ -1,0 +1,115 @@
+"""What the background loops share: their context, bounded task sets, and the claim loop.
+
+Loops claim due rows with FOR UPDATE SKIP LOCKED and a lease (committed at once), then call
+AMC outside any transaction, then record the answer in a new transaction that checks the
+lease is still theirs. Any number of replicas can run these loops side by side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+
+from services.poller import logic
+from services.poller.gateway import AmcGateway, CircuitOpenError
+from services.poller.results import ResultStore
+from services.poller.settings import PollerSettings
+from shared.clients import ApiError
+from shared.consumer import TRANSIENT_ERRORS
+from shared.outbox import Outbox
+
+log = logging.getLogger(__name__)
+
+# What a job or a loop step may meet in normal operation: logged, and the row retried later.
+_EXPECTED: tuple[type[BaseException], ...] = (ApiError, *TRANSIENT_ERRORS, asyncpg.PostgresError)
+_DB_TROUBLE: tuple[type[BaseException], ...] = (*TRANSIENT_ERRORS, asyncpg.PostgresError)
+
+
+@dataclass
+class Context:
+    settings: PollerSettings
+    pool: asyncpg.Pool[Any]
+    outbox: Outbox
+    amc: AmcGateway
+    results: ResultStore
+    owner: str = field(default_factory=lambda: f"poller-{uuid.uuid4().hex[:12]}")
+    rng: random.Random = field(default_factory=random.Random)
+
+    @property
+    def lease(self) -> timedelta:
+        return timedelta(seconds=self.settings.lease_s)
+
+    def backoff(self, failures: int) -> timedelta:
+        s = self.settings
+        return timedelta(seconds=logic.backoff_s(failures, s.retry_base_s, s.retry_max_s, self.rng))
+
+
+class TaskSet:
+    """Runs up to `limit` jobs at once; the loop asks how much room is left before claiming."""
+
+    def __init__(self, limit: int, name: str) -> None:
+        self.limit = limit
+        self.name = name
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def room(self) -> int:
+        return self.limit - len(self._tasks)
+
+    def spawn(self, job: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(self._guard(job))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _guard(self, job: Awaitable[None]) -> None:
+        try:
+            await job
+        except CircuitOpenError as exc:
+            # The row keeps its lease until it expires, then is claimed again.
+            log.info("%s: %s", self.name, exc)
+        except _EXPECTED as exc:
+            log.warning("%s job failed; its row is retried when its lease ends: %s", self.name, exc)
+        except Exception:
+            log.exception("%s job crashed; its row is retried when its lease ends", self.name)
+
+    async def drain(self, timeout_s: float) -> None:
+        """On shutdown: let running jobs finish; what does not is retried by lease expiry."""
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(set(self._tasks), timeout=timeout_s)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def run_loop(
+    stop: asyncio.Event,
+    name: str,
+    step: Callable[[], Awaitable[bool]],
+    idle_s: float,
+    tasks: TaskSet | None = None,
+    drain_s: float = 10.0,
+) -> None:
+    """Call `step` until stop; when it found nothing to do, wait `idle_s` (or for stop)."""
+    try:
+        while not stop.is_set():
+            try:
+                busy = await step()
+            except _DB_TROUBLE as exc:
+                log.warning("%s: database trouble, retrying: %s", name, exc)
+                busy = False
+            if not busy:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), idle_s)
+    finally:
+        if tasks is not None:
+            await tasks.drain(drain_s)

@@ -1,0 +1,264 @@
+"""Management API under /schedules."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, FastAPI, Query, Request, Response, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import AwareDatetime, ValidationError
+
+from services.scheduler.logic import RunKind, RunState, ScheduleState
+from services.scheduler.operations import ConflictError, NotFoundError, Operations
+from services.scheduler.schemas import (
+    TIME_RULES,
+    PauseRequest,
+    PreviewItem,
+    PreviewOut,
+    PreviewRequest,
+    RunOut,
+    RunPage,
+    ScheduleCreate,
+    ScheduleOut,
+    SchedulePage,
+    ScheduleUpdate,
+    StatsOut,
+    TriggerRequest,
+)
+from services.scheduler.timing import ScheduleSpec, load_zone, preview_json
+from shared.http import runtime_of
+
+router = APIRouter(prefix="/schedules", tags=["schedules"])
+
+DESCRIPTION = (
+    "Schedules that fire AMC workflow runs: the scheduler emits `schedule.due` events and "
+    "learns each run's outcome from `execution.*` events. It never calls AMC.\n\n" + TIME_RULES
+)
+
+Limit = Annotated[int, Query(ge=1, le=500)]
+Offset = Annotated[int, Query(ge=0)]
+
+
+def _ops(request: Request) -> Operations:
+    ops: Operations = runtime_of(request).operations  # type: ignore[attr-defined]
+    return ops
+
+
+def _now(request: Request) -> datetime:
+    now: datetime = runtime_of(request).now()  # type: ignore[attr-defined]
+    return now
+
+
+def schedule_out(row: Any) -> ScheduleOut:
+    spec: dict[str, Any] = row["spec"]
+    next_fire_at: datetime | None = row["next_fire_at"]
+    return ScheduleOut(
+        id=row["id"],
+        name=row["name"],
+        state=row["state"],
+        paused_reason=row["paused_reason"],
+        paused_at=row["paused_at"],
+        consecutive_failures=row["consecutive_failures"],
+        next_fire_at=next_fire_at,
+        next_fire_local=next_fire_at.astimezone(load_zone(row["timezone"]))
+        if next_fire_at
+        else None,
+        last_fire_at=row["last_fire_at"],
+        user_id=row["user_id"],
+        instance_id=row["instance_id"],
+        advertiser_id=row["advertiser_id"],
+        marketplace_id=row["marketplace_id"],
+        workflow_id=row["workflow_id"],
+        output_format=row["output_format"],
+        parameters=row["parameters"],
+        timezone=row["timezone"],
+        cron=spec.get("cron"),
+        preset=spec.get("preset"),
+        start_date=spec.get("start_date"),
+        end_date=spec.get("end_date"),
+        window=row["window_rule"],
+        catch_up_policy=row["catch_up_policy"],
+        overlap_policy=row["overlap_policy"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def run_out(row: Any) -> RunOut:
+    duration = None
+    if row["completed_at"] is not None and row["emitted_at"] is not None:
+        duration = (row["completed_at"] - row["emitted_at"]).total_seconds()
+    return RunOut(
+        **{k: row[k] for k in RunOut.model_fields if k != "duration_s"}, duration_s=duration
+    )
+
+
+def _next_offset(offset: int, count: int, total: int) -> int | None:
+    return offset + count if offset + count < total else None
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=ScheduleOut)
+async def create_schedule(body: ScheduleCreate, request: Request) -> ScheduleOut:
+    """Create a schedule; it fires from its first fire time after now."""
+    return schedule_out(await _ops(request).create(body))
+
+
+@router.get("", response_model=SchedulePage)
+async def list_schedules(
+    request: Request,
+    user_id: str | None = None,
+    instance_id: str | None = None,
+    state: ScheduleState | None = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> SchedulePage:
+    """Schedules, oldest first, filtered by user, AMC instance and state."""
+    rows, total = await _ops(request).list_schedules(
+        user_id=user_id, instance_id=instance_id, state=state, limit=limit, offset=offset
+    )
+    return SchedulePage(
+        items=[schedule_out(r) for r in rows],
+        total=total,
+        limit=limit,
+        offset=offset,
+        next_offset=_next_offset(offset, len(rows), total),
+    )
+
+
+@router.post("/preview", response_model=PreviewOut)
+async def preview_spec(body: PreviewRequest, request: Request) -> PreviewOut:
+    """The next fire times of a cron expression or preset, without creating a schedule."""
+    after = body.after or _now(request)
+    return _preview(body.spec(), after, body.count)
+
+
+@router.get("/{schedule_id}", response_model=ScheduleOut)
+async def get_schedule(schedule_id: UUID, request: Request) -> ScheduleOut:
+    return schedule_out(await _ops(request).get(schedule_id))
+
+
+@router.patch("/{schedule_id}", response_model=ScheduleOut)
+async def update_schedule(schedule_id: UUID, body: ScheduleUpdate, request: Request) -> ScheduleOut:
+    """Change some fields; a change of when it fires recomputes the next fire time from now."""
+    return schedule_out(await _ops(request).update(schedule_id, body))
+
+
+@router.delete("/{schedule_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_schedule(schedule_id: UUID, request: Request) -> Response:
+    """Delete a schedule and its run history. Runs in flight finish at AMC unobserved."""
+    await _ops(request).delete(schedule_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/{schedule_id}/pause", response_model=ScheduleOut)
+async def pause_schedule(
+    schedule_id: UUID, request: Request, body: PauseRequest | None = None
+) -> ScheduleOut:
+    """Stop firing (a buffered run is skipped); emits `schedule.paused`. Pausing a paused
+    schedule changes nothing."""
+    note = body.note if body else None
+    return schedule_out(await _ops(request).pause(schedule_id, note))
+
+
+@router.post("/{schedule_id}/resume", response_model=ScheduleOut)
+async def resume_schedule(schedule_id: UUID, request: Request) -> ScheduleOut:
+    """Fire again from the next fire time after now: fire times missed while paused are not
+    run. Resets the consecutive-failure count."""
+    return schedule_out(await _ops(request).resume(schedule_id))
+
+
+@router.post("/{schedule_id}/trigger", status_code=status.HTTP_202_ACCEPTED, response_model=RunOut)
+async def trigger_schedule(
+    schedule_id: UUID, request: Request, body: TriggerRequest | None = None
+) -> RunOut:
+    """Run now (a MANUAL run), paused or not, whatever the overlap policy. A second manual
+    trigger within 5 minutes is refused with 409 unless `force` is true."""
+    return run_out(await _ops(request).trigger(schedule_id, force=bool(body and body.force)))
+
+
+@router.get("/{schedule_id}/preview", response_model=PreviewOut)
+async def preview_schedule(
+    schedule_id: UUID,
+    request: Request,
+    count: Annotated[int, Query(ge=1, le=1000)] = 10,
+    after: AwareDatetime | None = None,
+) -> PreviewOut:
+    """The next `count` fire times after `after` (default now), in UTC and local time."""
+    row = await _ops(request).get(schedule_id)
+    spec = ScheduleSpec.model_validate(row["spec"])
+    return _preview(spec, after or _now(request), count)
+
+
+@router.get("/{schedule_id}/runs", response_model=RunPage)
+async def schedule_runs(
+    schedule_id: UUID,
+    request: Request,
+    state: RunState | None = None,
+    kind: RunKind | None = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> RunPage:
+    """Run history, newest fire time first, skipped fire times included."""
+    rows, total = await _ops(request).runs(
+        schedule_id, state=state, kind=kind, limit=limit, offset=offset
+    )
+    return RunPage(
+        items=[run_out(r) for r in rows],
+        total=total,
+        limit=limit,
+        offset=offset,
+        next_offset=_next_offset(offset, len(rows), total),
+    )
+
+
+@router.get("/{schedule_id}/stats", response_model=StatsOut)
+async def schedule_stats(schedule_id: UUID, request: Request) -> StatsOut:
+    row, stats = await _ops(request).stats(schedule_id)
+    finished = stats["succeeded"] + stats["failed"] + stats["cancelled"]
+    mean = stats["mean_duration_s"]
+    return StatsOut(
+        schedule_id=schedule_id,
+        state=row["state"],
+        runs=stats["runs"],
+        succeeded=stats["succeeded"],
+        failed=stats["failed"],
+        cancelled=stats["cancelled"],
+        skipped=stats["skipped"],
+        in_flight=stats["in_flight"],
+        success_rate=stats["succeeded"] / finished if finished else None,
+        consecutive_failures=row["consecutive_failures"],
+        last_run_at=stats["last_run_at"],
+        last_run_state=stats["last_run_state"],
+        next_fire_at=row["next_fire_at"] if row["state"] == "ACTIVE" else None,
+        mean_duration_s=float(mean) if mean is not None else None,
+    )
+
+
+def _preview(spec: ScheduleSpec, after: datetime, count: int) -> PreviewOut:
+    try:
+        items = preview_json(spec, None, after, count)
+    except (ValueError, ValidationError) as exc:
+        raise RequestValidationError(
+            [{"type": "value_error", "loc": ("query", "after"), "msg": str(exc), "input": None}]
+        ) from None
+    return PreviewOut(
+        timezone=spec.timezone,
+        after=after.astimezone(UTC),
+        items=[PreviewItem(**item) for item in items],
+    )
+
+
+async def _not_found(_: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_404_NOT_FOUND)
+
+
+async def _conflict(_: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_409_CONFLICT)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(NotFoundError, _not_found)
+    app.add_exception_handler(ConflictError, _conflict)

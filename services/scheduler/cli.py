@@ -1,0 +1,281 @@
+"""`amcctl schedules ...`: manage schedules; `preview` works offline, without a server."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+
+from services.scheduler.timing import preview_json
+from shared.cli.api import call, emit
+
+app = typer.Typer(help="Cron schedules of AMC workflow runs.", no_args_is_help=True)
+
+Json = Annotated[bool, typer.Option("--json", help="Print the raw JSON answer")]
+
+
+def _parse_json_object(raw: str, option: str) -> dict[str, Any]:
+    try:
+        loaded = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(f"not valid JSON: {exc}", param_hint=option) from None
+    if not isinstance(loaded, dict):
+        raise typer.BadParameter("must be a JSON object", param_hint=option)
+    return loaded
+
+
+def _parameters(raw: str | None, pairs: list[str]) -> dict[str, Any]:
+    params: dict[str, Any] = _parse_json_object(raw, "--parameters") if raw else {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise typer.BadParameter(f"{pair!r} is not NAME=VALUE", param_hint="--param")
+        params[name] = value
+    return params
+
+
+def _window(text: str) -> dict[str, Any]:
+    """MOST_RECENT_DAY | MOST_RECENT_WEEK | CURRENT_MONTH | PREVIOUS_MONTH | LOOKBACK:N[:L]."""
+    kind, _, rest = text.upper().partition(":")
+    if kind != "LOOKBACK":
+        return {"type": kind}
+    days, _, lag = rest.partition(":")
+    if not days.isdigit() or (lag and not lag.isdigit()):
+        raise typer.BadParameter("LOOKBACK needs days, e.g. LOOKBACK:7 or LOOKBACK:7:2")
+    window: dict[str, Any] = {"type": "LOOKBACK", "days": int(days)}
+    if lag:
+        window["lag_days"] = int(lag)
+    return window
+
+
+def _instant(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is not an ISO-8601 instant, e.g. 2024-11-03T00:00:00Z", param_hint="--after"
+        ) from None
+    if moment.utcoffset() is None:
+        raise typer.BadParameter(
+            f"{text!r} has no UTC offset: add Z or +HH:MM", param_hint="--after"
+        )
+    return moment
+
+
+def _line(s: dict[str, Any]) -> str:
+    when = s["cron"] or json.dumps(s["preset"])
+    return (
+        f"{s['id']}  {s['state']:<6}  {when:<24} {s['timezone']:<20} "
+        f"next {s['next_fire_at'] or '-'}  {s['workflow_id']}@{s['instance_id']}"
+    )
+
+
+def show_text(s: dict[str, Any], stats: dict[str, Any]) -> str:
+    when = f"cron {s['cron']}" if s["cron"] else f"preset {json.dumps(s['preset'])}"
+    rate = stats["success_rate"]
+    mean = stats["mean_duration_s"]
+    lines = [
+        f"schedule   {s['id']}  {s['state']}"
+        + (f" ({s['paused_reason']})" if s["paused_reason"] else ""),
+        f"name       {s['name'] or '-'}",
+        f"workflow   {s['workflow_id']} on {s['instance_id']} (user {s['user_id']})",
+        f"when       {when} in {s['timezone']}"
+        + (f" from {s['start_date']}" if s["start_date"] else "")
+        + (f" until {s['end_date']}" if s["end_date"] else ""),
+        f"window     {json.dumps(s['window'])}",
+        f"policies   catch-up {s['catch_up_policy']}, overlap {s['overlap_policy']}",
+        f"next fire  {s['next_fire_at'] or '-'} (local {s['next_fire_local'] or '-'})",
+        f"runs       {stats['runs']} total, {stats['succeeded']} succeeded, {stats['failed']} "
+        f"failed, {stats['skipped']} skipped, {stats['in_flight']} in flight",
+        f"success    {f'{rate:.0%}' if rate is not None else '-'}"
+        f"  mean duration {f'{mean:.0f} s' if mean is not None else '-'}"
+        f"  consecutive failures {s['consecutive_failures']}",
+        f"last run   {stats['last_run_at'] or '-'} {stats['last_run_state'] or ''}",
+    ]
+    return "\n".join(lines)
+
+
+@app.command("list")
+def list_schedules(
+    user: Annotated[str | None, typer.Option(help="Only this user's schedules")] = None,
+    instance: Annotated[str | None, typer.Option(help="Only this AMC instance")] = None,
+    state: Annotated[str | None, typer.Option(help="ACTIVE or PAUSED")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
+    offset: Annotated[int, typer.Option(min=0)] = 0,
+    as_json: Json = False,
+) -> None:
+    """List schedules."""
+    params = {"user_id": user, "instance_id": instance, "state": state}
+    query = {k: v for k, v in params.items() if v is not None} | {"limit": limit, "offset": offset}
+    page = call("scheduler", "GET", "/schedules", params=query)
+    if as_json:
+        emit(page)
+        return
+    for s in page["items"]:
+        typer.echo(_line(s))
+    typer.echo(f"{len(page['items'])} of {page['total']} schedule(s)")
+
+
+@app.command("show")
+def show(schedule_id: str, as_json: Json = False) -> None:
+    """One schedule with its run statistics."""
+    found = call("scheduler", "GET", f"/schedules/{schedule_id}")
+    stats = call("scheduler", "GET", f"/schedules/{schedule_id}/stats")
+    if as_json:
+        emit({"schedule": found, "stats": stats})
+    else:
+        typer.echo(show_text(found, stats))
+
+
+@app.command("create")
+def create(
+    user: Annotated[str, typer.Option(help="User whose AMC token is used")],
+    instance: Annotated[str, typer.Option(help="AMC instance id")],
+    advertiser: Annotated[str, typer.Option(help="Advertiser id")],
+    marketplace: Annotated[str, typer.Option(help="Marketplace id")],
+    workflow: Annotated[str, typer.Option(help="Saved AMC workflow id")],
+    timezone: Annotated[str, typer.Option(help="IANA time zone, e.g. Europe/London")],
+    cron: Annotated[str | None, typer.Option(help="5-field cron expression")] = None,
+    preset: Annotated[
+        str | None,
+        typer.Option(help='Preset as JSON, e.g. \'{"kind": "daily", "at": "06:00"}\''),
+    ] = None,
+    start: Annotated[str | None, typer.Option(help="First local day, YYYY-MM-DD")] = None,
+    end: Annotated[str | None, typer.Option(help="Last local day, YYYY-MM-DD")] = None,
+    window: Annotated[
+        str,
+        typer.Option(
+            help="MOST_RECENT_DAY|MOST_RECENT_WEEK|CURRENT_MONTH|PREVIOUS_MONTH|LOOKBACK:N[:L]"
+        ),
+    ] = "MOST_RECENT_DAY",
+    catch_up: Annotated[str, typer.Option(help="latest, all or none")] = "latest",
+    overlap: Annotated[str, typer.Option(help="skip, allow or buffer_one")] = "skip",
+    output_format: Annotated[str, typer.Option(help="CSV or PARQUET")] = "CSV",
+    name: Annotated[str | None, typer.Option(help="A label")] = None,
+    parameters: Annotated[str | None, typer.Option(help="Workflow parameters as JSON")] = None,
+    param: Annotated[list[str] | None, typer.Option(help="NAME=VALUE (repeatable)")] = None,
+    as_json: Json = False,
+) -> None:
+    """Create a schedule (give --cron or --preset)."""
+    body: dict[str, Any] = {
+        "name": name,
+        "user_id": user,
+        "instance_id": instance,
+        "advertiser_id": advertiser,
+        "marketplace_id": marketplace,
+        "workflow_id": workflow,
+        "output_format": output_format,
+        "parameters": _parameters(parameters, param or []),
+        "timezone": timezone,
+        "cron": cron,
+        "preset": _parse_json_object(preset, "--preset") if preset else None,
+        "start_date": start,
+        "end_date": end,
+        "window": _window(window),
+        "catch_up_policy": catch_up,
+        "overlap_policy": overlap,
+    }
+    created = call(
+        "scheduler", "POST", "/schedules", json={k: v for k, v in body.items() if v is not None}
+    )
+    if as_json:
+        emit(created)
+    else:
+        typer.echo(_line(created))
+
+
+@app.command("pause")
+def pause(
+    schedule_id: str,
+    note: Annotated[str | None, typer.Option(help="Why, for the record")] = None,
+    as_json: Json = False,
+) -> None:
+    """Stop firing until resumed."""
+    paused = call("scheduler", "POST", f"/schedules/{schedule_id}/pause", json={"note": note})
+    emit(paused) if as_json else typer.echo(_line(paused))
+
+
+@app.command("resume")
+def resume(schedule_id: str, as_json: Json = False) -> None:
+    """Fire again from the next fire time after now (missed ones are not run)."""
+    resumed = call("scheduler", "POST", f"/schedules/{schedule_id}/resume")
+    emit(resumed) if as_json else typer.echo(_line(resumed))
+
+
+@app.command("trigger")
+def trigger(
+    schedule_id: str,
+    force: Annotated[
+        bool, typer.Option("--force", help="Even within 5 minutes of the last manual run")
+    ] = False,
+    as_json: Json = False,
+) -> None:
+    """Run now (a manual run)."""
+    run = call("scheduler", "POST", f"/schedules/{schedule_id}/trigger", json={"force": force})
+    if as_json:
+        emit(run)
+    else:
+        typer.echo(f"run {run['id']} {run['state']} (fire time {run['fire_time']})")
+
+
+@app.command("history")
+def history(
+    schedule_id: str,
+    state: Annotated[str | None, typer.Option(help="Only runs in this state")] = None,
+    kind: Annotated[
+        str | None, typer.Option(help="SCHEDULED, MANUAL, CATCH_UP or BACKFILL")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 20,
+    offset: Annotated[int, typer.Option(min=0)] = 0,
+    as_json: Json = False,
+) -> None:
+    """Run history, newest first."""
+    query: dict[str, Any] = {"limit": limit, "offset": offset}
+    query |= {k: v for k, v in {"state": state, "kind": kind}.items() if v is not None}
+    page = call("scheduler", "GET", f"/schedules/{schedule_id}/runs", params=query)
+    if as_json:
+        emit(page)
+        return
+    for r in page["items"]:
+        detail = r["skip_reason"] or r["error_message"] or r["result_uri"] or ""
+        typer.echo(f"{r['fire_time']}  {r['kind']:<9} {r['state']:<9} {detail}")
+    typer.echo(f"{len(page['items'])} of {page['total']} run(s)")
+
+
+@app.command("delete")
+def delete(schedule_id: str) -> None:
+    """Delete a schedule and its history."""
+    call("scheduler", "DELETE", f"/schedules/{schedule_id}")
+    typer.echo(f"deleted {schedule_id}")
+
+
+@app.command("preview")
+def preview(
+    cron: Annotated[str, typer.Argument(help="5-field cron expression")],
+    timezone: Annotated[str, typer.Option(help="IANA time zone")] = "UTC",
+    after: Annotated[str | None, typer.Option(help="ISO-8601 instant; default now")] = None,
+    count: Annotated[int, typer.Option(min=1, max=10_000)] = 10,
+    as_json: Json = False,
+) -> None:
+    """The next fire times of a cron expression, computed locally (no server needed)."""
+    start = _instant(after) if after else datetime.now(UTC)
+    try:
+        rows = preview_json(cron, timezone, start, count)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'cron'}: {e['msg']}"
+            for e in exc.errors(include_url=False)
+        )
+        typer.echo(f"error: {problems}", err=True)
+        raise typer.Exit(2) from None
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    for row in rows:
+        typer.echo(f"{row['utc']}  {row['local']}")

@@ -1,0 +1,355 @@
+"""The firing loop: claim due schedules, write their runs, advance them, emit `schedule.due`.
+
+The loop sleeps until the earliest next fire time (bounded by `max_sleep_s`) and wakes at once
+on an in-process signal or a NOTIFY on the scheduler's channel (sent when the API creates or
+changes a schedule, possibly on another replica). Each batch of due schedules is claimed with
+`FOR UPDATE SKIP LOCKED`; its run rows (unique per schedule and fire time), new next fire times
+and outbox events are written in that one transaction, so any number of replicas fire each
+fire time exactly once, and a crash at any point either fires a batch completely or not at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from typing import Any, cast
+from uuid import UUID, uuid4
+
+import asyncpg
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from pydantic import TypeAdapter
+
+from services.scheduler import store
+from services.scheduler.logic import (
+    FiringConfig,
+    RunTemplate,
+    plan_firing,
+    workflow_run,
+)
+from services.scheduler.settings import SchedulerSettings
+from services.scheduler.timing import CatchUpPolicy, OverlapPolicy, ScheduleSpec, WindowRule
+from shared.contract import Origin, OriginKind, ScheduleDue, SchedulePaused, WorkflowRun
+from shared.outbox import Connection, Outbox
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+def notify_channel(schema: str) -> str:
+    return f"amc_scheduler_{schema}"[:63]
+
+
+_WINDOW_RULE: TypeAdapter[WindowRule] = TypeAdapter(WindowRule)
+
+
+# Thousands of schedules share a handful of specs: parse each distinct one once. The parsed
+# spec also caches its zone and compiled rule.
+@lru_cache(maxsize=8192)
+def spec_of(text: str) -> ScheduleSpec:
+    return ScheduleSpec.model_validate_json(text)
+
+
+@lru_cache(maxsize=8192)
+def window_rule_of(text: str) -> WindowRule:
+    return _WINDOW_RULE.validate_json(text)
+
+
+def template_of(row: Any) -> RunTemplate:
+    return RunTemplate(
+        user_id=row["user_id"],
+        instance_id=row["instance_id"],
+        advertiser_id=row["advertiser_id"],
+        marketplace_id=row["marketplace_id"],
+        workflow_id=row["workflow_id"],
+        output_format=row["output_format"],
+        parameters=row["parameters"],
+    )
+
+
+def new_ids(count: int) -> Iterator[UUID]:
+    """Random (version 4) UUIDs from one read of the OS's randomness rather than one each."""
+    pool = os.urandom(16 * count)
+    for i in range(count):
+        yield UUID(bytes=pool[16 * i : 16 * i + 16], version=4)
+
+
+def due_event(
+    schedule_id: UUID,
+    run_id: UUID,
+    fire_time: datetime,
+    run: WorkflowRun,
+    now: datetime,
+    event_id: UUID | None = None,
+) -> ScheduleDue:
+    return ScheduleDue(
+        event_id=event_id or uuid4(),
+        schedule_id=schedule_id,
+        run_id=run_id,
+        fire_time=fire_time,
+        origin=Origin(kind=OriginKind.SCHEDULE, id=str(run_id)),
+        run=run,
+        occurred_at=now,
+    )
+
+
+@dataclass
+class FiringMetrics:
+    registry: CollectorRegistry
+    runs: Counter = field(init=False)
+    lateness: Histogram = field(init=False)
+    batch_seconds: Histogram = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.runs = Counter(
+            "amc_scheduler_runs",
+            "Schedule runs written by the firing loop, by kind and state",
+            ["kind", "state"],
+            registry=self.registry,
+        )
+        self.lateness = Histogram(
+            "amc_scheduler_claim_lateness_seconds",
+            "Time from a fire time to the commit of its run",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 60, 600),
+            registry=self.registry,
+        )
+        self.batch_seconds = Histogram(
+            "amc_scheduler_claim_batch_seconds",
+            "Time to claim and fire one batch of due schedules",
+            registry=self.registry,
+        )
+
+
+@dataclass(frozen=True)
+class _Batch:
+    runs: list[store.NewRun]
+    events: list[ScheduleDue]
+    ids: list[UUID]
+    next_fire_ats: list[datetime | None]
+    last_fire_ats: list[datetime | None]
+    broken: list[tuple[UUID, str]]
+
+
+class Firer:
+    def __init__(
+        self,
+        pool_of: Callable[[], asyncpg.Pool[Any]],
+        outbox: Outbox,
+        settings: SchedulerSettings,
+        *,
+        now: Clock,
+        metrics: FiringMetrics,
+    ) -> None:
+        self._pool_of = pool_of
+        self._outbox = outbox
+        self._settings = settings
+        self._now = now
+        self._metrics = metrics
+        self._wake = asyncio.Event()
+        self._channel = notify_channel(settings.schema_name)
+        self.cfg = FiringConfig(
+            late_grace=timedelta(seconds=settings.late_grace_s),
+            catch_up_window=timedelta(seconds=settings.catch_up_window_s),
+            max_catch_up_runs=settings.max_catch_up_runs,
+            max_enumerated=settings.max_missed_enumerated,
+        )
+
+    @property
+    def channel(self) -> str:
+        return self._channel
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def notify(self, conn: Connection) -> None:
+        """Tell every replica's loop (after commit) that a schedule was created or changed."""
+        await conn.execute("SELECT pg_notify($1, '')", self._channel)
+
+    # --- the loop ------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        listener = await self._listen()
+        backoff = 0.2
+        try:
+            while not stop.is_set():
+                self._wake.clear()
+                try:
+                    claimed = await self.fire_due()
+                    earliest = await store.earliest_due(self._pool_of())
+                    backoff = 0.2
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                    log.warning("firing loop failed, retrying in %.1fs: %s", backoff, exc)
+                    await self._sleep(stop, backoff, wakeable=False)
+                    backoff = min(backoff * 2, 10.0)
+                    continue
+                if listener is None or listener.is_closed():
+                    listener = await self._listen()
+                delay = self._settings.max_sleep_s
+                if earliest is not None:
+                    # A millisecond past the fire time, so the wake-up does not come a hair early.
+                    until = (earliest - self._now()).total_seconds() + 0.001
+                    delay = min(max(until, 0.0), delay)
+                    if delay == 0.0 and not claimed:
+                        # Due rows we could not claim are held by another replica (or by an
+                        # event handler): give it a moment rather than spin.
+                        delay = 0.02
+                await self._sleep(stop, delay)
+        finally:
+            if listener is not None and not listener.is_closed():
+                with contextlib.suppress(Exception):
+                    await listener.close()
+
+    async def _sleep(self, stop: asyncio.Event, seconds: float, *, wakeable: bool = True) -> None:
+        waiters = [asyncio.ensure_future(stop.wait())]
+        if wakeable:
+            waiters.append(asyncio.ensure_future(self._wake.wait()))
+        try:
+            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    async def _listen(self) -> asyncpg.Connection[Any] | None:
+        # A dedicated connection: LISTEN must outlive pooled transactions. Without it the loop
+        # still wakes at the earliest fire time it knows and at least every max_sleep_s.
+        try:
+            conn = await asyncpg.connect(self._settings.database_url)
+            await conn.add_listener(self._channel, lambda *_: self._wake.set())
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.warning("scheduler LISTEN unavailable, polling only: %s", exc)
+            return None
+        return conn
+
+    # --- claiming and firing -------------------------------------------------------------
+
+    async def fire_due(self) -> int:
+        """Fire every due schedule, batch after batch; returns how many schedules it claimed."""
+        total = 0
+        while True:
+            claimed = await self.fire_batch()
+            total += claimed
+            if claimed < self._settings.claim_batch_size:
+                return total
+
+    async def fire_batch(self) -> int:
+        started = time.perf_counter()
+        limit = self._settings.claim_batch_size
+        async with self._pool_of().acquire() as conn, conn.transaction():
+            now = self._now()
+            rows = await store.claim_due(conn, now, limit)
+            if not rows:
+                return 0
+            stale_before = now - timedelta(seconds=self._settings.run_stale_after_s)
+            counts = await store.open_run_counts(conn, [r["id"] for r in rows], stale_before)
+            batch = self._plan(rows, counts, now)
+            inserted = await store.insert_runs(conn, batch.runs)
+            events = [e for e in batch.events if e.run_id in inserted]
+            await store.advance(conn, batch.ids, batch.next_fire_ats, batch.last_fire_ats)
+            await self._outbox.enqueue(conn, *events)
+            for schedule_id, reason in batch.broken:
+                await self._pause_broken(conn, schedule_id, reason, now)
+        committed = self._now()
+        for run in batch.runs:
+            if run.id in inserted:
+                self._metrics.runs.labels(run.kind, run.state).inc()
+        for event in events:
+            self._metrics.lateness.observe(max(0.0, (committed - event.fire_time).total_seconds()))
+        self._metrics.batch_seconds.observe(time.perf_counter() - started)
+        return len(rows)
+
+    def _plan(
+        self, rows: Sequence[Any], counts: dict[UUID, tuple[int, int]], now: datetime
+    ) -> _Batch:
+        batch = _Batch([], [], [], [], [], [])
+        ids = new_ids(2 * len(rows) + 64)
+        for row in rows:
+            schedule_id: UUID = row["id"]
+            try:
+                spec = spec_of(row["spec_text"])
+                running, buffered = counts.get(schedule_id, (0, 0))
+                plan = plan_firing(
+                    spec,
+                    row["next_fire_at"],
+                    now,
+                    catch_up=cast(CatchUpPolicy, row["catch_up_policy"]),
+                    overlap=cast(OverlapPolicy, row["overlap_policy"]),
+                    running=running > 0,
+                    buffered=buffered > 0,
+                    cfg=self.cfg,
+                )
+                rule = window_rule_of(row["window_rule_text"])
+                template = template_of(row)
+                runs: list[store.NewRun] = []
+                events: list[ScheduleDue] = []
+                for planned in plan.runs:
+                    run_id = next(ids, None) or uuid4()
+                    run_json: str | None = None
+                    event_id: UUID | None = None
+                    if planned.state != "SKIPPED":
+                        work = workflow_run(template, rule, planned.fire_time, spec.timezone)
+                        run_json = work.model_dump_json()
+                        if planned.state == "EMITTED":
+                            event = due_event(
+                                schedule_id,
+                                run_id,
+                                planned.fire_time,
+                                work,
+                                now,
+                                next(ids, None) or uuid4(),
+                            )
+                            event_id = event.event_id
+                            events.append(event)
+                    runs.append(
+                        store.NewRun(
+                            id=run_id,
+                            schedule_id=schedule_id,
+                            fire_time=planned.fire_time,
+                            kind=planned.kind,
+                            state=planned.state,
+                            skip_reason=planned.skip_reason,
+                            run_json=run_json,
+                            event_id=event_id,
+                            created_at=now,
+                            emitted_at=now if planned.state == "EMITTED" else None,
+                        )
+                    )
+                if plan.unrecorded:
+                    log.warning(
+                        "schedule %s missed more fire times than are recorded one by one",
+                        schedule_id,
+                    )
+            except Exception as exc:  # one broken schedule must not block the others
+                log.exception("schedule %s cannot be fired; pausing it", schedule_id)
+                batch.broken.append((schedule_id, f"cannot be fired: {type(exc).__name__}: {exc}"))
+                continue
+            batch.runs.extend(runs)
+            batch.events.extend(events)
+            batch.ids.append(schedule_id)
+            batch.next_fire_ats.append(plan.next_fire_at)
+            batch.last_fire_ats.append(plan.runs[-1].fire_time if plan.runs else None)
+        return batch
+
+    async def _pause_broken(
+        self, conn: Connection, schedule_id: UUID, reason: str, now: datetime
+    ) -> None:
+        row = await store.pause(conn, schedule_id, reason[:2000], now)
+        await self._outbox.enqueue(
+            conn,
+            SchedulePaused(
+                schedule_id=schedule_id,
+                reason=row["paused_reason"],
+                consecutive_failures=row["consecutive_failures"],
+                occurred_at=now,
+            ),
+        )

@@ -1,0 +1,267 @@
+"""What the management API does, one transaction per operation."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+import asyncpg
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+
+from services.scheduler import store
+from services.scheduler.firing import Clock, Firer, due_event, template_of, window_rule_of
+from services.scheduler.logic import workflow_run
+from services.scheduler.schemas import SPEC_FIELDS, ScheduleCreate, ScheduleUpdate
+from services.scheduler.settings import SchedulerSettings
+from services.scheduler.timing import ScheduleSpec, next_fire_time
+from shared.contract import SchedulePaused
+from shared.outbox import Outbox
+
+
+class NotFoundError(Exception):
+    pass
+
+
+class ConflictError(Exception):
+    pass
+
+
+def invalid(field: str, message: str, value: Any = None) -> RequestValidationError:
+    """A 422 in FastAPI's own shape, naming the body field."""
+    return RequestValidationError(
+        [{"type": "value_error", "loc": ("body", field), "msg": message, "input": value}]
+    )
+
+
+def values_of(body: ScheduleCreate) -> store.ScheduleValues:
+    return store.ScheduleValues(
+        name=body.name,
+        user_id=body.user_id,
+        instance_id=body.instance_id,
+        advertiser_id=body.advertiser_id,
+        marketplace_id=body.marketplace_id,
+        workflow_id=body.workflow_id,
+        output_format=body.output_format,
+        parameters=dict(body.parameters),
+        timezone=body.timezone,
+        spec=body.spec().model_dump(mode="json", exclude_none=True),
+        window_rule=body.window.model_dump(mode="json"),
+        catch_up_policy=body.catch_up_policy,
+        overlap_policy=body.overlap_policy,
+    )
+
+
+def body_of(row: Any) -> dict[str, Any]:
+    """A stored schedule as a create body (the base an update applies to)."""
+    spec: dict[str, Any] = row["spec"]
+    return {
+        "name": row["name"],
+        "user_id": row["user_id"],
+        "instance_id": row["instance_id"],
+        "advertiser_id": row["advertiser_id"],
+        "marketplace_id": row["marketplace_id"],
+        "workflow_id": row["workflow_id"],
+        "output_format": row["output_format"],
+        "parameters": row["parameters"],
+        **{name: spec.get(name) for name in SPEC_FIELDS},
+        "window": row["window_rule"],
+        "catch_up_policy": row["catch_up_policy"],
+        "overlap_policy": row["overlap_policy"],
+    }
+
+
+def first_fire(spec: ScheduleSpec, now: datetime) -> datetime:
+    fire = next_fire_time(spec, now)
+    if fire is None:
+        raise invalid(
+            "end_date", "the schedule would never fire: its end date is already past", None
+        )
+    return fire
+
+
+class Operations:
+    def __init__(
+        self,
+        pool: asyncpg.Pool[Any],
+        outbox: Outbox,
+        firer: Firer,
+        settings: SchedulerSettings,
+        now: Clock,
+    ) -> None:
+        self._pool = pool
+        self._outbox = outbox
+        self._firer = firer
+        self._settings = settings
+        self._now = now
+
+    async def _found(self, conn: Any, schedule_id: UUID, *, lock: bool = False) -> Any:
+        row = await store.get_schedule(conn, schedule_id, lock=lock)
+        if row is None:
+            raise NotFoundError(f"schedule {schedule_id} not found")
+        return row
+
+    async def create(self, body: ScheduleCreate) -> Any:
+        now = self._now()
+        next_fire_at = first_fire(body.spec(), now)
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await store.insert_schedule(conn, uuid4(), values_of(body), next_fire_at, now)
+            await self._firer.notify(conn)
+        self._firer.wake()
+        return row
+
+    async def get(self, schedule_id: UUID) -> Any:
+        async with self._pool.acquire() as conn:
+            return await self._found(conn, schedule_id)
+
+    async def list_schedules(
+        self,
+        *,
+        user_id: str | None,
+        instance_id: str | None,
+        state: str | None,
+        limit: int,
+        offset: int,
+    ) -> tuple[list[Any], int]:
+        async with self._pool.acquire() as conn:
+            return await store.list_schedules(
+                conn,
+                user_id=user_id,
+                instance_id=instance_id,
+                state=state,
+                limit=limit,
+                offset=offset,
+            )
+
+    async def update(self, schedule_id: UUID, patch: ScheduleUpdate) -> Any:
+        changes = patch.model_dump(exclude_unset=True)
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await self._found(conn, schedule_id, lock=True)
+            merged = body_of(row)
+            if "cron" in changes and "preset" not in changes:
+                merged["preset"] = None
+            if "preset" in changes and "cron" not in changes:
+                merged["cron"] = None
+            merged.update(changes)
+            try:
+                body = ScheduleCreate.model_validate(merged)
+            except ValidationError as exc:
+                raise RequestValidationError(
+                    [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+                ) from None
+            values = values_of(body)
+            now = self._now()
+            next_fire_at = row["next_fire_at"]
+            if values.spec != row["spec"]:
+                next_fire_at = first_fire(body.spec(), now)
+            updated = await store.update_schedule(conn, schedule_id, values, next_fire_at, now)
+            await self._firer.notify(conn)
+        self._firer.wake()
+        return updated
+
+    async def delete(self, schedule_id: UUID) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            if not await store.delete_schedule(conn, schedule_id):
+                raise NotFoundError(f"schedule {schedule_id} not found")
+
+    async def pause(self, schedule_id: UUID, note: str | None) -> Any:
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await self._found(conn, schedule_id, lock=True)
+            if row["state"] == "PAUSED":
+                return row
+            now = self._now()
+            reason = f"paused by an operator: {note}" if note else "paused by an operator"
+            row = await store.pause(conn, schedule_id, reason, now)
+            await store.skip_buffered(conn, schedule_id, "schedule paused")
+            await self._outbox.enqueue(
+                conn,
+                SchedulePaused(
+                    schedule_id=schedule_id,
+                    reason=reason,
+                    consecutive_failures=row["consecutive_failures"],
+                    occurred_at=now,
+                ),
+            )
+            return row
+
+    async def resume(self, schedule_id: UUID) -> Any:
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await self._found(conn, schedule_id, lock=True)
+            if row["state"] == "ACTIVE":
+                return row
+            now = self._now()
+            # From now: fire times missed while paused are not caught up (no burst).
+            spec = ScheduleSpec.model_validate(row["spec"])
+            row = await store.resume(conn, schedule_id, next_fire_time(spec, now), now)
+            await self._firer.notify(conn)
+        self._firer.wake()
+        return row
+
+    async def trigger(self, schedule_id: UUID, *, force: bool) -> Any:
+        """A manual run now. Overlap policy and pause do not apply: a person asked for it."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await self._found(conn, schedule_id, lock=True)
+            now = self._now()
+            cooldown = timedelta(seconds=self._settings.manual_cooldown_s)
+            last = await store.last_manual_at(conn, schedule_id)
+            if last is not None and not force and now - last < cooldown:
+                wait = int((cooldown - (now - last)).total_seconds()) + 1
+                raise ConflictError(
+                    f"a manual run was triggered at {last.isoformat()}, less than "
+                    f"{int(cooldown.total_seconds() // 60)} minutes ago: wait {wait} s "
+                    "or pass force=true"
+                )
+            spec = ScheduleSpec.model_validate(row["spec"])
+            run_id = uuid4()
+            work = workflow_run(
+                template_of(row), window_rule_of(_json(row["window_rule"])), now, spec.timezone
+            )
+            event = due_event(schedule_id, run_id, now, work, now)
+            inserted = await store.insert_runs(
+                conn,
+                [
+                    store.NewRun(
+                        id=run_id,
+                        schedule_id=schedule_id,
+                        fire_time=now,
+                        kind="MANUAL",
+                        state="EMITTED",
+                        skip_reason=None,
+                        run_json=work.model_dump_json(),
+                        event_id=event.event_id,
+                        created_at=now,
+                        emitted_at=now,
+                    )
+                ],
+            )
+            if not inserted:
+                raise ConflictError("a run for this very instant exists already; try again")
+            await self._outbox.enqueue(conn, event)
+            run = await store.get_run(conn, run_id)
+        return run
+
+    async def runs(
+        self,
+        schedule_id: UUID,
+        *,
+        state: str | None,
+        kind: str | None,
+        limit: int,
+        offset: int,
+    ) -> tuple[list[Any], int]:
+        async with self._pool.acquire() as conn:
+            await self._found(conn, schedule_id)
+            return await store.list_runs(
+                conn, schedule_id, state=state, kind=kind, limit=limit, offset=offset
+            )
+
+    async def stats(self, schedule_id: UUID) -> tuple[Any, Any]:
+        async with self._pool.acquire() as conn:
+            row = await self._found(conn, schedule_id)
+            return row, await store.run_stats(conn, schedule_id)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)

@@ -1,0 +1,228 @@
+"""Request and response models of the management API (the OpenAPI document comes from these)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
+
+from services.scheduler.logic import RunKind, RunState, ScheduleState
+from services.scheduler.timing import (
+    AmcWindow,
+    CatchUpPolicy,
+    OverlapPolicy,
+    Preset,
+    ScheduleSpec,
+    WindowRule,
+)
+
+NonEmpty = Annotated[str, Field(min_length=1, max_length=256)]
+
+TIME_RULES = """\
+**Time rules.** A schedule fires at UTC instants computed from its local rule (`cron` or
+`preset`) in its IANA `timezone`:
+
+- Fire times are strictly increasing, each strictly later than the instant the computation
+  starts from (a preview's `after`, or now).
+- A local time that does not exist (spring-forward gap) fires once, at the first instant
+  after the gap; several fire times inside one gap collapse into that single fire.
+- A local time that happens twice (fall-back) fires once, at its first occurrence, when the
+  hour field (or preset) names specific hours; when the cron hour field matches every hour,
+  every real hour fires, both occurrences included.
+- Cron: 5 fields (minute hour day-of-month month day-of-week); lists, ranges, steps, month and
+  weekday names; `L` (last day of the month) in day-of-month; `2#2` (second Tuesday) and `5L`
+  (last Friday) in day-of-week. When both day fields are restricted, a day matching EITHER
+  fires (standard cron OR semantics). 6- and 7-field expressions (seconds, years) are refused.
+- `start_date` and `end_date` are local days in the schedule's zone, both inclusive.
+
+**Firing.** Each fire time yields exactly one `schedule.due` event, whatever the number of
+replicas. Fire times missed while the service was down or late by more than the grace period
+follow `catch_up_policy`: `latest` (default: one run for the most recent missed fire time if
+it is within the catch-up window, 1 hour by default), `all` (every missed fire time, oldest
+first, up to a bound), `none`. When the previous run has not finished, `overlap_policy`
+decides: `skip` (default), `allow`, or `buffer_one` (the run waits and starts when the
+previous one ends). Skipped fire times are kept in the history as SKIPPED runs with the
+reason. After 5 consecutive failed runs (FAILED or TIMED_OUT; configurable) the schedule
+pauses itself and emits `schedule.paused`; a success resets the count."""
+
+
+class ScheduleCreate(ScheduleSpec):
+    __doc__ = "A schedule: what to run, and when.\n\n" + TIME_RULES
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str | None = Field(default=None, max_length=200, description="A label for people")
+    user_id: NonEmpty = Field(description="User whose AMC token runs the workflow")
+    instance_id: NonEmpty = Field(description="AMC instance id")
+    advertiser_id: NonEmpty = Field(description="Amazon-Advertising-API-AdvertiserId")
+    marketplace_id: NonEmpty = Field(description="Amazon-Advertising-API-MarketplaceId")
+    workflow_id: NonEmpty = Field(description="Saved AMC workflow id")
+    output_format: Literal["CSV", "PARQUET"] = "CSV"
+    parameters: dict[str, JsonValue] = Field(default_factory=dict)
+    window: WindowRule = Field(
+        default=AmcWindow(type="MOST_RECENT_DAY"),
+        description="The AMC time window of each run: an AMC window type (MOST_RECENT_DAY, "
+        "MOST_RECENT_WEEK, CURRENT_MONTH, PREVIOUS_MONTH) passed through, or LOOKBACK: the "
+        "`days` whole local days ending `lag_days` (default 2) days before the fire date.",
+    )
+    catch_up_policy: CatchUpPolicy = "latest"
+    overlap_policy: OverlapPolicy = "skip"
+
+    def spec(self) -> ScheduleSpec:
+        return ScheduleSpec.model_validate(
+            self.model_dump(include=set(SPEC_FIELDS), exclude_none=True)
+        )
+
+
+SPEC_FIELDS = frozenset(ScheduleSpec.model_fields)
+
+
+class ScheduleUpdate(BaseModel):
+    """A partial update: only the fields given change. Giving `cron` clears `preset` and the
+    other way round. A change to when the schedule fires recomputes its next fire time from
+    now."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, max_length=200)
+    user_id: NonEmpty | None = None
+    instance_id: NonEmpty | None = None
+    advertiser_id: NonEmpty | None = None
+    marketplace_id: NonEmpty | None = None
+    workflow_id: NonEmpty | None = None
+    output_format: Literal["CSV", "PARQUET"] | None = None
+    parameters: dict[str, JsonValue] | None = None
+    timezone: str | None = None
+    cron: str | None = None
+    preset: Preset | None = None
+    start_date: date | None = None
+    end_date: date | None = None
+    window: WindowRule | None = None
+    catch_up_policy: CatchUpPolicy | None = None
+    overlap_policy: OverlapPolicy | None = None
+
+
+class ScheduleOut(BaseModel):
+    id: UUID
+    name: str | None
+    state: ScheduleState
+    paused_reason: str | None
+    paused_at: datetime | None
+    consecutive_failures: int
+    next_fire_at: datetime | None = Field(description="UTC; null once the end date is past")
+    next_fire_local: datetime | None = Field(description="next_fire_at in the schedule's zone")
+    last_fire_at: datetime | None
+    user_id: str
+    instance_id: str
+    advertiser_id: str
+    marketplace_id: str
+    workflow_id: str
+    output_format: str
+    parameters: dict[str, Any]
+    timezone: str
+    cron: str | None
+    preset: dict[str, Any] | None
+    start_date: date | None
+    end_date: date | None
+    window: dict[str, Any]
+    catch_up_policy: CatchUpPolicy
+    overlap_policy: OverlapPolicy
+    created_at: datetime
+    updated_at: datetime
+
+
+class SchedulePage(BaseModel):
+    items: list[ScheduleOut]
+    total: int
+    limit: int
+    offset: int
+    next_offset: int | None = Field(description="Offset of the next page; null on the last")
+
+
+class RunOut(BaseModel):
+    id: UUID
+    schedule_id: UUID
+    fire_time: datetime
+    kind: RunKind
+    state: RunState
+    skip_reason: str | None
+    run: dict[str, Any] | None = Field(description="The workflow run with its time window")
+    execution_id: UUID | None
+    amc_execution_id: str | None
+    error_code: str | None
+    error_message: str | None
+    result_uri: str | None
+    row_count: int | None
+    created_at: datetime
+    emitted_at: datetime | None
+    submitted_at: datetime | None
+    completed_at: datetime | None
+    duration_s: float | None = Field(description="From emission to completion")
+
+
+class RunPage(BaseModel):
+    items: list[RunOut] = Field(description="Newest fire time first")
+    total: int
+    limit: int
+    offset: int
+    next_offset: int | None
+
+
+class StatsOut(BaseModel):
+    schedule_id: UUID
+    state: ScheduleState
+    runs: int = Field(description="All runs, skipped ones included")
+    succeeded: int
+    failed: int = Field(description="FAILED and TIMED_OUT")
+    cancelled: int
+    skipped: int
+    in_flight: int = Field(description="BUFFERED, EMITTED or SUBMITTED")
+    success_rate: float | None = Field(
+        description="succeeded / (succeeded + failed + cancelled); null before any outcome"
+    )
+    consecutive_failures: int
+    last_run_at: datetime | None = Field(description="Fire time of the latest run not skipped")
+    last_run_state: RunState | None
+    next_fire_at: datetime | None
+    mean_duration_s: float | None = Field(description="Mean time from emission to completion")
+
+
+class PauseRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    note: str | None = Field(default=None, max_length=1000, description="Why, for the record")
+
+
+class TriggerRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    force: bool = Field(
+        default=False, description="Trigger even within 5 minutes of the last manual trigger"
+    )
+
+
+class PreviewItem(BaseModel):
+    utc: str = Field(description="ISO 8601 instant in UTC")
+    local: str = Field(description="The same instant in the schedule's zone, with its offset")
+
+
+class PreviewOut(BaseModel):
+    timezone: str
+    after: datetime
+    items: list[PreviewItem]
+
+
+class PreviewRequest(ScheduleSpec):
+    """A schedule's "when" to preview without creating it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    count: int = Field(default=10, ge=1, le=1000)
+    after: AwareDatetime | None = Field(default=None, description="Default: now")
+
+    def spec(self) -> ScheduleSpec:
+        return ScheduleSpec.model_validate(
+            self.model_dump(include=set(SPEC_FIELDS), exclude_none=True)
+        )

@@ -1,0 +1,62 @@
+"""Scheduler settings (env prefix SCHEDULER_)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from shared.config import ServiceSettings
+
+
+class SchedulerSettings(ServiceSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SCHEDULER_", extra="ignore", populate_by_name=True
+    )
+
+    service_name: str = "scheduler"
+    # A burst of due schedules is relayed in a few large batches rather than many small ones.
+    outbox_batch_size: int = Field(default=1000, ge=1)
+    catch_up_window_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Policy `latest` runs the most recent missed fire time only if it is "
+        "this recent",
+    )
+    max_catch_up_runs: int = Field(
+        default=10, ge=1, description="Policy `all` fires at most this many missed fire times"
+    )
+    late_grace_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="A fire time claimed later than this counts as missed (the catch-up "
+        "policy applies)",
+    )
+    failure_threshold: int = Field(
+        default=5, ge=1, description="Consecutive failed runs that pause a schedule"
+    )
+    manual_cooldown_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="A second manual trigger within this time is refused unless forced",
+    )
+    claim_batch_size: int = Field(
+        default=500, ge=1, le=10_000, description="Due schedules claimed per transaction"
+    )
+    max_sleep_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Longest sleep of the firing loop without a wake-up (a safety net for "
+        "changes made by other replicas when LISTEN/NOTIFY is unavailable)",
+    )
+    run_stale_after_s: float = Field(
+        default=12 * 3600.0,
+        gt=0,
+        description="A run with no outcome after this long no longer counts as running "
+        "for the overlap policy",
+    )
+    max_missed_enumerated: int = Field(
+        default=1000,
+        ge=10,
+        description="Missed fire times recorded per schedule after a long outage; older "
+        "ones beyond this are skipped without a row",
+    )

@@ -1,0 +1,5 @@
+"""`python -m services.token`: run the token service."""
+
+from services.token.app import main
+
+main()

@@ -1,0 +1,378 @@
+"""Refreshing tokens at LWA: claim rows (short transaction), call LWA (no transaction), store.
+
+Two entry points share one path: `run_cycle` (proactive: every token expiring within the
+buffer) and `run_requested` (on-demand: tokens with a pending token.refresh_requested).
+Rows are claimed with FOR UPDATE SKIP LOCKED and a lease, so any number of replicas split
+the work, a token is refreshed once per cycle, and a crashed replica's claim expires.
+Claims are taken only when a concurrency slot is free, so a claimed row never waits long
+enough for its lease to run out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+from opentelemetry import trace
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from services.token import logic, store
+from services.token.logic import FailureKind
+from services.token.lwa_pool import LwaGrants
+from services.token.settings import TokenSettings
+from services.token.store import Claimed
+from services.token.vault import Vault
+from shared.clients.lwa import LwaTokens
+from shared.contract import TokenRefreshed, TokenRefreshFailed
+from shared.crypto import DecryptionError
+from shared.outbox import Outbox
+
+log = logging.getLogger(__name__)
+
+
+def refresh_channel(schema: str) -> str:
+    """NOTIFY channel that wakes the on-demand refreshers of one schema."""
+    return f"amc_token_refresh_{schema}"[:63]
+
+
+def replica_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class RefreshMetrics:
+    registry: CollectorRegistry
+    outcomes: Counter = field(init=False)
+    lwa_calls: Counter = field(init=False)
+    lwa_seconds: Histogram = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.outcomes = Counter(
+            "amc_token_refreshes",
+            "Refresh attempts by trigger and outcome",
+            ["trigger", "outcome"],
+            registry=self.registry,
+        )
+        self.lwa_calls = Counter("amc_token_lwa_calls", "Calls to LWA", registry=self.registry)
+        self.lwa_seconds = Histogram(
+            "amc_token_lwa_seconds", "Duration of one LWA token call", registry=self.registry
+        )
+
+
+@dataclass(frozen=True)
+class CycleResult:
+    claimed: int = 0
+    refreshed: int = 0
+    reauth_required: int = 0
+    failed: int = 0
+    lost_claims: int = 0
+
+    def __add__(self, other: CycleResult) -> CycleResult:
+        return CycleResult(
+            self.claimed + other.claimed,
+            self.refreshed + other.refreshed,
+            self.reauth_required + other.reauth_required,
+            self.failed + other.failed,
+            self.lost_claims + other.lost_claims,
+        )
+
+
+@dataclass(frozen=True)
+class Refreshed:
+    """A successful LWA answer, already encrypted, waiting to be stored with others."""
+
+    grant: store.Grant
+    event: TokenRefreshed
+
+
+Claimer = Callable[[Any, int], Awaitable[list[Claimed]]]
+
+
+class Refresher:
+    def __init__(
+        self,
+        *,
+        pool: Callable[[], asyncpg.Pool[Any]],
+        outbox: Outbox,
+        settings: TokenSettings,
+        vault: Vault,
+        lwa: LwaGrants,
+        metrics: RefreshMetrics,
+        replica: str | None = None,
+        tracer: trace.Tracer | None = None,
+        listen_dsn: str | None = None,
+        schema: str = "token",
+    ) -> None:
+        self._listen_dsn = listen_dsn
+        self._channel = refresh_channel(schema)
+        self._pool = pool
+        self._outbox = outbox
+        self._settings = settings
+        self._vault = vault
+        self._lwa = lwa
+        self._metrics = metrics
+        self.replica = replica or replica_name()
+        self._tracer = tracer or trace.get_tracer("amc.token")
+
+    # --- the two triggers ------------------------------------------------------------------
+
+    async def run_cycle(self) -> CycleResult:
+        """Refresh every active token that expires within the buffer (one proactive cycle)."""
+        s = self._settings
+
+        async def claim(conn: Any, n: int) -> list[Claimed]:
+            return await store.claim_due(conn, self.replica, n, s.claim_lease_s, s.refresh_buffer_s)
+
+        with self._tracer.start_as_current_span("token.refresh_cycle"):
+            result = await self._drain(claim, "cycle")
+        if result.claimed:
+            log.info(
+                "refresh cycle: %d claimed, %d refreshed, %d need re-authorization, %d failed",
+                result.claimed,
+                result.refreshed,
+                result.reauth_required,
+                result.failed,
+            )
+        return result
+
+    async def run_requested(self) -> CycleResult:
+        """Refresh the tokens with a pending on-demand request."""
+        s = self._settings
+
+        async def claim(conn: Any, n: int) -> list[Claimed]:
+            return await store.claim_requested(conn, self.replica, n, s.claim_lease_s)
+
+        return await self._drain(claim, "request")
+
+    async def _drain(self, claim: Claimer, trigger: str) -> CycleResult:
+        """Claim and refresh until nothing is left, at most `concurrency` calls in flight.
+
+        New rows are claimed once half the slots are free: fewer claim round trips than one
+        per finished call, and a claimed row starts within one LWA call's time. Successful
+        refreshes finished by then are stored together in one transaction.
+        """
+        limit = self._settings.concurrency
+        running: set[asyncio.Task[CycleResult | Refreshed]] = set()
+        total = CycleResult()
+        exhausted = False
+        try:
+            while True:
+                free = limit - len(running)
+                if not exhausted and free >= max(1, limit // 2):
+                    async with self._pool().acquire() as conn, conn.transaction():
+                        claims = await claim(conn, free)
+                    exhausted = len(claims) < free
+                    total += CycleResult(claimed=len(claims))
+                    running |= {asyncio.create_task(self._refresh(c, trigger)) for c in claims}
+                if not running:
+                    return total
+                done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                total += await self._collect([t.result() for t in done], trigger)
+        finally:
+            # Cancelled (shutdown): let the calls in flight finish and store what they got,
+            # so a refresh token that LWA just replaced is never lost.
+            if running:
+                results = await asyncio.gather(*running, return_exceptions=True)
+                total += await self._collect(
+                    [r for r in results if isinstance(r, CycleResult | Refreshed)], trigger
+                )
+
+    async def _collect(self, results: list[CycleResult | Refreshed], trigger: str) -> CycleResult:
+        total = CycleResult()
+        fresh: list[Refreshed] = []
+        for result in results:
+            if isinstance(result, Refreshed):
+                fresh.append(result)
+            else:
+                total += result
+        if fresh:
+            stored = await self._store(fresh)
+            total += stored
+            self._metrics.outcomes.labels(trigger, "refreshed").inc(stored.refreshed)
+            self._metrics.outcomes.labels(trigger, "lost_claim").inc(stored.lost_claims)
+        return total
+
+    # --- one token -------------------------------------------------------------------------
+
+    async def _refresh(self, claim: Claimed, trigger: str) -> CycleResult | Refreshed:
+        try:
+            result = await self._refresh_one(claim)
+        except Exception:  # one user's failure never stops the others
+            log.exception("refresh of user %s failed unexpectedly", claim.user_id)
+            result = await self._record_failure(
+                claim, logic.Failure(FailureKind.RETRY, "internal error during refresh")
+            )
+        if isinstance(result, CycleResult):
+            outcome = "reauth_required" if result.reauth_required else "failed"
+            self._metrics.outcomes.labels(trigger, outcome).inc()
+        return result
+
+    async def _refresh_one(self, claim: Claimed) -> CycleResult | Refreshed:
+        try:
+            refresh_token = self._vault.storage.decrypt(claim.refresh_token_enc)
+        except DecryptionError:
+            return await self._reauth(claim, logic.UNDECRYPTABLE_REASON)
+        self._metrics.lwa_calls.inc()
+        started = time.perf_counter()
+        try:
+            with self._tracer.start_as_current_span("lwa.refresh"):
+                tokens = await self._lwa.refresh(refresh_token)
+        except Exception as exc:
+            failure = logic.classify(exc)
+            if failure.kind is FailureKind.REAUTH:
+                return await self._reauth(claim, failure.message)
+            return await self._record_failure(claim, failure)
+        finally:
+            self._metrics.lwa_seconds.observe(time.perf_counter() - started)
+        return self._seal(claim, tokens)
+
+    def _seal(self, claim: Claimed, tokens: LwaTokens) -> Refreshed:
+        """Encrypt at once: clear-text tokens live no longer than this call."""
+        access = tokens.access_token.get_secret_value()
+        expires_at = tokens.expires_at(datetime.now(UTC))
+        grant = store.Grant(
+            claim=claim,
+            refresh_token_enc=self._vault.storage.encrypt(tokens.refresh_token.get_secret_value()),
+            access_token_enc=self._vault.storage.encrypt(access),
+            expires_at=expires_at,
+        )
+        event = TokenRefreshed(
+            user_id=claim.user_id,
+            access_token_encrypted=self._vault.events.encrypt(access),
+            expires_at=expires_at,
+        )
+        return Refreshed(grant, event)
+
+    async def _store(self, fresh: list[Refreshed]) -> CycleResult:
+        async with self._pool().acquire() as conn, conn.transaction():
+            stored = await store.finish_successes(
+                conn, [r.grant for r in fresh], self._vault.current_fp
+            )
+            await self._outbox.enqueue(conn, *(r.event for r in fresh if r.event.user_id in stored))
+        for lost in (r for r in fresh if r.event.user_id not in stored):
+            log.warning(
+                "claim on user %s was lost before the refresh was stored", lost.event.user_id
+            )
+        return CycleResult(refreshed=len(stored), lost_claims=len(fresh) - len(stored))
+
+    async def _reauth(self, claim: Claimed, reason: str) -> CycleResult:
+        log.warning("user %s must authorize again: %s", claim.user_id, reason)
+        async with self._pool().acquire() as conn, conn.transaction():
+            if not await store.finish_reauth(conn, claim, reason):
+                return CycleResult(lost_claims=1)
+            await self._outbox.enqueue(
+                conn,
+                TokenRefreshFailed(user_id=claim.user_id, reauth_required=True, reason=reason),
+            )
+        return CycleResult(reauth_required=1)
+
+    async def _record_failure(self, claim: Claimed, failure: logic.Failure) -> CycleResult:
+        s = self._settings
+        outcome = logic.after_transient_failure(
+            claim.consecutive_failures,
+            threshold=s.failure_threshold,
+            requested=claim.requested,
+            base_s=s.retry_base_s,
+            max_s=s.retry_max_s,
+            retry_after_s=failure.retry_after_s,
+        )
+        log.warning(
+            "refresh of user %s failed (%d in a row), next try in %.1fs: %s",
+            claim.user_id,
+            outcome.failures,
+            outcome.next_attempt_in_s,
+            failure.message,
+        )
+        async with self._pool().acquire() as conn, conn.transaction():
+            kept = await store.finish_retry(
+                conn,
+                claim,
+                failures=outcome.failures,
+                next_attempt_in_s=outcome.next_attempt_in_s,
+                error=failure.message,
+                answered=outcome.report,
+            )
+            if not kept:
+                return CycleResult(lost_claims=1)
+            if outcome.report:
+                reason = f"refresh failed {outcome.failures} times in a row: {failure.message}"
+                await self._outbox.enqueue(
+                    conn,
+                    TokenRefreshFailed(
+                        user_id=claim.user_id, reauth_required=False, reason=reason[:2000]
+                    ),
+                )
+        return CycleResult(failed=1)
+
+    # --- loops -----------------------------------------------------------------------------
+
+    async def proactive_loop(self, stop: asyncio.Event) -> None:
+        """A cycle at start (after the initial delay), then every interval."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), self._settings.refresh_initial_delay_s)
+        while not stop.is_set():
+            await self._guarded(self.run_cycle, stop, "refresh cycle")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self._settings.refresh_interval_s)
+
+    async def on_demand_loop(self, stop: asyncio.Event) -> None:
+        """Woken by NOTIFY from the request handler; polls as a fallback (and for backoffs)."""
+        wake = asyncio.Event()
+        listener = await self._listen(wake)
+        try:
+            while not stop.is_set():
+                wake.clear()
+                await self._guarded(self.run_requested, stop, "on-demand refresh")
+                waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
+                try:
+                    await asyncio.wait(
+                        waiters,
+                        timeout=self._settings.on_demand_poll_s,
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                finally:
+                    for waiter in waiters:
+                        waiter.cancel()
+                if listener is None or listener.is_closed():
+                    listener = await self._listen(wake)
+        finally:
+            if listener is not None and not listener.is_closed():
+                await listener.close()
+
+    async def _guarded(
+        self, work: Callable[[], Awaitable[CycleResult]], stop: asyncio.Event, what: str
+    ) -> None:
+        task = asyncio.ensure_future(work())
+        stopper = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if not task.done():
+                # Shutting down: claims not started yet simply expire; calls in flight finish.
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.warning("%s failed, retrying later: %s", what, exc)
+        finally:
+            stopper.cancel()
+
+    async def _listen(self, wake: asyncio.Event) -> asyncpg.Connection[Any] | None:
+        # A dedicated connection: LISTEN must outlive pooled transactions.
+        if self._listen_dsn is None:
+            return None
+        try:
+            conn = await asyncpg.connect(self._listen_dsn)
+            await conn.add_listener(self._channel, lambda *_: wake.set())
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.warning("LISTEN for refresh requests unavailable, polling only: %s", exc)
+            return None
+        return conn

@@ -1,0 +1,52 @@
+"""Token service settings (env prefix TOKEN_; shared infrastructure settings also unprefixed)."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from shared.config import ServiceSettings
+
+
+class TokenSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="TOKEN_", extra="ignore", populate_by_name=True)
+
+    service_name: str = "token"
+
+    lwa_base_url: str = Field(default="https://api.amazon.com", description="LWA base URL")
+    lwa_client_id: str = Field(default="", description="LWA app client id (also LWA_CLIENT_ID)")
+    lwa_client_secret: SecretStr = Field(default=SecretStr(""), description="LWA app secret")
+    lwa_timeout_s: float = Field(default=10.0, gt=0, description="Timeout of one LWA call")
+
+    encryption_keys: SecretStr = Field(
+        default=SecretStr(""),
+        description="Comma-separated Fernet keys for stored tokens; the first encrypts",
+    )
+    event_encryption_keys: SecretStr = Field(
+        default=SecretStr(""),
+        description="Comma-separated Fernet keys shared with the poller (token.refreshed)",
+    )
+
+    refresh_interval_s: float = Field(default=600.0, gt=0, description="Proactive cycle period")
+    refresh_initial_delay_s: float = Field(
+        default=0.0, ge=0, description="Wait before the first cycle after start"
+    )
+    refresh_buffer_s: float = Field(
+        default=600.0,
+        ge=0,
+        description="Refresh tokens expiring within this; a token with more life left is "
+        "re-published instead of refreshed on request",
+    )
+    concurrency: int = Field(default=50, ge=1, description="LWA calls in flight per replica")
+    claim_lease_s: float = Field(
+        default=120.0, gt=0, description="How long a replica's claim on a token lasts"
+    )
+    on_demand_poll_s: float = Field(
+        default=1.0, gt=0, description="Fallback poll for requested refreshes (NOTIFY wakes too)"
+    )
+    retry_base_s: float = Field(default=1.0, gt=0, description="First backoff after a failure")
+    retry_max_s: float = Field(default=60.0, gt=0, description="Longest backoff")
+    failure_threshold: int = Field(
+        default=5, ge=1, description="Failures in a row before token.refresh_failed is sent"
+    )
+    rotate_batch_size: int = Field(default=500, ge=1, description="Rows per key-rotation batch")

@@ -1,0 +1,240 @@
+"""The poller's pure rules."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from uuid import uuid4
+
+import pytest
+
+from services.poller import logic
+from shared.clients import (
+    AmcStatus,
+    ApiError,
+    ClientRequestError,
+    ExecutionInfo,
+    RateLimitedError,
+    ResultsExpiredError,
+    ServerError,
+    TransportError,
+    UnauthorizedError,
+)
+from shared.contract import (
+    ExecutionStatus,
+    Origin,
+    OriginKind,
+    ScheduleDue,
+    WeekRequested,
+    WorkflowRun,
+)
+
+NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def run(**changes: object) -> WorkflowRun:
+    values: dict[str, object] = {
+        "user_id": "u",
+        "instance_id": "i",
+        "advertiser_id": "a",
+        "marketplace_id": "m",
+        "workflow_id": "wf",
+        "time_window_start": datetime(2024, 1, 1, tzinfo=UTC),
+        "time_window_end": datetime(2024, 1, 8, tzinfo=UTC),
+    }
+    values.update(changes)
+    return WorkflowRun.model_validate(values)
+
+
+def info(execution_id: str, created: datetime, **changes: object) -> ExecutionInfo:
+    body: dict[str, object] = {
+        "workflowExecutionId": execution_id,
+        "workflowId": "wf",
+        "status": "PENDING",
+        "creationTime": created.isoformat(),
+        "timeWindowStart": "2024-01-01T00:00:00",
+        "timeWindowEnd": "2024-01-08T00:00:00",
+    }
+    body.update(changes)
+    return ExecutionInfo.model_validate(body)
+
+
+class TestRequests:
+    def test_schedule_due_must_name_its_run_as_origin(self) -> None:
+        run_id = uuid4()
+        good = ScheduleDue(
+            schedule_id=uuid4(),
+            run_id=run_id,
+            fire_time=NOW,
+            origin=Origin(kind=OriginKind.SCHEDULE, id=str(run_id)),
+            run=run(),
+        )
+        assert logic.request_problem(good) is None
+        wrong = good.model_copy(update={"origin": Origin(kind=OriginKind.EXTERNAL, id="x")})
+        assert "origin must be {kind: schedule, id: run_id}" in str(logic.request_problem(wrong))
+
+    def test_unknown_time_zone_is_named(self) -> None:
+        week = uuid4()
+        event = WeekRequested(
+            collection_id=uuid4(),
+            week_id=week,
+            week_start=NOW.date(),
+            week_end=NOW.date(),
+            attempt=3,
+            origin=Origin(kind=OriginKind.COLLECTION, id=str(week)),
+            run=run(time_window_time_zone="Nowhere/City"),
+        )
+        assert "time_window_time_zone" in str(logic.request_problem(event))
+        assert logic.request_attempt(event) == 3
+
+    def test_window_is_sent_as_wall_time_in_its_zone(self) -> None:
+        r = run(time_window_time_zone="America/New_York")
+        assert logic.window_texts(r) == ("2023-12-31T19:00:00", "2024-01-07T19:00:00")
+
+
+class TestTokens:
+    def test_reason_decides_unknown_user_or_reauth(self) -> None:
+        assert logic.reauth_error("no token registered for this user").code == "UNKNOWN_USER"
+        assert logic.reauth_error("Unknown user u-9").code == "UNKNOWN_USER"
+        revoked = logic.reauth_error("LWA answered 400: invalid_grant")
+        assert revoked.code == "REAUTH_REQUIRED"
+        assert revoked.retryable is False
+
+    def test_token_expiring_within_the_margin_is_not_usable(self) -> None:
+        soon = NOW + timedelta(seconds=200)
+        assert not logic.token_usable(soon, False, NOW, 300)
+        assert logic.token_usable(soon, False, NOW, 100)
+        assert not logic.token_usable(soon, True, NOW, 100)
+        assert not logic.token_usable(None, False, NOW, 0)
+
+
+class TestCalls:
+    @pytest.mark.parametrize(
+        ("error", "kind"),
+        [
+            (UnauthorizedError("x", status=401), "unauthorized"),
+            (RateLimitedError("x", retry_after=2), "rate_limited"),
+            (ServerError("x", status=503), "transient"),
+            (TransportError("x"), "transient"),
+            (ClientRequestError("x", status=400), "rejected"),
+            (ResultsExpiredError("x", status=410), "rejected"),
+            (ApiError("odd body", status=200), "transient"),
+        ],
+    )
+    def test_classify(self, error: ApiError, kind: str) -> None:
+        assert logic.classify(error) == kind
+
+    def test_backoff_grows_exponentially_with_jitter_and_a_cap(self) -> None:
+        rng = random.Random(1)
+        delays = [logic.backoff_s(n, 1.0, 30.0, rng) for n in range(1, 9)]
+        for n, delay in enumerate(delays, start=1):
+            step = min(30.0, 2.0 ** (n - 1))
+            assert step / 2 <= delay <= step
+        assert len({round(d, 6) for d in delays}) == len(delays)
+
+
+class TestPolling:
+    def test_schedule_backs_off_and_repeats_its_last_interval(self) -> None:
+        intervals = [1.0, 5.0, 30.0]
+        assert [logic.poll_delay_s(n, intervals) for n in range(5)] == [1, 5, 30, 30, 30]
+
+    def test_wait_until_is_honoured_but_not_below_the_gap(self) -> None:
+        later = NOW + timedelta(seconds=42)
+        assert logic.next_poll_at(NOW, 0, [5.0], later, 0.5) == later
+        past = NOW - timedelta(seconds=3)
+        assert logic.next_poll_at(NOW, 0, [5.0], past, 0.5) == NOW + timedelta(seconds=0.5)
+        assert logic.next_poll_at(NOW, 1, [5.0, 9.0], None, 0.5) == NOW + timedelta(seconds=9)
+
+    def test_the_timeout_deadline_caps_the_next_poll(self) -> None:
+        far = NOW + timedelta(hours=3)
+        deadline = NOW + timedelta(seconds=60)
+        assert logic.next_poll_at(NOW, 0, [5.0], far, 0.5, deadline) == deadline
+
+    def test_timed_out(self) -> None:
+        assert logic.timed_out(NOW - timedelta(seconds=11), NOW, 10)
+        assert not logic.timed_out(NOW - timedelta(seconds=9), NOW, 10)
+        assert not logic.timed_out(None, NOW, 10)
+
+    @pytest.mark.parametrize(
+        ("status", "ours", "download", "code"),
+        [
+            ("PENDING", ExecutionStatus.PENDING, False, None),
+            ("RUNNING", ExecutionStatus.RUNNING, False, None),
+            ("SUCCEEDED", ExecutionStatus.RUNNING, True, None),
+            ("FAILED", ExecutionStatus.FAILED, False, "AMC_FAILED"),
+            ("CANCELLED", ExecutionStatus.CANCELLED, False, "CANCELLED"),
+            ("REJECTED", ExecutionStatus.FAILED, False, "AMC_VALIDATION"),
+        ],
+    )
+    def test_interpret(
+        self, status: str, ours: ExecutionStatus, download: bool, code: str | None
+    ) -> None:
+        observed = logic.interpret(info("e", NOW, status=status, statusReason="why"))
+        assert observed.status is ours
+        assert observed.download is download
+        assert (observed.error.code if observed.error else None) == code
+        if observed.error is not None and status == "FAILED":
+            assert observed.error.message == "why"
+            assert observed.error.retryable is True
+        assert AmcStatus(status).is_terminal == (status not in ("PENDING", "RUNNING"))
+
+    def test_error_retryability(self) -> None:
+        assert logic.error("AMC_UNAVAILABLE", "x").retryable
+        assert logic.error("DOWNLOAD_FAILED", "x").retryable
+        assert logic.error("TIMED_OUT", "x").retryable
+        assert not logic.error("AMC_VALIDATION", "x").retryable
+        assert not logic.error("RESULTS_EXPIRED", "x").retryable
+        assert not logic.error("CANCELLED", "x").retryable
+
+
+class TestReconcile:
+    def test_picks_the_earliest_matching_unknown_execution_after_the_intent(self) -> None:
+        intent = NOW
+        candidates = [
+            info("old", NOW - timedelta(minutes=30)),
+            info("other-wf", NOW + timedelta(seconds=1), workflowId="wf-2"),
+            info("other-window", NOW + timedelta(seconds=1), timeWindowStart="2024-01-02T00:00:00"),
+            info("taken", NOW + timedelta(seconds=1)),
+            info("ours", NOW + timedelta(seconds=2)),
+            info("later", NOW + timedelta(seconds=3)),
+        ]
+        match = logic.reconcile_match(candidates, run(), intent, 60, {"taken"})
+        assert match is not None
+        assert match.workflow_execution_id == "ours"
+
+    def test_none_when_amc_has_nothing(self) -> None:
+        stale = [info("old", NOW - timedelta(hours=1))]
+        assert logic.reconcile_match(stale, run(), NOW, 60, set()) is None
+        assert logic.reconcile_match([], run(), NOW, 60, set()) is None
+
+    def test_clock_skew_allowance(self) -> None:
+        early = [info("ours", NOW - timedelta(seconds=20))]
+        assert logic.reconcile_match(early, run(), NOW, 30, set()) is not None
+        assert logic.reconcile_match(early, run(), NOW, 10, set()) is None
+
+    def test_relative_windows_match_without_bounds(self) -> None:
+        relative = run(
+            time_window_type="MOST_RECENT_WEEK", time_window_start=None, time_window_end=None
+        )
+        candidate = info("ours", NOW, timeWindowStart=None, timeWindowEnd=None)
+        assert logic.reconcile_match([candidate], relative, NOW, 60, set()) is not None
+
+
+class TestRowCounting:
+    @pytest.mark.parametrize(
+        ("chunks", "rows"),
+        [
+            ([b"h\n1\n2\n"], 2),
+            ([b"h\n1", b"\n2"], 2),
+            ([b"h\n"], 0),
+            ([b""], 0),
+            ([b"h"], 0),
+            ([b"a,b\n", b"1,2\n3,4\n", b"5,6\n"], 3),
+        ],
+    )
+    def test_counts_data_rows_across_chunks(self, chunks: list[bytes], rows: int) -> None:
+        counter = logic.CsvRowCounter()
+        for chunk in chunks:
+            counter.feed(chunk)
+        assert counter.rows == rows
+        assert counter.size == sum(len(c) for c in chunks)
