@@ -1,9 +1,12 @@
 """One request rate per AMC instance, shared by every replica through PostgreSQL.
 
 GCRA on one row per instance: each call atomically takes the next slot (`next_slot` moves on
-by one spacing) and waits until that slot. Slots are spaced (1 + tolerance) / rate apart and a
-call that could not leave within `tolerance` of its slot takes a new one, so whatever the
-event-loop lag, no window of one second ever sees more than `rate` calls from all replicas.
+by one spacing) and waits until that slot. A call that could not leave within `tolerance` of
+its slot takes a new one. Slots are spaced (1 + 2 * tolerance) / rate apart: a call may leave
+up to `tolerance` late, so calls `rate` slots apart still leave at least 1 s + tolerance apart,
+and that margin absorbs jitter on the way to AMC (a spacing of (1 + tolerance) / rate left
+none, and AMC was seen answering 429 under load). No window of one second sees more than
+`rate` calls from all replicas.
 AMC's Retry-After pushes the instance's next slot out for everyone.
 """
 
@@ -37,7 +40,7 @@ _MAX_LATE_RETRIES = 5
 class InstanceRateLimiter:
     def __init__(self, pool: asyncpg.Pool[Any], rate: float, tolerance_s: float) -> None:
         self._pool = pool
-        self._spacing = timedelta(seconds=(1.0 + tolerance_s) / rate)
+        self._spacing = timedelta(seconds=(1.0 + 2 * tolerance_s) / rate)
         self._tolerance = tolerance_s
         # Retry-After seen by this replica, by instance (event-loop time): calls that already
         # hold a later slot must not go before it either.

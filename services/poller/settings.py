@@ -48,7 +48,7 @@ class PollerSettings(ServiceSettings):
         default=0.05,
         ge=0,
         description="How late a call may leave after its slot; later calls take a new slot. "
-        "Slots are spaced (1 + tolerance)/rate apart so AMC never sees a burst above the rate.",
+        "Slots are spaced (1 + 2 x tolerance)/rate apart so AMC never sees a burst above the rate.",
     )
 
     # --- polling --------------------------------------------------------------------------
