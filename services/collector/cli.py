@@ -2,35 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 import typer
 
 from services.collector.logic import progress_bar
-from shared.cli.api import call, emit
+from shared.cli.api import call, emit, workflow_parameters
 
 app = typer.Typer(help="Historical collections (one AMC execution per week).", no_args_is_help=True)
 
 Json = Annotated[bool, typer.Option("--json", help="Print the raw JSON answer")]
-
-
-def _parameters(raw: str | None, pairs: list[str]) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    if raw:
-        try:
-            loaded = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise typer.BadParameter(f"not valid JSON: {exc}", param_hint="--parameters") from None
-        if not isinstance(loaded, dict):
-            raise typer.BadParameter("must be a JSON object", param_hint="--parameters")
-        params.update(loaded)
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name:
-            raise typer.BadParameter(f"{pair!r} is not NAME=VALUE", param_hint="--param")
-        params[name] = value
-    return params
 
 
 def _summary(c: dict[str, Any]) -> str:
@@ -94,7 +75,7 @@ def create(
         "marketplace_id": marketplace,
         "workflow_id": workflow,
         "output_format": output_format,
-        "parameters": _parameters(parameters, param or []),
+        "parameters": workflow_parameters(parameters, param or []),
         "start_date": start,
         "end_date": end,
         "week_start_day": week_start,

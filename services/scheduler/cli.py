@@ -10,31 +10,11 @@ import typer
 from pydantic import ValidationError
 
 from services.scheduler.timing import preview_json
-from shared.cli.api import call, emit
+from shared.cli.api import call, emit, json_object, workflow_parameters
 
 app = typer.Typer(help="Cron schedules of AMC workflow runs.", no_args_is_help=True)
 
 Json = Annotated[bool, typer.Option("--json", help="Print the raw JSON answer")]
-
-
-def _parse_json_object(raw: str, option: str) -> dict[str, Any]:
-    try:
-        loaded = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise typer.BadParameter(f"not valid JSON: {exc}", param_hint=option) from None
-    if not isinstance(loaded, dict):
-        raise typer.BadParameter("must be a JSON object", param_hint=option)
-    return loaded
-
-
-def _parameters(raw: str | None, pairs: list[str]) -> dict[str, Any]:
-    params: dict[str, Any] = _parse_json_object(raw, "--parameters") if raw else {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name:
-            raise typer.BadParameter(f"{pair!r} is not NAME=VALUE", param_hint="--param")
-        params[name] = value
-    return params
 
 
 def _window(text: str) -> dict[str, Any]:
@@ -168,10 +148,10 @@ def create(
         "marketplace_id": marketplace,
         "workflow_id": workflow,
         "output_format": output_format,
-        "parameters": _parameters(parameters, param or []),
+        "parameters": workflow_parameters(parameters, param or []),
         "timezone": timezone,
         "cron": cron,
-        "preset": _parse_json_object(preset, "--preset") if preset else None,
+        "preset": json_object(preset, "--preset") if preset else None,
         "start_date": start,
         "end_date": end,
         "window": _window(window),

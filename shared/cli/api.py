@@ -62,3 +62,25 @@ def _detail(response: httpx.Response) -> str:
 
 def emit(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, default=str))
+
+
+def json_object(raw: str, option: str) -> dict[str, Any]:
+    """Parse an option's JSON object, or fail naming the option."""
+    try:
+        loaded = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(f"not valid JSON: {exc}", param_hint=option) from None
+    if not isinstance(loaded, dict):
+        raise typer.BadParameter("must be a JSON object", param_hint=option)
+    return loaded
+
+
+def workflow_parameters(raw: str | None, pairs: list[str]) -> dict[str, Any]:
+    """AMC workflow parameters from --parameters (a JSON object) and repeated --param N=V."""
+    params: dict[str, Any] = json_object(raw, "--parameters") if raw else {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise typer.BadParameter(f"{pair!r} is not NAME=VALUE", param_hint="--param")
+        params[name] = value
+    return params
