@@ -46,6 +46,25 @@ def _security(kafka: KafkaSettings) -> BaseSecurity | None:
     return None
 
 
+def producer_options(kafka: KafkaSettings) -> dict[str, Any]:
+    """Connection options for a plain aiokafka client, equal to the broker's."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": kafka.bootstrap_servers,
+        "security_protocol": kafka.security_protocol,
+    }
+    if kafka.security_protocol in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = ssl.create_default_context(cafile=kafka.ssl_cafile)
+    if kafka.security_protocol.startswith("SASL"):
+        _security(kafka)  # the same clear error when credentials are missing
+        assert kafka.sasl_password is not None
+        options.update(
+            sasl_mechanism=kafka.sasl_mechanism,
+            sasl_plain_username=kafka.sasl_username,
+            sasl_plain_password=kafka.sasl_password.get_secret_value(),
+        )
+    return options
+
+
 def make_broker(
     kafka: KafkaSettings,
     *,

@@ -77,6 +77,7 @@ def create_app(
 
     @app.get("/metrics", tags=["health"], response_class=Response)
     async def metrics() -> Response:
+        await runtime.refresh_gauges()
         return Response(generate_latest(runtime.registry), media_type=CONTENT_TYPE_LATEST)
 
     guard = Depends(api_key_guard(runtime))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
@@ -46,17 +46,31 @@ class Outbox:
         self._table = f"{quote_ident(schema)}.outbox"
         self._channel = notify_channel(schema)
 
-    async def enqueue(self, conn: Connection, *events: Event) -> None:
+    async def enqueue(
+        self,
+        conn: Connection,
+        *events: Event,
+        trace_contexts: Sequence[Mapping[str, str]] | None = None,
+    ) -> None:
+        """Store `events` in the caller's transaction; each is published later under the
+        trace context that was current here, or under its own entry of `trace_contexts`
+        (one per event, for work that fires many runs, each its own trace, in one batch)."""
         if not events:
             return
-        carrier: dict[str, str] = {}
-        propagate.inject(carrier)
+        if trace_contexts is None:
+            carrier: dict[str, str] = {}
+            propagate.inject(carrier)
+            carriers: Sequence[Mapping[str, str]] = [carrier] * len(events)
+        elif len(trace_contexts) != len(events):
+            raise ValueError(f"{len(trace_contexts)} trace contexts given for {len(events)} events")
+        else:
+            carriers = trace_contexts
         await conn.executemany(
             f"""INSERT INTO {self._table} (event_id, topic, message_key, payload, headers)
                 VALUES ($1, $2, $3, $4, $5)""",
             [
-                (e.event_id, self.topics.name(e.topic), e.key(), e.to_bytes(), carrier)
-                for e in events
+                (e.event_id, self.topics.name(e.topic), e.key(), e.to_bytes(), dict(c))
+                for e, c in zip(events, carriers, strict=True)
             ],
         )
         await conn.execute("SELECT pg_notify($1, '')", self._channel)

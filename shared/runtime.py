@@ -27,10 +27,12 @@ from shared.consumer import ConsumerMetrics, EventConsumer
 from shared.contract import Topics
 from shared.db import apply_migrations, create_pool
 from shared.outbox import Outbox, OutboxRelay
+from shared.publisher import KafkaRecordPublisher
 
 log = logging.getLogger(__name__)
 
 Loop = Callable[[asyncio.Event], Awaitable[None]]
+GaugeRefresher = Callable[["asyncpg.Pool[Any]"], Awaitable[None]]
 
 
 class ServiceRuntime:
@@ -57,6 +59,9 @@ class ServiceRuntime:
             graceful_timeout_s=settings.graceful_timeout_s,
         )
         self.outbox = Outbox(self.schema, self.topics)
+        self.publisher = KafkaRecordPublisher(
+            settings.kafka, client_id=f"amc-{self.name}-outbox", registry=self.registry
+        )
         self.consumer = EventConsumer(
             broker=self.broker,
             pool=None,
@@ -67,6 +72,7 @@ class ServiceRuntime:
             metrics=ConsumerMetrics(self.registry),
         )
         self._loops: list[tuple[str, Loop]] = []
+        self._gauges: list[GaugeRefresher] = [self._outbox_gauges]
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
         self._pool: asyncpg.Pool[Any] | None = None
@@ -95,6 +101,33 @@ class ServiceRuntime:
 
         return register
 
+    def gauges(self, refresh: GaugeRefresher) -> GaugeRefresher:
+        """Register a refresher of gauges read from the database; run on every scrape."""
+        self._gauges.append(refresh)
+        return refresh
+
+    async def refresh_gauges(self, timeout_s: float = 2.0) -> None:
+        """Bring database-backed gauges up to date; a slow or failing query leaves the old
+        values (and is logged) rather than failing the scrape."""
+        if self._pool is None:
+            return
+        for refresh in self._gauges:
+            try:
+                async with asyncio.timeout(timeout_s):
+                    await refresh(self._pool)
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("could not refresh gauges (%s): %s", refresh.__name__, exc)
+
+    async def _outbox_gauges(self, pool: asyncpg.Pool[Any]) -> None:
+        row = await pool.fetchrow(
+            """SELECT count(*) AS backlog,
+                      coalesce(extract(epoch FROM now() - min(created_at)), 0) AS age
+               FROM outbox WHERE sent_at IS NULL"""
+        )
+        assert row is not None
+        self._outbox_backlog.set(row["backlog"])
+        self._outbox_age.set(float(row["age"]))
+
     async def start(self) -> None:
         s = self.settings
         if self.run_migrations:
@@ -105,10 +138,11 @@ class ServiceRuntime:
         self.consumer.attach_pool(self._pool)
         self.consumer.install()
         await self.broker.start()
+        await self.publisher.start()
         self.relay = OutboxRelay(
             self._pool,
             self.schema,
-            self._publish,
+            self.publisher,
             listen_dsn=s.database_url,
             batch_size=s.outbox_batch_size,
             poll_interval_s=s.outbox_poll_interval_s,
@@ -121,13 +155,6 @@ class ServiceRuntime:
             for name, loop in self._loops
         ]
         log.info("%s started", self.name, extra={"service": self.name})
-
-    async def _publish(
-        self, topic: str, key: bytes, payload: bytes, headers: dict[str, str]
-    ) -> Awaitable[Any]:
-        return await self.broker.publish(
-            payload, topic=topic, key=key, headers=headers, no_confirm=True
-        )
 
     async def _supervise(self, name: str, loop: Loop) -> None:
         """Keep a background loop alive across unexpected errors, with a pause between tries."""
@@ -153,6 +180,8 @@ class ServiceRuntime:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         with contextlib.suppress(Exception):
+            await self.publisher.stop()
+        with contextlib.suppress(Exception):
             await self.broker.stop()
         if self._pool is not None:
             await self._pool.close()
@@ -160,18 +189,11 @@ class ServiceRuntime:
         log.info("%s stopped", self.name, extra={"service": self.name})
 
     async def check_ready(self) -> dict[str, str]:
-        """Readiness: database and broker both answer. Also refreshes the outbox gauges."""
+        """Readiness: database and broker both answer."""
         problems: dict[str, str] = {}
         try:
             async with asyncio.timeout(2.0):
-                row = await self.pool.fetchrow(
-                    """SELECT count(*) AS backlog,
-                              coalesce(extract(epoch FROM now() - min(created_at)), 0) AS age
-                       FROM outbox WHERE sent_at IS NULL"""
-                )
-            assert row is not None
-            self._outbox_backlog.set(row["backlog"])
-            self._outbox_age.set(float(row["age"]))
+                await self.pool.fetchval("SELECT 1")
         except (OSError, TimeoutError, RuntimeError, asyncpg.PostgresError) as exc:
             problems["database"] = type(exc).__name__
         try:

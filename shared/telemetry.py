@@ -11,10 +11,13 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from opentelemetry import trace
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
 from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.sdk.resources import Resource
@@ -24,6 +27,8 @@ from opentelemetry.sdk.trace.export import (
     ConsoleSpanExporter,
     SpanExporter,
 )
+from opentelemetry.trace import Link, Span, SpanKind, Tracer
+from opentelemetry.util.types import AttributeValue
 
 _provider: TracerProvider | None = None
 
@@ -96,6 +101,46 @@ def event_span_attributes(event: Any) -> dict[str, str]:
         attributes["amc.origin.kind"] = str(origin.kind)
         attributes["amc.origin.id"] = str(origin.id)
     return attributes
+
+
+def trace_carrier(span: Span | None = None) -> dict[str, str]:
+    """The W3C trace context of `span` (default: the current span), to store beside a row.
+
+    Work that a background loop does later for that row continues the trace with
+    `continue_trace`, so one run stays one trace however long it waits between steps.
+    """
+    carrier: dict[str, str] = {}
+    context = trace.set_span_in_context(span) if span is not None else None
+    propagate.inject(carrier, context=context)
+    return carrier
+
+
+def link_to(carrier: Mapping[str, str] | None) -> list[Link]:
+    """A span link to the trace a stored carrier names (none if it names no trace)."""
+    context = trace.get_current_span(propagate.extract(dict(carrier or {}))).get_span_context()
+    return [Link(context)] if context.is_valid else []
+
+
+@contextmanager
+def continue_trace(
+    tracer: Tracer,
+    name: str,
+    carrier: Mapping[str, str] | None,
+    *,
+    kind: SpanKind = SpanKind.INTERNAL,
+    attributes: Mapping[str, AttributeValue] | None = None,
+    links: Sequence[Link] = (),
+) -> Iterator[Span]:
+    """A span that is a child of the stored `carrier`'s span (a new trace without one).
+
+    The current context is replaced, not extended: a background loop's own span (if any)
+    must not become the parent of work done on behalf of a run.
+    """
+    parent = propagate.extract(dict(carrier or {}), context=otel_context.Context())
+    with tracer.start_as_current_span(
+        name, context=parent, kind=kind, attributes=attributes, links=links
+    ) as span:
+        yield span
 
 
 def shutdown_tracing() -> None:
