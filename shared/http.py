@@ -10,6 +10,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, status
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from opentelemetry import trace
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shared.runtime import ServiceRuntime
@@ -63,6 +65,15 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    # A SERVER span per management call, continuing the caller's traceparent if it sent one;
+    # work the call starts (a trigger, a collection, a cancel) belongs to that trace. Probes
+    # and scrapes would only be noise. Headers are not recorded (the API key is one).
+    FastAPIInstrumentor.instrument_app(
+        app,
+        excluded_urls="healthz,readyz,metrics",
+        tracer_provider=trace.get_tracer_provider(),
+        exclude_spans=["receive", "send"],
+    )
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
