@@ -12,9 +12,12 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from amclocal.broker import LocalBroker
 from amclocal.postgres import create_database, drop_database, ensure_local_postgres
+from shared.telemetry import setup_tracing
 
 pytest_plugins = ["tests.simfixtures"]
 
@@ -66,3 +69,15 @@ async def database_url() -> AsyncIterator[str]:
 def uid() -> str:
     """A short unique name for this test: schemas, topic prefixes and group ids use it."""
     return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session")
+def spans() -> InMemorySpanExporter:
+    """Every span finished in this test process (the global provider exports here too).
+
+    Tests share the exporter: select your spans by trace id or by an id attribute of your
+    own test, never by position.
+    """
+    exporter = InMemorySpanExporter()
+    setup_tracing("amc-tests", processor=SimpleSpanProcessor(exporter))
+    return exporter

@@ -7,23 +7,14 @@ from collections.abc import AsyncIterator
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
 from shared.config import ServiceSettings
 from shared.runtime import ServiceRuntime
-from shared.telemetry import setup_tracing
 from shared.topics_admin import contract_topics, ensure_topics
 from tests.integration.probe import probe_runtime, request
 from tests.support.settings import service_settings
-
-
-@pytest.fixture(scope="session")
-def spans() -> InMemorySpanExporter:
-    exporter = InMemorySpanExporter()
-    setup_tracing("amc-tests", processor=SimpleSpanProcessor(exporter))
-    return exporter
 
 
 @pytest.fixture
