@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from services.token.api import ApiContext, token_router
 from services.token.handlers import register_handlers
 from services.token.lwa_pool import LwaPool
+from services.token.metrics import TokenGauges
 from services.token.refresher import Refresher, RefreshMetrics
 from services.token.settings import TokenSettings
 from services.token.vault import Vault
@@ -58,6 +59,7 @@ class TokenService:
             schema=self.runtime.schema,
         )
         register_handlers(self.runtime, settings, self.vault)
+        self.runtime.gauges(TokenGauges(self.runtime.registry).refresh)
         self.runtime.background("refresh-cycle")(self.refresher.proactive_loop)
         self.runtime.background("refresh-requests")(self.refresher.on_demand_loop)
 

@@ -17,6 +17,7 @@ from shared.consumer import Tx
 from shared.contract import TokenRefreshed, TokenRefreshFailed, TokenRefreshRequested
 from shared.crypto import DecryptionError
 from shared.runtime import ServiceRuntime
+from shared.telemetry import trace_carrier
 
 
 def register_handlers(runtime: ServiceRuntime, settings: TokenSettings, vault: Vault) -> None:
@@ -52,7 +53,7 @@ def register_handlers(runtime: ServiceRuntime, settings: TokenSettings, vault: V
                 access = vault.storage.decrypt(locked.access_token_enc)
             except DecryptionError:
                 # The refresh token may still open (or fail with a clear reason there).
-                await store.request_refresh(tx.conn, user_id, channel)
+                await store.request_refresh(tx.conn, user_id, channel, trace_carrier())
                 return
             await store.mark_republished(tx.conn, user_id)
             await tx.emit(
@@ -63,4 +64,4 @@ def register_handlers(runtime: ServiceRuntime, settings: TokenSettings, vault: V
                 )
             )
             return
-        await store.request_refresh(tx.conn, user_id, channel)
+        await store.request_refresh(tx.conn, user_id, channel, trace_carrier())

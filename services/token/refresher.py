@@ -17,12 +17,14 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 from opentelemetry import trace
+from opentelemetry.trace import Span, Status, StatusCode
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from services.token import logic, store
@@ -35,6 +37,7 @@ from shared.clients.lwa import LwaTokens
 from shared.contract import TokenRefreshed, TokenRefreshFailed
 from shared.crypto import DecryptionError
 from shared.outbox import Outbox
+from shared.telemetry import continue_trace, trace_carrier
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +95,7 @@ class Refreshed:
 
     grant: store.Grant
     event: TokenRefreshed
+    trace_context: dict[str, str]
 
 
 Claimer = Callable[[Any, int], Awaitable[list[Claimed]]]
@@ -204,17 +208,38 @@ class Refresher:
     # --- one token -------------------------------------------------------------------------
 
     async def _refresh(self, claim: Claimed, trigger: str) -> CycleResult | Refreshed:
-        try:
-            result = await self._refresh_one(claim)
-        except Exception:  # one user's failure never stops the others
-            log.exception("refresh of user %s failed unexpectedly", claim.user_id)
-            result = await self._record_failure(
-                claim, logic.Failure(FailureKind.RETRY, "internal error during refresh")
-            )
-        if isinstance(result, CycleResult):
-            outcome = "reauth_required" if result.reauth_required else "failed"
-            self._metrics.outcomes.labels(trigger, outcome).inc()
+        with self._span(claim, trigger) as span:
+            try:
+                result = await self._refresh_one(claim)
+            except Exception:  # one user's failure never stops the others
+                log.exception("refresh of user %s failed unexpectedly", claim.user_id)
+                result = await self._record_failure(
+                    claim, logic.Failure(FailureKind.RETRY, "internal error during refresh")
+                )
+            outcome = "refreshed"
+            if isinstance(result, CycleResult):
+                outcome = (
+                    "lost_claim"
+                    if result.lost_claims
+                    else "reauth_required"
+                    if result.reauth_required
+                    else "failed"
+                )
+                self._metrics.outcomes.labels(trigger, outcome).inc()
+                if outcome != "lost_claim":
+                    span.set_status(Status(StatusCode.ERROR, outcome))
+            span.set_attribute("amc.token.outcome", outcome)
         return result
+
+    def _span(self, claim: Claimed, trigger: str) -> AbstractContextManager[Span]:
+        """An on-demand refresh continues the trace of the request that asked for it; a
+        proactive one is a child of its cycle's span."""
+        attributes = {"amc.user_id": claim.user_id, "amc.token.trigger": trigger}
+        if claim.trace_context:
+            return continue_trace(
+                self._tracer, "token refresh", claim.trace_context, attributes=attributes
+            )
+        return self._tracer.start_as_current_span("token refresh", attributes=attributes)
 
     async def _refresh_one(self, claim: Claimed) -> CycleResult | Refreshed:
         try:
@@ -250,14 +275,19 @@ class Refresher:
             access_token_encrypted=self._vault.events.encrypt(access),
             expires_at=expires_at,
         )
-        return Refreshed(grant, event)
+        return Refreshed(grant, event, trace_carrier())
 
     async def _store(self, fresh: list[Refreshed]) -> CycleResult:
         async with self._pool().acquire() as conn, conn.transaction():
             stored = await store.finish_successes(
                 conn, [r.grant for r in fresh], self._vault.current_fp
             )
-            await self._outbox.enqueue(conn, *(r.event for r in fresh if r.event.user_id in stored))
+            kept = [r for r in fresh if r.event.user_id in stored]
+            await self._outbox.enqueue(
+                conn,
+                *(r.event for r in kept),
+                trace_contexts=[r.trace_context for r in kept],
+            )
         for lost in (r for r in fresh if r.event.user_id not in stored):
             log.warning(
                 "claim on user %s was lost before the refresh was stored", lost.event.user_id

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -25,6 +25,8 @@ class Claimed:
     refresh_token_enc: str
     consecutive_failures: int
     requested: bool
+    # The trace of the request that asked for this refresh (empty for a proactive one).
+    trace_context: dict[str, str] = field(default_factory=dict)
 
 
 def _claimed(rows: list[asyncpg.Record]) -> list[Claimed]:
@@ -35,6 +37,7 @@ def _claimed(rows: list[asyncpg.Record]) -> list[Claimed]:
             r["refresh_token_enc"],
             r["consecutive_failures"],
             r["refresh_requested_at"] is not None,
+            r["refresh_trace"] or {},
         )
         for r in rows
     ]
@@ -54,7 +57,7 @@ def _claim_sql(condition: str, order: str) -> str:
             claim_expires_at = now() + make_interval(secs => $3), updated_at = now()
         FROM picked WHERE t.user_id = picked.user_id
         RETURNING t.user_id, t.claim_id, t.refresh_token_enc, t.consecutive_failures,
-                  t.refresh_requested_at"""
+                  t.refresh_requested_at, t.refresh_trace"""
 
 
 _CLAIM_DUE = _claim_sql(
@@ -98,7 +101,8 @@ async def finish_successes(conn: Connection, grants: list[Grant], key_fp: str) -
         """UPDATE tokens t SET refresh_token_enc = v.refresh_enc, access_token_enc = v.access_enc,
                   expires_at = v.expires_at, key_fp = $6, status = 'ACTIVE',
                   last_refreshed_at = now(), republished_at = NULL, consecutive_failures = 0,
-                  last_error = NULL, next_attempt_at = NULL, refresh_requested_at = NULL,
+                  last_error = NULL, next_attempt_at = NULL,
+                  refresh_requested_at = NULL, refresh_trace = NULL,
                   claim_id = NULL, claimed_by = NULL, claim_expires_at = NULL, updated_at = now()
            FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[])
                 AS v(user_id, claim_id, refresh_enc, access_enc, expires_at)
@@ -118,7 +122,7 @@ async def finish_reauth(conn: Connection, claim: Claimed, reason: str) -> bool:
     done = await conn.fetchval(
         """UPDATE tokens SET status = 'REAUTH_REQUIRED', last_error = $3,
                   consecutive_failures = consecutive_failures + 1, next_attempt_at = NULL,
-                  refresh_requested_at = NULL,
+                  refresh_requested_at = NULL, refresh_trace = NULL,
                   claim_id = NULL, claimed_by = NULL, claim_expires_at = NULL, updated_at = now()
            WHERE user_id = $1 AND claim_id = $2
            RETURNING true""",
@@ -198,13 +202,18 @@ async def mark_republished(conn: Connection, user_id: str) -> None:
     )
 
 
-async def request_refresh(conn: Connection, user_id: str, channel: str) -> None:
+async def request_refresh(
+    conn: Connection, user_id: str, channel: str, trace_context: dict[str, str] | None = None
+) -> None:
     """Ask for a refresh; the NOTIFY wakes the refreshers once this transaction commits."""
     await conn.execute(
         """UPDATE tokens SET refresh_requested_at = coalesce(refresh_requested_at, now()),
+                  refresh_trace = CASE WHEN refresh_requested_at IS NULL THEN $2::jsonb
+                                       ELSE refresh_trace END,
                   updated_at = now()
            WHERE user_id = $1""",
         user_id,
+        trace_context,
     )
     await conn.execute("SELECT pg_notify($1, $2)", channel, user_id)
 
@@ -345,7 +354,7 @@ async def mark_undecryptable(conn: Connection, user_ids: list[str], reason: str)
     """Mark active users whose tokens no key opens; returns those that changed status."""
     rows = await conn.fetch(
         """UPDATE tokens SET status = 'REAUTH_REQUIRED', last_error = $2,
-                  refresh_requested_at = NULL, updated_at = now()
+                  refresh_requested_at = NULL, refresh_trace = NULL, updated_at = now()
            WHERE user_id = ANY($1::text[]) AND status = 'ACTIVE'
            RETURNING user_id""",
         user_ids,
@@ -357,3 +366,14 @@ async def mark_undecryptable(conn: Connection, user_ids: list[str], reason: str)
 async def count_under_old_key(conn: Connection, key_fp: str) -> int:
     value: int = await conn.fetchval("SELECT count(*) FROM tokens WHERE key_fp <> $1", key_fp)
     return value
+
+
+async def count_by_state(conn: Connection) -> dict[str, int]:
+    """Tokens per state as `amc_tokens` reports them (EXPIRED: active, access token past)."""
+    rows = await conn.fetch(
+        """SELECT CASE WHEN status = 'ACTIVE' AND (expires_at IS NULL OR expires_at <= now())
+                       THEN 'EXPIRED' ELSE status END AS state,
+                  count(*) AS n
+           FROM tokens GROUP BY 1"""
+    )
+    return {r["state"]: r["n"] for r in rows}

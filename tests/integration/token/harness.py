@@ -102,13 +102,16 @@ class TokenHarness:
     def topic(self, logical: str) -> str:
         return self.service.runtime.topics.name(logical)
 
-    async def request_refresh(self, user_id: str, times: int = 1) -> None:
+    async def request_refresh(
+        self, user_id: str, times: int = 1, headers: dict[str, str] | None = None
+    ) -> None:
         events = [TokenRefreshRequested(user_id=user_id, reason="test") for _ in range(times)]
         await produce(
             self.bootstrap,
             self.topic(TokenRefreshRequested.topic),
             [e.to_bytes() for e in events],
             key=user_id.encode(),
+            headers=headers,
         )
 
     async def lwa_calls(self) -> int:
