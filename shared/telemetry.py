@@ -27,7 +27,8 @@ from opentelemetry.sdk.trace.export import (
     ConsoleSpanExporter,
     SpanExporter,
 )
-from opentelemetry.trace import Link, Span, SpanKind, Tracer
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+from opentelemetry.trace import Link, Span, SpanKind, Tracer, TraceState
 from opentelemetry.util.types import AttributeValue
 
 _provider: TracerProvider | None = None
@@ -53,6 +54,39 @@ def _exporter_from_env() -> SpanExporter | None:
     raise ValueError(f"OTEL_TRACES_EXPORTER={choice!r} is not supported (otlp, console, none)")
 
 
+class NoOrphanCalls(Sampler):
+    """Drops CLIENT spans that would start a trace; everything else goes to `delegate`.
+
+    Background loops query the database (and nothing else) between units of work: claiming
+    due rows, LISTEN, gauges. Traced as roots, each poll would be a one-span trace and bury
+    the runs in Jaeger. Every unit of work worth a trace opens its own span first (a consume,
+    an API call, a job on a row, a firing), so a call with no span around it is never one.
+    """
+
+    def __init__(self, delegate: Sampler) -> None:
+        self._delegate = delegate
+
+    def should_sample(
+        self,
+        parent_context: otel_context.Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Any = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        parent = trace.get_current_span(parent_context).get_span_context()
+        if kind is SpanKind.CLIENT and not parent.is_valid:
+            return SamplingResult(Decision.DROP)
+        return self._delegate.should_sample(
+            parent_context, trace_id, name, kind, attributes, links, trace_state
+        )
+
+    def get_description(self) -> str:
+        return f"NoOrphanCalls{{{self._delegate.get_description()}}}"
+
+
 def setup_tracing(service_name: str, *, processor: SpanProcessor | None = None) -> TracerProvider:
     """Install the global TracerProvider once per process and instrument asyncpg and httpx."""
     global _provider
@@ -61,7 +95,9 @@ def setup_tracing(service_name: str, *, processor: SpanProcessor | None = None) 
             _provider.add_span_processor(processor)
         return _provider
     attrs = {} if os.environ.get("OTEL_SERVICE_NAME") else {"service.name": service_name}
-    provider = TracerProvider(resource=Resource.create(attrs))
+    # The SDK reads OTEL_TRACES_SAMPLER(_ARG) when given no sampler: keep that choice.
+    configured = TracerProvider().sampler
+    provider = TracerProvider(resource=Resource.create(attrs), sampler=NoOrphanCalls(configured))
     exporter = _exporter_from_env()
     if exporter is not None:
         provider.add_span_processor(BatchSpanProcessor(exporter))

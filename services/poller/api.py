@@ -7,9 +7,12 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
+from opentelemetry import trace
+from opentelemetry.trace import Link
 from pydantic import BaseModel
 
-from services.poller import flow, logic, store
+from services.poller import flow, logic, store, tracing
+from services.poller.gateway import Metrics
 from services.poller.store import ExecRow
 from shared.contract import ExecutionStatus, Origin, OriginKind, WorkflowRun
 from shared.http import runtime_of
@@ -153,15 +156,20 @@ async def cancel_execution(request: Request, execution_id: UUID) -> Any:
             ExecutionStatus.QUEUED,
         )
         if unsent:
-            await flow.change(
-                conn,
-                runtime.outbox,
-                row,
-                None,
-                status=ExecutionStatus.CANCELLED,
-                error=logic.error("CANCELLED", "cancelled on request before AMC had it"),
-                cancel_requested=True,
-            )
+            # Announced in the run's trace (linked to this call's SERVER span), like every
+            # other step of the run.
+            here = trace.get_current_span().get_span_context()
+            links = [Link(here)] if here.is_valid else []
+            with tracing.job_span(tracing.tracer(), "cancel", row, links=links):
+                await flow.change(
+                    conn,
+                    runtime.outbox,
+                    row,
+                    None,
+                    status=ExecutionStatus.CANCELLED,
+                    error=logic.error("CANCELLED", "cancelled on request before AMC had it"),
+                    cancel_requested=True,
+                )
         elif row.status is ExecutionStatus.SUBMITTING or row.stage == store.DOWNLOAD:
             # The POST (or the download) is under way: the loop that owns it finishes first,
             # and the submitter turns a pending cancel into an AMC DELETE.
@@ -181,4 +189,7 @@ async def cancel_execution(request: Request, execution_id: UUID) -> Any:
             )
         updated = await store.get_execution(conn, execution_id)
     assert updated is not None
+    metrics: Metrics | None = getattr(request.app.state, "poller_metrics", None)
+    if unsent and metrics is not None:
+        metrics.completed.labels(ExecutionStatus.CANCELLED.value).inc()
     return ExecutionView.of(updated)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +13,7 @@ from services.poller.api import router
 from services.poller.breaker import Breakers
 from services.poller.follow import Follower
 from services.poller.gateway import AmcGateway, Metrics
+from services.poller.gauges import ExecutionGauges
 from services.poller.handlers import register_handlers
 from services.poller.ratelimit import InstanceRateLimiter
 from services.poller.results import LocalResultStore
@@ -32,17 +31,6 @@ from shared.service import serve
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
-def _cache_missing_sniffio() -> None:
-    """httpcore tries `import sniffio` for every connection-pool lock it makes; without
-    sniffio installed each try scans sys.path again (about a third of the poller's CPU in
-    bench/poller). Recording the absence once makes the failing import instant."""
-    if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
-        sys.modules["sniffio"] = None  # type: ignore[assignment]
-
-
-_cache_missing_sniffio()
-
-
 def _key_ring(settings: PollerSettings) -> KeyRing:
     if settings.event_encryption_keys is None:
         raise ValueError(
@@ -52,10 +40,15 @@ def _key_ring(settings: PollerSettings) -> KeyRing:
 
 
 def build_runtime(settings: PollerSettings) -> ServiceRuntime:
+    return _build(settings)[0]
+
+
+def _build(settings: PollerSettings) -> tuple[ServiceRuntime, Metrics]:
     runtime = ServiceRuntime(settings, migrations_dir=MIGRATIONS)
     keys = _key_ring(settings)
-    register_handlers(runtime, settings, keys)
     metrics = Metrics(runtime.registry)
+    register_handlers(runtime, settings, keys, metrics)
+    runtime.gauges(ExecutionGauges(runtime.registry).refresh)
     state: dict[str, Any] = {}
 
     async def context() -> Context:
@@ -85,6 +78,7 @@ def build_runtime(settings: PollerSettings) -> ServiceRuntime:
                 metrics,
                 settings.token_expiry_margin_s,
             )
+            gateway.meter.install(http)  # amc_api_requests_total: one per HTTP request
             state["http"] = http
             state["ctx"] = Context(
                 settings,
@@ -124,17 +118,20 @@ def build_runtime(settings: PollerSettings) -> ServiceRuntime:
         ctx = await context()
         await run_loop(stop, "token-requests", lambda: resend_step(ctx), max(idle * 4, 1.0))
 
-    return runtime
+    return runtime, metrics
 
 
 def create_app(settings: ServiceSettings) -> FastAPI:
     assert isinstance(settings, PollerSettings)
-    return create_service_app(
-        build_runtime(settings),
+    runtime, metrics = _build(settings)
+    app = create_service_app(
+        runtime,
         routers=[router],
         title="amc-poller",
         description="Turns run requests into AMC executions, follows them, downloads results.",
     )
+    app.state.poller_metrics = metrics  # the API counts the executions it cancels
+    return app
 
 
 def main() -> None:

@@ -120,6 +120,9 @@ async def change(
             events.append(
                 completed(row, status, error=error, result=result, amc_execution_id=amc_id)
             )
+    if "waiting_token" in sets and sets["waiting_token"] != row.waiting_token:
+        # The start of the "token wait" span, ended when a token.refreshed resumes the row.
+        sets["waiting_token_since"] = now() if sets["waiting_token"] else None
     if not await store.update(conn, row.execution_id, owner, sets, release=release):
         return False
     await outbox.enqueue(conn, *events)

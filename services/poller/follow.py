@@ -12,6 +12,8 @@ from collections.abc import Callable, Coroutine
 from datetime import timedelta
 from typing import Any
 
+from opentelemetry import trace
+
 from services.poller import flow, logic, store
 from services.poller.gateway import Token
 from services.poller.results import StoredResult
@@ -26,13 +28,15 @@ Job = Callable[[ExecRow], Coroutine[Any, Any, None]]
 
 
 class StageLoop:
-    """Claims due rows of one stage and runs `job` on each, at most `limit` at a time."""
+    """Claims due rows of one stage and runs `job` on each, at most `limit` at a time.
+
+    Each job is a span "execution <stage>" (poll, download, cancel) in its row's trace."""
 
     def __init__(self, ctx: Context, stage: str, endpoint: str, limit: int, job: Job) -> None:
         self.ctx = ctx
         self.stage = stage
         self.endpoint = endpoint
-        self.tasks = TaskSet(limit, stage)
+        self.tasks = TaskSet(limit, stage, ctx.tracer)
         self.job = job
 
     async def step(self) -> bool:
@@ -43,7 +47,7 @@ class StageLoop:
         async with ctx.pool.acquire() as conn, conn.transaction():
             rows = await store.claim_stage(conn, self.stage, ctx.owner, ctx.lease, room)
         for row in rows:
-            self.tasks.spawn(self.job(row))
+            self.tasks.spawn(self.stage, row, self.job(row))
         return bool(rows)
 
 
@@ -66,6 +70,7 @@ class Follower:
         after max_transient_attempts; other 4xx: the execution fails with AMC's message."""
         ctx = self.ctx
         kind = logic.classify(exc)
+        ended: ExecutionStatus | None = None
         async with ctx.pool.acquire() as conn, conn.transaction():
             if kind == "unauthorized":
                 await store.invalidate_token(conn, row.user_id, token.ciphertext)
@@ -92,9 +97,13 @@ class Follower:
                 error = give_up if kind == "transient" else logic.error("AMC_VALIDATION", str(exc))
                 if kind == "rejected" and give_up.code == "DOWNLOAD_FAILED":
                     error = give_up
-                await flow.change(
-                    conn, ctx.outbox, row, ctx.owner, status=self._failed_status(error), error=error
-                )
+                ended = self._failed_status(error)
+                if not await flow.change(
+                    conn, ctx.outbox, row, ctx.owner, status=ended, error=error
+                ):
+                    ended = None
+        if ended is not None:
+            ctx.amc.metrics.completed.labels(ended.value).inc()
 
     @staticmethod
     def _failed_status(error: ExecutionError) -> ExecutionStatus:
@@ -139,12 +148,15 @@ class Follower:
         token = await self._token_or_wait(row)
         if token is None:
             return
+        span = trace.get_current_span()
+        span.set_attribute("amc.poll_count", row.poll_count + 1)  # this poll's number, from 1
         try:
             info = await ctx.amc.get(token, logic.amc_account(row.run), row.amc_execution_id)
         except ApiError as exc:
             gone = logic.error("AMC_UNAVAILABLE", f"AMC status unavailable: {exc}")
             await self._failed_call(row, token, exc, give_up=gone)
             return
+        span.set_attribute("amc.amc_status", info.status.value)
         observed = logic.interpret(info)
         now = flow.now()
         async with ctx.pool.acquire() as conn, conn.transaction():

@@ -2,20 +2,30 @@
 
 The token used for a call comes from the poller's own cache (filled by token.refreshed); it
 is decrypted just before the call and never logged.
+
+A failed call marks the current span (the job's "execution <job>" span) ERROR with the
+exception, whose message the clients have already redacted of tokens and URL signatures.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import httpx
+from opentelemetry import trace
+from opentelemetry.instrumentation.utils import suppress_http_instrumentation
+from opentelemetry.trace import SpanKind
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from services.poller import logic, store
+from services.poller import logic, store, tracing
 from services.poller.breaker import Breakers, BreakerState
 from services.poller.ratelimit import InstanceRateLimiter
 from shared.clients import (
@@ -81,6 +91,78 @@ class Metrics:
         self.downloaded_bytes = Counter(
             "amc_poller_downloaded_bytes", "Result bytes written to the store", registry=registry
         )
+        # What AmcThrottled divides: rate(status="429") / rate(all), per amc_instance.
+        self.api_requests = Counter(
+            "amc_api_requests",
+            "HTTP requests to an AMC instance's API, by the status it answered ('timeout' or "
+            "'transport_error' when there was no answer). Result downloads from pre-signed "
+            "storage URLs are not the instance's API and are not counted.",
+            ["amc_instance", "endpoint", "status"],
+            registry=registry,
+        )
+
+
+@dataclass
+class _Call:
+    """The gateway call under way in this task: what the httpx hooks count requests under."""
+
+    endpoint: str
+    instance_id: str | None  # None: not an instance's API call (result downloads)
+    answered: bool = False
+    status: int | None = None
+
+
+_CURRENT_CALL: ContextVar[_Call | None] = ContextVar("amc_poller_current_call", default=None)
+
+
+class ApiRequestMeter:
+    """Counts every HTTP request to an AMC instance's API, one per request: a listing that
+    follows nextToken pages is several, and a 200 whose body does not parse is a "200".
+
+    Installed as httpx event hooks on the poller's client; requests made outside a gateway
+    call (none today) are not counted. Requests that got no answer are counted by the
+    gateway from the TransportError, since no response hook runs for them."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._counter = metrics.api_requests
+
+    def install(self, http: httpx.AsyncClient) -> None:
+        hooks = http.event_hooks
+        http.event_hooks = {
+            "request": [*hooks.get("request", []), self._on_request],
+            "response": [*hooks.get("response", []), self._on_response],
+        }
+
+    async def _on_request(self, request: httpx.Request) -> None:
+        call = _CURRENT_CALL.get()
+        if call is not None:
+            call.answered, call.status = False, None
+
+    async def _on_response(self, response: httpx.Response) -> None:
+        call = _CURRENT_CALL.get()
+        if call is None:
+            return
+        call.answered, call.status = True, response.status_code
+        if call.instance_id is not None:
+            self._counter.labels(call.instance_id, call.endpoint, str(response.status_code)).inc()
+
+    def no_answer(self, call: _Call, exc: TransportError) -> None:
+        if call.answered or call.instance_id is None:
+            return  # the request was counted with its status; the body failed afterwards
+        timed_out = isinstance(exc.__cause__, httpx.TimeoutException)
+        status = "timeout" if timed_out else "transport_error"
+        self._counter.labels(call.instance_id, call.endpoint, status).inc()
+
+
+def url_without_query(url: str) -> str:
+    """A pre-signed URL's query is its signature (and credentials): never record it."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 class AmcGateway:
@@ -101,6 +183,8 @@ class AmcGateway:
         self._keys = keys
         self.metrics = metrics
         self._margin_s = margin_s
+        self.meter = ApiRequestMeter(metrics)
+        self._tracer = tracing.tracer()
 
     def open(self, endpoint: str) -> bool:
         return not self.breakers[endpoint].allows()
@@ -125,6 +209,8 @@ class AmcGateway:
         if not breaker.begin():
             self.metrics.calls.labels(endpoint, "circuit_open").inc()
             raise CircuitOpenError(endpoint)
+        scope = _Call(endpoint, instance_id)
+        reset = _CURRENT_CALL.set(scope)
         try:
             if instance_id is not None:
                 await self.limiter.acquire(instance_id)
@@ -132,21 +218,28 @@ class AmcGateway:
             result = await call()
         except (ServerError, TransportError) as exc:
             breaker.failed()
+            if isinstance(exc, TransportError):
+                self.meter.no_answer(scope, exc)
             self._note(endpoint, type(exc).__name__)
+            tracing.failed(trace.get_current_span(), exc)
             raise
         except RateLimitedError as exc:
             breaker.neutral()
             self._note(endpoint, "throttled")
+            tracing.failed(trace.get_current_span(), exc)
             if instance_id is not None:
                 await self.limiter.push_back(instance_id, exc.retry_after)
             raise
         except ApiError as exc:
             breaker.neutral()
             self._note(endpoint, type(exc).__name__)
+            tracing.failed(trace.get_current_span(), exc)
             raise
         except BaseException:
             breaker.neutral()
             raise
+        finally:
+            _CURRENT_CALL.reset(reset)
         breaker.succeeded()
         self.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
         self._note(endpoint, "ok")
@@ -201,17 +294,66 @@ class AmcGateway:
 
     @asynccontextmanager
     async def stream(self, url: str) -> AsyncIterator[AsyncIterator[bytes]]:
-        """A result file; pre-signed storage URLs are not the instance's API (no rate slot)."""
+        """A result file; pre-signed storage URLs are not the instance's API (no rate slot).
+
+        The URL carries its signature: httpx's own CLIENT span would record it (its
+        redaction knows `Signature` but not S3's `X-Amz-Signature`), so that span is
+        suppressed and this one, with the query left out, stands in for it."""
         breaker = self.breakers["results"]
         if not breaker.begin():
             raise CircuitOpenError("results")
+        parts = urlsplit(url)
+        safe_url = url_without_query(url)
+        span = self._tracer.start_span(
+            "GET",
+            kind=SpanKind.CLIENT,
+            # Both attribute generations, as httpx's own spans may carry either.
+            attributes={
+                "http.method": "GET",
+                "http.request.method": "GET",
+                "http.url": safe_url,
+                "url.full": safe_url,
+                "server.address": parts.hostname or "",
+            },
+        )
+        scope = _Call("results", None)
         try:
-            async with self.client.stream_download(url) as chunks:
+            async with AsyncExitStack() as stack:
+                reset = _CURRENT_CALL.set(scope)
+                try:
+                    with (
+                        trace.use_span(
+                            span,
+                            end_on_exit=False,
+                            record_exception=False,
+                            set_status_on_exception=False,
+                        ),
+                        suppress_http_instrumentation(),
+                    ):
+                        chunks = await stack.enter_async_context(self.client.stream_download(url))
+                finally:
+                    _CURRENT_CALL.reset(reset)
                 yield chunks
-        except (ServerError, TransportError):
+        except (ServerError, TransportError) as exc:
             breaker.failed()
+            self._failed_download(span, exc)
+            raise
+        except ApiError as exc:
+            breaker.neutral()
+            self._failed_download(span, exc)
             raise
         except BaseException:
             breaker.neutral()
             raise
+        finally:
+            if scope.status is not None:
+                span.set_attributes(
+                    {"http.status_code": scope.status, "http.response.status_code": scope.status}
+                )
+            span.end()
         breaker.succeeded()
+
+    @staticmethod
+    def _failed_download(span: trace.Span, exc: ApiError) -> None:
+        tracing.failed(span, exc)
+        tracing.failed(trace.get_current_span(), exc)

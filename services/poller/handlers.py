@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from uuid import uuid4
 
-from services.poller import flow, logic, store
+from opentelemetry import trace
+from opentelemetry.trace import Link, Span, Status, StatusCode
+
+from services.poller import flow, logic, store, tracing
+from services.poller.gateway import Metrics
 from services.poller.settings import PollerSettings
 from shared.consumer import PermanentError, Tx
 from shared.contract import (
@@ -18,11 +23,16 @@ from shared.contract import (
 )
 from shared.crypto import DecryptionError, KeyRing
 from shared.runtime import ServiceRuntime
+from shared.telemetry import trace_carrier
 
 log = logging.getLogger(__name__)
 
 
-def register_handlers(runtime: ServiceRuntime, settings: PollerSettings, keys: KeyRing) -> None:
+def register_handlers(
+    runtime: ServiceRuntime, settings: PollerSettings, keys: KeyRing, metrics: Metrics
+) -> None:
+    tracer = tracing.tracer()
+
     async def accept(tx: Tx, event: logic.RequestEvent) -> None:
         problem = logic.request_problem(event)
         if problem is not None:
@@ -41,6 +51,9 @@ def register_handlers(runtime: ServiceRuntime, settings: PollerSettings, keys: K
             run=event.run,
             status=status,
             waiting_token=not usable,
+            # This handler runs in the request's CONSUMER span: the row's later jobs
+            # (submit, polls, download) continue its trace.
+            trace_context=trace_carrier(),
         )
         if row is None:
             log.info("request %s:%s already has an execution", event.origin.kind, event.origin.id)
@@ -90,16 +103,18 @@ def register_handlers(runtime: ServiceRuntime, settings: PollerSettings, keys: K
             status = (
                 ExecutionStatus.QUEUED if row.status is ExecutionStatus.WAITING_FOR_TOKEN else None
             )
-            await flow.change(
-                tx.conn,
-                tx.outbox,
-                row,
-                None,
-                status=status,
-                reason="access token refreshed",
-                waiting_token=False,
-                next_action_at=flow.now(),
-            )
+            now = flow.now()
+            with tracing.token_wait(tracer, row, now):
+                await flow.change(
+                    tx.conn,
+                    tx.outbox,
+                    row,
+                    None,
+                    status=status,
+                    reason="access token refreshed",
+                    waiting_token=False,
+                    next_action_at=now,
+                )
 
     @runtime.consumer.on(TokenRefreshFailed)
     async def on_token_refresh_failed(tx: Tx, event: TokenRefreshFailed) -> None:
@@ -113,7 +128,22 @@ def register_handlers(runtime: ServiceRuntime, settings: PollerSettings, keys: K
         await store.close_token_request(tx.conn, event.user_id)
         await store.invalidate_token(tx.conn, event.user_id, None)
         error = logic.reauth_error(event.reason)
+        failed = 0
         for row in await store.unserved_for_user(tx.conn, event.user_id):
-            await flow.change(
-                tx.conn, tx.outbox, row, None, status=ExecutionStatus.FAILED, error=error
-            )
+            # A parked row's wait ends here, failed; one not parked yet (queued) fails in a
+            # span of its own; both in the row's trace, linked to this consumer span.
+            span: contextlib.AbstractContextManager[Span]
+            if row.waiting_token:
+                span = tracing.token_wait(tracer, row, flow.now())
+            else:
+                here = trace.get_current_span().get_span_context()
+                span = tracing.job_span(tracer, "fail", row, links=[Link(here)])
+            with span as current:
+                current.set_status(Status(StatusCode.ERROR, error.code))
+                await flow.change(
+                    tx.conn, tx.outbox, row, None, status=ExecutionStatus.FAILED, error=error
+                )
+            failed += 1
+        if failed:
+            # Counted before the commit: a retried batch (rare) counts its rows again.
+            metrics.completed.labels(ExecutionStatus.FAILED.value).inc(failed)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -37,6 +38,7 @@ _UPDATABLE = frozenset(
         "error_message",
         "error_retryable",
         "completed_at",
+        "waiting_token_since",
     }
 )
 
@@ -71,6 +73,11 @@ class ExecRow:
     error_code: str | None
     error_message: str | None
     error_retryable: bool | None
+    # Since when the row waits for a token (None while it does not): the "token wait" span.
+    waiting_token_since: datetime | None = None
+    # W3C carrier of the span that created the row (the request's CONSUMER span): background
+    # jobs for the row continue this trace. Never logged or shown (it is only ids, but noise).
+    trace_context: dict[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
     def of(cls, r: asyncpg.Record) -> ExecRow:
@@ -103,6 +110,8 @@ class ExecRow:
             error_code=r["error_code"],
             error_message=r["error_message"],
             error_retryable=r["error_retryable"],
+            waiting_token_since=r["waiting_token_since"],
+            trace_context=dict(r["trace_context"] or {}),
         )
 
 
@@ -123,13 +132,18 @@ async def insert_execution(
     run: WorkflowRun,
     status: ExecutionStatus,
     waiting_token: bool,
+    trace_context: Mapping[str, str] | None = None,
 ) -> ExecRow | None:
-    """The new row, or None when this origin (and attempt) already has one."""
+    """The new row, or None when this origin (and attempt) already has one.
+
+    `trace_context` is the carrier of the span the request was handled in; the row's
+    background jobs continue that trace."""
     record = await conn.fetchrow(
         """INSERT INTO executions (execution_id, origin_kind, origin_id, attempt,
                 request_event_id, user_id, instance_id, workflow_id, run, status, stage,
-                waiting_token)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'submit', $11)
+                waiting_token, waiting_token_since, trace_context)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'submit', $11,
+                   CASE WHEN $11 THEN now() END, $12)
            ON CONFLICT ON CONSTRAINT executions_one_per_origin DO NOTHING
            RETURNING *""",
         execution_id,
@@ -143,6 +157,7 @@ async def insert_execution(
         run.model_dump(mode="json"),
         status.value,
         waiting_token,
+        dict(trace_context or {}),
     )
     return None if record is None else ExecRow.of(record)
 
@@ -321,6 +336,15 @@ async def known_amc_ids(conn: Connection, candidates: list[str]) -> set[str]:
         candidates,
     )
     return {r["amc_execution_id"] for r in rows}
+
+
+async def live_by_status(conn: Connection) -> dict[str, int]:
+    """Executions not yet finished, by status. Read through a partial index of live rows
+    (stage <> 'done', see 0001): the cost follows the work in progress, not the history."""
+    rows = await conn.fetch(
+        "SELECT status, count(*) AS n FROM executions WHERE stage <> 'done' GROUP BY status"
+    )
+    return {r["status"]: r["n"] for r in rows}
 
 
 # --- tokens ------------------------------------------------------------------------------

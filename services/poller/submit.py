@@ -14,7 +14,9 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from services.poller import flow, logic, store
+from opentelemetry import trace
+
+from services.poller import flow, logic, store, tracing
 from services.poller.gateway import Token
 from services.poller.store import ExecRow
 from services.poller.worker import Context, TaskSet
@@ -27,7 +29,9 @@ log = logging.getLogger(__name__)
 class Submitter:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        self.tasks = TaskSet(limit=max(ctx.settings.claim_batch_size, 1), name="submitter")
+        self.tasks = TaskSet(
+            limit=max(ctx.settings.claim_batch_size, 1), name="submitter", tracer=ctx.tracer
+        )
 
     async def step(self) -> bool:
         ctx = self.ctx
@@ -38,18 +42,23 @@ class Submitter:
                     conn, ctx.owner, ctx.lease, self.tasks.room
                 )
             for row in unresolved:
-                self.tasks.spawn(self.reconcile(row))
+                self.tasks.spawn("reconcile", row, self.reconcile(row))
             busy = bool(unresolved)
         async with ctx.pool.acquire() as conn, conn.transaction():
+            cancelled = []
             for row in await store.cancelled_while_queued(conn, ctx.settings.claim_batch_size):
-                await flow.change(
-                    conn,
-                    ctx.outbox,
-                    row,
-                    None,
-                    status=ExecutionStatus.CANCELLED,
-                    error=logic.error("CANCELLED", "cancelled on request before AMC had it"),
-                )
+                with tracing.job_span(ctx.tracer, "cancel", row):
+                    await flow.change(
+                        conn,
+                        ctx.outbox,
+                        row,
+                        None,
+                        status=ExecutionStatus.CANCELLED,
+                        error=logic.error("CANCELLED", "cancelled on request before AMC had it"),
+                    )
+                cancelled.append(row)
+        for _ in cancelled:
+            ctx.amc.metrics.completed.labels(ExecutionStatus.CANCELLED.value).inc()
         if self.tasks.room <= 0 or ctx.amc.open("create"):
             return busy
         async with ctx.pool.acquire() as conn:
@@ -63,15 +72,17 @@ class Submitter:
                     ctx.owner,
                     ctx.lease,
                 )
-                for row in claimed:
-                    await ctx.outbox.enqueue(
-                        conn,
-                        flow.status_changed(
-                            row, ExecutionStatus.QUEUED, ExecutionStatus.SUBMITTING
-                        ),
-                    )
+                # Each announced in its own run's trace (the loop itself has none).
+                await ctx.outbox.enqueue(
+                    conn,
+                    *(
+                        flow.status_changed(row, ExecutionStatus.QUEUED, ExecutionStatus.SUBMITTING)
+                        for row in claimed
+                    ),
+                    trace_contexts=[row.trace_context for row in claimed],
+                )
             for row in claimed:
-                self.tasks.spawn(self.submit(row))
+                self.tasks.spawn("submit", row, self.submit(row))
             busy = busy or bool(claimed)
         return busy
 
@@ -97,6 +108,7 @@ class Submitter:
     async def _post_failed(self, row: ExecRow, token: Token, exc: ApiError) -> None:
         ctx = self.ctx
         kind = logic.classify(exc)
+        failed = False
         async with ctx.pool.acquire() as conn, conn.transaction():
             if kind == "unauthorized":
                 await store.invalidate_token(conn, row.user_id, token.ciphertext)
@@ -113,7 +125,7 @@ class Submitter:
                     next_action_at=flow.now() + timedelta(seconds=retry_after),
                 )
             elif kind == "rejected":
-                await flow.change(
+                failed = await flow.change(
                     conn,
                     ctx.outbox,
                     row,
@@ -137,10 +149,18 @@ class Submitter:
                     exc,
                     extra={"execution_id": row.execution_id},
                 )
+        if failed:
+            ctx.amc.metrics.completed.labels(ExecutionStatus.FAILED.value).inc()
 
     async def _accepted(self, row: ExecRow, info: ExecutionInfo, how: str) -> None:
         ctx = self.ctx
         observed = logic.interpret(info)
+        trace.get_current_span().set_attributes(
+            {
+                "amc.amc_execution_id": info.workflow_execution_id,
+                "amc.amc_status": info.status.value,
+            }
+        )
         async with ctx.pool.acquire() as conn, conn.transaction():
             # The API may have asked to cancel while the POST was under way.
             fresh = await store.lock(conn, row.execution_id)
@@ -228,18 +248,20 @@ class Submitter:
             )
             await self._accepted(row, match, "reconciled with an execution already submitted")
             return
+        ended: ExecutionStatus | None = None
         async with ctx.pool.acquire() as conn, conn.transaction():
             if row.cancel_requested:
-                await flow.change(
+                if await flow.change(
                     conn,
                     ctx.outbox,
                     row,
                     ctx.owner,
                     status=ExecutionStatus.CANCELLED,
                     error=logic.error("CANCELLED", "cancelled before AMC had it"),
-                )
+                ):
+                    ended = ExecutionStatus.CANCELLED
             elif row.failures >= ctx.settings.max_transient_attempts:
-                await flow.change(
+                if await flow.change(
                     conn,
                     ctx.outbox,
                     row,
@@ -249,7 +271,8 @@ class Submitter:
                         "AMC_UNAVAILABLE",
                         f"AMC did not accept the submission after {row.failures} attempts",
                     ),
-                )
+                ):
+                    ended = ExecutionStatus.FAILED
             else:
                 await flow.change(
                     conn,
@@ -261,6 +284,8 @@ class Submitter:
                     next_action_at=flow.now()
                     + (ctx.backoff(row.failures) if row.failures else timedelta(0)),
                 )
+        if ended is not None:
+            ctx.amc.metrics.completed.labels(ended.value).inc()
 
     async def _reconcile_failed(self, row: ExecRow, token: Token, exc: ApiError) -> None:
         ctx = self.ctx

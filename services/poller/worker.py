@@ -18,11 +18,13 @@ from datetime import timedelta
 from typing import Any
 
 import asyncpg
+from opentelemetry.trace import Tracer
 
-from services.poller import logic
+from services.poller import logic, tracing
 from services.poller.gateway import AmcGateway, CircuitOpenError
 from services.poller.results import ResultStore
 from services.poller.settings import PollerSettings
+from services.poller.store import ExecRow
 from shared.clients import ApiError
 from shared.consumer import TRANSIENT_ERRORS
 from shared.outbox import Outbox
@@ -43,6 +45,7 @@ class Context:
     results: ResultStore
     owner: str = field(default_factory=lambda: f"poller-{uuid.uuid4().hex[:12]}")
     rng: random.Random = field(default_factory=random.Random)
+    tracer: Tracer = field(default_factory=tracing.tracer)
 
     @property
     def lease(self) -> timedelta:
@@ -54,32 +57,43 @@ class Context:
 
 
 class TaskSet:
-    """Runs up to `limit` jobs at once; the loop asks how much room is left before claiming."""
+    """Runs up to `limit` jobs at once; the loop asks how much room is left before claiming.
 
-    def __init__(self, limit: int, name: str) -> None:
+    Each job runs inside its span "execution <what>", opened in the job's own task and
+    continuing the trace stored on its row."""
+
+    def __init__(self, limit: int, name: str, tracer: Tracer | None = None) -> None:
         self.limit = limit
         self.name = name
+        self.tracer = tracer or tracing.tracer()
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def room(self) -> int:
         return self.limit - len(self._tasks)
 
-    def spawn(self, job: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(self._guard(job))
+    def spawn(self, what: str, row: ExecRow, job: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(self._guard(what, row, job))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _guard(self, job: Awaitable[None]) -> None:
-        try:
-            await job
-        except CircuitOpenError as exc:
-            # The row keeps its lease until it expires, then is claimed again.
-            log.info("%s: %s", self.name, exc)
-        except _EXPECTED as exc:
-            log.warning("%s job failed; its row is retried when its lease ends: %s", self.name, exc)
-        except Exception:
-            log.exception("%s job crashed; its row is retried when its lease ends", self.name)
+    async def _guard(self, what: str, row: ExecRow, job: Awaitable[None]) -> None:
+        # The span is opened here, in the task: the job runs with it current.
+        with tracing.job_span(self.tracer, what, row) as span:
+            try:
+                await job
+            except CircuitOpenError as exc:
+                # The row keeps its lease until it expires, then is claimed again.
+                tracing.failed(span, exc, "circuit open")
+                log.info("%s: %s", self.name, exc)
+            except _EXPECTED as exc:
+                tracing.failed(span, exc)
+                log.warning(
+                    "%s job failed; its row is retried when its lease ends: %s", self.name, exc
+                )
+            except Exception as exc:
+                tracing.failed(span, exc)
+                log.exception("%s job crashed; its row is retried when its lease ends", self.name)
 
     async def drain(self, timeout_s: float) -> None:
         """On shutdown: let running jobs finish; what does not is retried by lease expiry."""

@@ -8,10 +8,8 @@ of calls in flight at a fraction of the cost (measured with bench/token).
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import math
-import sys
 from typing import Protocol
 
 import httpx
@@ -19,12 +17,6 @@ import httpx
 from shared.clients.lwa import LwaClient, LwaTokens
 
 CONNECTIONS_PER_POOL = 4
-
-# httpcore tries `import sniffio` on every request; when the package is absent each failed
-# import searches sys.path again. A None entry makes the failure immediate (same outcome).
-if importlib.util.find_spec("sniffio") is None:
-    sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
-
 
 class LwaGrants(Protocol):
     """What the service needs from LWA (an LwaClient or an LwaPool)."""

@@ -113,10 +113,15 @@ class PollerHarness:
     def topic(self, event_type: type[Event]) -> str:
         return self.runtime.topics.name(event_type.topic)
 
-    async def send(self, *events: Event) -> None:
+    async def send(self, *events: Event, headers: dict[str, str] | None = None) -> None:
+        """Produce events; `headers` (e.g. a traceparent) go on every record."""
         for event in events:
             await produce(
-                self.bootstrap, self.topic(type(event)), [event.to_bytes()], key=event.key()
+                self.bootstrap,
+                self.topic(type(event)),
+                [event.to_bytes()],
+                key=event.key(),
+                headers=headers,
             )
 
     async def give_token(self, user_id: str, access_token: str, ttl_s: float = 3600) -> None:
