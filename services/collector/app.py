@@ -27,7 +27,9 @@ class CollectorRuntime(ServiceRuntime):
     def __init__(self, settings: CollectorSettings) -> None:
         super().__init__(settings, migrations_dir=MIGRATIONS)
         self.collector_settings = settings
-        self.engine = Engine(settings, self.outbox, CollectorMetrics(self.registry))
+        self.engine = Engine(
+            settings, self.outbox, CollectorMetrics(self.registry), tracer=self.tracer
+        )
         handlers.register(self, self.engine)
         self.background("maintenance")(self._maintenance)
 

@@ -6,9 +6,15 @@ happens under that lock, so the in-flight count read here cannot be raced by ano
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 from uuid import UUID
 
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Link, Span, Status, StatusCode, Tracer
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from services.collector import store
@@ -32,10 +38,14 @@ from shared.contract import (
     WorkflowRun,
 )
 from shared.outbox import Connection, Outbox
+from shared.telemetry import link_to, trace_carrier
 
 log = logging.getLogger(__name__)
 
 OPEN_COLLECTION = (CollectionStatus.QUEUED, CollectionStatus.ACTIVE, CollectionStatus.PAUSED)
+
+DISPATCH_SPAN = "week dispatch"
+DispatchKind = Literal["first", "retry", "reconcile"]
 
 
 @dataclass
@@ -81,11 +91,16 @@ class CollectorMetrics:
 
 class Engine:
     def __init__(
-        self, settings: CollectorSettings, outbox: Outbox, metrics: CollectorMetrics
+        self,
+        settings: CollectorSettings,
+        outbox: Outbox,
+        metrics: CollectorMetrics,
+        tracer: Tracer | None = None,
     ) -> None:
         self.settings = settings
         self.outbox = outbox
         self.metrics = metrics
+        self.tracer = tracer or trace.get_tracer("amc.collector")
 
     # --- dispatching ------------------------------------------------------------------------
 
@@ -107,18 +122,66 @@ class Engine:
             run=run,
         )
 
+    async def _request(
+        self,
+        conn: Connection,
+        c: CollectionRow,
+        weeks: Sequence[tuple[WeekRow, DispatchKind]],
+        started_ns: int,
+    ) -> None:
+        """Enqueue week.requested for `weeks`, each published under its own root span
+        "week dispatch" (one trace per week request), linked to the collection's creation
+        trace and to whatever caused the dispatch (an API call, a previous week's outcome).
+        The spans end once the events are in the outbox; the caller commits."""
+        links: list[Link] = link_to(c.trace_context)
+        cause = trace.get_current_span().get_span_context()
+        if cause.is_valid and all(
+            (link.context.trace_id, link.context.span_id) != (cause.trace_id, cause.span_id)
+            for link in links
+        ):
+            links.append(Link(cause))
+        events = [self.week_requested(c, w) for w, _ in weeks]
+        root = otel_context.Context()
+        spans: list[Span] = [
+            self.tracer.start_span(
+                DISPATCH_SPAN,
+                context=root,
+                attributes={
+                    "amc.collection_id": str(c.id),
+                    "amc.week_id": str(w.id),
+                    "amc.user_id": event.run.user_id,
+                    "amc.instance_id": event.run.instance_id,
+                    "amc.attempt": w.attempt,
+                    "amc.dispatch_kind": kind,
+                },
+                links=links,
+                start_time=started_ns,
+            )
+            for (w, kind), event in zip(weeks, events, strict=True)
+        ]
+        try:
+            await self.outbox.enqueue(
+                conn, *events, trace_contexts=[trace_carrier(span) for span in spans]
+            )
+        except BaseException as exc:
+            _end(spans, exc)
+            raise
+        _end(spans)
+        for _, kind in weeks:
+            self.metrics.weeks_requested.labels(kind).inc()
+
     async def dispatch(self, conn: Connection, c: CollectionRow) -> int:
         """Request due pending weeks up to the collection's limit; returns how many."""
         if c.status is not CollectionStatus.ACTIVE:
             return 0
+        started_ns = time.time_ns()
         free = c.max_in_flight - await store.count_in_flight(conn, c.id)
         if free <= 0:
             return 0
         weeks = await store.request_due_weeks(conn, c.id, free)
         if weeks:
-            await self.outbox.enqueue(conn, *(self.week_requested(c, w) for w in weeks))
-            for w in weeks:
-                self.metrics.weeks_requested.labels("first" if w.attempt == 1 else "retry").inc()
+            kinds: list[DispatchKind] = ["first" if w.attempt == 1 else "retry" for w in weeks]
+            await self._request(conn, c, list(zip(weeks, kinds, strict=True)), started_ns)
         return len(weeks)
 
     async def settle(self, conn: Connection, c: CollectionRow) -> None:
@@ -269,10 +332,19 @@ class Engine:
     # --- maintenance --------------------------------------------------------------------------
 
     async def rerequest_stale(self, conn: Connection, c: CollectionRow) -> int:
+        started_ns = time.time_ns()
         weeks = await store.rerequest_stale_weeks(conn, c.id, self.settings.reconcile_after_s)
         if weeks:
             # Same attempt, same origin id: the poller maps it to the execution it already has.
-            await self.outbox.enqueue(conn, *(self.week_requested(c, w) for w in weeks))
-            self.metrics.weeks_requested.labels("reconcile").inc(len(weeks))
+            await self._request(conn, c, [(w, "reconcile") for w in weeks], started_ns)
             log.info("re-requested %d week(s) of collection %s", len(weeks), c.id)
         return len(weeks)
+
+
+def _end(spans: Sequence[Span], error: BaseException | None = None) -> None:
+    end_time = time.time_ns()
+    for span in spans:
+        if error is not None:
+            span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+            span.record_exception(error)
+        span.end(end_time=end_time)

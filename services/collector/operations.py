@@ -16,6 +16,7 @@ from services.collector.engine import Engine
 from services.collector.logic import CollectionStatus, WeekStartDay, split_weeks
 from services.collector.store import CollectionRow
 from shared.outbox import Connection
+from shared.telemetry import trace_carrier
 
 
 class NotFoundError(Exception):
@@ -43,6 +44,8 @@ class Operations:
         self.engine = engine
 
     async def create(self, new: NewCollection) -> UUID:
+        """Stores the creating call's trace context (the API's SERVER span): each week is a
+        trace of its own, linked to it."""
         collection_id = uuid.uuid4()
         weeks = split_weeks(new.start_date, new.end_date, new.week_start_day)
         async with self.pool.acquire() as conn, conn.transaction():
@@ -57,6 +60,7 @@ class Operations:
                 max_in_flight=new.max_in_flight,
                 max_attempts=new.max_attempts,
                 weeks=[(uuid.uuid4(), w) for w in weeks],
+                trace_context=trace_carrier(),
             )
             await self.engine.admit(conn)
         return collection_id

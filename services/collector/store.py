@@ -38,6 +38,8 @@ class CollectionRow:
     updated_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    # W3C carrier of the trace that created the collection ({} if none): weeks link to it.
+    trace_context: dict[str, str]
 
     @classmethod
     def of(cls, r: asyncpg.Record) -> CollectionRow:
@@ -73,7 +75,7 @@ class WeekRow:
 
 _COLLECTION_COLUMNS = """id, queue_seq, status, run, start_date, end_date, week_start_day,
     time_zone, max_in_flight, max_attempts, weeks_total, created_at, updated_at, started_at,
-    finished_at"""
+    finished_at, trace_context"""
 
 
 # --- collections ----------------------------------------------------------------------------
@@ -91,11 +93,12 @@ async def insert_collection(
     max_in_flight: int,
     max_attempts: int,
     weeks: Sequence[tuple[UUID, WeekSlice]],
+    trace_context: dict[str, str] | None = None,
 ) -> None:
     await conn.execute(
         """INSERT INTO collections (id, status, run, start_date, end_date, week_start_day,
-               time_zone, max_in_flight, max_attempts, weeks_total)
-           VALUES ($1, 'QUEUED', $2, $3, $4, $5, $6, $7, $8, $9)""",
+               time_zone, max_in_flight, max_attempts, weeks_total, trace_context)
+           VALUES ($1, 'QUEUED', $2, $3, $4, $5, $6, $7, $8, $9, $10)""",
         collection_id,
         run,
         start_date,
@@ -105,6 +108,7 @@ async def insert_collection(
         max_in_flight,
         max_attempts,
         len(weeks),
+        trace_context or {},
     )
     await conn.copy_records_to_table(
         "collection_weeks",

@@ -35,10 +35,15 @@ class SchedulerRuntime(ServiceRuntime):
         self.scheduler_settings = settings
         self.now = now
         self.firer = Firer(
-            lambda: self.pool, self.outbox, settings, now=now, metrics=FiringMetrics(self.registry)
+            lambda: self.pool,
+            self.outbox,
+            settings,
+            now=now,
+            metrics=FiringMetrics(self.registry),
+            tracer=self.tracer,
         )
         if consume:
-            handlers.register(self, handlers.Outcomes(settings, now))
+            handlers.register(self, handlers.Outcomes(settings, now, self.tracer))
         self.background("firing")(self._fire)
 
     async def _fire(self, stop: asyncio.Event) -> None:
@@ -46,7 +51,9 @@ class SchedulerRuntime(ServiceRuntime):
 
     @property
     def operations(self) -> Operations:
-        return Operations(self.pool, self.outbox, self.firer, self.scheduler_settings, self.now)
+        return Operations(
+            self.pool, self.outbox, self.firer, self.scheduler_settings, self.now, self.tracer
+        )
 
 
 def build_runtime(

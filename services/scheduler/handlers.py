@@ -11,8 +11,11 @@ import logging
 from datetime import datetime, timedelta
 from uuid import UUID
 
+from opentelemetry import trace
+from opentelemetry.trace import Link, Tracer
+
 from services.scheduler import store
-from services.scheduler.firing import Clock, due_event
+from services.scheduler.firing import Clock, due_event, end_spans, start_fire_span
 from services.scheduler.logic import auto_pause_reason, failure_count_after
 from services.scheduler.settings import SchedulerSettings
 from services.scheduler.timing import should_pause
@@ -27,6 +30,7 @@ from shared.contract import (
 )
 from shared.outbox import Connection
 from shared.runtime import ServiceRuntime
+from shared.telemetry import trace_carrier
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +49,12 @@ def run_id_of(origin: Origin) -> UUID | None:
 class Outcomes:
     """What a run's outcome does to its schedule: failure streak, auto-pause, buffered run."""
 
-    def __init__(self, settings: SchedulerSettings, now: Clock) -> None:
+    def __init__(
+        self, settings: SchedulerSettings, now: Clock, tracer: Tracer | None = None
+    ) -> None:
         self._settings = settings
         self._now = now
+        self._tracer = tracer or trace.get_tracer("amc.scheduler")
 
     async def submitted(self, tx: Tx, event: ExecutionSubmitted) -> None:
         run_id = run_id_of(event.origin)
@@ -102,13 +109,22 @@ class Outcomes:
             )
             log.info("schedule %s %s", schedule_id, reason)
             return
-        await release_buffered(conn, tx, schedule_id, now, self._settings)
+        await release_buffered(conn, tx, schedule_id, now, self._settings, self._tracer)
 
 
 async def release_buffered(
-    conn: Connection, tx: Tx, schedule_id: UUID, now: datetime, settings: SchedulerSettings
+    conn: Connection,
+    tx: Tx,
+    schedule_id: UUID,
+    now: datetime,
+    settings: SchedulerSettings,
+    tracer: Tracer,
 ) -> bool:
-    """Emit the buffered run of a schedule once nothing else of it is in flight."""
+    """Emit the buffered run of a schedule once nothing else of it is in flight.
+
+    The released run is a trace of its own (root "schedule fire", linked to the outcome that
+    released it), not a continuation of the previous run's trace.
+    """
     stale_before = now - timedelta(seconds=settings.run_stale_after_s)
     if await store.has_running(conn, schedule_id, stale_before):
         return False
@@ -117,8 +133,17 @@ async def release_buffered(
         return False
     run = WorkflowRun.model_validate(buffered["run"])
     event = due_event(schedule_id, buffered["id"], buffered["fire_time"], run, now)
-    await store.emit_buffered(conn, buffered["id"], event.event_id, now)
-    await tx.emit(event)
+    released_by = trace.get_current_span().get_span_context()
+    span = start_fire_span(
+        tracer, event, buffered["kind"], links=[Link(released_by)] if released_by.is_valid else []
+    )
+    try:
+        await store.emit_buffered(conn, buffered["id"], event.event_id, now)
+        await tx.outbox.enqueue(conn, event, trace_contexts=[trace_carrier(span)])
+    except BaseException as exc:
+        end_spans([span], exc)
+        raise
+    end_spans([span])
     return True
 
 

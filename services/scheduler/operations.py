@@ -9,10 +9,19 @@ from uuid import UUID, uuid4
 
 import asyncpg
 from fastapi.exceptions import RequestValidationError
+from opentelemetry import trace
+from opentelemetry.trace import Span, Status, StatusCode, Tracer
 from pydantic import ValidationError
 
 from services.scheduler import store
-from services.scheduler.firing import Clock, Firer, due_event, template_of, window_rule_of
+from services.scheduler.firing import (
+    Clock,
+    Firer,
+    due_event,
+    run_span_attributes,
+    template_of,
+    window_rule_of,
+)
 from services.scheduler.logic import workflow_run
 from services.scheduler.schemas import SPEC_FIELDS, ScheduleCreate, ScheduleUpdate
 from services.scheduler.settings import SchedulerSettings
@@ -90,12 +99,14 @@ class Operations:
         firer: Firer,
         settings: SchedulerSettings,
         now: Clock,
+        tracer: Tracer | None = None,
     ) -> None:
         self._pool = pool
         self._outbox = outbox
         self._firer = firer
         self._settings = settings
         self._now = now
+        self._tracer = tracer or trace.get_tracer("amc.scheduler")
 
     async def _found(self, conn: Any, schedule_id: UUID, *, lock: bool = False) -> Any:
         row = await store.get_schedule(conn, schedule_id, lock=lock)
@@ -200,7 +211,27 @@ class Operations:
         return row
 
     async def trigger(self, schedule_id: UUID, *, force: bool) -> Any:
-        """A manual run now. Overlap policy and pause do not apply: a person asked for it."""
+        """A manual run now. Overlap policy and pause do not apply: a person asked for it.
+
+        Its trace is the API call's: a "schedule trigger" span (with the run's ids) under the
+        call's SERVER span, and the run's schedule.due is published under it.
+        """
+        with self._tracer.start_as_current_span(
+            "schedule trigger",
+            attributes={"amc.schedule_id": str(schedule_id), "amc.run_kind": "MANUAL"},
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            try:
+                return await self._trigger(span, schedule_id, force=force)
+            except (NotFoundError, ConflictError):
+                raise  # the caller's mistake, answered 404/409: not a failure of the span
+            except Exception as exc:
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+                raise
+
+    async def _trigger(self, span: Span, schedule_id: UUID, *, force: bool) -> Any:
         async with self._pool.acquire() as conn, conn.transaction():
             row = await self._found(conn, schedule_id, lock=True)
             now = self._now()
@@ -219,6 +250,7 @@ class Operations:
                 template_of(row), window_rule_of(_json(row["window_rule"])), now, spec.timezone
             )
             event = due_event(schedule_id, run_id, now, work, now)
+            span.set_attributes(run_span_attributes(event, "MANUAL"))
             inserted = await store.insert_runs(
                 conn,
                 [

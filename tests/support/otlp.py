@@ -21,6 +21,7 @@ class ReceivedSpan:
     kind: int
     attributes: dict[str, str]
     start_ns: int
+    links: tuple[tuple[str, str], ...] = ()  # (trace id, span id) of each linked span
 
 
 @dataclass
@@ -32,6 +33,9 @@ class TraceStore:
 
     def with_attribute(self, key: str, value: str) -> list[ReceivedSpan]:
         return [s for s in self.spans if s.attributes.get(key) == value]
+
+    def children(self, span: ReceivedSpan) -> list[ReceivedSpan]:
+        return [s for s in self.trace(span.trace_id) if s.parent_id == span.span_id]
 
     def ancestry(self, span: ReceivedSpan) -> list[ReceivedSpan]:
         """The span's parents up to the root, nearest first (stops at a missing parent)."""
@@ -71,6 +75,9 @@ def receiver(store: TraceStore) -> FastAPI:
                             kind=span.kind,
                             attributes={a.key: _value(a.value) for a in span.attributes},
                             start_ns=span.start_time_unix_nano,
+                            links=tuple(
+                                (link.trace_id.hex(), link.span_id.hex()) for link in span.links
+                            ),
                         )
                     )
         return Response(
