@@ -18,6 +18,7 @@ from shared.clients.lwa import LwaClient, LwaTokens
 
 CONNECTIONS_PER_POOL = 4
 
+
 class LwaGrants(Protocol):
     """What the service needs from LWA (an LwaClient or an LwaPool)."""
 
