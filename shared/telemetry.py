@@ -136,7 +136,14 @@ def event_span_attributes(event: Any) -> dict[str, str]:
     if origin is not None:
         attributes["amc.origin.kind"] = str(origin.kind)
         attributes["amc.origin.id"] = str(origin.id)
+        # Also under the id's own name, so searching one run's id finds every event of it.
+        name = _ORIGIN_ID_NAMES.get(str(origin.kind))
+        if name is not None:
+            attributes.setdefault(f"amc.{name}", str(origin.id))
     return attributes
+
+
+_ORIGIN_ID_NAMES = {"schedule": "run_id", "collection": "week_id", "external": "request_id"}
 
 
 def trace_carrier(span: Span | None = None) -> dict[str, str]:

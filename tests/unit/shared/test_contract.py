@@ -131,3 +131,19 @@ def test_span_attributes_carry_the_searchable_ids() -> None:
     assert attributes["amc.instance_id"] == "i"
     assert attributes["amc.origin.kind"] == "external"
     assert not any("token" in key for key in attributes)
+
+
+def test_an_outcome_is_searchable_by_the_id_of_the_run_that_asked_for_it() -> None:
+    run_id = str(uuid.uuid4())
+    outcome = ExecutionCompleted(
+        execution_id=uuid.uuid4(),
+        origin=Origin(kind=OriginKind.SCHEDULE, id=run_id),
+        status="FAILED",
+        instance_id="i",
+        user_id="u",
+        error=ExecutionError(code="AMC_VALIDATION", message="bad query", retryable=False),
+    )
+    attributes = event_span_attributes(outcome)
+    assert attributes["amc.run_id"] == run_id
+    assert attributes["amc.origin.id"] == run_id
+    assert "amc.week_id" not in attributes
