@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -28,7 +29,7 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
 )
 from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
-from opentelemetry.trace import Link, Span, SpanKind, Tracer, TraceState
+from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode, Tracer, TraceState
 from opentelemetry.util.types import AttributeValue
 
 _provider: TracerProvider | None = None
@@ -137,9 +138,9 @@ def event_span_attributes(event: Any) -> dict[str, str]:
         attributes["amc.origin.kind"] = str(origin.kind)
         attributes["amc.origin.id"] = str(origin.id)
         # Also under the id's own name, so searching one run's id finds every event of it.
-        name = _ORIGIN_ID_NAMES.get(str(origin.kind))
-        if name is not None:
-            attributes.setdefault(f"amc.{name}", str(origin.id))
+        id_name = _ORIGIN_ID_NAMES.get(str(origin.kind))
+        if id_name is not None:
+            attributes.setdefault(f"amc.{id_name}", str(origin.id))
     return attributes
 
 
@@ -184,6 +185,17 @@ def continue_trace(
         name, context=parent, kind=kind, attributes=attributes, links=links
     ) as span:
         yield span
+
+
+def end_together(spans: Sequence[Span], error: BaseException | None = None) -> None:
+    """End spans that covered one transaction at one instant; ERROR (with the exception) if
+    it failed. For work that handles many runs at once, each with its own root span."""
+    end_time = time.time_ns()
+    for span in spans:
+        if error is not None:
+            span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+            span.record_exception(error)
+        span.end(end_time=end_time)
 
 
 def shutdown_tracing() -> None:

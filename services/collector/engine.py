@@ -14,7 +14,7 @@ from uuid import UUID
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Link, Span, Status, StatusCode, Tracer
+from opentelemetry.trace import Link, Span, Tracer
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from services.collector import store
@@ -38,7 +38,7 @@ from shared.contract import (
     WorkflowRun,
 )
 from shared.outbox import Connection, Outbox
-from shared.telemetry import link_to, trace_carrier
+from shared.telemetry import end_together, link_to, trace_carrier
 
 log = logging.getLogger(__name__)
 
@@ -164,9 +164,9 @@ class Engine:
                 conn, *events, trace_contexts=[trace_carrier(span) for span in spans]
             )
         except BaseException as exc:
-            _end(spans, exc)
+            end_together(spans, exc)
             raise
-        _end(spans)
+        end_together(spans)
         for _, kind in weeks:
             self.metrics.weeks_requested.labels(kind).inc()
 
@@ -339,12 +339,3 @@ class Engine:
             await self._request(conn, c, [(w, "reconcile") for w in weeks], started_ns)
             log.info("re-requested %d week(s) of collection %s", len(weeks), c.id)
         return len(weeks)
-
-
-def _end(spans: Sequence[Span], error: BaseException | None = None) -> None:
-    end_time = time.time_ns()
-    for span in spans:
-        if error is not None:
-            span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
-            span.record_exception(error)
-        span.end(end_time=end_time)

@@ -28,7 +28,7 @@ from uuid import UUID, uuid4
 import asyncpg
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Link, Span, Status, StatusCode, Tracer
+from opentelemetry.trace import Link, Span, Tracer
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from pydantic import TypeAdapter
 
@@ -43,7 +43,7 @@ from services.scheduler.settings import SchedulerSettings
 from services.scheduler.timing import CatchUpPolicy, OverlapPolicy, ScheduleSpec, WindowRule
 from shared.contract import Origin, OriginKind, ScheduleDue, SchedulePaused, WorkflowRun
 from shared.outbox import Connection, Outbox
-from shared.telemetry import trace_carrier
+from shared.telemetry import end_together, trace_carrier
 
 log = logging.getLogger(__name__)
 
@@ -123,16 +123,6 @@ def start_fire_span(
         attributes=run_span_attributes(event, kind),
         links=links,
     )
-
-
-def end_spans(spans: Sequence[Span], error: BaseException | None = None) -> None:
-    """End a batch's run spans at one instant; ERROR (with the exception) if it failed."""
-    end_time = time.time_ns()
-    for span in spans:
-        if error is not None:
-            span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
-            span.record_exception(error)
-        span.end(end_time=end_time)
 
 
 def due_event(
@@ -348,9 +338,9 @@ class Firer:
                 for schedule_id, reason in batch.broken:
                     await self._pause_broken(conn, schedule_id, reason, now)
         except BaseException as exc:
-            end_spans(spans, exc)
+            end_together(spans, exc)
             raise
-        end_spans(spans)
+        end_together(spans)
         committed = self._now()
         for run in batch.runs:
             if run.id in inserted:

@@ -15,7 +15,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Link, Tracer
 
 from services.scheduler import store
-from services.scheduler.firing import Clock, due_event, end_spans, start_fire_span
+from services.scheduler.firing import Clock, due_event, start_fire_span
 from services.scheduler.logic import auto_pause_reason, failure_count_after
 from services.scheduler.settings import SchedulerSettings
 from services.scheduler.timing import should_pause
@@ -30,7 +30,7 @@ from shared.contract import (
 )
 from shared.outbox import Connection
 from shared.runtime import ServiceRuntime
-from shared.telemetry import trace_carrier
+from shared.telemetry import end_together, trace_carrier
 
 log = logging.getLogger(__name__)
 
@@ -141,9 +141,9 @@ async def release_buffered(
         await store.emit_buffered(conn, buffered["id"], event.event_id, now)
         await tx.outbox.enqueue(conn, event, trace_contexts=[trace_carrier(span)])
     except BaseException as exc:
-        end_spans([span], exc)
+        end_together([span], exc)
         raise
-    end_spans([span])
+    end_together([span])
     return True
 
 

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from uuid import UUID
 
@@ -15,27 +14,7 @@ from opentelemetry.trace import SpanKind
 from shared.contract import WeekRequested
 from tests.integration.collector.fake_poller import FakePoller, Outcome
 from tests.integration.collector.harness import Collector, running_collector, settings_for
-
-
-def attr(span: ReadableSpan, key: str) -> object:
-    return (span.attributes or {}).get(key)
-
-
-async def wait_spans(
-    spans: InMemorySpanExporter,
-    select: Callable[[ReadableSpan], bool],
-    count: int,
-    timeout_s: float = 20.0,
-    until: Callable[[list[ReadableSpan]], bool] = lambda _: True,
-) -> list[ReadableSpan]:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        found = [s for s in spans.get_finished_spans() if select(s)]
-        if len(found) >= count and until(found):
-            return found
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"{len(found)} of {count} spans after {timeout_s} s")
-        await asyncio.sleep(0.05)
+from tests.support.spans import attr, wait_spans
 
 
 async def create_traced(collector: Collector, **body: object) -> tuple[str, int]:

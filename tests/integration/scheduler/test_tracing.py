@@ -3,15 +3,13 @@ and the lateness histogram under its alerting name."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 from prometheus_client.parser import text_string_to_metric_families
@@ -25,6 +23,7 @@ from tests.integration.scheduler.harness import (
     settings_for,
     wait_until,
 )
+from tests.support.spans import attr, wait_spans
 
 # Two seconds before 09:00: both schedules are created before they are due, then fire together.
 START = datetime(2024, 3, 8, 8, 59, 58, tzinfo=UTC)
@@ -47,26 +46,6 @@ async def scheduler(
     settings = settings_for(uid, database_url, kafka_bootstrap)
     async with running_scheduler(settings, now=clock) as running:
         yield running
-
-
-def attr(span: ReadableSpan, key: str) -> object:
-    return (span.attributes or {}).get(key)
-
-
-async def wait_spans(
-    spans: InMemorySpanExporter,
-    select: Callable[[ReadableSpan], bool],
-    count: int,
-    timeout_s: float = 20.0,
-) -> list[ReadableSpan]:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        found = [s for s in spans.get_finished_spans() if select(s)]
-        if len(found) >= count:
-            return found
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"{len(found)} of {count} spans after {timeout_s} s")
-        await asyncio.sleep(0.05)
 
 
 async def test_each_fired_run_is_its_own_trace_rooted_at_schedule_fire(
