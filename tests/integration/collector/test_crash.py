@@ -3,13 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -21,47 +15,7 @@ from shared.contract import Topics
 from shared.topics_admin import contract_topics, ensure_topics
 from tests.integration.collector.fake_poller import FakePoller
 from tests.integration.collector.harness import API_KEY, collection_body, wait_until
-
-ROOT = Path(__file__).resolve().parents[3]
-
-
-def _env(uid: str, database_url: str, bootstrap: str, port: int) -> dict[str, str]:
-    return {
-        **os.environ,
-        "COLLECTOR_DATABASE_URL": database_url,
-        "COLLECTOR_DB_SCHEMA": f"{uid}_collector",
-        "COLLECTOR_HTTP_PORT": str(port),
-        "COLLECTOR_HTTP_HOST": "127.0.0.1",
-        "COLLECTOR_TICK_INTERVAL_S": "0.2",
-        "COLLECTOR_OUTBOX_POLL_INTERVAL_S": "0.2",
-        "COLLECTOR_API_KEY": API_KEY,
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "KAFKA_TOPIC_PREFIX": f"{uid}.",
-        "KAFKA_SESSION_TIMEOUT_MS": "3000",
-        "KAFKA_HEARTBEAT_INTERVAL_MS": "500",
-        "LOG_LEVEL": "WARNING",
-    }
-
-
-@contextmanager
-def collector_process(env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "services.collector"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+from tests.support.processes import service_env, service_process
 
 
 async def _ready(http: httpx.AsyncClient) -> None:
@@ -81,14 +35,22 @@ async def test_killed_collector_resumes_and_runs_no_week_twice(
     topics = Topics(f"{uid}.")
     await ensure_topics(kafka_bootstrap, contract_topics(topics))
     port = free_port()
-    env = _env(uid, database_url, kafka_bootstrap, port)
+    env = service_env(
+        "collector",
+        uid=uid,
+        database_url=database_url,
+        bootstrap=kafka_bootstrap,
+        http_port=str(port),
+        tick_interval_s="0.2",
+        api_key=API_KEY,
+    )
     schema = f"{uid}_collector"
     headers = {"Authorization": f"Bearer {API_KEY}"}
     async with (
         httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=headers) as http,
         FakePoller(kafka_bootstrap, topics, duration_s=0.4) as poller,
     ):
-        with collector_process(env) as first:
+        with service_process("collector", env) as first:
             await _ready(http)
             created = await http.post("/collections", json=collection_body())
             assert created.status_code == 201, created.text
@@ -113,7 +75,7 @@ async def test_killed_collector_resumes_and_runs_no_week_twice(
 
         # While it is down, weeks in flight complete; their events wait on the broker.
         await asyncio.sleep(1.0)
-        with collector_process(env):
+        with service_process("collector", env):
             await _ready(http)
 
             async def finished() -> bool:

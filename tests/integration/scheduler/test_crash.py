@@ -3,15 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from uuid import UUID, uuid4
 
 import asyncpg
@@ -24,49 +18,9 @@ from shared.db import apply_migrations
 from shared.topics_admin import contract_topics, ensure_topics
 from tests.integration.scheduler.harness import wait_until
 from tests.support.kafka import TopicReader
+from tests.support.processes import service_env, service_process
 
-ROOT = Path(__file__).resolve().parents[3]
 SCHEDULES = 3000
-
-
-def _env(uid: str, database_url: str, bootstrap: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "SCHEDULER_DATABASE_URL": database_url,
-        "SCHEDULER_DB_SCHEMA": f"{uid}_scheduler",
-        "SCHEDULER_HTTP_PORT": str(free_port()),
-        "SCHEDULER_HTTP_HOST": "127.0.0.1",
-        # Many small transactions, so a kill lands inside one of them.
-        "SCHEDULER_CLAIM_BATCH_SIZE": "10",
-        "SCHEDULER_OUTBOX_BATCH_SIZE": "50",
-        "SCHEDULER_OUTBOX_POLL_INTERVAL_S": "0.2",
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "KAFKA_TOPIC_PREFIX": f"{uid}.",
-        "KAFKA_SESSION_TIMEOUT_MS": "3000",
-        "KAFKA_HEARTBEAT_INTERVAL_MS": "500",
-        "LOG_LEVEL": "WARNING",
-    }
-
-
-@contextmanager
-def scheduler_process(env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "services.scheduler"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 async def _seed(conn: asyncpg.Connection, schema: str, fire: datetime) -> list[UUID]:
@@ -91,7 +45,16 @@ async def test_killed_replica_loses_and_duplicates_nothing(
     await ensure_topics(kafka_bootstrap, contract_topics(topics))
     schema = f"{uid}_scheduler"
     await apply_migrations(database_url, schema, MIGRATIONS)
-    env = _env(uid, database_url, kafka_bootstrap)
+    env = service_env(
+        "scheduler",
+        uid=uid,
+        database_url=database_url,
+        bootstrap=kafka_bootstrap,
+        http_port=str(free_port()),
+        # Many small transactions, so a kill lands inside one of them.
+        claim_batch_size="10",
+        outbox_batch_size="50",
+    )
     conn = await asyncpg.connect(database_url)
     try:
         # All due a few seconds from now: on time, so each fires exactly once as SCHEDULED.
@@ -107,7 +70,7 @@ async def test_killed_replica_loses_and_duplicates_nothing(
             seen["runs"] = await count("SELECT count(*) FROM {s}.schedule_runs")
             return seen["runs"] >= 300
 
-        with scheduler_process(env) as first:
+        with service_process("scheduler", env) as first:
             await wait_until(some_fired, timeout_s=60, what="the first replica to fire")
             first.send_signal(signal.SIGKILL)
             first.wait()
@@ -119,7 +82,7 @@ async def test_killed_replica_loses_and_duplicates_nothing(
             pending = await count("SELECT count(*) FROM {s}.outbox WHERE sent_at IS NULL")
             return runs == SCHEDULES and pending == 0
 
-        with scheduler_process(env):
+        with service_process("scheduler", env):
             await wait_until(all_relayed, timeout_s=90, what="the second replica to finish")
         runs = await conn.fetch(
             f'SELECT schedule_id, fire_time, kind, state FROM "{schema}".schedule_runs'
