@@ -24,7 +24,7 @@ from typing import Any
 
 import asyncpg
 from opentelemetry import trace
-from opentelemetry.trace import Span, Status, StatusCode
+from opentelemetry.trace import Link, Span, Status, StatusCode
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from services.token import logic, store
@@ -232,14 +232,17 @@ class Refresher:
         return result
 
     def _span(self, claim: Claimed, trigger: str) -> AbstractContextManager[Span]:
-        """An on-demand refresh continues the trace of the request that asked for it; a
-        proactive one is a child of its cycle's span."""
-        attributes = {"amc.user_id": claim.user_id, "amc.token.trigger": trigger}
-        if claim.trace_context:
-            return continue_trace(
-                self._tracer, "token refresh", claim.trace_context, attributes=attributes
-            )
-        return self._tracer.start_as_current_span("token refresh", attributes=attributes)
+        """Each refresh is its own trace, or continues the trace of the request that asked
+        for it. A proactive one links to its cycle's span rather than being its child: a
+        cycle of thousands of tokens would otherwise be one unreadable trace."""
+        cycle = trace.get_current_span().get_span_context()
+        return continue_trace(
+            self._tracer,
+            "token refresh",
+            claim.trace_context,
+            attributes={"amc.user_id": claim.user_id, "amc.token.trigger": trigger},
+            links=[Link(cycle)] if cycle.is_valid and not claim.trace_context else [],
+        )
 
     async def _refresh_one(self, claim: Claimed) -> CycleResult | Refreshed:
         try:

@@ -76,3 +76,28 @@ async def test_tokens_by_state_are_exported(token_service: TokenHarness, uid: st
     assert registry.get_sample_value("amc_tokens", {"state": "ACTIVE"}) == 1
     assert registry.get_sample_value("amc_tokens", {"state": "EXPIRED"}) == 1
     assert registry.get_sample_value("amc_tokens", {"state": "REAUTH_REQUIRED"}) == 1
+
+
+async def test_a_proactive_refresh_is_its_own_trace_linked_to_its_cycle(
+    token_service: TokenHarness, spans: InMemorySpanExporter, uid: str
+) -> None:
+    h = token_service
+    users = [f"cycle-{uid}-{n}" for n in range(2)]
+    for user in users:
+        await h.seed(user, await h.sim_user(user), expires_in=timedelta(seconds=60))
+    assert (await h.service.refresher.run_cycle()).refreshed == 2
+
+    finished = spans.get_finished_spans()
+    refreshes = [
+        s
+        for s in finished
+        if s.name == "token refresh" and (s.attributes or {}).get("amc.user_id") in users
+    ]
+    assert len(refreshes) == 2
+    assert len({s.context.trace_id for s in refreshes}) == 2, "one trace per token"
+    (cycle_id,) = {link.context.span_id for s in refreshes for link in s.links}
+    (cycle,) = [s for s in finished if s.context.span_id == cycle_id]
+    assert cycle.name == "token.refresh_cycle"
+    for refresh in refreshes:
+        assert refresh.parent is None
+        assert (refresh.attributes or {})["amc.token.trigger"] == "cycle"
