@@ -7,7 +7,6 @@ import ssl
 from typing import Any
 
 from faststream.kafka import KafkaBroker
-from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.security import (
     BaseSecurity,
@@ -15,7 +14,6 @@ from faststream.security import (
     SASLScram256,
     SASLScram512,
 )
-from opentelemetry.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 
 from shared.config import KafkaSettings
@@ -70,7 +68,6 @@ def make_broker(
     *,
     client_id: str,
     registry: CollectorRegistry,
-    tracer_provider: TracerProvider | None = None,
     graceful_timeout_s: float = 20.0,
 ) -> KafkaBroker:
     return KafkaBroker(
@@ -83,8 +80,10 @@ def make_broker(
         graceful_timeout=graceful_timeout_s,
         # FastStream logs every message at this level; per-message lines belong in DEBUG.
         log_level=logging.DEBUG,
+        # No FastStream telemetry middleware: it would open a root trace per consumed batch.
+        # Spans are ours: one CONSUMER span per record (shared/consumer.py, continuing the
+        # record's trace) and one PRODUCER span per published record (shared/publisher.py).
         middlewares=[
-            KafkaTelemetryMiddleware(tracer_provider=tracer_provider),
             KafkaPrometheusMiddleware(registry=registry, app_name=client_id, metrics_prefix="amc"),
         ],
     )

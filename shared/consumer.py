@@ -43,7 +43,7 @@ from tenacity import (
 from shared.config import KafkaSettings
 from shared.contract import DeadLetter, Event, InvalidEventError, Topics, decode_event
 from shared.outbox import Connection, Outbox
-from shared.telemetry import event_span_attributes
+from shared.telemetry import continue_trace, event_span_attributes
 
 log = logging.getLogger(__name__)
 
@@ -301,15 +301,34 @@ class EventConsumer:
             headers={k: v.decode(errors="replace") for k, v in record.headers},
             payload=(record.value or b"").decode(errors="replace"),
         )
-        log.warning(
-            "dead-lettered %s offset %s: %s", topic, letter.offset, reason, extra={"topic": topic}
-        )
-        await self._broker.publish(
-            letter.model_dump_json().encode(),
-            topic=f"{topic}.dlq",
-            key=key,
-            headers={"x-dlq-reason": reason[:500], "x-dlq-consumer": self._group_id},
-        )
+        dlq = f"{topic}.dlq"
+        # In the record's trace: whoever sent it sees in Jaeger where it ended, and why.
+        with continue_trace(
+            self._tracer,
+            f"send {dlq}",
+            letter.headers,
+            kind=SpanKind.PRODUCER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.operation.type": "send",
+                "messaging.destination.name": dlq,
+                "amc.dlq.source_offset": letter.offset,
+                "amc.dlq.error_type": kind,
+            },
+        ) as span:
+            span.set_status(Status(StatusCode.ERROR, "dead-lettered"))
+            log.warning(
+                "dead-lettered %s offset %s: %s",
+                topic,
+                letter.offset,
+                reason,
+                extra={"topic": topic},
+            )
+            headers = {"x-dlq-reason": reason[:500], "x-dlq-consumer": self._group_id}
+            propagate.inject(headers)
+            await self._broker.publish(
+                letter.model_dump_json().encode(), topic=dlq, key=key, headers=headers
+            )
 
 
 _Outcome = tuple[str, str, str]  # (processed|duplicate|dead_lettered, reason, error type)

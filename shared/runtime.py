@@ -55,7 +55,6 @@ class ServiceRuntime:
             settings.kafka,
             client_id=f"amc-{self.name}",
             registry=self.registry,
-            tracer_provider=trace.get_tracer_provider(),
             graceful_timeout_s=settings.graceful_timeout_s,
         )
         self.outbox = Outbox(self.schema, self.topics)

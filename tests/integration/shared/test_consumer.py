@@ -7,10 +7,13 @@ import json
 from collections.abc import AsyncIterator
 
 import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from shared.config import ServiceSettings
 from shared.contract import ExecutionRequested
 from shared.runtime import ServiceRuntime
+from shared.telemetry import trace_carrier
 from shared.topics_admin import contract_topics, ensure_topics
 from tests.integration.probe import probe_runtime, request
 from tests.support.kafka import TopicReader, produce
@@ -128,3 +131,21 @@ async def test_consumer_lag_is_exported_per_partition(
     present = [v for v in lags if v is not None]
     assert present, "lag is exported for the partitions this replica owns"
     assert all(v == 0.0 for v in present), "caught up: nothing left behind"
+
+
+async def test_a_dead_letter_stays_in_the_senders_trace(
+    probe: ServiceRuntime, kafka_bootstrap: str, spans: InMemorySpanExporter
+) -> None:
+    topic = probe.topics.name(ExecutionRequested.topic)
+    with trace.get_tracer("test").start_as_current_span("sender") as sender:
+        carrier = trace_carrier()
+    await produce(kafka_bootstrap, topic, [b"{not json"], key=b"traced", headers=carrier)
+
+    async with TopicReader(kafka_bootstrap, f"{topic}.dlq") as dlq:
+        (letter,) = await dlq.wait_count(1)
+    # A DLQ reader (or Jaeger) finds the sender's trace on the letter.
+    trace_id = letter.headers["traceparent"].split("-")[1]
+    assert trace_id == format(sender.get_span_context().trace_id, "032x")
+    assert letter.headers["x-dlq-reason"].startswith("payload is not valid JSON")
+    (sent,) = [s for s in spans.get_finished_spans() if s.name == f"send {topic}.dlq"]
+    assert sent.context.trace_id == sender.get_span_context().trace_id
