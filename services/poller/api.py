@@ -12,7 +12,6 @@ from opentelemetry.trace import Link
 from pydantic import BaseModel
 
 from services.poller import flow, logic, store, tracing
-from services.poller.gateway import Metrics
 from services.poller.store import ExecRow
 from shared.contract import ExecutionStatus, Origin, OriginKind, WorkflowRun
 from shared.http import runtime_of
@@ -141,6 +140,7 @@ async def show_execution(request: Request, execution_id: UUID) -> ExecutionView:
 async def cancel_execution(request: Request, execution_id: UUID) -> Any:
     """Cancel: at once if AMC does not have it yet, else by AMC DELETE (then CANCELLED)."""
     runtime = runtime_of(request)
+    announcer: flow.Announcer = request.app.state.poller_announcer
     async with runtime.pool.acquire() as conn, conn.transaction():
         row = await store.lock(conn, execution_id)
         if row is None:
@@ -163,7 +163,7 @@ async def cancel_execution(request: Request, execution_id: UUID) -> Any:
             with tracing.job_span(tracing.tracer(), "cancel", row, links=links):
                 await flow.change(
                     conn,
-                    runtime.outbox,
+                    announcer,
                     row,
                     None,
                     status=ExecutionStatus.CANCELLED,
@@ -189,7 +189,4 @@ async def cancel_execution(request: Request, execution_id: UUID) -> Any:
             )
         updated = await store.get_execution(conn, execution_id)
     assert updated is not None
-    metrics: Metrics | None = getattr(request.app.state, "poller_metrics", None)
-    if unsent and metrics is not None:
-        metrics.completed.labels(ExecutionStatus.CANCELLED.value).inc()
     return ExecutionView.of(updated)

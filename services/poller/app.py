@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from services.poller.api import router
 from services.poller.breaker import Breakers
+from services.poller.flow import Announcer
 from services.poller.follow import Follower
 from services.poller.gateway import AmcGateway, Metrics
 from services.poller.gauges import ExecutionGauges
@@ -43,11 +44,12 @@ def build_runtime(settings: PollerSettings) -> ServiceRuntime:
     return _build(settings)[0]
 
 
-def _build(settings: PollerSettings) -> tuple[ServiceRuntime, Metrics]:
+def _build(settings: PollerSettings) -> tuple[ServiceRuntime, Announcer]:
     runtime = ServiceRuntime(settings, migrations_dir=MIGRATIONS)
     keys = _key_ring(settings)
     metrics = Metrics(runtime.registry)
-    register_handlers(runtime, settings, keys, metrics)
+    out = Announcer(runtime.outbox, metrics.completed)
+    register_handlers(runtime, settings, keys, out)
     runtime.gauges(ExecutionGauges(runtime.registry).refresh)
     state: dict[str, Any] = {}
 
@@ -83,7 +85,7 @@ def _build(settings: PollerSettings) -> tuple[ServiceRuntime, Metrics]:
             state["ctx"] = Context(
                 settings,
                 runtime.pool,
-                runtime.outbox,
+                out,
                 gateway,
                 LocalResultStore(settings.result_dir),
             )
@@ -118,19 +120,19 @@ def _build(settings: PollerSettings) -> tuple[ServiceRuntime, Metrics]:
         ctx = await context()
         await run_loop(stop, "token-requests", lambda: resend_step(ctx), max(idle * 4, 1.0))
 
-    return runtime, metrics
+    return runtime, out
 
 
 def create_app(settings: ServiceSettings) -> FastAPI:
     assert isinstance(settings, PollerSettings)
-    runtime, metrics = _build(settings)
+    runtime, out = _build(settings)
     app = create_service_app(
         runtime,
         routers=[router],
         title="amc-poller",
         description="Turns run requests into AMC executions, follows them, downloads results.",
     )
-    app.state.poller_metrics = metrics  # the API counts the executions it cancels
+    app.state.poller_announcer = out  # the API cancels executions not yet at AMC
     return app
 
 

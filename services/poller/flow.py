@@ -2,13 +2,17 @@
 
 Every change of public status goes through `change`, so each one is published: the row and
 its `execution.status_changed` (and `execution.completed` for a terminal status) are written
-in the caller's transaction, through the outbox.
+in the caller's transaction, through the outbox; and each execution that ends is counted
+there, once, whichever path ended it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+from prometheus_client import Counter
 
 from services.poller import store
 from services.poller.store import ExecRow
@@ -27,6 +31,16 @@ from shared.outbox import Connection, Outbox
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Announcer:
+    """Where a state change goes besides the row: its events (the outbox) and, for an
+    execution that ends, `amc_poller_executions_completed_total{status}`. The count is taken
+    in the transaction: one that rolls back afterwards (rare) has counted its change."""
+
+    outbox: Outbox
+    completed: Counter
 
 
 def status_changed(
@@ -79,7 +93,7 @@ def submitted(row: ExecRow, amc_execution_id: str) -> ExecutionSubmitted:
 
 async def change(
     conn: Connection,
-    outbox: Outbox,
+    out: Announcer,
     row: ExecRow,
     owner: str | None,
     *,
@@ -125,7 +139,9 @@ async def change(
         sets["waiting_token_since"] = now() if sets["waiting_token"] else None
     if not await store.update(conn, row.execution_id, owner, sets, release=release):
         return False
-    await outbox.enqueue(conn, *events)
+    await out.outbox.enqueue(conn, *events)
+    if status is not None and status.is_terminal:
+        out.completed.labels(status.value).inc()
     return True
 
 
@@ -137,7 +153,7 @@ async def ask_for_token(conn: Connection, outbox: Outbox, user_id: str, reason: 
 
 async def wait_for_token(
     conn: Connection,
-    outbox: Outbox,
+    out: Announcer,
     row: ExecRow,
     owner: str | None,
     reason: str,
@@ -150,7 +166,7 @@ async def wait_for_token(
     may have an execution there keeps its status (it runs on at AMC) and only pauses.
     """
     status = ExecutionStatus.WAITING_FOR_TOKEN if unsent else None
-    ok = await change(conn, outbox, row, owner, status=status, reason=reason, waiting_token=True)
+    ok = await change(conn, out, row, owner, status=status, reason=reason, waiting_token=True)
     if ok:
-        await ask_for_token(conn, outbox, row.user_id, reason)
+        await ask_for_token(conn, out.outbox, row.user_id, reason)
     return ok

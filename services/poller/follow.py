@@ -70,16 +70,15 @@ class Follower:
         after max_transient_attempts; other 4xx: the execution fails with AMC's message."""
         ctx = self.ctx
         kind = logic.classify(exc)
-        ended: ExecutionStatus | None = None
         async with ctx.pool.acquire() as conn, conn.transaction():
             if kind == "unauthorized":
                 await store.invalidate_token(conn, row.user_id, token.ciphertext)
-                await flow.wait_for_token(conn, ctx.outbox, row, ctx.owner, str(exc), unsent=False)
+                await flow.wait_for_token(conn, ctx.out, row, ctx.owner, str(exc), unsent=False)
             elif kind == "rate_limited":
                 retry_after = getattr(exc, "retry_after", 1.0)
                 await flow.change(
                     conn,
-                    ctx.outbox,
+                    ctx.out,
                     row,
                     ctx.owner,
                     next_action_at=flow.now() + timedelta(seconds=retry_after),
@@ -87,7 +86,7 @@ class Follower:
             elif kind == "transient" and row.failures + 1 < ctx.settings.max_transient_attempts:
                 await flow.change(
                     conn,
-                    ctx.outbox,
+                    ctx.out,
                     row,
                     ctx.owner,
                     failures=row.failures + 1,
@@ -97,13 +96,9 @@ class Follower:
                 error = give_up if kind == "transient" else logic.error("AMC_VALIDATION", str(exc))
                 if kind == "rejected" and give_up.code == "DOWNLOAD_FAILED":
                     error = give_up
-                ended = self._failed_status(error)
-                if not await flow.change(
-                    conn, ctx.outbox, row, ctx.owner, status=ended, error=error
-                ):
-                    ended = None
-        if ended is not None:
-            ctx.amc.metrics.completed.labels(ended.value).inc()
+                await flow.change(
+                    conn, ctx.out, row, ctx.owner, status=self._failed_status(error), error=error
+                )
 
     @staticmethod
     def _failed_status(error: ExecutionError) -> ExecutionStatus:
@@ -119,7 +114,7 @@ class Follower:
             async with self.ctx.pool.acquire() as conn, conn.transaction():
                 await flow.wait_for_token(
                     conn,
-                    self.ctx.outbox,
+                    self.ctx.out,
                     row,
                     self.ctx.owner,
                     "no valid access token cached",
@@ -137,7 +132,7 @@ class Follower:
             async with ctx.pool.acquire() as conn, conn.transaction():
                 await flow.change(
                     conn,
-                    ctx.outbox,
+                    ctx.out,
                     row,
                     ctx.owner,
                     stage=store.CANCEL,
@@ -168,7 +163,7 @@ class Follower:
             if observed.download:
                 await flow.change(
                     conn,
-                    ctx.outbox,
+                    ctx.out,
                     row,
                     ctx.owner,
                     status=ExecutionStatus.RUNNING,
@@ -180,7 +175,7 @@ class Follower:
             elif observed.error is not None:
                 await flow.change(
                     conn,
-                    ctx.outbox,
+                    ctx.out,
                     row,
                     ctx.owner,
                     status=observed.status,
@@ -202,15 +197,13 @@ class Follower:
                 )
                 await flow.change(
                     conn,
-                    ctx.outbox,
+                    ctx.out,
                     row,
                     ctx.owner,
                     status=observed.status,
                     next_action_at=when,
                     **common,
                 )
-        if observed.status.is_terminal:
-            ctx.amc.metrics.completed.labels(observed.status.value).inc()
 
     # --- downloading ---------------------------------------------------------------------
 
@@ -228,13 +221,12 @@ class Follower:
             async with ctx.pool.acquire() as conn, conn.transaction():
                 await flow.change(
                     conn,
-                    ctx.outbox,
+                    ctx.out,
                     row,
                     ctx.owner,
                     status=ExecutionStatus.FAILED,
                     error=logic.error("RESULTS_EXPIRED", f"AMC no longer has the results: {exc}"),
                 )
-            ctx.amc.metrics.completed.labels("FAILED").inc()
             return
         except (ApiError, OSError) as exc:
             api_error = exc if isinstance(exc, ApiError) else ApiError(f"result store: {exc}")
@@ -246,13 +238,12 @@ class Follower:
                 async with ctx.pool.acquire() as conn, conn.transaction():
                     await flow.change(
                         conn,
-                        ctx.outbox,
+                        ctx.out,
                         row,
                         ctx.owner,
                         status=ExecutionStatus.FAILED,
                         error=give_up,
                     )
-                ctx.amc.metrics.completed.labels("FAILED").inc()
                 return
             await self._failed_call(row, token, api_error, give_up=give_up)
             return
@@ -262,9 +253,8 @@ class Follower:
         ctx.amc.metrics.downloaded_bytes.inc(stored.size_bytes)
         async with ctx.pool.acquire() as conn, conn.transaction():
             await flow.change(
-                conn, ctx.outbox, row, ctx.owner, status=ExecutionStatus.SUCCEEDED, result=result
+                conn, ctx.out, row, ctx.owner, status=ExecutionStatus.SUCCEEDED, result=result
             )
-        ctx.amc.metrics.completed.labels("SUCCEEDED").inc()
 
     async def _save(self, row: ExecRow, urls: list[str]) -> StoredResult:
         ctx = self.ctx
@@ -294,7 +284,7 @@ class Follower:
                 async with ctx.pool.acquire() as conn, conn.transaction():
                     await flow.change(
                         conn,
-                        ctx.outbox,
+                        ctx.out,
                         row,
                         ctx.owner,
                         stage=store.POLL,
@@ -314,5 +304,4 @@ class Follower:
             status = ExecutionStatus.CANCELLED
             error = logic.error("CANCELLED", "cancelled on request")
         async with ctx.pool.acquire() as conn, conn.transaction():
-            await flow.change(conn, ctx.outbox, row, ctx.owner, status=status, error=error)
-        ctx.amc.metrics.completed.labels(status.value).inc()
+            await flow.change(conn, ctx.out, row, ctx.owner, status=status, error=error)

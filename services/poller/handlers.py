@@ -10,7 +10,6 @@ from opentelemetry import trace
 from opentelemetry.trace import Link, Span, Status, StatusCode
 
 from services.poller import flow, logic, store, tracing
-from services.poller.gateway import Metrics
 from services.poller.settings import PollerSettings
 from shared.consumer import PermanentError, Tx
 from shared.contract import (
@@ -29,7 +28,7 @@ log = logging.getLogger(__name__)
 
 
 def register_handlers(
-    runtime: ServiceRuntime, settings: PollerSettings, keys: KeyRing, metrics: Metrics
+    runtime: ServiceRuntime, settings: PollerSettings, keys: KeyRing, out: flow.Announcer
 ) -> None:
     tracer = tracing.tracer()
 
@@ -107,7 +106,7 @@ def register_handlers(
             with tracing.token_wait(tracer, row, now):
                 await flow.change(
                     tx.conn,
-                    tx.outbox,
+                    out,
                     row,
                     None,
                     status=status,
@@ -128,7 +127,6 @@ def register_handlers(
         await store.close_token_request(tx.conn, event.user_id)
         await store.invalidate_token(tx.conn, event.user_id, None)
         error = logic.reauth_error(event.reason)
-        failed = 0
         for row in await store.unserved_for_user(tx.conn, event.user_id):
             # A parked row's wait ends here, failed; one not parked yet (queued) fails in a
             # span of its own; both in the row's trace, linked to this consumer span.
@@ -141,9 +139,5 @@ def register_handlers(
             with span as current:
                 current.set_status(Status(StatusCode.ERROR, error.code))
                 await flow.change(
-                    tx.conn, tx.outbox, row, None, status=ExecutionStatus.FAILED, error=error
+                    tx.conn, out, row, None, status=ExecutionStatus.FAILED, error=error
                 )
-            failed += 1
-        if failed:
-            # Counted before the commit: a retried batch (rare) counts its rows again.
-            metrics.completed.labels(ExecutionStatus.FAILED.value).inc(failed)

@@ -45,20 +45,16 @@ class Submitter:
                 self.tasks.spawn("reconcile", row, self.reconcile(row))
             busy = bool(unresolved)
         async with ctx.pool.acquire() as conn, conn.transaction():
-            cancelled = []
             for row in await store.cancelled_while_queued(conn, ctx.settings.claim_batch_size):
                 with tracing.job_span(ctx.tracer, "cancel", row):
                     await flow.change(
                         conn,
-                        ctx.outbox,
+                        ctx.out,
                         row,
                         None,
                         status=ExecutionStatus.CANCELLED,
                         error=logic.error("CANCELLED", "cancelled on request before AMC had it"),
                     )
-                cancelled.append(row)
-        for _ in cancelled:
-            ctx.amc.metrics.completed.labels(ExecutionStatus.CANCELLED.value).inc()
         if self.tasks.room <= 0 or ctx.amc.open("create"):
             return busy
         async with ctx.pool.acquire() as conn:
@@ -108,16 +104,15 @@ class Submitter:
     async def _post_failed(self, row: ExecRow, token: Token, exc: ApiError) -> None:
         ctx = self.ctx
         kind = logic.classify(exc)
-        failed = False
         async with ctx.pool.acquire() as conn, conn.transaction():
             if kind == "unauthorized":
                 await store.invalidate_token(conn, row.user_id, token.ciphertext)
-                await flow.wait_for_token(conn, ctx.outbox, row, ctx.owner, str(exc), unsent=True)
+                await flow.wait_for_token(conn, ctx.out, row, ctx.owner, str(exc), unsent=True)
             elif kind == "rate_limited":
                 retry_after = getattr(exc, "retry_after", 1.0)
                 await flow.change(
                     conn,
-                    ctx.outbox,
+                    ctx.out,
                     row,
                     ctx.owner,
                     status=ExecutionStatus.QUEUED,
@@ -125,9 +120,9 @@ class Submitter:
                     next_action_at=flow.now() + timedelta(seconds=retry_after),
                 )
             elif kind == "rejected":
-                failed = await flow.change(
+                await flow.change(
                     conn,
-                    ctx.outbox,
+                    ctx.out,
                     row,
                     ctx.owner,
                     status=ExecutionStatus.FAILED,
@@ -149,8 +144,6 @@ class Submitter:
                     exc,
                     extra={"execution_id": row.execution_id},
                 )
-        if failed:
-            ctx.amc.metrics.completed.labels(ExecutionStatus.FAILED.value).inc()
 
     async def _accepted(self, row: ExecRow, info: ExecutionInfo, how: str) -> None:
         ctx = self.ctx
@@ -188,7 +181,7 @@ class Submitter:
                 )
             ok = await flow.change(
                 conn,
-                ctx.outbox,
+                ctx.out,
                 row,
                 ctx.owner,
                 status=status,
@@ -213,7 +206,7 @@ class Submitter:
             if token is not None:
                 await store.invalidate_token(conn, row.user_id, token.ciphertext)
             await flow.wait_for_token(
-                conn, self.ctx.outbox, row, self.ctx.owner, reason, unsent=unsent
+                conn, self.ctx.out, row, self.ctx.owner, reason, unsent=unsent
             )
 
     # --- reconciling an interrupted submission -------------------------------------------
@@ -248,22 +241,20 @@ class Submitter:
             )
             await self._accepted(row, match, "reconciled with an execution already submitted")
             return
-        ended: ExecutionStatus | None = None
         async with ctx.pool.acquire() as conn, conn.transaction():
             if row.cancel_requested:
-                if await flow.change(
+                await flow.change(
                     conn,
-                    ctx.outbox,
+                    ctx.out,
                     row,
                     ctx.owner,
                     status=ExecutionStatus.CANCELLED,
                     error=logic.error("CANCELLED", "cancelled before AMC had it"),
-                ):
-                    ended = ExecutionStatus.CANCELLED
+                )
             elif row.failures >= ctx.settings.max_transient_attempts:
-                if await flow.change(
+                await flow.change(
                     conn,
-                    ctx.outbox,
+                    ctx.out,
                     row,
                     ctx.owner,
                     status=ExecutionStatus.FAILED,
@@ -271,12 +262,11 @@ class Submitter:
                         "AMC_UNAVAILABLE",
                         f"AMC did not accept the submission after {row.failures} attempts",
                     ),
-                ):
-                    ended = ExecutionStatus.FAILED
+                )
             else:
                 await flow.change(
                     conn,
-                    ctx.outbox,
+                    ctx.out,
                     row,
                     ctx.owner,
                     status=ExecutionStatus.QUEUED,
@@ -284,8 +274,6 @@ class Submitter:
                     next_action_at=flow.now()
                     + (ctx.backoff(row.failures) if row.failures else timedelta(0)),
                 )
-        if ended is not None:
-            ctx.amc.metrics.completed.labels(ended.value).inc()
 
     async def _reconcile_failed(self, row: ExecRow, token: Token, exc: ApiError) -> None:
         ctx = self.ctx

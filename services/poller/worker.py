@@ -21,6 +21,7 @@ import asyncpg
 from opentelemetry.trace import Tracer
 
 from services.poller import logic, tracing
+from services.poller.flow import Announcer
 from services.poller.gateway import AmcGateway, CircuitOpenError
 from services.poller.results import ResultStore
 from services.poller.settings import PollerSettings
@@ -40,12 +41,16 @@ _DB_TROUBLE: tuple[type[BaseException], ...] = (*TRANSIENT_ERRORS, asyncpg.Postg
 class Context:
     settings: PollerSettings
     pool: asyncpg.Pool[Any]
-    outbox: Outbox
+    out: Announcer
     amc: AmcGateway
     results: ResultStore
     owner: str = field(default_factory=lambda: f"poller-{uuid.uuid4().hex[:12]}")
     rng: random.Random = field(default_factory=random.Random)
     tracer: Tracer = field(default_factory=tracing.tracer)
+
+    @property
+    def outbox(self) -> Outbox:
+        return self.out.outbox
 
     @property
     def lease(self) -> timedelta:

@@ -113,6 +113,13 @@ class PollerHarness:
     def topic(self, event_type: type[Event]) -> str:
         return self.runtime.topics.name(event_type.topic)
 
+    def completed_count(self, status: str) -> float:
+        """amc_poller_executions_completed_total for `status` (0 when never counted)."""
+        value = self.runtime.registry.get_sample_value(
+            "amc_poller_executions_completed_total", {"status": status}
+        )
+        return value or 0.0
+
     async def send(self, *events: Event, headers: dict[str, str] | None = None) -> None:
         """Produce events; `headers` (e.g. a traceparent) go on every record."""
         for event in events:

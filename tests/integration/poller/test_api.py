@@ -119,3 +119,5 @@ async def test_list_show_cancel_over_http_and_cli(
         assert queued.status_code == 202
         assert queued.json()["status"] == "CANCELLED"
         assert len(await simulator.executions()) == 1
+        # One cancelled at AMC by the canceller, one by the API before AMC had it.
+        assert poller.completed_count("CANCELLED") == 2

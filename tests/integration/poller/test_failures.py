@@ -67,6 +67,7 @@ async def test_validation_answer_fails_without_retry(
     assert done.error.retryable is False
     assert done.amc_execution_id is None
     assert len(await simulator.requests(kind=RouteKind.CREATE)) == 1
+    assert poller.completed_count("FAILED") == 1
 
 
 async def test_server_errors_are_retried_until_amc_answers(
@@ -181,6 +182,7 @@ async def test_revoked_and_unknown_users_fail_with_clear_errors(
     assert nobody.error is not None
     assert nobody.error.code == "UNKNOWN_USER"
     assert await simulator.requests(kind=RouteKind.CREATE) == []
+    assert poller.completed_count("FAILED") == 2
 
 
 async def test_results_amc_no_longer_has_fail_as_expired(
@@ -198,6 +200,7 @@ async def test_results_amc_no_longer_has_fail_as_expired(
     assert done.error is not None
     assert done.error.code == "RESULTS_EXPIRED"
     assert done.error.retryable is False
+    assert poller.completed_count("FAILED") == 1
 
 
 def _results_requested(simulator: SimControl) -> Any:
@@ -220,6 +223,7 @@ async def test_execution_past_amcs_timeout_is_cancelled_and_timed_out(
     assert done.error.retryable is True
     [execution] = await simulator.executions()
     assert execution.status == "CANCELLED"
+    assert poller.completed_count("TIMED_OUT") == 1
 
 
 async def test_invalid_request_is_dead_lettered_with_the_reason(
