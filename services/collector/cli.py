@@ -7,11 +7,22 @@ from typing import Annotated, Any
 import typer
 
 from services.collector.logic import progress_bar
-from shared.cli.api import call, emit, workflow_parameters
+from shared.cli.api import (
+    Advertiser,
+    Instance,
+    Json,
+    Marketplace,
+    OutputFormat,
+    Param,
+    Parameters,
+    User,
+    Workflow,
+    call,
+    emit,
+    workflow_run_fields,
+)
 
 app = typer.Typer(help="Historical collections (one AMC execution per week).", no_args_is_help=True)
-
-Json = Annotated[bool, typer.Option("--json", help="Print the raw JSON answer")]
 
 
 def _summary(c: dict[str, Any]) -> str:
@@ -51,31 +62,34 @@ def show_text(c: dict[str, Any]) -> str:
 
 @app.command("create")
 def create(
-    user: Annotated[str, typer.Option(help="User whose AMC token is used")],
-    instance: Annotated[str, typer.Option(help="AMC instance id")],
-    advertiser: Annotated[str, typer.Option(help="Advertiser id")],
-    marketplace: Annotated[str, typer.Option(help="Marketplace id")],
-    workflow: Annotated[str, typer.Option(help="Saved AMC workflow id")],
+    user: User,
+    instance: Instance,
+    advertiser: Advertiser,
+    marketplace: Marketplace,
+    workflow: Workflow,
     start: Annotated[str, typer.Option(help="First day, YYYY-MM-DD")],
     end: Annotated[str, typer.Option(help="Last day, YYYY-MM-DD (inclusive)")],
     week_start: Annotated[str, typer.Option(help="MONDAY or SUNDAY")] = "MONDAY",
     time_zone: Annotated[str, typer.Option(help="IANA zone of the weekly windows")] = "UTC",
     max_in_flight: Annotated[int | None, typer.Option(help="Weeks running at once")] = None,
     max_attempts: Annotated[int | None, typer.Option(help="Attempts per week")] = None,
-    output_format: Annotated[str, typer.Option(help="CSV or PARQUET")] = "CSV",
-    parameters: Annotated[str | None, typer.Option(help="Workflow parameters (JSON)")] = None,
-    param: Annotated[list[str] | None, typer.Option(help="One parameter, NAME=VALUE")] = None,
+    output_format: OutputFormat = "CSV",
+    parameters: Parameters = None,
+    param: Param = None,
     as_json: Json = False,
 ) -> None:
     """Create a collection: one execution per week from start to end."""
     body: dict[str, Any] = {
-        "user_id": user,
-        "instance_id": instance,
-        "advertiser_id": advertiser,
-        "marketplace_id": marketplace,
-        "workflow_id": workflow,
-        "output_format": output_format,
-        "parameters": workflow_parameters(parameters, param or []),
+        **workflow_run_fields(
+            user=user,
+            instance=instance,
+            advertiser=advertiser,
+            marketplace=marketplace,
+            workflow=workflow,
+            output_format=output_format,
+            parameters=parameters,
+            param=param,
+        ),
         "start_date": start,
         "end_date": end,
         "week_start_day": week_start,

@@ -10,11 +10,23 @@ import typer
 from pydantic import ValidationError
 
 from services.scheduler.timing import preview_json
-from shared.cli.api import call, emit, json_object, workflow_parameters
+from shared.cli.api import (
+    Advertiser,
+    Instance,
+    Json,
+    Marketplace,
+    OutputFormat,
+    Param,
+    Parameters,
+    User,
+    Workflow,
+    call,
+    emit,
+    json_object,
+    workflow_run_fields,
+)
 
 app = typer.Typer(help="Cron schedules of AMC workflow runs.", no_args_is_help=True)
-
-Json = Annotated[bool, typer.Option("--json", help="Print the raw JSON answer")]
 
 
 def _window(text: str) -> dict[str, Any]:
@@ -112,11 +124,11 @@ def show(schedule_id: str, as_json: Json = False) -> None:
 
 @app.command("create")
 def create(
-    user: Annotated[str, typer.Option(help="User whose AMC token is used")],
-    instance: Annotated[str, typer.Option(help="AMC instance id")],
-    advertiser: Annotated[str, typer.Option(help="Advertiser id")],
-    marketplace: Annotated[str, typer.Option(help="Marketplace id")],
-    workflow: Annotated[str, typer.Option(help="Saved AMC workflow id")],
+    user: User,
+    instance: Instance,
+    advertiser: Advertiser,
+    marketplace: Marketplace,
+    workflow: Workflow,
     timezone: Annotated[str, typer.Option(help="IANA time zone, e.g. Europe/London")],
     cron: Annotated[str | None, typer.Option(help="5-field cron expression")] = None,
     preset: Annotated[
@@ -133,22 +145,25 @@ def create(
     ] = "MOST_RECENT_DAY",
     catch_up: Annotated[str, typer.Option(help="latest, all or none")] = "latest",
     overlap: Annotated[str, typer.Option(help="skip, allow or buffer_one")] = "skip",
-    output_format: Annotated[str, typer.Option(help="CSV or PARQUET")] = "CSV",
+    output_format: OutputFormat = "CSV",
     name: Annotated[str | None, typer.Option(help="A label")] = None,
-    parameters: Annotated[str | None, typer.Option(help="Workflow parameters as JSON")] = None,
-    param: Annotated[list[str] | None, typer.Option(help="NAME=VALUE (repeatable)")] = None,
+    parameters: Parameters = None,
+    param: Param = None,
     as_json: Json = False,
 ) -> None:
     """Create a schedule (give --cron or --preset)."""
     body: dict[str, Any] = {
         "name": name,
-        "user_id": user,
-        "instance_id": instance,
-        "advertiser_id": advertiser,
-        "marketplace_id": marketplace,
-        "workflow_id": workflow,
-        "output_format": output_format,
-        "parameters": workflow_parameters(parameters, param or []),
+        **workflow_run_fields(
+            user=user,
+            instance=instance,
+            advertiser=advertiser,
+            marketplace=marketplace,
+            workflow=workflow,
+            output_format=output_format,
+            parameters=parameters,
+            param=param,
+        ),
         "timezone": timezone,
         "cron": cron,
         "preset": json_object(preset, "--preset") if preset else None,

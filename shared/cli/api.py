@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
 import typer
@@ -84,3 +84,38 @@ def workflow_parameters(raw: str | None, pairs: list[str]) -> dict[str, Any]:
             raise typer.BadParameter(f"{pair!r} is not NAME=VALUE", param_hint="--param")
         params[name] = value
     return params
+
+
+# Options every command that names a workflow run takes (schedules and collections alike).
+Json = Annotated[bool, typer.Option("--json", help="Print the raw JSON answer")]
+User = Annotated[str, typer.Option(help="User whose AMC token is used")]
+Instance = Annotated[str, typer.Option(help="AMC instance id")]
+Advertiser = Annotated[str, typer.Option(help="Advertiser id")]
+Marketplace = Annotated[str, typer.Option(help="Marketplace id")]
+Workflow = Annotated[str, typer.Option(help="Saved AMC workflow id")]
+OutputFormat = Annotated[str, typer.Option(help="CSV or PARQUET")]
+Parameters = Annotated[str | None, typer.Option(help="Workflow parameters as a JSON object")]
+Param = Annotated[list[str] | None, typer.Option(help="One workflow parameter, NAME=VALUE")]
+
+
+def workflow_run_fields(
+    *,
+    user: str,
+    instance: str,
+    advertiser: str,
+    marketplace: str,
+    workflow: str,
+    output_format: str,
+    parameters: str | None,
+    param: list[str] | None,
+) -> dict[str, Any]:
+    """The workflow-run part of a create request, from the options above."""
+    return {
+        "user_id": user,
+        "instance_id": instance,
+        "advertiser_id": advertiser,
+        "marketplace_id": marketplace,
+        "workflow_id": workflow,
+        "output_format": output_format,
+        "parameters": workflow_parameters(parameters, param or []),
+    }
