@@ -7,8 +7,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo
 
@@ -22,6 +21,7 @@ from shared.clients.errors import (
     error_from_response,
     transport_errors,
 )
+from shared.clients.http import HttpClientBase
 from shared.contract.events import TimeWindowType
 
 # What an expired pre-signed URL answers (S3 says 403, others 404 or 410).
@@ -106,7 +106,7 @@ class ExecutionInfo(BaseModel):
     )
 
 
-class AmcClient:
+class AmcClient(HttpClientBase):
     """The AMC reporting API for one application (client id). Does not retry."""
 
     def __init__(
@@ -118,8 +118,7 @@ class AmcClient:
     ) -> None:
         self._base_url = base_url.rstrip("/")
         self._client_id = client_id
-        self._owns_http = http is None
-        self._http = http if http is not None else httpx.AsyncClient()
+        super().__init__(http)
         self._timeout = timeout
 
     async def create_execution(
@@ -194,21 +193,6 @@ class AmcClient:
             yield _chunks(response, chunk_size, secrets)
         finally:
             await response.aclose()
-
-    async def aclose(self) -> None:
-        if self._owns_http:
-            await self._http.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def _call(
         self,

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from types import TracebackType
-from typing import Self
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
@@ -16,6 +14,7 @@ from shared.clients.errors import (
     error_from_response,
     transport_errors,
 )
+from shared.clients.http import HttpClientBase
 
 _GRANT_PATH = "/auth/o2/token"
 # LWA's error codes that mean the grant itself is dead: only a person can fix that.
@@ -35,7 +34,7 @@ class LwaTokens(BaseModel):
         return now + timedelta(seconds=self.expires_in)
 
 
-class LwaClient:
+class LwaClient(HttpClientBase):
     """POST {base_url}/auth/o2/token. Does not retry: failures come out as typed errors."""
 
     def __init__(
@@ -49,8 +48,7 @@ class LwaClient:
         self._token_url = base_url.rstrip("/") + _GRANT_PATH
         self._client_id = client_id
         self._client_secret = client_secret
-        self._owns_http = http is None
-        self._http = http if http is not None else httpx.AsyncClient()
+        super().__init__(http)
         self._timeout = timeout
 
     async def refresh(self, refresh_token: str) -> LwaTokens:
@@ -60,21 +58,6 @@ class LwaClient:
     async def exchange_code(self, code: str, redirect_uri: str) -> LwaTokens:
         form = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
         return await self._grant(form, secrets=(code,))
-
-    async def aclose(self) -> None:
-        if self._owns_http:
-            await self._http.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def _grant(self, form: dict[str, str], secrets: tuple[str, ...]) -> LwaTokens:
         form = {**form, "client_id": self._client_id, "client_secret": self._client_secret}

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import httpx
 from pydantic import TypeAdapter
@@ -22,6 +21,7 @@ from amclocal.simulator.config import (
 )
 from amclocal.simulator.executions import ExecutionView
 from amclocal.simulator.requestlog import RequestRecord, Stats
+from shared.clients.http import HttpClientBase
 
 _RECORDS = TypeAdapter(list[RequestRecord])
 _EXECUTIONS = TypeAdapter(list[ExecutionView])
@@ -40,26 +40,10 @@ class SimAccount:
     marketplace_id: str
 
 
-class SimControl:
+class SimControl(HttpClientBase):
     def __init__(self, base_url: str, http: httpx.AsyncClient | None = None) -> None:
         self.base_url = base_url.rstrip("/")
-        self._owns_http = http is None
-        self._http = http if http is not None else httpx.AsyncClient(timeout=10.0)
-
-    async def aclose(self) -> None:
-        if self._owns_http:
-            await self._http.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
+        super().__init__(http, timeout=10.0)
 
     async def reset(self) -> None:
         await self._post("/reset")
