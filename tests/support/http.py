@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
+import httpx
 import uvicorn
 from fastapi import FastAPI
 
@@ -29,3 +31,9 @@ async def serve_app(app: FastAPI) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await task
+
+
+def json_of(response: httpx.Response, status: int = 200) -> Any:
+    """The answer's JSON, after checking its status (the body is the failure message)."""
+    assert response.status_code == status, response.text
+    return response.json()

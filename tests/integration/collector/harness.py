@@ -14,7 +14,7 @@ from services.collector.app import CollectorRuntime, create_app
 from services.collector.settings import CollectorSettings
 from shared.contract import Topics
 from shared.topics_admin import contract_topics, ensure_topics
-from tests.support.http import serve_app
+from tests.support.http import json_of, serve_app
 from tests.support.settings import service_settings
 
 API_KEY = "collector-test-key"
@@ -67,20 +67,16 @@ class Collector:
 
     async def create(self, **overrides: Any) -> dict[str, Any]:
         response = await self.http.post("/collections", json=collection_body(**overrides))
-        assert response.status_code == 201, response.text
-        created: dict[str, Any] = response.json()
+        created: dict[str, Any] = json_of(response, 201)
         return created
 
     async def get(self, collection_id: str) -> dict[str, Any]:
-        response = await self.http.get(f"/collections/{collection_id}")
-        assert response.status_code == 200, response.text
-        found: dict[str, Any] = response.json()
+        found: dict[str, Any] = json_of(await self.http.get(f"/collections/{collection_id}"))
         return found
 
     async def weeks(self, collection_id: str, **params: str) -> list[dict[str, Any]]:
         response = await self.http.get(f"/collections/{collection_id}/weeks", params=params)
-        assert response.status_code == 200, response.text
-        found: list[dict[str, Any]] = response.json()
+        found: list[dict[str, Any]] = json_of(response)
         return found
 
     async def wait_status(

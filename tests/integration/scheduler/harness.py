@@ -25,7 +25,7 @@ from shared.contract import (
     Topics,
 )
 from shared.topics_admin import contract_topics, ensure_topics
-from tests.support.http import serve_app
+from tests.support.http import json_of, serve_app
 from tests.support.kafka import produce
 from tests.support.settings import service_settings
 
@@ -91,22 +91,18 @@ class Scheduler:
 
     async def create(self, **overrides: Any) -> dict[str, Any]:
         response = await self.http.post("/schedules", json=schedule_body(**overrides))
-        assert response.status_code == 201, response.text
-        created: dict[str, Any] = response.json()
+        created: dict[str, Any] = json_of(response, 201)
         return created
 
     async def get(self, schedule_id: str) -> dict[str, Any]:
-        response = await self.http.get(f"/schedules/{schedule_id}")
-        assert response.status_code == 200, response.text
-        found: dict[str, Any] = response.json()
+        found: dict[str, Any] = json_of(await self.http.get(f"/schedules/{schedule_id}"))
         return found
 
     async def runs(self, schedule_id: str, **params: Any) -> list[dict[str, Any]]:
         response = await self.http.get(
             f"/schedules/{schedule_id}/runs", params={"limit": 500, **params}
         )
-        assert response.status_code == 200, response.text
-        items: list[dict[str, Any]] = response.json()["items"]
+        items: list[dict[str, Any]] = json_of(response)["items"]
         return items
 
     async def set_next_fire(self, schedule_id: str, at: datetime) -> None:
