@@ -67,3 +67,7 @@ async def test_consumer_span_continues_the_enqueuing_trace(
     assert chain[-1].name == "cause"
     producers = [s for s in chain if s.kind is SpanKind.PRODUCER]
     assert [(s.attributes or {}).get("messaging.destination.name") for s in producers] == [topic]
+    published = probe.registry.get_sample_value(
+        "amc_events_published_total", {"topic": topic, "outcome": "acknowledged"}
+    )
+    assert published == 1

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.trace import SpanKind, Tracer
 
+from shared.contract import TokenRefreshRequested, Topics
+from shared.outbox import Outbox
 from shared.telemetry import NoOrphanCalls, continue_trace, link_to, trace_carrier
 
 
@@ -76,3 +79,11 @@ def test_calls_outside_any_span_are_not_traced_but_calls_inside_are() -> None:
         "POST /collections",
         "job",
     ]
+
+
+async def test_one_trace_context_per_event_or_none_at_all() -> None:
+    outbox = Outbox("probe", Topics(""))
+    events = [TokenRefreshRequested(user_id=user, reason="test") for user in ("a", "b")]
+    with pytest.raises(ValueError, match="1 trace contexts given for 2 events"):
+        # Refused before the database is touched (there is no connection here).
+        await outbox.enqueue(None, *events, trace_contexts=[{}])  # type: ignore[arg-type]
