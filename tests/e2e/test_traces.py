@@ -4,7 +4,9 @@ checked hop by hop (docs/architecture.md, "Traces", describes the shape)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import Callable
 from datetime import date, timedelta
 from typing import Any
 
@@ -16,6 +18,20 @@ from tests.e2e.test_runs import RUN, eventually
 from tests.support.otlp import ReceivedSpan, TraceStore
 
 SERVER, CLIENT, PRODUCER, CONSUMER = 2, 3, 4, 5
+
+
+async def settled(check: Callable[[], None], what: str, timeout_s: float = 30.0) -> None:
+    """Run `check` (assertions on the received spans) until it passes. Each service exports
+    on its own schedule, so a trace arrives piece by piece; the last failure is raised."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        try:
+            check()
+            return
+        except (AssertionError, KeyError) as exc:
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"{what}: {exc!r}") from exc
+        await asyncio.sleep(0.3)
 
 
 def one(spans: list[ReceivedSpan], what: str) -> ReceivedSpan:
@@ -112,20 +128,24 @@ async def test_a_scheduled_run_is_one_trace_from_the_firing_to_its_outcome(
         return roots[0] if handled else None
 
     fire = await eventually(outcome_consumed, "the run's trace to reach the receiver", 30)
-    # The scheduler's claim is the root of the run's trace.
-    assert fire.parent_id is None
-    assert fire.service == "amc-scheduler"
-    assert fire.attributes["amc.schedule_id"] == schedule_id
-    due = one(child(store, fire, f"send {stack.topics.name('schedule.due')}", PRODUCER), "send")
-    request = consumers_of(store, due)["amc-poller"]
-    assert request.attributes["amc.run_id"] == run["id"]
-    completed = assert_request_handled_in_trace(store, request, stack)
-    # The outcome is handled, in the same trace, by the scheduler (the run's state) and the
-    # collector (which ignores runs it did not start, but its consume is still visible).
-    handlers = consumers_of(store, completed)
-    assert {"amc-scheduler", "amc-collector"} <= set(handlers)
-    assert handlers["amc-scheduler"].attributes["amc.run_id"] == run["id"]
-    assert_no_secret(store, fire.trace_id, [stack.keys["API_KEY"], "Bearer", "Atza|"])
+
+    def whole_chain() -> None:
+        # The scheduler's claim is the root of the run's trace.
+        assert fire.parent_id is None
+        assert fire.service == "amc-scheduler"
+        assert fire.attributes["amc.schedule_id"] == schedule_id
+        due = one(child(store, fire, f"send {stack.topics.name('schedule.due')}", PRODUCER), "send")
+        request = consumers_of(store, due)["amc-poller"]
+        assert request.attributes["amc.run_id"] == run["id"]
+        completed = assert_request_handled_in_trace(store, request, stack)
+        # The outcome is handled, in the same trace, by the scheduler (the run's state) and
+        # the collector (which ignores runs it did not start, but its consume is visible).
+        handlers = consumers_of(store, completed)
+        assert {"amc-scheduler", "amc-collector"} <= set(handlers)
+        assert handlers["amc-scheduler"].attributes["amc.run_id"] == run["id"]
+        assert_no_secret(store, fire.trace_id, [stack.keys["API_KEY"], "Bearer", "Atza|"])
+
+    await settled(whole_chain, "the scheduled run's trace")
 
 
 async def test_a_collection_week_is_one_trace_linked_to_the_collections_creation(
@@ -172,22 +192,27 @@ async def test_a_collection_week_is_one_trace_linked_to_the_collections_creation
         return None
 
     dispatch = await eventually(week_marked, "the week's trace to reach the receiver", 30)
-    assert dispatch.parent_id is None
-    assert dispatch.service == "amc-collector"
-    week_id = dispatch.attributes["amc.week_id"]
-    # The week's trace links back to the API call that created the collection.
-    linked = {trace_id for trace_id, _ in dispatch.links}
-    creation = one(
-        [s for s in store.spans if s.kind == SERVER and s.trace_id in linked],
-        "creation call linked from the week",
-    )
-    assert "POST" in creation.name
-    requested = one(
-        child(store, dispatch, f"send {stack.topics.name('week.requested')}", PRODUCER), "send"
-    )
-    request = consumers_of(store, requested)["amc-poller"]
-    assert request.attributes["amc.week_id"] == week_id
-    completed = assert_request_handled_in_trace(store, request, stack)
-    marked = consumers_of(store, completed)["amc-collector"]
-    assert marked.attributes["amc.week_id"] == week_id
-    assert_no_secret(store, dispatch.trace_id, [stack.keys["API_KEY"], "Bearer", "Atza|"])
+
+    def whole_chain() -> None:
+        assert dispatch.parent_id is None
+        assert dispatch.service == "amc-collector"
+        week_id = dispatch.attributes["amc.week_id"]
+        # The week's trace links back to the API call that created the collection.
+        linked = {trace_id for trace_id, _ in dispatch.links}
+        creation = one(
+            [s for s in store.spans if s.kind == SERVER and s.trace_id in linked],
+            "creation call linked from the week",
+        )
+        assert "POST" in creation.name
+        requested = one(
+            child(store, dispatch, f"send {stack.topics.name('week.requested')}", PRODUCER),
+            "send",
+        )
+        request = consumers_of(store, requested)["amc-poller"]
+        assert request.attributes["amc.week_id"] == week_id
+        completed = assert_request_handled_in_trace(store, request, stack)
+        marked = consumers_of(store, completed)["amc-collector"]
+        assert marked.attributes["amc.week_id"] == week_id
+        assert_no_secret(store, dispatch.trace_id, [stack.keys["API_KEY"], "Bearer", "Atza|"])
+
+    await settled(whole_chain, "the collection week's trace")
