@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
@@ -106,9 +107,39 @@ def setup_tracing(service_name: str, *, processor: SpanProcessor | None = None) 
         provider.add_span_processor(processor)
     trace.set_tracer_provider(provider)
     AsyncPGInstrumentor().instrument(tracer_provider=provider)  # type: ignore[no-untyped-call]
-    HTTPXClientInstrumentor().instrument(tracer_provider=provider)
+    HTTPXClientInstrumentor().instrument(
+        tracer_provider=provider,
+        request_hook=_record_safe_url,
+        async_request_hook=_record_safe_url_async,
+    )
     _provider = provider
     return provider
+
+
+def url_for_span(url: str) -> str:
+    """A URL as a span may record it: no credentials, no query. A pre-signed storage URL's
+    query is its signature (`X-Amz-Signature`, which the instrumentation's own redaction
+    does not know); an API's query may carry paging tokens. Scheme, host and path remain."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def _record_safe_url(span: Span, request: Any) -> None:
+    """httpx request hook: replace the URL the CLIENT span recorded with `url_for_span`."""
+    attributes = getattr(span, "attributes", None) or {}
+    for key in ("url.full", "http.url"):
+        value = attributes.get(key)
+        if isinstance(value, str):
+            span.set_attribute(key, url_for_span(value))
+
+
+async def _record_safe_url_async(span: Span, request: Any) -> None:
+    _record_safe_url(span, request)
 
 
 # Ids operators search traces by; each becomes an `amc.<name>` span attribute when present.

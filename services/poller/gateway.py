@@ -11,18 +11,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
 from opentelemetry import trace
-from opentelemetry.instrumentation.utils import suppress_http_instrumentation
-from opentelemetry.trace import SpanKind
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from services.poller import logic, store, tracing
@@ -107,9 +104,8 @@ class _Call:
     """The gateway call under way in this task: what the httpx hooks count requests under."""
 
     endpoint: str
-    instance_id: str | None  # None: not an instance's API call (result downloads)
+    instance_id: str | None  # None: a call not made to one instance's API
     answered: bool = False
-    status: int | None = None
 
 
 _CURRENT_CALL: ContextVar[_Call | None] = ContextVar("amc_poller_current_call", default=None)
@@ -136,13 +132,13 @@ class ApiRequestMeter:
     async def _on_request(self, request: httpx.Request) -> None:
         call = _CURRENT_CALL.get()
         if call is not None:
-            call.answered, call.status = False, None
+            call.answered = False
 
     async def _on_response(self, response: httpx.Response) -> None:
         call = _CURRENT_CALL.get()
         if call is None:
             return
-        call.answered, call.status = True, response.status_code
+        call.answered = True
         if call.instance_id is not None:
             self._counter.labels(call.instance_id, call.endpoint, str(response.status_code)).inc()
 
@@ -152,17 +148,6 @@ class ApiRequestMeter:
         timed_out = isinstance(exc.__cause__, httpx.TimeoutException)
         status = "timeout" if timed_out else "transport_error"
         self._counter.labels(call.instance_id, call.endpoint, status).inc()
-
-
-def url_without_query(url: str) -> str:
-    """A pre-signed URL's query is its signature (and credentials): never record it."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 class AmcGateway:
@@ -184,7 +169,6 @@ class AmcGateway:
         self.metrics = metrics
         self._margin_s = margin_s
         self.meter = ApiRequestMeter(metrics)
-        self._tracer = tracing.tracer()
 
     def open(self, endpoint: str) -> bool:
         return not self.breakers[endpoint].allows()
@@ -296,64 +280,23 @@ class AmcGateway:
     async def stream(self, url: str) -> AsyncIterator[AsyncIterator[bytes]]:
         """A result file; pre-signed storage URLs are not the instance's API (no rate slot).
 
-        The URL carries its signature: httpx's own CLIENT span would record it (its
-        redaction knows `Signature` but not S3's `X-Amz-Signature`), so that span is
-        suppressed and this one, with the query left out, stands in for it."""
+        Its CLIENT span records the URL without the query, which is the signature
+        (shared.telemetry.url_for_span)."""
         breaker = self.breakers["results"]
         if not breaker.begin():
             raise CircuitOpenError("results")
-        parts = urlsplit(url)
-        safe_url = url_without_query(url)
-        span = self._tracer.start_span(
-            "GET",
-            kind=SpanKind.CLIENT,
-            # Both attribute generations, as httpx's own spans may carry either.
-            attributes={
-                "http.method": "GET",
-                "http.request.method": "GET",
-                "http.url": safe_url,
-                "url.full": safe_url,
-                "server.address": parts.hostname or "",
-            },
-        )
-        scope = _Call("results", None)
         try:
-            async with AsyncExitStack() as stack:
-                reset = _CURRENT_CALL.set(scope)
-                try:
-                    with (
-                        trace.use_span(
-                            span,
-                            end_on_exit=False,
-                            record_exception=False,
-                            set_status_on_exception=False,
-                        ),
-                        suppress_http_instrumentation(),
-                    ):
-                        chunks = await stack.enter_async_context(self.client.stream_download(url))
-                finally:
-                    _CURRENT_CALL.reset(reset)
+            async with self.client.stream_download(url) as chunks:
                 yield chunks
         except (ServerError, TransportError) as exc:
             breaker.failed()
-            self._failed_download(span, exc)
+            tracing.failed(trace.get_current_span(), exc)
             raise
         except ApiError as exc:
             breaker.neutral()
-            self._failed_download(span, exc)
+            tracing.failed(trace.get_current_span(), exc)
             raise
         except BaseException:
             breaker.neutral()
             raise
-        finally:
-            if scope.status is not None:
-                span.set_attributes(
-                    {"http.status_code": scope.status, "http.response.status_code": scope.status}
-                )
-            span.end()
         breaker.succeeded()
-
-    @staticmethod
-    def _failed_download(span: trace.Span, exc: ApiError) -> None:
-        tracing.failed(span, exc)
-        tracing.failed(trace.get_current_span(), exc)

@@ -16,7 +16,7 @@ from opentelemetry.trace import StatusCode
 from prometheus_client import CollectorRegistry
 
 from services.poller.breaker import Breakers
-from services.poller.gateway import AmcGateway, Metrics, Token, url_without_query
+from services.poller.gateway import AmcGateway, Metrics, Token
 from services.poller.ratelimit import InstanceRateLimiter
 from shared.clients import AmcAccount, AmcClient, ApiError, RateLimitedError, TransportError
 
@@ -117,9 +117,3 @@ async def test_a_failed_call_marks_the_current_span_without_the_token() -> None:
     text = " ".join(str(v) for v in (event.attributes or {}).values())
     assert "answered 503" in text
     assert TOKEN.value not in text
-
-
-def test_recorded_result_urls_keep_no_signature() -> None:
-    url = "https://bucket.s3.amazonaws.com:8443/r/part-0.csv?X-Amz-Signature=abc&X-Amz-Credential=k"
-    assert url_without_query(url) == "https://bucket.s3.amazonaws.com:8443/r/part-0.csv"
-    assert url_without_query("http://u:p@[::1]/f?sig=1") == "http://[::1]/f"

@@ -11,7 +11,13 @@ from opentelemetry.trace import SpanKind, Tracer
 
 from shared.contract import TokenRefreshRequested, Topics
 from shared.outbox import Outbox
-from shared.telemetry import NoOrphanCalls, continue_trace, link_to, trace_carrier
+from shared.telemetry import (
+    NoOrphanCalls,
+    continue_trace,
+    link_to,
+    trace_carrier,
+    url_for_span,
+)
 
 
 def tracer_with(exporter: InMemorySpanExporter) -> Tracer:
@@ -87,3 +93,10 @@ async def test_one_trace_context_per_event_or_none_at_all() -> None:
     with pytest.raises(ValueError, match="1 trace contexts given for 2 events"):
         # Refused before the database is touched (there is no connection here).
         await outbox.enqueue(None, *events, trace_contexts=[{}])  # type: ignore[arg-type]
+
+
+def test_recorded_urls_keep_no_signature_credentials_or_query() -> None:
+    url = "https://bucket.s3.amazonaws.com:8443/r/part-0.csv?X-Amz-Signature=abc&X-Amz-Credential=k"
+    assert url_for_span(url) == "https://bucket.s3.amazonaws.com:8443/r/part-0.csv"
+    assert url_for_span("http://u:p@[::1]/f?sig=1") == "http://[::1]/f"
+    assert url_for_span("https://api.example/v1/x") == "https://api.example/v1/x"

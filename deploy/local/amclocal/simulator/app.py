@@ -15,7 +15,14 @@ from amclocal.simulator.state import SimState
 
 def create_app(config: SimConfig | None = None) -> FastAPI:
     state = SimState(config or SimConfig())
-    app = FastAPI(title="AMC and LWA simulator", docs_url=None, redoc_url=None)
+    # AMC, LWA and their storage are outside the product's traces: the simulator standing in
+    # for them records no spans of its own, even when it runs inside a traced test process.
+    app = FastAPI(
+        title="AMC and LWA simulator",
+        docs_url=None,
+        redoc_url=None,
+        telemetry={"tracing": False, "metrics": False},
+    )
     app.include_router(lwa_router(state))
     app.include_router(amc_router(state))
     app.include_router(control_router(state))
