@@ -32,11 +32,19 @@ async def sim_http() -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def simulator(simulator_server: RunningSimulator, sim_http: httpx.AsyncClient) -> SimControl:
-    """The control client of a simulator reset to TEST_CONFIG with nothing registered."""
+async def simulator(
+    simulator_server: RunningSimulator, sim_http: httpx.AsyncClient
+) -> AsyncIterator[SimControl]:
+    """The control client of a simulator reset to TEST_CONFIG with nothing registered.
+
+    After the test, every AMC exchange it caused must have matched AMC's published API
+    (docs/amc): a request the simulator accepted but AMC's document refuses, or an answer
+    AMC's document does not describe, fails the test."""
     control = SimControl(simulator_server.base_url, http=sim_http)
     await control.reset()
-    return control
+    yield control
+    violations = await control.contract_violations()
+    assert not violations, "AMC contract violations:\n" + "\n".join(violations)
 
 
 @pytest_asyncio.fixture(loop_scope="session")

@@ -42,7 +42,7 @@ class CollectionCreate(BaseModel):
     advertiser_id: NonEmpty
     marketplace_id: NonEmpty
     workflow_id: NonEmpty = Field(description="Saved AMC workflow id")
-    output_format: str = Field(default="CSV", pattern="^(CSV|PARQUET)$")
+    output_format: str = Field(default="CSV", pattern="^CSV$")
     parameters: dict[str, JsonValue] = Field(default_factory=dict)
     start_date: date = Field(description="First day (inclusive)")
     end_date: date = Field(description="Last day (inclusive)")

@@ -138,7 +138,8 @@ async def show_execution(request: Request, execution_id: UUID) -> ExecutionView:
     "/{execution_id}/cancel", response_model=ExecutionView, status_code=status.HTTP_202_ACCEPTED
 )
 async def cancel_execution(request: Request, execution_id: UUID) -> Any:
-    """Cancel: at once if AMC does not have it yet, else by AMC DELETE (then CANCELLED)."""
+    """Cancel: at once if AMC does not have it yet, else at AMC (PUT status CANCELLED), then
+    CANCELLED once AMC shows it so."""
     runtime = runtime_of(request)
     announcer: flow.Announcer = request.app.state.poller_announcer
     async with runtime.pool.acquire() as conn, conn.transaction():
@@ -172,7 +173,7 @@ async def cancel_execution(request: Request, execution_id: UUID) -> Any:
                 )
         elif row.status is ExecutionStatus.SUBMITTING or row.stage == store.DOWNLOAD:
             # The POST (or the download) is under way: the loop that owns it finishes first,
-            # and the submitter turns a pending cancel into an AMC DELETE.
+            # and the submitter turns a pending cancel into a cancel at AMC.
             await store.update(conn, execution_id, None, {"cancel_requested": True}, release=False)
         else:
             await store.update(
@@ -182,6 +183,7 @@ async def cancel_execution(request: Request, execution_id: UUID) -> Any:
                 {
                     "cancel_requested": True,
                     "cancel_kind": "user",
+                    "failures": 0,
                     "stage": store.CANCEL,
                     "next_action_at": flow.now(),
                 },

@@ -159,6 +159,7 @@ async def wait_for_token(
     reason: str,
     *,
     unsent: bool,
+    **fields: Any,
 ) -> bool:
     """Park the row until token.refreshed (or token.refresh_failed) for its user arrives.
 
@@ -166,7 +167,45 @@ async def wait_for_token(
     may have an execution there keeps its status (it runs on at AMC) and only pauses.
     """
     status = ExecutionStatus.WAITING_FOR_TOKEN if unsent else None
-    ok = await change(conn, out, row, owner, status=status, reason=reason, waiting_token=True)
+    ok = await change(
+        conn, out, row, owner, status=status, reason=reason, waiting_token=True, **fields
+    )
     if ok:
         await ask_for_token(conn, out.outbox, row.user_id, reason)
     return ok
+
+
+async def unauthorized(
+    conn: Connection,
+    out: Announcer,
+    row: ExecRow,
+    owner: str | None,
+    token_ciphertext: str,
+    amc_said: str,
+    *,
+    unsent: bool,
+) -> bool:
+    """AMC answered 401. The first time, the token is dropped and a fresh one asked for (the
+    call is made again with it, as Amazon's own client does); a 401 again with that fresh
+    token means the user has no access to the instance: the execution fails, no loop."""
+    if row.auth_failures >= 1:
+        return await change(
+            conn,
+            out,
+            row,
+            owner,
+            status=ExecutionStatus.FAILED,
+            error=ExecutionError(
+                code="AMC_ACCESS_DENIED",
+                message=(
+                    f"AMC refused user {row.user_id} access to instance {row.instance_id} "
+                    f"even with a freshly refreshed token; check the user's AMC permissions "
+                    f"and the advertiser/marketplace ids. {amc_said}"
+                )[:4000],
+                retryable=False,
+            ),
+        )
+    await store.invalidate_token(conn, row.user_id, token_ciphertext)
+    return await wait_for_token(
+        conn, out, row, owner, amc_said, unsent=unsent, auth_failures=row.auth_failures + 1
+    )

@@ -2,6 +2,11 @@
 
 Each loop claims due rows of its stage (bounded by its task set), calls AMC with no
 transaction open, and records the outcome in one transaction guarded by its lease.
+
+Polls follow our own schedule (`poll_intervals_s`), never AMC's waitUntil. Once AMC says
+SUCCEEDED, only AMC saying the results are gone, or storage refusing fresh URLs again and
+again, ends the execution without them: 5xx, timeouts, throttling, an open breaker and our
+own restarts only delay the download.
 """
 
 from __future__ import annotations
@@ -10,16 +15,18 @@ import contextlib
 import logging
 from collections.abc import Callable, Coroutine
 from datetime import timedelta
+from posixpath import basename
 from typing import Any
+from urllib.parse import urlsplit
 
 from opentelemetry import trace
 
 from services.poller import flow, logic, store
-from services.poller.gateway import Token
-from services.poller.results import StoredResult
+from services.poller.gateway import CircuitOpenError, Token
+from services.poller.results import ResultFile, StoredResult
 from services.poller.store import ExecRow
 from services.poller.worker import Context, TaskSet
-from shared.clients import ApiError, ResultsExpiredError
+from shared.clients import ApiError, DownloadUrls, RateLimitedError, ResultsExpiredError
 from shared.contract import ExecutionError, ExecutionStatus, ResultLocation
 
 log = logging.getLogger(__name__)
@@ -66,47 +73,34 @@ class Follower:
     async def _failed_call(
         self, row: ExecRow, token: Token, exc: ApiError, *, give_up: ExecutionError
     ) -> None:
-        """401: wait for a token; 429: after Retry-After; 5xx/timeout: back off, then give up
-        after max_transient_attempts; other 4xx: the execution fails with AMC's message."""
+        """401: a fresh token, once; 429: after Retry-After; 5xx/timeout: back off, then give
+        up after max_transient_attempts; other 4xx: the execution fails with AMC's message."""
         ctx = self.ctx
         kind = logic.classify(exc)
         async with ctx.pool.acquire() as conn, conn.transaction():
             if kind == "unauthorized":
-                await store.invalidate_token(conn, row.user_id, token.ciphertext)
-                await flow.wait_for_token(conn, ctx.out, row, ctx.owner, str(exc), unsent=False)
+                await flow.unauthorized(
+                    conn, ctx.out, row, ctx.owner, token.ciphertext, str(exc), unsent=False
+                )
             elif kind == "rate_limited":
-                retry_after = getattr(exc, "retry_after", 1.0)
-                await flow.change(
-                    conn,
-                    ctx.out,
-                    row,
-                    ctx.owner,
-                    next_action_at=flow.now() + timedelta(seconds=retry_after),
-                )
+                await self._later(conn, row, _retry_after(exc))
             elif kind == "transient" and row.failures + 1 < ctx.settings.max_transient_attempts:
-                await flow.change(
-                    conn,
-                    ctx.out,
-                    row,
-                    ctx.owner,
-                    failures=row.failures + 1,
-                    next_action_at=flow.now() + ctx.backoff(row.failures + 1),
-                )
+                await self._later(conn, row, ctx.backoff(row.failures + 1), row.failures + 1)
             else:
                 error = give_up if kind == "transient" else logic.error("AMC_VALIDATION", str(exc))
-                if kind == "rejected" and give_up.code == "DOWNLOAD_FAILED":
-                    error = give_up
                 await flow.change(
-                    conn, ctx.out, row, ctx.owner, status=self._failed_status(error), error=error
+                    conn, ctx.out, row, ctx.owner, status=_failed_status(error), error=error
                 )
 
-    @staticmethod
-    def _failed_status(error: ExecutionError) -> ExecutionStatus:
-        if error.code == "CANCELLED":
-            return ExecutionStatus.CANCELLED
-        if error.code == "TIMED_OUT":
-            return ExecutionStatus.TIMED_OUT
-        return ExecutionStatus.FAILED
+    async def _later(
+        self, conn: Any, row: ExecRow, delay: timedelta | None, failures: int | None = None
+    ) -> None:
+        """Come back to the row after `delay` (one second when the server named none)."""
+        delay = delay if delay is not None else timedelta(seconds=1)
+        fields: dict[str, Any] = {"next_action_at": flow.now() + delay}
+        if failures is not None:
+            fields["failures"] = failures
+        await flow.change(conn, self.ctx.out, row, self.ctx.owner, **fields)
 
     async def _token_or_wait(self, row: ExecRow) -> Token | None:
         token = await self.ctx.amc.token(row.user_id, flow.now())
@@ -128,7 +122,9 @@ class Follower:
         ctx = self.ctx
         s = ctx.settings
         assert row.amc_execution_id is not None
-        if logic.timed_out(row.submitted_at, flow.now(), s.amc_execution_timeout_s):
+        if row.cancel_kind is None and logic.timed_out(
+            row.submitted_at, flow.now(), s.amc_execution_timeout_s
+        ):
             async with ctx.pool.acquire() as conn, conn.transaction():
                 await flow.change(
                     conn,
@@ -137,6 +133,7 @@ class Follower:
                     ctx.owner,
                     stage=store.CANCEL,
                     cancel_kind="timeout",
+                    failures=0,
                     next_action_at=flow.now(),
                 )
             return
@@ -151,15 +148,15 @@ class Follower:
             gone = logic.error("AMC_UNAVAILABLE", f"AMC status unavailable: {exc}")
             await self._failed_call(row, token, exc, give_up=gone)
             return
-        span.set_attribute("amc.amc_status", info.status.value)
+        span.set_attribute("amc.amc_status", info.status_text or info.status.value)
         observed = logic.interpret(info)
         now = flow.now()
+        common: dict[str, Any] = {
+            "amc_status": info.status_text or info.status.value,
+            "poll_count": row.poll_count + 1,
+            "auth_failures": 0,
+        }
         async with ctx.pool.acquire() as conn, conn.transaction():
-            common: dict[str, Any] = {
-                "amc_status": info.status.value,
-                "poll_count": row.poll_count + 1,
-                "failures": 0,
-            }
             if observed.download:
                 await flow.change(
                     conn,
@@ -170,31 +167,40 @@ class Follower:
                     stage=store.DOWNLOAD,
                     amc_finished_seen_at=now,
                     next_action_at=now,
+                    failures=0,
                     **common,
                 )
             elif observed.error is not None:
+                status, error = observed.status, observed.error
+                if observed.status is ExecutionStatus.CANCELLED and row.cancel_kind is not None:
+                    status, error = self._cancelled(row)
+                await flow.change(
+                    conn,
+                    ctx.out,
+                    row,
+                    ctx.owner,
+                    status=status,
+                    error=error,
+                    amc_finished_seen_at=now,
+                    **common,
+                )
+            elif row.cancel_kind is not None and row.stage == store.POLL:
+                # A cancel that AMC refused or left unanswered: it runs on; try again.
                 await flow.change(
                     conn,
                     ctx.out,
                     row,
                     ctx.owner,
                     status=observed.status,
-                    error=observed.error,
-                    amc_finished_seen_at=now,
+                    stage=store.CANCEL,
+                    next_action_at=now + ctx.backoff(row.failures),
                     **common,
                 )
             else:
                 deadline = None
-                if row.submitted_at is not None:
+                if row.submitted_at is not None and row.cancel_kind is None:
                     deadline = row.submitted_at + timedelta(seconds=s.amc_execution_timeout_s)
-                when = logic.next_poll_at(
-                    now,
-                    row.poll_count + 1,
-                    s.poll_intervals_s,
-                    info.wait_until,
-                    s.min_poll_gap_s,
-                    deadline,
-                )
+                when = logic.next_poll_at(now, row.poll_count + 1, s.poll_intervals_s, deadline)
                 await flow.change(
                     conn,
                     ctx.out,
@@ -202,6 +208,7 @@ class Follower:
                     ctx.owner,
                     status=observed.status,
                     next_action_at=when,
+                    failures=0,
                     **common,
                 )
 
@@ -216,36 +223,19 @@ class Follower:
         account = logic.amc_account(row.run)
         try:
             urls = await ctx.amc.download_urls(token, account, row.amc_execution_id)
+        except ApiError as exc:
+            await self._urls_refused(row, token, exc)
+            return
+        except CircuitOpenError as exc:
+            await self._download_later(row, f"{exc}")
+            return
+        try:
             stored = await self._save(row, urls)
         except ResultsExpiredError as exc:
-            async with ctx.pool.acquire() as conn, conn.transaction():
-                await flow.change(
-                    conn,
-                    ctx.out,
-                    row,
-                    ctx.owner,
-                    status=ExecutionStatus.FAILED,
-                    error=logic.error("RESULTS_EXPIRED", f"AMC no longer has the results: {exc}"),
-                )
+            await self._urls_expired(row, exc)
             return
-        except (ApiError, OSError) as exc:
-            api_error = exc if isinstance(exc, ApiError) else ApiError(f"result store: {exc}")
-            give_up = logic.error("DOWNLOAD_FAILED", f"downloading the results failed: {exc}")
-            if (
-                row.failures + 1 >= ctx.settings.max_download_attempts
-                and logic.classify(api_error) != "unauthorized"
-            ):
-                async with ctx.pool.acquire() as conn, conn.transaction():
-                    await flow.change(
-                        conn,
-                        ctx.out,
-                        row,
-                        ctx.owner,
-                        status=ExecutionStatus.FAILED,
-                        error=give_up,
-                    )
-                return
-            await self._failed_call(row, token, api_error, give_up=give_up)
+        except (ApiError, OSError, CircuitOpenError) as exc:
+            await self._download_later(row, f"fetching the result files failed: {exc}")
             return
         result = ResultLocation(
             uri=stored.uri, row_count=stored.row_count, size_bytes=stored.size_bytes
@@ -256,52 +246,221 @@ class Follower:
                 conn, ctx.out, row, ctx.owner, status=ExecutionStatus.SUCCEEDED, result=result
             )
 
-    async def _save(self, row: ExecRow, urls: list[str]) -> StoredResult:
+    async def _urls_refused(self, row: ExecRow, token: Token, exc: ApiError) -> None:
+        """downloadUrls failed. 401 and 429 as for any call; a 4xx ("unavailable for
+        download") past the grace after SUCCEEDED means AMC no longer has the results; the
+        rest is transient."""
         ctx = self.ctx
-        suffix = "csv" if row.run.output_format == "CSV" else "parquet"
+        kind = logic.classify(exc)
+        if kind == "unauthorized":
+            async with ctx.pool.acquire() as conn, conn.transaction():
+                await flow.unauthorized(
+                    conn, ctx.out, row, ctx.owner, token.ciphertext, str(exc), unsent=False
+                )
+            return
+        if kind == "rejected" and self._since_succeeded(row) > timedelta(
+            seconds=ctx.settings.results_unavailable_grace_s
+        ):
+            await self._end_without_results(
+                row, logic.error("RESULTS_EXPIRED", f"AMC no longer has the results: {exc}")
+            )
+            return
+        await self._download_later(
+            row, f"asking AMC for result URLs failed: {exc}", retry_after=_retry_after(exc)
+        )
+
+    async def _urls_expired(self, row: ExecRow, exc: ResultsExpiredError) -> None:
+        """Storage refused a URL (expired: they live 10 minutes). Fresh URLs come from AMC,
+        at once; only a run of refusals means the results are gone."""
+        ctx = self.ctx
+        refreshes = row.url_refreshes + 1
+        if refreshes >= ctx.settings.max_url_refreshes:
+            await self._end_without_results(
+                row,
+                logic.error(
+                    "RESULTS_EXPIRED",
+                    f"storage refused {refreshes} fresh sets of result URLs from AMC: {exc}",
+                ),
+            )
+            return
+        log.info(
+            "result URL of %s refused (%s); asking AMC for fresh URLs",
+            row.execution_id,
+            exc,
+            extra={"execution_id": row.execution_id},
+        )
+        async with ctx.pool.acquire() as conn, conn.transaction():
+            await flow.change(
+                conn,
+                ctx.out,
+                row,
+                ctx.owner,
+                url_refreshes=refreshes,
+                next_action_at=flow.now(),
+            )
+
+    async def _download_later(
+        self, row: ExecRow, why: str, retry_after: timedelta | None = None
+    ) -> None:
+        """A transient failure after SUCCEEDED: back off and try again, until the results
+        cannot be expected any more (download_give_up_s)."""
+        ctx = self.ctx
+        if self._since_succeeded(row) > timedelta(seconds=ctx.settings.download_give_up_s):
+            hours = ctx.settings.download_give_up_s / 3600
+            await self._end_without_results(
+                row,
+                logic.error(
+                    "DOWNLOAD_FAILED", f"no result after trying for {hours:g} hours: {why}"
+                ),
+            )
+            return
+        log.warning(
+            "download of %s will be retried: %s",
+            row.execution_id,
+            why,
+            extra={"execution_id": row.execution_id},
+        )
+        delay = retry_after or ctx.backoff(row.failures + 1)
+        async with ctx.pool.acquire() as conn, conn.transaction():
+            await self._later(conn, row, delay, row.failures + 1)
+
+    async def _end_without_results(self, row: ExecRow, error: ExecutionError) -> None:
+        ctx = self.ctx
+        async with ctx.pool.acquire() as conn, conn.transaction():
+            await flow.change(
+                conn, ctx.out, row, ctx.owner, status=ExecutionStatus.FAILED, error=error
+            )
+
+    @staticmethod
+    def _since_succeeded(row: ExecRow) -> timedelta:
+        seen = row.amc_finished_seen_at or row.updated_at
+        return flow.now() - seen
+
+    async def _save(self, row: ExecRow, urls: DownloadUrls) -> StoredResult:
+        """Every result file (AMC splits large results, up to 5) and AMC's metadata files."""
+        ctx = self.ctx
         async with contextlib.AsyncExitStack() as stack:
-            files = [
-                (f"part-{index:05d}.{suffix}", await stack.enter_async_context(ctx.amc.stream(url)))
-                for index, url in enumerate(urls)
+            results = [
+                ResultFile(f"part-{i:05d}.csv", await stack.enter_async_context(ctx.amc.stream(u)))
+                for i, u in enumerate(urls.results)
+            ]
+            metadata = [
+                ResultFile(
+                    f"metadata/{_file_name(u, i)}",
+                    await stack.enter_async_context(ctx.amc.stream(u)),
+                )
+                for i, u in enumerate(urls.metadata)
             ]
             key = f"{row.instance_id}/{row.execution_id}"
-            return await ctx.results.save(key, files, row.run.output_format)
+            return await ctx.results.save(key, results, metadata)
 
     # --- cancelling ----------------------------------------------------------------------
 
     async def cancel(self, row: ExecRow) -> None:
+        """PUT status CANCELLED, then read the execution back (as Amazon's client does): its
+        status at AMC decides. A refused cancel is re-read and retried, never taken for
+        'already finished'."""
         ctx = self.ctx
         assert row.amc_execution_id is not None
-        timeout = row.cancel_kind == "timeout"
         token = await self._token_or_wait(row)
         if token is None:
             return
         try:
             await ctx.amc.cancel(token, logic.amc_account(row.run), row.amc_execution_id)
         except ApiError as exc:
-            if logic.classify(exc) == "rejected":
-                # Not cancellable any more (it finished meanwhile): its status decides.
-                async with ctx.pool.acquire() as conn, conn.transaction():
-                    await flow.change(
-                        conn,
-                        ctx.out,
-                        row,
-                        ctx.owner,
-                        stage=store.POLL,
-                        next_action_at=flow.now(),
-                    )
-                return
-            give_up = logic.error("AMC_UNAVAILABLE", f"cancelling at AMC failed: {exc}")
-            await self._failed_call(row, token, exc, give_up=give_up)
+            await self._cancel_refused(row, token, exc)
             return
-        if timeout:
-            status = ExecutionStatus.TIMED_OUT
-            error = logic.error(
-                "TIMED_OUT",
-                f"no result within {ctx.settings.amc_execution_timeout_s:.0f}s; cancelled at AMC",
-            )
-        else:
-            status = ExecutionStatus.CANCELLED
-            error = logic.error("CANCELLED", "cancelled on request")
+        # Each attempt counts, accepted or not: a cancel AMC takes but never carries out ends
+        # after max_transient_attempts like a refused one.
         async with ctx.pool.acquire() as conn, conn.transaction():
-            await flow.change(conn, ctx.out, row, ctx.owner, status=status, error=error)
+            await flow.change(
+                conn,
+                ctx.out,
+                row,
+                ctx.owner,
+                stage=store.POLL,
+                auth_failures=0,
+                failures=row.failures + 1,
+                next_action_at=flow.now(),
+            )
+
+    async def _cancel_refused(self, row: ExecRow, token: Token, exc: ApiError) -> None:
+        ctx = self.ctx
+        kind = logic.classify(exc)
+        async with ctx.pool.acquire() as conn, conn.transaction():
+            if kind == "unauthorized":
+                await flow.unauthorized(
+                    conn, ctx.out, row, ctx.owner, token.ciphertext, str(exc), unsent=False
+                )
+            elif kind == "rate_limited":
+                await self._later(conn, row, _retry_after(exc))
+            elif row.failures + 1 < ctx.settings.max_transient_attempts:
+                # Read it back: if it ended meanwhile its status decides; if it still runs,
+                # the poll sends it back here after a backoff.
+                await flow.change(
+                    conn,
+                    ctx.out,
+                    row,
+                    ctx.owner,
+                    stage=store.POLL,
+                    failures=row.failures + 1,
+                    next_action_at=flow.now(),
+                )
+            elif row.cancel_kind == "timeout":
+                await flow.change(
+                    conn,
+                    ctx.out,
+                    row,
+                    ctx.owner,
+                    status=ExecutionStatus.TIMED_OUT,
+                    error=logic.error(
+                        "TIMED_OUT",
+                        f"no result within {ctx.settings.amc_execution_timeout_s:.0f}s; AMC "
+                        f"refused to cancel it {row.failures + 1} times (it may still hold a "
+                        f"slot until it ends): {exc}",
+                    ),
+                )
+            else:
+                await flow.change(
+                    conn,
+                    ctx.out,
+                    row,
+                    ctx.owner,
+                    reason=f"AMC refused to cancel it {row.failures + 1} times; following "
+                    f"it to its end: {exc}",
+                    stage=store.POLL,
+                    cancel_kind=None,
+                    failures=0,
+                    next_action_at=flow.now(),
+                )
+
+    def _cancelled(self, row: ExecRow) -> tuple[ExecutionStatus, ExecutionError]:
+        """AMC shows CANCELLED after our cancel: our reason for it."""
+        if row.cancel_kind == "timeout":
+            timeout = self.ctx.settings.amc_execution_timeout_s
+            return ExecutionStatus.TIMED_OUT, logic.error(
+                "TIMED_OUT", f"no result within {timeout:.0f}s; cancelled at AMC"
+            )
+        return ExecutionStatus.CANCELLED, logic.error("CANCELLED", "cancelled on request")
+
+
+def _failed_status(error: ExecutionError) -> ExecutionStatus:
+    if error.code == "CANCELLED":
+        return ExecutionStatus.CANCELLED
+    if error.code == "TIMED_OUT":
+        return ExecutionStatus.TIMED_OUT
+    return ExecutionStatus.FAILED
+
+
+def _retry_after(exc: BaseException) -> timedelta | None:
+    if isinstance(exc, RateLimitedError):
+        return timedelta(seconds=exc.retry_after)
+    return None
+
+
+def _file_name(url: str, index: int) -> str:
+    """The metadata file's own name from its URL path, when it is a plain one."""
+    name = basename(urlsplit(url).path)
+    if name and name.replace(".", "").replace("-", "").replace("_", "").isalnum():
+        return name
+    return f"metadata-{index:02d}.json"

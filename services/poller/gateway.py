@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any, TypeVar
 
 import asyncpg
@@ -29,6 +30,7 @@ from shared.clients import (
     AmcAccount,
     AmcClient,
     ApiError,
+    DownloadUrls,
     ExecutionInfo,
     ExecutionRequest,
     RateLimitedError,
@@ -254,13 +256,21 @@ class AmcGateway:
     async def list_executions(
         self, token: Token, account: AmcAccount, low: datetime, high: datetime
     ) -> list[ExecutionInfo]:
-        # Reconciling lists a window of minutes around one submission: one page in practice,
-        # so one rate slot per listing (the client follows nextToken pages by itself).
-        return await self._call(
-            "list",
-            account.instance_id,
-            lambda: self.client.list_executions(token.value, account, low, high),
-        )
+        """Every page of AMC's list, each page a request of its own: its own rate slot."""
+        found: list[ExecutionInfo] = []
+        next_token: str | None = None
+        while True:
+            page = await self._call(
+                "list",
+                account.instance_id,
+                partial(
+                    self.client.list_executions_page, token.value, account, low, high, next_token
+                ),
+            )
+            found.extend(page.executions)
+            if page.next_token is None:
+                return found
+            next_token = page.next_token
 
     async def cancel(self, token: Token, account: AmcAccount, amc_id: str) -> None:
         await self._call(
@@ -269,7 +279,7 @@ class AmcGateway:
             lambda: self.client.cancel_execution(token.value, account, amc_id),
         )
 
-    async def download_urls(self, token: Token, account: AmcAccount, amc_id: str) -> list[str]:
+    async def download_urls(self, token: Token, account: AmcAccount, amc_id: str) -> DownloadUrls:
         return await self._call(
             "download_urls",
             account.instance_id,

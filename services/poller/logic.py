@@ -22,6 +22,7 @@ from shared.clients import (
     TransportError,
     UnauthorizedError,
 )
+from shared.clients.amc import parameter_texts
 from shared.contract import (
     ExecutionError,
     ExecutionRequested,
@@ -72,7 +73,6 @@ def amc_request(run: WorkflowRun) -> ExecutionRequest:
         time_window_start=run.time_window_start,
         time_window_end=run.time_window_end,
         time_window_time_zone=run.time_window_time_zone,
-        output_format=run.output_format,
         parameter_values=run.parameters,
     )
 
@@ -135,19 +135,14 @@ def next_poll_at(
     now: datetime,
     poll_count: int,
     intervals: Sequence[float],
-    wait_until: datetime | None,
-    min_gap_s: float,
     deadline: datetime | None = None,
 ) -> datetime:
-    """When to look again. AMC's waitUntil says nothing changes before then: poll right then,
-    which is both sooner (for short runs) and cheaper (for long ones) than the schedule.
+    """When to look again: our own schedule. AMC's waitUntil is not used: it only says when a
+    run may start (AMC sets it an hour before createTime), nothing about when it will end.
     Never later than the deadline (the execution timeout), which must be noticed on time."""
-    if wait_until is not None:
-        when = max(wait_until, now + timedelta(seconds=min_gap_s))
-    else:
-        when = now + timedelta(seconds=poll_delay_s(poll_count, intervals))
+    when = now + timedelta(seconds=poll_delay_s(poll_count, intervals))
     if deadline is not None:
-        when = min(when, max(deadline, now + timedelta(seconds=min_gap_s)))
+        when = min(when, max(deadline, now))
     return when
 
 
@@ -164,7 +159,8 @@ def interpret(info: ExecutionInfo) -> Observed:
     match info.status:
         case AmcStatus.PENDING:
             return Observed(ExecutionStatus.PENDING)
-        case AmcStatus.RUNNING:
+        case AmcStatus.RUNNING | AmcStatus.UNKNOWN:
+            # A status AMC may add one day is not an end: keep following (the client logs it).
             return Observed(ExecutionStatus.RUNNING)
         case AmcStatus.SUCCEEDED:
             # Public SUCCEEDED waits for the download; until then the execution stays RUNNING.
@@ -174,12 +170,6 @@ def interpret(info: ExecutionInfo) -> Observed:
             return Observed(
                 ExecutionStatus.CANCELLED,
                 error=ExecutionError(code="CANCELLED", message=message, retryable=False),
-            )
-        case AmcStatus.REJECTED:
-            message = info.error_message or "AMC rejected the execution"
-            return Observed(
-                ExecutionStatus.FAILED,
-                error=ExecutionError(code="AMC_VALIDATION", message=message, retryable=False),
             )
         case _:
             message = info.error_message or "AMC reported the execution FAILED"
@@ -197,15 +187,20 @@ def error(
     code: Literal[
         "AMC_VALIDATION",
         "AMC_UNAVAILABLE",
+        "AMC_ACCESS_DENIED",
         "TIMED_OUT",
         "RESULTS_EXPIRED",
         "DOWNLOAD_FAILED",
+        "SUBMISSION_UNKNOWN",
         "CANCELLED",
         "INTERNAL",
     ],
     message: str,
 ) -> ExecutionError:
-    retryable = code in ("AMC_UNAVAILABLE", "TIMED_OUT", "DOWNLOAD_FAILED", "INTERNAL")
+    """Retryable means a requester may ask for a new execution. Never so once AMC may hold
+    one for this request (DOWNLOAD_FAILED, SUBMISSION_UNKNOWN): a second run would be a
+    duplicate; fetching a result again is the poller's own job."""
+    retryable = code in ("AMC_UNAVAILABLE", "TIMED_OUT", "INTERNAL")
     return ExecutionError(code=code, message=message[:4000], retryable=retryable)
 
 
@@ -213,14 +208,11 @@ def error(
 
 
 def window_texts(run: WorkflowRun) -> tuple[str | None, str | None]:
-    """The window bounds as AMC shows them back (wall time in the window's zone)."""
+    """The window bounds as sent (wall time in the window's zone), which AMC echoes back in
+    timeWindowStartOriginal / timeWindowEndOriginal."""
     body = amc_request(run).to_body()
     start, end = body.get("timeWindowStart"), body.get("timeWindowEnd")
     return (start if isinstance(start, str) else None, end if isinstance(end, str) else None)
-
-
-def _wall(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def reconcile_match(
@@ -232,24 +224,28 @@ def reconcile_match(
 ) -> ExecutionInfo | None:
     """The AMC execution our interrupted POST created, if AMC has one.
 
-    Same workflow and time window, created no earlier than the intent (less the clock
-    allowance), and not already the AMC execution of another of our rows. The earliest such
-    one is ours: a later one would have needed a second POST, which only reconciling allows.
-    """
+    Matched on what AMC returns for an execution: the workflow, the window as sent and its
+    zone (the *Original fields), the parameter values as sent, createTime no earlier than the
+    intent (less the clock allowance), and not already the AMC execution of another of our
+    rows. The earliest such one is ours: a later one would have needed a second POST, which
+    only reconciling allows."""
     start, end = window_texts(run)
+    parameters = parameter_texts(run.parameters)
     earliest = intent_at - timedelta(seconds=skew_s)
     matches = [
         c
         for c in candidates
         if c.workflow_id == run.workflow_id
         and c.workflow_execution_id not in known_amc_ids
-        and _wall(c.time_window_start) == start
-        and _wall(c.time_window_end) == end
-        and (c.creation_time is None or c.creation_time >= earliest)
+        and c.time_window_start_original == start
+        and c.time_window_end_original == end
+        and (c.time_window_time_zone_original or "UTC") == run.time_window_time_zone
+        and c.parameter_values == parameters
+        and (c.create_time is None or c.create_time >= earliest)
     ]
     if not matches:
         return None
-    return min(matches, key=lambda c: (c.creation_time is None, c.creation_time))
+    return min(matches, key=lambda c: (c.create_time is None, c.create_time))
 
 
 # --- results -----------------------------------------------------------------------------

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from services.poller.logic import CsvRowCounter
 
@@ -19,40 +19,57 @@ class StoredResult:
     size_bytes: int
 
 
+class ResultFile(NamedTuple):
+    """One file to store: its name under the result's key, and its bytes as they stream."""
+
+    name: str
+    chunks: AsyncIterator[bytes]
+
+
 class ResultStore(Protocol):
     async def save(
-        self, key: str, files: list[tuple[str, AsyncIterator[bytes]]], output_format: str
-    ) -> StoredResult: ...
+        self, key: str, results: Sequence[ResultFile], metadata: Sequence[ResultFile]
+    ) -> StoredResult:
+        """Store the CSV result files (their rows are counted) and AMC's metadata files."""
+        ...
 
 
 class LocalResultStore:
-    """Streams each result file to `<root>/<key>/<name>`, written under a temporary name and
+    """Streams each file to `<root>/<key>/<name>`, written under a temporary name and
     renamed when complete, so a half-written file is never taken for a result."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
 
     async def save(
-        self, key: str, files: list[tuple[str, AsyncIterator[bytes]]], output_format: str
+        self, key: str, results: Sequence[ResultFile], metadata: Sequence[ResultFile]
     ) -> StoredResult:
         directory = (self.root / key).resolve()
-        directory.mkdir(parents=True, exist_ok=True)
         rows = size = 0
-        for name, chunks in files:
-            counter = CsvRowCounter()
-            final = directory / name
-            partial = directory / f".{name}.{uuid.uuid4().hex}.part"
-            try:
-                with partial.open("wb") as out:
-                    async for chunk in chunks:
-                        out.write(chunk)
-                        counter.feed(chunk)
-                    out.flush()
-                    os.fsync(out.fileno())
-                partial.replace(final)
-            finally:
-                partial.unlink(missing_ok=True)
+        for file in results:
+            counter = await self._write(directory, file)
+            rows += counter.rows
             size += counter.size
-            # Row counts are read from CSV; a Parquet file's rows are not counted here.
-            rows += counter.rows if output_format == "CSV" else 0
+        for file in metadata:
+            size += (await self._write(directory, file)).size
         return StoredResult(uri=directory.as_uri(), row_count=rows, size_bytes=size)
+
+    @staticmethod
+    async def _write(directory: Path, file: ResultFile) -> CsvRowCounter:
+        final = (directory / file.name).resolve()
+        if not final.is_relative_to(directory):
+            raise OSError(f"result file name {file.name!r} leaves the result's directory")
+        final.parent.mkdir(parents=True, exist_ok=True)
+        partial = final.parent / f".{final.name}.{uuid.uuid4().hex}.part"
+        counter = CsvRowCounter()
+        try:
+            with partial.open("wb") as out:
+                async for chunk in file.chunks:
+                    out.write(chunk)
+                    counter.feed(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            partial.replace(final)
+        finally:
+            partial.unlink(missing_ok=True)
+        return counter

@@ -54,9 +54,11 @@ class PollerSettings(ServiceSettings):
     # --- polling --------------------------------------------------------------------------
     poll_intervals_s: list[float] = Field(
         default=[5.0, 10.0, 15.0, 30.0, 60.0],
-        description="Delay before the 1st, 2nd, ... status poll; the last one repeats",
+        description="Delay before the 1st, 2nd, ... status poll; the last one repeats. AMC's "
+        "waitUntil is not a polling hint (it says when a run may start, and AMC sets it an "
+        "hour in the past): this schedule alone decides, short at first for quick runs, one "
+        "GET a minute for the typical 10-60 minute run",
     )
-    min_poll_gap_s: float = Field(default=0.2, ge=0, description="Floor under waitUntil hints")
     max_concurrent_polls: int = Field(default=50, ge=1)
     amc_execution_timeout_s: float = Field(
         default=12 * 3600.0, gt=0, description="Submitted longer ago than this: TIMED_OUT"
@@ -74,15 +76,43 @@ class PollerSettings(ServiceSettings):
     retry_base_s: float = Field(default=1.0, gt=0)
     retry_max_s: float = Field(default=60.0, gt=0)
     max_transient_attempts: int = Field(
-        default=8, ge=1, description="Consecutive 5xx/timeouts before AMC_UNAVAILABLE"
+        default=8,
+        ge=1,
+        description="Consecutive 5xx/timeouts of a status poll, or refusals of a cancel, "
+        "before giving up on that call",
     )
-    max_download_attempts: int = Field(default=5, ge=1)
+    reconcile_give_up_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="An interrupted submission whose listing AMC keeps refusing this long "
+        "after the intent ends FAILED (SUBMISSION_UNKNOWN), never submitted again",
+    )
+
+    # --- results --------------------------------------------------------------------------
+    download_give_up_s: float = Field(
+        default=86_400.0,
+        gt=0,
+        description="After AMC said SUCCEEDED, transient failures (5xx, timeouts, throttling, "
+        "restarts) keep the download going this long. Amazon does not publish how long "
+        "results stay downloadable; past this the execution ends DOWNLOAD_FAILED",
+    )
+    results_unavailable_grace_s: float = Field(
+        default=900.0,
+        ge=0,
+        description="How long after SUCCEEDED AMC may still answer 'unavailable for "
+        "download' before that is taken to mean the results are gone (RESULTS_EXPIRED)",
+    )
+    max_url_refreshes: int = Field(
+        default=5,
+        ge=1,
+        description="Fresh sets of pre-signed URLs asked for in a row when storage answers "
+        "'Request has expired' (URLs live 10 minutes) before RESULTS_EXPIRED",
+    )
 
     # --- circuit breaker (per AMC endpoint) -----------------------------------------------
     breaker_failure_threshold: int = Field(default=5, ge=1)
     breaker_reset_s: float = Field(default=30.0, gt=0)
 
-    # --- results --------------------------------------------------------------------------
     result_dir: Path = Field(default=Path("var/results"), description="Local result store")
 
     # Test only: sleep this long right after AMC accepted a POST, before recording it, so a

@@ -39,6 +39,8 @@ _UPDATABLE = frozenset(
         "error_retryable",
         "completed_at",
         "waiting_token_since",
+        "auth_failures",
+        "url_refreshes",
     }
 )
 
@@ -75,6 +77,8 @@ class ExecRow:
     error_retryable: bool | None
     # Since when the row waits for a token (None while it does not): the "token wait" span.
     waiting_token_since: datetime | None = None
+    auth_failures: int = 0
+    url_refreshes: int = 0
     # W3C carrier of the span that created the row (the request's CONSUMER span): background
     # jobs for the row continue this trace. Never logged or shown (it is only ids, but noise).
     trace_context: dict[str, str] = field(default_factory=dict, repr=False)
@@ -111,6 +115,8 @@ class ExecRow:
             error_message=r["error_message"],
             error_retryable=r["error_retryable"],
             waiting_token_since=r["waiting_token_since"],
+            auth_failures=r["auth_failures"],
+            url_refreshes=r["url_refreshes"],
             trace_context=dict(r["trace_context"] or {}),
         )
 

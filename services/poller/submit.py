@@ -106,8 +106,9 @@ class Submitter:
         kind = logic.classify(exc)
         async with ctx.pool.acquire() as conn, conn.transaction():
             if kind == "unauthorized":
-                await store.invalidate_token(conn, row.user_id, token.ciphertext)
-                await flow.wait_for_token(conn, ctx.out, row, ctx.owner, str(exc), unsent=True)
+                await flow.unauthorized(
+                    conn, ctx.out, row, ctx.owner, token.ciphertext, str(exc), unsent=True
+                )
             elif kind == "rate_limited":
                 retry_after = getattr(exc, "retry_after", 1.0)
                 await flow.change(
@@ -160,13 +161,15 @@ class Submitter:
             cancel = fresh.cancel_requested if fresh is not None else row.cancel_requested
             fields: dict[str, Any] = {
                 "amc_execution_id": info.workflow_execution_id,
-                "amc_status": info.status.value,
+                "amc_status": info.status_text or info.status.value,
+                "auth_failures": 0,
                 "submitted_at": flow.now(),
                 "failures": 0,
                 "poll_count": 0,
             }
             if cancel:
                 stage, status, when = store.CANCEL, ExecutionStatus.PENDING, flow.now()
+                fields["cancel_kind"] = "user"
             elif observed.status.is_terminal or observed.download:
                 stage, status, when = store.POLL, ExecutionStatus.PENDING, flow.now()
             else:
@@ -175,8 +178,6 @@ class Submitter:
                     flow.now(),
                     0,
                     ctx.settings.poll_intervals_s,
-                    info.wait_until,
-                    ctx.settings.min_poll_gap_s,
                     flow.now() + timedelta(seconds=ctx.settings.amc_execution_timeout_s),
                 )
             ok = await flow.change(
@@ -279,13 +280,38 @@ class Submitter:
         ctx = self.ctx
         kind = logic.classify(exc)
         if kind == "unauthorized":
-            await self._wait_for_token(row, token, str(exc), unsent=False)
+            async with ctx.pool.acquire() as conn, conn.transaction():
+                await flow.unauthorized(
+                    conn, ctx.out, row, ctx.owner, token.ciphertext, str(exc), unsent=False
+                )
+            return
+        assert row.submit_intent_at is not None
+        waited = flow.now() - row.submit_intent_at
+        if waited > timedelta(seconds=ctx.settings.reconcile_give_up_s):
+            # Submitting again could make a second execution; waiting longer could wait
+            # forever. Stop, and say exactly what an operator has to look for at AMC.
+            async with ctx.pool.acquire() as conn, conn.transaction():
+                await flow.change(
+                    conn,
+                    ctx.out,
+                    row,
+                    ctx.owner,
+                    status=ExecutionStatus.FAILED,
+                    error=logic.error(
+                        "SUBMISSION_UNKNOWN",
+                        f"AMC gave no clear answer to the submission and refused to list its "
+                        f"executions for {waited.total_seconds():.0f}s ({exc}); not submitted "
+                        f"again, so that it never runs twice. Look at AMC for an execution of "
+                        f"workflow {row.run.workflow_id} created around "
+                        f"{row.submit_intent_at.isoformat()} on instance {row.instance_id}",
+                    ),
+                )
             return
         retry_in = ctx.backoff(row.failures + 1)
         if kind == "rate_limited":
             retry_in = timedelta(seconds=getattr(exc, "retry_after", 1.0))
-        # Never give up while AMC may hold the execution: keep the row SUBMITTING and look
-        # again later (the lease end is the next look).
+        # Keep the row SUBMITTING while AMC may hold the execution, and look again later
+        # (the lease end is the next look), until reconcile_give_up_s.
         async with ctx.pool.acquire() as conn:
             await store.defer(conn, row.execution_id, ctx.owner, retry_in)
         log.warning(

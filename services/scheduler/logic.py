@@ -218,7 +218,7 @@ class RunTemplate:
     advertiser_id: str
     marketplace_id: str
     workflow_id: str
-    output_format: Literal["CSV", "PARQUET"]
+    output_format: Literal["CSV"]
     parameters: dict[str, Any]
 
 

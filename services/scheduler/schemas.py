@@ -59,7 +59,7 @@ class ScheduleCreate(ScheduleSpec):
     advertiser_id: NonEmpty = Field(description="Amazon-Advertising-API-AdvertiserId")
     marketplace_id: NonEmpty = Field(description="Amazon-Advertising-API-MarketplaceId")
     workflow_id: NonEmpty = Field(description="Saved AMC workflow id")
-    output_format: Literal["CSV", "PARQUET"] = "CSV"
+    output_format: Literal["CSV"] = "CSV"
     parameters: dict[str, JsonValue] = Field(default_factory=dict)
     window: WindowRule = Field(
         default=AmcWindow(type="MOST_RECENT_DAY"),
@@ -92,7 +92,7 @@ class ScheduleUpdate(BaseModel):
     advertiser_id: NonEmpty | None = None
     marketplace_id: NonEmpty | None = None
     workflow_id: NonEmpty | None = None
-    output_format: Literal["CSV", "PARQUET"] | None = None
+    output_format: Literal["CSV"] | None = None
     parameters: dict[str, JsonValue] | None = None
     timezone: str | None = None
     cron: str | None = None

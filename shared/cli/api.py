@@ -93,7 +93,7 @@ Instance = Annotated[str, typer.Option(help="AMC instance id")]
 Advertiser = Annotated[str, typer.Option(help="Advertiser id")]
 Marketplace = Annotated[str, typer.Option(help="Marketplace id")]
 Workflow = Annotated[str, typer.Option(help="Saved AMC workflow id")]
-OutputFormat = Annotated[str, typer.Option(help="CSV or PARQUET")]
+OutputFormat = Annotated[str, typer.Option(help="CSV, AMC's only result format")]
 Parameters = Annotated[str | None, typer.Option(help="Workflow parameters as a JSON object")]
 Param = Annotated[list[str] | None, typer.Option(help="One workflow parameter, NAME=VALUE")]
 

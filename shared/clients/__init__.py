@@ -4,7 +4,9 @@ from shared.clients.amc import (
     AmcAccount,
     AmcClient,
     AmcStatus,
+    DownloadUrls,
     ExecutionInfo,
+    ExecutionPage,
     ExecutionRequest,
 )
 from shared.clients.errors import (
@@ -25,7 +27,9 @@ __all__ = [
     "AmcStatus",
     "ApiError",
     "ClientRequestError",
+    "DownloadUrls",
     "ExecutionInfo",
+    "ExecutionPage",
     "ExecutionRequest",
     "InvalidGrantError",
     "LwaClient",

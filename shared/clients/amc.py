@@ -1,7 +1,15 @@
-"""Amazon Marketing Cloud reporting API: workflow executions and their result downloads."""
+"""Amazon Marketing Cloud reporting API: workflow executions and their result downloads.
+
+Spoken as Amazon publishes it; docs/amc/workflow-executions.openapi.json is the subset used
+here, transcribed from Amazon's OpenAPI document, sample responses and Amazon's own client,
+with each source named. Where those disagree (the execution at the top level of an answer,
+or wrapped in `workflowExecution`), both shapes are read.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -12,7 +20,7 @@ from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo
 
 import httpx
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, JsonValue, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
 from shared.clients.errors import (
     ApiError,
@@ -24,9 +32,14 @@ from shared.clients.errors import (
 from shared.clients.http import HttpClientBase
 from shared.contract.events import TimeWindowType
 
-# What an expired pre-signed URL answers (S3 says 403, others 404 or 410).
+log = logging.getLogger(__name__)
+
+# The media type of every workflowExecutions answer in Amazon's OpenAPI document and samples.
+MEDIA_TYPE = "application/vnd.amcworkflowexecutions.v1+json"
+# What a pre-signed S3 URL answers once expired or gone (S3 says 403; others 404 or 410).
 _EXPIRED_STATUSES = frozenset({403, 404, 410})
-_WINDOW_FORMAT = "%Y-%m-%dT%H:%M:%S"
+# yyyy-MM-dd'T'HH:mm:ss: AMC's format for window bounds and list filters (no offset).
+LOCAL_FORMAT = "%Y-%m-%dT%H:%M:%S"
 _Model = TypeVar("_Model", bound=BaseModel)
 
 
@@ -41,14 +54,16 @@ class AmcAccount:
 
 @dataclass(frozen=True, slots=True)
 class ExecutionRequest:
-    """A run of a saved workflow. Start and end are only sent for EXPLICIT windows."""
+    """A run of a saved workflow. Start and end are only sent for EXPLICIT windows.
+
+    Only fields of Amazon's CreateWorkflowExecutionRequest are sent. Results are CSV: the
+    document has no output-format field."""
 
     workflow_id: str
     time_window_type: TimeWindowType = TimeWindowType.EXPLICIT
     time_window_start: datetime | None = None
     time_window_end: datetime | None = None
     time_window_time_zone: str = "UTC"
-    output_format: str = "CSV"
     parameter_values: Mapping[str, JsonValue] = field(default_factory=dict)
 
     def to_body(self) -> dict[str, JsonValue]:
@@ -56,54 +71,110 @@ class ExecutionRequest:
             "workflowId": self.workflow_id,
             "timeWindowType": self.time_window_type.value,
             "timeWindowTimeZone": self.time_window_time_zone,
-            "outputFormat": self.output_format,
-            "parameterValues": dict(self.parameter_values),
+            "parameterValues": parameter_texts(self.parameter_values),
         }
         if self.time_window_type is TimeWindowType.EXPLICIT:
             # Missing bounds are left out so that AMC itself names the problem.
             if self.time_window_start is not None:
-                body["timeWindowStart"] = self._wall_time(self.time_window_start)
+                body["timeWindowStart"] = self.wall_time(self.time_window_start)
             if self.time_window_end is not None:
-                body["timeWindowEnd"] = self._wall_time(self.time_window_end)
+                body["timeWindowEnd"] = self.wall_time(self.time_window_end)
         return body
 
-    def _wall_time(self, moment: datetime) -> str:
+    def wall_time(self, moment: datetime) -> str:
         """AMC reads the window as wall-clock time in timeWindowTimeZone."""
         if moment.tzinfo is not None:
             moment = moment.astimezone(ZoneInfo(self.time_window_time_zone))
-        return moment.strftime(_WINDOW_FORMAT)
+        return moment.strftime(LOCAL_FORMAT)
+
+
+def parameter_texts(values: Mapping[str, JsonValue]) -> dict[str, JsonValue]:
+    """parameterValues as Amazon's document types them: string values. Text goes as it is;
+    numbers, booleans, lists and objects as their JSON text."""
+    return {
+        name: value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+        for name, value in values.items()
+    }
 
 
 class AmcStatus(StrEnum):
+    """The statuses of Amazon's WorkflowExecution. Any other text AMC may send one day is
+    UNKNOWN: logged and treated as still running, never a crash."""
+
     PENDING = "PENDING"
     RUNNING = "RUNNING"
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
-    REJECTED = "REJECTED"
+    UNKNOWN = "UNKNOWN"
 
     @property
     def is_terminal(self) -> bool:
-        return self not in (AmcStatus.PENDING, AmcStatus.RUNNING)
+        return self in (AmcStatus.SUCCEEDED, AmcStatus.FAILED, AmcStatus.CANCELLED)
 
 
 class ExecutionInfo(BaseModel):
-    """One workflow execution as AMC reports it."""
+    """One workflow execution as AMC reports it (fields we use; the rest is ignored)."""
 
     model_config = ConfigDict(frozen=True, extra="ignore", validate_by_name=True)
 
     workflow_execution_id: str = Field(alias="workflowExecutionId", min_length=1)
     workflow_id: str = Field(alias="workflowId")
     status: AmcStatus
-    creation_time: datetime | None = Field(default=None, alias="creationTime")
+    status_text: str = Field(default="", description="The status exactly as AMC sent it")
+    create_time: datetime | None = Field(default=None, alias="createTime")
+    # In UTC ('Z'), as AMC echoes the window back.
     time_window_start: datetime | None = Field(default=None, alias="timeWindowStart")
     time_window_end: datetime | None = Field(default=None, alias="timeWindowEnd")
-    error_message: str | None = Field(
-        default=None, validation_alias=AliasChoices("statusReason", "failureReason")
+    # The window as it was sent: wall time in the original zone, no offset.
+    time_window_start_original: str | None = Field(default=None, alias="timeWindowStartOriginal")
+    time_window_end_original: str | None = Field(default=None, alias="timeWindowEndOriginal")
+    time_window_time_zone_original: str | None = Field(
+        default=None, alias="timeWindowTimeZoneOriginal"
     )
+    parameter_values: dict[str, JsonValue] = Field(default_factory=dict, alias="parameterValues")
+    error_message: str | None = Field(default=None, alias="statusReason")
     wait_until: datetime | None = Field(
-        default=None, alias="waitUntil", description="Server's hint: nothing changes before this"
+        default=None,
+        alias="waitUntil",
+        description="The time before which AMC will not start it. Not a polling hint: AMC "
+        "sets it an hour before createTime by default.",
     )
+
+    @classmethod
+    def from_amc(cls, body: Any) -> ExecutionInfo:
+        """An execution answer, at the top level or wrapped in `workflowExecution`."""
+        if isinstance(body, dict) and isinstance(body.get("workflowExecution"), dict):
+            body = body["workflowExecution"]
+        if isinstance(body, dict):
+            status = body.get("status")
+            body = {**body, "status_text": "" if status is None else str(status)}
+            body["status"] = _status(status)
+        return _parse(cls, body)
+
+
+def _status(value: object) -> str:
+    try:
+        status = AmcStatus(str(value))
+    except ValueError:
+        status = AmcStatus.UNKNOWN
+    if status is AmcStatus.UNKNOWN:
+        log.warning("AMC reported an unknown execution status %r; treating it as running", value)
+    return status.value
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionPage:
+    executions: list[ExecutionInfo]
+    next_token: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadUrls:
+    """Pre-signed URLs (10 minutes) for the result files and AMC's metadata files."""
+
+    results: list[str]
+    metadata: list[str]
 
 
 class AmcClient(HttpClientBase):
@@ -125,16 +196,40 @@ class AmcClient(HttpClientBase):
         self, access_token: str, account: AmcAccount, request: ExecutionRequest
     ) -> ExecutionInfo:
         response = await self._call("POST", access_token, account, "", json=request.to_body())
-        # AMC may answer with little more than the id; what we asked for fills the rest.
-        defaults = {"workflowId": request.workflow_id, "status": AmcStatus.PENDING.value}
-        body = _json(response)
-        return _parse(ExecutionInfo, {**defaults, **body} if isinstance(body, dict) else body)
+        return ExecutionInfo.from_amc(_json(response))
 
     async def get_execution(
         self, access_token: str, account: AmcAccount, amc_execution_id: str
     ) -> ExecutionInfo:
         response = await self._call("GET", access_token, account, _execution_path(amc_execution_id))
-        return _parse(ExecutionInfo, _json(response))
+        return ExecutionInfo.from_amc(_json(response))
+
+    async def list_executions_page(
+        self,
+        access_token: str,
+        account: AmcAccount,
+        min_creation_time: datetime,
+        max_creation_time: datetime,
+        next_token: str | None = None,
+    ) -> ExecutionPage:
+        """One page of the executions created in [min, max] (second precision, in UTC),
+        cancelled ones included, oldest first."""
+        params = {
+            "minCreationTime": _utc_local(min_creation_time),
+            "maxCreationTime": _utc_local(max_creation_time),
+            "timeZone": "UTC",
+            "includeCancelled": "true",
+            "sortAscending": "true",
+        }
+        if next_token:
+            params["nextToken"] = next_token
+        response = await self._call("GET", access_token, account, "", params=params)
+        body = _json(response)
+        if not isinstance(body, dict) or not isinstance(body.get("executions", []), list):
+            raise ApiError("AMC answered the execution list with an unexpected body")
+        executions = [ExecutionInfo.from_amc(item) for item in body.get("executions", [])]
+        token = body.get("nextToken")
+        return ExecutionPage(executions, str(token) if token else None)
 
     async def list_executions(
         self,
@@ -144,30 +239,37 @@ class AmcClient(HttpClientBase):
         max_creation_time: datetime,
     ) -> list[ExecutionInfo]:
         """Every execution created in [min, max], following AMC's nextToken pages."""
-        params = {
-            "minCreationTime": _utc_text(min_creation_time),
-            "maxCreationTime": _utc_text(max_creation_time),
-        }
         executions: list[ExecutionInfo] = []
+        token: str | None = None
         while True:
-            response = await self._call("GET", access_token, account, "", params=params)
-            page = _parse(_ExecutionPage, _json(response))
+            page = await self.list_executions_page(
+                access_token, account, min_creation_time, max_creation_time, token
+            )
             executions.extend(page.executions)
-            if not page.next_token:
+            if page.next_token is None:
                 return executions
-            params["nextToken"] = page.next_token
+            token = page.next_token
 
     async def cancel_execution(
         self, access_token: str, account: AmcAccount, amc_execution_id: str
     ) -> None:
-        await self._call("DELETE", access_token, account, _execution_path(amc_execution_id))
+        """PUT {"status": "CANCELLED"} (UpdateWorkflowExecution), as Amazon's client does.
+        AMC answers 400 for an execution that already ended."""
+        await self._call(
+            "PUT",
+            access_token,
+            account,
+            _execution_path(amc_execution_id),
+            json={"status": "CANCELLED"},
+        )
 
     async def download_urls(
         self, access_token: str, account: AmcAccount, amc_execution_id: str
-    ) -> list[str]:
+    ) -> DownloadUrls:
         path = _execution_path(amc_execution_id) + "/downloadUrls"
         response = await self._call("GET", access_token, account, path)
-        return _parse(_DownloadUrls, _json(response)).download_urls
+        answer = _parse(_DownloadUrls, _json(response))
+        return DownloadUrls(answer.download_urls, answer.metadata_download_urls)
 
     @asynccontextmanager
     async def stream_download(
@@ -176,8 +278,7 @@ class AmcClient(HttpClientBase):
         """Open a pre-signed result URL; the body comes as an iterator of chunks.
 
         No Authorization header: the signature is in the URL, which is itself a secret,
-        so messages only name the service.
-        """
+        so messages only name the service."""
         secrets = (urlsplit(url).query,)
         with transport_errors("AMC results", secrets):
             request = self._http.build_request("GET", url, timeout=self._timeout)
@@ -212,12 +313,14 @@ class AmcClient(HttpClientBase):
             f"{self._base_url}/amc/reporting/{quote(account.instance_id, '')}"
             f"/workflowExecutions{path}"
         )
+        # The headers of Amazon's Postman collection and own client; Accept names the media
+        # type Amazon's document gives every answer of these routes.
         headers = {
             "Amazon-Advertising-API-ClientId": self._client_id,
             "Authorization": f"Bearer {access_token}",
             "Amazon-Advertising-API-AdvertiserId": account.advertiser_id,
             "Amazon-Advertising-API-MarketplaceId": account.marketplace_id,
-            "Accept": "application/json",
+            "Accept": MEDIA_TYPE,
         }
         secrets = (access_token,)
         with transport_errors("AMC", secrets):
@@ -229,17 +332,13 @@ class AmcClient(HttpClientBase):
         return response
 
 
-class _ExecutionPage(BaseModel):
-    model_config = ConfigDict(extra="ignore", validate_by_name=True)
-
-    executions: list[ExecutionInfo] = Field(default_factory=list)
-    next_token: str | None = Field(default=None, alias="nextToken")
-
-
 class _DownloadUrls(BaseModel):
     model_config = ConfigDict(extra="ignore", validate_by_name=True)
 
-    download_urls: list[str] = Field(alias="downloadUrls")
+    download_urls: list[str] = Field(alias="downloadUrls", max_length=5)
+    metadata_download_urls: list[str] = Field(
+        default_factory=list, alias="metadataDownloadUrls", max_length=5
+    )
 
 
 def _execution_path(amc_execution_id: str) -> str:
@@ -265,10 +364,11 @@ def _parse(model: type[_Model], body: Any) -> _Model:
         raise ApiError(f"AMC answered with an unexpected body: {where}: {first['msg']}") from None
 
 
-def _utc_text(moment: datetime) -> str:
+def _utc_local(moment: datetime) -> str:
+    """A creation-time filter: yyyy-MM-dd'T'HH:mm:ss in UTC (sent with timeZone=UTC)."""
     if moment.tzinfo is None:
         raise ValueError("creation time bounds must be timezone-aware")
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return moment.astimezone(UTC).strftime(LOCAL_FORMAT)
 
 
 async def _chunks(

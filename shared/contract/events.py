@@ -47,8 +47,15 @@ class WorkflowRun(BaseModel):
     advertiser_id: NonEmpty = Field(description="Amazon-Advertising-API-AdvertiserId")
     marketplace_id: NonEmpty = Field(description="Amazon-Advertising-API-MarketplaceId")
     workflow_id: NonEmpty = Field(description="Saved AMC workflow id")
-    output_format: Literal["CSV", "PARQUET"] = "CSV"
-    parameters: dict[str, JsonValue] = Field(default_factory=dict)
+    output_format: Literal["CSV"] = Field(
+        default="CSV",
+        description="AMC delivers results as CSV only (its API has no output-format field); "
+        "kept so that producers that send it stay valid",
+    )
+    parameters: dict[str, JsonValue] = Field(
+        default_factory=dict,
+        description="AMC takes string values: other JSON values are sent as their JSON text",
+    )
     time_window_type: TimeWindowType = TimeWindowType.EXPLICIT
     time_window_start: datetime | None = Field(
         default=None, description="Start of an EXPLICIT window (inclusive)"
@@ -112,6 +119,8 @@ class ExecutionError(BaseModel):
         "AMC_VALIDATION",
         "AMC_FAILED",
         "AMC_UNAVAILABLE",
+        "AMC_ACCESS_DENIED",
+        "SUBMISSION_UNKNOWN",
         "TIMED_OUT",
         "RESULTS_EXPIRED",
         "DOWNLOAD_FAILED",

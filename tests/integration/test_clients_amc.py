@@ -44,7 +44,7 @@ class Amc:
     account: AmcAccount
 
     async def wait_for_terminal(self, execution_id: str) -> ExecutionInfo:
-        """Poll like a well-behaved caller: at the server's hint, backing off on 429."""
+        """Poll every 50 ms, backing off on 429 (AMC gives no hint of when it will end)."""
         async with asyncio.timeout(5.0):
             while True:
                 try:
@@ -54,13 +54,7 @@ class Amc:
                     continue
                 if info.status.is_terminal:
                     return info
-                await asyncio.sleep(_seconds_until(info.wait_until, default=0.15))
-
-
-def _seconds_until(moment: datetime | None, default: float) -> float:
-    if moment is None:
-        return default
-    return min(max((moment - datetime.now(UTC)).total_seconds(), 0.02), 1.0)
+                await asyncio.sleep(0.05)
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -84,16 +78,22 @@ async def test_execution_runs_to_succeeded_and_its_result_streams(
     created = await amc.client.create_execution(amc.token, amc.account, WEEK)
     assert created.status is AmcStatus.PENDING
     assert created.workflow_id == "weekly_reach"
-    assert created.time_window_start == datetime(2024, 1, 1)
-    assert created.time_window_end == datetime(2024, 1, 8)
-    assert created.creation_time is not None
-    assert created.wait_until is not None
+    # Echoed as AMC does: UTC with 'Z', and the wall time and zone as sent.
+    assert created.time_window_start == datetime(2024, 1, 1, tzinfo=UTC)
+    assert created.time_window_end == datetime(2024, 1, 8, tzinfo=UTC)
+    assert created.time_window_start_original == "2024-01-01T00:00:00"
+    assert created.time_window_time_zone_original == "UTC"
+    assert created.create_time is not None
+    # As in every Amazon sample: an hour before createTime, so no polling hint.
+    assert created.wait_until == created.create_time - timedelta(hours=1)
 
     done = await amc.wait_for_terminal(created.workflow_execution_id)
     assert done.status is AmcStatus.SUCCEEDED
     assert done.error_message is None
 
-    [url] = await amc.client.download_urls(amc.token, amc.account, done.workflow_execution_id)
+    urls = await amc.client.download_urls(amc.token, amc.account, done.workflow_execution_id)
+    [url] = urls.results
+    assert len(urls.metadata) == 1
     async with amc.client.stream_download(url, chunk_size=4096) as body:
         chunks = [chunk async for chunk in body]
     assert len(chunks) > 1
@@ -107,8 +107,6 @@ async def test_status_goes_through_running(amc: Amc, simulator: SimControl) -> N
     created = await amc.client.create_execution(amc.token, amc.account, WEEK)
     info = await amc.client.get_execution(amc.token, amc.account, created.workflow_execution_id)
     assert info.status is AmcStatus.RUNNING
-    assert info.wait_until is not None
-    assert info.wait_until > datetime.now(UTC) + timedelta(seconds=4)
 
 
 async def test_failing_workflow_ends_failed_with_amc_reason(
@@ -123,7 +121,7 @@ async def test_failing_workflow_ends_failed_with_amc_reason(
     done = await amc.wait_for_terminal(created.workflow_execution_id)
     assert done.status is AmcStatus.FAILED
     assert done.error_message == "Column x not found"
-    with pytest.raises(ClientRequestError, match="only SUCCEEDED"):
+    with pytest.raises(ClientRequestError, match="unavailable for download"):
         await amc.client.download_urls(amc.token, amc.account, done.workflow_execution_id)
 
 
@@ -147,6 +145,23 @@ async def test_cancel_stops_an_execution(amc: Amc, simulator: SimControl) -> Non
     assert info.status is AmcStatus.CANCELLED
     with pytest.raises(ClientRequestError, match="CANCELLED"):
         await amc.client.cancel_execution(amc.token, amc.account, created.workflow_execution_id)
+    cancels = await simulator.requests(amc.account.instance_id, RouteKind.CANCEL)
+    assert [(r.method, r.status) for r in cancels] == [("PUT", 200), ("PUT", 400)]
+
+
+async def test_there_is_no_delete_on_an_execution(
+    amc: Amc, simulator: SimControl, sim_http: httpx.AsyncClient
+) -> None:
+    created = await amc.client.create_execution(amc.token, amc.account, WEEK)
+    url = (
+        f"{simulator.base_url}/amc/reporting/{amc.account.instance_id}"
+        f"/workflowExecutions/{created.workflow_execution_id}"
+    )
+    answer = await sim_http.delete(url, headers={"Authorization": f"Bearer {amc.token}"})
+    assert answer.status_code == 405
+    assert set(answer.json()) == {"code", "details"}
+    info = await amc.client.get_execution(amc.token, amc.account, created.workflow_execution_id)
+    assert info.status is not AmcStatus.CANCELLED
 
 
 async def test_at_most_ten_run_at_once_per_instance(amc: Amc, simulator: SimControl) -> None:
@@ -174,39 +189,86 @@ async def test_at_most_ten_run_at_once_per_instance(amc: Amc, simulator: SimCont
 async def test_list_follows_pages_and_filters_by_creation_time(
     amc: Amc, simulator: SimControl
 ) -> None:
-    await simulator.configure(page_size=2, rate_limit_per_second=0)
+    await simulator.configure(page_size=2, rate_limit_per_second=0, running_seconds=30.0)
     early = await amc.client.create_execution(amc.token, amc.account, WEEK)
-    await asyncio.sleep(0.05)
+    # AMC's creation times and filters have whole seconds: start the window at the next one.
+    await asyncio.sleep(1.0 - datetime.now(UTC).microsecond / 1e6 + 0.01)
     since = datetime.now(UTC)
     later = [await amc.client.create_execution(amc.token, amc.account, WEEK) for _ in range(5)]
-    until = datetime.now(UTC)
+    until = datetime.now(UTC) + timedelta(seconds=1)
+    # Listed all the same: AMC leaves CANCELLED out unless includeCancelled=true.
+    await amc.client.cancel_execution(amc.token, amc.account, later[2].workflow_execution_id)
 
     listed = await amc.client.list_executions(amc.token, amc.account, since, until)
 
     assert [e.workflow_execution_id for e in listed] == [e.workflow_execution_id for e in later]
     assert early.workflow_execution_id not in {e.workflow_execution_id for e in listed}
+    assert listed[2].status is AmcStatus.CANCELLED
     assert len(await simulator.requests(amc.account.instance_id, RouteKind.LIST)) == 3
 
 
-async def test_expired_results_raise_results_expired(amc: Amc, simulator: SimControl) -> None:
+async def test_purged_results_raise_results_expired(amc: Amc, simulator: SimControl) -> None:
     created = await amc.client.create_execution(amc.token, amc.account, WEEK)
     await amc.wait_for_terminal(created.workflow_execution_id)
-    [url] = await amc.client.download_urls(amc.token, amc.account, created.workflow_execution_id)
+    urls = await amc.client.download_urls(amc.token, amc.account, created.workflow_execution_id)
+    [url] = urls.results
 
     await simulator.expire_results(created.workflow_execution_id)
 
     with pytest.raises(ResultsExpiredError) as caught:
         async with amc.client.stream_download(url):
             pass
-    assert caught.value.status == 410
+    assert caught.value.status == 404
     signature = url.split("X-Amz-Signature=")[1]
     assert signature not in str(caught.value)
+    with pytest.raises(ClientRequestError, match="unavailable for download"):
+        await amc.client.download_urls(amc.token, amc.account, created.workflow_execution_id)
+
+
+async def test_a_result_url_lives_ten_minutes_then_storage_says_expired(
+    amc: Amc, simulator: SimControl
+) -> None:
+    # X-Amz-Date has whole seconds, so a URL lives ttl less up to a second.
+    await simulator.configure(url_ttl_seconds=2.0)
+    created = await amc.client.create_execution(amc.token, amc.account, WEEK)
+    await amc.wait_for_terminal(created.workflow_execution_id)
+    [url] = (
+        await amc.client.download_urls(amc.token, amc.account, created.workflow_execution_id)
+    ).results
+    assert "X-Amz-Expires=2&" in url
+    await asyncio.sleep(3.05)
+
+    with pytest.raises(ResultsExpiredError, match="Request has expired") as caught:
+        async with amc.client.stream_download(url):
+            pass
+    assert caught.value.status == 403
+    [fresh] = (
+        await amc.client.download_urls(amc.token, amc.account, created.workflow_execution_id)
+    ).results
+    async with amc.client.stream_download(fresh) as body:
+        assert b"row_id" in b"".join([chunk async for chunk in body])
+
+
+async def test_large_results_come_in_several_files(amc: Amc, simulator: SimControl) -> None:
+    await simulator.set_workflow(WorkflowBehavior(workflow_id="weekly_reach", rows=10, files=3))
+    created = await amc.client.create_execution(amc.token, amc.account, WEEK)
+    await amc.wait_for_terminal(created.workflow_execution_id)
+    urls = await amc.client.download_urls(amc.token, amc.account, created.workflow_execution_id)
+    assert len(urls.results) == 3
+    row_ids: list[str] = []
+    for url in urls.results:
+        async with amc.client.stream_download(url) as body:
+            text = b"".join([chunk async for chunk in body]).decode()
+        row_ids += [row["row_id"] for row in csv.DictReader(io.StringIO(text))]
+    assert sorted(row_ids, key=int) == [str(i) for i in range(10)]
 
 
 async def test_tampered_result_url_is_refused(amc: Amc) -> None:
     created = await amc.client.create_execution(amc.token, amc.account, WEEK)
     await amc.wait_for_terminal(created.workflow_execution_id)
-    [url] = await amc.client.download_urls(amc.token, amc.account, created.workflow_execution_id)
+    [url] = (
+        await amc.client.download_urls(amc.token, amc.account, created.workflow_execution_id)
+    ).results
     with pytest.raises(ResultsExpiredError) as caught:
         async with amc.client.stream_download(url + "x"):
             pass

@@ -60,7 +60,7 @@ async def test_missing_bearer_token_is_401_with_a_message(
         headers=_headers(sim_account, None),
     )
     assert response.status_code == 401
-    assert response.json()["message"] == "Missing bearer access token"
+    assert response.json() == {"code": "UNAUTHORIZED", "details": "Missing bearer access token"}
 
 
 async def test_missing_advertiser_header_is_400(
@@ -73,10 +73,10 @@ async def test_missing_advertiser_header_is_400(
         _executions_url(simulator.base_url, sim_account.instance_id), headers=headers
     )
     assert response.status_code == 400
-    assert "AdvertiserId" in response.json()["message"]
+    assert "AdvertiserId" in response.json()["details"]
 
 
-async def test_instance_restricted_to_other_users_is_403(
+async def test_instance_restricted_to_other_users_is_401_not_authorized_to_access_scope(
     simulator: SimControl, sim_account: SimAccount, sim_http: httpx.AsyncClient
 ) -> None:
     await simulator.register_instance(
@@ -84,9 +84,83 @@ async def test_instance_restricted_to_other_users_is_403(
     )
     token = await _access_token(sim_http, simulator.base_url, sim_account)
     response = await sim_http.get(
-        _executions_url(simulator.base_url, "private"), headers=_headers(sim_account, token)
+        _executions_url(simulator.base_url, "private") + "?workflowId=w",
+        headers=_headers(sim_account, token),
     )
-    assert response.status_code == 403
+    # errors.md: "401 - Not authorized to access scope".
+    assert response.status_code == 401
+    assert response.json()["details"] == "Not authorized to access scope"
+
+
+_CREATE = "POST", ""
+_LIST = "GET", ""
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "headers", "status", "names"),
+    [
+        # Fields AMC's CreateWorkflowExecutionRequest does not have.
+        (*_CREATE, {**CREATE_BODY, "outputFormat": "CSV"}, {}, 400, "outputFormat"),
+        # Window bounds are yyyy-MM-dd'T'HH:mm:ss, no offset, no fraction.
+        (
+            *_CREATE,
+            {**CREATE_BODY, "timeWindowStart": "2024-01-01T00:00:00Z"},
+            {},
+            400,
+            "timeWindowStart",
+        ),
+        (*_CREATE, {**CREATE_BODY, "timeWindowStart": "2024-01-01"}, {}, 400, "timeWindowStart"),
+        (*_CREATE, {**CREATE_BODY, "parameterValues": {"n": 5}}, {}, 400, "parameterValues"),
+        (
+            *_CREATE,
+            {**CREATE_BODY, "timeWindowTimeZone": "New York"},
+            {},
+            400,
+            "timeWindowTimeZone",
+        ),
+        (
+            *_CREATE,
+            {**CREATE_BODY, "workflowExecutionTimeoutSeconds": 60},
+            {},
+            400,
+            "workflowExecutionTimeoutSeconds",
+        ),
+        (*_CREATE, {**CREATE_BODY, "workflow": {"sqlQuery": "SELECT 1"}}, {}, 400, "sqlQuery"),
+        (*_CREATE, CREATE_BODY, {"Content-Type": "text/plain"}, 415, "Content-Type"),
+        (*_CREATE, CREATE_BODY, {"Accept": "text/csv"}, 406, "Accept"),
+        # List filters: the documented format, and one of minCreationTime or workflowId.
+        ("GET", "?minCreationTime=2024-01-01T00:00:00.000Z", None, {}, 400, "minCreationTime"),
+        ("GET", "?maxCreationTime=2024-01-01T00:00:00", None, {}, 400, "minCreationTime"),
+        ("GET", "?workflowId=w&timeZone=Mars/Base", None, {}, 400, "timeZone"),
+        ("GET", "?workflowId=w&limit=101", None, {}, 400, "limit"),
+        # No DELETE: cancel is PUT {"status": "CANCELLED"}; no such route at all: 404.
+        ("DELETE", "/some-id", None, {}, 405, "Method Not Allowed"),
+        ("PUT", "/some-id", {"status": "CANCELLED"}, {}, 404, "some-id"),
+        ("GET", "/some-id/results", None, {}, 404, "Not Found"),
+    ],
+)
+async def test_refuses_what_amc_refuses_in_amc_error_shape(
+    simulator: SimControl,
+    sim_account: SimAccount,
+    sim_http: httpx.AsyncClient,
+    method: str,
+    path: str,
+    body: object,
+    headers: dict[str, str],
+    status: int,
+    names: str,
+) -> None:
+    token = await _access_token(sim_http, simulator.base_url, sim_account)
+    url = _executions_url(simulator.base_url, sim_account.instance_id) + path
+    response = await sim_http.request(
+        method, url, json=body, headers={**_headers(sim_account, token), **headers}
+    )
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/vnd.amcworkflowexecutions.v1+json"
+    answer = response.json()
+    assert set(answer) == {"code", "details"}
+    assert names in answer["details"]
+    assert await simulator.executions() == []
 
 
 async def test_request_log_records_creates_without_secrets(

@@ -98,7 +98,6 @@ def test_explicit_window_is_sent_as_wall_time_of_its_zone() -> None:
         "timeWindowStart": "2024-03-01T03:00:00",
         "timeWindowEnd": "2024-03-08T00:00:00",
         "timeWindowTimeZone": "America/New_York",
-        "outputFormat": "CSV",
         "parameterValues": {"asin": "B0"},
     }
 

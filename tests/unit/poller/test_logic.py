@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -28,6 +29,7 @@ from shared.contract import (
     WeekRequested,
     WorkflowRun,
 )
+from tests.support.amc_samples import sample_execution, sample_request
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -47,16 +49,19 @@ def run(**changes: object) -> WorkflowRun:
 
 
 def info(execution_id: str, created: datetime, **changes: object) -> ExecutionInfo:
-    body: dict[str, object] = {
-        "workflowExecutionId": execution_id,
-        "workflowId": "wf",
-        "status": "PENDING",
-        "creationTime": created.isoformat(),
-        "timeWindowStart": "2024-01-01T00:00:00",
-        "timeWindowEnd": "2024-01-08T00:00:00",
-    }
+    """An execution shaped like Amazon's sample answer, for run()'s UTC window."""
+    body = sample_execution(
+        workflowExecutionId=execution_id,
+        workflowId="wf",
+        createTime=created.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        timeWindowStart="2024-01-01T00:00:00Z",
+        timeWindowEnd="2024-01-08T00:00:00Z",
+        timeWindowStartOriginal="2024-01-01T00:00:00",
+        timeWindowEndOriginal="2024-01-08T00:00:00",
+        timeWindowTimeZoneOriginal="UTC",
+    )
     body.update(changes)
-    return ExecutionInfo.model_validate(body)
+    return ExecutionInfo.from_amc({k: v for k, v in body.items() if v is not None})
 
 
 class TestRequests:
@@ -138,17 +143,21 @@ class TestPolling:
         intervals = [1.0, 5.0, 30.0]
         assert [logic.poll_delay_s(n, intervals) for n in range(5)] == [1, 5, 30, 30, 30]
 
-    def test_wait_until_is_honoured_but_not_below_the_gap(self) -> None:
-        later = NOW + timedelta(seconds=42)
-        assert logic.next_poll_at(NOW, 0, [5.0], later, 0.5) == later
-        past = NOW - timedelta(seconds=3)
-        assert logic.next_poll_at(NOW, 0, [5.0], past, 0.5) == NOW + timedelta(seconds=0.5)
-        assert logic.next_poll_at(NOW, 1, [5.0, 9.0], None, 0.5) == NOW + timedelta(seconds=9)
+    def test_our_schedule_alone_decides_not_amc_wait_until(self) -> None:
+        # Amazon's sample answers carry waitUntil an hour before createTime: a poller that
+        # took it as "look again then" would poll without pause.
+        sample = ExecutionInfo.from_amc(sample_execution())
+        assert sample.wait_until is not None
+        assert sample.create_time is not None
+        assert sample.wait_until < sample.create_time
+        assert logic.next_poll_at(NOW, 0, [5.0, 9.0]) == NOW + timedelta(seconds=5)
+        assert logic.next_poll_at(NOW, 1, [5.0, 9.0]) == NOW + timedelta(seconds=9)
+        assert logic.next_poll_at(NOW, 7, [5.0, 9.0]) == NOW + timedelta(seconds=9)
 
     def test_the_timeout_deadline_caps_the_next_poll(self) -> None:
-        far = NOW + timedelta(hours=3)
-        deadline = NOW + timedelta(seconds=60)
-        assert logic.next_poll_at(NOW, 0, [5.0], far, 0.5, deadline) == deadline
+        deadline = NOW + timedelta(seconds=3)
+        assert logic.next_poll_at(NOW, 0, [5.0], deadline) == deadline
+        assert logic.next_poll_at(NOW, 0, [5.0], NOW - timedelta(seconds=1)) == NOW
 
     def test_timed_out(self) -> None:
         assert logic.timed_out(NOW - timedelta(seconds=11), NOW, 10)
@@ -163,7 +172,8 @@ class TestPolling:
             ("SUCCEEDED", ExecutionStatus.RUNNING, True, None),
             ("FAILED", ExecutionStatus.FAILED, False, "AMC_FAILED"),
             ("CANCELLED", ExecutionStatus.CANCELLED, False, "CANCELLED"),
-            ("REJECTED", ExecutionStatus.FAILED, False, "AMC_VALIDATION"),
+            # Not one of Amazon's five: logged and followed as still running, never a crash.
+            ("ARCHIVED", ExecutionStatus.RUNNING, False, None),
         ],
     )
     def test_interpret(
@@ -176,12 +186,21 @@ class TestPolling:
         if observed.error is not None and status == "FAILED":
             assert observed.error.message == "why"
             assert observed.error.retryable is True
-        assert AmcStatus(status).is_terminal == (status not in ("PENDING", "RUNNING"))
+
+    def test_unknown_status_is_kept_as_amc_sent_it(self) -> None:
+        seen = info("e", NOW, status="ARCHIVED")
+        assert seen.status is AmcStatus.UNKNOWN
+        assert seen.status_text == "ARCHIVED"
+        assert not seen.status.is_terminal
+        terminal = {s for s in AmcStatus if s.is_terminal}
+        assert terminal == {AmcStatus.SUCCEEDED, AmcStatus.FAILED, AmcStatus.CANCELLED}
 
     def test_error_retryability(self) -> None:
         assert logic.error("AMC_UNAVAILABLE", "x").retryable
-        assert logic.error("DOWNLOAD_FAILED", "x").retryable
         assert logic.error("TIMED_OUT", "x").retryable
+        # AMC may hold (or have run) an execution for these: a new request could duplicate it.
+        assert not logic.error("DOWNLOAD_FAILED", "x").retryable
+        assert not logic.error("SUBMISSION_UNKNOWN", "x").retryable
         assert not logic.error("AMC_VALIDATION", "x").retryable
         assert not logic.error("RESULTS_EXPIRED", "x").retryable
         assert not logic.error("CANCELLED", "x").retryable
@@ -193,12 +212,18 @@ class TestReconcile:
         candidates = [
             info("old", NOW - timedelta(minutes=30)),
             info("other-wf", NOW + timedelta(seconds=1), workflowId="wf-2"),
-            info("other-window", NOW + timedelta(seconds=1), timeWindowStart="2024-01-02T00:00:00"),
-            info("taken", NOW + timedelta(seconds=1)),
-            info("ours", NOW + timedelta(seconds=2)),
-            info("later", NOW + timedelta(seconds=3)),
+            info(
+                "other-window",
+                NOW + timedelta(seconds=1),
+                timeWindowStartOriginal="2024-01-02T00:00:00",
+            ),
+            info("other-zone", NOW + timedelta(seconds=1), timeWindowTimeZoneOriginal="Asia/Tokyo"),
+            info("other-params", NOW + timedelta(seconds=1), parameterValues={"x": "2"}),
+            info("taken", NOW + timedelta(seconds=1), parameterValues={"x": "1"}),
+            info("ours", NOW + timedelta(seconds=2), parameterValues={"x": "1"}),
+            info("later", NOW + timedelta(seconds=3), parameterValues={"x": "1"}),
         ]
-        match = logic.reconcile_match(candidates, run(), intent, 60, {"taken"})
+        match = logic.reconcile_match(candidates, run(parameters={"x": 1}), intent, 60, {"taken"})
         assert match is not None
         assert match.workflow_execution_id == "ours"
 
@@ -216,8 +241,30 @@ class TestReconcile:
         relative = run(
             time_window_type="MOST_RECENT_WEEK", time_window_start=None, time_window_end=None
         )
-        candidate = info("ours", NOW, timeWindowStart=None, timeWindowEnd=None)
+        candidate = info(
+            "ours",
+            NOW,
+            timeWindowStart=None,
+            timeWindowEnd=None,
+            timeWindowStartOriginal=None,
+            timeWindowEndOriginal=None,
+        )
         assert logic.reconcile_match([candidate], relative, NOW, 60, set()) is not None
+
+    def test_a_new_york_window_matches_as_amc_echoes_it(self) -> None:
+        # Amazon's sample: sent 2024-01-20T00:00:00..25T00:00:00 America/New_York, echoed as
+        # 05:00Z in timeWindowStart/End and the wall time in the *Original fields.
+        sent = sample_request()
+        new_york = run(
+            workflow_id=sent["workflowId"],
+            time_window_time_zone=sent["timeWindowTimeZone"],
+            time_window_start=datetime(2024, 1, 20, tzinfo=ZoneInfo("America/New_York")),
+            time_window_end=datetime(2024, 1, 25, tzinfo=ZoneInfo("America/New_York")),
+        )
+        echoed = ExecutionInfo.from_amc(sample_execution())
+        assert echoed.create_time is not None
+        match = logic.reconcile_match([echoed], new_york, echoed.create_time, 60, set())
+        assert match is echoed
 
 
 class TestRowCounting:

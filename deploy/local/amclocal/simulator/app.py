@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 from amclocal.simulator.amc_routes import amc_router
 from amclocal.simulator.config import SimConfig
 from amclocal.simulator.control_routes import control_router
-from amclocal.simulator.gate import Reject, RequestLogMiddleware
+from amclocal.simulator.gate import AMC_MEDIA_TYPE, CONTROL_PREFIX, Reject, RequestLogMiddleware
+from amclocal.simulator.guard import ContractGuard
 from amclocal.simulator.lwa_routes import lwa_router
 from amclocal.simulator.state import SimState
 
@@ -26,11 +28,28 @@ def create_app(config: SimConfig | None = None) -> FastAPI:
     app.include_router(lwa_router(state))
     app.include_router(amc_router(state))
     app.include_router(control_router(state))
+    app.add_middleware(ContractGuard, state=state)
     app.add_middleware(RequestLogMiddleware, state=state)
 
     async def answer_reject(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, Reject)
-        return JSONResponse(exc.body, status_code=exc.status, headers=exc.headers)
+        return JSONResponse(
+            exc.body, status_code=exc.status, headers=exc.headers, media_type=exc.media_type
+        )
+
+    async def answer_http_error(request: Request, exc: Exception) -> JSONResponse:
+        """Unknown routes (404) and methods (405, e.g. DELETE on an execution) answer in
+        AMC's error shape outside /_sim, FastAPI's inside it."""
+        assert isinstance(exc, HTTPException)
+        if request.url.path.startswith(CONTROL_PREFIX):
+            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+        return JSONResponse(
+            {"code": str(exc.status_code), "details": str(exc.detail)},
+            status_code=exc.status_code,
+            headers=exc.headers,
+            media_type=AMC_MEDIA_TYPE,
+        )
 
     app.add_exception_handler(Reject, answer_reject)
+    app.add_exception_handler(HTTPException, answer_http_error)
     return app

@@ -43,7 +43,17 @@ class SimConfig(_Strict):
         default=10, ge=0, description="AMC requests per instance in any 1 s; 0 turns it off"
     )
     result_rows: int = Field(default=100, ge=0)
-    page_size: int = Field(default=50, ge=1, description="Executions per list page")
+    page_size: int = Field(
+        default=100, ge=1, le=100, description="Most executions per list page (AMC: 100)"
+    )
+    url_ttl_seconds: float = Field(
+        default=600.0, gt=0, description="Life of a pre-signed result URL (AMC: 10 minutes)"
+    )
+    contract_guard: bool = Field(
+        default=True,
+        description="Check every AMC API exchange against docs/amc's OpenAPI document and "
+        "keep what does not match (GET /_sim/contract-violations)",
+    )
 
 
 class ClientRegistration(_Strict):
@@ -87,6 +97,15 @@ class WorkflowBehavior(_Strict):
     )
     failure_reason: str = "Query execution failed: simulated failure"
     rows: int | None = Field(default=None, ge=0)
+    files: int = Field(
+        default=1, ge=1, le=5, description="Result files the rows are split into (AMC: up to 5)"
+    )
+    stale_url_answers: int = Field(
+        default=0,
+        ge=0,
+        description="The first N downloadUrls answers of each execution hand out URLs that "
+        "are already past their 10 minutes, as when a download waited too long",
+    )
 
 
 class FaultRule(_Strict):
@@ -97,6 +116,11 @@ class FaultRule(_Strict):
     error_rate: float = Field(default=0.0, ge=0, le=1)
     fail_next: int = Field(default=0, ge=0, description="The next N matching requests fail")
     status: int = Field(default=503, ge=500, le=599)
+    after_handling: bool = Field(
+        default=False,
+        description="Fail after the request took effect (a create that made its execution "
+        "but whose answer was lost): the ambiguous answer exactly-once must survive",
+    )
 
     def matches(self, kind: RouteKind) -> bool:
         if self.kinds is None:

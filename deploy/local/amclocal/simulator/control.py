@@ -111,6 +111,10 @@ class SimControl(HttpClientBase):
         query = {k: v for k, v in params.items() if v is not None}
         return _RECORDS.validate_python(await self._get("/requests", query))
 
+    async def contract_violations(self) -> list[str]:
+        """Exchanges that did not match AMC's published API (docs/amc), since the reset."""
+        return [str(v) for v in await self._get("/contract-violations")]
+
     async def stats(self) -> Stats:
         return Stats.model_validate(await self._get("/stats"))
 

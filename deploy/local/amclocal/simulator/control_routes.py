@@ -125,6 +125,10 @@ def control_router(state: SimState) -> APIRouter:
     ) -> list[RequestRecord]:
         return state.log.select(instance_id, kind)
 
+    @router.get("/contract-violations")
+    async def contract_violations() -> list[str]:
+        return state.contract_violations
+
     @router.get("/stats")
     async def stats() -> Stats:
         return state.stats()

@@ -13,11 +13,14 @@ import secrets
 import uuid
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from pydantic import BaseModel
 
 from amclocal.simulator.config import InstanceRegistration, SimConfig, WorkflowBehavior
+
+if TYPE_CHECKING:
+    from amclocal.simulator.wire import CreateRequest
 
 
 class Status(StrEnum):
@@ -42,8 +45,11 @@ class Execution:
     instance_id: str
     workflow_id: str
     window: TimeWindow
-    output_format: str
-    parameters: dict[str, object]
+    parameters: dict[str, str]
+    timeout_seconds: int
+    flags: dict[str, bool]
+    sql_query: str | None
+    files: int
     attempt: int
     seq: int
     # Monotonic seconds drive the simulation; wall seconds are what AMC shows.
@@ -59,22 +65,21 @@ class Execution:
     started_at: float | None = None
     ended_at: float | None = None
     results_expired: bool = False
+    url_answers: int = 0
 
     def wall(self, monotonic: float) -> float:
         return self.created_wall + (monotonic - self.created_at)
 
     @property
+    def updated_wall(self) -> float:
+        """When the status last changed (lastUpdatedTime)."""
+        latest = self.ended_at or self.started_at or self.created_at
+        return self.wall(latest)
+
+    @property
     def ends_at(self) -> float:
         assert self.started_at is not None
         return self.started_at + self.running_seconds
-
-    def wait_until(self, now: float) -> float | None:
-        """Monotonic time before which this execution's status cannot change, if known."""
-        if self.status is Status.RUNNING:
-            return self.ends_at
-        if self.status is Status.PENDING and self.ready_at > now:
-            return self.ready_at
-        return None
 
 
 class ExecutionView(BaseModel):
@@ -173,16 +178,14 @@ class Amc:
     def create(
         self,
         instance: Instance,
-        workflow_id: str,
-        window: TimeWindow,
-        output_format: str,
-        parameters: dict[str, object],
+        wanted: CreateRequest,
         *,
         now: float,
         wall: float,
         config: SimConfig,
         rng: random.Random,
     ) -> Execution:
+        workflow_id, window = wanted.workflow_id, wanted.window
         behavior = self.behaviors.get(workflow_id, WorkflowBehavior(workflow_id=workflow_id))
         attempt = instance.attempts.get((workflow_id, window), 0) + 1
         instance.attempts[(workflow_id, window)] = attempt
@@ -193,8 +196,11 @@ class Amc:
             instance_id=instance.instance_id,
             workflow_id=workflow_id,
             window=window,
-            output_format=output_format,
-            parameters=parameters,
+            parameters=wanted.parameters,
+            timeout_seconds=wanted.timeout_seconds,
+            flags=wanted.flags,
+            sql_query=wanted.sql_query,
+            files=behavior.files,
             attempt=attempt,
             seq=len(instance.executions),
             created_at=now,

@@ -14,17 +14,25 @@ from amclocal.simulator.requestlog import RequestRecord
 from amclocal.simulator.state import SimState
 
 _RECORD_KEY = "amclocal.record"
+AMC_MEDIA_TYPE = "application/vnd.amcworkflowexecutions.v1+json"
 CONTROL_PREFIX = "/_sim"
 
 
 class Reject(Exception):
     """Answer the request with this status and JSON body instead of running the route."""
 
-    def __init__(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        status: int,
+        body: dict[str, Any],
+        headers: dict[str, str] | None = None,
+        media_type: str = "application/json",
+    ):
         super().__init__(status)
         self.status = status
         self.body = body
         self.headers = headers or {}
+        self.media_type = media_type
 
 
 class RequestLogMiddleware:
@@ -58,15 +66,25 @@ def record_of(request: Request) -> RequestRecord:
     return RequestRecord(time=time.time(), method=request.method, path=request.url.path)
 
 
-async def inject_faults(state: SimState, kind: RouteKind) -> None:
+async def inject_faults(state: SimState, kind: RouteKind) -> Reject | None:
+    """Delay, then fail now (raised) or hand back the failure to answer once the request has
+    taken effect (`after_handling` rules)."""
     decision = state.decide_fault(kind)
     if decision.delay_seconds > 0:
         await asyncio.sleep(decision.delay_seconds)
-    if decision.fail_status is not None:
-        description = "Simulated service failure"
-        if kind is RouteKind.TOKEN:
-            raise Reject(
-                decision.fail_status,
-                {"error": "server_error", "error_description": description},
-            )
-        raise Reject(decision.fail_status, {"code": "InternalError", "message": description})
+    if decision.fail_status is None:
+        return None
+    description = "Simulated service failure"
+    if kind is RouteKind.TOKEN:
+        failure = Reject(
+            decision.fail_status, {"error": "server_error", "error_description": description}
+        )
+    else:
+        failure = Reject(
+            decision.fail_status,
+            {"code": "InternalError", "details": description},
+            media_type=AMC_MEDIA_TYPE,
+        )
+    if decision.after_handling:
+        return failure
+    raise failure

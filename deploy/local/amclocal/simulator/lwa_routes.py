@@ -19,7 +19,8 @@ def lwa_router(state: SimState) -> APIRouter:
     @router.post("/auth/o2/token")
     async def token(request: Request) -> JSONResponse:
         record_of(request).kind = RouteKind.TOKEN
-        await inject_faults(state, RouteKind.TOKEN)
+        if (failure := await inject_faults(state, RouteKind.TOKEN)) is not None:
+            raise failure  # LWA faults all answer before the request takes effect
         form = dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
         try:
             issued = state.identity.grant(form, state.now(), state.config)

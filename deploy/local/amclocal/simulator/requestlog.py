@@ -26,6 +26,8 @@ class RequestRecord(BaseModel):
     time_window_type: str | None = None
     time_window_start: str | None = None
     time_window_end: str | None = None
+    time_window_time_zone: str | None = None
+    parameter_values: dict[str, object] | None = None
 
 
 class InstanceStats(BaseModel):

@@ -17,6 +17,7 @@ from amclocal.simulator.throttle import RateLimiter
 class FaultDecision:
     delay_seconds: float
     fail_status: int | None
+    after_handling: bool = False
 
 
 @dataclass
@@ -29,6 +30,7 @@ class SimState:
     limiter: RateLimiter = field(init=False)
     faults: list[FaultRule] = field(init=False)
     log: RequestLog = field(init=False)
+    contract_violations: list[str] = field(init=False)
 
     def __post_init__(self) -> None:
         self.reset()
@@ -42,6 +44,7 @@ class SimState:
         self.limiter = RateLimiter()
         self.faults = []
         self.log = RequestLog()
+        self.contract_violations = []
 
     @staticmethod
     def now() -> float:
@@ -51,6 +54,7 @@ class SimState:
         """Latency adds up over matching rules; the first rule that fires picks the status."""
         delay = 0.0
         fail_status: int | None = None
+        after = False
         for rule in self.faults:
             if not rule.matches(kind):
                 continue
@@ -59,10 +63,10 @@ class SimState:
                 continue
             if rule.fail_next > 0:
                 rule.fail_next -= 1
-                fail_status = rule.status
+                fail_status, after = rule.status, rule.after_handling
             elif rule.error_rate > 0 and self.rng.random() < rule.error_rate:
-                fail_status = rule.status
-        return FaultDecision(delay, fail_status)
+                fail_status, after = rule.status, rule.after_handling
+        return FaultDecision(delay, fail_status, after)
 
     def stats(self) -> Stats:
         self.amc.advance_all(self.now(), self.config.max_running)

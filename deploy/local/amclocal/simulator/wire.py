@@ -1,23 +1,63 @@
-"""AMC's JSON shapes: reading a create request, writing an execution, time formats."""
+"""AMC's JSON shapes: reading a create request, writing an execution, time formats.
+
+Everything here follows docs/amc/workflow-executions.openapi.json (transcribed from Amazon's
+OpenAPI document) and Amazon's sample responses: which fields a create may carry and their
+types, the window echoed in UTC with 'Z' beside the original wall time and zone, createTime,
+and waitUntil an hour before createTime as every sample shows it.
+"""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from amclocal.simulator.executions import Execution, Status, TimeWindow
 
 WINDOW_TYPES = (
+    "ALL",
+    "CURRENT_MONTH",
     "EXPLICIT",
     "MOST_RECENT_DAY",
     "MOST_RECENT_WEEK",
-    "CURRENT_MONTH",
     "PREVIOUS_MONTH",
 )
-OUTPUT_FORMATS = ("CSV", "PARQUET")
-_WINDOW_FORMAT = "%Y-%m-%dT%H:%M:%S"
+LOCAL_FORMAT = "%Y-%m-%dT%H:%M:%S"
+# CreateWorkflowExecutionRequest's properties (plus ignoreDataGaps, which Amazon's notebook
+# sends and every sample response echoes). Anything else is refused: AMC's document lists no
+# other field, and a client that invents one should hear about it here.
+_BOOLEAN_FIELDS = (
+    "ignoreDataGaps",
+    "requireSyntheticData",
+    "disableAggregationControls",
+    "dryRun",
+    "skipPublish",
+)
+_KNOWN_FIELDS = frozenset(
+    {
+        "workflowId",
+        "workflow",
+        "timeWindowType",
+        "timeWindowStart",
+        "timeWindowEnd",
+        "timeWindowTimeZone",
+        "parameterValues",
+        "workflowExecutionTimeoutSeconds",
+        "maxCertifiedTime",
+        "maxDimensionTime",
+        "advertisers",
+        "additionalAcrResultsReceivers",
+        *_BOOLEAN_FIELDS,
+    }
+)
+# Amazon's samples show 21600 when none is asked for; the document allows 900 to 86400.
+DEFAULT_TIMEOUT_S = 21_600
+_TIMEOUT_RANGE = (900, 86_400)
+# Every sample response has waitUntil one hour before createTime and expireTime a day after.
+_WAIT_UNTIL_BEFORE_CREATE = timedelta(hours=1)
+_EXPIRE_AFTER_CREATE = timedelta(days=1)
 
 
 class BadRequestError(ValueError):
@@ -27,31 +67,45 @@ class BadRequestError(ValueError):
 @dataclass(frozen=True)
 class CreateRequest:
     workflow_id: str
+    sql_query: str | None
     window: TimeWindow
-    output_format: str
-    parameters: dict[str, object]
+    parameters: dict[str, str]
+    timeout_seconds: int
+    flags: dict[str, bool]
 
 
 def parse_create(body: Any) -> CreateRequest:
     if not isinstance(body, dict):
         raise BadRequestError("The request body must be a JSON object")
-    workflow_id = body.get("workflowId")
-    if not isinstance(workflow_id, str) or not workflow_id.strip():
-        raise BadRequestError("workflowId is required")
-    window_type = body.get("timeWindowType", "EXPLICIT")
+    unknown = sorted(set(body) - _KNOWN_FIELDS)
+    if unknown:
+        raise BadRequestError(f"Unrecognized field(s): {', '.join(unknown)}")
+    workflow_id, sql_query = _workflow(body)
+    window_type = body.get("timeWindowType", "MOST_RECENT_DAY")
     if window_type not in WINDOW_TYPES:
         raise BadRequestError(f"timeWindowType must be one of {', '.join(WINDOW_TYPES)}")
     time_zone = body.get("timeWindowTimeZone", "UTC")
-    try:
-        ZoneInfo(str(time_zone))
-    except (ZoneInfoNotFoundError, ValueError):
-        raise BadRequestError(f"timeWindowTimeZone {time_zone!r} is not a time zone") from None
-    output_format = body.get("outputFormat", "CSV")
-    if output_format not in OUTPUT_FORMATS:
-        raise BadRequestError(f"outputFormat must be one of {', '.join(OUTPUT_FORMATS)}")
+    if not isinstance(time_zone, str) or not _is_zone(time_zone):
+        raise BadRequestError(f"timeWindowTimeZone {time_zone!r} is not a time zone")
     parameters = body.get("parameterValues", {})
-    if not isinstance(parameters, dict):
-        raise BadRequestError("parameterValues must be an object")
+    if not isinstance(parameters, dict) or not all(isinstance(v, str) for v in parameters.values()):
+        raise BadRequestError("parameterValues must be an object of string values")
+    timeout = body.get("workflowExecutionTimeoutSeconds", DEFAULT_TIMEOUT_S)
+    if (
+        not isinstance(timeout, int)
+        or isinstance(timeout, bool)
+        or not _TIMEOUT_RANGE[0] <= timeout <= _TIMEOUT_RANGE[1]
+    ):
+        raise BadRequestError(
+            "workflowExecutionTimeoutSeconds must be an integer from "
+            f"{_TIMEOUT_RANGE[0]} to {_TIMEOUT_RANGE[1]}"
+        )
+    flags: dict[str, bool] = {}
+    for name in _BOOLEAN_FIELDS:
+        value = body.get(name, False)
+        if not isinstance(value, bool):
+            raise BadRequestError(f"{name} must be a boolean")
+        flags[name] = value
     start = end = None
     if window_type == "EXPLICIT":
         start = _window_bound(body, "timeWindowStart")
@@ -60,66 +114,108 @@ def parse_create(body: Any) -> CreateRequest:
             raise BadRequestError("timeWindowEnd must be after timeWindowStart")
     window = TimeWindow(
         window_type,
-        start.strftime(_WINDOW_FORMAT) if start else None,
-        end.strftime(_WINDOW_FORMAT) if end else None,
-        str(time_zone),
+        start.strftime(LOCAL_FORMAT) if start else None,
+        end.strftime(LOCAL_FORMAT) if end else None,
+        time_zone,
     )
-    return CreateRequest(workflow_id, window, str(output_format), parameters)
+    return CreateRequest(workflow_id, sql_query, window, dict(parameters), timeout, flags)
+
+
+def _workflow(body: dict[str, Any]) -> tuple[str, str | None]:
+    """workflowId, or an inline workflow's sqlQuery (an ad hoc run): exactly one of them."""
+    workflow_id = body.get("workflowId")
+    inline = body.get("workflow")
+    if workflow_id is not None and inline is not None:
+        raise BadRequestError("workflowId cannot be populated at the same time as sqlQuery")
+    if inline is not None:
+        sql = inline.get("sqlQuery") if isinstance(inline, dict) else None
+        if not isinstance(sql, str) or not sql.strip():
+            raise BadRequestError("workflow.sqlQuery is required for an ad hoc execution")
+        return f"transient_{uuid.uuid5(uuid.NAMESPACE_URL, sql)}", sql
+    if not isinstance(workflow_id, str) or not workflow_id.strip():
+        raise BadRequestError("workflowId is required if a sqlQuery is not provided")
+    return workflow_id, None
 
 
 def _window_bound(body: dict[str, Any], name: str) -> datetime:
     value = body.get(name)
     if value is None:
         raise BadRequestError(f"{name} is required for an EXPLICIT time window")
+    return parse_local(value, name)
+
+
+def parse_local(value: object, name: str) -> datetime:
+    """yyyy-MM-dd'T'HH:mm:ss exactly: AMC's format for window bounds and creation filters."""
     try:
-        return datetime.strptime(str(value), _WINDOW_FORMAT)
+        moment = datetime.strptime(str(value), LOCAL_FORMAT)
     except ValueError:
-        raise BadRequestError(f"{name} must look like 2024-01-31T00:00:00") from None
+        raise BadRequestError(
+            f"{name} must be in the format yyyy-MM-dd'T'HH:mm:ss (e.g. 2019-08-14T16:12:34)"
+        ) from None
+    return moment
 
 
-def parse_creation_time(value: str | None, name: str) -> float | None:
-    """An ISO-8601 query bound as epoch seconds; without a zone it is UTC."""
+def parse_creation_filter(value: str | None, name: str, zone: ZoneInfo) -> float | None:
+    """A list filter (wall time in `timeZone`) as epoch seconds."""
     if value is None:
         return None
+    return parse_local(value, name).replace(tzinfo=zone).timestamp()
+
+
+def zone_of(value: str | None, name: str) -> ZoneInfo:
+    text = value or "UTC"
+    if not _is_zone(text):
+        raise BadRequestError(f"{name} {text!r} is not a time zone")
+    return ZoneInfo(text)
+
+
+def _is_zone(text: str) -> bool:
     try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise BadRequestError(f"{name} must be an ISO-8601 date-time") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+        ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
 
 
-def iso(wall: float) -> str:
-    return (
-        datetime.fromtimestamp(wall, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    )
+def utc_text(wall: float) -> str:
+    """yyyy-MM-dd'T'HH:mm:ss'Z', as AMC writes createTime, waitUntil and the UTC window."""
+    return datetime.fromtimestamp(int(wall), UTC).strftime(LOCAL_FORMAT) + "Z"
 
 
-def execution_json(execution: Execution, now: float) -> dict[str, Any]:
-    """An execution as AMC's GET answers it, plus `waitUntil`, the simulator's polling hint."""
+def _window_in_utc(local: str, zone: str) -> str:
+    moment = datetime.strptime(local, LOCAL_FORMAT).replace(tzinfo=ZoneInfo(zone))
+    return moment.astimezone(UTC).strftime(LOCAL_FORMAT) + "Z"
+
+
+def execution_json(execution: Execution) -> dict[str, Any]:
+    """An execution as AMC's create, get and list answer it (top level, like the samples)."""
+    created = execution.created_wall
     body: dict[str, Any] = {
         "workflowExecutionId": execution.execution_id,
         "workflowId": execution.workflow_id,
         "status": execution.status.value,
-        "creationTime": iso(execution.created_wall),
-        "timeWindowType": execution.window.type,
-        "timeWindowTimeZone": execution.window.time_zone,
-        "outputFormat": execution.output_format,
+        "createTime": utc_text(created),
+        "lastUpdatedTime": utc_text(execution.updated_wall),
+        "expireTime": utc_text(created + _EXPIRE_AFTER_CREATE.total_seconds()),
+        "waitUntil": utc_text(created - _WAIT_UNTIL_BEFORE_CREATE.total_seconds()),
+        "executionCategory": "AD_HOC",
+        "dataGaps": [],
+        "ignoreDataGaps": execution.flags.get("ignoreDataGaps", False),
+        "disableAggregationControls": execution.flags.get("disableAggregationControls", False),
         "parameterValues": execution.parameters,
+        "timeWindowTimeZoneOriginal": execution.window.time_zone,
+        "workflowExecutionTimeoutSeconds": execution.timeout_seconds,
     }
-    if execution.window.start is not None:
-        body["timeWindowStart"] = execution.window.start
-        body["timeWindowEnd"] = execution.window.end
-    if execution.started_at is not None:
-        body["startTime"] = iso(execution.wall(execution.started_at))
-    if execution.ended_at is not None:
-        body["endTime"] = iso(execution.wall(execution.ended_at))
-    if execution.status is Status.FAILED:
+    if execution.flags.get("requireSyntheticData"):
+        body["requireSyntheticData"] = True
+    window = execution.window
+    if window.start is not None and window.end is not None:
+        body["timeWindowStart"] = _window_in_utc(window.start, window.time_zone)
+        body["timeWindowEnd"] = _window_in_utc(window.end, window.time_zone)
+        body["timeWindowStartOriginal"] = window.start
+        body["timeWindowEndOriginal"] = window.end
+    if execution.status is Status.SUCCEEDED:
+        body["outputS3URI"] = "N/A"
+    if execution.status is Status.FAILED and execution.failure_reason:
         body["statusReason"] = execution.failure_reason
-    elif execution.status is Status.CANCELLED:
-        body["statusReason"] = "Cancelled by the caller"
-    wait_until = execution.wait_until(now)
-    if wait_until is not None:
-        body["waitUntil"] = iso(execution.wall(wait_until))
     return body

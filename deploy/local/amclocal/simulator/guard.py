@@ -1,0 +1,89 @@
+"""Every AMC API exchange the simulator serves, checked against AMC's published API.
+
+A request the simulator accepted (2xx) that the document refuses means the simulator is more
+lenient than AMC; an answer the document does not describe means the simulator speaks an API
+AMC does not have. Both are kept in `SimState.contract_violations` for the tests to fail on
+(tests/simfixtures.py checks after every test). Requests the simulator refused are not
+violations: refusing them is AMC's behaviour too.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from amclocal.simulator.contract import published
+from amclocal.simulator.state import SimState
+
+log = logging.getLogger(__name__)
+
+AMC_PREFIX = "/amc/reporting/"
+# openapi-core's words for a method or path the document does not have: nothing to hold
+# the answer against (the simulator answered it as any server would, 404 or 405).
+_UNDOCUMENTED = ("Operation ", "Path not found")
+
+
+class ContractGuard:
+    def __init__(self, app: ASGIApp, state: SimState) -> None:
+        self._app = app
+        self._state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or not scope["path"].startswith(AMC_PREFIX)
+            or not self._state.config.contract_guard
+        ):
+            await self._app(scope, receive, send)
+            return
+        request_body = bytearray()
+        answer: dict[str, object] = {"body": bytearray()}
+
+        async def receive_and_keep() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                request_body.extend(message.get("body", b""))
+            return message
+
+        async def send_and_keep(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                answer["status"] = message["status"]
+                answer["headers"] = [(k.decode(), v.decode()) for k, v in message["headers"]]
+            elif message["type"] == "http.response.body":
+                body = answer["body"]
+                assert isinstance(body, bytearray)
+                body.extend(message.get("body", b""))
+            await send(message)
+
+        await self._app(scope, receive_and_keep, send_and_keep)
+        self._check(scope, bytes(request_body), answer)
+
+    def _check(self, scope: Scope, request_body: bytes, answer: dict[str, object]) -> None:
+        status = answer.get("status")
+        headers = answer.get("headers")
+        body = answer["body"]
+        if not isinstance(status, int) or not isinstance(headers, list):
+            return
+        assert isinstance(body, bytearray)
+        request_headers = [(k.decode(), v.decode()) for k, v in scope["headers"]]
+        host = dict(request_headers).get("host", "localhost")
+        query = scope["query_string"].decode()
+        url = f"http://{host}{scope['path']}" + (f"?{query}" if query else "")
+        method = scope["method"]
+        contract = published()
+        asked = contract.request_problems(method, url, request_headers, request_body or None)
+        where = f"{method} {scope['path']}"
+        if asked and 200 <= status < 300:
+            self._note(f"{where}: accepted ({status}) a request AMC's API refuses: {asked}")
+        if any(p.startswith(_UNDOCUMENTED) for p in asked):
+            return
+        answered = contract.response_problems(
+            method, url, request_headers, request_body or None, status, headers, bytes(body)
+        )
+        if answered:
+            self._note(f"{where}: answered {status} in a shape AMC's API does not have: {answered}")
+
+    def _note(self, violation: str) -> None:
+        log.error("contract violation: %s", violation)
+        self._state.contract_violations.append(violation[:4000])
