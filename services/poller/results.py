@@ -30,7 +30,8 @@ class ResultStore(Protocol):
     async def save(
         self, key: str, results: Sequence[ResultFile], metadata: Sequence[ResultFile]
     ) -> StoredResult:
-        """Store the CSV result files (their rows are counted) and AMC's metadata files."""
+        """Store the CSV result files (their rows and bytes are counted) and AMC's metadata
+        files beside them, under `metadata/`."""
         ...
 
 
@@ -51,7 +52,7 @@ class LocalResultStore:
             rows += counter.rows
             size += counter.size
         for file in metadata:
-            size += (await self._write(directory, file)).size
+            await self._write(directory, file)
         return StoredResult(uri=directory.as_uri(), row_count=rows, size_bytes=size)
 
     @staticmethod

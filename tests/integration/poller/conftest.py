@@ -23,6 +23,7 @@ from services.poller.settings import PollerSettings
 from shared.clients import InvalidGrantError, LwaClient
 from shared.contract import (
     Event,
+    ExecutionCompleted,
     ExecutionRequested,
     Origin,
     OriginKind,
@@ -46,7 +47,6 @@ TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT")
 # Fast loops and polls so lifecycles finish in about a second.
 FAST: dict[str, Any] = {
     "poll_intervals_s": [0.2, 0.3, 0.5],
-    "min_poll_gap_s": 0.05,
     "loop_interval_s": 0.1,
     "retry_base_s": 0.1,
     "retry_max_s": 0.5,
@@ -239,6 +239,24 @@ class TokenDesk:
 
 
 PollerFactory = Callable[..., Awaitable[PollerHarness]]
+
+
+async def completed_events(poller: PollerHarness, count: int) -> list[ExecutionCompleted]:
+    topic = poller.topic(ExecutionCompleted)
+    async with TopicReader(poller.bootstrap, topic) as reader:
+        records = await reader.wait_count(count)
+    return [ExecutionCompleted.from_bytes(r.value) for r in records]
+
+
+async def started(
+    make_poller: PollerFactory, simulator: SimControl, account: SimAccount, **overrides: Any
+) -> PollerHarness:
+    poller = await make_poller(**overrides)
+    await poller.give_token(account.user_id, await lwa_token(simulator.base_url, account))
+    await eventually(lambda: poller.has_token(account.user_id), what="the token cached")
+    return poller
+
+
 SettingsFactory = Callable[..., PollerSettings]
 
 

@@ -5,34 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 from amclocal.simulator import FaultRule, RouteKind, SimAccount, SimControl, WorkflowBehavior
-from shared.contract import ExecutionCompleted, ScheduleDue
+from shared.contract import ScheduleDue
 from tests.integration.poller.conftest import (
     PollerFactory,
     PollerHarness,
     TokenDesk,
+    completed_events,
     eventually,
     external,
-    lwa_token,
     run_for,
     schedule_due,
+    started,
 )
 from tests.support.kafka import TopicReader
-
-
-async def completed_events(poller: PollerHarness, count: int) -> list[ExecutionCompleted]:
-    topic = poller.topic(ExecutionCompleted)
-    async with TopicReader(poller.bootstrap, topic) as reader:
-        records = await reader.wait_count(count)
-    return [ExecutionCompleted.from_bytes(r.value) for r in records]
-
-
-async def started(
-    make_poller: PollerFactory, simulator: SimControl, account: SimAccount, **overrides: Any
-) -> PollerHarness:
-    poller = await make_poller(**overrides)
-    await poller.give_token(account.user_id, await lwa_token(simulator.base_url, account))
-    await eventually(lambda: poller.has_token(account.user_id), what="the token cached")
-    return poller
 
 
 async def test_failed_amc_execution_fails_with_amcs_reason(
@@ -189,7 +174,9 @@ async def test_results_amc_no_longer_has_fail_as_expired(
     make_poller: PollerFactory, simulator: SimControl, sim_account: SimAccount
 ) -> None:
     await simulator.add_fault(FaultRule(kinds=[RouteKind.RESULTS], fail_next=1000, status=503))
-    poller = await started(make_poller, simulator, sim_account, max_download_attempts=100)
+    # AMC answering "unavailable for download" right after SUCCEEDED is waited out for a
+    # grace period; here there is none, so the first such answer means the results are gone.
+    poller = await started(make_poller, simulator, sim_account, results_unavailable_grace_s=0.0)
     await poller.send(external(run_for(sim_account)))
     await eventually(_results_requested(simulator), what="a result download attempt")
     [execution] = await simulator.executions()

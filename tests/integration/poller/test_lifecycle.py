@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -39,6 +40,8 @@ async def test_same_schedule_due_three_times_creates_one_amc_execution(
     assert row["result_rows"] == 100
     assert row["result_bytes"] == len(files[0][1])
     assert len(files[0][1].splitlines()) == 101
+    metadata = Path(urlparse(row["result_uri"]).path) / "metadata" / "workflowExecution.json"
+    assert json.loads(metadata.read_text())["workflowExecutionId"] == row["amc_execution_id"]
 
     topics = [
         poller.topic(t) for t in (ExecutionSubmitted, ExecutionStatusChanged, ExecutionCompleted)
@@ -82,4 +85,4 @@ async def test_token_is_requested_once_per_user_and_executions_resume(
 
 def _result_files(uri: str) -> list[tuple[str, bytes]]:
     directory = Path(urlparse(uri).path)
-    return [(f.name, f.read_bytes()) for f in sorted(directory.iterdir())]
+    return [(f.name, f.read_bytes()) for f in sorted(directory.iterdir()) if f.is_file()]

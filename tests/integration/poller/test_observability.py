@@ -158,8 +158,8 @@ async def test_a_run_is_one_trace_from_the_request_to_its_completion(
     assert [http_method(s) for s in http_children(submit, found)] == ["POST"]
     for poll in polls:
         assert [http_method(s) for s in http_children(poll, found)] == ["GET"]
-    # downloadUrls, then the (pre-signed) result file.
-    assert [http_method(s) for s in http_children(download, found)] == ["GET", "GET"]
+    # downloadUrls, then the (pre-signed) result file and AMC's metadata file.
+    assert [http_method(s) for s in http_children(download, found)] == ["GET", "GET", "GET"]
 
     for job in jobs:
         attributes = job.attributes or {}

@@ -26,19 +26,26 @@ Handler = Callable[[httpx.Request], httpx.Response]
 
 
 class NoLimits:
+    """Takes every slot at once, and remembers who asked."""
+
+    def __init__(self) -> None:
+        self.slots: list[str] = []
+
     async def acquire(self, instance_id: str) -> None:
-        return None
+        self.slots.append(instance_id)
 
     async def push_back(self, instance_id: str, seconds: float) -> None:
         return None
 
 
-def gateway(handler: Handler) -> tuple[AmcGateway, CollectorRegistry]:
+def gateway(
+    handler: Handler, limits: NoLimits | None = None
+) -> tuple[AmcGateway, CollectorRegistry]:
     registry = CollectorRegistry()
     http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
     amc = AmcGateway(
         AmcClient("http://amc.test", "client-id", http=http),
-        cast(InstanceRateLimiter, NoLimits()),
+        cast(InstanceRateLimiter, limits or NoLimits()),
         Breakers(100, 30),
         cast("asyncpg.Pool[Any]", None),  # only token() reads it
         None,
@@ -57,7 +64,12 @@ def requests(registry: CollectorRegistry, endpoint: str, status: str) -> float |
 
 
 def execution(status: str = "RUNNING") -> dict[str, str]:
-    return {"workflowExecutionId": "x1", "workflowId": "wf", "status": status}
+    return {
+        "workflowExecutionId": "x1",
+        "workflowId": "wf",
+        "status": status,
+        "createTime": "2024-09-25T03:11:52Z",
+    }
 
 
 async def test_every_request_is_counted_with_the_status_it_got() -> None:
@@ -70,10 +82,13 @@ async def test_every_request_is_counted_with_the_status_it_got() -> None:
             return httpx.Response(429, headers={"Retry-After": "1"}, json={"message": "slow"})
         return httpx.Response(200, json={"unexpected": True})
 
-    amc, registry = gateway(answer)
+    limits = NoLimits()
+    amc, registry = gateway(answer, limits)
     now = datetime.now(UTC)
     assert len(await amc.list_executions(TOKEN, ACCOUNT, now, now)) == 1
     assert requests(registry, "list", "200") == 2
+    # Each page is a request of its own at AMC, so each takes its own rate slot.
+    assert limits.slots == [ACCOUNT.instance_id] * 2
     with pytest.raises(RateLimitedError):
         await amc.get(TOKEN, ACCOUNT, "throttled")
     assert requests(registry, "get", "429") == 1
