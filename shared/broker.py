@@ -80,6 +80,9 @@ def make_broker(
         graceful_timeout=graceful_timeout_s,
         # FastStream logs every message at this level; per-message lines belong in DEBUG.
         log_level=logging.DEBUG,
+        # Its own logger would write coloured lines to stdout, past the service's log format
+        # (JSON to stderr); a logger of ours propagates to the handler setup_logging installs.
+        logger=logging.getLogger("amc.broker"),
         # No FastStream telemetry middleware: it would open a root trace per consumed batch.
         # Spans are ours: one CONSUMER span per record (shared/consumer.py, continuing the
         # record's trace) and one PRODUCER span per published record (shared/publisher.py).

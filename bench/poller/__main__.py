@@ -1,17 +1,27 @@
 """Poller: N executions in flight across M AMC instances with simulated durations.
 
-The AMC simulator and the poller each run as their own process (the poller exactly as
-deployed: `python -m services.poller`), so the CPU seconds are the poller's own. Requests
-go in as execution.requested events; tokens as token.refreshed. Prints one JSON object:
+The AMC simulator (AMC as published: waitUntil an hour in the past, so the poller's own
+schedule alone decides) and the poller each run as their own process (the poller exactly
+as deployed: `python -m services.poller`, with its default poll schedule unless told
+otherwise), so the CPU seconds are the poller's own. Requests go in as execution.requested
+events; tokens as token.refreshed. Two scenarios, each with a fresh broker topic set,
+schema and simulator:
 
+- short: executions of 5-20 s, in real time;
+- long: executions of 10-60 minutes, time-scaled by --time-scale (durations and the poll
+  schedule both divided by it); figures are reported back in AMC's time (multiplied by it).
+
+Prints one JSON object with, per scenario:
+- GETs per execution per minute of its life at AMC (p50, p99, max);
 - completion detection: how long after AMC's SUCCEEDED (the simulator's end time) the poller
   saw it, and how long until execution.completed was written (results downloaded first);
-- AMC requests per instance per second (max over any 1 s window, from the simulator's log),
-  429 answers, and the most executions running at once on one instance;
+- AMC requests per instance per second (max over any 1 s window, from the simulator's log;
+  in the long scenario this is the scaled rate), 429 answers, and the most executions
+  running at once on one instance;
 - poller CPU seconds per 1,000 status polls.
 
-    python -m bench.poller                                  # 2,000 executions, 20 instances
-    python -m bench.poller --executions 200 --instances 4   # smoke run
+    python -m bench.poller                                     # both scenarios, full size
+    python -m bench.poller --scenario short --executions 200 --instances 4   # smoke run
 """
 
 from __future__ import annotations
@@ -33,7 +43,7 @@ import httpx
 from aiokafka import AIOKafkaProducer
 
 from amclocal.broker import free_port, wait_for_port
-from amclocal.simulator import SimControl, WorkflowBehavior
+from amclocal.simulator import RouteKind, SimControl, WorkflowBehavior
 from bench.infra import Infra, infra
 from shared.clients import LwaClient
 from shared.contract import (
@@ -51,7 +61,8 @@ from shared.topics_admin import contract_topics, ensure_topics
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT_ID = "amzn1.application-oa2-client.bench"
 CLIENT_SECRET = "bench-client-secret"
-POLL_INTERVALS = [2.0, 5.0, 10.0, 15.0, 30.0]
+# The poller's own default schedule (PollerSettings.poll_intervals_s).
+POLL_INTERVALS = [5.0, 10.0, 15.0, 30.0, 60.0]
 
 
 def process_cpu_seconds(pid: int) -> float:
@@ -94,7 +105,11 @@ def stop(proc: subprocess.Popen[bytes], timeout_s: float = 30) -> float:
 async def setup_simulator(sim: SimControl, args: argparse.Namespace) -> list[str]:
     """One user per instance; workflows whose running times spread over the given range."""
     await sim.register_client(CLIENT_ID, CLIENT_SECRET)
-    await sim.configure(pending_seconds=args.pending_s, result_rows=args.result_rows)
+    # The contract guard checks every exchange against docs/amc in the tests; here it would
+    # only slow the simulator's answers down.
+    await sim.configure(
+        pending_seconds=args.pending_s, result_rows=args.result_rows, contract_guard=False
+    )
     for n in range(args.instances):
         await sim.register_user(f"user-{n:03d}", f"Atzr|bench-{n:03d}")
         await sim.register_instance(f"amcbench{n:03d}", f"ENTITY{n:03d}", "ATVPDKIKX0DER")
@@ -223,39 +238,58 @@ async def run(args: argparse.Namespace, env_infra: Infra) -> dict[str, Any]:
                 await pool.close()
             views = {v.execution_id: v for v in await sim.executions()}
             stats = await sim.stats()
+            gets = await sim.requests(kind=RouteKind.GET)
     finally:
         shutdown = stop(poller_proc) if poller_proc is not None else 0.0
         stop(sim_proc)
 
+    scale = args.time_scale
     detect, publish_lag = [], []
     for r in rows:
         view = views.get(r["amc_execution_id"])
         if view is None or view.end_time is None or r["seen"] is None:
             continue
-        detect.append(float(r["seen"]) - view.end_time)
+        detect.append((float(r["seen"]) - view.end_time) * scale)
         if r["completed"] is not None and r["status"] == "SUCCEEDED":
-            publish_lag.append(float(r["completed"]) - view.end_time)
+            publish_lag.append((float(r["completed"]) - view.end_time) * scale)
+    gets_by_execution: dict[str, int] = {}
+    for record in gets:
+        if record.execution_id is not None:
+            gets_by_execution[record.execution_id] = (
+                gets_by_execution.get(record.execution_id, 0) + 1
+            )
+    per_minute = [
+        gets_by_execution.get(v.execution_id, 0) / ((v.end_time - v.creation_time) * scale / 60)
+        for v in views.values()
+        if v.end_time is not None and v.end_time > v.creation_time
+    ]
     polls = sum(int(r["poll_count"]) for r in rows)
     by_status: dict[str, int] = {}
     for r in rows:
         by_status[r["status"]] = by_status.get(r["status"], 0) + 1
     per_instance = stats.instances.values()
     return {
-        "benchmark": "poller",
         "executions": args.executions,
         "instances": args.instances,
-        "running_seconds": [args.running_min_s, args.running_max_s],
-        "pending_seconds": args.pending_s,
-        "poll_intervals_s": args.poll_intervals,
+        "time_scale": scale,
+        "amc_running_seconds": [args.running_min_s * scale, args.running_max_s * scale],
+        "pending_seconds": args.pending_s * scale,
+        "poll_intervals_s": [i * scale for i in args.poll_intervals],
         "finished": finished,
         "statuses": by_status,
         "wall_seconds": round(wall, 1),
+        "gets_per_execution_per_minute": {
+            "p50": percentile(per_minute, 50),
+            "p99": percentile(per_minute, 99),
+            "max": percentile(per_minute, 100),
+        },
         "detection_after_amc_succeeded_s": {
             "p50": percentile(detect, 50),
             "p99": percentile(detect, 99),
             "max": percentile(detect, 100),
-            "within_first_poll_interval": round(
-                sum(d <= args.poll_intervals[0] for d in detect) / max(len(detect), 1), 4
+            "within_last_poll_interval": round(
+                sum(d <= args.poll_intervals[-1] * scale for d in detect) / max(len(detect), 1),
+                4,
             ),
             "samples": len(detect),
         },
@@ -306,24 +340,50 @@ async def wait_all(pool: asyncpg.Pool[Any], schema: str, total: int, timeout_s: 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.poller", description=__doc__)
-    parser.add_argument("--executions", type=int, default=2000)
+    parser.add_argument("--scenario", choices=["short", "long", "both"], default="both")
+    parser.add_argument("--executions", type=int, default=2000, help="short scenario")
     parser.add_argument("--instances", type=int, default=20)
-    parser.add_argument("--running-min-s", type=float, default=5.0)
-    parser.add_argument("--running-max-s", type=float, default=20.0)
+    parser.add_argument("--running-min-s", type=float, default=5.0, help="short scenario")
+    parser.add_argument("--running-max-s", type=float, default=20.0, help="short scenario")
+    parser.add_argument("--long-executions", type=int, default=200)
+    parser.add_argument(
+        "--time-scale", type=float, default=30.0, help="long scenario: AMC seconds per second"
+    )
     parser.add_argument("--pending-s", type=float, default=1.0)
     parser.add_argument("--workflows", type=int, default=8, help="distinct simulated durations")
     parser.add_argument("--result-rows", type=int, default=100)
     parser.add_argument(
-        "--poll-intervals", type=float, nargs="+", default=POLL_INTERVALS, help="seconds"
+        "--poll-intervals", type=float, nargs="+", default=POLL_INTERVALS, help="AMC seconds"
     )
     parser.add_argument("--max-concurrent-polls", type=int, default=100)
     parser.add_argument("--timeout-s", type=float, default=900.0)
     parser.add_argument("--profile", action="store_true", help="cProfile the poller process")
     args = parser.parse_args(argv)
 
+    def scenario(name: str) -> argparse.Namespace:
+        if name == "short":
+            return argparse.Namespace(**{**vars(args), "time_scale": 1.0})
+        scale = args.time_scale
+        return argparse.Namespace(
+            **{
+                **vars(args),
+                "executions": args.long_executions,
+                "running_min_s": 600 / scale,
+                "running_max_s": 3600 / scale,
+                "pending_s": args.pending_s / scale,
+                "poll_intervals": [i / scale for i in args.poll_intervals],
+            }
+        )
+
+    names = ["short", "long"] if args.scenario == "both" else [args.scenario]
+
     async def go() -> dict[str, Any]:
-        async with infra() as env_infra:
-            return await run(args, env_infra)
+        results: dict[str, Any] = {}
+        for name in names:
+            print(f"bench.poller: scenario {name}", file=sys.stderr)
+            async with infra() as env_infra:
+                results[name] = await run(scenario(name), env_infra)
+        return {"benchmark": "poller", "scenarios": results}
 
     print(json.dumps(asyncio.run(go())))
 

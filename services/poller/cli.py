@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from shared.cli.api import call, emit
+from shared.cli.api import Json, call, emit
 
 app = typer.Typer(help="AMC executions run by the poller.", no_args_is_help=True)
 
@@ -14,6 +14,48 @@ _STATUSES = (
     "RECEIVED, WAITING_FOR_TOKEN, QUEUED, SUBMITTING, PENDING, RUNNING, "
     "SUCCEEDED, FAILED, CANCELLED, TIMED_OUT"
 )
+
+
+def _line(e: dict[str, Any]) -> str:
+    origin = e["origin"]
+    return (
+        f"{e['execution_id']}  {e['status']:<17} {e['workflow_id']}@{e['instance_id']}  "
+        f"{origin['kind']} {origin['id']}  created {e['created_at']}"
+    )
+
+
+def show_text(e: dict[str, Any]) -> str:
+    run = e["run"]
+    window = (
+        f"{run['time_window_start']} .. {run['time_window_end']} ({run['time_window_time_zone']})"
+        if run["time_window_start"]
+        else f"{run['time_window_type']} ({run['time_window_time_zone']})"
+    )
+    lines = [
+        f"execution  {e['execution_id']}  {e['status']}",
+        f"origin     {e['origin']['kind']} {e['origin']['id']} (attempt {e['attempt']})",
+        f"workflow   {e['workflow_id']} on {e['instance_id']} (user {e['user_id']})",
+        f"window     {window}",
+        f"at AMC     {e['amc_execution_id'] or '-'}  {e['amc_status'] or ''}".rstrip(),
+        f"polls      {e['polls']}",
+        f"created    {e['created_at']}",
+    ]
+    if e["completed_at"]:
+        lines.append(f"completed  {e['completed_at']}")
+    elif e["next_action_at"]:
+        lines.append(f"next step  {e['next_action_at']}")
+    if e["cancel_requested"]:
+        lines.append("cancel     requested")
+    if e["error"]:
+        error = e["error"]
+        again = "retryable" if error["retryable"] else "not retryable"
+        lines.append(f"error      {error['code']} ({again}): {error['message']}")
+    if e["result"]:
+        result = e["result"]
+        lines.append(
+            f"result     {result['uri']}  {result['row_count']} rows, {result['size_bytes']} bytes"
+        )
+    return "\n".join(lines)
 
 
 @app.command("list")
@@ -27,6 +69,7 @@ def list_executions(
     origin_id: Annotated[str | None, typer.Option(help="Run, week or request id")] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 100,
     offset: Annotated[int, typer.Option(min=0)] = 0,
+    as_json: Json = False,
 ) -> None:
     """List executions, newest first."""
     params: dict[str, Any] = {
@@ -41,16 +84,26 @@ def list_executions(
     answer = call(
         "poller", "GET", "/executions", params={k: v for k, v in params.items() if v is not None}
     )
-    emit(answer)
+    if as_json:
+        emit(answer)
+        return
+    for execution in answer["executions"]:
+        typer.echo(_line(execution))
+    typer.echo(f"{len(answer['executions'])} execution(s) from offset {answer['offset']}")
+
+
+ExecutionId = Annotated[str, typer.Argument(help="Execution id (UUID)")]
 
 
 @app.command("show")
-def show(execution_id: Annotated[str, typer.Argument(help="Execution id (UUID)")]) -> None:
+def show(execution_id: ExecutionId, as_json: Json = False) -> None:
     """Show one execution: status, AMC id, error or result location."""
-    emit(call("poller", "GET", f"/executions/{execution_id}"))
+    found = call("poller", "GET", f"/executions/{execution_id}")
+    emit(found) if as_json else typer.echo(show_text(found))
 
 
 @app.command("cancel")
-def cancel(execution_id: Annotated[str, typer.Argument(help="Execution id (UUID)")]) -> None:
+def cancel(execution_id: ExecutionId, as_json: Json = False) -> None:
     """Cancel an execution (at AMC too, if it was submitted)."""
-    emit(call("poller", "POST", f"/executions/{execution_id}/cancel"))
+    cancelled = call("poller", "POST", f"/executions/{execution_id}/cancel")
+    emit(cancelled) if as_json else typer.echo(_line(cancelled))

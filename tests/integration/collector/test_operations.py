@@ -258,6 +258,7 @@ async def test_amcctl_collections_commands(
         assert created["run"]["parameters"] == {"x": "1"}
         await collector.wait_status(cid, "COMPLETED")
         shown = await cli("show", cid)
+        assert shown.endswith("\n")  # a shell prompt after it starts on its own line
         assert "[##############################] 100.0%" in shown
         assert "2/2 weeks" in shown
         assert cid in await cli("list")

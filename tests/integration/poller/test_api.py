@@ -35,9 +35,17 @@ async def amcctl_json(monkeypatch: pytest.MonkeyPatch, url: str, *args: str) -> 
     monkeypatch.setenv("AMCCTL_POLLER_URL", url)
     monkeypatch.setenv("AMCCTL_API_KEY", API_KEY)
     # The CLI is synchronous; the server runs on this event loop, so call it from a thread.
-    result = await asyncio.to_thread(CliRunner().invoke, amcctl, ["executions", *args])
+    result = await asyncio.to_thread(CliRunner().invoke, amcctl, ["executions", *args, "--json"])
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
+
+
+async def amcctl_text(monkeypatch: pytest.MonkeyPatch, url: str, *args: str) -> str:
+    monkeypatch.setenv("AMCCTL_POLLER_URL", url)
+    monkeypatch.setenv("AMCCTL_API_KEY", API_KEY)
+    result = await asyncio.to_thread(CliRunner().invoke, amcctl, ["executions", *args])
+    assert result.exit_code == 0, result.output
+    return result.stdout
 
 
 async def test_list_show_cancel_over_http_and_cli(
@@ -83,6 +91,13 @@ async def test_list_show_cancel_over_http_and_cli(
         assert [e["execution_id"] for e in by_status["executions"]] == [execution["execution_id"]]
         shown = await amcctl_json(monkeypatch, url, "show", execution["execution_id"])
         assert shown["run"]["workflow_id"] == "wf-long"
+        # Without --json: a table and a readable record, like the other groups.
+        table = await amcctl_text(monkeypatch, url, "list", "--status", "running")
+        assert table.splitlines()[0].startswith(f"{execution['execution_id']}  RUNNING")
+        assert table.splitlines()[-1] == "1 execution(s) from offset 0"
+        text = await amcctl_text(monkeypatch, url, "show", execution["execution_id"])
+        assert f"at AMC     {execution['amc_execution_id']}  RUNNING" in text.splitlines()
+        assert "window     2024-01-01T00:00:00Z .. 2024-01-08T00:00:00Z (UTC)" in text
 
         cancelled = await amcctl_json(monkeypatch, url, "cancel", execution["execution_id"])
         assert cancelled["cancel_requested"] is True
