@@ -33,9 +33,8 @@ def register_handlers(
     tracer = tracing.tracer()
 
     async def accept(tx: Tx, event: logic.RequestEvent) -> None:
-        problem = logic.request_problem(event)
-        if problem is not None:
-            raise PermanentError(problem)
+        # The contract's validators already refused (to the DLQ, with the reason) a request
+        # whose origin does not name it or whose time zone does not exist.
         token = await store.cached_token(tx.conn, event.run.user_id)
         usable = token is not None and logic.token_usable(
             token.expires_at, token.invalid, flow.now(), settings.token_expiry_margin_s

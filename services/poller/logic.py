@@ -8,7 +8,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from shared.clients import (
     AmcAccount,
@@ -27,7 +26,6 @@ from shared.contract import (
     ExecutionError,
     ExecutionRequested,
     ExecutionStatus,
-    OriginKind,
     ScheduleDue,
     WeekRequested,
     WorkflowRun,
@@ -36,25 +34,6 @@ from shared.contract import (
 RequestEvent = ScheduleDue | WeekRequested | ExecutionRequested
 
 # --- requests ----------------------------------------------------------------------------
-
-
-def request_problem(event: RequestEvent) -> str | None:
-    """Why a request cannot be run at all (it goes to the DLQ), or None if it can."""
-    if isinstance(event, ScheduleDue):
-        if event.origin.kind is not OriginKind.SCHEDULE or event.origin.id != str(event.run_id):
-            return "schedule.due: origin must be {kind: schedule, id: run_id}"
-    elif isinstance(event, WeekRequested) and (
-        event.origin.kind is not OriginKind.COLLECTION or event.origin.id != str(event.week_id)
-    ):
-        return "week.requested: origin must be {kind: collection, id: week_id}"
-    try:
-        ZoneInfo(event.run.time_window_time_zone)
-    except (ZoneInfoNotFoundError, ValueError):
-        return (
-            f"run.time_window_time_zone: {event.run.time_window_time_zone!r} "
-            "is not an IANA time zone"
-        )
-    return None
 
 
 def request_attempt(event: RequestEvent) -> int:

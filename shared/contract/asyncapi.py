@@ -12,7 +12,9 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from shared.contract.envelope import ENVELOPE_REQUIRED, SCHEMA_VERSION
 from shared.contract.events import ALL_EVENTS, DeadLetter
+from shared.contract.examples import EXAMPLES, FAILED_COMPLETION
 from shared.contract.topics import dlq_topic
 
 # Who sends and who receives each topic: the architecture's table, in one place.
@@ -41,6 +43,21 @@ def build() -> dict[str, Any]:
         [(m, "validation") for m in models], ref_template="#/components/schemas/{model}"
     )
     schemas: dict[str, Any] = dict(sorted(defs["$defs"].items()))
+    for event in ALL_EVENTS:
+        # Defaults fill these in for our producers; on the wire every event must carry them.
+        schema = schemas[event.__name__]
+        schema["required"] = [*ENVELOPE_REQUIRED, *schema.get("required", [])]
+    examples: dict[str, list[dict[str, Any]]] = {}
+    for example in (*EXAMPLES, FAILED_COMPLETION):
+        examples.setdefault(type(example).__name__, []).append(
+            {
+                "name": f"{type(example).__name__}-{len(examples.get(type(example).__name__, []))}",
+                "headers": {
+                    "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+                },
+                "payload": example.model_dump(mode="json"),
+            }
+        )
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
     messages: dict[str, Any] = {}
@@ -55,9 +72,22 @@ def build() -> dict[str, Any]:
             "payload": {"$ref": f"#/components/schemas/{name}"},
             "headers": {
                 "type": "object",
-                "properties": {"traceparent": {"type": "string", "description": "W3C"}},
+                "properties": {
+                    "traceparent": {
+                        "type": "string",
+                        "description": "W3C trace context (optional): continues the sender's trace",
+                    }
+                },
             },
-            "bindings": {"kafka": {"key": {"type": "string", "description": f"{event.key_field}"}}},
+            "bindings": {
+                "kafka": {
+                    "key": {
+                        "type": "string",
+                        "description": f"the event's {event.key_field}, as text (UTF-8)",
+                    }
+                }
+            },
+            "examples": examples[name],
         }
         channel = event.topic.replace(".", "_")
         channels[channel] = {
@@ -91,12 +121,25 @@ def build() -> dict[str, Any]:
         "asyncapi": "3.0.0",
         "info": {
             "title": "AMC background services: event contract",
-            "version": "1",
+            "version": str(SCHEMA_VERSION),
             "description": (
-                "Every event carries event_id (de-duplication key), occurred_at (UTC) and "
-                "schema_version. The message key is the aggregate id. Trace context travels "
-                "in the W3C traceparent header. A deployment may prefix every topic name "
-                "(KAFKA_TOPIC_PREFIX)."
+                "Every event carries event_id (a UUID: the de-duplication key, set once when "
+                "the fact happens and kept on every retry), occurred_at (UTC, with offset) and "
+                f"schema_version ({SCHEMA_VERSION}); all three are required. Payloads are JSON "
+                "objects with no fields beyond those listed (additionalProperties: false). "
+                "The message key is the aggregate id named in each message's kafka binding. "
+                "Trace context travels in the W3C traceparent header. A deployment may prefix "
+                "every topic name (KAFKA_TOPIC_PREFIX). Rules beyond field types are in each "
+                "schema: conditional requirements as if/then/else, and an origin id that must "
+                "equal another field of the message as x-same-as. A message a consumer "
+                "refuses goes to <topic>.dlq with the reason (DeadLetter).\n\n"
+                "Versioning: additive, optional fields may be added within version 1. A change "
+                "that is not (a field removed, renamed, retyped or newly required) is version "
+                "2: its events carry schema_version 2 on new topics named <topic>.v2, "
+                "published alongside the version 1 topics, and consumers read both until every "
+                "producer has moved; version 1 topics are retired only after that, announced "
+                "in this document. A consumer refuses a schema_version it does not know, with "
+                "that reason, rather than guessing."
             ),
         },
         "defaultContentType": "application/json",

@@ -10,6 +10,8 @@ from uuid import UUID, uuid4
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 SCHEMA_VERSION: Literal[1] = 1
+# Every event must carry these on the wire, though our own producers fill them in.
+ENVELOPE_REQUIRED = ("event_id", "occurred_at", "schema_version")
 
 
 def utcnow() -> datetime:
@@ -77,6 +79,14 @@ def decode_event(model: type[E], raw: bytes | str) -> E:
         raise InvalidEventError(
             f"unsupported schema_version {version!r} for {model.topic} "
             f"(this consumer understands {SCHEMA_VERSION})"
+        )
+    missing = [name for name in ENVELOPE_REQUIRED if name not in data]
+    if missing:
+        # A default would be invented anew on each delivery: a redelivered event_id would
+        # differ, and de-duplication would silently fail.
+        raise InvalidEventError(
+            f"invalid {model.topic} event: {', '.join(missing)}: required; set it once when "
+            "the fact happens and keep it on every retry (event_id is the de-duplication key)"
         )
     try:
         return model.model_validate(data)

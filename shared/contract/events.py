@@ -6,10 +6,20 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Literal, Self
 from uuid import UUID
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    field_validator,
+    model_validator,
+)
 
 from shared.contract.envelope import Event
+from shared.contract.schema_rules import conditional, every, later_than, origin_rule
 
 NonEmpty = Annotated[str, Field(min_length=1, max_length=256)]
 
@@ -38,9 +48,27 @@ class TimeWindowType(StrEnum):
 
 
 class WorkflowRun(BaseModel):
-    """What to run at AMC, for whom, and over which time window."""
+    """What to run at AMC, for whom, and over which time window. An EXPLICIT window (the
+    default type) needs time_window_start and time_window_end, the end after the start."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra=every(
+            later_than("time_window_end", "time_window_start"),
+            conditional(
+                # Absent, time_window_type is EXPLICIT; "properties" holds vacuously then.
+                {"properties": {"time_window_type": {"const": "EXPLICIT"}}},
+                {
+                    "required": ["time_window_start", "time_window_end"],
+                    "properties": {
+                        "time_window_start": {"type": "string"},
+                        "time_window_end": {"type": "string"},
+                    },
+                },
+            ),
+        ),
+    )
 
     user_id: NonEmpty
     instance_id: NonEmpty = Field(description="AMC instance id")
@@ -63,7 +91,18 @@ class WorkflowRun(BaseModel):
     time_window_end: datetime | None = Field(
         default=None, description="End of an EXPLICIT window (exclusive)"
     )
-    time_window_time_zone: str = Field(default="UTC", description="IANA zone of the window")
+    time_window_time_zone: str = Field(
+        default="UTC", description="IANA time zone of the window (e.g. America/New_York)"
+    )
+
+    @field_validator("time_window_time_zone")
+    @classmethod
+    def _zone_exists(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone") from None
+        return value
 
     @model_validator(mode="after")
     def _window_is_complete(self) -> Self:
@@ -143,7 +182,10 @@ class ResultLocation(BaseModel):
 
 
 class ScheduleDue(Event):
-    """A schedule fired: run this workflow for this time window."""
+    """A schedule fired: run this workflow for this time window. origin is
+    {kind: schedule, id: run_id}."""
+
+    model_config = ConfigDict(json_schema_extra=origin_rule("schedule", "run_id"))
 
     topic = "schedule.due"
     key_field = "schedule_id"
@@ -154,9 +196,18 @@ class ScheduleDue(Event):
     origin: Origin
     run: WorkflowRun
 
+    @model_validator(mode="after")
+    def _origin_is_the_run(self) -> Self:
+        if self.origin.kind is not OriginKind.SCHEDULE or self.origin.id != str(self.run_id):
+            raise ValueError("origin must be {kind: schedule, id: run_id}")
+        return self
+
 
 class WeekRequested(Event):
-    """Run this workflow for one week of a collection."""
+    """Run this workflow for one week of a collection. origin is {kind: collection, id:
+    week_id}; a retried week comes again under the same origin with a higher attempt."""
+
+    model_config = ConfigDict(json_schema_extra=origin_rule("collection", "week_id"))
 
     topic = "week.requested"
     key_field = "collection_id"
@@ -169,9 +220,18 @@ class WeekRequested(Event):
     origin: Origin
     run: WorkflowRun
 
+    @model_validator(mode="after")
+    def _origin_is_the_week(self) -> Self:
+        if self.origin.kind is not OriginKind.COLLECTION or self.origin.id != str(self.week_id):
+            raise ValueError("origin must be {kind: collection, id: week_id}")
+        return self
+
 
 class ExecutionRequested(Event):
-    """The public trigger: run a workflow now. `request_id` makes the request idempotent."""
+    """The public trigger: run a workflow now. `request_id` makes the request idempotent;
+    origin is {kind: external, id: request_id}."""
+
+    model_config = ConfigDict(json_schema_extra=origin_rule("external", "request_id"))
 
     topic = "execution.requested"
     key_field = "request_id"
@@ -218,7 +278,16 @@ class ExecutionStatusChanged(Event):
 
 
 class ExecutionCompleted(Event):
-    """Terminal state of an execution, with the error or the result location."""
+    """Terminal state of an execution: a SUCCEEDED one carries its result, any other its
+    error."""
+
+    model_config = ConfigDict(
+        json_schema_extra=conditional(
+            {"properties": {"status": {"const": "SUCCEEDED"}}},
+            {"required": ["result"], "properties": {"result": {"type": "object"}}},
+            otherwise={"required": ["error"], "properties": {"error": {"type": "object"}}},
+        )
+    )
 
     topic = "execution.completed"
     key_field = "execution_id"

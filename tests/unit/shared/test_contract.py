@@ -65,7 +65,7 @@ def test_every_event_names_a_topic_key_and_route() -> None:
         (b"[1, 2]", "payload must be a JSON object, got list"),
         (b"{}", "unsupported schema_version None"),
         (b'{"schema_version": 2}', "unsupported schema_version 2"),
-        (b'{"schema_version": 1}', "request_id: Field required"),
+        (b'{"schema_version": 1}', "event_id, occurred_at: required"),
     ],
 )
 def test_bad_payloads_are_rejected_with_the_reason(payload: bytes, message: str) -> None:

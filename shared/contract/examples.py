@@ -1,0 +1,175 @@
+"""One valid example of every event, as docs/asyncapi.json shows it to other producers.
+
+Built from the models, so an example that stops being valid fails at import, and the
+contract tests decode each one as the consumers do.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from uuid import UUID
+
+from shared.contract.envelope import Event
+from shared.contract.events import (
+    CollectionCompleted,
+    ExecutionCompleted,
+    ExecutionError,
+    ExecutionRequested,
+    ExecutionStatus,
+    ExecutionStatusChanged,
+    ExecutionSubmitted,
+    Origin,
+    OriginKind,
+    ResultLocation,
+    ScheduleDue,
+    SchedulePaused,
+    TokenRefreshed,
+    TokenRefreshFailed,
+    TokenRefreshRequested,
+    WeekRequested,
+    WorkflowRun,
+)
+
+_AT = datetime(2024, 9, 25, 3, 11, 52, tzinfo=UTC)
+_EXECUTION = UUID("0b6c3e8e-6c2a-4c55-9d1f-3e0a7d1c9b10")
+_AMC_EXECUTION = "b3a77999-7c8e-4289-9bf9-5da8f178536c"
+_SCHEDULE, _RUN = (
+    UUID("5f0c1f8a-1c2d-4e3f-8a9b-0c1d2e3f4a5b"),
+    UUID("7a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"),
+)
+_COLLECTION, _WEEK = (
+    UUID("1d2e3f4a-5b6c-4d7e-8f9a-0b1c2d3e4f5a"),
+    UUID("2e3f4a5b-6c7d-4e8f-9a0b-1c2d3e4f5a6b"),
+)
+
+
+def _id(n: int) -> UUID:
+    return UUID(int=n, version=4)
+
+
+def _run(**changes: object) -> WorkflowRun:
+    values: dict[str, object] = {
+        "user_id": "user-42",
+        "instance_id": "amcexample01",
+        "advertiser_id": "ENTITYEXAMPLE1",
+        "marketplace_id": "ATVPDKIKX0DER",
+        "workflow_id": "weekly-reach",
+        "time_window_start": datetime(2024, 1, 20, 5, 0, tzinfo=UTC),
+        "time_window_end": datetime(2024, 1, 27, 5, 0, tzinfo=UTC),
+        "time_window_time_zone": "America/New_York",
+        "parameters": {"campaign_id": "c-1"},
+    }
+    values.update(changes)
+    return WorkflowRun.model_validate(values)
+
+
+_EXTERNAL = Origin(kind=OriginKind.EXTERNAL, id="crm-sync-2024-09-25")
+
+EXAMPLES: tuple[Event, ...] = (
+    ScheduleDue(
+        event_id=_id(1),
+        occurred_at=_AT,
+        schedule_id=_SCHEDULE,
+        run_id=_RUN,
+        fire_time=_AT,
+        origin=Origin(kind=OriginKind.SCHEDULE, id=str(_RUN)),
+        run=_run(),
+    ),
+    WeekRequested(
+        event_id=_id(2),
+        occurred_at=_AT,
+        collection_id=_COLLECTION,
+        week_id=_WEEK,
+        week_start=date(2024, 1, 1),
+        week_end=date(2024, 1, 7),
+        attempt=1,
+        origin=Origin(kind=OriginKind.COLLECTION, id=str(_WEEK)),
+        run=_run(
+            time_window_start=datetime(2024, 1, 1, tzinfo=UTC),
+            time_window_end=datetime(2024, 1, 8, tzinfo=UTC),
+            time_window_time_zone="UTC",
+        ),
+    ),
+    ExecutionRequested(
+        event_id=_id(3),
+        occurred_at=_AT,
+        request_id=_EXTERNAL.id,
+        origin=_EXTERNAL,
+        run=_run(),
+    ),
+    ExecutionSubmitted(
+        event_id=_id(4),
+        occurred_at=_AT,
+        execution_id=_EXECUTION,
+        amc_execution_id=_AMC_EXECUTION,
+        instance_id="amcexample01",
+        user_id="user-42",
+        origin=_EXTERNAL,
+    ),
+    ExecutionStatusChanged(
+        event_id=_id(5),
+        occurred_at=_AT,
+        execution_id=_EXECUTION,
+        origin=_EXTERNAL,
+        previous_status=ExecutionStatus.PENDING,
+        status=ExecutionStatus.RUNNING,
+        amc_execution_id=_AMC_EXECUTION,
+    ),
+    ExecutionCompleted(
+        event_id=_id(6),
+        occurred_at=_AT,
+        execution_id=_EXECUTION,
+        origin=_EXTERNAL,
+        status="SUCCEEDED",
+        amc_execution_id=_AMC_EXECUTION,
+        instance_id="amcexample01",
+        user_id="user-42",
+        result=ResultLocation(
+            uri="file:///var/results/amcexample01/0b6c3e8e", row_count=1520, size_bytes=88211
+        ),
+    ),
+    TokenRefreshRequested(event_id=_id(7), occurred_at=_AT, user_id="user-42", reason="AMC 401"),
+    TokenRefreshed(
+        event_id=_id(8),
+        occurred_at=_AT,
+        user_id="user-42",
+        access_token_encrypted="gAAAAA-example-fernet-token",
+        expires_at=datetime(2024, 9, 25, 4, 11, 52, tzinfo=UTC),
+    ),
+    TokenRefreshFailed(
+        event_id=_id(9),
+        occurred_at=_AT,
+        user_id="user-42",
+        reauth_required=True,
+        reason="invalid_grant: the refresh token was revoked",
+    ),
+    SchedulePaused(
+        event_id=_id(10),
+        occurred_at=_AT,
+        schedule_id=_SCHEDULE,
+        reason="3 consecutive failed runs",
+        consecutive_failures=3,
+    ),
+    CollectionCompleted(
+        event_id=_id(11),
+        occurred_at=_AT,
+        collection_id=_COLLECTION,
+        status="COMPLETED_WITH_FAILURES",
+        weeks_total=52,
+        weeks_succeeded=51,
+        weeks_failed=1,
+    ),
+)
+
+# A failed completion too: the rule that a non-SUCCEEDED one carries its error.
+FAILED_COMPLETION = ExecutionCompleted(
+    event_id=_id(12),
+    occurred_at=_AT,
+    execution_id=_EXECUTION,
+    origin=_EXTERNAL,
+    status="FAILED",
+    amc_execution_id=_AMC_EXECUTION,
+    instance_id="amcexample01",
+    user_id="user-42",
+    error=ExecutionError(code="AMC_FAILED", message="Column x not found", retryable=True),
+)
