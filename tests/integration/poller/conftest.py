@@ -113,6 +113,10 @@ class PollerHarness:
     def topic(self, event_type: type[Event]) -> str:
         return self.runtime.topics.name(event_type.topic)
 
+    def topic_name(self, topic: str) -> str:
+        """A contract topic as this poller's deployment names it (with its prefix)."""
+        return self.runtime.topics.name(topic)
+
     def completed_count(self, status: str) -> float:
         """amc_poller_executions_completed_total for `status` (0 when never counted)."""
         value = self.runtime.registry.get_sample_value(
