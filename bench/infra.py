@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from amclocal.broker import LocalBroker
-from amclocal.postgres import create_database, drop_database, ensure_local_postgres
+from amclocal.postgres import create_database, drop_database, local_postgres
 
 
 @dataclass(frozen=True)
@@ -26,16 +26,18 @@ async def infra() -> AsyncIterator[Infra]:
     if not bootstrap:
         broker = LocalBroker()
         bootstrap = broker.start()
-    admin: str | None = None
     name = f"amc_bench_{uuid.uuid4().hex[:8]}"
-    database_url = os.environ.get("DATABASE_URL")
-    if not database_url:
-        admin = await ensure_local_postgres()
-        database_url = await create_database(admin, name)
     try:
-        yield Infra(bootstrap, database_url, f"b{uuid.uuid4().hex[:8]}")
+        given = os.environ.get("DATABASE_URL")
+        if given:
+            yield Infra(bootstrap, given, f"b{uuid.uuid4().hex[:8]}")
+            return
+        async with local_postgres() as admin:
+            database_url = await create_database(admin, name)
+            try:
+                yield Infra(bootstrap, database_url, f"b{uuid.uuid4().hex[:8]}")
+            finally:
+                await drop_database(admin, name)
     finally:
-        if admin is not None:
-            await drop_database(admin, name)
         if broker is not None:
             broker.stop()

@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from amclocal.broker import LocalBroker
-from amclocal.postgres import create_database, drop_database, ensure_local_postgres
+from amclocal.postgres import create_database, drop_database, local_postgres
 from shared.telemetry import setup_tracing
 
 pytest_plugins = ["tests.simfixtures"]
@@ -56,13 +56,13 @@ async def database_url() -> AsyncIterator[str]:
         with PostgresContainer("postgres:16", driver=None) as pg:
             yield pg.get_connection_url()
     else:
-        admin = await ensure_local_postgres()
-        name = f"amc_test_{uuid.uuid4().hex[:10]}"
-        dsn = await create_database(admin, name)
-        try:
-            yield dsn
-        finally:
-            await drop_database(admin, name)
+        async with local_postgres() as admin:
+            name = f"amc_test_{uuid.uuid4().hex[:10]}"
+            dsn = await create_database(admin, name)
+            try:
+                yield dsn
+            finally:
+                await drop_database(admin, name)
 
 
 @pytest.fixture

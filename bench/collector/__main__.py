@@ -27,7 +27,7 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 
 from amclocal.broker import LocalBroker
-from amclocal.postgres import create_database, drop_database, ensure_local_postgres
+from amclocal.postgres import create_database, drop_database, local_postgres
 from services.collector.app import CollectorRuntime
 from services.collector.logic import WeekStartDay
 from services.collector.operations import NewCollection
@@ -48,7 +48,7 @@ async def bench(weeks: int, limit: int, duration_s: float) -> dict[str, Any]:
             bootstrap = broker.bootstrap
         dsn = os.environ.get("DATABASE_URL")
         if not dsn:
-            admin = await ensure_local_postgres()
+            admin = await stack.enter_async_context(local_postgres())
             name = f"amc_bench_{uuid.uuid4().hex[:8]}"
             dsn = await create_database(admin, name)
             stack.push_async_callback(drop_database, admin, name)

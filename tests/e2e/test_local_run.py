@@ -42,10 +42,29 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def postgres_of(pgdata: Path) -> list[int]:
+    """Live processes of a PostgreSQL server whose data directory is pgdata."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if str(pgdata) in command and "postgres" in command and alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("database", ["given", "embedded"])
 async def test_run_brings_up_everything_and_ctrl_c_stops_it_all(
-    kafka_bootstrap: str, database_url: str, tmp_path: Path, uid: str
+    kafka_bootstrap: str, database_url: str, tmp_path: Path, uid: str, database: str
 ) -> None:
+    """`embedded`: as on a machine with Python only, PostgreSQL comes from the wheel (forced
+    here, since this machine's own PostgreSQL is up), keeps its data under the run's var
+    directory, and stops with Ctrl-C."""
     base = 20000 + int(uid[1:5], 16) % 20000
     env = {
         **os.environ,
@@ -59,6 +78,9 @@ async def test_run_brings_up_everything_and_ctrl_c_stops_it_all(
     }
     for name in ("TOKEN", "POLLER", "SCHEDULER", "COLLECTOR"):
         env[f"{name}_DB_SCHEMA"] = f"{uid}_{name.lower()}"
+    if database == "embedded":
+        del env["DATABASE_URL"]
+        env["AMC_EMBEDDED_POSTGRES"] = "1"
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -81,8 +103,14 @@ async def test_run_brings_up_everything_and_ctrl_c_stops_it_all(
                 assert (await client.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200
         started = {p for p in descendants(proc.pid) if alive(p)}
         assert len(started) >= 5, "simulator and four services run as processes"
+        if database == "embedded":
+            assert any("embedded PostgreSQL" in line for line in lines), "".join(lines)
+            started |= set(postgres_of(tmp_path / "pgdata"))
+            assert postgres_of(tmp_path / "pgdata"), "the embedded server runs"
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGINT)
         await asyncio.wait_for(proc.wait(), 60)
     assert not [p for p in started if alive(p)], "a process outlived Ctrl-C"
+    if database == "embedded":
+        assert (tmp_path / "pgdata" / "PG_VERSION").exists(), "its data stays for the next run"

