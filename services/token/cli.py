@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from shared.cli.api import call, emit
+from shared.cli.api import Json, call, emit
 
 app = typer.Typer(help="Users' LWA tokens (the token service).", no_args_is_help=True)
 
@@ -30,6 +30,7 @@ def list_tokens(
     limit: Annotated[int, typer.Option(help="Users per page", min=1, max=1000)] = 100,
     after: Annotated[str | None, typer.Option(help="Start after this user id")] = None,
     all_pages: Annotated[bool, typer.Option("--all", help="Follow every page")] = False,
+    as_json: Json = False,
 ) -> None:
     """List users' token states (never the tokens)."""
     items: list[Any] = []
@@ -45,7 +46,16 @@ def list_tokens(
         cursor = page["next_after"]
         if not all_pages or not cursor:
             break
-    emit({"items": items, "next_after": cursor})
+    if as_json:
+        emit({"items": items, "next_after": cursor})
+        return
+    for t in items:
+        failing = f"  {t['consecutive_failures']} failed" if t["consecutive_failures"] else ""
+        typer.echo(
+            f"{t['user_id']:<24} {t['status']:<16} expires {t['expires_at'] or '-'}{failing}"
+        )
+    more = f"; more after {cursor} (--after {cursor})" if cursor else ""
+    typer.echo(f"{len(items)} user(s){more}")
 
 
 @app.command("register")

@@ -33,9 +33,16 @@ async def test_amcctl_tokens(token_service: TokenHarness) -> None:
     assert json.loads(out[out.index("{") :])["user_id"] == "cli-user"
 
     await h.seed("cli-old", await h.sim_user("cli-old"), expires_in=timedelta(hours=1))
-    code, out, _ = await amcctl(h, "tokens", "list", "--limit", "1", "--all")
+    code, out, _ = await amcctl(h, "tokens", "list", "--limit", "1", "--all", "--json")
     assert code == 0
     assert [t["user_id"] for t in json.loads(out)["items"]] == ["cli-old", "cli-user"]
+    code, out, _ = await amcctl(h, "tokens", "list")
+    assert code == 0
+    assert [line.split()[:2] for line in out.splitlines()] == [
+        ["cli-old", "ACTIVE"],
+        ["cli-user", "ACTIVE"],
+        ["2", "user(s)"],
+    ]
 
     code, out, _ = await amcctl(h, "tokens", "status")
     assert code == 0
