@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,12 +11,15 @@ import httpx
 from fastapi import FastAPI
 
 from services.poller.api import router
+from services.poller.api_instances import router as instances_router
+from services.poller.api_workflows import router as workflows_router
 from services.poller.breaker import Breakers
 from services.poller.flow import Announcer
 from services.poller.follow import Follower
 from services.poller.gateway import AmcGateway, Metrics
 from services.poller.gauges import ExecutionGauges
 from services.poller.handlers import register_handlers
+from services.poller.instances import InstanceDirectory
 from services.poller.ratelimit import InstanceRateLimiter
 from services.poller.results import LocalResultStore
 from services.poller.settings import PollerSettings
@@ -44,7 +48,10 @@ def build_runtime(settings: PollerSettings) -> ServiceRuntime:
     return _build(settings)[0]
 
 
-def _build(settings: PollerSettings) -> tuple[ServiceRuntime, Announcer]:
+ContextFactory = Callable[[], Awaitable[Context]]
+
+
+def _build(settings: PollerSettings) -> tuple[ServiceRuntime, Announcer, ContextFactory]:
     runtime = ServiceRuntime(settings, migrations_dir=MIGRATIONS)
     keys = _key_ring(settings)
     metrics = Metrics(runtime.registry)
@@ -71,6 +78,7 @@ def _build(settings: PollerSettings) -> tuple[ServiceRuntime, Announcer]:
                 settings.rate_limit_tolerance_s,
             )
             breakers = Breakers(settings.breaker_failure_threshold, settings.breaker_reset_s)
+            instances = InstanceDirectory(runtime.pool, settings)
             gateway = AmcGateway(
                 client,
                 limiter,
@@ -79,6 +87,7 @@ def _build(settings: PollerSettings) -> tuple[ServiceRuntime, Announcer]:
                 keys,
                 metrics,
                 settings.token_expiry_margin_s,
+                instances,
             )
             gateway.meter.install(http)  # amc_api_requests_total: one per HTTP request
             state["http"] = http
@@ -88,6 +97,7 @@ def _build(settings: PollerSettings) -> tuple[ServiceRuntime, Announcer]:
                 out,
                 gateway,
                 LocalResultStore(settings.result_dir),
+                instances,
             )
         ctx: Context = state["ctx"]
         return ctx
@@ -120,19 +130,21 @@ def _build(settings: PollerSettings) -> tuple[ServiceRuntime, Announcer]:
         ctx = await context()
         await run_loop(stop, "token-requests", lambda: resend_step(ctx), max(idle * 4, 1.0))
 
-    return runtime, out
+    return runtime, out, context
 
 
 def create_app(settings: ServiceSettings) -> FastAPI:
     assert isinstance(settings, PollerSettings)
-    runtime, out = _build(settings)
+    runtime, out, context = _build(settings)
     app = create_service_app(
         runtime,
-        routers=[router],
+        routers=[router, instances_router, workflows_router],
         title="amc-poller",
         description="Turns run requests into AMC executions, follows them, downloads results.",
     )
     app.state.poller_announcer = out  # the API cancels executions not yet at AMC
+    # The workflow routes call AMC through the same gateway (rate slots, breakers, tokens).
+    app.state.poller_context = context
     return app
 
 

@@ -122,9 +122,8 @@ class Follower:
         ctx = self.ctx
         s = ctx.settings
         assert row.amc_execution_id is not None
-        if row.cancel_kind is None and logic.timed_out(
-            row.submitted_at, flow.now(), s.amc_execution_timeout_s
-        ):
+        timeout_s = self._timeout_s(row)
+        if row.cancel_kind is None and logic.timed_out(row.submitted_at, flow.now(), timeout_s):
             async with ctx.pool.acquire() as conn, conn.transaction():
                 await flow.change(
                     conn,
@@ -143,7 +142,8 @@ class Follower:
         span = trace.get_current_span()
         span.set_attribute("amc.poll_count", row.poll_count + 1)  # this poll's number, from 1
         try:
-            info = await ctx.amc.get(token, logic.amc_account(row.run), row.amc_execution_id)
+            account = await ctx.amc.account(row.run)
+            info = await ctx.amc.get(token, account, row.amc_execution_id)
         except ApiError as exc:
             gone = logic.error("AMC_UNAVAILABLE", f"AMC status unavailable: {exc}")
             await self._failed_call(row, token, exc, give_up=gone)
@@ -199,7 +199,7 @@ class Follower:
             else:
                 deadline = None
                 if row.submitted_at is not None and row.cancel_kind is None:
-                    deadline = row.submitted_at + timedelta(seconds=s.amc_execution_timeout_s)
+                    deadline = row.submitted_at + timedelta(seconds=timeout_s)
                 when = logic.next_poll_at(now, row.poll_count + 1, s.poll_intervals_s, deadline)
                 await flow.change(
                     conn,
@@ -220,8 +220,8 @@ class Follower:
         token = await self._token_or_wait(row)
         if token is None:
             return
-        account = logic.amc_account(row.run)
         try:
+            account = await ctx.amc.account(row.run)
             urls = await ctx.amc.download_urls(token, account, row.amc_execution_id)
         except ApiError as exc:
             await self._urls_refused(row, token, exc)
@@ -331,6 +331,10 @@ class Follower:
                 conn, ctx.out, row, ctx.owner, status=ExecutionStatus.FAILED, error=error
             )
 
+    def _timeout_s(self, row: ExecRow) -> float:
+        s = self.ctx.settings
+        return logic.execution_timeout_s(row.run, s.amc_execution_timeout_s, s.amc_timeout_margin_s)
+
     @staticmethod
     def _since_succeeded(row: ExecRow) -> timedelta:
         seen = row.amc_finished_seen_at or row.updated_at
@@ -366,7 +370,8 @@ class Follower:
         if token is None:
             return
         try:
-            await ctx.amc.cancel(token, logic.amc_account(row.run), row.amc_execution_id)
+            account = await ctx.amc.account(row.run)
+            await ctx.amc.cancel(token, account, row.amc_execution_id)
         except ApiError as exc:
             await self._cancel_refused(row, token, exc)
             return
@@ -415,7 +420,7 @@ class Follower:
                     status=ExecutionStatus.TIMED_OUT,
                     error=logic.error(
                         "TIMED_OUT",
-                        f"no result within {ctx.settings.amc_execution_timeout_s:.0f}s; AMC "
+                        f"no result within {self._timeout_s(row):.0f}s; AMC "
                         f"refused to cancel it {row.failures + 1} times (it may still hold a "
                         f"slot until it ends): {exc}",
                     ),
@@ -437,7 +442,7 @@ class Follower:
     def _cancelled(self, row: ExecRow) -> tuple[ExecutionStatus, ExecutionError]:
         """AMC shows CANCELLED after our cancel: our reason for it."""
         if row.cancel_kind == "timeout":
-            timeout = self.ctx.settings.amc_execution_timeout_s
+            timeout = self._timeout_s(row)
             return ExecutionStatus.TIMED_OUT, logic.error(
                 "TIMED_OUT", f"no result within {timeout:.0f}s; cancelled at AMC"
             )

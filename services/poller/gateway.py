@@ -25,6 +25,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from services.poller import logic, store, tracing
 from services.poller.breaker import Breakers, BreakerState
+from services.poller.instances import InstanceDirectory, UnknownInstanceError
 from services.poller.ratelimit import InstanceRateLimiter
 from shared.clients import (
     AmcAccount,
@@ -34,9 +35,11 @@ from shared.clients import (
     ExecutionInfo,
     ExecutionRequest,
     RateLimitedError,
+    SavedWorkflow,
     ServerError,
     TransportError,
 )
+from shared.contract import WorkflowRun
 from shared.crypto import DecryptionError, KeyRing
 
 T = TypeVar("T")
@@ -162,8 +165,10 @@ class AmcGateway:
         keys: KeyRing | None,
         metrics: Metrics,
         margin_s: float,
+        directory: InstanceDirectory | None = None,
     ) -> None:
         self.client = client
+        self.directory = directory
         self.limiter = limiter
         self.breakers = breakers
         self._pool = pool
@@ -171,6 +176,14 @@ class AmcGateway:
         self.metrics = metrics
         self._margin_s = margin_s
         self.meter = ApiRequestMeter(metrics)
+
+    async def account(self, run: WorkflowRun) -> AmcAccount:
+        """The AMC account a run is sent with (raises UnknownInstanceError)."""
+        if self.directory is not None:
+            return await self.directory.account(run)
+        if run.advertiser_id is None or run.marketplace_id is None:
+            raise UnknownInstanceError(run.instance_id)
+        return AmcAccount(run.instance_id, run.advertiser_id, run.marketplace_id)
 
     def open(self, endpoint: str) -> bool:
         return not self.breakers[endpoint].allows()
@@ -199,7 +212,10 @@ class AmcGateway:
         reset = _CURRENT_CALL.set(scope)
         try:
             if instance_id is not None:
-                await self.limiter.acquire(instance_id)
+                rate = None
+                if self.directory is not None:
+                    rate = await self.directory.requests_per_second(instance_id)
+                await self.limiter.acquire(instance_id, rate)
             started = time.perf_counter()
             result = await call()
         except (ServerError, TransportError) as exc:
@@ -284,6 +300,37 @@ class AmcGateway:
             "download_urls",
             account.instance_id,
             lambda: self.client.download_urls(token.value, account, amc_id),
+        )
+
+    async def push_workflow(
+        self, token: Token, account: AmcAccount, workflow: SavedWorkflow, exists: bool
+    ) -> None:
+        call = self.client.update_workflow if exists else self.client.create_workflow
+        await self._call(
+            "workflows", account.instance_id, lambda: call(token.value, account, workflow)
+        )
+
+    async def get_workflow(
+        self, token: Token, account: AmcAccount, workflow_id: str
+    ) -> SavedWorkflow:
+        return await self._call(
+            "workflows",
+            account.instance_id,
+            lambda: self.client.get_workflow(token.value, account, workflow_id),
+        )
+
+    async def list_workflows(self, token: Token, account: AmcAccount) -> list[SavedWorkflow]:
+        return await self._call(
+            "workflows",
+            account.instance_id,
+            lambda: self.client.list_workflows(token.value, account),
+        )
+
+    async def delete_workflow(self, token: Token, account: AmcAccount, workflow_id: str) -> None:
+        await self._call(
+            "workflows",
+            account.instance_id,
+            lambda: self.client.delete_workflow(token.value, account, workflow_id),
         )
 
     @asynccontextmanager

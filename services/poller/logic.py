@@ -10,11 +10,11 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from shared.clients import (
-    AmcAccount,
     AmcStatus,
     ApiError,
     ClientRequestError,
     ExecutionInfo,
+    ExecutionOptions,
     ExecutionRequest,
     RateLimitedError,
     ServerError,
@@ -41,19 +41,32 @@ def request_attempt(event: RequestEvent) -> int:
     return event.attempt if isinstance(event, WeekRequested) else 1
 
 
-def amc_account(run: WorkflowRun) -> AmcAccount:
-    return AmcAccount(run.instance_id, run.advertiser_id, run.marketplace_id)
-
-
-def amc_request(run: WorkflowRun) -> ExecutionRequest:
+def amc_request(run: WorkflowRun, sandbox: bool = False) -> ExecutionRequest:
+    """The create request for a run. A sandbox instance holds synthetic data only, and AMC
+    runs nothing there that does not ask for it (requireSyntheticData)."""
+    options = run.options
     return ExecutionRequest(
         workflow_id=run.workflow_id,
+        sql_query=run.sql_query,
         time_window_type=run.time_window_type,
         time_window_start=run.time_window_start,
         time_window_end=run.time_window_end,
         time_window_time_zone=run.time_window_time_zone,
         parameter_values=run.parameters,
+        options=ExecutionOptions(
+            workflow_execution_timeout_s=options.workflow_execution_timeout_s,
+            ignore_data_gaps=options.ignore_data_gaps,
+            require_synthetic_data=True if sandbox else options.require_synthetic_data,
+            disable_aggregation_controls=options.disable_aggregation_controls,
+        ),
     )
+
+
+def execution_timeout_s(run: WorkflowRun, default_s: float, margin_s: float) -> float:
+    """How long after submission the poller gives up on a run: AMC's own timeout for it
+    (plus time it may spend waiting to start), or the deployment's default."""
+    own = run.options.workflow_execution_timeout_s
+    return default_s if own is None else own + margin_s
 
 
 # --- tokens ------------------------------------------------------------------------------
@@ -165,6 +178,7 @@ def timed_out(submitted_at: datetime | None, now: datetime, timeout_s: float) ->
 def error(
     code: Literal[
         "AMC_VALIDATION",
+        "UNKNOWN_INSTANCE",
         "AMC_UNAVAILABLE",
         "AMC_ACCESS_DENIED",
         "TIMED_OUT",
@@ -214,7 +228,7 @@ def reconcile_match(
     matches = [
         c
         for c in candidates
-        if c.workflow_id == run.workflow_id
+        if (c.workflow_id == run.workflow_id if run.workflow_id else _transient(c.workflow_id))
         and c.workflow_execution_id not in known_amc_ids
         and c.time_window_start_original == start
         and c.time_window_end_original == end
@@ -225,6 +239,11 @@ def reconcile_match(
     if not matches:
         return None
     return min(matches, key=lambda c: (c.create_time is None, c.create_time))
+
+
+def _transient(workflow_id: str) -> bool:
+    """AMC names an ad hoc run's workflow transient_<uuid> (ad-hoc-workflow.md's sample)."""
+    return workflow_id.startswith("transient_")
 
 
 # --- results -----------------------------------------------------------------------------

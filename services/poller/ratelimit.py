@@ -40,7 +40,7 @@ _MAX_LATE_RETRIES = 5
 class InstanceRateLimiter:
     def __init__(self, pool: asyncpg.Pool[Any], rate: float, tolerance_s: float) -> None:
         self._pool = pool
-        self._spacing = timedelta(seconds=(1.0 + 2 * tolerance_s) / rate)
+        self._rate = rate
         self._tolerance = tolerance_s
         # Retry-After seen by this replica, by instance (event-loop time): calls that already
         # hold a later slot must not go before it either.
@@ -48,14 +48,16 @@ class InstanceRateLimiter:
         self.waited_s = 0.0
         self.late_retries = 0
 
-    async def acquire(self, instance_id: str) -> None:
-        """Wait for this instance's next free slot; returns when the call may leave."""
+    async def acquire(self, instance_id: str, rate: float | None = None) -> None:
+        """Wait for this instance's next free slot; returns when the call may leave. `rate`
+        is the instance's own limit (requests a second) when it has one."""
+        spacing = timedelta(seconds=(1.0 + 2 * self._tolerance) / (rate or self._rate))
         loop = asyncio.get_running_loop()
         for _ in range(_MAX_LATE_RETRIES):
             # Measured from before the query: the slot cannot be earlier than this, so any
             # lateness (query latency included) is counted in full, never hidden.
             asked = loop.time()
-            wait = float(await self._pool.fetchval(_TAKE, instance_id, self._spacing))
+            wait = float(await self._pool.fetchval(_TAKE, instance_id, spacing))
             due = asked + max(wait, 0.0)
             wait = due - loop.time()
             if wait > 0:

@@ -23,6 +23,11 @@ class PollerSettings(ServiceSettings):
     lwa_client_id: str = Field(
         default="", description="LWA client id: the Amazon-Advertising-API-ClientId header"
     )
+    amc_region_urls: dict[str, str] = Field(
+        default_factory=dict,
+        description="API host per region (NA, EU, FE) when not Amazon's; NA falls back to "
+        "amc_base_url, EU and FE to advertising-api-eu/-fe.amazon.com",
+    )
     amc_http_timeout_s: float = Field(default=30.0, gt=0)
     event_encryption_keys: SecretStr | None = Field(
         default=None,
@@ -61,7 +66,16 @@ class PollerSettings(ServiceSettings):
     )
     max_concurrent_polls: int = Field(default=50, ge=1)
     amc_execution_timeout_s: float = Field(
-        default=12 * 3600.0, gt=0, description="Submitted longer ago than this: TIMED_OUT"
+        default=12 * 3600.0,
+        gt=0,
+        description="Submitted longer ago than this: cancelled at AMC, TIMED_OUT. A run with "
+        "options.workflow_execution_timeout_s gets that plus amc_timeout_margin_s instead",
+    )
+    amc_timeout_margin_s: float = Field(
+        default=3600.0,
+        ge=0,
+        description="Added to a run's own workflowExecutionTimeoutSeconds (time it may wait "
+        "before it starts running at AMC)",
     )
 
     # --- background work ------------------------------------------------------------------

@@ -41,6 +41,7 @@ _UPDATABLE = frozenset(
         "waiting_token_since",
         "auth_failures",
         "url_refreshes",
+        "workflow_version",
     }
 )
 
@@ -79,6 +80,7 @@ class ExecRow:
     waiting_token_since: datetime | None = None
     auth_failures: int = 0
     url_refreshes: int = 0
+    workflow_version: int | None = None
     # W3C carrier of the span that created the row (the request's CONSUMER span): background
     # jobs for the row continue this trace. Never logged or shown (it is only ids, but noise).
     trace_context: dict[str, str] = field(default_factory=dict, repr=False)
@@ -117,6 +119,7 @@ class ExecRow:
             waiting_token_since=r["waiting_token_since"],
             auth_failures=r["auth_failures"],
             url_refreshes=r["url_refreshes"],
+            workflow_version=r["workflow_version"],
             trace_context=dict(r["trace_context"] or {}),
         )
 
@@ -159,7 +162,7 @@ async def insert_execution(
         request_event_id,
         run.user_id,
         run.instance_id,
-        run.workflow_id,
+        run.workflow_label,
         run.model_dump(mode="json"),
         status.value,
         waiting_token,

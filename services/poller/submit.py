@@ -16,12 +16,14 @@ from typing import Any
 
 from opentelemetry import trace
 
-from services.poller import flow, logic, store, tracing
+from services.poller import flow, logic, registry, store, tracing
 from services.poller.gateway import Token
+from services.poller.instances import UnknownInstanceError
 from services.poller.store import ExecRow
 from services.poller.worker import Context, TaskSet
 from shared.clients import ApiError, ExecutionInfo
 from shared.contract import ExecutionStatus
+from shared.outbox import Connection
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +66,7 @@ class Submitter:
                 claimed = await store.claim_submissions(
                     conn,
                     instance_id,
-                    ctx.settings.max_running_per_instance,
+                    await ctx.instances.max_running(instance_id),
                     ctx.owner,
                     ctx.lease,
                 )
@@ -86,14 +88,26 @@ class Submitter:
 
     async def submit(self, row: ExecRow) -> None:
         ctx = self.ctx
+        try:
+            account = await ctx.amc.account(row.run)
+        except UnknownInstanceError as exc:
+            async with ctx.pool.acquire() as conn, conn.transaction():
+                await flow.change(
+                    conn,
+                    ctx.out,
+                    row,
+                    ctx.owner,
+                    status=ExecutionStatus.FAILED,
+                    error=logic.error("UNKNOWN_INSTANCE", str(exc)),
+                )
+            return
         token = await ctx.amc.token(row.user_id, flow.now())
         if token is None:
             await self._wait_for_token(row, None, "no valid access token cached", unsent=True)
             return
+        request = logic.amc_request(row.run, sandbox=await ctx.instances.sandbox(row.instance_id))
         try:
-            info = await ctx.amc.create(
-                token, logic.amc_account(row.run), logic.amc_request(row.run)
-            )
+            info = await ctx.amc.create(token, account, request)
         except ApiError as exc:
             await self._post_failed(row, token, exc)
             return
@@ -163,6 +177,7 @@ class Submitter:
                 "amc_execution_id": info.workflow_execution_id,
                 "amc_status": info.status_text or info.status.value,
                 "auth_failures": 0,
+                "workflow_version": await self._version_ran(conn, row),
                 "submitted_at": flow.now(),
                 "failures": 0,
                 "poll_count": 0,
@@ -178,7 +193,14 @@ class Submitter:
                     flow.now(),
                     0,
                     ctx.settings.poll_intervals_s,
-                    flow.now() + timedelta(seconds=ctx.settings.amc_execution_timeout_s),
+                    flow.now()
+                    + timedelta(
+                        seconds=logic.execution_timeout_s(
+                            row.run,
+                            ctx.settings.amc_execution_timeout_s,
+                            ctx.settings.amc_timeout_margin_s,
+                        )
+                    ),
                 )
             ok = await flow.change(
                 conn,
@@ -199,6 +221,14 @@ class Submitter:
                 info.workflow_execution_id,
                 extra={"execution_id": row.execution_id},
             )
+
+    @staticmethod
+    async def _version_ran(conn: Connection, row: ExecRow) -> int | None:
+        """The latest version pushed through us of the saved workflow the run names."""
+        if row.run.workflow_id is None:
+            return None
+        latest = await registry.latest_version(conn, row.instance_id, row.run.workflow_id)
+        return None if latest is None else latest.version
 
     async def _wait_for_token(
         self, row: ExecRow, token: Token | None, reason: str, *, unsent: bool
@@ -222,7 +252,7 @@ class Submitter:
         skew = timedelta(seconds=ctx.settings.reconcile_skew_s)
         low = row.submit_intent_at - skew
         high = max(flow.now(), row.submit_intent_at) + skew
-        account = logic.amc_account(row.run)
+        account = await ctx.amc.account(row.run)
         try:
             found = await ctx.amc.list_executions(token, account, low, high)
         except ApiError as exc:

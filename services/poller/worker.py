@@ -23,6 +23,7 @@ from opentelemetry.trace import Tracer
 from services.poller import logic, tracing
 from services.poller.flow import Announcer
 from services.poller.gateway import AmcGateway, CircuitOpenError
+from services.poller.instances import InstanceDirectory
 from services.poller.results import ResultStore
 from services.poller.settings import PollerSettings
 from services.poller.store import ExecRow
@@ -44,6 +45,7 @@ class Context:
     out: Announcer
     amc: AmcGateway
     results: ResultStore
+    instances: InstanceDirectory
     owner: str = field(default_factory=lambda: f"poller-{uuid.uuid4().hex[:12]}")
     rng: random.Random = field(default_factory=random.Random)
     tracer: Tracer = field(default_factory=tracing.tracer)

@@ -24,6 +24,8 @@ def generate_key() -> None:
 _GROUPS = (
     ("services.scheduler.cli", "schedules"),
     ("services.poller.cli", "executions"),
+    ("services.poller.cli_instances", "instances"),
+    ("services.poller.cli_workflows", "workflows"),
     ("services.token.cli", "tokens"),
     ("services.collector.cli", "collections"),
 )

@@ -6,8 +6,10 @@ from shared.clients.amc import (
     AmcStatus,
     DownloadUrls,
     ExecutionInfo,
+    ExecutionOptions,
     ExecutionPage,
     ExecutionRequest,
+    SavedWorkflow,
 )
 from shared.clients.errors import (
     ApiError,
@@ -29,6 +31,7 @@ __all__ = [
     "ClientRequestError",
     "DownloadUrls",
     "ExecutionInfo",
+    "ExecutionOptions",
     "ExecutionPage",
     "ExecutionRequest",
     "InvalidGrantError",
@@ -36,6 +39,7 @@ __all__ = [
     "LwaTokens",
     "RateLimitedError",
     "ResultsExpiredError",
+    "SavedWorkflow",
     "ServerError",
     "TransportError",
     "UnauthorizedError",

@@ -1,6 +1,6 @@
 """Amazon Marketing Cloud reporting API: workflow executions and their result downloads.
 
-Spoken as Amazon publishes it; docs/amc/workflow-executions.openapi.json is the subset used
+Spoken as Amazon publishes it; docs/amc/workflow-management.openapi.json is the subset used
 here, transcribed from Amazon's OpenAPI document, sample responses and Amazon's own client,
 with each source named. Where those disagree (the execution at the top level of an answer,
 or wrapped in `workflowExecution`), both shapes are read.
@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 
 # The media type of every workflowExecutions answer in Amazon's OpenAPI document and samples.
 MEDIA_TYPE = "application/vnd.amcworkflowexecutions.v1+json"
+_MEDIA_TYPES = {
+    "workflowExecutions": MEDIA_TYPE,
+    "workflows": "application/vnd.amcworkflows.v1+json",
+}
 # What a pre-signed S3 URL answers once expired or gone (S3 says 403; others 404 or 410).
 _EXPIRED_STATUSES = frozenset({403, 404, 410})
 # yyyy-MM-dd'T'HH:mm:ss: AMC's format for window bounds and list filters (no offset).
@@ -45,34 +49,62 @@ _Model = TypeVar("_Model", bound=BaseModel)
 
 @dataclass(frozen=True, slots=True)
 class AmcAccount:
-    """Which AMC instance a call is for, and the advertiser and marketplace it belongs to."""
+    """Which AMC instance a call is for, and the advertiser and marketplace it belongs to.
+    `base_url`, when given, is the API host of the instance's region (else the client's)."""
 
     instance_id: str
     advertiser_id: str
     marketplace_id: str
+    base_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionOptions:
+    """AMC's optional run settings; None leaves a field out (AMC's default applies)."""
+
+    workflow_execution_timeout_s: int | None = None
+    ignore_data_gaps: bool | None = None
+    require_synthetic_data: bool | None = None
+    disable_aggregation_controls: bool | None = None
+
+    def to_body(self) -> dict[str, JsonValue]:
+        fields: dict[str, JsonValue] = {
+            "workflowExecutionTimeoutSeconds": self.workflow_execution_timeout_s,
+            "ignoreDataGaps": self.ignore_data_gaps,
+            "requireSyntheticData": self.require_synthetic_data,
+            "disableAggregationControls": self.disable_aggregation_controls,
+        }
+        return {name: value for name, value in fields.items() if value is not None}
 
 
 @dataclass(frozen=True, slots=True)
 class ExecutionRequest:
-    """A run of a saved workflow. Start and end are only sent for EXPLICIT windows.
+    """A run of a saved workflow (`workflow_id`) or of inline SQL (`sql_query`, an ad hoc
+    run). Start and end are only sent for EXPLICIT windows.
 
     Only fields of Amazon's CreateWorkflowExecutionRequest are sent. Results are CSV: the
     document has no output-format field."""
 
-    workflow_id: str
+    workflow_id: str | None
     time_window_type: TimeWindowType = TimeWindowType.EXPLICIT
     time_window_start: datetime | None = None
     time_window_end: datetime | None = None
     time_window_time_zone: str = "UTC"
     parameter_values: Mapping[str, JsonValue] = field(default_factory=dict)
+    sql_query: str | None = None
+    options: ExecutionOptions = field(default_factory=ExecutionOptions)
 
     def to_body(self) -> dict[str, JsonValue]:
         body: dict[str, JsonValue] = {
-            "workflowId": self.workflow_id,
             "timeWindowType": self.time_window_type.value,
             "timeWindowTimeZone": self.time_window_time_zone,
             "parameterValues": parameter_texts(self.parameter_values),
+            **self.options.to_body(),
         }
+        if self.sql_query is not None:
+            body["workflow"] = {"sqlQuery": self.sql_query}
+        else:
+            body["workflowId"] = self.workflow_id
         if self.time_window_type is TimeWindowType.EXPLICIT:
             # Missing bounds are left out so that AMC itself names the problem.
             if self.time_window_start is not None:
@@ -271,6 +303,53 @@ class AmcClient(HttpClientBase):
         answer = _parse(_DownloadUrls, _json(response))
         return DownloadUrls(answer.download_urls, answer.metadata_download_urls)
 
+    # --- saved workflows (WorkflowManagementService: createWorkflow, updateWorkflow, ...) ---
+
+    async def create_workflow(
+        self, access_token: str, account: AmcAccount, workflow: SavedWorkflow
+    ) -> None:
+        """AMC answers 400 "Workflow with ID ... already exists." when it does."""
+        await self._call(
+            "POST", access_token, account, "", json=workflow.to_body(), resource="workflows"
+        )
+
+    async def update_workflow(
+        self, access_token: str, account: AmcAccount, workflow: SavedWorkflow
+    ) -> None:
+        path = "/" + quote(workflow.workflow_id, "")
+        await self._call(
+            "PUT", access_token, account, path, json=workflow.to_body(), resource="workflows"
+        )
+
+    async def get_workflow(
+        self, access_token: str, account: AmcAccount, workflow_id: str
+    ) -> SavedWorkflow:
+        path = "/" + quote(workflow_id, "")
+        response = await self._call("GET", access_token, account, path, resource="workflows")
+        return SavedWorkflow.from_amc(_json(response))
+
+    async def list_workflows(self, access_token: str, account: AmcAccount) -> list[SavedWorkflow]:
+        found: list[SavedWorkflow] = []
+        params: dict[str, str] = {}
+        while True:
+            response = await self._call(
+                "GET", access_token, account, "", params=params, resource="workflows"
+            )
+            body = _json(response)
+            if not isinstance(body, dict) or not isinstance(body.get("workflows", []), list):
+                raise ApiError("AMC answered the workflow list with an unexpected body")
+            found += [SavedWorkflow.from_amc(item) for item in body.get("workflows", [])]
+            token = body.get("nextToken")
+            if not token:
+                return found
+            params["nextToken"] = str(token)
+
+    async def delete_workflow(
+        self, access_token: str, account: AmcAccount, workflow_id: str
+    ) -> None:
+        path = "/" + quote(workflow_id, "")
+        await self._call("DELETE", access_token, account, path, resource="workflows")
+
     @asynccontextmanager
     async def stream_download(
         self, url: str, chunk_size: int = 64 * 1024
@@ -304,15 +383,14 @@ class AmcClient(HttpClientBase):
         *,
         params: Mapping[str, str] | None = None,
         json: JsonValue = None,
+        resource: str = "workflowExecutions",
     ) -> httpx.Response:
-        """One request to .../workflowExecutions{path}; the 2xx response, else a typed error."""
+        """One request to .../{resource}{path}; the 2xx response, else a typed error."""
         if not access_token.strip():
             # What AMC would answer; httpx would refuse the bare "Bearer " header instead.
             raise UnauthorizedError("AMC: no access token to send")
-        url = (
-            f"{self._base_url}/amc/reporting/{quote(account.instance_id, '')}"
-            f"/workflowExecutions{path}"
-        )
+        base = (account.base_url or self._base_url).rstrip("/")
+        url = f"{base}/amc/reporting/{quote(account.instance_id, '')}/{resource}{path}"
         # The headers of Amazon's Postman collection and own client; Accept names the media
         # type Amazon's document gives every answer of these routes.
         headers = {
@@ -320,7 +398,7 @@ class AmcClient(HttpClientBase):
             "Authorization": f"Bearer {access_token}",
             "Amazon-Advertising-API-AdvertiserId": account.advertiser_id,
             "Amazon-Advertising-API-MarketplaceId": account.marketplace_id,
-            "Accept": MEDIA_TYPE,
+            "Accept": _MEDIA_TYPES[resource],
         }
         secrets = (access_token,)
         with transport_errors("AMC", secrets):
@@ -330,6 +408,37 @@ class AmcClient(HttpClientBase):
         if not response.is_success:
             raise error_from_response(response, "AMC", secrets)
         return response
+
+
+@dataclass(frozen=True, slots=True)
+class SavedWorkflow:
+    """A workflow saved at AMC: its id, SQL, and parameter definitions as AMC holds them
+    (`inputParameters`: name, dataType, defaultValue, ...)."""
+
+    workflow_id: str
+    sql_query: str
+    input_parameters: list[dict[str, JsonValue]] = field(default_factory=list)
+
+    def to_body(self) -> dict[str, JsonValue]:
+        body: dict[str, JsonValue] = {"workflowId": self.workflow_id, "sqlQuery": self.sql_query}
+        if self.input_parameters:
+            body["inputParameters"] = list(self.input_parameters)
+        return body
+
+    @classmethod
+    def from_amc(cls, body: Any) -> SavedWorkflow:
+        if isinstance(body, dict) and isinstance(body.get("workflow"), dict):
+            body = body["workflow"]  # the OpenAPI's GetWorkflowResponse wraps it
+        if (
+            not isinstance(body, dict)
+            or not isinstance(body.get("workflowId"), str)
+            or not isinstance(body.get("sqlQuery", ""), str)
+        ):
+            raise ApiError("AMC answered with an unexpected workflow body")
+        parameters = body.get("inputParameters") or []
+        if not isinstance(parameters, list):
+            raise ApiError("AMC answered with an unexpected workflow body: inputParameters")
+        return cls(body["workflowId"], body.get("sqlQuery", ""), parameters)
 
 
 class _DownloadUrls(BaseModel):

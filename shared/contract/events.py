@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Literal, Self
@@ -19,7 +20,14 @@ from pydantic import (
 )
 
 from shared.contract.envelope import Event
-from shared.contract.schema_rules import conditional, every, later_than, origin_rule
+from shared.contract.schema_rules import (
+    conditional,
+    every,
+    exactly_one_of,
+    later_than,
+    origin_rule,
+    together,
+)
 
 NonEmpty = Annotated[str, Field(min_length=1, max_length=256)]
 
@@ -40,6 +48,7 @@ class Origin(BaseModel):
 
 
 class TimeWindowType(StrEnum):
+    ALL = "ALL"
     EXPLICIT = "EXPLICIT"
     MOST_RECENT_DAY = "MOST_RECENT_DAY"
     MOST_RECENT_WEEK = "MOST_RECENT_WEEK"
@@ -47,14 +56,40 @@ class TimeWindowType(StrEnum):
     PREVIOUS_MONTH = "PREVIOUS_MONTH"
 
 
+class RunOptions(BaseModel):
+    """AMC's run options, passed through as AMC defines them (CreateWorkflowExecutionRequest).
+    Unset ones are not sent, and AMC's defaults apply. A sandbox instance's runs always get
+    requireSyntheticData."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    workflow_execution_timeout_s: int | None = Field(
+        default=None,
+        ge=900,
+        le=86_400,
+        description="workflowExecutionTimeoutSeconds: AMC stops the query after this; the "
+        "poller's own timeout for the run follows it",
+    )
+    ignore_data_gaps: bool | None = Field(default=None, description="ignoreDataGaps")
+    require_synthetic_data: bool | None = Field(default=None, description="requireSyntheticData")
+    disable_aggregation_controls: bool | None = Field(
+        default=None, description="disableAggregationControls (sandbox instances only)"
+    )
+
+
 class WorkflowRun(BaseModel):
-    """What to run at AMC, for whom, and over which time window. An EXPLICIT window (the
-    default type) needs time_window_start and time_window_end, the end after the start."""
+    """What to run at AMC, for whom, and over which time window. A saved workflow
+    (workflow_id) or inline SQL (sql_query, an ad hoc run), exactly one of them. Advertiser
+    and marketplace come from the poller's instance registry when left out (both or
+    neither). An EXPLICIT window (the default type) needs time_window_start and
+    time_window_end, the end after the start."""
 
     model_config = ConfigDict(
         extra="forbid",
         frozen=True,
         json_schema_extra=every(
+            exactly_one_of("workflow_id", "sql_query"),
+            together("advertiser_id", "marketplace_id"),
             later_than("time_window_end", "time_window_start"),
             conditional(
                 # Absent, time_window_type is EXPLICIT; "properties" holds vacuously then.
@@ -72,9 +107,21 @@ class WorkflowRun(BaseModel):
 
     user_id: NonEmpty
     instance_id: NonEmpty = Field(description="AMC instance id")
-    advertiser_id: NonEmpty = Field(description="Amazon-Advertising-API-AdvertiserId")
-    marketplace_id: NonEmpty = Field(description="Amazon-Advertising-API-MarketplaceId")
-    workflow_id: NonEmpty = Field(description="Saved AMC workflow id")
+    advertiser_id: NonEmpty | None = Field(
+        default=None,
+        description="Amazon-Advertising-API-AdvertiserId; from the instance registry if absent",
+    )
+    marketplace_id: NonEmpty | None = Field(
+        default=None,
+        description="Amazon-Advertising-API-MarketplaceId; from the instance registry if absent",
+    )
+    workflow_id: NonEmpty | None = Field(default=None, description="Saved AMC workflow id")
+    sql_query: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200_000,
+        description="Inline SQL for an ad hoc run (AMC's workflow.sqlQuery)",
+    )
     output_format: Literal["CSV"] = Field(
         default="CSV",
         description="AMC delivers results as CSV only (its API has no output-format field); "
@@ -94,6 +141,7 @@ class WorkflowRun(BaseModel):
     time_window_time_zone: str = Field(
         default="UTC", description="IANA time zone of the window (e.g. America/New_York)"
     )
+    options: RunOptions = Field(default_factory=RunOptions)
 
     @field_validator("time_window_time_zone")
     @classmethod
@@ -103,6 +151,22 @@ class WorkflowRun(BaseModel):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"{value!r} is not an IANA time zone") from None
         return value
+
+    @model_validator(mode="after")
+    def _one_query_one_account(self) -> Self:
+        if (self.workflow_id is None) == (self.sql_query is None):
+            raise ValueError("give exactly one of workflow_id (a saved workflow) or sql_query")
+        if (self.advertiser_id is None) != (self.marketplace_id is None):
+            raise ValueError("give advertiser_id and marketplace_id together, or neither")
+        return self
+
+    @property
+    def workflow_label(self) -> str:
+        """The saved workflow's id, or `adhoc:<hash>` naming an ad hoc run's SQL."""
+        if self.workflow_id is not None:
+            return self.workflow_id
+        assert self.sql_query is not None
+        return "adhoc:" + hashlib.sha256(self.sql_query.encode()).hexdigest()[:12]
 
     @model_validator(mode="after")
     def _window_is_complete(self) -> Self:
@@ -159,6 +223,7 @@ class ExecutionError(BaseModel):
         "AMC_FAILED",
         "AMC_UNAVAILABLE",
         "AMC_ACCESS_DENIED",
+        "UNKNOWN_INSTANCE",
         "SUBMISSION_UNKNOWN",
         "TIMED_OUT",
         "RESULTS_EXPIRED",

@@ -74,3 +74,24 @@ def every(*rules: JsonSchemaExtra) -> JsonSchemaExtra:
             rule(schema, model)
 
     return extra
+
+
+def exactly_one_of(*fields: str) -> JsonSchemaExtra:
+    """Exactly one of the fields is given (present and not null)."""
+    options = [{"required": [f], "properties": {f: {"not": {"type": "null"}}}} for f in fields]
+
+    def extra(schema: dict[str, Any], _: type[Any]) -> None:
+        _add(schema, {"oneOf": options})
+
+    return extra
+
+
+def together(*fields: str) -> JsonSchemaExtra:
+    """All of the fields, or none of them (absent or null)."""
+    given = [{"required": [f], "properties": {f: {"not": {"type": "null"}}}} for f in fields]
+    absent = [{"not": g} for g in given]
+
+    def extra(schema: dict[str, Any], _: type[Any]) -> None:
+        _add(schema, {"anyOf": [{"allOf": given}, {"allOf": absent}]})
+
+    return extra

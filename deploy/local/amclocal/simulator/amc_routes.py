@@ -1,6 +1,6 @@
 """AMC's workflow-execution routes and the pre-signed result downloads, as Amazon publishes them.
 
-The routes, methods, fields and status codes are those of docs/amc/workflow-executions.openapi.json
+The routes, methods, fields and status codes are those of docs/amc/workflow-management.openapi.json
 (transcribed from Amazon's OpenAPI document; sources named there): cancel is
 PUT {"status": "CANCELLED"}, there is no DELETE; list filters are yyyy-MM-dd'T'HH:mm:ss in
 `timeZone` and leave CANCELLED executions out unless asked; errors are {code, details}.
@@ -28,9 +28,15 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from amclocal.simulator.answers import (
+    MEDIA_TYPE,
+    WORKFLOWS_MEDIA_TYPE,
+    amc_error,
+    check_accept,
+    json_body,
+)
 from amclocal.simulator.config import RouteKind
 from amclocal.simulator.executions import Execution, Instance, Status
-from amclocal.simulator.gate import AMC_MEDIA_TYPE as MEDIA_TYPE
 from amclocal.simulator.gate import Reject, inject_faults, record_of
 from amclocal.simulator.identity import AccessGrant
 from amclocal.simulator.state import SimState
@@ -42,6 +48,7 @@ from amclocal.simulator.wire import (
     parse_creation_filter,
     zone_of,
 )
+from amclocal.simulator.workflow_routes import workflow_router
 
 BASE = "/amc/reporting/{instance_id}/workflowExecutions"
 RESULTS = "/results/{execution_id}/{file_path:path}"
@@ -49,15 +56,7 @@ _METADATA_FILE = "metadata/workflowExecution.json"
 _CSV_BATCH_ROWS = 1000
 _AMZ_DATE = "%Y%m%dT%H%M%SZ"
 # What a client may name in Accept / Content-Type for these routes (errors.md: 406 and 415).
-_ACCEPTABLE = ("*/*", "application/*", "application/json", MEDIA_TYPE)
-_BODY_TYPES = ("application/json", MEDIA_TYPE)
-
-
-def amc_error(
-    status: int, code: str, details: str, headers: dict[str, str] | None = None
-) -> Reject:
-    """AMC's Error object: {code, details}."""
-    return Reject(status, {"code": code, "details": details}, headers, media_type=MEDIA_TYPE)
+_MEDIA_TYPES = {RouteKind.WORKFLOWS: WORKFLOWS_MEDIA_TYPE}
 
 
 def _answer(body: Any) -> JSONResponse:
@@ -77,7 +76,7 @@ def amc_router(state: SimState) -> APIRouter:
         record.kind = kind
         record.instance_id = instance_id
         late = await inject_faults(state, kind)
-        _check_accept(request)
+        check_accept(request, _MEDIA_TYPES.get(kind, MEDIA_TYPE))
         now = state.now()
         grant = _authenticate(state, request, now)
         instance = state.amc.instances.get(instance_id)
@@ -86,7 +85,10 @@ def amc_router(state: SimState) -> APIRouter:
         wait = state.limiter.admit(instance_id, now, state.config.rate_limit_per_second)
         if wait is not None:
             raise amc_error(
-                429, "TOO_MANY_REQUESTS", "Rate exceeded", {"Retry-After": retry_after_header(wait)}
+                429,
+                "TOO_MANY_REQUESTS",
+                "Rate exceeded",
+                headers={"Retry-After": retry_after_header(wait)},
             )
         _authorize(request, instance, grant)
         instance.advance(now, state.config.max_running)
@@ -99,10 +101,12 @@ def amc_router(state: SimState) -> APIRouter:
             raise amc_error(404, "NOT_FOUND", f"Workflow execution {execution_id} was not found")
         return execution
 
+    router.include_router(workflow_router(state, admit))
+
     @router.post(BASE)
     async def create(request: Request, instance_id: str) -> JSONResponse:
         instance, late = await admit(request, RouteKind.CREATE, instance_id)
-        body = await _json_body(request)
+        body = await json_body(request)
         record = record_of(request)
         if isinstance(body, dict):
             record.workflow_id = _text_or_none(body.get("workflowId"))
@@ -116,6 +120,15 @@ def amc_router(state: SimState) -> APIRouter:
             wanted = parse_create(body)
         except BadRequestError as error:
             raise amc_error(400, "BAD_REQUEST", str(error)) from None
+        if instance.sandbox and not wanted.flags.get("requireSyntheticData"):
+            # (not documented: what AMC answers here; Amazon's notebook says a sandbox
+            # instance's runs must set requireSyntheticData.)
+            raise amc_error(
+                400, "BAD_REQUEST", "requireSyntheticData must be true on a sandbox instance"
+            )
+        record.flags = {k: v for k, v in wanted.flags.items() if v}
+        record.timeout_seconds = wanted.timeout_seconds
+        record.sql_query = wanted.sql_query
         now = state.now()
         execution = state.amc.create(
             instance, wanted, now=now, wall=time.time(), config=state.config, rng=state.rng
@@ -178,7 +191,7 @@ def amc_router(state: SimState) -> APIRouter:
         SUCCEEDED or CANCELLED one answers 400. Other fields are ignored, as documented."""
         instance, late = await admit(request, RouteKind.CANCEL, instance_id)
         execution = execution_of(request, instance, execution_id)
-        body = await _json_body(request)
+        body = await json_body(request)
         if not isinstance(body, dict):
             raise amc_error(400, "BAD_REQUEST", "The request body must be a JSON object")
         wanted = body.get("status")
@@ -255,27 +268,6 @@ def amc_router(state: SimState) -> APIRouter:
         return StreamingResponse(_csv(execution, state.config.seed, index), media_type="text/csv")
 
     return router
-
-
-def _check_accept(request: Request) -> None:
-    accept = request.headers.get("Accept")
-    if accept is None:
-        return
-    offered = [part.split(";")[0].strip().lower() for part in accept.split(",")]
-    if not any(kind in _ACCEPTABLE for kind in offered):
-        raise amc_error(406, "NOT_ACCEPTABLE", f"The Accept header {accept!r} is not supported")
-
-
-async def _json_body(request: Request) -> Any:
-    kind = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
-    if kind not in _BODY_TYPES:
-        raise amc_error(
-            415, "UNSUPPORTED_MEDIA_TYPE", f"The Content-Type {kind or '(none)'!r} is not supported"
-        )
-    try:
-        return json.loads(await request.body())
-    except ValueError:
-        raise amc_error(400, "BAD_REQUEST", "The request body is not valid JSON") from None
 
 
 def _authenticate(state: SimState, request: Request, now: float) -> AccessGrant:

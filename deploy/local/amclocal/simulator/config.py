@@ -17,10 +17,18 @@ class RouteKind(StrEnum):
     CANCEL = "cancel"
     DOWNLOAD_URLS = "download_urls"
     RESULTS = "results"
+    WORKFLOWS = "workflows"
 
 
 AMC_API_KINDS = frozenset(
-    {RouteKind.CREATE, RouteKind.GET, RouteKind.LIST, RouteKind.CANCEL, RouteKind.DOWNLOAD_URLS}
+    {
+        RouteKind.CREATE,
+        RouteKind.GET,
+        RouteKind.LIST,
+        RouteKind.CANCEL,
+        RouteKind.DOWNLOAD_URLS,
+        RouteKind.WORKFLOWS,
+    }
 )
 
 
@@ -80,6 +88,9 @@ class InstanceRegistration(_Strict):
     marketplace_id: str = Field(min_length=1)
     allowed_users: list[str] | None = Field(
         default=None, description="Users whose tokens may use the instance; None: everyone"
+    )
+    sandbox: bool = Field(
+        default=False, description="A sandbox instance: runs must ask for synthetic data"
     )
 
 

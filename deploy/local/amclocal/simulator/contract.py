@@ -20,7 +20,7 @@ from openapi_core.datatypes import RequestParameters
 from werkzeug.datastructures import Headers, ImmutableMultiDict
 
 MEDIA_TYPE = "application/vnd.amcworkflowexecutions.v1+json"
-DOCUMENT = Path(__file__).resolve().parents[4] / "docs" / "amc" / "workflow-executions.openapi.json"
+DOCUMENT = Path(__file__).resolve().parents[4] / "docs" / "amc" / "workflow-management.openapi.json"
 
 
 class _Request:
@@ -54,7 +54,10 @@ class _Response:
 class AmcContract:
     def __init__(self, document: Mapping[str, Any]) -> None:
         # AMC's vendor media type is JSON; openapi-core only knows application/json by name.
-        json_types: dict[str, Callable[[bytes], Any]] = {MEDIA_TYPE: _json_body}
+        json_types: dict[str, Callable[[bytes], Any]] = {
+            MEDIA_TYPE: _json_body,
+            "application/vnd.amcworkflows.v1+json": _json_body,
+        }
         self._api = OpenAPI.from_dict(
             dict(document), config=Config(extra_media_type_deserializers=json_types)
         )

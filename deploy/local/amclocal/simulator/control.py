@@ -82,12 +82,14 @@ class SimControl(HttpClientBase):
         advertiser_id: str,
         marketplace_id: str,
         allowed_users: list[str] | None = None,
+        sandbox: bool = False,
     ) -> None:
         reg = InstanceRegistration(
             instance_id=instance_id,
             advertiser_id=advertiser_id,
             marketplace_id=marketplace_id,
             allowed_users=allowed_users,
+            sandbox=sandbox,
         )
         await self._post("/amc/instances", reg)
 

@@ -13,7 +13,7 @@ import secrets
 import uuid
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel
 
@@ -124,7 +124,9 @@ class Instance:
     advertiser_id: str
     marketplace_id: str
     allowed_users: frozenset[str] | None
+    sandbox: bool = False
     executions: dict[str, Execution] = field(default_factory=dict)
+    workflows: dict[str, dict[str, Any]] = field(default_factory=dict)
     active: list[Execution] = field(default_factory=list)
     attempts: dict[tuple[str, TimeWindow], int] = field(default_factory=dict)
     simulated_until: float = 0.0
@@ -172,7 +174,7 @@ class Amc:
     def register_instance(self, reg: InstanceRegistration) -> None:
         allowed = frozenset(reg.allowed_users) if reg.allowed_users is not None else None
         self.instances[reg.instance_id] = Instance(
-            reg.instance_id, reg.advertiser_id, reg.marketplace_id, allowed
+            reg.instance_id, reg.advertiser_id, reg.marketplace_id, allowed, reg.sandbox
         )
 
     def create(

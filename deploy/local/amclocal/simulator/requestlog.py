@@ -28,6 +28,9 @@ class RequestRecord(BaseModel):
     time_window_end: str | None = None
     time_window_time_zone: str | None = None
     parameter_values: dict[str, object] | None = None
+    flags: dict[str, bool] | None = Field(default=None, description="Run options set true")
+    timeout_seconds: int | None = None
+    sql_query: str | None = None
 
 
 class InstanceStats(BaseModel):

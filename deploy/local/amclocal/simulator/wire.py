@@ -1,6 +1,6 @@
 """AMC's JSON shapes: reading a create request, writing an execution, time formats.
 
-Everything here follows docs/amc/workflow-executions.openapi.json (transcribed from Amazon's
+Everything here follows docs/amc/workflow-management.openapi.json (transcribed from Amazon's
 OpenAPI document) and Amazon's sample responses: which fields a create may carry and their
 types, the window echoed in UTC with 'Z' beside the original wall time and zone, createTime,
 and waitUntil an hour before createTime as every sample shows it.

@@ -1,0 +1,125 @@
+"""`amcctl instances add|list|show|update|remove`: the poller's registry of AMC instances."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from shared.cli.api import Json, call, emit
+
+app = typer.Typer(help="AMC instances runs may name (the poller's registry).", no_args_is_help=True)
+
+Region = Annotated[str | None, typer.Option(help="NA, EU or FE (picks AMC's API host)")]
+Sandbox = Annotated[bool | None, typer.Option("--sandbox/--no-sandbox", help="A sandbox instance")]
+User = Annotated[str | None, typer.Option("--user", help="User whose token manages workflows")]
+Name = Annotated[str | None, typer.Option(help="A name for people")]
+MaxRunning = Annotated[
+    int | None, typer.Option(help="Running executions at once (default: the global limit)")
+]
+Rate = Annotated[
+    float | None, typer.Option(help="AMC requests a second (default: the global limit)")
+]
+
+
+def _line(i: dict[str, Any]) -> str:
+    flags = " sandbox" if i["sandbox"] else ""
+    limits = []
+    if i["max_running"]:
+        limits.append(f"max {i['max_running']} running")
+    if i["requests_per_second"]:
+        limits.append(f"{i['requests_per_second']:g} req/s")
+    extra = f"  ({', '.join(limits)})" if limits else ""
+    return (
+        f"{i['instance_id']:<20} {i['region']}{flags}  advertiser {i['advertiser_id']}  "
+        f"marketplace {i['marketplace_id']}  user {i['user_id'] or '-'}{extra}"
+    )
+
+
+def _fields(**values: Any) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+@app.command("add")
+def add(
+    instance_id: str,
+    advertiser: Annotated[str, typer.Option(help="AMC account (advertiser) id")],
+    marketplace: Annotated[str, typer.Option(help="Marketplace id")],
+    region: Region = "NA",
+    sandbox: Sandbox = False,
+    user: User = None,
+    name: Name = None,
+    max_running: MaxRunning = None,
+    rate: Rate = None,
+    as_json: Json = False,
+) -> None:
+    """Register an instance; runs may then name only it."""
+    body = _fields(
+        instance_id=instance_id,
+        advertiser_id=advertiser,
+        marketplace_id=marketplace,
+        region=region,
+        sandbox=sandbox,
+        user_id=user,
+        name=name,
+        max_running=max_running,
+        requests_per_second=rate,
+    )
+    added = call("poller", "POST", "/instances", json=body)
+    emit(added) if as_json else typer.echo(_line(added))
+
+
+@app.command("list")
+def list_instances(as_json: Json = False) -> None:
+    """Every registered instance."""
+    found = call("poller", "GET", "/instances")
+    if as_json:
+        emit(found)
+        return
+    for instance in found["instances"]:
+        typer.echo(_line(instance))
+    typer.echo(f"{len(found['instances'])} instance(s)")
+
+
+@app.command("show")
+def show(instance_id: str, as_json: Json = False) -> None:
+    found = call("poller", "GET", f"/instances/{instance_id}")
+    emit(found) if as_json else typer.echo(_line(found))
+
+
+@app.command("update")
+def update(
+    instance_id: str,
+    advertiser: Annotated[str | None, typer.Option(help="AMC account (advertiser) id")] = None,
+    marketplace: Annotated[str | None, typer.Option(help="Marketplace id")] = None,
+    region: Region = None,
+    sandbox: Sandbox = None,
+    user: User = None,
+    name: Name = None,
+    max_running: MaxRunning = None,
+    rate: Rate = None,
+    as_json: Json = False,
+) -> None:
+    """Change what is given; the rest stays."""
+    body = _fields(
+        advertiser_id=advertiser,
+        marketplace_id=marketplace,
+        region=region,
+        sandbox=sandbox,
+        user_id=user,
+        name=name,
+        max_running=max_running,
+        requests_per_second=rate,
+    )
+    if not body:
+        typer.echo("error: nothing to change: give at least one option", err=True)
+        raise typer.Exit(1)
+    changed = call("poller", "PATCH", f"/instances/{instance_id}", json=body)
+    emit(changed) if as_json else typer.echo(_line(changed))
+
+
+@app.command("remove")
+def remove(instance_id: str) -> None:
+    """Forget an instance (runs that name it must then give advertiser and marketplace)."""
+    call("poller", "DELETE", f"/instances/{instance_id}")
+    typer.echo(f"removed {instance_id}")

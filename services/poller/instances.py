@@ -1,0 +1,91 @@
+"""The instance registry as the background loops see it: a short per-replica cache of the
+instances table, the AMC account a run is sent with, and the limits that apply to it.
+
+A change made through the API reaches the other replicas within `ttl_s`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import asyncpg
+
+from services.poller import registry
+from services.poller.registry import Instance, Region
+from services.poller.settings import PollerSettings
+from shared.clients import AmcAccount
+from shared.contract import WorkflowRun
+
+# AMC's API hosts by region (Amazon Ads API: North America, Europe, Far East).
+REGION_HOSTS: dict[str, str] = {
+    "NA": "https://advertising-api.amazon.com",
+    "EU": "https://advertising-api-eu.amazon.com",
+    "FE": "https://advertising-api-fe.amazon.com",
+}
+
+
+class UnknownInstanceError(LookupError):
+    """A run names an instance the registry does not have and gives no account ids."""
+
+    def __init__(self, instance_id: str) -> None:
+        super().__init__(
+            f"AMC instance {instance_id} is not registered: register it (amcctl instances add "
+            f"{instance_id} ...) or send advertiser_id and marketplace_id with the run"
+        )
+
+
+class InstanceDirectory:
+    def __init__(
+        self, pool: asyncpg.Pool[Any], settings: PollerSettings, ttl_s: float = 10.0
+    ) -> None:
+        self._pool = pool
+        self._settings = settings
+        self._ttl_s = ttl_s
+        self._cache: dict[str, tuple[float, Instance | None]] = {}
+
+    async def get(self, instance_id: str) -> Instance | None:
+        now = time.monotonic()
+        cached = self._cache.get(instance_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        async with self._pool.acquire() as conn:
+            found = await registry.get_instance(conn, instance_id)
+        self._cache[instance_id] = (now + self._ttl_s, found)
+        return found
+
+    def forget(self, instance_id: str) -> None:
+        self._cache.pop(instance_id, None)
+
+    def region_url(self, region: Region) -> str:
+        """POLLER_AMC_REGION_URLS first; North America falls back to POLLER_AMC_BASE_URL."""
+        configured = self._settings.amc_region_urls.get(region)
+        if configured:
+            return configured
+        return self._settings.amc_base_url if region == "NA" else REGION_HOSTS[region]
+
+    async def account(self, run: WorkflowRun) -> AmcAccount:
+        instance = await self.get(run.instance_id)
+        advertiser, marketplace = run.advertiser_id, run.marketplace_id
+        if advertiser is None or marketplace is None:
+            if instance is None:
+                raise UnknownInstanceError(run.instance_id)
+            advertiser, marketplace = instance.advertiser_id, instance.marketplace_id
+        region: Region = instance.region if instance is not None else "NA"
+        return AmcAccount(run.instance_id, advertiser, marketplace, self.region_url(region))
+
+    async def sandbox(self, instance_id: str) -> bool:
+        instance = await self.get(instance_id)
+        return instance is not None and instance.sandbox
+
+    async def max_running(self, instance_id: str) -> int:
+        instance = await self.get(instance_id)
+        if instance is not None and instance.max_running is not None:
+            return instance.max_running
+        return self._settings.max_running_per_instance
+
+    async def requests_per_second(self, instance_id: str) -> float:
+        instance = await self.get(instance_id)
+        if instance is not None and instance.requests_per_second is not None:
+            return instance.requests_per_second
+        return self._settings.requests_per_second_per_instance
