@@ -31,7 +31,7 @@ class NoLimits:
     def __init__(self) -> None:
         self.slots: list[str] = []
 
-    async def acquire(self, instance_id: str) -> None:
+    async def acquire(self, instance_id: str, rate: float | None = None) -> None:
         self.slots.append(instance_id)
 
     async def push_back(self, instance_id: str, seconds: float) -> None:
