@@ -93,6 +93,7 @@ async def poller(
             )
             | {"LWA_CLIENT_ID": account.client_id, "EVENT_ENCRYPTION_KEYS": key},
             log_dir,
+            f"poller-{uid}",
         )
         schema = f'"{uid}_poller"'
         conn = await asyncpg.connect(env.database_url)
@@ -135,8 +136,11 @@ async def poller(
                 async def posted(
                     request_id: str = request_id, creates: int = creates
                 ) -> str | None:
+                    # Only this phase's instance: other phases share the simulator.
                     accepted = [
-                        r for r in await sim.requests(kind=RouteKind.CREATE) if r.status == 200
+                        r
+                        for r in await sim.requests(kind=RouteKind.CREATE)
+                        if r.status == 200 and r.instance_id == account.instance_id
                     ]
                     if len(accepted) < creates:
                         return None
@@ -200,6 +204,7 @@ async def token(
                 claim_lease_s=str(lease_s),
             ),
             log_dir,
+            f"token-{uid}",
         )
         schema = f'"{uid}_token"'
         conn = await asyncpg.connect(env.database_url)

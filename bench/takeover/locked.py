@@ -45,7 +45,7 @@ async def scheduler(env: Infra, uid: str, kills: int, log_dir: Path) -> list[flo
     await ensure_topics(env.bootstrap, contract_topics(topics))
     schema_name = f"{uid}_scheduler"
     schema = f'"{schema_name}"'
-    pair = Pair("scheduler", service_env("scheduler", env, uid), log_dir)
+    pair = Pair("scheduler", service_env("scheduler", env, uid), log_dir, f"scheduler-{uid}")
     conn = await asyncpg.connect(env.database_url)
     samples: list[float] = []
     try:
@@ -106,7 +106,7 @@ async def collector(env: Infra, uid: str, kills: int, log_dir: Path) -> list[flo
     topics = Topics(f"{uid}.")
     await ensure_topics(env.bootstrap, contract_topics(topics))
     schema = f'"{uid}_collector"'
-    pair = Pair("collector", service_env("collector", env, uid), log_dir)
+    pair = Pair("collector", service_env("collector", env, uid), log_dir, f"collector-{uid}")
     conn = await asyncpg.connect(env.database_url)
     samples: list[float] = []
     try:

@@ -113,7 +113,8 @@ class Replica:
 class Pair:
     """Two replicas of one service; the killed one is replaced by a fresh process."""
 
-    def __init__(self, service: str, env: dict[str, str], log_dir: Path) -> None:
+    def __init__(self, service: str, env: dict[str, str], log_dir: Path, name: str) -> None:
+        self.name = name
         self.service = service
         self.env = env
         self.log_dir = log_dir
@@ -124,7 +125,7 @@ class Pair:
         while len(self.replicas) < 2:
             self.started += 1
             replica = Replica(
-                self.service, self.env, self.log_dir / f"{self.service}-{self.started}.log"
+                self.service, self.env, self.log_dir / f"{self.name}-{self.started}.log"
             )
             replica.start()
             self.replicas.append(replica)
