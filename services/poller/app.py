@@ -107,23 +107,36 @@ def _build(settings: PollerSettings) -> tuple[ServiceRuntime, Announcer, Context
 
     @runtime.background("submitter")
     async def submitter(stop: asyncio.Event) -> None:
-        loop = Submitter(await context())
+        ctx = await context()
+        loop = Submitter(ctx)
+        loop.tasks.keep_leases(ctx.leases)
         await run_loop(stop, "submitter", loop.step, idle, loop.tasks, drain)
 
     @runtime.background("poller")
     async def poller(stop: asyncio.Event) -> None:
-        loop = Follower(await context()).polls
+        ctx = await context()
+        loop = Follower(ctx).polls
+        loop.tasks.keep_leases(ctx.leases)
         await run_loop(stop, "poller", loop.step, idle, loop.tasks, drain)
 
     @runtime.background("downloader")
     async def downloader(stop: asyncio.Event) -> None:
-        loop = Follower(await context()).downloads
+        ctx = await context()
+        loop = Follower(ctx).downloads
+        loop.tasks.keep_leases(ctx.leases)
         await run_loop(stop, "downloader", loop.step, idle, loop.tasks, drain)
 
     @runtime.background("canceller")
     async def canceller(stop: asyncio.Event) -> None:
-        loop = Follower(await context()).cancels
+        ctx = await context()
+        loop = Follower(ctx).cancels
+        loop.tasks.keep_leases(ctx.leases)
         await run_loop(stop, "canceller", loop.step, idle, loop.tasks, drain)
+
+    @runtime.background("leases")
+    async def leases(stop: asyncio.Event) -> None:
+        # Renews the leases of rows whose jobs run here; after stop, until those jobs drained.
+        await (await context()).leases.run(stop)
 
     @runtime.background("token-requests")
     async def token_requests(stop: asyncio.Event) -> None:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.config import ServiceSettings
+from shared.leases import renewal_interval
 
 
 class PollerSettings(ServiceSettings):
@@ -82,7 +83,16 @@ class PollerSettings(ServiceSettings):
     loop_interval_s: float = Field(default=0.5, gt=0, description="Idle wait between claims")
     claim_batch_size: int = Field(default=100, ge=1)
     lease_s: float = Field(
-        default=90.0, gt=0, description="How long a claimed row is ours; must exceed a call"
+        default=10.0,
+        gt=0,
+        description="How long a claim lasts unless renewed: about the time another replica "
+        "waits to take over the rows of a replica that died",
+    )
+    lease_renew_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="How often a replica renews the leases of rows it is working on; at most "
+        "a third of lease_s (default: a quarter of it)",
     )
     reconcile_skew_s: float = Field(
         default=300.0, ge=0, description="Clock allowance around a submission when reconciling"
@@ -139,3 +149,17 @@ class PollerSettings(ServiceSettings):
         if not value or any(v <= 0 for v in value):
             raise ValueError("poll_intervals_s must be a non-empty list of positive seconds")
         return value
+
+    @model_validator(mode="after")
+    def _renewal(self) -> PollerSettings:
+        _ = self.lease_renew_interval_s  # raises, naming the setting, when too close to lease_s
+        return self
+
+    @property
+    def lease_renew_interval_s(self) -> float:
+        return renewal_interval(
+            self.lease_s,
+            self.lease_renew_s,
+            lease_name="POLLER_LEASE_S",
+            renew_name="POLLER_LEASE_RENEW_S",
+        )

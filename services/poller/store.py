@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -499,3 +499,23 @@ async def list_executions(
         offset,
     )
     return _rows(records)
+
+
+# --- keeping leases alive ----------------------------------------------------------------
+
+
+async def renew_leases(
+    conn: Connection, execution_ids: Sequence[UUID], owner: str, lease: timedelta
+) -> int:
+    """Extend the leases `owner` still holds on these rows; returns how many it extended.
+
+    A lease already run out is not revived (another replica may have taken the row over),
+    and one set further ahead (a deferred retry) is never shortened."""
+    result = await conn.execute(
+        """UPDATE executions SET lease_until = greatest(lease_until, now() + $3::interval)
+           WHERE execution_id = ANY($1::uuid[]) AND lease_owner = $2 AND lease_until > now()""",
+        list(execution_ids),
+        owner,
+        lease,
+    )
+    return int(result.split()[-1])

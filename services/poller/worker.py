@@ -1,8 +1,10 @@
 """What the background loops share: their context, bounded task sets, and the claim loop.
 
-Loops claim due rows with FOR UPDATE SKIP LOCKED and a lease (committed at once), then call
-AMC outside any transaction, then record the answer in a new transaction that checks the
-lease is still theirs. Any number of replicas can run these loops side by side.
+Loops claim due rows with FOR UPDATE SKIP LOCKED and a short lease (committed at once), then
+call AMC outside any transaction, then record the answer in a new transaction that checks the
+lease is still theirs. While a job runs, its row's lease is renewed (`Context.leases`), so a
+replica that dies gives its rows up within one lease, whatever call it was in. Any number of
+replicas can run these loops side by side.
 """
 
 from __future__ import annotations
@@ -10,17 +12,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
+import socket
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 from opentelemetry.trace import Tracer
 
-from services.poller import logic, tracing
+from services.poller import logic, store, tracing
 from services.poller.flow import Announcer
 from services.poller.gateway import AmcGateway, CircuitOpenError
 from services.poller.instances import InstanceDirectory
@@ -29,6 +34,7 @@ from services.poller.settings import PollerSettings
 from services.poller.store import ExecRow
 from shared.clients import ApiError
 from shared.consumer import TRANSIENT_ERRORS
+from shared.leases import LeaseKeeper
 from shared.outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -36,6 +42,12 @@ log = logging.getLogger(__name__)
 # What a job or a loop step may meet in normal operation: logged, and the row retried later.
 _EXPECTED: tuple[type[BaseException], ...] = (ApiError, *TRANSIENT_ERRORS, asyncpg.PostgresError)
 _DB_TROUBLE: tuple[type[BaseException], ...] = (*TRANSIENT_ERRORS, asyncpg.PostgresError)
+
+
+def owner_name() -> str:
+    """Who holds a lease: host and process (an operator can tell which replica has a row),
+    plus a random part, since a restarted container often gets the same pid again."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 @dataclass
@@ -46,9 +58,19 @@ class Context:
     amc: AmcGateway
     results: ResultStore
     instances: InstanceDirectory
-    owner: str = field(default_factory=lambda: f"poller-{uuid.uuid4().hex[:12]}")
+    owner: str = field(default_factory=owner_name)
     rng: random.Random = field(default_factory=random.Random)
     tracer: Tracer = field(default_factory=tracing.tracer)
+    leases: LeaseKeeper[UUID] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.leases = LeaseKeeper(
+            "poller", self._renew_leases, self.settings.lease_renew_interval_s
+        )
+
+    async def _renew_leases(self, execution_ids: Sequence[UUID]) -> int:
+        async with self.pool.acquire() as conn:
+            return await store.renew_leases(conn, execution_ids, self.owner, self.lease)
 
     @property
     def outbox(self) -> Outbox:
@@ -67,13 +89,18 @@ class TaskSet:
     """Runs up to `limit` jobs at once; the loop asks how much room is left before claiming.
 
     Each job runs inside its span "execution <what>", opened in the job's own task and
-    continuing the trace stored on its row."""
+    continuing the trace stored on its row. With `keep_leases`, the row's lease is renewed
+    from spawn until the job ends."""
 
     def __init__(self, limit: int, name: str, tracer: Tracer | None = None) -> None:
         self.limit = limit
         self.name = name
         self.tracer = tracer or tracing.tracer()
+        self.leases: LeaseKeeper[UUID] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+
+    def keep_leases(self, leases: LeaseKeeper[UUID]) -> None:
+        self.leases = leases
 
     @property
     def room(self) -> int:
@@ -83,6 +110,13 @@ class TaskSet:
         task = asyncio.create_task(self._guard(what, row, job))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        leases = self.leases
+        if leases is not None:
+            # Released in a done callback, which runs however the task ends (even cancelled
+            # before it started). From then on, a row the job left leased (a deferred retry,
+            # an open circuit, a crashed job) is free again when its lease runs out.
+            leases.hold(row.execution_id)
+            task.add_done_callback(lambda _: leases.release(row.execution_id))
 
     async def _guard(self, what: str, row: ExecRow, job: Awaitable[None]) -> None:
         # The span is opened here, in the task: the job runs with it current.

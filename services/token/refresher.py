@@ -2,10 +2,11 @@
 
 Two entry points share one path: `run_cycle` (proactive: every token expiring within the
 buffer) and `run_requested` (on-demand: tokens with a pending token.refresh_requested).
-Rows are claimed with FOR UPDATE SKIP LOCKED and a lease, so any number of replicas split
-the work, a token is refreshed once per cycle, and a crashed replica's claim expires.
-Claims are taken only when a concurrency slot is free, so a claimed row never waits long
-enough for its lease to run out.
+Rows are claimed with FOR UPDATE SKIP LOCKED and a short lease, so any number of replicas
+split the work and a token is refreshed once per cycle. The lease is renewed while the
+refresh runs (from the claim until its outcome is stored), so a crashed replica's claims are
+free again within one lease however long LWA takes. Claims are taken only when a
+concurrency slot is free, so a claimed row never waits long before its call.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 from opentelemetry import trace
@@ -36,6 +38,7 @@ from services.token.vault import Vault
 from shared.clients.lwa import LwaTokens
 from shared.contract import TokenRefreshed, TokenRefreshFailed
 from shared.crypto import DecryptionError
+from shared.leases import LeaseKeeper
 from shared.outbox import Outbox
 from shared.telemetry import continue_trace, trace_carrier
 
@@ -166,29 +169,47 @@ class Refresher:
         """
         limit = self._settings.concurrency
         running: set[asyncio.Task[CycleResult | Refreshed]] = set()
+        held: dict[asyncio.Task[CycleResult | Refreshed], tuple[str, UUID]] = {}
         total = CycleResult()
         exhausted = False
-        try:
-            while True:
-                free = limit - len(running)
-                if not exhausted and free >= max(1, limit // 2):
-                    async with self._pool().acquire() as conn, conn.transaction():
-                        claims = await claim(conn, free)
-                    exhausted = len(claims) < free
-                    total += CycleResult(claimed=len(claims))
-                    running |= {asyncio.create_task(self._refresh(c, trigger)) for c in claims}
-                if not running:
-                    return total
-                done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-                total += await self._collect([t.result() for t in done], trigger)
-        finally:
-            # Cancelled (shutdown): let the calls in flight finish and store what they got,
-            # so a refresh token that LWA just replaced is never lost.
-            if running:
-                results = await asyncio.gather(*running, return_exceptions=True)
-                total += await self._collect(
-                    [r for r in results if isinstance(r, CycleResult | Refreshed)], trigger
-                )
+        # Each drain renews its own claims, so only a live drain keeps a token claimed.
+        async with self._leases(trigger).running() as leases:
+            try:
+                while True:
+                    free = limit - len(running)
+                    if not exhausted and free >= max(1, limit // 2):
+                        async with self._pool().acquire() as conn, conn.transaction():
+                            claims = await claim(conn, free)
+                        exhausted = len(claims) < free
+                        total += CycleResult(claimed=len(claims))
+                        for c in claims:
+                            task = asyncio.create_task(self._refresh(c, trigger))
+                            running.add(task)
+                            held[task] = (c.user_id, c.claim_id)
+                            leases.hold(held[task])
+                    if not running:
+                        return total
+                    done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                    # Renewed until stored: a successful refresh is written in _collect.
+                    total += await self._collect([t.result() for t in done], trigger)
+                    leases.release_all(held.pop(t) for t in done)
+            finally:
+                # Cancelled (shutdown): let the calls in flight finish and store what they got,
+                # so a refresh token that LWA just replaced is never lost.
+                if running:
+                    results = await asyncio.gather(*running, return_exceptions=True)
+                    total += await self._collect(
+                        [r for r in results if isinstance(r, CycleResult | Refreshed)], trigger
+                    )
+
+    def _leases(self, trigger: str) -> LeaseKeeper[tuple[str, UUID]]:
+        lease_s = self._settings.claim_lease_s
+
+        async def renew(claims: Sequence[tuple[str, UUID]]) -> int:
+            async with self._pool().acquire() as conn:
+                return await store.renew_claims(conn, claims, lease_s)
+
+        return LeaseKeeper(f"token {trigger} claims", renew, self._settings.claim_renew_interval_s)
 
     async def _collect(self, results: list[CycleResult | Refreshed], trigger: str) -> CycleResult:
         total = CycleResult()

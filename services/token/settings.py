@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.config import ServiceSettings
+from shared.leases import renewal_interval
 
 
 class TokenSettings(ServiceSettings):
@@ -39,7 +40,16 @@ class TokenSettings(ServiceSettings):
     )
     concurrency: int = Field(default=50, ge=1, description="LWA calls in flight per replica")
     claim_lease_s: float = Field(
-        default=120.0, gt=0, description="How long a replica's claim on a token lasts"
+        default=10.0,
+        gt=0,
+        description="How long a replica's claim on a token lasts unless renewed: about the "
+        "time another replica waits to take over the refreshes of a replica that died",
+    )
+    claim_renew_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="How often a replica renews its claims while their LWA calls run; at most "
+        "a third of claim_lease_s (default: a quarter of it)",
     )
     on_demand_poll_s: float = Field(
         default=1.0, gt=0, description="Fallback poll for requested refreshes (NOTIFY wakes too)"
@@ -50,3 +60,17 @@ class TokenSettings(ServiceSettings):
         default=5, ge=1, description="Failures in a row before token.refresh_failed is sent"
     )
     rotate_batch_size: int = Field(default=500, ge=1, description="Rows per key-rotation batch")
+
+    @model_validator(mode="after")
+    def _renewal(self) -> TokenSettings:
+        _ = self.claim_renew_interval_s  # raises, naming the setting, when too close to the lease
+        return self
+
+    @property
+    def claim_renew_interval_s(self) -> float:
+        return renewal_interval(
+            self.claim_lease_s,
+            self.claim_renew_s,
+            lease_name="TOKEN_CLAIM_LEASE_S",
+            renew_name="TOKEN_CLAIM_RENEW_S",
+        )

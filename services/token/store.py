@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -79,6 +80,23 @@ async def claim_requested(
 ) -> list[Claimed]:
     """Claim tokens with a pending on-demand request."""
     return _claimed(await conn.fetch(_CLAIM_REQUESTED, replica, limit, lease_s))
+
+
+async def renew_claims(conn: Connection, claims: Sequence[tuple[str, UUID]], lease_s: float) -> int:
+    """Extend these claims, given as (user id, claim id); returns how many it extended.
+
+    A finished claim (its id cleared) or one already run out (another replica may have
+    claimed the row since) is left alone."""
+    result = await conn.execute(
+        """UPDATE tokens t SET claim_expires_at = now() + make_interval(secs => $3)
+           FROM unnest($1::text[], $2::uuid[]) AS v(user_id, claim_id)
+           WHERE t.user_id = v.user_id AND t.claim_id = v.claim_id
+             AND t.claim_expires_at > now()""",
+        [user_id for user_id, _ in claims],
+        [claim_id for _, claim_id in claims],
+        lease_s,
+    )
+    return int(result.split()[-1])
 
 
 @dataclass(frozen=True)
