@@ -70,6 +70,13 @@ class InstanceList(BaseModel):
     instances: list[InstanceView]
 
 
+async def _forget(request: Request, instance_id: str) -> None:
+    """This replica's loops see the change at once; others within the cache's 10 s."""
+    context = getattr(request.app.state, "poller_context", None)
+    if context is not None:
+        (await context()).instances.forget(instance_id)
+
+
 @router.get("", response_model=InstanceList)
 async def list_instances(request: Request) -> Any:
     async with runtime_of(request).pool.acquire() as conn:
@@ -88,6 +95,7 @@ async def add_instance(request: Request, body: InstanceAdd) -> Any:
             )
         added = await registry.get_instance(conn, body.instance_id)
     assert added is not None
+    await _forget(request, body.instance_id)
     return InstanceView.of(added)
 
 
@@ -111,6 +119,7 @@ async def update_instance(request: Request, instance_id: str, body: InstanceChan
         )
     async with runtime_of(request).pool.acquire() as conn, conn.transaction():
         found = await registry.update_instance(conn, instance_id, fields)
+    await _forget(request, instance_id)
     if found is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"instance {instance_id} is not registered")
     return InstanceView.of(found)
@@ -119,7 +128,7 @@ async def update_instance(request: Request, instance_id: str, body: InstanceChan
 @router.delete("/{instance_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def remove_instance(request: Request, instance_id: str) -> None:
     async with runtime_of(request).pool.acquire() as conn, conn.transaction():
-        if not await registry.remove_instance(conn, instance_id):
-            raise HTTPException(
-                status.HTTP_404_NOT_FOUND, f"instance {instance_id} is not registered"
-            )
+        removed = await registry.remove_instance(conn, instance_id)
+    await _forget(request, instance_id)
+    if not removed:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"instance {instance_id} is not registered")

@@ -18,7 +18,6 @@ from services.poller.gateway import CircuitOpenError, Token
 from services.poller.registry import WorkflowVersion
 from services.poller.worker import Context
 from shared.clients import AmcAccount, ApiError, ClientRequestError, SavedWorkflow
-from shared.contract import WorkflowRun
 from shared.http import runtime_of
 
 router = APIRouter(prefix="/workflows", tags=["workflows"])
@@ -91,15 +90,14 @@ async def _context(request: Request) -> Context:
 async def _managed(request: Request, instance_id: str) -> tuple[Context, AmcAccount, Token]:
     """The gateway, the instance's account and its managing user's access token."""
     ctx = await _context(request)
-    instance = await ctx.instances.get(instance_id)
+    instance = await ctx.instances.get(instance_id, fresh=True)
     if instance is None or instance.user_id is None:
         raise HTTPException(
             status.HTTP_409_CONFLICT,
             f"instance {instance_id} is not registered with a managing user: "
             f"amcctl instances add {instance_id} ... --user USER (or update --user)",
         )
-    probe = WorkflowRun(user_id=instance.user_id, instance_id=instance_id, workflow_id="x")
-    account = await ctx.amc.account(probe)
+    account = ctx.instances.account_of(instance)
     token = await ctx.amc.token(instance.user_id, flow.now())
     if token is None:
         async with runtime_of(request).pool.acquire() as conn, conn.transaction():

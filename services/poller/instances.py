@@ -44,10 +44,10 @@ class InstanceDirectory:
         self._ttl_s = ttl_s
         self._cache: dict[str, tuple[float, Instance | None]] = {}
 
-    async def get(self, instance_id: str) -> Instance | None:
+    async def get(self, instance_id: str, *, fresh: bool = False) -> Instance | None:
         now = time.monotonic()
         cached = self._cache.get(instance_id)
-        if cached is not None and cached[0] > now:
+        if cached is not None and cached[0] > now and not fresh:
             return cached[1]
         async with self._pool.acquire() as conn:
             found = await registry.get_instance(conn, instance_id)
@@ -69,10 +69,21 @@ class InstanceDirectory:
         advertiser, marketplace = run.advertiser_id, run.marketplace_id
         if advertiser is None or marketplace is None:
             if instance is None:
+                # Registered a moment ago, maybe through another replica: look again.
+                instance = await self.get(run.instance_id, fresh=True)
+            if instance is None:
                 raise UnknownInstanceError(run.instance_id)
-            advertiser, marketplace = instance.advertiser_id, instance.marketplace_id
+            return self.account_of(instance)
         region: Region = instance.region if instance is not None else "NA"
         return AmcAccount(run.instance_id, advertiser, marketplace, self.region_url(region))
+
+    def account_of(self, instance: Instance) -> AmcAccount:
+        return AmcAccount(
+            instance.instance_id,
+            instance.advertiser_id,
+            instance.marketplace_id,
+            self.region_url(instance.region),
+        )
 
     async def sandbox(self, instance_id: str) -> bool:
         instance = await self.get(instance_id)

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass
 
 import httpx
+
+DEMO_SQL = (
+    "SELECT campaign, SUM(impressions) AS impressions, SUM(clicks) AS clicks\n"
+    "FROM sponsored_ads_traffic\nGROUP BY campaign"
+)
 
 
 @dataclass(frozen=True)
@@ -52,3 +59,36 @@ async def register_token(token_service_url: str, api_key: str) -> None:
             headers={"Authorization": f"Bearer {api_key}"},
         )
         response.raise_for_status()
+
+
+async def register_instance_and_workflow(
+    poller_url: str, api_key: str, timeout_s: float = 60.0
+) -> None:
+    """Register the demo instance with the poller and push the demo workflow to the
+    simulated AMC, as `amcctl instances add` and `amcctl workflows push` would. The push
+    needs the demo user's access token, which the token service publishes shortly after
+    start: it is retried until then."""
+    headers = {"Authorization": f"Bearer {api_key}"}
+    async with httpx.AsyncClient(base_url=poller_url, timeout=10, headers=headers) as poller:
+        added = await poller.post(
+            "/instances",
+            json={
+                "instance_id": DEMO.instance_id,
+                "advertiser_id": DEMO.advertiser_id,
+                "marketplace_id": DEMO.marketplace_id,
+                "user_id": DEMO.user_id,
+                "name": "Local demo (simulated AMC)",
+            },
+        )
+        if added.status_code != 409:  # registered by an earlier run: keep it
+            added.raise_for_status()
+        body = {"sql_query": DEMO_SQL, "author": "local demo"}
+        deadline = time.monotonic() + timeout_s
+        while True:
+            pushed = await poller.put(
+                f"/workflows/{DEMO.instance_id}/{DEMO.workflow_id}", json=body
+            )
+            if pushed.status_code != 503 or time.monotonic() > deadline:
+                pushed.raise_for_status()
+                return
+            await asyncio.sleep(1.0)

@@ -23,7 +23,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer
 
 from amclocal.broker import LocalBroker, free_port, wait_for_port
-from amclocal.demo import DEMO, register_demo, register_token
+from amclocal.demo import DEMO, register_demo, register_instance_and_workflow, register_token
 from amclocal.postgres import create_database, local_postgres
 from shared.contract import Topics
 from shared.crypto import KeyRing
@@ -134,6 +134,7 @@ class ServiceStack:
             self.spawn(name, [sys.executable, "-m", f"services.{name}"])
         await asyncio.gather(*(self.wait_ready(name, 60) for name in SERVICE_NAMES))
         await register_token(self.url("token"), self.keys["API_KEY"])
+        await register_instance_and_workflow(self.url("poller"), self.keys["API_KEY"])
 
     async def wait_ready(self, name: str, timeout_s: float) -> None:
         proc = self.processes[name]

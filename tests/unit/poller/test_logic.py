@@ -25,6 +25,7 @@ from shared.contract import (
     ExecutionStatus,
     Origin,
     OriginKind,
+    RunOptions,
     WeekRequested,
     WorkflowRun,
 )
@@ -80,6 +81,28 @@ class TestRequests:
     def test_window_is_sent_as_wall_time_in_its_zone(self) -> None:
         r = run(time_window_time_zone="America/New_York")
         assert logic.window_texts(r) == ("2023-12-31T19:00:00", "2024-01-07T19:00:00")
+
+
+class TestRunOptions:
+    def test_options_pass_through_and_a_sandbox_asks_for_synthetic_data(self) -> None:
+        options = RunOptions(workflow_execution_timeout_s=1800, ignore_data_gaps=True)
+        body = logic.amc_request(run(options=options), sandbox=True).to_body()
+        assert body["workflowExecutionTimeoutSeconds"] == 1800
+        assert body["ignoreDataGaps"] is True
+        assert body["requireSyntheticData"] is True
+        assert "disableAggregationControls" not in body
+        plain = logic.amc_request(run()).to_body()
+        assert not {"requireSyntheticData", "ignoreDataGaps"} & set(plain)
+
+    def test_an_ad_hoc_run_sends_its_sql_inline(self) -> None:
+        body = logic.amc_request(run(workflow_id=None, sql_query="SELECT 1")).to_body()
+        assert body["workflow"] == {"sqlQuery": "SELECT 1"}
+        assert "workflowId" not in body
+
+    def test_the_runs_own_amc_timeout_sets_ours(self) -> None:
+        own = run(options=RunOptions(workflow_execution_timeout_s=900))
+        assert logic.execution_timeout_s(own, 43200, 3600) == 4500
+        assert logic.execution_timeout_s(run(), 43200, 3600) == 43200
 
 
 class TestTokens:
