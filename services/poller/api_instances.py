@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.poller import registry
+from services.poller import flow, registry
+from services.poller.gateway import CircuitOpenError
 from services.poller.registry import Instance, Region
+from shared.clients import ApiError
 from shared.http import runtime_of
 
 router = APIRouter(prefix="/instances", tags=["instances"])
@@ -68,6 +71,97 @@ class InstanceView(BaseModel):
 
 class InstanceList(BaseModel):
     instances: list[InstanceView]
+
+
+class Discovered(BaseModel):
+    instance_id: str
+    name: str
+    account_id: str
+    account_name: str
+    marketplace_id: str
+    region: Region
+    sandbox: bool
+    registered: bool
+
+
+class Discovery(BaseModel):
+    user_id: str
+    instances: list[Discovered]
+    newly_registered: list[str]
+
+
+class DiscoveryRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: str = _ID
+    register: bool = Field(default=False, description="Register every instance not yet known")
+
+
+def _region(api_endpoint: str | None) -> Region:
+    """The region of an instance's API host (Amazon Ads API hosts: -eu, -fe, else NA)."""
+    host = urlsplit(api_endpoint or "").hostname or ""
+    if "-eu." in host:
+        return "EU"
+    if "-fe." in host:
+        return "FE"
+    return "NA"
+
+
+@router.post("/discover", response_model=Discovery)
+async def discover(request: Request, body: DiscoveryRequest) -> Any:
+    """The AMC accounts and instances the user's token can see (AMC Administration API);
+    with `register`, the unknown ones join the registry, managed by that user."""
+    context = await request.app.state.poller_context()
+    token = await context.amc.token(body.user_id, flow.now())
+    if token is None:
+        async with runtime_of(request).pool.acquire() as conn, conn.transaction():
+            await flow.ask_for_token(conn, context.outbox, body.user_id, "instance discovery")
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            f"no valid access token for user {body.user_id} yet; one was asked for: try again "
+            "in a few seconds",
+            headers={"Retry-After": "5"},
+        )
+    try:
+        seen = await context.amc.discover(token)
+    except (ApiError, CircuitOpenError) as exc:
+        raise HTTPException(status.HTTP_502_BAD_GATEWAY, f"AMC: {exc}") from None
+    found: list[Discovered] = []
+    added: list[str] = []
+    async with runtime_of(request).pool.acquire() as conn, conn.transaction():
+        for account, instances in seen:
+            for instance in instances:
+                known = await registry.get_instance(conn, instance.instance_id) is not None
+                item = Discovered(
+                    instance_id=instance.instance_id,
+                    name=instance.name,
+                    account_id=account.account_id,
+                    account_name=account.name,
+                    marketplace_id=account.marketplace_id,
+                    region=_region(instance.api_endpoint),
+                    # instanceType is in Amazon's sample answers, not in its OpenAPI document.
+                    sandbox=(instance.instance_type or "").upper() == "SANDBOX",
+                    registered=known,
+                )
+                if body.register and not known:
+                    await registry.add_instance(
+                        conn,
+                        item.instance_id,
+                        {
+                            "advertiser_id": item.account_id,
+                            "marketplace_id": item.marketplace_id,
+                            "region": item.region,
+                            "sandbox": item.sandbox,
+                            "user_id": body.user_id,
+                            "name": item.name or None,
+                        },
+                    )
+                    item.registered = True
+                    added.append(item.instance_id)
+                found.append(item)
+    for instance_id in added:
+        await _forget(request, instance_id)
+    return Discovery(user_id=body.user_id, instances=found, newly_registered=added)
 
 
 async def _forget(request: Request, instance_id: str) -> None:

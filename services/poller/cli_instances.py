@@ -123,3 +123,29 @@ def remove(instance_id: str) -> None:
     """Forget an instance (runs that name it must then give advertiser and marketplace)."""
     call("poller", "DELETE", f"/instances/{instance_id}")
     typer.echo(f"removed {instance_id}")
+
+
+@app.command("discover")
+def discover(
+    user: Annotated[str, typer.Option("--user", help="Whose token to look with")],
+    register: Annotated[
+        bool, typer.Option("--register", help="Register the instances not yet known")
+    ] = False,
+    as_json: Json = False,
+) -> None:
+    """The AMC accounts and instances a user's token can see (AMC's Administration API)."""
+    found = call(
+        "poller", "POST", "/instances/discover", json={"user_id": user, "register": register}
+    )
+    if as_json:
+        emit(found)
+        return
+    for i in found["instances"]:
+        new = " (registered now)" if i["instance_id"] in found["newly_registered"] else ""
+        known = "registered" if i["registered"] else "not registered"
+        sandbox = " sandbox" if i["sandbox"] else ""
+        typer.echo(
+            f"{i['instance_id']:<20} {i['region']}{sandbox}  account {i['account_id']} "
+            f"({i['account_name']})  {known}{new}"
+        )
+    typer.echo(f"{len(found['instances'])} instance(s) visible to {user}")

@@ -29,7 +29,9 @@ from services.poller.instances import InstanceDirectory, UnknownInstanceError
 from services.poller.ratelimit import InstanceRateLimiter
 from shared.clients import (
     AmcAccount,
+    AmcAccountInfo,
     AmcClient,
+    AmcInstanceInfo,
     ApiError,
     DownloadUrls,
     ExecutionInfo,
@@ -301,6 +303,25 @@ class AmcGateway:
             account.instance_id,
             lambda: self.client.download_urls(token.value, account, amc_id),
         )
+
+    async def discover(self, token: Token) -> list[tuple[AmcAccountInfo, list[AmcInstanceInfo]]]:
+        """Every AMC account the token's user can see, with its instances (Administration
+        API; not one instance's API, so no instance's rate slot)."""
+        accounts = await self._call("admin", None, lambda: self.client.list_accounts(token.value))
+        found = []
+        for account in accounts:
+            instances = await self._call(
+                "admin",
+                None,
+                partial(
+                    self.client.list_instances,
+                    token.value,
+                    account.account_id,
+                    account.marketplace_id,
+                ),
+            )
+            found.append((account, instances))
+        return found
 
     async def push_workflow(
         self, token: Token, account: AmcAccount, workflow: SavedWorkflow, exists: bool

@@ -2,7 +2,9 @@
 
 from shared.clients.amc import (
     AmcAccount,
+    AmcAccountInfo,
     AmcClient,
+    AmcInstanceInfo,
     AmcStatus,
     DownloadUrls,
     ExecutionInfo,
@@ -25,7 +27,9 @@ from shared.clients.lwa import LwaClient, LwaTokens
 
 __all__ = [
     "AmcAccount",
+    "AmcAccountInfo",
     "AmcClient",
+    "AmcInstanceInfo",
     "AmcStatus",
     "ApiError",
     "ClientRequestError",

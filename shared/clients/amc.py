@@ -350,6 +350,66 @@ class AmcClient(HttpClientBase):
         path = "/" + quote(workflow_id, "")
         await self._call("DELETE", access_token, account, path, resource="workflows")
 
+    # --- AMC Administration API: what a user's token can see --------------------------------
+
+    async def list_accounts(self, access_token: str) -> list[AmcAccountInfo]:
+        found = [
+            AmcAccountInfo(
+                str(item.get("accountId") or ""),
+                str(item.get("accountName") or ""),
+                str(item.get("marketplaceId") or ""),
+            )
+            async for item in self._admin_pages(access_token, "/amc/accounts", "amcAccounts", {})
+        ]
+        return [a for a in found if a.account_id]
+
+    async def list_instances(
+        self, access_token: str, account_id: str, marketplace_id: str
+    ) -> list[AmcInstanceInfo]:
+        headers = {
+            "Amazon-Advertising-API-AdvertiserId": account_id,
+            "Amazon-Advertising-API-MarketplaceId": marketplace_id,
+        }
+        found = [
+            _instance_info(item)
+            async for item in self._admin_pages(
+                access_token, "/amc/instances", "instances", headers
+            )
+        ]
+        return [i for i in found if i.instance_id]
+
+    async def _admin_pages(
+        self, access_token: str, path: str, field: str, headers: Mapping[str, str]
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every item of a paged Administration API listing (nextToken)."""
+        if not access_token.strip():
+            raise UnauthorizedError("AMC: no access token to send")
+        sent = {
+            "Amazon-Advertising-API-ClientId": self._client_id,
+            "Authorization": f"Bearer {access_token}",
+            **headers,
+        }
+        params: dict[str, str] = {}
+        secrets = (access_token,)
+        while True:
+            with transport_errors("AMC", secrets):
+                response = await self._http.get(
+                    self._base_url + path, headers=sent, params=params, timeout=self._timeout
+                )
+            if not response.is_success:
+                raise error_from_response(response, "AMC", secrets)
+            body = _json(response)
+            items = body.get(field) if isinstance(body, dict) else None
+            if not isinstance(items, list):
+                raise ApiError(f"AMC answered {path} with an unexpected body")
+            for item in items:
+                if isinstance(item, dict):
+                    yield item
+            token = body.get("nextToken")
+            if not token:
+                return
+            params["nextToken"] = str(token)
+
     @asynccontextmanager
     async def stream_download(
         self, url: str, chunk_size: int = 64 * 1024
@@ -441,12 +501,42 @@ class SavedWorkflow:
         return cls(body["workflowId"], body.get("sqlQuery", ""), parameters)
 
 
+@dataclass(frozen=True, slots=True)
+class AmcAccountInfo:
+    """An AMC account the user's token can see (AMC Administration API, /amc/accounts)."""
+
+    account_id: str
+    name: str
+    marketplace_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AmcInstanceInfo:
+    """An instance of an AMC account (/amc/instances): its id, name, API host, and type.
+    `instance_type` is in Amazon's sample answer but not in its OpenAPI document."""
+
+    instance_id: str
+    name: str
+    api_endpoint: str | None
+    instance_type: str | None
+
+
 class _DownloadUrls(BaseModel):
     model_config = ConfigDict(extra="ignore", validate_by_name=True)
 
     download_urls: list[str] = Field(alias="downloadUrls", max_length=5)
     metadata_download_urls: list[str] = Field(
         default_factory=list, alias="metadataDownloadUrls", max_length=5
+    )
+
+
+def _instance_info(item: dict[str, Any]) -> AmcInstanceInfo:
+    endpoint, kind = item.get("apiEndpoint"), item.get("instanceType")
+    return AmcInstanceInfo(
+        str(item.get("instanceId") or ""),
+        str(item.get("instanceName") or item.get("customerCanonicalName") or ""),
+        str(endpoint) if endpoint else None,
+        str(kind) if kind else None,
     )
 
 

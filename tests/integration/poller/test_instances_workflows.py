@@ -291,3 +291,40 @@ async def test_workflow_files_with_bad_parameters_are_refused_naming_the_line(
     unmanaged = await poller.http.get("/workflows/nowhere")
     assert unmanaged.status_code == 409
     assert "amcctl instances add nowhere" in json.loads(unmanaged.text)["detail"]
+
+
+async def test_discovery_lists_what_the_users_token_sees_and_registers_it(
+    poller: Poller, simulator: SimControl, sim_account: SimAccount, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await simulator.register_instance(
+        "amcsandbox2", sim_account.advertiser_id, sim_account.marketplace_id, sandbox=True
+    )
+    await simulator.register_instance(
+        "amcprivate2", "ENTITYOTHER", sim_account.marketplace_id, allowed_users=["someone-else"]
+    )
+    look = ("instances", "discover", "--user", sim_account.user_id)
+    code, out = await amcctl_run(monkeypatch, poller.url, *look)
+    assert code == 0, out
+    lines = out.splitlines()
+    listed = {line.split()[0]: line for line in lines[:-1]}
+    assert sorted(listed) == sorted([sim_account.instance_id, "amcsandbox2"])
+    assert "NA sandbox" in listed["amcsandbox2"]
+    assert "not registered" in listed[sim_account.instance_id]
+    assert lines[-1] == f"2 instance(s) visible to {sim_account.user_id}"
+
+    code, out = await amcctl_run(monkeypatch, poller.url, *look, "--register", "--json")
+    assert code == 0, out
+    found = json.loads(out)
+    assert sorted(found["newly_registered"]) == [sim_account.instance_id, "amcsandbox2"]
+    sandbox = (await poller.http.get("/instances/amcsandbox2")).json()
+    assert (sandbox["sandbox"], sandbox["region"], sandbox["user_id"]) == (
+        True,
+        "NA",
+        sim_account.user_id,
+    )
+    # Registered, a run names only the instance, and the sandbox rule holds at AMC.
+    await poller.harness.send(external(short_run(sim_account, instance_id="amcsandbox2")))
+    [done] = await completed_events(poller.harness, 1)
+    assert done.status == "SUCCEEDED"
+    admin = await simulator.requests(kind=RouteKind.ADMIN)
+    assert [r.path for r in admin] == ["/amc/accounts", "/amc/instances"] * 2

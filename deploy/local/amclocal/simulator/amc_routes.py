@@ -78,7 +78,7 @@ def amc_router(state: SimState) -> APIRouter:
         late = await inject_faults(state, kind)
         check_accept(request, _MEDIA_TYPES.get(kind, MEDIA_TYPE))
         now = state.now()
-        grant = _authenticate(state, request, now)
+        grant = authenticate(state, request, now)
         instance = state.amc.instances.get(instance_id)
         if instance is None:
             raise amc_error(404, "NOT_FOUND", f"Instance {instance_id} was not found")
@@ -270,7 +270,7 @@ def amc_router(state: SimState) -> APIRouter:
     return router
 
 
-def _authenticate(state: SimState, request: Request, now: float) -> AccessGrant:
+def authenticate(state: SimState, request: Request, now: float) -> AccessGrant:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:

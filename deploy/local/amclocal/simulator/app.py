@@ -6,6 +6,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from amclocal.simulator.admin_routes import admin_router
 from amclocal.simulator.amc_routes import amc_router
 from amclocal.simulator.config import SimConfig
 from amclocal.simulator.control_routes import control_router
@@ -27,6 +28,7 @@ def create_app(config: SimConfig | None = None) -> FastAPI:
     )
     app.include_router(lwa_router(state))
     app.include_router(amc_router(state))
+    app.include_router(admin_router(state))
     app.include_router(control_router(state))
     app.add_middleware(ContractGuard, state=state)
     app.add_middleware(RequestLogMiddleware, state=state)

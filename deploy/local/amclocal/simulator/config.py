@@ -18,6 +18,7 @@ class RouteKind(StrEnum):
     DOWNLOAD_URLS = "download_urls"
     RESULTS = "results"
     WORKFLOWS = "workflows"
+    ADMIN = "admin"
 
 
 AMC_API_KINDS = frozenset(
@@ -92,6 +93,7 @@ class InstanceRegistration(_Strict):
     sandbox: bool = Field(
         default=False, description="A sandbox instance: runs must ask for synthetic data"
     )
+    name: str | None = Field(default=None, description="instanceName in /amc/instances")
 
 
 class WorkflowBehavior(_Strict):

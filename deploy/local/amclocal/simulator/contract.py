@@ -57,6 +57,8 @@ class AmcContract:
         json_types: dict[str, Callable[[bytes], Any]] = {
             MEDIA_TYPE: _json_body,
             "application/vnd.amcworkflows.v1+json": _json_body,
+            "application/vnd.amcaudiencesconnections.v1+json": _json_body,
+            "application/vnd.amcinstances.v1+json": _json_body,
         }
         self._api = OpenAPI.from_dict(
             dict(document), config=Config(extra_media_type_deserializers=json_types)

@@ -125,6 +125,7 @@ class Instance:
     marketplace_id: str
     allowed_users: frozenset[str] | None
     sandbox: bool = False
+    name: str | None = None
     executions: dict[str, Execution] = field(default_factory=dict)
     workflows: dict[str, dict[str, Any]] = field(default_factory=dict)
     active: list[Execution] = field(default_factory=list)
@@ -174,7 +175,7 @@ class Amc:
     def register_instance(self, reg: InstanceRegistration) -> None:
         allowed = frozenset(reg.allowed_users) if reg.allowed_users is not None else None
         self.instances[reg.instance_id] = Instance(
-            reg.instance_id, reg.advertiser_id, reg.marketplace_id, allowed, reg.sandbox
+            reg.instance_id, reg.advertiser_id, reg.marketplace_id, allowed, reg.sandbox, reg.name
         )
 
     def create(

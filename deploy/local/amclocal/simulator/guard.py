@@ -18,7 +18,7 @@ from amclocal.simulator.state import SimState
 
 log = logging.getLogger(__name__)
 
-AMC_PREFIX = "/amc/reporting/"
+AMC_PREFIXES = ("/amc/reporting/", "/amc/accounts", "/amc/instances")
 # openapi-core's words for a method or path the document does not have: nothing to hold
 # the answer against (the simulator answered it as any server would, 404 or 405).
 _UNDOCUMENTED = ("Operation ", "Path not found")
@@ -32,7 +32,7 @@ class ContractGuard:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
             scope["type"] != "http"
-            or not scope["path"].startswith(AMC_PREFIX)
+            or not scope["path"].startswith(AMC_PREFIXES)
             or not self._state.config.contract_guard
         ):
             await self._app(scope, receive, send)
