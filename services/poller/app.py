@@ -21,7 +21,8 @@ from services.poller.gauges import ExecutionGauges
 from services.poller.handlers import register_handlers
 from services.poller.instances import InstanceDirectory
 from services.poller.ratelimit import InstanceRateLimiter
-from services.poller.results import LocalResultStore
+from services.poller.results import result_store
+from services.poller.retention import delete_old_results
 from services.poller.settings import PollerSettings
 from services.poller.submit import Submitter
 from services.poller.token_requests import resend_step
@@ -96,7 +97,7 @@ def _build(settings: PollerSettings) -> tuple[ServiceRuntime, Announcer, Context
                 runtime.pool,
                 out,
                 gateway,
-                LocalResultStore(settings.result_dir),
+                result_store(settings.results_url or settings.result_dir.resolve().as_uri()),
                 instances,
             )
         ctx: Context = state["ctx"]
@@ -137,6 +138,15 @@ def _build(settings: PollerSettings) -> tuple[ServiceRuntime, Announcer, Context
     async def leases(stop: asyncio.Event) -> None:
         # Renews the leases of rows whose jobs run here; after stop, until those jobs drained.
         await (await context()).leases.run(stop)
+
+    if settings.results_retention_days is not None:
+
+        @runtime.background("retention")
+        async def retention(stop: asyncio.Event) -> None:
+            ctx = await context()
+            await run_loop(
+                stop, "retention", lambda: delete_old_results(ctx), settings.retention_interval_s
+            )
 
     @runtime.background("token-requests")
     async def token_requests(stop: asyncio.Event) -> None:

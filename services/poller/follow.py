@@ -23,7 +23,7 @@ from opentelemetry import trace
 
 from services.poller import flow, logic, store
 from services.poller.gateway import CircuitOpenError, Token
-from services.poller.results import ResultFile, StoredResult
+from services.poller.results import ResultFile, StoredResult, result_key
 from services.poller.store import ExecRow
 from services.poller.worker import Context, TaskSet
 from shared.clients import ApiError, DownloadUrls, RateLimitedError, ResultsExpiredError
@@ -238,7 +238,11 @@ class Follower:
             await self._download_later(row, f"fetching the result files failed: {exc}")
             return
         result = ResultLocation(
-            uri=stored.uri, row_count=stored.row_count, size_bytes=stored.size_bytes
+            uri=stored.uri,
+            row_count=stored.row_count,
+            size_bytes=stored.size_bytes,
+            checksum=stored.checksum,
+            files=stored.files,
         )
         ctx.amc.metrics.downloaded_bytes.inc(stored.size_bytes)
         async with ctx.pool.acquire() as conn, conn.transaction():
@@ -355,7 +359,9 @@ class Follower:
                 )
                 for i, u in enumerate(urls.metadata)
             ]
-            key = f"{row.instance_id}/{row.execution_id}"
+            key = result_key(
+                row.instance_id, row.run.workflow_label, row.created_at.date(), row.execution_id
+            )
             return await ctx.results.save(key, results, metadata)
 
     # --- cancelling ----------------------------------------------------------------------

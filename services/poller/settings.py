@@ -138,6 +138,15 @@ class PollerSettings(ServiceSettings):
     breaker_reset_s: float = Field(default=30.0, gt=0)
 
     result_dir: Path = Field(default=Path("var/results"), description="Local result store")
+    results_url: str | None = Field(
+        default=None,
+        description="Where results go, overriding result_dir: file:///dir, s3://bucket/prefix "
+        "(S3 or S3-compatible; credentials from AWS_* or the pod's role), gs://, az://",
+    )
+    results_retention_days: float | None = Field(
+        default=None, gt=0, description="Delete results older than this (unset: keep them)"
+    )
+    retention_interval_s: float = Field(default=3600.0, gt=0)
 
     # Test only: sleep this long right after AMC accepted a POST, before recording it, so a
     # crash test can kill the process exactly there. Never set in production.

@@ -238,9 +238,20 @@ class ExecutionError(BaseModel):
 class ResultLocation(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    uri: str = Field(description="Where the downloaded result lives (file:// or object store)")
+    uri: str = Field(
+        description="Where the result lives: a file:// directory or an object-store prefix "
+        "(s3://bucket/prefix/instance=.../workflow=.../date=.../execution=...)"
+    )
     row_count: int = Field(ge=0)
     size_bytes: int = Field(ge=0)
+    checksum: str | None = Field(
+        default=None,
+        pattern=r"^sha256:[0-9a-f]{64}$",
+        description="sha256 of the result files' bytes, in file order (part-00000 first)",
+    )
+    files: list[str] = Field(
+        default_factory=list, description="The result files under uri, in order (CSV)"
+    )
 
 
 # --- requests to the poller -------------------------------------------------------------

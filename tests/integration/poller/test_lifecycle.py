@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 from amclocal.simulator import RouteKind, SimAccount, SimControl
 from shared.contract import ExecutionCompleted, ExecutionStatusChanged, ExecutionSubmitted
@@ -40,7 +40,7 @@ async def test_same_schedule_due_three_times_creates_one_amc_execution(
     assert row["result_rows"] == 100
     assert row["result_bytes"] == len(files[0][1])
     assert len(files[0][1].splitlines()) == 101
-    metadata = Path(urlparse(row["result_uri"]).path) / "metadata" / "workflowExecution.json"
+    metadata = _directory(row["result_uri"]) / "metadata" / "workflowExecution.json"
     assert json.loads(metadata.read_text())["workflowExecutionId"] == row["amc_execution_id"]
 
     topics = [
@@ -83,6 +83,11 @@ async def test_token_is_requested_once_per_user_and_executions_resume(
     assert [r.user_id for r in desk.requests] == [sim_account.user_id]
 
 
+def _directory(uri: str) -> Path:
+    """A file:// URI's directory (as_uri escapes the '=' of the partition names)."""
+    return Path(unquote(urlparse(uri).path))
+
+
 def _result_files(uri: str) -> list[tuple[str, bytes]]:
-    directory = Path(urlparse(uri).path)
+    directory = _directory(uri)
     return [(f.name, f.read_bytes()) for f in sorted(directory.iterdir()) if f.is_file()]
