@@ -18,10 +18,23 @@ import asyncio
 import contextlib
 import json
 import logging
+import signal
 import sys
+from collections.abc import Coroutine
+from typing import Any
 
 from bench.soak.config import parse_args
 from bench.soak.run import soak
+
+
+async def stoppable(work: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
+    """SIGTERM and SIGINT cancel the soak, which then stops its broker, database and
+    services: they run in sessions of their own and would otherwise outlive it."""
+    task = asyncio.ensure_future(work)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    return await task
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -33,7 +46,11 @@ def main(argv: list[str] | None = None) -> None:
     stdout = sys.stdout
     # Only the JSON goes to stdout: the stack's launcher prints its notes there.
     with contextlib.redirect_stdout(sys.stderr):
-        result = asyncio.run(soak(cfg))
+        try:
+            result = asyncio.run(stoppable(soak(cfg)))
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            print("soak: stopped; every process it started is stopped too", file=sys.stderr)
+            sys.exit(130)
     print(json.dumps(result, default=str), file=stdout, flush=True)
     sys.exit(1 if result["violations"] else 0)
 

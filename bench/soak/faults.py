@@ -124,7 +124,11 @@ class Injector:
             await supervisor
 
     async def at(self, offset_s: float, fault: Coroutine[Any, Any, None]) -> None:
-        await asyncio.sleep(max(0.0, self.log.started + offset_s - time.monotonic()))
+        try:
+            await asyncio.sleep(max(0.0, self.log.started + offset_s - time.monotonic()))
+        except asyncio.CancelledError:
+            fault.close()  # stopped before its time: it never starts
+            raise
         await fault
 
     # --- replicas ----------------------------------------------------------------------

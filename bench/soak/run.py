@@ -49,11 +49,27 @@ SERVICE_ENV = {
 async def soak(cfg: SoakConfig) -> dict[str, Any]:
     began = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="amc-soak-"))
-    logs = work / "logs"
-    logs.mkdir()
+    (work / "logs").mkdir()
     rng = random.Random(cfg.seed)
     keep = cfg.keep
     result: dict[str, Any] = {"benchmark": "soak", "workload": cfg.workload()}
+    try:
+        keep = await _soak(cfg, work, rng, result)
+    except BaseException:
+        keep = True
+        log.warning("the soak did not finish; its logs are in %s", work)
+        raise
+    finally:
+        if not keep:
+            shutil.rmtree(work, ignore_errors=True)
+    result["wall_seconds"] = round(time.monotonic() - began, 1)
+    return result
+
+
+async def _soak(cfg: SoakConfig, work: Path, rng: random.Random, result: dict[str, Any]) -> bool:
+    """Fills `result`; returns whether to keep the work directory."""
+    logs = work / "logs"
+    keep = cfg.keep
     async with AsyncExitStack() as exits:
         broker = LocalBroker(log_path=work / "broker.log")
         bootstrap = broker.start()
@@ -164,10 +180,7 @@ async def soak(cfg: SoakConfig) -> dict[str, Any]:
         result["violations"] = report.violations
         keep = keep or bool(report.violations)
         result["work_dir"] = str(work) if keep else None
-    if not keep:
-        shutil.rmtree(work, ignore_errors=True)
-    result["wall_seconds"] = round(time.monotonic() - began, 1)
-    return result
+    return keep
 
 
 async def settle(
