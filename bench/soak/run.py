@@ -28,6 +28,7 @@ from bench.soak.config import Secrets, SoakConfig
 from bench.soak.faults import FaultLog, Injector
 from bench.soak.invariants import Checker, dead_letters, unfinished
 from bench.soak.leaks import AccessTokenSampler, scan_logs
+from bench.soak.logs import level_counts
 from shared.contract import ExecutionRequested
 from shared.topics_admin import contract_topics
 
@@ -156,6 +157,7 @@ async def _soak(cfg: SoakConfig, work: Path, rng: random.Random, result: dict[st
         await dead_letters(bootstrap, dlqs, report)
         service_logs = [logs / f"{name}.log" for name in stack.service_processes]
         secrets_found = scan_logs(service_logs, found)
+        result["logs"] = level_counts(service_logs)
         for leak in secrets_found["leaks"]:
             report.violation("no secret in any log", "secret in a log line", **leak)
         if not result["settle"]["settled"]:
