@@ -29,13 +29,13 @@ class Demo:
 DEMO = Demo()
 
 
-async def register_demo(simulator_url: str) -> None:
-    """Teach the simulator the demo client, user and instance (idempotent)."""
+async def register_demo(simulator_url: str, client_secret: str = DEMO.client_secret) -> None:
+    """Teach the simulator the demo client (with this secret), user and instance (idempotent)."""
     async with httpx.AsyncClient(base_url=simulator_url, timeout=10) as sim:
         for path, body in (
             (
                 "/_sim/lwa/clients",
-                {"client_id": DEMO.client_id, "client_secret": DEMO.client_secret},
+                {"client_id": DEMO.client_id, "client_secret": client_secret},
             ),
             ("/_sim/lwa/users", {"user_id": DEMO.user_id, "refresh_token": DEMO.refresh_token}),
             (

@@ -2,7 +2,8 @@
 
 `./dev run` calls `main()`. It uses KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL when given, and
 otherwise starts a local Tansu broker and uses the local PostgreSQL. Ctrl-C stops every
-process it started, and nothing else. The end-to-end tests start the same `ServiceStack`.
+process it started, and nothing else. The end-to-end tests start the same `ServiceStack`, and
+the fault soak (`python -m bench.soak`) starts it with two replicas of each service.
 """
 
 from __future__ import annotations
@@ -59,14 +60,32 @@ class ServiceStack:
     topic_prefix: str = ""
     schema_prefix: str = ""
     extra_env: dict[str, str] = field(default_factory=dict)
+    # Processes per service. The first replica is named after its service and listens on
+    # `ports[service]`; the others are `<service>-2`, ... on free ports chosen at start.
+    replicas: int = 1
+    lwa_client_secret: str = DEMO.client_secret
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    replica_ports: dict[str, int] = field(default_factory=dict, init=False)
+    _commands: dict[str, tuple[list[str], dict[str, str]]] = field(
+        default_factory=dict, init=False, repr=False
+    )
 
     @property
     def simulator_url(self) -> str:
         return f"http://127.0.0.1:{self.simulator_port}"
 
     def url(self, service: str) -> str:
-        return f"http://127.0.0.1:{self.ports[service]}"
+        """The address of a service (its first replica) or of one replica by name."""
+        port = self.replica_ports.get(service) or self.ports[service]
+        return f"http://127.0.0.1:{port}"
+
+    def replica_names(self, service: str) -> list[str]:
+        return [service] + [f"{service}-{n}" for n in range(2, self.replicas + 1)]
+
+    @property
+    def service_processes(self) -> list[str]:
+        """Every replica of every service, by process name."""
+        return [name for service in SERVICE_NAMES for name in self.replica_names(service)]
 
     @property
     def topics(self) -> Topics:
@@ -84,7 +103,7 @@ class ServiceStack:
             "KAFKA_HEARTBEAT_INTERVAL_MS": "500",
             "DATABASE_URL": self.database_url,
             "LWA_CLIENT_ID": DEMO.client_id,
-            "TOKEN_LWA_CLIENT_SECRET": DEMO.client_secret,
+            "TOKEN_LWA_CLIENT_SECRET": self.lwa_client_secret,
             "TOKEN_LWA_BASE_URL": self.simulator_url,
             "POLLER_AMC_BASE_URL": self.simulator_url,
             "POLLER_RESULT_DIR": str(self.log_dir / "results"),
@@ -96,11 +115,16 @@ class ServiceStack:
         env.update(self.extra_env)
         return env
 
-    def spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+    def spawn(
+        self, name: str, args: list[str], env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start a process named `name` (its log is `<name>.log`, appended to); `env` adds to
+        the stack's environment. `restart(name)` starts it again the same way."""
+        self._commands[name] = (args, env or {})
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it
         proc = subprocess.Popen(
             args,
-            env=self.env(),
+            env=self.env() | (env or {}),
             cwd=ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -117,7 +141,7 @@ class ServiceStack:
             [sys.executable, "-m", "amclocal.simulator", "--port", str(self.simulator_port)],
         )
         await asyncio.to_thread(wait_for_port, "127.0.0.1", self.simulator_port, 30)
-        await register_demo(self.simulator_url)
+        await register_demo(self.simulator_url, client_secret=self.lwa_client_secret)
         migrate = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -130,11 +154,33 @@ class ServiceStack:
         output, _ = await migrate.communicate()
         if migrate.returncode != 0:
             raise RuntimeError(f"migrations failed: {output.decode().strip()}")
-        for name in SERVICE_NAMES:
-            self.spawn(name, [sys.executable, "-m", f"services.{name}"])
-        await asyncio.gather(*(self.wait_ready(name, 60) for name in SERVICE_NAMES))
+        for service in SERVICE_NAMES:
+            for name in self.replica_names(service):
+                port = self.ports[service] if name == service else free_port()
+                self.replica_ports[name] = port
+                self.spawn(
+                    name,
+                    [sys.executable, "-m", f"services.{service}"],
+                    {f"{service.upper()}_HTTP_PORT": str(port)},
+                )
+        await asyncio.gather(*(self.wait_ready(name, 60) for name in self.service_processes))
         await register_token(self.url("token"), self.keys["API_KEY"])
         await register_instance_and_workflow(self.url("poller"), self.keys["API_KEY"])
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one process (a crash: no shutdown code runs) and reap it."""
+        proc = self.processes[name]
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+    def restart(self, name: str) -> subprocess.Popen[bytes]:
+        """Start a stopped or crashed process again, as it was first started."""
+        proc = self.processes.get(name)
+        if proc is not None and proc.poll() is None:
+            raise RuntimeError(f"{name} is still running")
+        args, env = self._commands[name]
+        return self.spawn(name, args, env)
 
     async def wait_ready(self, name: str, timeout_s: float) -> None:
         proc = self.processes[name]
