@@ -28,7 +28,7 @@ from shared.contract import (
     WeekRequested,
 )
 
-Outcome = Literal["ok", "transient", "timeout", "permanent", "drop"]
+Outcome = Literal["ok", "transient", "timeout", "permanent", "drop", "results_lost"]
 Plan = Callable[[WeekRequested], Outcome]
 
 
@@ -202,6 +202,18 @@ class FakePoller:
             done = ExecutionCompleted(
                 status="TIMED_OUT",
                 error=ExecutionError(code="TIMED_OUT", message="ran too long", retryable=True),
+                **common,
+            )
+        elif e.outcome == "results_lost":
+            # What the poller answers when AMC's result could not be fetched in time: the
+            # execution ran at AMC, so a new one would be a duplicate (not retryable).
+            done = ExecutionCompleted(
+                status="FAILED",
+                error=ExecutionError(
+                    code="DOWNLOAD_FAILED",
+                    message="no result after trying for 24 hours",
+                    retryable=False,
+                ),
                 **common,
             )
         else:

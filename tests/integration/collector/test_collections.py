@@ -202,3 +202,29 @@ async def test_six_collections_with_global_limit_5_queue_the_sixth(
         first_done = min(datetime.fromisoformat(c["finished_at"]) for c in finished[:5])
         assert sixth_started >= first_done  # it waited for a slot
         assert len(poller.executions) == 6 * 3
+
+
+async def test_a_week_whose_result_was_lost_after_amc_ran_it_is_not_run_again(
+    uid: str, database_url: str, kafka_bootstrap: str
+) -> None:
+    """The poller retries a download itself; if it finally gives up, the execution ran at
+    AMC and the error is not retryable: the collector must not ask AMC for the week again."""
+    lost = date(2024, 1, 8)
+
+    def plan(r: WeekRequested) -> Outcome:
+        return "results_lost" if r.week_start == lost else "ok"
+
+    settings = settings_for(uid, database_url, kafka_bootstrap)
+    async with (
+        running_collector(settings) as collector,
+        FakePoller(kafka_bootstrap, collector.topics, duration_s=0.05, plan=plan) as poller,
+    ):
+        created = await collector.create(end_date="2024-01-28", max_attempts=3)
+        done = await collector.wait_status(created["id"], "COMPLETED_WITH_FAILURES")
+        [failed] = await collector.weeks(created["id"], status="FAILED")
+        assert failed["week_start"] == lost.isoformat()
+        assert failed["attempt"] == 1
+        assert failed["error_code"] == "DOWNLOAD_FAILED"
+        assert done["progress"]["counts"]["FAILED"] == 1
+        runs = [e for e in poller.executions.values() if e.request.week_start == lost]
+        assert len(runs) == 1
