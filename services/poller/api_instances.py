@@ -91,10 +91,13 @@ class Discovery(BaseModel):
 
 
 class DiscoveryRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     user_id: str = _ID
-    register: bool = Field(default=False, description="Register every instance not yet known")
+    # "register" on the wire; BaseModel has a method of that name.
+    register_new: bool = Field(
+        default=False, alias="register", description="Register every instance not yet known"
+    )
 
 
 def _region(api_endpoint: str | None) -> Region:
@@ -143,7 +146,7 @@ async def discover(request: Request, body: DiscoveryRequest) -> Any:
                     sandbox=(instance.instance_type or "").upper() == "SANDBOX",
                     registered=known,
                 )
-                if body.register and not known:
+                if body.register_new and not known:
                     await registry.add_instance(
                         conn,
                         item.instance_id,
