@@ -212,7 +212,7 @@ async def update_instance(request: Request, instance_id: str, body: InstanceChan
     required = {"advertiser_id", "marketplace_id", "region", "sandbox"} & set(cleared)
     if required:
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY, f"{', '.join(sorted(required))}: cannot be null"
+            status.HTTP_422_UNPROCESSABLE_CONTENT, f"{', '.join(sorted(required))}: cannot be null"
         )
     async with runtime_of(request).pool.acquire() as conn, conn.transaction():
         found = await registry.update_instance(conn, instance_id, fields)

@@ -115,7 +115,7 @@ async def _managed(request: Request, instance_id: str) -> tuple[Context, AmcAcco
 
 def _amc_failed(exc: ApiError | CircuitOpenError) -> HTTPException:
     if isinstance(exc, ClientRequestError):
-        return HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"AMC refused: {exc}")
+        return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"AMC refused: {exc}")
     return HTTPException(status.HTTP_502_BAD_GATEWAY, f"AMC: {exc}")
 
 

@@ -141,7 +141,7 @@ def _valid_path_user(user_id: str) -> str:
     problem = logic.user_id_problem(user_id)
     if problem:
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY, f"path.user_id: invalid user_id: {problem}"
+            status.HTTP_422_UNPROCESSABLE_CONTENT, f"path.user_id: invalid user_id: {problem}"
         )
     return user_id
 
