@@ -322,7 +322,8 @@ def redact(url: str) -> str:
 def scrub(text: str, url: str) -> str:
     """Remove every part of a channel URL that may be secret from a text (an error message
     of the channel library), keeping the redacted form in its place."""
-    out = text.replace(url, redact(url))
+    placeholder = "\x00url\x00"  # kept out of reach of the replacements below
+    out = text.replace(url, placeholder)
     try:
         parts = urlsplit(url)
         candidates = [parts.username, parts.password, *parts.path.split("/"), parts.query]
@@ -331,4 +332,4 @@ def scrub(text: str, url: str) -> str:
         candidates = []
     for secret in sorted({c for c in candidates if c and len(c) >= 4}, key=len, reverse=True):
         out = out.replace(secret, "***")
-    return out
+    return out.replace(placeholder, redact(url))
