@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
+from uuid import UUID, uuid5
 
 import asyncpg
 from faststream.kafka import KafkaBroker
@@ -85,12 +86,46 @@ class Tx:
 
 
 Handler = Callable[[Tx, E], Awaitable[None]]
+DeadLetterHandler = Callable[[Tx, DeadLetter], Awaitable[None]]
+
+# Namespace of the ids given to dead letters, which carry no event_id of their own.
+DEAD_LETTER_NAMESPACE = UUID("5b0f8d4e-3c55-4a2e-9d0b-6b7e1c2f9a41")
+
+
+def dead_letter_id(letter: DeadLetter) -> UUID:
+    """A dead letter's de-duplication key: the refused record's place and its refuser. A
+    consumer that dead-letters the same record again (it crashed before committing offsets)
+    writes a letter with the same id."""
+    return uuid5(
+        DEAD_LETTER_NAMESPACE,
+        f"{letter.source_topic}|{letter.partition}|{letter.offset}|{letter.consumer}",
+    )
+
+
+def _decode_dead_letter(raw: bytes) -> tuple[UUID, DeadLetter]:
+    try:
+        letter = DeadLetter.model_validate_json(raw)
+    except ValueError as exc:
+        raise InvalidEventError(f"invalid dead letter: {exc}") from None
+    return dead_letter_id(letter), letter
 
 
 @dataclass
 class _Route(Generic[E]):
     model: type[E]
     handler: Handler[E]
+
+    def decode(self, raw: bytes) -> tuple[UUID, E]:
+        event = decode_event(self.model, raw)
+        return event.event_id, event
+
+
+@dataclass
+class _DeadLetterRoute:
+    handler: DeadLetterHandler
+
+    def decode(self, raw: bytes) -> tuple[UUID, DeadLetter]:
+        return _decode_dead_letter(raw)
 
 
 @dataclass
@@ -145,7 +180,7 @@ class EventConsumer:
         self._max_attempts = max_attempts
         self._batch_size = batch_size
         self._tracer = trace.get_tracer("amc.consumer")
-        self._routes: dict[str, _Route[Any]] = {}
+        self._routes: dict[str, _Route[Any] | _DeadLetterRoute] = {}
 
     def attach_pool(self, pool: asyncpg.Pool[Any]) -> None:
         self._pool = pool
@@ -164,6 +199,22 @@ class EventConsumer:
         if name in self._routes:
             raise ValueError(f"{model.topic} already has a handler")
         self._routes[name] = _Route(model, handler)
+
+    def on_dead_letters(
+        self, source: type[Event]
+    ) -> Callable[[DeadLetterHandler], DeadLetterHandler]:
+        """Register the handler of `<source topic>.dlq`. Letters have no event_id: their
+        de-duplication key is `dead_letter_id` (the refused record's topic, partition,
+        offset and refuser)."""
+
+        def register(handler: DeadLetterHandler) -> DeadLetterHandler:
+            name = self._topics.dlq(source.topic)
+            if name in self._routes:
+                raise ValueError(f"{source.topic} dead letters already have a handler")
+            self._routes[name] = _DeadLetterRoute(handler)
+            return handler
+
+        return register
 
     def install(self) -> None:
         """Create the one subscriber for every registered topic."""
@@ -258,25 +309,27 @@ class EventConsumer:
                 "messaging.kafka.message.key": (record.key or b"").decode(errors="replace"),
             },
         ) as span:
+            route = self._routes[topic]
             try:
-                event = decode_event(self._routes[topic].model, record.value or b"")
+                event_id, event = route.decode(record.value or b"")
             except InvalidEventError as exc:
                 span.set_status(Status(StatusCode.ERROR, "invalid event"))
                 return ("dead_lettered", str(exc), "InvalidEventError")
-            span.set_attribute("messaging.message.id", str(event.event_id))
-            span.set_attributes(event_span_attributes(event))
+            span.set_attribute("messaging.message.id", str(event_id))
+            if isinstance(event, Event):
+                span.set_attributes(event_span_attributes(event))
             try:
                 async with conn.transaction():  # a savepoint: one bad event spoils nothing else
                     first = await conn.fetchval(
                         """INSERT INTO processed_events (event_id, topic) VALUES ($1, $2)
                            ON CONFLICT DO NOTHING RETURNING true""",
-                        event.event_id,
+                        event_id,
                         topic,
                     )
                     if not first:
                         span.set_attribute("amc.duplicate", True)
                         return ("duplicate", "", "")
-                    await self._routes[topic].handler(Tx(conn, self._outbox, topic), event)
+                    await route.handler(Tx(conn, self._outbox, topic), event)
             except RETRYABLE:
                 raise
             except Exception as exc:  # a handler bug must not block the partition forever

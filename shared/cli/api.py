@@ -14,6 +14,7 @@ DEFAULT_URLS = {
     "poller": "http://127.0.0.1:8082",
     "scheduler": "http://127.0.0.1:8083",
     "collector": "http://127.0.0.1:8084",
+    "notifier": "http://127.0.0.1:8085",
 }
 
 

@@ -28,6 +28,7 @@ _GROUPS = (
     ("services.poller.cli_workflows", "workflows"),
     ("services.token.cli", "tokens"),
     ("services.collector.cli", "collections"),
+    ("services.notifier.cli", "notifications"),
 )
 
 for module_name, group in _GROUPS:

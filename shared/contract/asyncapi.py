@@ -24,12 +24,12 @@ ROUTES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "execution.requested": (("external",), ("poller",)),
     "execution.submitted": (("poller",), ("scheduler", "collector")),
     "execution.status_changed": (("poller",), ("observers",)),
-    "execution.completed": (("poller",), ("scheduler", "collector")),
+    "execution.completed": (("poller",), ("scheduler", "collector", "notifier")),
     "token.refresh_requested": (("poller",), ("token",)),
     "token.refreshed": (("token",), ("poller",)),
-    "token.refresh_failed": (("token",), ("poller", "observers")),
-    "schedule.paused": (("scheduler",), ("observers",)),
-    "collection.completed": (("collector",), ("observers",)),
+    "token.refresh_failed": (("token",), ("poller", "notifier")),
+    "schedule.paused": (("scheduler",), ("notifier", "observers")),
+    "collection.completed": (("collector",), ("notifier", "observers")),
 }
 
 
@@ -97,7 +97,8 @@ def build() -> dict[str, Any]:
         }
         channels[f"{channel}_dlq"] = {
             "address": dlq_topic(event.topic),
-            "description": f"{event.topic} messages a consumer could not process, with why.",
+            "description": f"{event.topic} messages a consumer could not process, with why; "
+            "the notifier tells people about each.",
             "messages": {"DeadLetter": {"$ref": "#/components/messages/DeadLetter"}},
         }
         ref = {"$ref": f"#/channels/{channel}"}

@@ -76,7 +76,7 @@ async def test_run_brings_up_everything_and_ctrl_c_stops_it_all(
         "PYTHONPATH": f"{ROOT}:{ROOT / 'deploy' / 'local'}",
         "OTEL_TRACES_EXPORTER": "none",
     }
-    for name in ("TOKEN", "POLLER", "SCHEDULER", "COLLECTOR"):
+    for name in ("TOKEN", "POLLER", "SCHEDULER", "COLLECTOR", "NOTIFIER"):
         env[f"{name}_DB_SCHEMA"] = f"{uid}_{name.lower()}"
     if database == "embedded":
         del env["DATABASE_URL"]
@@ -99,10 +99,10 @@ async def test_run_brings_up_everything_and_ctrl_c_stops_it_all(
                 assert line, "the launcher exited early:\n" + "".join(lines)
                 lines.append(line)
         async with httpx.AsyncClient() as client:
-            for port in range(base + 1, base + 5):
+            for port in range(base + 1, base + 6):
                 assert (await client.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200
         started = {p for p in descendants(proc.pid) if alive(p)}
-        assert len(started) >= 5, "simulator and four services run as processes"
+        assert len(started) >= 6, "simulator and five services run as processes"
         if database == "embedded":
             assert any("embedded PostgreSQL" in line for line in lines), "".join(lines)
             started |= set(postgres_of(tmp_path / "pgdata"))

@@ -1,4 +1,4 @@
-"""Run the whole system on this machine: broker, database, simulator and the four services.
+"""Run the whole system on this machine: broker, database, simulator and the five services.
 
 `./dev run` calls `main()`. It uses KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL when given, and
 otherwise starts a local Tansu broker and uses the local PostgreSQL. Ctrl-C stops every
@@ -31,8 +31,14 @@ from shared.crypto import KeyRing
 from shared.topics_admin import contract_topics, ensure_topics
 
 ROOT = Path(__file__).resolve().parents[3]
-SERVICE_NAMES = ("token", "poller", "scheduler", "collector")
-LOCAL_PORTS = {"token": 8081, "poller": 8082, "scheduler": 8083, "collector": 8084}
+SERVICE_NAMES = ("token", "poller", "scheduler", "collector", "notifier")
+LOCAL_PORTS = {
+    "token": 8081,
+    "poller": 8082,
+    "scheduler": 8083,
+    "collector": 8084,
+    "notifier": 8085,
+}
 
 
 def say(message: str) -> None:
@@ -43,13 +49,14 @@ def new_keys() -> dict[str, str]:
     return {
         "EVENT_ENCRYPTION_KEYS": KeyRing.generate_key(),
         "TOKEN_ENCRYPTION_KEYS": KeyRing.generate_key(),
+        "NOTIFIER_ENCRYPTION_KEYS": KeyRing.generate_key(),
         "API_KEY": KeyRing.generate_key()[:32],
     }
 
 
 @dataclass
 class ServiceStack:
-    """The simulator and the four services as processes, against a given broker and database."""
+    """The simulator and the five services as processes, against a given broker and database."""
 
     bootstrap: str
     database_url: str
@@ -216,12 +223,12 @@ class ServiceStack:
 def persistent_keys(var: Path) -> dict[str, str]:
     """Dev keys kept in var/local so stored tokens stay readable across restarts."""
     path = var / "keys.json"
-    if path.exists():
-        keys: dict[str, str] = json.loads(path.read_text())
-        return keys
-    keys = new_keys()
-    path.write_text(json.dumps(keys))
-    path.chmod(0o600)
+    kept: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    # Keys a newer service needs are added; kept ones are never replaced (data needs them).
+    keys = {**new_keys(), **kept}
+    if keys != kept:
+        path.write_text(json.dumps(keys))
+        path.chmod(0o600)
     return keys
 
 
@@ -297,10 +304,10 @@ async def run(var: Path) -> None:
             simulator_port=base + 10,
             topic_prefix=os.environ.get("KAFKA_TOPIC_PREFIX", ""),
         )
-        say("starting the AMC/LWA simulator, migrations and the four services...")
+        say("starting the AMC/LWA simulator, migrations and the five services...")
         await stack.start()
         say(f"AMC/LWA simulator: {stack.simulator_url}  (GET /_sim/requests shows what AMC saw)")
-        say("all four services are ready:")
+        say("all five services are ready:")
         for name in SERVICE_NAMES:
             say(f"  {name:<10} {stack.url(name)}  (/healthz /readyz /metrics /docs)")
         say(f"for amcctl: export AMCCTL_API_KEY={stack.keys['API_KEY']}")

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[3]
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
 OVERLAYS = ("dev", "prod")
-SERVICES = ("token", "poller", "scheduler", "collector")
+SERVICES = ("token", "poller", "scheduler", "collector", "notifier")
 
 Obj = dict[str, Any]
 

@@ -11,6 +11,8 @@ from prometheus_client import generate_latest
 
 from services.collector.app import create_app as collector_app
 from services.collector.settings import CollectorSettings
+from services.notifier.app import create_app as notifier_app
+from services.notifier.settings import NotifierSettings
 from services.poller.app import create_app as poller_app
 from services.poller.settings import PollerSettings
 from services.scheduler.app import create_app as scheduler_app
@@ -28,6 +30,7 @@ _SERIES_SUFFIXES = ("_bucket", "_sum", "_count")
 def apps(monkeypatch: pytest.MonkeyPatch) -> list[FastAPI]:
     monkeypatch.setenv("EVENT_ENCRYPTION_KEYS", KeyRing.generate_key())
     monkeypatch.setenv("TOKEN_ENCRYPTION_KEYS", KeyRing.generate_key())
+    monkeypatch.setenv("NOTIFIER_ENCRYPTION_KEYS", KeyRing.generate_key())
     monkeypatch.setenv("LWA_CLIENT_ID", "amzn1.application-oa2-client.alerts")
     monkeypatch.setenv("TOKEN_LWA_CLIENT_SECRET", "alert-test-secret")
     return [
@@ -35,6 +38,7 @@ def apps(monkeypatch: pytest.MonkeyPatch) -> list[FastAPI]:
         poller_app(PollerSettings()),
         scheduler_app(SchedulerSettings()),
         collector_app(CollectorSettings()),
+        notifier_app(NotifierSettings()),
     ]
 
 

@@ -218,7 +218,20 @@ def test_service_pdb_and_network_policy_select_the_pods(overlay: str, service: s
         port["port"] for p in policies for r in p["spec"].get("egress", []) for port in r["ports"]
     }
     assert {53, 9092, 5432} <= egress_ports
-    assert (443 in egress_ports) == (service in ("token", "poller")), "only they call Amazon"
+    # Only the token service and the poller call Amazon; the notifier reaches the channels
+    # its rules name (HTTPS webhooks and SMTP), never link-local metadata addresses.
+    assert (443 in egress_ports) == (service in ("token", "poller", "notifier"))
+    assert ({25, 465, 587} <= egress_ports) == (service == "notifier"), "SMTP: notifier only"
+    if service == "notifier":
+        blocks = [
+            peer["ipBlock"]
+            for p in policies
+            for r in p["spec"].get("egress", [])
+            for peer in r.get("to", [])
+            if "ipBlock" in peer
+        ]
+        assert blocks, "the notifier's egress names its address blocks"
+        assert all("169.254.0.0/16" in b.get("except", []) for b in blocks)
 
 
 def test_replica_counts_per_overlay() -> None:
@@ -381,6 +394,8 @@ ALERT_METRICS = {
     "AmcTokenRefreshFailing": "amc_token_refreshes_total",
     "AmcThrottled": 'amc_api_requests_total{status="429"}',
     "AmcScheduleLate": "amc_schedule_lateness_seconds_bucket",
+    "AmcNotificationsFailing": "amc_notifier_deliveries_failing",
+    "AmcNotificationsGivenUp": 'amc_notifier_deliveries_total{outcome="failed"}',
 }
 
 

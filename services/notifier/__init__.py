@@ -1,0 +1,1 @@
+"""The notifier: events that matter to people, delivered as messages by rules."""

@@ -1,0 +1,207 @@
+"""Management API under /notifications: rules (add, list, remove, test) and deliveries.
+
+A rule's URL is a secret: it is read from the request, encrypted, and never returned.
+Answers show its redacted form (scheme and host). Bad input is answered with 422 naming the
+field, without echoing what was sent (pydantic's default error answer would echo the body,
+URL included, so the body is validated here).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from services.notifier import store
+from services.notifier.channels import send, url_problem
+from services.notifier.logic import Message, RuleFilter, Severity, channel_of, redact
+from shared.crypto import DecryptionError
+from shared.http import runtime_of
+
+if TYPE_CHECKING:
+    from services.notifier.app import NotifierRuntime
+
+router = APIRouter(prefix="/notifications", tags=["notifications"])
+
+
+class RuleCreate(BaseModel):
+    """A rule: events matching `filter` are sent to the channel `url` (an apprise URL)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    url: SecretStr = Field(
+        description="apprise URL: mailtos://user:pass@smtp.example.com?to=ops@example.com, "
+        "slack://T/B/token, msteams://..., jsons://host/path, ...; kept encrypted",
+    )
+    filter: RuleFilter = Field(default_factory=RuleFilter)
+
+
+class RuleOut(BaseModel):
+    id: UUID
+    name: str
+    channel: str = Field(description="The URL's scheme")
+    url: str = Field(description="Redacted: scheme and host only")
+    filter: RuleFilter
+    created_at: datetime
+
+
+class TestOut(BaseModel):
+    rule_id: UUID
+    channel: str
+    ok: bool
+    error: str = Field(description="Why the channel refused (secrets removed); empty if ok")
+
+
+class DeliveryOut(BaseModel):
+    event_id: UUID
+    rule_id: UUID
+    rule_name: str
+    topic: str
+    event_type: str
+    channel: str
+    title: str
+    status: str
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+    created_at: datetime
+    sent_at: datetime | None
+
+
+def _runtime(request: Request) -> NotifierRuntime:
+    from services.notifier.app import NotifierRuntime
+
+    runtime = runtime_of(request)
+    assert isinstance(runtime, NotifierRuntime)
+    return runtime
+
+
+def _invalid(field: str, message: str) -> RequestValidationError:
+    return RequestValidationError([{"loc": ("body", field), "msg": message, "type": "value_error"}])
+
+
+async def _parse_rule(request: Request) -> RuleCreate:
+    try:
+        data = json.loads(await request.body())
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise _invalid("(body)", "must be a JSON object") from None
+    if not isinstance(data, dict):
+        raise _invalid("(body)", "must be a JSON object")
+    try:
+        rule = RuleCreate.model_validate(data)
+    except ValidationError as exc:
+        # loc and msg only: "input" could be the URL itself.
+        raise RequestValidationError(
+            [
+                {"loc": ("body", *e["loc"]), "msg": e["msg"], "type": e["type"]}
+                for e in exc.errors(include_url=False, include_input=False, include_context=False)
+            ]
+        ) from None
+    problem = url_problem(rule.url.get_secret_value())
+    if problem is not None:
+        raise _invalid("url", problem)
+    return rule
+
+
+def _out(rule: store.RuleRow) -> RuleOut:
+    return RuleOut(
+        id=rule.id,
+        name=rule.name,
+        channel=rule.channel,
+        url=rule.url_redacted,
+        filter=rule.filter,
+        created_at=rule.created_at,
+    )
+
+
+@router.post(
+    "/rules",
+    status_code=status.HTTP_201_CREATED,
+    response_model=RuleOut,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": RuleCreate.model_json_schema()}},
+        }
+    },
+)
+async def add_rule(request: Request) -> RuleOut:
+    rule = await _parse_rule(request)
+    runtime = _runtime(request)
+    url = rule.url.get_secret_value()
+    async with runtime.pool.acquire() as conn:
+        row = await store.add_rule(
+            conn,
+            name=rule.name,
+            channel=channel_of(url),
+            url_redacted=redact(url),
+            url_encrypted=runtime.keys.encrypt(url),
+            rule_filter=rule.filter,
+        )
+    return _out(row)
+
+
+@router.get("/rules", response_model=list[RuleOut])
+async def list_rules(request: Request) -> list[RuleOut]:
+    async with _runtime(request).pool.acquire() as conn:
+        return [_out(r) for r in await store.active_rules(conn)]
+
+
+@router.delete("/rules/{rule_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def remove_rule(rule_id: UUID, request: Request) -> Response:
+    """Remove a rule: its pending deliveries are cancelled and its URL erased."""
+    async with _runtime(request).pool.acquire() as conn, conn.transaction():
+        if not await store.remove_rule(conn, rule_id):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"rule {rule_id} not found")
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/rules/{rule_id}/test", response_model=TestOut)
+async def test_rule(rule_id: UUID, request: Request) -> TestOut:
+    """Send a sample message through the rule's channel now and report what happened."""
+    runtime = _runtime(request)
+    async with runtime.pool.acquire() as conn:
+        rule = await store.get_rule(conn, rule_id)
+    if rule is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"rule {rule_id} not found")
+    sample = Message(
+        f"Test message for rule {rule.name!r}",
+        f"This is a test of notification rule {rule.name} ({rule.id}) through "
+        f"{rule.url_redacted}. If you read this, the channel works.",
+        Severity.INFO,
+    )
+    try:
+        url = runtime.keys.decrypt(rule.url_encrypted)
+    except DecryptionError:
+        return TestOut(
+            rule_id=rule.id,
+            channel=rule.channel,
+            ok=False,
+            error="rule URL cannot be decrypted with NOTIFIER_ENCRYPTION_KEYS",
+        )
+    outcome = await send(url, sample, timeout_s=runtime.notifier_settings.send_timeout_s)
+    return TestOut(rule_id=rule.id, channel=rule.channel, ok=outcome.ok, error=outcome.error)
+
+
+@router.get("/deliveries", response_model=list[DeliveryOut])
+async def list_deliveries(
+    request: Request,
+    status_: Annotated[
+        Literal["PENDING", "SENT", "FAILED", "CANCELLED"] | None, Query(alias="status")
+    ] = None,
+    rule_id: UUID | None = None,
+    event_id: UUID | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[DeliveryOut]:
+    """Recent deliveries, newest first."""
+    async with _runtime(request).pool.acquire() as conn:
+        rows = await store.list_deliveries(
+            conn, status=status_, rule_id=rule_id, event_id=event_id, limit=limit
+        )
+    return [DeliveryOut(**r.__dict__) for r in rows]
