@@ -257,10 +257,7 @@ class Follower:
         ctx = self.ctx
         kind = logic.classify(exc)
         if kind == "unauthorized":
-            async with ctx.pool.acquire() as conn, conn.transaction():
-                await flow.unauthorized(
-                    conn, ctx.out, row, ctx.owner, token.ciphertext, str(exc), unsent=False
-                )
+            await ctx.unauthorized(row, token.ciphertext, str(exc))
             return
         if kind == "rejected" and self._since_succeeded(row) > timedelta(
             seconds=ctx.settings.results_unavailable_grace_s

@@ -310,10 +310,7 @@ class Submitter:
         ctx = self.ctx
         kind = logic.classify(exc)
         if kind == "unauthorized":
-            async with ctx.pool.acquire() as conn, conn.transaction():
-                await flow.unauthorized(
-                    conn, ctx.out, row, ctx.owner, token.ciphertext, str(exc), unsent=False
-                )
+            await ctx.unauthorized(row, token.ciphertext, str(exc))
             return
         assert row.submit_intent_at is not None
         waited = flow.now() - row.submit_intent_at

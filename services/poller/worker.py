@@ -25,7 +25,7 @@ from uuid import UUID
 import asyncpg
 from opentelemetry.trace import Tracer
 
-from services.poller import logic, store, tracing
+from services.poller import flow, logic, store, tracing
 from services.poller.flow import Announcer
 from services.poller.gateway import AmcGateway, CircuitOpenError
 from services.poller.instances import InstanceDirectory
@@ -79,6 +79,14 @@ class Context:
     @property
     def lease(self) -> timedelta:
         return timedelta(seconds=self.settings.lease_s)
+
+    async def unauthorized(self, row: ExecRow, token_ciphertext: str, amc_said: str) -> None:
+        """AMC answered 401 to a call for a submitted row: flow.unauthorized, in a
+        transaction of its own."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await flow.unauthorized(
+                conn, self.out, row, self.owner, token_ciphertext, amc_said, unsent=False
+            )
 
     def backoff(self, failures: int) -> timedelta:
         s = self.settings

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
+import httpx
 import pytest
 
 from amclocal.simulator import SimAccount, SimControl
@@ -243,6 +244,27 @@ class TokenDesk:
 
 
 PollerFactory = Callable[..., Awaitable[PollerHarness]]
+
+
+@contextlib.asynccontextmanager
+async def served_poller(
+    settings: PollerSettings, simulator: SimControl, account: SimAccount, keys: KeyRing
+) -> AsyncIterator[tuple[PollerHarness, httpx.AsyncClient, str]]:
+    """A poller with its management API served over real HTTP, the account's token cached:
+    the harness, a client sending the settings' API key, and the base URL."""
+    from services.poller.app import create_app
+    from tests.support.http import serve_app
+
+    app = create_app(settings)
+    runtime: ServiceRuntime = app.state.runtime
+    await ensure_topics(settings.kafka.bootstrap_servers, contract_topics(runtime.topics))
+    key = settings.api_key.get_secret_value() if settings.api_key else ""
+    headers = {"Authorization": f"Bearer {key}"}
+    async with serve_app(app) as url, httpx.AsyncClient(base_url=url, headers=headers) as http:
+        harness = PollerHarness(runtime, settings.kafka.bootstrap_servers, keys, account)
+        await harness.give_token(account.user_id, await lwa_token(simulator.base_url, account))
+        await eventually(lambda: harness.has_token(account.user_id), what="token cached")
+        yield harness, http, url
 
 
 async def completed_events(poller: PollerHarness, count: int) -> list[ExecutionCompleted]:

@@ -13,13 +13,8 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import httpx
-
 from amclocal.simulator import FaultRule, RouteKind, SimAccount, SimControl, WorkflowBehavior
-from services.poller.app import create_app
 from shared.crypto import KeyRing
-from shared.runtime import ServiceRuntime
-from shared.topics_admin import contract_topics, ensure_topics
 from tests.integration.poller.conftest import (
     PollerFactory,
     PollerHarness,
@@ -28,11 +23,10 @@ from tests.integration.poller.conftest import (
     completed_events,
     eventually,
     external,
-    lwa_token,
     run_for,
+    served_poller,
     started,
 )
-from tests.support.http import serve_app
 
 API_KEY = "test-api-key-amc-api"
 NEW_YORK = ZoneInfo("America/New_York")
@@ -60,21 +54,13 @@ async def test_cancel_reaches_amc_as_put_and_frees_the_slot(
     simulator: SimControl,
     sim_account: SimAccount,
     keys: KeyRing,
-    kafka_bootstrap: str,
 ) -> None:
     # One slot at AMC: the second execution can only start once the first lets go of it.
     await simulator.configure(max_running=1, pending_seconds=0.0)
     await simulator.set_workflow(WorkflowBehavior(workflow_id="wf-long", running_seconds=600))
     await simulator.set_workflow(WorkflowBehavior(workflow_id="wf-short", running_seconds=0.3))
-    app = create_app(poller_settings(api_key=API_KEY))
-    runtime: ServiceRuntime = app.state.runtime
-    await ensure_topics(kafka_bootstrap, contract_topics(runtime.topics))
-    async with serve_app(app) as url, httpx.AsyncClient(base_url=url) as http:
-        poller = PollerHarness(runtime, kafka_bootstrap, keys, sim_account)
-        await poller.give_token(
-            sim_account.user_id, await lwa_token(simulator.base_url, sim_account)
-        )
-        await eventually(lambda: poller.has_token(sim_account.user_id), what="token cached")
+    settings = poller_settings(api_key=API_KEY)
+    async with served_poller(settings, simulator, sim_account, keys) as (poller, http, _):
         long, short = (
             external(run_for(sim_account, "wf-long")),
             external(run_for(sim_account, "wf-short")),
@@ -86,10 +72,7 @@ async def test_cancel_reaches_amc_as_put_and_frees_the_slot(
         short_id = await _amc_id(poller, short.request_id)
         [row] = [r for r in await poller.rows() if r["origin_id"] == long.request_id]
 
-        answer = await http.post(
-            f"/executions/{row['execution_id']}/cancel",
-            headers={"Authorization": f"Bearer {API_KEY}"},
-        )
+        answer = await http.post(f"/executions/{row['execution_id']}/cancel")
         assert answer.status_code == 202
 
         done = {e.origin.id: e for e in await completed_events(poller, 2)}
@@ -112,28 +95,17 @@ async def test_a_refused_cancel_is_read_back_and_retried_not_taken_for_finished(
     simulator: SimControl,
     sim_account: SimAccount,
     keys: KeyRing,
-    kafka_bootstrap: str,
 ) -> None:
     await simulator.set_workflow(WorkflowBehavior(workflow_id="wf-long", running_seconds=600))
-    app = create_app(poller_settings(api_key=API_KEY))
-    runtime: ServiceRuntime = app.state.runtime
-    await ensure_topics(kafka_bootstrap, contract_topics(runtime.topics))
-    async with serve_app(app) as url, httpx.AsyncClient(base_url=url) as http:
-        poller = PollerHarness(runtime, kafka_bootstrap, keys, sim_account)
-        await poller.give_token(
-            sim_account.user_id, await lwa_token(simulator.base_url, sim_account)
-        )
-        await eventually(lambda: poller.has_token(sim_account.user_id), what="token cached")
+    settings = poller_settings(api_key=API_KEY)
+    async with served_poller(settings, simulator, sim_account, keys) as (poller, http, _):
         request = external(run_for(sim_account, "wf-long"))
         await poller.send(request)
         amc_id = await _amc_id(poller, request.request_id)
         await eventually(_amc_status(simulator, amc_id, "RUNNING"), what="RUNNING at AMC")
         await simulator.add_fault(FaultRule(kinds=[RouteKind.CANCEL], fail_next=2, status=500))
         [row] = await poller.rows()
-        await http.post(
-            f"/executions/{row['execution_id']}/cancel",
-            headers={"Authorization": f"Bearer {API_KEY}"},
-        )
+        await http.post(f"/executions/{row['execution_id']}/cancel")
         [done] = await completed_events(poller, 1)
     assert done.status == "CANCELLED"
     cancels = await simulator.requests(sim_account.instance_id, RouteKind.CANCEL)

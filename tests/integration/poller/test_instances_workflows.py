@@ -16,22 +16,17 @@ import pytest_asyncio
 from typer.testing import CliRunner
 
 from amclocal.simulator import RouteKind, SimAccount, SimControl
-from services.poller.app import create_app
 from shared.cli.main import app as amcctl
 from shared.contract import RunOptions
 from shared.crypto import KeyRing
-from shared.runtime import ServiceRuntime
-from shared.topics_admin import contract_topics, ensure_topics
 from tests.integration.poller.conftest import (
     PollerHarness,
     SettingsFactory,
     completed_events,
-    eventually,
     external,
-    lwa_token,
     run_for,
+    served_poller,
 )
-from tests.support.http import serve_app
 
 API_KEY = "test-api-key-registry"
 HEADERS = {"Authorization": f"Bearer {API_KEY}"}
@@ -50,17 +45,9 @@ async def poller(
     simulator: SimControl,
     sim_account: SimAccount,
     keys: KeyRing,
-    kafka_bootstrap: str,
 ) -> AsyncIterator[Poller]:
-    app = create_app(poller_settings(api_key=API_KEY))
-    runtime: ServiceRuntime = app.state.runtime
-    await ensure_topics(kafka_bootstrap, contract_topics(runtime.topics))
-    async with serve_app(app) as url, httpx.AsyncClient(base_url=url, headers=HEADERS) as http:
-        harness = PollerHarness(runtime, kafka_bootstrap, keys, sim_account)
-        await harness.give_token(
-            sim_account.user_id, await lwa_token(simulator.base_url, sim_account)
-        )
-        await eventually(lambda: harness.has_token(sim_account.user_id), what="token cached")
+    settings = poller_settings(api_key=API_KEY)
+    async with served_poller(settings, simulator, sim_account, keys) as (harness, http, url):
         yield Poller(harness, http, url)
 
 
