@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
@@ -30,15 +30,19 @@ The operators' web console. Reads and changes state only through the other servi
 management APIs (with the API key, server-side) and follows the event topics for live pages.
 """
 
-# No inline script or style anywhere, so the policy can forbid both; no referrer, so an
-# OAuth callback's query never leaves in a Referer header.
-SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; form-action 'self' "
-    "https:; base-uri 'none'",
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-}
+
+# No inline script or style anywhere, so the policy can forbid both; forms may only go here
+# and (through the connect form's redirect) to Login with Amazon; no referrer, so an OAuth
+# callback's query never leaves in a Referer header.
+def security_headers_for(settings: ConsoleSettings) -> dict[str, str]:
+    lwa = urlsplit(settings.lwa_authorize_url)
+    return {
+        "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; "
+        f"form-action 'self' {lwa.scheme}://{lwa.netloc}; base-uri 'none'",
+        "X-Frame-Options": "DENY",
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+    }
 
 
 class ConsoleRuntime(ServiceRuntime):
@@ -68,12 +72,14 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         app.include_router(module.router, include_in_schema=False)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
+    headers = security_headers_for(settings)
+
     @app.middleware("http")
     async def security_headers(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         response = await call_next(request)
-        for name, value in SECURITY_HEADERS.items():
+        for name, value in headers.items():
             response.headers.setdefault(name, value)
         return response
 
