@@ -39,6 +39,9 @@ LOCAL_PORTS = {
     "collector": 8084,
     "notifier": 8085,
 }
+# The console serves people, not events: it is started after the five (it needs their APIs)
+# and is not one of SERVICE_NAMES, so the soak's replicas and faults leave it alone.
+CONSOLE_PORT = 8086
 
 
 def say(message: str) -> None:
@@ -173,6 +176,28 @@ class ServiceStack:
         await asyncio.gather(*(self.wait_ready(name, 60) for name in self.service_processes))
         await register_token(self.url("token"), self.keys["API_KEY"])
         await register_instance_and_workflow(self.url("poller"), self.keys["API_KEY"])
+
+    def console_env(self, port: int) -> dict[str, str]:
+        env = {
+            "CONSOLE_HTTP_PORT": str(port),
+            "CONSOLE_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        }
+        for service in SERVICE_NAMES:
+            env[f"CONSOLE_{service.upper()}_URL"] = self.url(service)
+        if self.schema_prefix:
+            env["CONSOLE_DB_SCHEMA"] = f"{self.schema_prefix}console"
+        return env
+
+    async def start_console(self, port: int, env: dict[str, str] | None = None) -> str:
+        """Start the operators' console against the running services; returns its address."""
+        self.replica_ports["console"] = port
+        self.spawn(
+            "console",
+            [sys.executable, "-m", "services.console"],
+            self.console_env(port) | (env or {}),
+        )
+        await self.wait_ready("console", 60)
+        return self.url("console")
 
     def kill(self, name: str) -> None:
         """SIGKILL one process (a crash: no shutdown code runs) and reap it."""
@@ -310,6 +335,8 @@ async def run(var: Path) -> None:
         say("all five services are ready:")
         for name in SERVICE_NAMES:
             say(f"  {name:<10} {stack.url(name)}  (/healthz /readyz /metrics /docs)")
+        console_url = await stack.start_console(base + CONSOLE_PORT - 8080)
+        say(f"  {'console':<10} {console_url}  (sign in with the API key below)")
         say(f"for amcctl: export AMCCTL_API_KEY={stack.keys['API_KEY']}")
         say(f"logs: {var}/*.log. Events as they flow (Ctrl-C stops everything):")
         await tail_events(bootstrap, stack.topics)

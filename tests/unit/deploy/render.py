@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[3]
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
 OVERLAYS = ("dev", "prod")
-SERVICES = ("token", "poller", "scheduler", "collector", "notifier")
+SERVICES = ("token", "poller", "scheduler", "collector", "notifier", "console")
 
 Obj = dict[str, Any]
 

@@ -1,0 +1,119 @@
+"""Console wiring: runtime (pool, migrations, the live feed loop), pages, static files."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from urllib.parse import urlencode, urlsplit
+
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from services.console import auth
+from services.console.backends import ApiProblem, Backends
+from services.console.feed import LiveFeed
+from services.console.pages import audit, collections, executions, overview, schedules, session
+from services.console.pages import users as users_pages
+from services.console.settings import ConsoleSettings
+from services.console.web import Console, make_templates, render
+from shared.config import ServiceSettings
+from shared.http import create_app as create_http_app
+from shared.runtime import ServiceRuntime
+from shared.service import serve
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+STATIC = Path(__file__).with_name("static")
+
+DESCRIPTION = """\
+The operators' web console. Reads and changes state only through the other services'
+management APIs (with the API key, server-side) and follows the event topics for live pages.
+"""
+
+
+# No inline script or style anywhere, so the policy can forbid both; forms may only go here
+# and (through the connect form's redirect) to Login with Amazon; no referrer, so an OAuth
+# callback's query never leaves in a Referer header.
+def security_headers_for(settings: ConsoleSettings) -> dict[str, str]:
+    lwa = urlsplit(settings.lwa_authorize_url)
+    return {
+        "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; "
+        f"form-action 'self' {lwa.scheme}://{lwa.netloc}; base-uri 'none'",
+        "X-Frame-Options": "DENY",
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+    }
+
+
+class ConsoleRuntime(ServiceRuntime):
+    """The shared runtime (no event handlers: the console publishes and consumes nothing in
+    a group) plus the live feed loop and the management API clients."""
+
+    def __init__(self, settings: ConsoleSettings) -> None:
+        super().__init__(settings, migrations_dir=MIGRATIONS)
+        self.console_settings = settings
+        self.backends = Backends(settings)
+        self.feed = LiveFeed(settings.kafka, self.topics)
+        self.background("feed")(self.feed.run)
+
+    async def stop(self) -> None:
+        await super().stop()
+        await self.backends.close()
+
+
+def create_app(settings: ServiceSettings) -> FastAPI:
+    if not isinstance(settings, ConsoleSettings):
+        raise TypeError("the console needs ConsoleSettings")
+    runtime = ConsoleRuntime(settings)
+    app = create_http_app(runtime, title="amc-console", description=DESCRIPTION)
+    console = Console(runtime, settings, runtime.backends, runtime.feed, make_templates())
+    app.state.console = console
+    for module in (session, overview, schedules, collections, executions, users_pages, audit):
+        app.include_router(module.router, include_in_schema=False)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    headers = security_headers_for(settings)
+
+    @app.middleware("http")
+    async def security_headers(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        for name, value in headers.items():
+            response.headers.setdefault(name, value)
+        return response
+
+    @app.exception_handler(auth.SignInRequired)
+    async def sign_in_first(request: Request, _: Exception) -> Response:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse("/signin?" + urlencode({"next": target}), status_code=303)
+
+    @app.exception_handler(auth.CsrfRejected)
+    async def csrf_rejected(request: Request, _: Exception) -> Response:
+        return render(
+            request,
+            console,
+            "error.html",
+            None,
+            status_code=403,
+            message="The form's security token did not match: reload the page and try again.",
+        )
+
+    @app.exception_handler(ApiProblem)
+    async def api_problem(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApiProblem)
+        principal = await auth.current(runtime, settings, request)
+        return render(
+            request,
+            console,
+            "error.html",
+            principal,
+            status_code=exc.status,
+            message=str(exc),
+        )
+
+    return app
+
+
+def main() -> None:
+    serve(ConsoleSettings(), create_app)

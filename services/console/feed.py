@@ -1,0 +1,107 @@
+"""The live feed: every contract topic (and its .dlq) followed from the newest offset, fanned
+out to the browsers' EventSource connections as short summaries.
+
+No consumer group: each replica reads every partition itself and commits nothing, because a
+feed is a view (what a browser missed while closed it reads from the pages) and a group would
+split events between replicas. Summaries carry ids and states only, never a payload's secrets
+(`token.refreshed` holds an encrypted access token; a dead letter holds a whole record).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections import deque
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+
+from shared.broker import producer_options
+from shared.config import KafkaSettings
+from shared.contract import Topics
+from shared.topics_admin import contract_topics
+
+log = logging.getLogger(__name__)
+
+# What a browser may see of an event: identifiers and states.
+SAFE_KEYS = (
+    "status",
+    "schedule_id",
+    "run_id",
+    "collection_id",
+    "execution_id",
+    "amc_execution_id",
+    "request_id",
+    "user_id",
+    "instance_id",
+    "workflow_id",
+    "reason",
+    "reauth_required",
+    "error_type",
+)
+
+
+def summarise(topic: str, prefix: str, value: bytes | None) -> dict[str, Any]:
+    name = topic.removeprefix(prefix)
+    summary: dict[str, Any] = {"topic": name, "at": datetime.now(UTC).isoformat(timespec="seconds")}
+    try:
+        body = json.loads(value or b"")
+    except ValueError:
+        return summary
+    if not isinstance(body, dict):
+        return summary
+    for key in SAFE_KEYS:
+        if isinstance(body.get(key), str | bool | int):
+            summary[key] = body[key]
+    origin = body.get("origin")
+    if isinstance(origin, dict):
+        summary["origin"] = {k: str(origin[k]) for k in ("kind", "id") if k in origin}
+    return summary
+
+
+class LiveFeed:
+    def __init__(self, kafka: KafkaSettings, topics: Topics, history: int = 50) -> None:
+        self._kafka = kafka
+        self._topics = topics
+        self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
+        self.recent: deque[dict[str, Any]] = deque(maxlen=history)
+
+    def publish(self, event: dict[str, Any]) -> None:
+        self.recent.appendleft(event)
+        for queue in list(self._subscribers):
+            # A browser that stopped reading loses events rather than holding memory.
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(event)
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=200)
+        self._subscribers.add(queue)
+        try:
+            yield queue
+        finally:
+            self._subscribers.discard(queue)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Background loop: follow the topics until `stop` (the runtime restarts it on error)."""
+        consumer = AIOKafkaConsumer(
+            *contract_topics(self._topics),
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="latest",
+            client_id="amc-console-feed",
+            **producer_options(self._kafka),
+        )
+        await consumer.start()
+        try:
+            while not stop.is_set():
+                batches = await consumer.getmany(timeout_ms=500, max_records=200)
+                for records in batches.values():
+                    for record in records:
+                        self.publish(summarise(record.topic, self._topics.prefix, record.value))
+        finally:
+            await consumer.stop()

@@ -1,0 +1,149 @@
+"""Collections: list with progress, one collection's week grid, create, and its actions."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+
+from services.console.backends import ApiProblem
+from services.console.web import (
+    ConsoleDep,
+    Pager,
+    PrincipalDep,
+    act,
+    filters,
+    form_of,
+    offset_of,
+    render,
+    see_other,
+)
+
+router = APIRouter(prefix="/collections")
+
+ACTIONS = {"retry": "retried", "pause": "paused", "resume": "resumed", "cancel": "cancelled"}
+FORM_FIELDS = (
+    "user_id",
+    "instance_id",
+    "advertiser_id",
+    "marketplace_id",
+    "workflow_id",
+    "start_date",
+    "end_date",
+    "time_zone",
+    "max_weeks_in_flight",
+)
+
+
+@router.get("", response_class=HTMLResponse)
+async def list_collections(
+    request: Request, console: ConsoleDep, principal: PrincipalDep
+) -> HTMLResponse:
+    query = filters(request, "status")
+    offset, limit = offset_of(request), console.settings.page_size
+    items = await console.backends.get(
+        "collector", "/collections", **query, limit=limit, offset=offset
+    )
+    pager = Pager(offset, limit, len(items), None, query)
+    return render(
+        request, console, "collections.html", principal, items=items, query=query, pager=pager
+    )
+
+
+def _new_form(
+    request: Request,
+    console: ConsoleDep,
+    principal: PrincipalDep,
+    values: dict[str, str],
+    problem: ApiProblem | None = None,
+) -> HTMLResponse:
+    return render(
+        request,
+        console,
+        "collection_new.html",
+        principal,
+        status_code=422 if problem and problem.fields else (400 if problem else 200),
+        values=values,
+        problem=problem,
+        errors=problem.fields if problem else {},
+    )
+
+
+@router.get("/new", response_class=HTMLResponse)
+async def new_collection(
+    request: Request, console: ConsoleDep, principal: PrincipalDep
+) -> HTMLResponse:
+    return _new_form(request, console, principal, {"time_zone": "UTC", "max_weeks_in_flight": "2"})
+
+
+@router.post("/new", response_class=HTMLResponse)
+async def create_collection(
+    request: Request, console: ConsoleDep, principal: PrincipalDep
+) -> Response:
+    form = await form_of(request, principal)
+    body: dict[str, Any] = {k: form.get(k, "").strip() for k in FORM_FIELDS}
+    body["max_weeks_in_flight"] = body["max_weeks_in_flight"] or None
+    created, problem = await act(
+        console,
+        principal,
+        "collection.create",
+        body["workflow_id"] or "(new)",
+        "collector",
+        "/collections",
+        body,
+    )
+    if problem is not None:
+        return _new_form(request, console, principal, form, problem)
+    return see_other(f"/collections/{created['id']}", "created")
+
+
+@router.get("/{collection_id}", response_class=HTMLResponse)
+async def show_collection(
+    collection_id: UUID, request: Request, console: ConsoleDep, principal: PrincipalDep
+) -> HTMLResponse:
+    c = await console.backends.get("collector", f"/collections/{collection_id}")
+    weeks = await console.backends.get("collector", f"/collections/{collection_id}/weeks")
+    return render(request, console, "collection.html", principal, c=c, weeks=weeks, problem=None)
+
+
+@router.get("/{collection_id}/grid", response_class=HTMLResponse)
+async def grid_fragment(
+    collection_id: UUID, request: Request, console: ConsoleDep, principal: PrincipalDep
+) -> HTMLResponse:
+    """Progress and week grid alone: swapped in live as weeks move."""
+    c = await console.backends.get("collector", f"/collections/{collection_id}")
+    weeks = await console.backends.get("collector", f"/collections/{collection_id}/weeks")
+    return render(request, console, "_grid.html", principal, c=c, weeks=weeks)
+
+
+@router.post("/{collection_id}/{action}", response_class=HTMLResponse)
+async def collection_action(
+    collection_id: UUID, action: str, request: Request, console: ConsoleDep, principal: PrincipalDep
+) -> Response:
+    await form_of(request, principal)
+    if action not in ACTIONS:
+        return Response(status_code=404)
+    _, problem = await act(
+        console,
+        principal,
+        f"collection.{action}",
+        str(collection_id),
+        "collector",
+        f"/collections/{collection_id}/{action}",
+    )
+    if problem is not None:
+        c = await console.backends.get("collector", f"/collections/{collection_id}")
+        weeks = await console.backends.get("collector", f"/collections/{collection_id}/weeks")
+        return render(
+            request,
+            console,
+            "collection.html",
+            principal,
+            status_code=problem.status,
+            c=c,
+            weeks=weeks,
+            problem=problem,
+        )
+    return see_other(f"/collections/{collection_id}", ACTIONS[action])

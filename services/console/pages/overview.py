@@ -1,0 +1,79 @@
+"""The overview: services' readiness, failed runs of the last day, users to re-authorize,
+and the live event feed (also served here, as text/event-stream, for every page)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, StreamingResponse
+
+from services.console.backends import SERVICES, ApiProblem
+from services.console.web import ConsoleDep, PrincipalDep, render
+
+router = APIRouter()
+KEEPALIVE_S = 15.0
+
+
+async def _failed_last_day(console: Any) -> int | str:
+    """FAILED runs completed in the last 24 h; the poller lists newest first, so a page of
+    1000 covers any sane day (the count says "1000+" beyond)."""
+    try:
+        page = await console.backends.get("poller", "/executions", status="FAILED", limit=1000)
+    except ApiProblem as problem:
+        return f"unknown ({problem.message})"
+    since = datetime.now(UTC) - timedelta(hours=24)
+    recent = [
+        e
+        for e in page["executions"]
+        if datetime.fromisoformat(e["completed_at"] or e["updated_at"]) >= since
+    ]
+    return f"{len(recent)}+" if len(page["executions"]) == 1000 else len(recent)
+
+
+@router.get("/", response_class=HTMLResponse)
+async def overview(request: Request, console: ConsoleDep, principal: PrincipalDep) -> HTMLResponse:
+    readiness, failed = await asyncio.gather(
+        asyncio.gather(*(console.backends.ready(s) for s in SERVICES)),
+        _failed_last_day(console),
+    )
+    try:
+        tokens = await console.backends.get("token", "/tokens/summary")
+    except ApiProblem as problem:
+        tokens = {"error": problem.message}
+    return render(
+        request,
+        console,
+        "overview.html",
+        principal,
+        services=list(zip(SERVICES, readiness, strict=True)),
+        failed=failed,
+        tokens=tokens,
+        recent=list(console.feed.recent),
+    )
+
+
+@router.get("/events")
+async def events(request: Request, console: ConsoleDep, _: PrincipalDep) -> StreamingResponse:
+    """Server-sent events for the browser's EventSource: one `data:` line per event."""
+
+    async def stream() -> AsyncIterator[str]:
+        async with console.feed.subscribe() as queue:
+            yield "retry: 2000\n\n"
+            while not await request.is_disconnected():
+                try:
+                    event = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
+                except TimeoutError:
+                    yield ": keepalive\n\n"  # proxies close idle streams
+                    continue
+                yield f"data: {json.dumps(event)}\n\n"
+
+    return StreamingResponse(
+        stream(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )

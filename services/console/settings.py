@@ -1,0 +1,49 @@
+"""Console settings (env prefix CONSOLE_; shared infrastructure settings also unprefixed)."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from shared.config import ServiceSettings
+
+
+class ConsoleSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="CONSOLE_", extra="ignore", populate_by_name=True)
+
+    service_name: str = "console"
+    # Where the management APIs answer. The console holds API_KEY (shared with the services)
+    # and sends it from the server only; a browser never sees it.
+    token_url: str = "http://127.0.0.1:8081"
+    poller_url: str = "http://127.0.0.1:8082"
+    scheduler_url: str = "http://127.0.0.1:8083"
+    collector_url: str = "http://127.0.0.1:8084"
+    notifier_url: str = "http://127.0.0.1:8085"
+    api_timeout_s: float = Field(default=10.0, gt=0)
+    session_secret: SecretStr | None = Field(
+        default=None,
+        description="Signs session cookies; unset: derived from API_KEY (same on every replica)",
+    )
+    session_hours: float = Field(default=12.0, gt=0, description="A sign-in lasts this long")
+    secure_cookies: bool = Field(
+        default=False, description="Mark cookies Secure (set behind HTTPS, as in production)"
+    )
+    trusted_user_header: str | None = Field(
+        default=None,
+        description="Header an SSO proxy sets to the signed-in user's name (e.g. "
+        "X-Forwarded-User). Off by default: only set it when every request passes that proxy",
+    )
+    public_url: str = Field(
+        default="http://127.0.0.1:8086",
+        description="The console's address as browsers reach it (LWA's redirect_uri is built "
+        "from it)",
+    )
+    lwa_authorize_url: str = "https://www.amazon.com/ap/oa"
+    lwa_client_id: str | None = Field(default=None, description="LWA app (also LWA_CLIENT_ID)")
+    lwa_scope: str = "advertising::campaign_management"
+    trace_url_template: str | None = Field(
+        default=None,
+        description="Link to a run's trace, e.g. http://jaeger:16686/search?service=amc-poller"
+        "&tags=%7B%22amc.execution_id%22%3A%22{execution_id}%22%7D; {execution_id} is replaced",
+    )
+    page_size: int = Field(default=25, ge=1, le=200)

@@ -1,0 +1,44 @@
+// Live updates without a build step: one EventSource per page on /events.
+// - [data-feed]: new events are prepended (newest first, at most 50).
+// - [data-live="/url"]: the fragment at /url is fetched again (debounced) after any event.
+// - [data-reload-on="id"]: the page reloads when an event names that id.
+(function () {
+  "use strict";
+  if (!window.EventSource) { return; }
+  var feed = document.querySelector("[data-feed]");
+  var live = Array.prototype.slice.call(document.querySelectorAll("[data-live]"));
+  var reloadOn = document.querySelector("[data-reload-on]");
+  if (!feed && live.length === 0 && !reloadOn) { return; }
+  var timer = null;
+
+  function refresh() {
+    live.forEach(function (el) {
+      fetch(el.getAttribute("data-live") + location.search, { credentials: "same-origin" })
+        .then(function (r) { return r.ok ? r.text() : null; })
+        .then(function (html) { if (html !== null) { el.innerHTML = html; } });
+    });
+  }
+
+  function describe(e) {
+    var id = e.schedule_id || e.collection_id || e.execution_id || e.user_id || "";
+    return e.at.slice(11, 19) + " " + e.topic + (e.status ? " " + e.status : "") + (id ? " " + id : "");
+  }
+
+  var source = new EventSource("/events");
+  source.onmessage = function (message) {
+    var e = JSON.parse(message.data);
+    if (feed) {
+      var li = document.createElement("li");
+      li.textContent = describe(e);
+      feed.insertBefore(li, feed.firstChild);
+      while (feed.children.length > 50) { feed.removeChild(feed.lastChild); }
+    }
+    if (reloadOn && e.execution_id === reloadOn.getAttribute("data-reload-on")) {
+      location.reload();
+    }
+    if (live.length) {
+      clearTimeout(timer);
+      timer = setTimeout(refresh, 300);
+    }
+  };
+}());

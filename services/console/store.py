@@ -1,0 +1,102 @@
+"""SQL against the console's own schema: sessions, the audit log and pending OAuth states."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from shared.outbox import Connection
+
+
+@dataclass(frozen=True)
+class Session:
+    principal: str
+    method: str
+    csrf: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    at: datetime
+    principal: str
+    action: str
+    target: str
+    outcome: str
+    detail: str | None
+
+
+async def create_session(
+    conn: Connection, id_hash: str, principal: str, method: str, csrf: str, ttl: timedelta
+) -> None:
+    # Expired sessions go on the way: sign-ins are rare enough that no sweeper loop is needed.
+    await conn.execute("DELETE FROM sessions WHERE expires_at < now()")
+    await conn.execute(
+        """INSERT INTO sessions (id_hash, principal, method, csrf, expires_at)
+           VALUES ($1, $2, $3, $4, now() + $5::interval)""",
+        id_hash,
+        principal,
+        method,
+        csrf,
+        ttl,
+    )
+
+
+async def get_session(conn: Connection, id_hash: str) -> Session | None:
+    row = await conn.fetchrow(
+        """SELECT principal, method, csrf, expires_at FROM sessions
+           WHERE id_hash = $1 AND expires_at > now()""",
+        id_hash,
+    )
+    return Session(**dict(row)) if row else None
+
+
+async def delete_session(conn: Connection, id_hash: str) -> None:
+    await conn.execute("DELETE FROM sessions WHERE id_hash = $1", id_hash)
+
+
+async def audit(
+    conn: Connection, principal: str, action: str, target: str, outcome: str, detail: str | None
+) -> None:
+    await conn.execute(
+        """INSERT INTO audit_log (principal, action, target, outcome, detail)
+           VALUES ($1, $2, $3, $4, $5)""",
+        principal,
+        action,
+        target,
+        outcome,
+        detail,
+    )
+
+
+async def audit_page(conn: Connection, *, limit: int, offset: int) -> list[AuditEntry]:
+    rows: list[Any] = await conn.fetch(
+        "SELECT * FROM audit_log ORDER BY id DESC LIMIT $1 OFFSET $2", limit, offset
+    )
+    return [AuditEntry(**dict(r)) for r in rows]
+
+
+async def add_oauth_state(
+    conn: Connection, state_hash: str, principal: str, user_id: str, ttl: timedelta
+) -> None:
+    await conn.execute("DELETE FROM oauth_states WHERE expires_at < now()")
+    await conn.execute(
+        """INSERT INTO oauth_states (state_hash, principal, user_id, expires_at)
+           VALUES ($1, $2, $3, now() + $4::interval)""",
+        state_hash,
+        principal,
+        user_id,
+        ttl,
+    )
+
+
+async def take_oauth_state(conn: Connection, state_hash: str) -> tuple[str, str] | None:
+    """The (principal, user_id) of a pending flow, consumed: a state works once."""
+    row = await conn.fetchrow(
+        """DELETE FROM oauth_states WHERE state_hash = $1 AND expires_at > now()
+           RETURNING principal, user_id""",
+        state_hash,
+    )
+    return (row["principal"], row["user_id"]) if row else None

@@ -1,0 +1,196 @@
+"""What every page handler uses: the console's parts, the signed-in operator, templates,
+form parsing, and `act` (one audited change through a management API)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import parse_qsl, urlencode
+
+from fastapi import Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from services.console import auth, store
+from services.console.backends import ApiProblem, Backends
+from services.console.feed import LiveFeed
+from services.console.settings import ConsoleSettings
+from shared.runtime import ServiceRuntime
+
+TEMPLATES = Path(__file__).with_name("templates")
+
+# Fixed messages shown after a change (by key in the redirect's query), so a crafted link
+# cannot make the console display text of someone else's choosing.
+NOTICES = {
+    "created": "Created.",
+    "paused": "Paused.",
+    "resumed": "Resumed.",
+    "triggered": "Triggered: a manual run was requested.",
+    "cancelled": "Cancel requested.",
+    "retried": "Failed weeks were queued again.",
+    "signed-out": "Signed out.",
+}
+
+
+@dataclass
+class Console:
+    runtime: ServiceRuntime
+    settings: ConsoleSettings
+    backends: Backends
+    feed: LiveFeed
+    templates: Environment
+
+
+def make_templates() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=select_autoescape(["html"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["when"] = _when
+    return env
+
+
+def _when(value: Any) -> str:
+    """Timestamps as the APIs give them (ISO 8601), shortened to the minute, in UTC."""
+    if not value:
+        return "—"
+    text = str(value).replace("T", " ")
+    return text[:16] + (" UTC" if text.endswith(("Z", "+00:00")) else "")
+
+
+def console_of(request: Request) -> Console:
+    console: Console = request.app.state.console
+    return console
+
+
+ConsoleDep = Annotated[Console, Depends(console_of)]
+
+
+async def signed_in(request: Request, console: ConsoleDep) -> auth.Principal:
+    principal = await auth.current(console.runtime, console.settings, request)
+    if principal is None:
+        raise auth.SignInRequired
+    return principal
+
+
+PrincipalDep = Annotated[auth.Principal, Depends(signed_in)]
+
+
+async def form_of(request: Request, principal: auth.Principal) -> dict[str, str]:
+    """The urlencoded form of a POST, after its CSRF token was checked (the stdlib parses it:
+    no multipart dependency for forms that never upload files)."""
+    body = (await request.body()).decode("utf-8", "replace")
+    form = dict(parse_qsl(body, keep_blank_values=True))
+    auth.check_csrf(principal, form.pop("csrf", None))
+    return form
+
+
+def render(
+    request: Request,
+    console: Console,
+    template: str,
+    principal: auth.Principal | None,
+    status_code: int = 200,
+    **context: Any,
+) -> HTMLResponse:
+    notice = NOTICES.get(request.query_params.get("done", ""))
+    html = console.templates.get_template(template).render(
+        request=request,
+        principal=principal,
+        csrf=principal.csrf if principal else "",
+        notice=notice,
+        path=request.url.path,
+        **context,
+    )
+    return HTMLResponse(html, status_code=status_code)
+
+
+def see_other(url: str, done: str | None = None) -> RedirectResponse:
+    if done:
+        url += ("&" if "?" in url else "?") + urlencode({"done": done})
+    return RedirectResponse(url, status_code=303)
+
+
+async def audit(
+    console: Console,
+    principal: auth.Principal,
+    action: str,
+    target: str,
+    problem: ApiProblem | None = None,
+) -> None:
+    outcome = "ok" if problem is None else f"refused ({problem.status})"
+    async with console.runtime.pool.acquire() as conn:
+        await store.audit(
+            conn, principal.name, action, target, outcome, problem.message if problem else None
+        )
+
+
+async def act(
+    console: Console,
+    principal: auth.Principal,
+    action: str,
+    target: str,
+    service: Any,
+    path: str,
+    body: Any = None,
+) -> tuple[Any, ApiProblem | None]:
+    """POST a change to a service and audit it, whatever the answer."""
+    try:
+        answer = await console.backends.post(service, path, body)
+    except ApiProblem as problem:
+        await audit(console, principal, action, target, problem)
+        return None, problem
+    await audit(console, principal, action, target)
+    return answer, None
+
+
+@dataclass(frozen=True)
+class Pager:
+    """Offset pagination links that keep the page's filters."""
+
+    offset: int
+    limit: int
+    count: int
+    total: int | None
+    query: dict[str, str]
+
+    def _link(self, offset: int) -> str:
+        return "?" + urlencode({**self.query, "offset": str(offset)})
+
+    @property
+    def prev(self) -> str | None:
+        return self._link(max(0, self.offset - self.limit)) if self.offset > 0 else None
+
+    @property
+    def next(self) -> str | None:
+        more = (
+            self.offset + self.count < self.total
+            if self.total is not None
+            else self.count >= self.limit
+        )
+        return self._link(self.offset + self.limit) if more else None
+
+    @property
+    def label(self) -> str:
+        if self.count == 0:
+            return "nothing to show"
+        last = self.offset + self.count
+        total = f" of {self.total}" if self.total is not None else ""
+        page = f" (page {self.offset // self.limit + 1}"
+        pages = f" of {max(1, math.ceil(self.total / self.limit))})" if self.total else ")"
+        return f"{self.offset + 1}-{last}{total}{page}{pages}"
+
+
+def filters(request: Request, *names: str) -> dict[str, str]:
+    return {n: v for n in names if (v := request.query_params.get(n, "").strip())}
+
+
+def offset_of(request: Request) -> int:
+    try:
+        return max(0, int(request.query_params.get("offset", "0")))
+    except ValueError:
+        return 0

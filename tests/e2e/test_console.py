@@ -1,0 +1,273 @@
+"""The operators' console in a real headless Chromium (Debian's package, driven by
+Playwright), against the real services, broker, database and AMC/LWA simulator.
+
+Screenshots go to docs/console/ (docs/console.md shows them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import signal
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlparse
+
+import httpx
+import pytest
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from amclocal.broker import free_port
+from amclocal.demo import DEMO
+from amclocal.simulator.control import SimControl
+from amclocal.stack import ServiceStack
+from tests.support.http import serve_app
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+SHOTS = Path(__file__).resolve().parents[2] / "docs" / "console"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+RUN_FIELDS = {
+    "workflow_id": DEMO.workflow_id,
+    "instance_id": DEMO.instance_id,
+    "user_id": DEMO.user_id,
+    "advertiser_id": DEMO.advertiser_id,
+    "marketplace_id": DEMO.marketplace_id,
+}
+
+
+@dataclass
+class LwaConsent:
+    """Login with Amazon's consent page as a test double: the person agrees at once, and LWA
+    redirects back with the next code (registered in the simulator, which exchanges it)."""
+
+    url: str = ""
+    next_code: str = ""
+    seen: dict[str, list[str]] = field(default_factory=dict)
+
+    def app(self) -> FastAPI:
+        app = FastAPI()
+
+        @app.get("/ap/oa")
+        async def consent(request: Request) -> RedirectResponse:
+            query = parse_qs(request.url.query)
+            self.seen = query
+            back = {"code": self.next_code, "state": query["state"][0]}
+            return RedirectResponse(f"{query['redirect_uri'][0]}?{urlencode(back)}", 302)
+
+        return app
+
+
+@pytest.fixture(scope="module")
+async def lwa() -> AsyncIterator[LwaConsent]:
+    consent = LwaConsent()
+    async with serve_app(consent.app()) as url:
+        consent.url = url
+        yield consent
+
+
+@pytest.fixture(scope="module")
+async def console(stack: ServiceStack, lwa: LwaConsent) -> AsyncIterator[str]:
+    url = await stack.start_console(
+        free_port(),
+        {
+            "CONSOLE_LWA_AUTHORIZE_URL": f"{lwa.url}/ap/oa",
+            "CONSOLE_TRACE_URL_TEMPLATE": "http://jaeger.test/trace?execution={execution_id}",
+        },
+    )
+    yield url
+    proc = stack.processes.pop("console")
+    proc.send_signal(signal.SIGTERM)
+    await asyncio.to_thread(proc.wait, 30)
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    if CHROMIUM is None:
+        pytest.skip("needs Debian's chromium (apt-get install chromium)")
+    async with async_playwright() as pw:
+        launched = await pw.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=["--no-sandbox"]
+        )
+        yield launched
+        await launched.close()
+
+
+async def signed_in(browser: Browser, console: str, stack: ServiceStack, **kw: Any) -> Page:
+    context = await browser.new_context(base_url=console, **kw)
+    page = await context.new_page()
+    await page.goto("/")
+    await expect(page).to_have_url(re.compile(r"/signin\?next=%2F$"))
+    await page.get_by_label("Your name").fill("e2e operator")
+    await page.get_by_label("Services' API key").fill(stack.keys["API_KEY"])
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("heading", name="Overview")).to_be_visible()
+    return page
+
+
+async def fill_run(page: Page) -> None:
+    for name, value in RUN_FIELDS.items():
+        await page.locator(f"#f-{name}").fill(value)
+
+
+async def shot(page: Page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+async def test_sign_in_is_required_and_changes_need_the_csrf_token(
+    console: str, stack: ServiceStack
+) -> None:
+    async with httpx.AsyncClient(base_url=console, follow_redirects=False) as http:
+        assert (await http.get("/schedules")).status_code == 303
+        wrong = await http.post("/signin", data={"name": "x", "api_key": "not-the-key"})
+        assert wrong.status_code == 401
+        ok = await http.post(
+            "/signin", data={"name": "curl", "api_key": stack.keys["API_KEY"], "next": "/"}
+        )
+        assert ok.status_code == 303
+        cookie = ok.headers["set-cookie"].lower()
+        assert "httponly" in cookie
+        assert "samesite=strict" in cookie
+        forged = await http.post("/schedules/new", data={"cron": "* * * * *"})
+        assert forged.status_code == 403
+        for path in ("/", "/schedules", "/users", "/executions", "/collections", "/audit"):
+            page = await http.get(path)
+            assert page.status_code == 200, path
+            assert stack.keys["API_KEY"] not in page.text, path
+
+
+async def test_schedule_form_live_runs_and_pause(
+    browser: Browser, console: str, stack: ServiceStack
+) -> None:
+    page = await signed_in(browser, console, stack)
+    await page.get_by_role("link", name="Schedules").click()
+    await page.get_by_role("link", name="New schedule").click()
+    name = f"console-{uuid.uuid4().hex[:6]}"
+    await page.get_by_label("Name").fill(name)
+    await page.get_by_label("Cron").fill("61 * * * *")
+    await page.get_by_label("Time zone").fill("Europe/London")
+    await fill_run(page)
+    await page.get_by_role("button", name="Create schedule").click()
+    # Refused by the scheduler, with the field named next to its input.
+    await expect(page.locator("#e-cron")).to_contain_text("cron:")
+    await expect(page.get_by_label("Cron")).to_have_attribute("aria-invalid", "true")
+    await shot(page, "schedule-bad-cron")
+
+    await page.get_by_label("Cron").fill("0 6 * * 1")
+    await page.get_by_role("button", name="Create schedule").click()
+    await expect(page.get_by_role("heading", name=f"Schedule {name}")).to_be_visible()
+    await expect(page.get_by_role("status")).to_have_text("Created.")
+    schedule_id = urlparse(page.url).path.rsplit("/", 1)[1]
+    await expect(page.locator("#runs")).to_contain_text("No runs yet.")
+
+    # A run started elsewhere (the API) shows up on the open page through the live feed.
+    async with httpx.AsyncClient(
+        base_url=stack.url("scheduler"),
+        headers={"Authorization": f"Bearer {stack.keys['API_KEY']}"},
+    ) as scheduler:
+        answer = await scheduler.post(f"/schedules/{schedule_id}/trigger")
+        assert answer.status_code == 202, answer.text
+    row = page.locator("#runs tr.run")
+    await expect(row).to_have_count(1, timeout=30_000)
+    await expect(row).to_contain_text("SUCCEEDED", timeout=60_000)
+    await shot(page, "schedule")
+
+    await page.get_by_role("button", name="Pause").click()
+    await expect(page.locator("#state")).to_have_text("PAUSED")
+    await expect(page.get_by_role("button", name="Resume")).to_be_visible()
+    await page.goto("/audit")
+    await expect(page.locator("tbody")).to_contain_text("schedule.pause")
+    await expect(page.locator("tbody")).to_contain_text("e2e operator")
+
+
+async def test_collection_week_grid_fills(
+    browser: Browser, console: str, stack: ServiceStack
+) -> None:
+    page = await signed_in(browser, console, stack)
+    await page.goto("/collections/new")
+    await fill_run(page)
+    await page.get_by_label("First day").fill("2024-01-01")
+    await page.get_by_label("Last day").fill("2024-01-28")
+    await page.get_by_label("Weeks at once").fill("2")
+    await page.get_by_role("button", name="Create collection").click()
+    await expect(page.get_by_role("status")).to_have_text("Created.")
+    weeks = page.locator("ol.weeks li.week")
+    await expect(weeks).to_have_count(4)
+    await expect(page.locator("ol.weeks li.s-succeeded")).to_have_count(4, timeout=90_000)
+    await expect(page.locator("#collection-status")).to_have_text("COMPLETED")
+    await shot(page, "collection")
+    await page.goto("/collections")
+    await expect(page.locator("progress").first).to_be_visible()
+
+
+async def test_cancel_an_execution(browser: Browser, console: str, stack: ServiceStack) -> None:
+    sim = SimControl(stack.simulator_url)
+    await sim.configure(running_seconds=120)  # long enough to cancel it while it runs
+    try:
+        auth = {"Authorization": f"Bearer {stack.keys['API_KEY']}"}
+        async with httpx.AsyncClient(headers=auth) as http:
+            created = await http.post(
+                f"{stack.url('scheduler')}/schedules",
+                json={**RUN_FIELDS, "cron": "0 6 * * 1", "timezone": "UTC"},
+            )
+            assert created.status_code == 201, created.text
+            schedule_id = created.json()["id"]
+            run = await http.post(f"{stack.url('scheduler')}/schedules/{schedule_id}/trigger")
+            run_id = run.json()["id"]
+            execution_id = None
+            for _ in range(100):
+                found = await http.get(
+                    f"{stack.url('poller')}/executions",
+                    params={"origin_kind": "schedule", "origin_id": run_id},
+                )
+                listed = found.json()["executions"]
+                if listed and listed[0]["status"] == "RUNNING":
+                    execution_id = listed[0]["execution_id"]
+                    break
+                await asyncio.sleep(0.3)
+            assert execution_id, "the execution never reached RUNNING"
+
+        page = await signed_in(browser, console, stack)
+        await page.goto(f"/executions?origin_kind=schedule&origin_id={run_id}")
+        await page.get_by_role("link", name=execution_id[:8]).click()
+        await expect(page.locator("#status")).to_have_text("RUNNING")
+        await expect(page.locator("#amc-id")).not_to_have_text("—")
+        trace = page.get_by_role("link", name="Open the trace in Jaeger")
+        await expect(trace).to_have_attribute("href", re.compile(execution_id))
+        await page.get_by_role("button", name="Cancel execution").click()
+        await expect(page.get_by_role("status")).to_have_text("Cancel requested.")
+        await expect(page.locator("#status")).to_have_text("CANCELLED", timeout=30_000)
+        await shot(page, "execution-cancelled")
+    finally:
+        await sim.configure(running_seconds=0.7)
+
+
+async def test_connect_an_amazon_account(
+    browser: Browser, console: str, stack: ServiceStack, lwa: LwaConsent
+) -> None:
+    user_id = f"console-user-{uuid.uuid4().hex[:6]}"
+    code = f"code-{uuid.uuid4().hex}"
+    await SimControl(stack.simulator_url).register_code(code, user_id, f"{console}/oauth/callback")
+    lwa.next_code = code
+
+    page = await signed_in(browser, console, stack, viewport={"width": 390, "height": 844})
+    await page.goto("/users")
+    await shot(page, "users-phone")
+    await page.get_by_label("User id").fill(user_id)
+    await page.get_by_role("button", name="Connect with Login with Amazon").click()
+    await expect(page.locator("#connect-result")).to_contain_text(f"User {user_id} is connected")
+    assert lwa.seen["client_id"] == [DEMO.client_id]
+    assert lwa.seen["response_type"] == ["code"]
+    assert code not in await page.content()
+    await page.get_by_role("link", name=f"Open user {user_id}").click()
+    await expect(page.locator("#token-status")).to_have_text("ACTIVE")
+    # The state is single-use: replaying the callback is refused.
+    await page.goto(f"/oauth/callback?{urlencode({'code': code, 'state': lwa.seen['state'][0]})}")
+    await expect(page.locator("#connect-result")).to_contain_text("unknown, used or expired")
