@@ -26,11 +26,12 @@ TIME_RULES = """\
 
 - Fire times are strictly increasing, each strictly later than the instant the computation
   starts from (a preview's `after`, or now).
-- A local time that does not exist (spring-forward gap) fires once, at the first instant
-  after the gap; several fire times inside one gap collapse into that single fire.
-- A local time that happens twice (fall-back) fires once, at its first occurrence, when the
-  hour field (or preset) names specific hours; when the cron hour field matches every hour,
-  every real hour fires, both occurrences included.
+- DST, following cron(8): a schedule whose cron minute or hour field names more than one
+  value (`*`, `*/n`, a range, a list) follows the clock: local times skipped by a
+  spring-forward are not made up, and both passes of a repeated (fall-back) hour fire. A
+  schedule naming one time of day (single minute and hour; every preset) keeps its one run:
+  a time in a gap fires once right after the gap, a repeated time once, at its first
+  occurrence.
 - Cron: 5 fields (minute hour day-of-month month day-of-week); lists, ranges, steps, month and
   weekday names; `L` (last day of the month) in day-of-month; `2#2` (second Tuesday) and `5L`
   (last Friday) in day-of-week. When both day fields are restricted, a day matching EITHER
