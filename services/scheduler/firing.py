@@ -82,6 +82,7 @@ def template_of(row: Any) -> RunTemplate:
         workflow_id=row["workflow_id"],
         output_format=row["output_format"],
         parameters=row["parameters"],
+        week_start=row["week_start"],
     )
 
 

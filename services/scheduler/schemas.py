@@ -6,7 +6,7 @@ from datetime import date, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, field_validator
 
 from services.scheduler.logic import RunKind, RunState, ScheduleState
 from services.scheduler.timing import (
@@ -16,6 +16,19 @@ from services.scheduler.timing import (
     Preset,
     ScheduleSpec,
     WindowRule,
+)
+from shared.dates import WeekStart, check_parameters
+
+PARAMETERS_DESCRIPTION = (
+    "Workflow parameters. A string value (at any depth) that starts with NAME( is a date"
+    " expression evaluated at each fire time in the schedule's zone: NOW(), TODAY(n),"
+    " FIRSTDAYOFOFFSETMONTH(n), LASTDAYOFOFFSETMONTH(n), FIFTEENTHDAYOFOFFSETMONTH(n),"
+    " FIRSTDAYOFOFFSETWEEK(n), LASTDAYOFOFFSETWEEK(n), optionally followed by |DATE,"
+    " |DATETIME or a pattern such as |%Y%m%d. A leading backslash sends such a value"
+    " literally. An invalid expression is refused, naming the parameter and the position."
+)
+WEEK_START_DESCRIPTION = (
+    "First day of a week for FIRSTDAYOFOFFSETWEEK and LASTDAYOFOFFSETWEEK (default MONDAY)"
 )
 
 NonEmpty = Annotated[str, Field(min_length=1, max_length=256)]
@@ -61,15 +74,26 @@ class ScheduleCreate(ScheduleSpec):
     marketplace_id: NonEmpty = Field(description="Amazon-Advertising-API-MarketplaceId")
     workflow_id: NonEmpty = Field(description="Saved AMC workflow id")
     output_format: Literal["CSV"] = "CSV"
-    parameters: dict[str, JsonValue] = Field(default_factory=dict)
+    parameters: dict[str, JsonValue] = Field(
+        default_factory=dict, description=PARAMETERS_DESCRIPTION
+    )
     window: WindowRule = Field(
         default=AmcWindow(type="MOST_RECENT_DAY"),
         description="The AMC time window of each run: an AMC window type (MOST_RECENT_DAY, "
-        "MOST_RECENT_WEEK, CURRENT_MONTH, PREVIOUS_MONTH) passed through, or LOOKBACK: the "
-        "`days` whole local days ending `lag_days` (default 2) days before the fire date.",
+        "MOST_RECENT_WEEK, CURRENT_MONTH, PREVIOUS_MONTH) passed through; LOOKBACK: the "
+        "`days` whole local days ending `lag_days` (default 2) days before the fire date; or "
+        "EXPRESSION: `start` and `end` (exclusive) as date expressions evaluated at each fire "
+        "time in the schedule's zone.",
     )
     catch_up_policy: CatchUpPolicy = "latest"
     overlap_policy: OverlapPolicy = "skip"
+    week_start: WeekStart = Field(default="MONDAY", description=WEEK_START_DESCRIPTION)
+
+    @field_validator("parameters")
+    @classmethod
+    def _valid_expressions(cls, parameters: dict[str, JsonValue]) -> dict[str, JsonValue]:
+        check_parameters(parameters)
+        return parameters
 
     def spec(self) -> ScheduleSpec:
         return ScheduleSpec.model_validate(
@@ -103,6 +127,7 @@ class ScheduleUpdate(BaseModel):
     window: WindowRule | None = None
     catch_up_policy: CatchUpPolicy | None = None
     overlap_policy: OverlapPolicy | None = None
+    week_start: WeekStart | None = None
 
 
 class ScheduleOut(BaseModel):
@@ -130,6 +155,7 @@ class ScheduleOut(BaseModel):
     window: dict[str, Any]
     catch_up_policy: CatchUpPolicy
     overlap_policy: OverlapPolicy
+    week_start: WeekStart
     created_at: datetime
     updated_at: datetime
 
@@ -149,7 +175,9 @@ class RunOut(BaseModel):
     kind: RunKind
     state: RunState
     skip_reason: str | None
-    run: dict[str, Any] | None = Field(description="The workflow run with its time window")
+    run: dict[str, Any] | None = Field(
+        description="The workflow run as sent: its concrete time window and parameter values"
+    )
     execution_id: UUID | None
     amc_execution_id: str | None
     error_code: str | None
@@ -207,6 +235,18 @@ class TriggerRequest(BaseModel):
 class PreviewItem(BaseModel):
     utc: str = Field(description="ISO 8601 instant in UTC")
     local: str = Field(description="The same instant in the schedule's zone, with its offset")
+    time_window_type: str | None = Field(
+        default=None, description="The run's AMC window type (when a window is known)"
+    )
+    time_window_start: str | None = Field(
+        default=None, description="Wall time in the schedule's zone, inclusive"
+    )
+    time_window_end: str | None = Field(
+        default=None, description="Wall time in the schedule's zone, exclusive"
+    )
+    parameters: dict[str, JsonValue] | None = Field(
+        default=None, description="Parameter values as that run sends them"
+    )
 
 
 class PreviewOut(BaseModel):
@@ -222,6 +262,22 @@ class PreviewRequest(ScheduleSpec):
 
     count: int = Field(default=10, ge=1, le=1000)
     after: AwareDatetime | None = Field(default=None, description="Default: now")
+    parameters: dict[str, JsonValue] | None = Field(
+        default=None, description="Parameters to evaluate at each fire time (optional)"
+    )
+    window: WindowRule | None = Field(
+        default=None, description="Window rule to evaluate at each fire time (optional)"
+    )
+    week_start: WeekStart = Field(default="MONDAY", description=WEEK_START_DESCRIPTION)
+
+    @field_validator("parameters")
+    @classmethod
+    def _valid_expressions(
+        cls, parameters: dict[str, JsonValue] | None
+    ) -> dict[str, JsonValue] | None:
+        if parameters is not None:
+            check_parameters(parameters)
+        return parameters
 
     def spec(self) -> ScheduleSpec:
         return ScheduleSpec.model_validate(

@@ -20,7 +20,7 @@ Record = asyncpg.Record
 
 SCHEDULE_COLUMNS = """id, name, user_id, instance_id, advertiser_id, marketplace_id, workflow_id,
     output_format, parameters, timezone, spec, window_rule, catch_up_policy, overlap_policy,
-    state, paused_reason, paused_at, consecutive_failures, next_fire_at, last_fire_at,
+    week_start, state, paused_reason, paused_at, consecutive_failures, next_fire_at, last_fire_at,
     created_at, updated_at"""
 
 RUN_COLUMNS = """id, schedule_id, fire_time, kind, state, skip_reason, run, event_id,
@@ -47,6 +47,7 @@ class ScheduleValues:
     window_rule: dict[str, Any]
     catch_up_policy: str
     overlap_policy: str
+    week_start: str
 
     def args(self) -> tuple[Any, ...]:
         return (
@@ -63,6 +64,7 @@ class ScheduleValues:
             self.window_rule,
             self.catch_up_policy,
             self.overlap_policy,
+            self.week_start,
         )
 
 
@@ -93,8 +95,10 @@ async def insert_schedule(
     row: Record | None = await conn.fetchrow(
         f"""INSERT INTO schedules (id, name, user_id, instance_id, advertiser_id, marketplace_id,
                 workflow_id, output_format, parameters, timezone, spec, window_rule,
-                catch_up_policy, overlap_policy, next_fire_at, created_at, updated_at)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16)
+                catch_up_policy, overlap_policy, week_start, next_fire_at, created_at,
+                updated_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+                    $17, $17)
             RETURNING {SCHEDULE_COLUMNS}""",
         schedule_id,
         *values.args(),
@@ -149,7 +153,7 @@ async def update_schedule(
         f"""UPDATE schedules SET name = $2, user_id = $3, instance_id = $4, advertiser_id = $5,
                 marketplace_id = $6, workflow_id = $7, output_format = $8, parameters = $9,
                 timezone = $10, spec = $11, window_rule = $12, catch_up_policy = $13,
-                overlap_policy = $14, next_fire_at = $15, updated_at = $16
+                overlap_policy = $14, week_start = $15, next_fire_at = $16, updated_at = $17
             WHERE id = $1 RETURNING {SCHEDULE_COLUMNS}""",
         schedule_id,
         *values.args(),
@@ -203,7 +207,7 @@ async def claim_due(conn: Connection, now: datetime, limit: int) -> list[Record]
             """SELECT id, user_id, instance_id, advertiser_id, marketplace_id, workflow_id,
                       output_format, parameters, spec::text AS spec_text,
                       window_rule::text AS window_rule_text, catch_up_policy, overlap_policy,
-                      next_fire_at
+                      week_start, next_fire_at
                 FROM schedules
                 WHERE state = 'ACTIVE' AND next_fire_at <= $1
                 ORDER BY next_fire_at
