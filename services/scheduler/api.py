@@ -23,6 +23,8 @@ from services.scheduler.schemas import (
     PreviewItem,
     PreviewOut,
     PreviewRequest,
+    RerunOut,
+    RerunRequest,
     RunOut,
     RunPage,
     ScheduleCreate,
@@ -87,6 +89,7 @@ def schedule_out(row: Any) -> ScheduleOut:
         catch_up_policy=row["catch_up_policy"],
         overlap_policy=row["overlap_policy"],
         week_start=row["week_start"],
+        retry=row["retry_policy"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )
@@ -213,6 +216,16 @@ async def preview_schedule(
     return _preview(
         spec, start, lambda: preview_schedule_runs(spec, rule, template_of(row), start, count)
     )
+
+
+@router.post("/{schedule_id}/rerun", status_code=status.HTTP_202_ACCEPTED, response_model=RerunOut)
+async def rerun_schedule(schedule_id: UUID, body: RerunRequest, request: Request) -> RerunOut:
+    """Send the schedule's failed runs (FAILED, TIMED_OUT) with a fire time at or after
+    `since` again: each one more attempt of its fire time, with the time window and parameter
+    values it was first sent with. Succeeded, cancelled, skipped and in-flight runs are never
+    picked."""
+    runs = await _ops(request).rerun(schedule_id, body.since, body.run_ids)
+    return RerunOut(schedule_id=schedule_id, rerun=len(runs), runs=[run_out(r) for r in runs])
 
 
 @router.get("/{schedule_id}/runs", response_model=RunPage)

@@ -161,6 +161,13 @@ def create(
     window: Annotated[str, typer.Option(help=WINDOW_HELP)] = "MOST_RECENT_DAY",
     week_start: WeekStartOption = "MONDAY",
     catch_up: Annotated[str, typer.Option(help="latest, all or none")] = "latest",
+    retry_attempts: Annotated[
+        int | None,
+        typer.Option(help="Retry retryable failures: attempts in total per fire time (2-10)"),
+    ] = None,
+    retry_backoff: Annotated[
+        float, typer.Option(help="Seconds before the first retry (doubling, capped at 900)")
+    ] = 60.0,
     overlap: Annotated[str, typer.Option(help="skip, allow or buffer_one")] = "skip",
     output_format: OutputFormat = "CSV",
     name: Annotated[str | None, typer.Option(help="A label")] = None,
@@ -190,6 +197,9 @@ def create(
         "catch_up_policy": catch_up,
         "overlap_policy": overlap,
         "week_start": week_start.upper(),
+        "retry": {"attempts": retry_attempts, "backoff_s": retry_backoff}
+        if retry_attempts
+        else None,
     }
     created = call(
         "scheduler", "POST", "/schedules", json={k: v for k, v in body.items() if v is not None}
@@ -254,8 +264,38 @@ def history(
         return
     for r in page["items"]:
         detail = r["skip_reason"] or r["error_message"] or r["result_uri"] or ""
-        typer.echo(f"{r['fire_time']}  {r['kind']:<9} {r['state']:<9} {detail}")
+        attempt = f" (attempt {r['attempt']})" if r.get("attempt", 1) > 1 else ""
+        typer.echo(f"{r['fire_time']}  {r['kind']:<9} {r['state']:<9} {detail}{attempt}")
     typer.echo(f"{len(page['items'])} of {page['total']} run(s)")
+
+
+@app.command("rerun")
+def rerun(
+    schedule_id: str,
+    since: Annotated[
+        str, typer.Option(help="Fire times from this day (YYYY-MM-DD, UTC) or ISO instant")
+    ],
+    failed: Annotated[
+        bool, typer.Option("--failed", help="Re-run failed runs (FAILED, TIMED_OUT)")
+    ] = False,
+    run: Annotated[list[str] | None, typer.Option(help="Only this run id (repeatable)")] = None,
+    as_json: Json = False,
+) -> None:
+    """Send failed runs again, each as a new attempt of its fire time with the window and
+    parameters it was first sent with."""
+    if not failed:
+        raise typer.BadParameter("only failed runs can be re-run: pass --failed")
+    start = _instant(since if "T" in since else f"{since}T00:00:00Z")
+    body: dict[str, Any] = {"failed": True, "since": start.isoformat()}
+    if run:
+        body["run_ids"] = run
+    result = call("scheduler", "POST", f"/schedules/{schedule_id}/rerun", json=body)
+    if as_json:
+        emit(result)
+        return
+    for r in result["runs"]:
+        typer.echo(f"{r['fire_time']}  attempt {r['attempt']}  {r['state']}  run {r['id']}")
+    typer.echo(f"{result['rerun']} run(s) sent again")
 
 
 @app.command("delete")

@@ -38,7 +38,15 @@ from shared.dates import WeekStart, render_parameters
 
 RunKind = Literal["SCHEDULED", "MANUAL", "CATCH_UP", "BACKFILL"]
 RunState = Literal[
-    "BUFFERED", "EMITTED", "SUBMITTED", "SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT", "SKIPPED"
+    "BUFFERED",
+    "EMITTED",
+    "SUBMITTED",
+    "RETRYING",
+    "SUCCEEDED",
+    "FAILED",
+    "CANCELLED",
+    "TIMED_OUT",
+    "SKIPPED",
 ]
 ScheduleState = Literal["ACTIVE", "PAUSED"]
 

@@ -26,7 +26,7 @@ from services.scheduler.logic import RunTemplate, workflow_run
 from services.scheduler.schemas import SPEC_FIELDS, ScheduleCreate, ScheduleUpdate
 from services.scheduler.settings import SchedulerSettings
 from services.scheduler.timing import ScheduleSpec, next_fire_time
-from shared.contract import SchedulePaused
+from shared.contract import SchedulePaused, WorkflowRun
 from shared.outbox import Outbox
 
 
@@ -61,6 +61,7 @@ def values_of(body: ScheduleCreate) -> store.ScheduleValues:
         catch_up_policy=body.catch_up_policy,
         overlap_policy=body.overlap_policy,
         week_start=body.week_start,
+        retry_policy=body.retry.model_dump(mode="json") if body.retry else None,
     )
 
 
@@ -81,6 +82,7 @@ def body_of(row: Any) -> dict[str, Any]:
         "catch_up_policy": row["catch_up_policy"],
         "overlap_policy": row["overlap_policy"],
         "week_start": row["week_start"],
+        "retry": row["retry_policy"],
     }
 
 
@@ -298,6 +300,36 @@ class Operations:
             await self._outbox.enqueue(conn, event)
             run = await store.get_run(conn, run_id)
         return run
+
+    async def rerun(
+        self, schedule_id: UUID, since: datetime, run_ids: list[UUID] | None
+    ) -> list[Any]:
+        """Send failed runs (FAILED, TIMED_OUT) with a fire time at or after `since` again, each
+        as its next attempt with the run it was first sent with. Paused or not: a person asked.
+        A run that succeeded, or is in flight, is never picked, so a fire time never gets a
+        second success."""
+        with self._tracer.start_as_current_span(
+            "schedule rerun", attributes={"amc.schedule_id": str(schedule_id)}
+        ):
+            async with self._pool.acquire() as conn, conn.transaction():
+                await self._found(conn, schedule_id, lock=True)
+                now = self._now()
+                rows = await store.lock_rerunnable(conn, schedule_id, since, run_ids)
+                events = []
+                for row in rows:
+                    attempt = row["attempt"] + 1
+                    event = due_event(
+                        schedule_id,
+                        row["id"],
+                        row["fire_time"],
+                        WorkflowRun.model_validate(row["run"]),
+                        now,
+                        attempt=attempt,
+                    )
+                    await store.start_attempt(conn, row["id"], attempt, event.event_id, now)
+                    events.append(event)
+                await self._outbox.enqueue(conn, *events)
+                return [await store.get_run(conn, row["id"]) for row in rows]
 
     async def runs(
         self,

@@ -9,6 +9,7 @@ from uuid import UUID
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, field_validator
 
 from services.scheduler.logic import RunKind, RunState, ScheduleState
+from services.scheduler.retries import RetryPolicy
 from services.scheduler.timing import (
     AmcWindow,
     CatchUpPolicy,
@@ -88,6 +89,11 @@ class ScheduleCreate(ScheduleSpec):
     catch_up_policy: CatchUpPolicy = "latest"
     overlap_policy: OverlapPolicy = "skip"
     week_start: WeekStart = Field(default="MONDAY", description=WEEK_START_DESCRIPTION)
+    retry: RetryPolicy | None = Field(
+        default=None,
+        description="Retries of a failed run (only failures marked retryable): each a new"
+        " attempt of the same fire time with the same window and parameters. None: no retries.",
+    )
 
     @field_validator("parameters")
     @classmethod
@@ -128,6 +134,7 @@ class ScheduleUpdate(BaseModel):
     catch_up_policy: CatchUpPolicy | None = None
     overlap_policy: OverlapPolicy | None = None
     week_start: WeekStart | None = None
+    retry: RetryPolicy | None = None
 
 
 class ScheduleOut(BaseModel):
@@ -156,6 +163,7 @@ class ScheduleOut(BaseModel):
     catch_up_policy: CatchUpPolicy
     overlap_policy: OverlapPolicy
     week_start: WeekStart
+    retry: RetryPolicy | None
     created_at: datetime
     updated_at: datetime
 
@@ -188,6 +196,8 @@ class RunOut(BaseModel):
     emitted_at: datetime | None
     submitted_at: datetime | None
     completed_at: datetime | None
+    attempt: int = Field(description="The run's current (or last) attempt, 1 for the first")
+    retry_at: datetime | None = Field(description="When a RETRYING run's next attempt is due")
     duration_s: float | None = Field(description="From emission to completion")
 
 
@@ -230,6 +240,27 @@ class TriggerRequest(BaseModel):
     force: bool = Field(
         default=False, description="Trigger even within 5 minutes of the last manual trigger"
     )
+
+
+class RerunRequest(BaseModel):
+    """Re-run failed runs (FAILED, TIMED_OUT): each one more attempt of its fire time, with the
+    window and parameters it was first sent with."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    failed: Literal[True] = Field(
+        default=True, description="Re-run failed runs (the only selection so far)"
+    )
+    since: AwareDatetime = Field(description="Only runs whose fire time is at or after this")
+    run_ids: list[UUID] | None = Field(
+        default=None, min_length=1, max_length=500, description="Only these runs"
+    )
+
+
+class RerunOut(BaseModel):
+    schedule_id: UUID
+    rerun: int = Field(description="Runs sent again")
+    runs: list[RunOut]
 
 
 class PreviewItem(BaseModel):
