@@ -9,8 +9,10 @@ every attempt is one execution; an attempt starts only after the previous one fa
 fire time never has two successful runs. A failure that is not retryable (or the last
 attempt) ends the run as before, and only then counts towards auto-pause.
 
-A re-run is an operator's new attempt of a failed run (FAILED or TIMED_OUT), retryable or not:
-same rules, one more attempt.
+A re-run is an operator's new attempt of a failed run (FAILED or TIMED_OUT), retryable or not,
+except a run AMC may have executed (DOWNLOAD_FAILED, SUBMISSION_UNKNOWN: the poller's answer
+for a result it could not fetch or a submission it could not confirm), where another
+execution could make a second success: same rules, one more attempt.
 """
 
 from __future__ import annotations

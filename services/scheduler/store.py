@@ -28,6 +28,8 @@ RUN_COLUMNS = """id, schedule_id, fire_time, kind, state, skip_reason, run, even
     created_at, emitted_at, submitted_at, completed_at, attempt, retry_at"""
 
 OPEN_STATES = ("BUFFERED", "EMITTED", "SUBMITTED", "RETRYING")
+# Failures after which AMC may hold an execution of the run (see lock_rerunnable).
+NOT_RERUNNABLE_ERRORS = ("DOWNLOAD_FAILED", "SUBMISSION_UNKNOWN")
 
 
 @dataclass(frozen=True)
@@ -405,17 +407,21 @@ async def lock_rerunnable(
     conn: Connection, schedule_id: UUID, since: datetime, run_ids: Sequence[UUID] | None
 ) -> list[Record]:
     """Runs of the schedule that ended without a result (FAILED, TIMED_OUT), fire time at
-    or after `since`, oldest first; only `run_ids` when given."""
+    or after `since`, oldest first; only `run_ids` when given. Not those whose execution AMC
+    may hold (DOWNLOAD_FAILED, SUBMISSION_UNKNOWN): the poller never calls them retryable, as
+    another execution could be a second success for the fire time."""
     return list(
         await conn.fetch(
             f"""SELECT {RUN_COLUMNS} FROM schedule_runs
                 WHERE schedule_id = $1 AND state IN ('FAILED', 'TIMED_OUT') AND fire_time >= $2
                   AND ($3::uuid[] IS NULL OR id = ANY($3::uuid[]))
+                  AND coalesce(error_code, '') <> ALL($4::text[])
                 ORDER BY fire_time
                 FOR UPDATE""",
             schedule_id,
             since,
             list(run_ids) if run_ids is not None else None,
+            list(NOT_RERUNNABLE_ERRORS),
         )
     )
 

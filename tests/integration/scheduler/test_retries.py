@@ -62,6 +62,7 @@ async def _outcome(
     *,
     retryable: bool = False,
     execution_id: UUID | None = None,
+    code: str | None = None,
 ) -> UUID:
     """Submission then completion of one execution of the run, as the poller publishes them."""
     execution_id = execution_id or uuid4()
@@ -81,7 +82,7 @@ async def _outcome(
         if status == "SUCCEEDED"
         else {
             "error": ExecutionError(
-                code="AMC_UNAVAILABLE" if retryable else "AMC_VALIDATION",
+                code=code or ("AMC_UNAVAILABLE" if retryable else "AMC_VALIDATION"),
                 message="boom",
                 retryable=retryable,
             )
@@ -240,3 +241,18 @@ async def test_rerun_sends_failed_runs_again_and_never_a_succeeded_one(
     )
     assert again_response.json()["rerun"] == 0
     assert len(await _dues(scheduler, created["id"], 3)) == 3
+
+
+async def test_a_run_whose_result_amc_may_hold_is_not_rerun(
+    scheduler: Scheduler, clock: ShiftedClock
+) -> None:
+    created = await _create_due(scheduler, clock, retry={"attempts": 3, "backoff_s": 0.1})
+    [due] = await _dues(scheduler, created["id"], 1)
+    await _outcome(scheduler, due.run_id, "FAILED", code="DOWNLOAD_FAILED")
+    run = await _run(scheduler, created["id"], "FAILED")
+    assert (run["attempt"], run["error_code"]) == (1, "DOWNLOAD_FAILED")
+    response = await scheduler.http.post(
+        f"/schedules/{created['id']}/rerun", json={"since": "2024-01-01T00:00:00Z"}
+    )
+    assert response.json()["rerun"] == 0
+    assert len(await _dues(scheduler, created["id"], 1)) == 1
