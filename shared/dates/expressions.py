@@ -27,6 +27,7 @@ import calendar
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from functools import lru_cache
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -129,6 +130,8 @@ def _day(function: str, offset: int, today: date, week_start: WeekStart) -> date
     return date(year, month, calendar.monthrange(year, month)[1])
 
 
+# Every run of a schedule evaluates the same few expressions again: parse each text once.
+@lru_cache(maxsize=4096)
 def parse_expression(text: str) -> DateExpression:
     """Parse one expression (the whole of `text`); ExpressionError with the position."""
     return _Parser(text).expression()
