@@ -9,11 +9,12 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
 
 from services.collector import store
 from services.collector.logic import (
     CollectionStatus,
+    Granularity,
     WeekStatus,
     is_time_zone,
     parse_week_start_day,
@@ -24,6 +25,7 @@ from services.collector.logic import (
 from services.collector.operations import ConflictError, NewCollection, NotFoundError, Operations
 from services.collector.settings import CollectorSettings
 from services.collector.store import CollectionRow, WeekRow
+from shared.dates import check_parameters
 from shared.http import runtime_of
 from shared.outbox import Connection
 
@@ -43,13 +45,31 @@ class CollectionCreate(BaseModel):
     marketplace_id: NonEmpty
     workflow_id: NonEmpty = Field(description="Saved AMC workflow id")
     output_format: str = Field(default="CSV", pattern="^CSV$")
-    parameters: dict[str, JsonValue] = Field(default_factory=dict)
+    parameters: dict[str, JsonValue] = Field(
+        default_factory=dict,
+        description="Workflow parameters. A string value starting with NAME( is a date"
+        " expression (TODAY(n), FIRSTDAYOFOFFSETMONTH(n), ... see docs/schedules.md), evaluated"
+        " for each slice at the end of its window (local midnight after its last day) in"
+        " `time_zone`: TODAY(-1) is the slice's last day. Invalid ones are refused.",
+    )
     start_date: date = Field(description="First day (inclusive)")
     end_date: date = Field(description="Last day (inclusive)")
     week_start_day: str = Field(default="MONDAY", description="MONDAY or SUNDAY")
     time_zone: str = Field(default="UTC", description="IANA zone of the weekly AMC windows")
+    granularity: Granularity = Field(
+        default=Granularity.WEEK,
+        description="One execution per DAY, WEEK (aligned to week_start_day) or calendar"
+        " MONTH; the first and last slice are clipped to the range. Slices are the"
+        " collection's 'weeks' in the API and events whatever their length.",
+    )
     max_weeks_in_flight: int | None = Field(default=None, ge=1, le=100)
     max_attempts: int | None = Field(default=None, ge=1, le=20)
+
+    @field_validator("parameters")
+    @classmethod
+    def _valid_expressions(cls, parameters: dict[str, JsonValue]) -> dict[str, JsonValue]:
+        check_parameters(parameters)
+        return parameters
 
 
 class ProgressOut(BaseModel):
@@ -71,6 +91,7 @@ class CollectionOut(BaseModel):
     end_date: date
     week_start_day: str
     time_zone: str
+    granularity: Granularity
     max_weeks_in_flight: int
     max_attempts: int
     created_at: datetime
@@ -147,6 +168,7 @@ async def _out(conn: Connection, c: CollectionRow) -> CollectionOut:
         end_date=c.end_date,
         week_start_day=c.week_start_day,
         time_zone=c.time_zone,
+        granularity=Granularity(c.granularity),
         max_weeks_in_flight=c.max_in_flight,
         max_attempts=c.max_attempts,
         created_at=c.created_at,
@@ -236,6 +258,7 @@ async def create_collection(body: CollectionCreate, request: Request) -> Collect
             time_zone=body.time_zone,
             max_in_flight=body.max_weeks_in_flight or settings.default_max_weeks_in_flight,
             max_attempts=body.max_attempts or settings.default_max_attempts,
+            granularity=body.granularity,
         )
     )
     return await _get(request, collection_id)

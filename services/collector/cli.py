@@ -49,8 +49,8 @@ def show_text(c: dict[str, Any]) -> str:
         [
             f"collection {c['id']}  {c['status']}",
             f"workflow   {run['workflow_id']} on {run['instance_id']} (user {run['user_id']})",
-            f"range      {c['start_date']} .. {c['end_date']}  weeks start {c['week_start_day']}"
-            f" ({c['time_zone']})",
+            f"range      {c['start_date']} .. {c['end_date']}  by {c['granularity'].lower()}"
+            f", weeks start {c['week_start_day']} ({c['time_zone']})",
             f"limits     {c['max_weeks_in_flight']} weeks in flight, "
             f"{c['max_attempts']} attempts per week",
             f"progress   {progress_bar(p['percent_done'])}  {p['done']}/{p['total']} weeks",
@@ -71,6 +71,9 @@ def create(
     end: Annotated[str, typer.Option(help="Last day, YYYY-MM-DD (inclusive)")],
     week_start: Annotated[str, typer.Option(help="MONDAY or SUNDAY")] = "MONDAY",
     time_zone: Annotated[str, typer.Option(help="IANA zone of the weekly windows")] = "UTC",
+    granularity: Annotated[
+        str, typer.Option(help="One execution per DAY, WEEK or MONTH of the range")
+    ] = "WEEK",
     max_in_flight: Annotated[int | None, typer.Option(help="Weeks running at once")] = None,
     max_attempts: Annotated[int | None, typer.Option(help="Attempts per week")] = None,
     output_format: OutputFormat = "CSV",
@@ -94,6 +97,7 @@ def create(
         "end_date": end,
         "week_start_day": week_start,
         "time_zone": time_zone,
+        "granularity": granularity.upper(),
     }
     if max_in_flight is not None:
         body["max_weeks_in_flight"] = max_in_flight

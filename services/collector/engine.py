@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -37,10 +38,17 @@ from shared.contract import (
     WeekRequested,
     WorkflowRun,
 )
+from shared.dates import WeekStart, render_parameters
 from shared.outbox import Connection, Outbox
 from shared.telemetry import end_together, link_to, trace_carrier
 
 log = logging.getLogger(__name__)
+
+
+def week_start_of(c: CollectionRow) -> WeekStart:
+    """The collection's week start day, for the week date expressions."""
+    return "SUNDAY" if c.week_start_day == "SUNDAY" else "MONDAY"
+
 
 OPEN_COLLECTION = (CollectionStatus.QUEUED, CollectionStatus.ACTIVE, CollectionStatus.PAUSED)
 
@@ -106,8 +114,13 @@ class Engine:
 
     def week_requested(self, c: CollectionRow, week: WeekRow) -> WeekRequested:
         start, end = week_window(week.week_start, week.week_end, c.time_zone)
+        # Date expressions in the parameters are read as of the end of the slice's window,
+        # as a schedule firing right after the slice would have sent them.
+        parameters = render_parameters(
+            c.run.get("parameters") or {}, end, ZoneInfo(c.time_zone), week_start_of(c)
+        )
         run = WorkflowRun(
-            **c.run,
+            **(c.run | {"parameters": parameters}),
             time_window_start=start,
             time_window_end=end,
             time_window_time_zone=c.time_zone,

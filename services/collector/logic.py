@@ -97,6 +97,36 @@ def split_weeks(start: date, end: date, week_start_day: WeekStartDay) -> list[We
     return weeks
 
 
+class Granularity(StrEnum):
+    """How a collection's range is sliced: one execution per day, week (default) or month."""
+
+    DAY = "DAY"
+    WEEK = "WEEK"
+    MONTH = "MONTH"
+
+
+def split_range(
+    start: date, end: date, granularity: Granularity, week_start_day: WeekStartDay
+) -> list[WeekSlice]:
+    """The range's slices: single days; weeks aligned to the week start day; or calendar
+    months. The first and last slice are clipped to [start, end], as weeks always were."""
+    if granularity is Granularity.WEEK:
+        return split_weeks(start, end, week_start_day)
+    if end < start:
+        raise ValueError("end before start")
+    slices: list[WeekSlice] = []
+    begin = start
+    while begin <= end:
+        if granularity is Granularity.DAY:
+            last = begin
+        else:
+            following = (begin.replace(day=1) + timedelta(days=32)).replace(day=1)
+            last = following - timedelta(days=1)
+        slices.append(WeekSlice(len(slices), begin, min(last, end)))
+        begin = min(last, end) + timedelta(days=1)
+    return slices
+
+
 def week_window(week_start: date, week_end: date, time_zone: str) -> tuple[datetime, datetime]:
     """The week's AMC window: [start 00:00, end + 1 day 00:00) in the collection's zone."""
     zone = ZoneInfo(time_zone)

@@ -13,7 +13,7 @@ import asyncpg
 
 from services.collector import store
 from services.collector.engine import Engine
-from services.collector.logic import CollectionStatus, WeekStartDay, split_weeks
+from services.collector.logic import CollectionStatus, Granularity, WeekStartDay, split_range
 from services.collector.store import CollectionRow
 from shared.outbox import Connection
 from shared.telemetry import trace_carrier
@@ -36,6 +36,7 @@ class NewCollection:
     time_zone: str
     max_in_flight: int
     max_attempts: int
+    granularity: Granularity = Granularity.WEEK
 
 
 class Operations:
@@ -47,7 +48,7 @@ class Operations:
         """Stores the creating call's trace context (the API's SERVER span): each week is a
         trace of its own, linked to it."""
         collection_id = uuid.uuid4()
-        weeks = split_weeks(new.start_date, new.end_date, new.week_start_day)
+        weeks = split_range(new.start_date, new.end_date, new.granularity, new.week_start_day)
         async with self.pool.acquire() as conn, conn.transaction():
             await store.insert_collection(
                 conn,
@@ -61,6 +62,7 @@ class Operations:
                 max_attempts=new.max_attempts,
                 weeks=[(uuid.uuid4(), w) for w in weeks],
                 trace_context=trace_carrier(),
+                granularity=new.granularity.value,
             )
             await self.engine.admit(conn)
         return collection_id

@@ -34,6 +34,7 @@ class CollectionRow:
     max_in_flight: int
     max_attempts: int
     weeks_total: int
+    granularity: str
     created_at: datetime
     updated_at: datetime
     started_at: datetime | None
@@ -74,8 +75,8 @@ class WeekRow:
 
 
 _COLLECTION_COLUMNS = """id, queue_seq, status, run, start_date, end_date, week_start_day,
-    time_zone, max_in_flight, max_attempts, weeks_total, created_at, updated_at, started_at,
-    finished_at, trace_context"""
+    time_zone, max_in_flight, max_attempts, weeks_total, granularity, created_at, updated_at,
+    started_at, finished_at, trace_context"""
 
 
 # --- collections ----------------------------------------------------------------------------
@@ -94,11 +95,12 @@ async def insert_collection(
     max_attempts: int,
     weeks: Sequence[tuple[UUID, WeekSlice]],
     trace_context: dict[str, str] | None = None,
+    granularity: str = "WEEK",
 ) -> None:
     await conn.execute(
         """INSERT INTO collections (id, status, run, start_date, end_date, week_start_day,
-               time_zone, max_in_flight, max_attempts, weeks_total, trace_context)
-           VALUES ($1, 'QUEUED', $2, $3, $4, $5, $6, $7, $8, $9, $10)""",
+               time_zone, max_in_flight, max_attempts, weeks_total, trace_context, granularity)
+           VALUES ($1, 'QUEUED', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)""",
         collection_id,
         run,
         start_date,
@@ -109,6 +111,7 @@ async def insert_collection(
         max_attempts,
         len(weeks),
         trace_context or {},
+        granularity,
     )
     await conn.copy_records_to_table(
         "collection_weeks",

@@ -37,8 +37,9 @@ RequestEvent = ScheduleDue | WeekRequested | ExecutionRequested
 
 
 def request_attempt(event: RequestEvent) -> int:
-    """A week retried under the same origin is a new execution; every other request is one."""
-    return event.attempt if isinstance(event, WeekRequested) else 1
+    """A week or a schedule run retried under the same origin is a new execution; an external
+    request is one."""
+    return event.attempt if isinstance(event, WeekRequested | ScheduleDue) else 1
 
 
 def amc_request(run: WorkflowRun, sandbox: bool = False) -> ExecutionRequest:

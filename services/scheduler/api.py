@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
@@ -11,14 +13,18 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, ValidationError
 
+from services.scheduler.firing import template_of, window_rule_of
 from services.scheduler.logic import RunKind, RunState, ScheduleState
 from services.scheduler.operations import ConflictError, NotFoundError, Operations
+from services.scheduler.run_preview import preview_runs, preview_schedule_runs
 from services.scheduler.schemas import (
     TIME_RULES,
     PauseRequest,
     PreviewItem,
     PreviewOut,
     PreviewRequest,
+    RerunOut,
+    RerunRequest,
     RunOut,
     RunPage,
     ScheduleCreate,
@@ -28,7 +34,7 @@ from services.scheduler.schemas import (
     StatsOut,
     TriggerRequest,
 )
-from services.scheduler.timing import ScheduleSpec, load_zone, preview_json
+from services.scheduler.timing import ScheduleSpec, load_zone
 from shared.http import runtime_of
 
 router = APIRouter(prefix="/schedules", tags=["schedules"])
@@ -82,6 +88,8 @@ def schedule_out(row: Any) -> ScheduleOut:
         window=row["window_rule"],
         catch_up_policy=row["catch_up_policy"],
         overlap_policy=row["overlap_policy"],
+        week_start=row["week_start"],
+        retry=row["retry_policy"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )
@@ -130,9 +138,22 @@ async def list_schedules(
 
 @router.post("/preview", response_model=PreviewOut)
 async def preview_spec(body: PreviewRequest, request: Request) -> PreviewOut:
-    """The next fire times of a cron expression or preset, without creating a schedule."""
+    """The next fire times of a cron expression or preset, without creating a schedule; with
+    `parameters` or `window`, each fire time's concrete values of them too."""
     after = body.after or _now(request)
-    return _preview(body.spec(), after, body.count)
+    spec = body.spec()
+    return _preview(
+        spec,
+        after,
+        lambda: preview_runs(
+            spec,
+            after,
+            body.count,
+            window=body.window,
+            parameters=body.parameters,
+            week_start=body.week_start,
+        ),
+    )
 
 
 @router.get("/{schedule_id}", response_model=ScheduleOut)
@@ -186,10 +207,25 @@ async def preview_schedule(
     count: Annotated[int, Query(ge=1, le=1000)] = 10,
     after: AwareDatetime | None = None,
 ) -> PreviewOut:
-    """The next `count` fire times after `after` (default now), in UTC and local time."""
+    """The next `count` fire times after `after` (default now), in UTC and local time, each
+    with the concrete time window and parameter values that run will send."""
     row = await _ops(request).get(schedule_id)
     spec = ScheduleSpec.model_validate(row["spec"])
-    return _preview(spec, after or _now(request), count)
+    start = after or _now(request)
+    rule = window_rule_of(json.dumps(row["window_rule"], sort_keys=True))
+    return _preview(
+        spec, start, lambda: preview_schedule_runs(spec, rule, template_of(row), start, count)
+    )
+
+
+@router.post("/{schedule_id}/rerun", status_code=status.HTTP_202_ACCEPTED, response_model=RerunOut)
+async def rerun_schedule(schedule_id: UUID, body: RerunRequest, request: Request) -> RerunOut:
+    """Send the schedule's failed runs (FAILED, TIMED_OUT) with a fire time at or after
+    `since` again: each one more attempt of its fire time, with the time window and parameter
+    values it was first sent with. Succeeded, cancelled, skipped and in-flight runs are never
+    picked."""
+    runs = await _ops(request).rerun(schedule_id, body.since, body.run_ids)
+    return RerunOut(schedule_id=schedule_id, rerun=len(runs), runs=[run_out(r) for r in runs])
 
 
 @router.get("/{schedule_id}/runs", response_model=RunPage)
@@ -237,9 +273,11 @@ async def schedule_stats(schedule_id: UUID, request: Request) -> StatsOut:
     )
 
 
-def _preview(spec: ScheduleSpec, after: datetime, count: int) -> PreviewOut:
+def _preview(
+    spec: ScheduleSpec, after: datetime, compute: Callable[[], list[dict[str, Any]]]
+) -> PreviewOut:
     try:
-        items = preview_json(spec, None, after, count)
+        items = compute()
     except (ValueError, ValidationError) as exc:
         raise RequestValidationError(
             [{"type": "value_error", "loc": ("query", "after"), "msg": str(exc), "input": None}]

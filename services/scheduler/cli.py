@@ -9,7 +9,8 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
-from services.scheduler.timing import preview_json
+from services.scheduler.run_preview import preview_runs
+from services.scheduler.schemas import PreviewRequest
 from shared.cli.api import (
     Advertiser,
     Instance,
@@ -23,15 +24,35 @@ from shared.cli.api import (
     call,
     emit,
     json_object,
+    workflow_parameters,
     workflow_run_fields,
 )
+
+WeekStartOption = Annotated[
+    str, typer.Option(help="First day of a week for the week date expressions (MONDAY...SUNDAY)")
+]
 
 app = typer.Typer(help="Cron schedules of AMC workflow runs.", no_args_is_help=True)
 
 
+WINDOW_HELP = (
+    "MOST_RECENT_DAY|MOST_RECENT_WEEK|CURRENT_MONTH|PREVIOUS_MONTH|LOOKBACK:N[:L]"
+    "|EXPRESSION:START,END (date expressions, END exclusive)"
+)
+
+
 def _window(text: str) -> dict[str, Any]:
-    """MOST_RECENT_DAY | MOST_RECENT_WEEK | CURRENT_MONTH | PREVIOUS_MONTH | LOOKBACK:N[:L]."""
+    """MOST_RECENT_DAY | MOST_RECENT_WEEK | CURRENT_MONTH | PREVIOUS_MONTH | LOOKBACK:N[:L]
+    | EXPRESSION:START,END."""
     kind, _, rest = text.upper().partition(":")
+    if kind == "EXPRESSION":
+        start, comma, end = rest.partition(",")
+        if not comma:
+            raise typer.BadParameter(
+                "EXPRESSION needs START,END, e.g."
+                " EXPRESSION:FIRSTDAYOFOFFSETMONTH(-1),FIRSTDAYOFOFFSETMONTH(0)"
+            )
+        return {"type": "EXPRESSION", "start": start.strip(), "end": end.strip()}
     if kind != "LOOKBACK":
         return {"type": kind}
     days, _, lag = rest.partition(":")
@@ -137,13 +158,16 @@ def create(
     ] = None,
     start: Annotated[str | None, typer.Option(help="First local day, YYYY-MM-DD")] = None,
     end: Annotated[str | None, typer.Option(help="Last local day, YYYY-MM-DD")] = None,
-    window: Annotated[
-        str,
-        typer.Option(
-            help="MOST_RECENT_DAY|MOST_RECENT_WEEK|CURRENT_MONTH|PREVIOUS_MONTH|LOOKBACK:N[:L]"
-        ),
-    ] = "MOST_RECENT_DAY",
+    window: Annotated[str, typer.Option(help=WINDOW_HELP)] = "MOST_RECENT_DAY",
+    week_start: WeekStartOption = "MONDAY",
     catch_up: Annotated[str, typer.Option(help="latest, all or none")] = "latest",
+    retry_attempts: Annotated[
+        int | None,
+        typer.Option(help="Retry retryable failures: attempts in total per fire time (2-10)"),
+    ] = None,
+    retry_backoff: Annotated[
+        float, typer.Option(help="Seconds before the first retry (doubling, capped at 900)")
+    ] = 60.0,
     overlap: Annotated[str, typer.Option(help="skip, allow or buffer_one")] = "skip",
     output_format: OutputFormat = "CSV",
     name: Annotated[str | None, typer.Option(help="A label")] = None,
@@ -172,6 +196,10 @@ def create(
         "window": _window(window),
         "catch_up_policy": catch_up,
         "overlap_policy": overlap,
+        "week_start": week_start.upper(),
+        "retry": {"attempts": retry_attempts, "backoff_s": retry_backoff}
+        if retry_attempts
+        else None,
     }
     created = call(
         "scheduler", "POST", "/schedules", json={k: v for k, v in body.items() if v is not None}
@@ -236,8 +264,38 @@ def history(
         return
     for r in page["items"]:
         detail = r["skip_reason"] or r["error_message"] or r["result_uri"] or ""
-        typer.echo(f"{r['fire_time']}  {r['kind']:<9} {r['state']:<9} {detail}")
+        attempt = f" (attempt {r['attempt']})" if r.get("attempt", 1) > 1 else ""
+        typer.echo(f"{r['fire_time']}  {r['kind']:<9} {r['state']:<9} {detail}{attempt}")
     typer.echo(f"{len(page['items'])} of {page['total']} run(s)")
+
+
+@app.command("rerun")
+def rerun(
+    schedule_id: str,
+    since: Annotated[
+        str, typer.Option(help="Fire times from this day (YYYY-MM-DD, UTC) or ISO instant")
+    ],
+    failed: Annotated[
+        bool, typer.Option("--failed", help="Re-run failed runs (FAILED, TIMED_OUT)")
+    ] = False,
+    run: Annotated[list[str] | None, typer.Option(help="Only this run id (repeatable)")] = None,
+    as_json: Json = False,
+) -> None:
+    """Send failed runs again, each as a new attempt of its fire time with the window and
+    parameters it was first sent with."""
+    if not failed:
+        raise typer.BadParameter("only failed runs can be re-run: pass --failed")
+    start = _instant(since if "T" in since else f"{since}T00:00:00Z")
+    body: dict[str, Any] = {"failed": True, "since": start.isoformat()}
+    if run:
+        body["run_ids"] = run
+    result = call("scheduler", "POST", f"/schedules/{schedule_id}/rerun", json=body)
+    if as_json:
+        emit(result)
+        return
+    for r in result["runs"]:
+        typer.echo(f"{r['fire_time']}  attempt {r['attempt']}  {r['state']}  run {r['id']}")
+    typer.echo(f"{result['rerun']} run(s) sent again")
 
 
 @app.command("delete")
@@ -249,16 +307,73 @@ def delete(schedule_id: str) -> None:
 
 @app.command("preview")
 def preview(
-    cron: Annotated[str, typer.Argument(help="5-field cron expression")],
+    cron: Annotated[
+        str | None, typer.Argument(help="5-field cron expression (not with --schedule)")
+    ] = None,
+    schedule: Annotated[
+        str | None,
+        typer.Option(help="A stored schedule's id: ask the server what its next runs send"),
+    ] = None,
     timezone: Annotated[str, typer.Option(help="IANA time zone")] = "UTC",
     after: Annotated[str | None, typer.Option(help="ISO-8601 instant; default now")] = None,
     count: Annotated[int, typer.Option(min=1, max=10_000)] = 10,
+    window: Annotated[str | None, typer.Option(help=WINDOW_HELP)] = None,
+    week_start: WeekStartOption = "MONDAY",
+    parameters: Parameters = None,
+    param: Param = None,
     as_json: Json = False,
 ) -> None:
-    """The next fire times of a cron expression, computed locally (no server needed)."""
+    """The next fire times, each with the time window and parameter values that run sends:
+    of a stored schedule (--schedule, from the server), or of a cron expression with optional
+    --window and --param, computed locally (no server needed)."""
+    if schedule is not None:
+        if cron is not None:
+            raise typer.BadParameter("give a cron expression or --schedule, not both")
+        query: dict[str, Any] = {"count": min(count, 1000)}
+        if after:
+            query["after"] = _instant(after).isoformat()
+        rows = call("scheduler", "GET", f"/schedules/{schedule}/preview", params=query)["items"]
+    elif cron is None:
+        raise typer.BadParameter("give a cron expression or --schedule")
+    else:
+        rows = _local_preview(cron, timezone, after, count, window, week_start, parameters, param)
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    for row in rows:
+        typer.echo(_preview_line(row))
+
+
+def _local_preview(
+    cron: str,
+    timezone: str,
+    after: str | None,
+    count: int,
+    window: str | None,
+    week_start: str,
+    parameters: str | None,
+    param: list[str] | None,
+) -> list[dict[str, Any]]:
     start = _instant(after) if after else datetime.now(UTC)
+    params = workflow_parameters(parameters, param or []) if (parameters or param) else None
     try:
-        rows = preview_json(cron, timezone, start, count)
+        request = PreviewRequest.model_validate(
+            {
+                "cron": cron,
+                "timezone": timezone,
+                "window": _window(window) if window else None,
+                "parameters": params,
+                "week_start": week_start.upper(),
+            }
+        )
+        return preview_runs(
+            request.spec(),
+            start,
+            count,
+            window=request.window,
+            parameters=request.parameters,
+            week_start=request.week_start,
+        )
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'cron'}: {e['msg']}"
@@ -269,8 +384,15 @@ def preview(
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    if as_json:
-        typer.echo(json.dumps(rows))
-        return
-    for row in rows:
-        typer.echo(f"{row['utc']}  {row['local']}")
+
+
+def _preview_line(row: dict[str, Any]) -> str:
+    line = f"{row['utc']}  {row['local']}"
+    if row.get("time_window_type"):
+        if row.get("time_window_start"):
+            line += f"  window [{row['time_window_start']}, {row['time_window_end']})"
+        else:
+            line += f"  window {row['time_window_type']}"
+    if row.get("parameters") is not None:
+        line += f"  parameters {json.dumps(row['parameters'], sort_keys=True)}"
+    return line

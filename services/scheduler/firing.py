@@ -82,6 +82,7 @@ def template_of(row: Any) -> RunTemplate:
         workflow_id=row["workflow_id"],
         output_format=row["output_format"],
         parameters=row["parameters"],
+        week_start=row["week_start"],
     )
 
 
@@ -132,12 +133,14 @@ def due_event(
     run: WorkflowRun,
     now: datetime,
     event_id: UUID | None = None,
+    attempt: int = 1,
 ) -> ScheduleDue:
     return ScheduleDue(
         event_id=event_id or uuid4(),
         schedule_id=schedule_id,
         run_id=run_id,
         fire_time=fire_time,
+        attempt=attempt,
         origin=Origin(kind=OriginKind.SCHEDULE, id=str(run_id)),
         run=run,
         occurred_at=now,
@@ -306,7 +309,48 @@ class Firer:
             claimed = await self.fire_batch()
             total += claimed
             if claimed < self._settings.claim_batch_size:
+                break
+        while True:
+            retried = await self.retry_batch()
+            total += retried
+            if retried < self._settings.claim_batch_size:
                 return total
+
+    async def retry_batch(self) -> int:
+        """Send the next attempt of every run whose retry is due: the run as first sent (same
+        run id, fire time, window and parameters), one attempt higher, each under its own root
+        span. Claimed with SKIP LOCKED, so each attempt is sent by one replica once."""
+        spans: list[Span] = []
+        try:
+            async with self._pool_of().acquire() as conn, conn.transaction():
+                now = self._now()
+                rows = await store.claim_due_retries(conn, now, self._settings.claim_batch_size)
+                events: list[ScheduleDue] = []
+                for row in rows:
+                    attempt = row["attempt"] + 1
+                    event = due_event(
+                        row["schedule_id"],
+                        row["id"],
+                        row["fire_time"],
+                        WorkflowRun.model_validate(row["run"]),
+                        now,
+                        attempt=attempt,
+                    )
+                    await store.start_attempt(conn, row["id"], attempt, event.event_id, now)
+                    events.append(event)
+                    span = start_fire_span(self._tracer, event, row["kind"])
+                    span.set_attribute("amc.attempt", attempt)
+                    spans.append(span)
+                await self._outbox.enqueue(
+                    conn, *events, trace_contexts=[trace_carrier(span) for span in spans]
+                )
+        except BaseException as exc:
+            end_together(spans, exc)
+            raise
+        end_together(spans)
+        for row in rows:
+            self._metrics.runs.labels(row["kind"], "RETRIED").inc()
+        return len(rows)
 
     async def fire_batch(self) -> int:
         started = time.perf_counter()

@@ -3,6 +3,11 @@
 Only events whose origin is a schedule run concern the scheduler; the others (collection weeks,
 external requests) return before touching the database beyond the consumer's de-duplication
 record.
+
+Attempts: a run may be sent again (a retry or an operator's re-run) under the same origin as a
+higher attempt. execution.* events echo only the origin, so every execution id is recorded
+with the attempt it belongs to (`schedule_run_executions`); an event of an execution recorded
+under another attempt, or already finished, is a late one and changes nothing.
 """
 
 from __future__ import annotations
@@ -15,8 +20,10 @@ from opentelemetry import trace
 from opentelemetry.trace import Link, Tracer
 
 from services.scheduler import store
-from services.scheduler.firing import Clock, due_event, start_fire_span
+from services.scheduler.firing import Clock, due_event, notify_channel, start_fire_span
+from services.scheduler.logic import TERMINAL_RUN_STATES as TERMINAL
 from services.scheduler.logic import auto_pause_reason, failure_count_after
+from services.scheduler.retries import RetryPolicy, retry_delay
 from services.scheduler.settings import SchedulerSettings
 from services.scheduler.timing import should_pause
 from shared.consumer import Tx
@@ -60,8 +67,18 @@ class Outcomes:
         run_id = run_id_of(event.origin)
         if run_id is None:
             return
+        conn = tx.conn
+        if await store.known_execution(conn, event.execution_id) is not None:
+            return  # recorded already, or finished (its completion overtook it)
+        run = await store.lock_run(conn, run_id)
+        if run is None:
+            return
+        if run["state"] in ("EMITTED", "SUBMITTED"):
+            await store.record_execution(
+                conn, event.execution_id, run_id, run["attempt"], "SUBMITTED"
+            )
         await store.mark_submitted(
-            tx.conn, run_id, event.execution_id, event.amc_execution_id, self._now()
+            conn, run_id, event.execution_id, event.amc_execution_id, self._now()
         )
 
     async def completed(self, tx: Tx, event: ExecutionCompleted) -> None:
@@ -78,6 +95,22 @@ class Outcomes:
         schedule = await store.get_schedule(conn, schedule_id, lock=True)
         if schedule is None:
             return
+        run = await store.lock_run(conn, run_id)
+        if run is None:
+            return
+        known = await store.known_execution(conn, event.execution_id)
+        if known is not None and (known.attempt != run["attempt"] or known.status in TERMINAL):
+            log.info(
+                "completion %s of run %s ignored (attempt %s, now at attempt %s)",
+                event.execution_id,
+                run_id,
+                known.attempt,
+                run["attempt"],
+            )
+            return
+        if run["state"] not in ("EMITTED", "SUBMITTED"):
+            return  # already recorded (a second completion for the same run)
+        await store.record_execution(conn, event.execution_id, run_id, run["attempt"], event.status)
         now = self._now()
         outcome = store.Outcome(
             state=event.status,
@@ -88,6 +121,22 @@ class Outcomes:
             result_uri=event.result.uri if event.result else None,
             row_count=event.result.row_count if event.result else None,
         )
+        policy = schedule["retry_policy"]
+        wait = retry_delay(
+            RetryPolicy.model_validate(policy) if policy else None,
+            run["attempt"],
+            event.status,
+            event.error,
+        )
+        if wait is not None:
+            # Not an outcome yet: neither counted towards auto-pause nor releasing a buffered
+            # run (a RETRYING run is in flight for the overlap policy).
+            await store.mark_retrying(conn, run_id, outcome, now + wait, now)
+            # Every replica's firing loop learns the new retry time at commit.
+            await conn.execute(
+                "SELECT pg_notify($1, '')", notify_channel(self._settings.schema_name)
+            )
+            return
         if await store.mark_completed(conn, run_id, outcome, now) is None:
             return  # already recorded (a second completion for the same run)
         failures = failure_count_after(event.status, schedule["consecutive_failures"])

@@ -28,15 +28,25 @@ from services.scheduler.timing import (
     WindowRule,
     decide_overlap,
     failure_streak,
+    load_zone,
     plan_catch_up,
     window_for,
 )
 from services.scheduler.timing import next_fire_times as _next_fire_times
 from shared.contract import WorkflowRun
+from shared.dates import WeekStart, render_parameters
 
 RunKind = Literal["SCHEDULED", "MANUAL", "CATCH_UP", "BACKFILL"]
 RunState = Literal[
-    "BUFFERED", "EMITTED", "SUBMITTED", "SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT", "SKIPPED"
+    "BUFFERED",
+    "EMITTED",
+    "SUBMITTED",
+    "RETRYING",
+    "SUCCEEDED",
+    "FAILED",
+    "CANCELLED",
+    "TIMED_OUT",
+    "SKIPPED",
 ]
 ScheduleState = Literal["ACTIVE", "PAUSED"]
 
@@ -65,15 +75,17 @@ def next_fire_times(spec: ScheduleSpec, after: datetime, count: int) -> list[dat
 
 
 @lru_cache(maxsize=16384)
-def _cached_window(rule: WindowRule, fire_time: datetime, timezone: str) -> Any:
-    return window_for(rule, fire_time, timezone)
+def _cached_window(
+    rule: WindowRule, fire_time: datetime, timezone: str, week_start: WeekStart
+) -> Any:
+    return window_for(rule, fire_time, timezone, week_start)
 
 
-def _window(rule: WindowRule, fire_time: datetime, timezone: str) -> Any:
+def _window(rule: WindowRule, fire_time: datetime, timezone: str, week_start: WeekStart) -> Any:
     try:
-        return _cached_window(rule, fire_time, timezone)
+        return _cached_window(rule, fire_time, timezone, week_start)
     except TypeError:
-        return window_for(rule, fire_time, timezone)
+        return window_for(rule, fire_time, timezone, week_start)
 
 
 @dataclass(frozen=True)
@@ -220,13 +232,15 @@ class RunTemplate:
     workflow_id: str
     output_format: Literal["CSV"]
     parameters: dict[str, Any]
+    week_start: WeekStart = "MONDAY"
 
 
 def workflow_run(
     template: RunTemplate, rule: WindowRule, fire_time: datetime, timezone: str
 ) -> WorkflowRun:
-    """The run for one fire time, with the AMC time window its rule gives, in the zone."""
-    window = _window(rule, fire_time, timezone)
+    """The run for one fire time, as sent: the AMC time window its rule gives and the
+    parameters with their date expressions evaluated, both at `fire_time` in the zone."""
+    window = _window(rule, fire_time, timezone, template.week_start)
     return WorkflowRun(
         user_id=template.user_id,
         instance_id=template.instance_id,
@@ -234,7 +248,9 @@ def workflow_run(
         marketplace_id=template.marketplace_id,
         workflow_id=template.workflow_id,
         output_format=template.output_format,
-        parameters=template.parameters,
+        parameters=render_parameters(
+            template.parameters, fire_time, load_zone(timezone), template.week_start
+        ),
         time_window_type=window.type,
         time_window_start=window.start,
         time_window_end=window.end,

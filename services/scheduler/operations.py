@@ -22,11 +22,11 @@ from services.scheduler.firing import (
     template_of,
     window_rule_of,
 )
-from services.scheduler.logic import workflow_run
+from services.scheduler.logic import RunTemplate, workflow_run
 from services.scheduler.schemas import SPEC_FIELDS, ScheduleCreate, ScheduleUpdate
 from services.scheduler.settings import SchedulerSettings
 from services.scheduler.timing import ScheduleSpec, next_fire_time
-from shared.contract import SchedulePaused
+from shared.contract import SchedulePaused, WorkflowRun
 from shared.outbox import Outbox
 
 
@@ -60,6 +60,8 @@ def values_of(body: ScheduleCreate) -> store.ScheduleValues:
         window_rule=body.window.model_dump(mode="json"),
         catch_up_policy=body.catch_up_policy,
         overlap_policy=body.overlap_policy,
+        week_start=body.week_start,
+        retry_policy=body.retry.model_dump(mode="json") if body.retry else None,
     )
 
 
@@ -79,6 +81,8 @@ def body_of(row: Any) -> dict[str, Any]:
         "window": row["window_rule"],
         "catch_up_policy": row["catch_up_policy"],
         "overlap_policy": row["overlap_policy"],
+        "week_start": row["week_start"],
+        "retry": row["retry_policy"],
     }
 
 
@@ -89,6 +93,26 @@ def first_fire(spec: ScheduleSpec, now: datetime) -> datetime:
             "end_date", "the schedule would never fire: its end date is already past", None
         )
     return fire
+
+
+def check_first_run(body: ScheduleCreate, fire: datetime) -> None:
+    """Refuse a schedule whose first run could not be built (an EXPRESSION window whose end
+    is not after its start), rather than pause it at its first fire time."""
+    values = values_of(body)
+    template = RunTemplate(
+        user_id=values.user_id,
+        instance_id=values.instance_id,
+        advertiser_id=values.advertiser_id,
+        marketplace_id=values.marketplace_id,
+        workflow_id=values.workflow_id,
+        output_format="CSV",
+        parameters=values.parameters,
+        week_start=body.week_start,
+    )
+    try:
+        workflow_run(template, body.window, fire, body.timezone)
+    except ValueError as exc:
+        raise invalid("window", f"at the first fire time {fire.isoformat()}: {exc}") from None
 
 
 class Operations:
@@ -117,6 +141,7 @@ class Operations:
     async def create(self, body: ScheduleCreate) -> Any:
         now = self._now()
         next_fire_at = first_fire(body.spec(), now)
+        check_first_run(body, next_fire_at)
         async with self._pool.acquire() as conn, conn.transaction():
             row = await store.insert_schedule(conn, uuid4(), values_of(body), next_fire_at, now)
             await self._firer.notify(conn)
@@ -167,6 +192,8 @@ class Operations:
             next_fire_at = row["next_fire_at"]
             if values.spec != row["spec"]:
                 next_fire_at = first_fire(body.spec(), now)
+            if next_fire_at is not None:
+                check_first_run(body, next_fire_at)
             updated = await store.update_schedule(conn, schedule_id, values, next_fire_at, now)
             await self._firer.notify(conn)
         self._firer.wake()
@@ -273,6 +300,36 @@ class Operations:
             await self._outbox.enqueue(conn, event)
             run = await store.get_run(conn, run_id)
         return run
+
+    async def rerun(
+        self, schedule_id: UUID, since: datetime, run_ids: list[UUID] | None
+    ) -> list[Any]:
+        """Send failed runs (FAILED, TIMED_OUT) with a fire time at or after `since` again, each
+        as its next attempt with the run it was first sent with. Paused or not: a person asked.
+        A run that succeeded, or is in flight, is never picked, so a fire time never gets a
+        second success."""
+        with self._tracer.start_as_current_span(
+            "schedule rerun", attributes={"amc.schedule_id": str(schedule_id)}
+        ):
+            async with self._pool.acquire() as conn, conn.transaction():
+                await self._found(conn, schedule_id, lock=True)
+                now = self._now()
+                rows = await store.lock_rerunnable(conn, schedule_id, since, run_ids)
+                events = []
+                for row in rows:
+                    attempt = row["attempt"] + 1
+                    event = due_event(
+                        schedule_id,
+                        row["id"],
+                        row["fire_time"],
+                        WorkflowRun.model_validate(row["run"]),
+                        now,
+                        attempt=attempt,
+                    )
+                    await store.start_attempt(conn, row["id"], attempt, event.event_id, now)
+                    events.append(event)
+                await self._outbox.enqueue(conn, *events)
+                return [await store.get_run(conn, row["id"]) for row in rows]
 
     async def runs(
         self,

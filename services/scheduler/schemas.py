@@ -6,9 +6,10 @@ from datetime import date, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, field_validator
 
 from services.scheduler.logic import RunKind, RunState, ScheduleState
+from services.scheduler.retries import RetryPolicy
 from services.scheduler.timing import (
     AmcWindow,
     CatchUpPolicy,
@@ -16,6 +17,19 @@ from services.scheduler.timing import (
     Preset,
     ScheduleSpec,
     WindowRule,
+)
+from shared.dates import WeekStart, check_parameters
+
+PARAMETERS_DESCRIPTION = (
+    "Workflow parameters. A string value (at any depth) that starts with NAME( is a date"
+    " expression evaluated at each fire time in the schedule's zone: NOW(), TODAY(n),"
+    " FIRSTDAYOFOFFSETMONTH(n), LASTDAYOFOFFSETMONTH(n), FIFTEENTHDAYOFOFFSETMONTH(n),"
+    " FIRSTDAYOFOFFSETWEEK(n), LASTDAYOFOFFSETWEEK(n), optionally followed by |DATE,"
+    " |DATETIME or a pattern such as |%Y%m%d. A leading backslash sends such a value"
+    " literally. An invalid expression is refused, naming the parameter and the position."
+)
+WEEK_START_DESCRIPTION = (
+    "First day of a week for FIRSTDAYOFOFFSETWEEK and LASTDAYOFOFFSETWEEK (default MONDAY)"
 )
 
 NonEmpty = Annotated[str, Field(min_length=1, max_length=256)]
@@ -26,11 +40,12 @@ TIME_RULES = """\
 
 - Fire times are strictly increasing, each strictly later than the instant the computation
   starts from (a preview's `after`, or now).
-- A local time that does not exist (spring-forward gap) fires once, at the first instant
-  after the gap; several fire times inside one gap collapse into that single fire.
-- A local time that happens twice (fall-back) fires once, at its first occurrence, when the
-  hour field (or preset) names specific hours; when the cron hour field matches every hour,
-  every real hour fires, both occurrences included.
+- DST, following cron(8): a schedule whose cron minute or hour field names more than one
+  value (`*`, `*/n`, a range, a list) follows the clock: local times skipped by a
+  spring-forward are not made up, and both passes of a repeated (fall-back) hour fire. A
+  schedule naming one time of day (single minute and hour; every preset) keeps its one run:
+  a time in a gap fires once right after the gap, a repeated time once, at its first
+  occurrence.
 - Cron: 5 fields (minute hour day-of-month month day-of-week); lists, ranges, steps, month and
   weekday names; `L` (last day of the month) in day-of-month; `2#2` (second Tuesday) and `5L`
   (last Friday) in day-of-week. When both day fields are restricted, a day matching EITHER
@@ -60,15 +75,31 @@ class ScheduleCreate(ScheduleSpec):
     marketplace_id: NonEmpty = Field(description="Amazon-Advertising-API-MarketplaceId")
     workflow_id: NonEmpty = Field(description="Saved AMC workflow id")
     output_format: Literal["CSV"] = "CSV"
-    parameters: dict[str, JsonValue] = Field(default_factory=dict)
+    parameters: dict[str, JsonValue] = Field(
+        default_factory=dict, description=PARAMETERS_DESCRIPTION
+    )
     window: WindowRule = Field(
         default=AmcWindow(type="MOST_RECENT_DAY"),
         description="The AMC time window of each run: an AMC window type (MOST_RECENT_DAY, "
-        "MOST_RECENT_WEEK, CURRENT_MONTH, PREVIOUS_MONTH) passed through, or LOOKBACK: the "
-        "`days` whole local days ending `lag_days` (default 2) days before the fire date.",
+        "MOST_RECENT_WEEK, CURRENT_MONTH, PREVIOUS_MONTH) passed through; LOOKBACK: the "
+        "`days` whole local days ending `lag_days` (default 2) days before the fire date; or "
+        "EXPRESSION: `start` and `end` (exclusive) as date expressions evaluated at each fire "
+        "time in the schedule's zone.",
     )
     catch_up_policy: CatchUpPolicy = "latest"
     overlap_policy: OverlapPolicy = "skip"
+    week_start: WeekStart = Field(default="MONDAY", description=WEEK_START_DESCRIPTION)
+    retry: RetryPolicy | None = Field(
+        default=None,
+        description="Retries of a failed run (only failures marked retryable): each a new"
+        " attempt of the same fire time with the same window and parameters. None: no retries.",
+    )
+
+    @field_validator("parameters")
+    @classmethod
+    def _valid_expressions(cls, parameters: dict[str, JsonValue]) -> dict[str, JsonValue]:
+        check_parameters(parameters)
+        return parameters
 
     def spec(self) -> ScheduleSpec:
         return ScheduleSpec.model_validate(
@@ -102,6 +133,8 @@ class ScheduleUpdate(BaseModel):
     window: WindowRule | None = None
     catch_up_policy: CatchUpPolicy | None = None
     overlap_policy: OverlapPolicy | None = None
+    week_start: WeekStart | None = None
+    retry: RetryPolicy | None = None
 
 
 class ScheduleOut(BaseModel):
@@ -129,6 +162,8 @@ class ScheduleOut(BaseModel):
     window: dict[str, Any]
     catch_up_policy: CatchUpPolicy
     overlap_policy: OverlapPolicy
+    week_start: WeekStart
+    retry: RetryPolicy | None
     created_at: datetime
     updated_at: datetime
 
@@ -148,7 +183,9 @@ class RunOut(BaseModel):
     kind: RunKind
     state: RunState
     skip_reason: str | None
-    run: dict[str, Any] | None = Field(description="The workflow run with its time window")
+    run: dict[str, Any] | None = Field(
+        description="The workflow run as sent: its concrete time window and parameter values"
+    )
     execution_id: UUID | None
     amc_execution_id: str | None
     error_code: str | None
@@ -159,6 +196,8 @@ class RunOut(BaseModel):
     emitted_at: datetime | None
     submitted_at: datetime | None
     completed_at: datetime | None
+    attempt: int = Field(description="The run's current (or last) attempt, 1 for the first")
+    retry_at: datetime | None = Field(description="When a RETRYING run's next attempt is due")
     duration_s: float | None = Field(description="From emission to completion")
 
 
@@ -203,9 +242,42 @@ class TriggerRequest(BaseModel):
     )
 
 
+class RerunRequest(BaseModel):
+    """Re-run failed runs (FAILED, TIMED_OUT): each one more attempt of its fire time, with the
+    window and parameters it was first sent with."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    failed: Literal[True] = Field(
+        default=True, description="Re-run failed runs (the only selection so far)"
+    )
+    since: AwareDatetime = Field(description="Only runs whose fire time is at or after this")
+    run_ids: list[UUID] | None = Field(
+        default=None, min_length=1, max_length=500, description="Only these runs"
+    )
+
+
+class RerunOut(BaseModel):
+    schedule_id: UUID
+    rerun: int = Field(description="Runs sent again")
+    runs: list[RunOut]
+
+
 class PreviewItem(BaseModel):
     utc: str = Field(description="ISO 8601 instant in UTC")
     local: str = Field(description="The same instant in the schedule's zone, with its offset")
+    time_window_type: str | None = Field(
+        default=None, description="The run's AMC window type (when a window is known)"
+    )
+    time_window_start: str | None = Field(
+        default=None, description="Wall time in the schedule's zone, inclusive"
+    )
+    time_window_end: str | None = Field(
+        default=None, description="Wall time in the schedule's zone, exclusive"
+    )
+    parameters: dict[str, JsonValue] | None = Field(
+        default=None, description="Parameter values as that run sends them"
+    )
 
 
 class PreviewOut(BaseModel):
@@ -221,6 +293,22 @@ class PreviewRequest(ScheduleSpec):
 
     count: int = Field(default=10, ge=1, le=1000)
     after: AwareDatetime | None = Field(default=None, description="Default: now")
+    parameters: dict[str, JsonValue] | None = Field(
+        default=None, description="Parameters to evaluate at each fire time (optional)"
+    )
+    window: WindowRule | None = Field(
+        default=None, description="Window rule to evaluate at each fire time (optional)"
+    )
+    week_start: WeekStart = Field(default="MONDAY", description=WEEK_START_DESCRIPTION)
+
+    @field_validator("parameters")
+    @classmethod
+    def _valid_expressions(
+        cls, parameters: dict[str, JsonValue] | None
+    ) -> dict[str, JsonValue] | None:
+        if parameters is not None:
+            check_parameters(parameters)
+        return parameters
 
     def spec(self) -> ScheduleSpec:
         return ScheduleSpec.model_validate(

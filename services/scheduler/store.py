@@ -20,14 +20,16 @@ Record = asyncpg.Record
 
 SCHEDULE_COLUMNS = """id, name, user_id, instance_id, advertiser_id, marketplace_id, workflow_id,
     output_format, parameters, timezone, spec, window_rule, catch_up_policy, overlap_policy,
-    state, paused_reason, paused_at, consecutive_failures, next_fire_at, last_fire_at,
-    created_at, updated_at"""
+    week_start, retry_policy, state, paused_reason, paused_at, consecutive_failures,
+    next_fire_at, last_fire_at, created_at, updated_at"""
 
 RUN_COLUMNS = """id, schedule_id, fire_time, kind, state, skip_reason, run, event_id,
     execution_id, amc_execution_id, error_code, error_message, result_uri, row_count,
-    created_at, emitted_at, submitted_at, completed_at"""
+    created_at, emitted_at, submitted_at, completed_at, attempt, retry_at"""
 
-OPEN_STATES = ("BUFFERED", "EMITTED", "SUBMITTED")
+OPEN_STATES = ("BUFFERED", "EMITTED", "SUBMITTED", "RETRYING")
+# Failures after which AMC may hold an execution of the run (see lock_rerunnable).
+NOT_RERUNNABLE_ERRORS = ("DOWNLOAD_FAILED", "SUBMISSION_UNKNOWN")
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,8 @@ class ScheduleValues:
     window_rule: dict[str, Any]
     catch_up_policy: str
     overlap_policy: str
+    week_start: str
+    retry_policy: dict[str, Any] | None
 
     def args(self) -> tuple[Any, ...]:
         return (
@@ -63,6 +67,8 @@ class ScheduleValues:
             self.window_rule,
             self.catch_up_policy,
             self.overlap_policy,
+            self.week_start,
+            self.retry_policy,
         )
 
 
@@ -93,8 +99,10 @@ async def insert_schedule(
     row: Record | None = await conn.fetchrow(
         f"""INSERT INTO schedules (id, name, user_id, instance_id, advertiser_id, marketplace_id,
                 workflow_id, output_format, parameters, timezone, spec, window_rule,
-                catch_up_policy, overlap_policy, next_fire_at, created_at, updated_at)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16)
+                catch_up_policy, overlap_policy, week_start, retry_policy, next_fire_at,
+                created_at, updated_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+                    $17, $18, $18)
             RETURNING {SCHEDULE_COLUMNS}""",
         schedule_id,
         *values.args(),
@@ -149,7 +157,8 @@ async def update_schedule(
         f"""UPDATE schedules SET name = $2, user_id = $3, instance_id = $4, advertiser_id = $5,
                 marketplace_id = $6, workflow_id = $7, output_format = $8, parameters = $9,
                 timezone = $10, spec = $11, window_rule = $12, catch_up_policy = $13,
-                overlap_policy = $14, next_fire_at = $15, updated_at = $16
+                overlap_policy = $14, week_start = $15, retry_policy = $16,
+                next_fire_at = $17, updated_at = $18
             WHERE id = $1 RETURNING {SCHEDULE_COLUMNS}""",
         schedule_id,
         *values.args(),
@@ -203,7 +212,7 @@ async def claim_due(conn: Connection, now: datetime, limit: int) -> list[Record]
             """SELECT id, user_id, instance_id, advertiser_id, marketplace_id, workflow_id,
                       output_format, parameters, spec::text AS spec_text,
                       window_rule::text AS window_rule_text, catch_up_policy, overlap_policy,
-                      next_fire_at
+                      week_start, next_fire_at
                 FROM schedules
                 WHERE state = 'ACTIVE' AND next_fire_at <= $1
                 ORDER BY next_fire_at
@@ -221,12 +230,14 @@ async def open_run_counts(
     """(running, buffered) per schedule; runs emitted before `stale_before` count as lost."""
     rows = await conn.fetch(
         """SELECT schedule_id,
-                  count(*) FILTER (WHERE state IN ('EMITTED', 'SUBMITTED')) AS running,
+                  count(*) FILTER (WHERE state IN ('EMITTED', 'SUBMITTED', 'RETRYING'))
+                      AS running,
                   count(*) FILTER (WHERE state = 'BUFFERED') AS buffered
            FROM schedule_runs
            WHERE schedule_id = ANY($1::uuid[])
-             AND state IN ('BUFFERED', 'EMITTED', 'SUBMITTED')
-             AND (state = 'BUFFERED' OR emitted_at >= $2)
+             AND state IN ('BUFFERED', 'EMITTED', 'SUBMITTED', 'RETRYING')
+             -- A run waiting for its next attempt is in flight, however old its emission.
+             AND (state IN ('BUFFERED', 'RETRYING') OR emitted_at >= $2)
            GROUP BY schedule_id""",
         list(schedule_ids),
         stale_before,
@@ -283,12 +294,136 @@ async def advance(
 
 
 async def earliest_due(conn: Connection | asyncpg.Pool[Any]) -> datetime | None:
+    """The earliest next fire time or retry of an active schedule."""
     value: datetime | None = await conn.fetchval(
-        """SELECT next_fire_at FROM schedules
-           WHERE state = 'ACTIVE' AND next_fire_at IS NOT NULL
-           ORDER BY next_fire_at LIMIT 1"""
+        """SELECT least(
+               (SELECT next_fire_at FROM schedules
+                 WHERE state = 'ACTIVE' AND next_fire_at IS NOT NULL
+                 ORDER BY next_fire_at LIMIT 1),
+               (SELECT r.retry_at FROM schedule_runs r JOIN schedules s ON s.id = r.schedule_id
+                 WHERE r.state = 'RETRYING' AND s.state = 'ACTIVE'
+                 ORDER BY r.retry_at LIMIT 1))"""
     )
     return value
+
+
+# --- attempts ------------------------------------------------------------------------------
+
+
+async def claim_due_retries(conn: Connection, now: datetime, limit: int) -> list[Record]:
+    """Lock up to `limit` runs whose next attempt is due (of active schedules); rows other
+    replicas hold are skipped. Only run rows are locked: completions lock the schedule first,
+    then the run, so this never waits on them while holding what they need."""
+    return list(
+        await conn.fetch(
+            f"""SELECT {", ".join("r." + c.strip() for c in RUN_COLUMNS.split(","))}
+                FROM schedule_runs r JOIN schedules s ON s.id = r.schedule_id
+                WHERE r.state = 'RETRYING' AND r.retry_at <= $1 AND s.state = 'ACTIVE'
+                ORDER BY r.retry_at
+                FOR UPDATE OF r SKIP LOCKED
+                LIMIT $2""",
+            now,
+            limit,
+        )
+    )
+
+
+async def start_attempt(
+    conn: Connection, run_id: UUID, attempt: int, event_id: UUID, at: datetime
+) -> None:
+    """The run is sent again as `attempt`: EMITTED, the previous attempt's outcome cleared
+    (its execution stays in schedule_run_executions)."""
+    await conn.execute(
+        """UPDATE schedule_runs
+           SET state = 'EMITTED', attempt = $2, event_id = $3, emitted_at = $4, retry_at = NULL,
+               submitted_at = NULL, completed_at = NULL, execution_id = NULL,
+               amc_execution_id = NULL, error_code = NULL, error_message = NULL,
+               result_uri = NULL, row_count = NULL
+           WHERE id = $1""",
+        run_id,
+        attempt,
+        event_id,
+        at,
+    )
+
+
+async def mark_retrying(
+    conn: Connection, run_id: UUID, outcome: Outcome, retry_at: datetime, at: datetime
+) -> None:
+    """The current attempt failed and another is due at `retry_at`; the failure is kept for
+    the history until the next attempt starts."""
+    await conn.execute(
+        """UPDATE schedule_runs
+           SET state = 'RETRYING', retry_at = $2, execution_id = coalesce(execution_id, $3),
+               amc_execution_id = coalesce($4, amc_execution_id), error_code = $5,
+               error_message = $6, completed_at = $7
+           WHERE id = $1 AND state IN ('EMITTED', 'SUBMITTED')""",
+        run_id,
+        retry_at,
+        outcome.execution_id,
+        outcome.amc_execution_id,
+        outcome.error_code,
+        outcome.error_message,
+        at,
+    )
+
+
+@dataclass(frozen=True)
+class KnownExecution:
+    run_id: UUID
+    attempt: int
+    status: str
+
+
+async def known_execution(conn: Connection, execution_id: UUID) -> KnownExecution | None:
+    row = await conn.fetchrow(
+        "SELECT run_id, attempt, status FROM schedule_run_executions WHERE execution_id = $1",
+        execution_id,
+    )
+    return KnownExecution(row["run_id"], row["attempt"], row["status"]) if row else None
+
+
+async def record_execution(
+    conn: Connection, execution_id: UUID, run_id: UUID, attempt: int, status: str
+) -> None:
+    await conn.execute(
+        """INSERT INTO schedule_run_executions (execution_id, run_id, attempt, status)
+           VALUES ($1, $2, $3, $4)
+           ON CONFLICT (execution_id) DO UPDATE SET status = excluded.status""",
+        execution_id,
+        run_id,
+        attempt,
+        status,
+    )
+
+
+async def lock_run(conn: Connection, run_id: UUID) -> Record | None:
+    return await conn.fetchrow(
+        f"SELECT {RUN_COLUMNS} FROM schedule_runs WHERE id = $1 FOR UPDATE", run_id
+    )
+
+
+async def lock_rerunnable(
+    conn: Connection, schedule_id: UUID, since: datetime, run_ids: Sequence[UUID] | None
+) -> list[Record]:
+    """Runs of the schedule that ended without a result (FAILED, TIMED_OUT), fire time at
+    or after `since`, oldest first; only `run_ids` when given. Not those whose execution AMC
+    may hold (DOWNLOAD_FAILED, SUBMISSION_UNKNOWN): the poller never calls them retryable, as
+    another execution could be a second success for the fire time."""
+    return list(
+        await conn.fetch(
+            f"""SELECT {RUN_COLUMNS} FROM schedule_runs
+                WHERE schedule_id = $1 AND state IN ('FAILED', 'TIMED_OUT') AND fire_time >= $2
+                  AND ($3::uuid[] IS NULL OR id = ANY($3::uuid[]))
+                  AND coalesce(error_code, '') <> ALL($4::text[])
+                ORDER BY fire_time
+                FOR UPDATE""",
+            schedule_id,
+            since,
+            list(run_ids) if run_ids is not None else None,
+            list(NOT_RERUNNABLE_ERRORS),
+        )
+    )
 
 
 # --- runs ----------------------------------------------------------------------------------
@@ -369,7 +504,8 @@ async def oldest_buffered(conn: Connection, schedule_id: UUID) -> Record | None:
 async def has_running(conn: Connection, schedule_id: UUID, stale_before: datetime) -> bool:
     found = await conn.fetchval(
         """SELECT true FROM schedule_runs
-           WHERE schedule_id = $1 AND state IN ('EMITTED', 'SUBMITTED') AND emitted_at >= $2
+           WHERE schedule_id = $1
+             AND (state = 'RETRYING' OR (state IN ('EMITTED', 'SUBMITTED') AND emitted_at >= $2))
            LIMIT 1""",
         schedule_id,
         stale_before,
@@ -443,8 +579,8 @@ async def run_stats(conn: Connection, schedule_id: UUID) -> Record:
                   count(*) FILTER (WHERE state IN ('FAILED', 'TIMED_OUT')) AS failed,
                   count(*) FILTER (WHERE state = 'CANCELLED') AS cancelled,
                   count(*) FILTER (WHERE state = 'SKIPPED') AS skipped,
-                  count(*) FILTER (WHERE state IN ('BUFFERED', 'EMITTED', 'SUBMITTED'))
-                      AS in_flight,
+                  count(*) FILTER (WHERE state IN ('BUFFERED', 'EMITTED', 'SUBMITTED',
+                                                   'RETRYING')) AS in_flight,
                   max(fire_time) FILTER (WHERE state <> 'SKIPPED') AS last_run_at,
                   (array_agg(state ORDER BY fire_time DESC)
                        FILTER (WHERE state <> 'SKIPPED'))[1] AS last_run_state,

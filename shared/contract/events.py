@@ -259,7 +259,8 @@ class ResultLocation(BaseModel):
 
 class ScheduleDue(Event):
     """A schedule fired: run this workflow for this time window. origin is
-    {kind: schedule, id: run_id}."""
+    {kind: schedule, id: run_id}; a retried or re-run fire time comes again under the same
+    origin with a higher attempt (absent: 1)."""
 
     model_config = ConfigDict(json_schema_extra=origin_rule("schedule", "run_id"))
 
@@ -269,6 +270,12 @@ class ScheduleDue(Event):
     schedule_id: UUID
     run_id: UUID
     fire_time: AwareDatetime
+    attempt: int = Field(
+        default=1,
+        ge=1,
+        description="Attempt of this fire time: the poller runs one execution per"
+        " (origin, attempt); a retry or re-run is a higher attempt",
+    )
     origin: Origin
     run: WorkflowRun
 

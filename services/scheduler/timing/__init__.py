@@ -26,6 +26,7 @@ from services.scheduler.timing.preview import preview, preview_json
 from services.scheduler.timing.spec import ScheduleSpec
 from services.scheduler.timing.windows import (
     AmcWindow,
+    ExpressionWindow,
     LookbackWindow,
     TimeWindow,
     WindowRule,
@@ -41,6 +42,7 @@ __all__ = [
     "CronExpression",
     "DailyPreset",
     "EveryNDaysPreset",
+    "ExpressionWindow",
     "LookbackWindow",
     "MonthlyPreset",
     "OverlapDecision",

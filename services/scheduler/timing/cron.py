@@ -82,7 +82,7 @@ class CronExpression:
 
     text: str
     minutes_of_day: tuple[int, ...]
-    every_hour: bool
+    follows_clock: bool
     months: tuple[int, ...]
     days: frozenset[int]
     last_day: bool
@@ -174,7 +174,10 @@ def parse_cron(text: str) -> CronExpression:
     expression = CronExpression(
         text=text,
         minutes_of_day=tuple(sorted(hour * 60 + minute for hour in hours for minute in minutes)),
-        every_hour=len(hours) == 24,
+        # Debian cron(8) lets jobs with a wildcard minute or hour follow the clock through a
+        # DST change; we count any minute or hour field naming more than one value (lists,
+        # ranges, steps) as following it, so only a schedule of one time a day keeps its run.
+        follows_clock=len(minutes) > 1 or len(hours) > 1,
         months=tuple(sorted(months)),
         days=frozenset(days),
         last_day=last_day,

@@ -1,9 +1,12 @@
 """Fire times: a schedule's local wall times mapped to UTC instants, DST rules applied.
 
 Every function returns aware UTC datetimes, strictly increasing, each strictly later than
-`after`. The DST rules are those documented on `ScheduleSpec`. A schedule's `start_date` and
-`end_date` bound the fire times to [first instant of start_date, first instant of the day after
-end_date) in the schedule's zone.
+`after`. The DST rules are those documented on `ScheduleSpec`: a rule that follows the clock
+(`WallClockRule.follows_clock`) fires at every wall time the clock shows, both passes of a
+repeated hour included, and never for a wall time the clock skips; a rule naming one time of
+day fires once per day, at the first instant after a gap or the first pass of a repeat.
+A schedule's `start_date` and `end_date` bound the fire times to [first instant of start_date,
+first instant of the day after end_date) in the schedule's zone.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from zoneinfo import ZoneInfo
 from services.scheduler.timing.spec import ScheduleSpec
 from services.scheduler.timing.wallclock import WallClockRule, next_wall_time
 from services.scheduler.timing.zones import (
+    in_gap,
     resolve_wall,
     transition_between,
     utc_offset,
@@ -68,7 +72,8 @@ def _day_start(day: date, zone: ZoneInfo) -> datetime:
 
 def _next_fire(rule: WallClockRule, zone: ZoneInfo, cursor: datetime) -> datetime | None:
     wall, fold = wall_clock(cursor, zone)
-    if rule.every_hour and fold == 0:
+    follows_clock = rule.follows_clock
+    if follows_clock and fold == 0:
         repeat = resolve_wall(wall, zone)[1]
         if repeat is not None:
             replayed = _next_in_first_pass(rule, zone, cursor, wall, repeat)
@@ -76,11 +81,15 @@ def _next_fire(rule: WallClockRule, zone: ZoneInfo, cursor: datetime) -> datetim
                 return replayed
     candidate = next_wall_time(rule, wall)
     while candidate is not None:
+        if follows_clock and in_gap(candidate, zone):
+            # The clock skipped this wall time: like cron(8)'s wildcard jobs, not made up.
+            candidate = next_wall_time(rule, candidate)
+            continue
         first, repeat = resolve_wall(candidate, zone)
         if first > cursor:
             return first
         # The first occurrence is past: the clock is replaying a fall-back hour.
-        if repeat is not None and rule.every_hour and repeat > cursor:
+        if repeat is not None and follows_clock and repeat > cursor:
             return repeat
         candidate = next_wall_time(rule, candidate)
     return None
@@ -89,7 +98,7 @@ def _next_fire(rule: WallClockRule, zone: ZoneInfo, cursor: datetime) -> datetim
 def _next_in_first_pass(
     rule: WallClockRule, zone: ZoneInfo, cursor: datetime, wall: datetime, wall_repeat: datetime
 ) -> datetime | None:
-    """For a rule firing every hour, with `cursor` in the first pass of a fall-back hour: the
+    """For a rule following the clock, with `cursor` in the first pass of a fall-back hour: the
     next fire in that pass or, failing that, in the replay (which comes before any later time)."""
     candidate = next_wall_time(rule, wall)
     if candidate is not None:

@@ -1,8 +1,9 @@
 """Presets: the common schedules, without cron syntax.
 
 Every preset fires once a day it names, at one local time ``at`` (``HH:MM``, 24-hour). Presets
-name a specific hour, so on a fall-back day a repeated ``at`` fires once, at its first
-occurrence; an ``at`` inside a spring-forward gap fires at the first instant after the gap.
+name one time of day, so they keep their one run through DST changes: on a fall-back day a
+repeated ``at`` fires once, at its first occurrence; an ``at`` inside a spring-forward gap fires
+at the first instant after the gap.
 """
 
 from __future__ import annotations
@@ -154,7 +155,8 @@ Preset = Annotated[
 class _Rule:
     minutes_of_day: tuple[int, ...]
     days_from: Callable[[date], date]
-    every_hour: bool = False
+    # A preset names one time of day: it keeps its one run through a DST change.
+    follows_clock: bool = False
 
     def next_day(self, on_or_after: date) -> date:
         return self.days_from(on_or_after)

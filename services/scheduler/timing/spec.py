@@ -20,15 +20,19 @@ __all__ = ["ScheduleSpec"]
 class ScheduleSpec(BaseModel):
     """When a schedule fires: exactly one of ``cron`` or ``preset``, read in ``timezone``.
 
-    Fire times are UTC instants. Local times follow these rules on DST change days:
+    Fire times are UTC instants. On DST change days (the rule of Debian's cron(8) for
+    wildcard jobs, extended to every field naming more than one value):
 
-    - A local time that does not exist (spring-forward gap) fires once, at the first instant
-      after the gap; several fire times inside one gap collapse into that single fire.
-    - A local time that happens twice (fall-back) fires once, at its first occurrence, when
-      the schedule names specific hours (every preset, and cron with a restricted hour field).
-      When the cron hour field matches every hour (``*``, ``*/1``, ``0-23``), every real hour
-      fires, both passes of the repeated hour included: ``30 * * * *`` in America/New_York on
-      3 Nov 2024 fires at 01:30 EDT and at 01:30 EST; ``30 1 * * *`` only at 01:30 EDT.
+    - A schedule whose minute or hour field names more than one value (``*``, ``*/n``, a
+      range or a list) follows the clock: a local time the clock skips (spring-forward gap)
+      is not made up, and a local time the clock shows twice (fall-back) fires in both
+      passes. ``7 * * * *`` in Europe/London on 31 Mar 2024 fires at 00:07 GMT and 02:07
+      BST (01:07 never happens); ``30 * * * *`` in America/New_York on 3 Nov 2024 fires at
+      01:30 EDT and at 01:30 EST.
+    - A schedule naming one time of day (a single minute and a single hour; every preset)
+      keeps its one run: a time in a gap fires once, at the first instant after the gap; a
+      repeated time fires once, at its first occurrence. ``30 2 * * *`` in America/New_York
+      fires at 03:00 EDT on 10 Mar 2024; ``30 1 * * *`` on 3 Nov 2024 only at 01:30 EDT.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)

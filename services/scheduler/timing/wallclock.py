@@ -25,9 +25,10 @@ class WallClockRule(Protocol):
         ...
 
     @property
-    def every_hour(self) -> bool:
-        """True when the rule names every hour of the day, so both passes of a fall-back
-        hour are real hours to fire in."""
+    def follows_clock(self) -> bool:
+        """True when the rule names more than one time of day (its minute or hour field is
+        not a single value): it then follows the clock through a DST change, like cron(8)'s
+        wildcard jobs. False for a rule naming one time of day, which keeps its one run."""
         ...
 
     def next_day(self, on_or_after: date) -> date:

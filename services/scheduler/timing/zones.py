@@ -12,7 +12,14 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-__all__ = ["load_zone", "resolve_wall", "transition_between", "utc_offset", "wall_clock"]
+__all__ = [
+    "in_gap",
+    "load_zone",
+    "resolve_wall",
+    "transition_between",
+    "utc_offset",
+    "wall_clock",
+]
 
 
 @cache  # ZoneInfo keeps only 8 zones strongly; a cache miss re-reads the zone file.
@@ -67,6 +74,12 @@ def resolve_wall(wall: datetime, zone: ZoneInfo) -> tuple[datetime, datetime | N
         return first, _UTC_EPOCH + (wall - after - _WALL_EPOCH)
     # In a gap, wall - after is an instant before the change and wall - before one after it.
     return transition_between(zone, _UTC_EPOCH + (wall - after - _WALL_EPOCH), first), None
+
+
+def in_gap(wall: datetime, zone: ZoneInfo) -> bool:
+    """Whether the clock in `zone` never shows the naive wall time `wall` (a spring-forward
+    gap): PEP 495 gives it a smaller offset for fold=0 than for fold=1."""
+    return _zone_offset(zone, wall.replace(fold=0)) < _zone_offset(zone, wall.replace(fold=1))
 
 
 def transition_between(zone: ZoneInfo, earlier: datetime, later: datetime) -> datetime:

@@ -96,3 +96,66 @@ async def test_create_pause_resume_trigger_and_history_from_the_cli(
         code=2,
     )
     assert "NAME=VALUE" in bad_param
+
+
+async def test_date_expressions_preview_and_rerun_from_the_cli(
+    scheduler: Scheduler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AMCCTL_SCHEDULER_URL", scheduler.url)
+    monkeypatch.setenv("AMCCTL_API_KEY", API_KEY)
+    runner = CliRunner()
+
+    async def cli(*args: str, code: int = 0) -> str:
+        result = await asyncio.to_thread(runner.invoke, amcctl, ["schedules", *args])
+        assert result.exit_code == code, result.output
+        return result.output
+
+    run = ["--user", "u-cli", "--instance", "i-1", "--advertiser", "a-1", "--marketplace", "m-1"]
+    created = json.loads(
+        await cli(
+            "create",
+            *run,
+            "--workflow",
+            "wf-dates",
+            "--cron",
+            "0 6 1 * *",
+            "--timezone",
+            "America/New_York",
+            "--window",
+            "EXPRESSION:FIRSTDAYOFOFFSETMONTH(-1),FIRSTDAYOFOFFSETMONTH(0)",
+            "--param",
+            "start=FIRSTDAYOFOFFSETMONTH(-1)",
+            "--week-start",
+            "sunday",
+            "--retry-attempts",
+            "2",
+            "--json",
+        )
+    )
+    assert created["window"]["type"] == "EXPRESSION"
+    assert created["week_start"] == "SUNDAY"
+    assert created["retry"]["attempts"] == 2
+    rows = json.loads(await cli("preview", "--schedule", created["id"], "--count", "2", "--json"))
+    assert [(r["time_window_start"], r["parameters"]) for r in rows] == [
+        ("2024-03-01T00:00:00", {"start": "2024-03-01"}),
+        ("2024-04-01T00:00:00", {"start": "2024-04-01"}),
+    ]
+    text = await cli("preview", "--schedule", created["id"], "--count", "1")
+    assert "window [2024-03-01T00:00:00, 2024-04-01T00:00:00)" in text
+    refused = await cli(
+        "create",
+        *run,
+        "--workflow",
+        "w",
+        "--cron",
+        "0 6 * * *",
+        "--timezone",
+        "UTC",
+        "--param",
+        "d=TODAY(x)",
+        code=1,
+    )
+    assert "parameters.d: position 7" in refused
+    nothing = await cli("rerun", created["id"], "--failed", "--since", "2024-03-01")
+    assert "0 run(s) sent again" in nothing
+    await cli("rerun", created["id"], "--since", "2024-03-01", code=2)

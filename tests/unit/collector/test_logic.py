@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.collector.logic import (
+    Granularity,
     WeekStartDay,
     backoff_s,
     classify,
@@ -19,6 +20,7 @@ from services.collector.logic import (
     progress,
     progress_bar,
     should_retry,
+    split_range,
     split_weeks,
     validate_collection,
     week_window,
@@ -202,3 +204,39 @@ def test_window_datetimes_are_aware() -> None:
     start, _ = week_window(date(2024, 1, 1), date(2024, 1, 7), "Europe/Berlin")
     assert isinstance(start, datetime)
     assert start.utcoffset() == timedelta(hours=1)
+
+
+class TestGranularity:
+    def test_months_of_a_year_are_12_slices(self) -> None:
+        slices = split_range(
+            date(2023, 1, 1), date(2023, 12, 31), Granularity.MONTH, WeekStartDay.MONDAY
+        )
+        assert len(slices) == 12
+        assert [(s.start, s.end) for s in slices[:2]] == [
+            (date(2023, 1, 1), date(2023, 1, 31)),
+            (date(2023, 2, 1), date(2023, 2, 28)),
+        ]
+        assert slices[-1].end == date(2023, 12, 31)
+        assert [s.seq for s in slices] == list(range(12))
+
+    def test_partial_months_are_clipped(self) -> None:
+        slices = split_range(
+            date(2024, 1, 20), date(2024, 3, 5), Granularity.MONTH, WeekStartDay.MONDAY
+        )
+        assert [(s.start, s.end) for s in slices] == [
+            (date(2024, 1, 20), date(2024, 1, 31)),
+            (date(2024, 2, 1), date(2024, 2, 29)),
+            (date(2024, 3, 1), date(2024, 3, 5)),
+        ]
+
+    def test_days_and_weeks(self) -> None:
+        days = split_range(
+            date(2024, 2, 27), date(2024, 3, 2), Granularity.DAY, WeekStartDay.MONDAY
+        )
+        assert [(s.start, s.end) for s in days] == [
+            (date(2024, 2, d), date(2024, 2, d)) for d in (27, 28, 29)
+        ] + [(date(2024, 3, d), date(2024, 3, d)) for d in (1, 2)]
+        weeks = split_range(
+            date(2024, 1, 3), date(2024, 1, 20), Granularity.WEEK, WeekStartDay.SUNDAY
+        )
+        assert weeks == split_weeks(date(2024, 1, 3), date(2024, 1, 20), WeekStartDay.SUNDAY)

@@ -26,6 +26,7 @@ from shared.contract import (
     Origin,
     OriginKind,
     RunOptions,
+    ScheduleDue,
     WeekRequested,
     WorkflowRun,
 )
@@ -77,6 +78,19 @@ class TestRequests:
             run=run(),
         )
         assert logic.request_attempt(event) == 3
+
+    def test_a_retried_schedule_run_is_a_new_attempt_and_an_old_event_attempt_1(self) -> None:
+        run_id = uuid4()
+        fields = {
+            "schedule_id": uuid4(),
+            "run_id": run_id,
+            "fire_time": NOW,
+            "origin": Origin(kind=OriginKind.SCHEDULE, id=str(run_id)),
+            "run": run(),
+        }
+        assert logic.request_attempt(ScheduleDue.model_validate(fields | {"attempt": 2})) == 2
+        # An event from before attempts existed has none: it is the first.
+        assert logic.request_attempt(ScheduleDue.model_validate(fields)) == 1
 
     def test_window_is_sent_as_wall_time_in_its_zone(self) -> None:
         r = run(time_window_time_zone="America/New_York")

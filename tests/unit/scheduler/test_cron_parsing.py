@@ -35,13 +35,13 @@ def test_minute_field_forms(field: str, expected: list[int]) -> None:
     assert _minutes(f"{field} * * * *") == expected
 
 
-def test_hour_steps_and_every_hour() -> None:
+def test_hour_steps_and_which_rules_follow_the_clock() -> None:
     assert _hours("0 */6 * * *") == [0, 6, 12, 18]
-    assert parse_cron("0 * * * *").every_hour
-    assert parse_cron("0 */1 * * *").every_hour
-    assert parse_cron("0 0-23 * * *").every_hour
-    assert not parse_cron("0 0-22 * * *").every_hour
-    assert not parse_cron("0 */2 * * *").every_hour
+    # Any minute or hour field naming more than one value follows the clock through DST.
+    for following in ("0 * * * *", "0 */2 * * *", "0 1-6 * * *", "0,30 9 * * *", "0 9,17 * * *"):
+        assert parse_cron(following).follows_clock, following
+    for fixed in ("0 9 * * *", "30 1 * * *", "0-0 1-1 * * MON", "0 9 1,15 * *"):
+        assert not parse_cron(fixed).follows_clock, fixed
 
 
 def test_month_and_weekday_names_are_case_insensitive() -> None:

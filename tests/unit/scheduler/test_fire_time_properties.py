@@ -1,8 +1,9 @@
 """Fire times around DST changes, checked against a minute-by-minute walk of the real clock.
 
-The walk states the rules directly: at each UTC minute, fire if the local wall time matches
-(a repeated wall time only in its first pass, unless the hour field is every hour), and fire at
-a spring-forward change if any wall time the clock skipped matches.
+The walk states the rules directly: at each UTC minute, fire if the local wall time matches.
+A rule that follows the clock (minute or hour field naming more than one value) fires in both
+passes of a repeated wall time and never for a skipped one; a rule naming one time of day fires
+only in the first pass, and at a spring-forward change if a wall time the clock skipped matches.
 """
 
 from __future__ import annotations
@@ -72,8 +73,8 @@ def _walk(
     while moment <= until:
         local = moment.astimezone(zone)
         wall = local.replace(tzinfo=None, fold=0)
-        fires_now = expression.matches(wall) and (local.fold == 0 or expression.every_hour)
-        if _offset(local, zone) > _offset(previous, zone):
+        fires_now = expression.matches(wall) and (local.fold == 0 or expression.follows_clock)
+        if _offset(local, zone) > _offset(previous, zone) and not expression.follows_clock:
             skipped = previous.replace(tzinfo=None) + _MINUTE
             while skipped < wall and not fires_now:
                 fires_now = expression.matches(skipped)
@@ -104,5 +105,7 @@ def test_fire_times_follow_the_wall_clock(
         local = fire.astimezone(spec.zone)
         just_before = (fire - timedelta(seconds=1)).astimezone(spec.zone)
         after_gap = _offset(fire, spec.zone) > _offset(just_before, spec.zone)
-        assert parsed.matches(local.replace(tzinfo=None, fold=0)) or after_gap
+        assert parsed.matches(local.replace(tzinfo=None, fold=0)) or (
+            after_gap and not parsed.follows_clock
+        )
     assert fires == _walk(parsed, spec.zone, after, until)

@@ -1,4 +1,9 @@
-"""Fire times in real time zones, on ordinary days and on DST change days."""
+"""Fire times in real time zones, on ordinary days and on DST change days.
+
+The policy (cron(8)'s): a schedule whose minute or hour field names more than one value
+follows the clock (skipped wall times are not made up; both passes of a repeated hour fire);
+a schedule naming one time of day fires once that day (right after a gap; first pass of a
+repeat)."""
 
 from __future__ import annotations
 
@@ -31,13 +36,24 @@ class TestSpringForwardNewYork:
             "2024-03-11T02:30-04:00",
         ]
 
-    def test_several_times_in_the_gap_collapse_into_one_fire(self) -> None:
+    def test_a_clock_following_schedule_skips_the_gap(self) -> None:
         assert _fires("*/15 2 * * *", "America/New_York", "2024-03-10T00:00-05:00", 2) == [
-            "2024-03-10T03:00-04:00",
             "2024-03-11T02:00-04:00",
+            "2024-03-11T02:15-04:00",
+        ]
+        assert _fires("7 * * * *", "America/New_York", "2024-03-10T00:30-05:00", 3) == [
+            "2024-03-10T01:07-05:00",
+            "2024-03-10T03:07-04:00",
+            "2024-03-10T04:07-04:00",
         ]
 
-    def test_the_gap_fire_and_a_real_fire_at_the_gap_end_are_one(self) -> None:
+    def test_a_list_of_hours_follows_the_clock(self) -> None:
+        assert _fires("30 1,2 * * *", "America/New_York", "2024-03-10T00:00-05:00", 2) == [
+            "2024-03-10T01:30-05:00",
+            "2024-03-11T01:30-04:00",
+        ]
+
+    def test_times_at_the_gap_end_fire_once(self) -> None:
         assert _fires("*/30 * * * *", "America/New_York", "2024-03-10T01:00-05:00", 4) == [
             "2024-03-10T01:30-05:00",
             "2024-03-10T03:00-04:00",
@@ -77,12 +93,20 @@ class TestFallBackNewYork:
             "2024-11-04T01:30-05:00",
         ]
 
-    def test_named_hours_around_the_repeat(self) -> None:
-        assert _fires("0 1-3 * * *", "America/New_York", "2024-11-03T00:00-04:00", 3) == [
+    def test_a_range_of_hours_follows_the_clock_through_the_repeat(self) -> None:
+        assert _fires("0 1-3 * * *", "America/New_York", "2024-11-03T00:00-04:00", 4) == [
             "2024-11-03T01:00-04:00",
+            "2024-11-03T01:00-05:00",
             "2024-11-03T02:00-05:00",
             "2024-11-03T03:00-05:00",
         ]
+
+    def test_every_minute_of_a_range_fires_in_both_passes(self) -> None:
+        fires = _fires("* 1-6 * * *", "America/New_York", "2024-11-03T00:59-04:00", 120)
+        assert fires[0] == "2024-11-03T01:00-04:00"
+        assert fires[59] == "2024-11-03T01:59-04:00"
+        assert fires[60] == "2024-11-03T01:00-05:00"
+        assert fires[119] == "2024-11-03T01:59-05:00"
 
     def test_every_hour_from_late_in_the_first_pass_goes_back_to_the_replay(self) -> None:
         assert _fires("10 * * * *", "America/New_York", "2024-11-03T01:45-04:00", 2) == [
@@ -120,6 +144,28 @@ class TestFallBackNewYork:
 
 
 class TestEuropeLondon:
+    def test_a_clock_following_schedule_on_spring_forward_day(self) -> None:
+        # 2024-03-31: 01:00 GMT -> 02:00 BST; 01:07 never happens and is not made up.
+        assert _fires("7 * * * *", "Europe/London", "2024-03-31T00:00Z", 3) == [
+            "2024-03-31T00:07+00:00",
+            "2024-03-31T02:07+01:00",
+            "2024-03-31T03:07+01:00",
+        ]
+
+    def test_a_clock_following_schedule_on_fall_back_day(self) -> None:
+        # 2024-10-27: 02:00 BST -> 01:00 GMT; both passes of 01:00-01:59 fire.
+        assert _fires("*/30 1-2 * * *", "Europe/London", "2024-10-26T23:00Z", 6) == [
+            "2024-10-27T01:00+01:00",
+            "2024-10-27T01:30+01:00",
+            "2024-10-27T01:00+00:00",
+            "2024-10-27T01:30+00:00",
+            "2024-10-27T02:00+00:00",
+            "2024-10-27T02:30+00:00",
+        ]
+        assert _fires("* 1-6 * * *", "Europe/London", "2024-10-26T23:59Z", 120)[60] == (
+            "2024-10-27T01:00+00:00"
+        )
+
     def test_spring_forward(self) -> None:
         # 2024-03-31: 01:00 GMT -> 02:00 BST.
         assert _fires("30 1 * * *", "Europe/London", "2024-03-30T12:00Z", 2) == [

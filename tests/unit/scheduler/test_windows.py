@@ -8,7 +8,13 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from services.scheduler.timing import AmcWindow, LookbackWindow, WindowRule, window_for
+from services.scheduler.timing import (
+    AmcWindow,
+    ExpressionWindow,
+    LookbackWindow,
+    WindowRule,
+    window_for,
+)
 from shared.contract.events import TimeWindowType, WorkflowRun
 
 _RULE: TypeAdapter[WindowRule] = TypeAdapter(WindowRule)
@@ -104,3 +110,26 @@ def test_window_for_checks_its_arguments() -> None:
         window_for(rule, datetime(2024, 1, 1, tzinfo=UTC), "UTC").type
         is TimeWindowType.MOST_RECENT_DAY
     )
+
+
+class TestExpressionWindow:
+    def test_previous_calendar_month_in_new_york(self) -> None:
+        rule = ExpressionWindow(
+            type="EXPRESSION", start="FIRSTDAYOFOFFSETMONTH(-1)", end="FIRSTDAYOFOFFSETMONTH(0)"
+        )
+        # 1 April 2024 03:00 UTC is still 31 March in New York: the previous month is February.
+        fire = datetime(2024, 4, 1, 3, 0, tzinfo=UTC)
+        window = window_for(rule, fire, "America/New_York")
+        assert window == (TimeWindowType.EXPLICIT, datetime(2024, 2, 1), datetime(2024, 3, 1))
+        assert window_for(rule, fire, "Europe/London").start == datetime(2024, 3, 1)
+
+    def test_invalid_bounds_are_refused_naming_the_position(self) -> None:
+        with pytest.raises(ValidationError, match=r"position 7"):
+            ExpressionWindow(type="EXPRESSION", start="TODAY(x)", end="TODAY()")
+        with pytest.raises(ValidationError, match=r"takes no format"):
+            ExpressionWindow(type="EXPRESSION", start="TODAY(-1)|DATE", end="TODAY()")
+
+    def test_an_end_not_after_the_start_fails_at_that_fire_time(self) -> None:
+        rule = ExpressionWindow(type="EXPRESSION", start="TODAY()", end="TODAY(-1)")
+        with pytest.raises(ValueError, match="is not after start"):
+            window_for(rule, datetime(2024, 4, 1, tzinfo=UTC), "UTC")
