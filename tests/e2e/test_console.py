@@ -1,15 +1,18 @@
 """The operators' console in a real headless Chromium (Debian's package, driven by
 Playwright), against the real services, broker, database and AMC/LWA simulator.
 
-Screenshots go to docs/console/ (docs/console.md shows them).
+Screenshots are taken on every run; they replace docs/console/ (which docs/console.md shows)
+only with AMC_CONSOLE_SCREENSHOTS=docs/console, so a test run leaves the work tree as it was.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import shutil
 import signal
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -31,7 +34,9 @@ from tests.support.http import serve_app
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "console"
+SHOTS = Path(
+    os.environ.get("AMC_CONSOLE_SCREENSHOTS") or Path(tempfile.gettempdir()) / "amc-console-shots"
+)
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 RUN_FIELDS = {
     "workflow_id": DEMO.workflow_id,
@@ -117,7 +122,7 @@ async def fill_run(page: Page) -> None:
 
 
 async def shot(page: Page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(SHOTS.mkdir, parents=True, exist_ok=True)
     await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
