@@ -109,6 +109,30 @@ def render(
     return HTMLResponse(html, status_code=status_code)
 
 
+def render_form(
+    request: Request,
+    console: Console,
+    template: str,
+    principal: auth.Principal | None,
+    values: dict[str, str],
+    problem: ApiProblem | None = None,
+    **context: Any,
+) -> HTMLResponse:
+    """A create form, filled with `values`; with the service's refusal, 422 and each field's
+    error beside it (400 when the refusal names no field)."""
+    return render(
+        request,
+        console,
+        template,
+        principal,
+        status_code=422 if problem and problem.fields else (400 if problem else 200),
+        values=values,
+        problem=problem,
+        errors=problem.fields if problem else {},
+        **context,
+    )
+
+
 def see_other(url: str, done: str | None = None) -> RedirectResponse:
     if done:
         url += ("&" if "?" in url else "?") + urlencode({"done": done})

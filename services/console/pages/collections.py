@@ -18,6 +18,7 @@ from services.console.web import (
     form_of,
     offset_of,
     render,
+    render_form,
     see_other,
 )
 
@@ -59,16 +60,7 @@ def _new_form(
     values: dict[str, str],
     problem: ApiProblem | None = None,
 ) -> HTMLResponse:
-    return render(
-        request,
-        console,
-        "collection_new.html",
-        principal,
-        status_code=422 if problem and problem.fields else (400 if problem else 200),
-        values=values,
-        problem=problem,
-        errors=problem.fields if problem else {},
-    )
+    return render_form(request, console, "collection_new.html", principal, values, problem)
 
 
 @router.get("/new", response_class=HTMLResponse)

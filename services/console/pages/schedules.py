@@ -20,6 +20,7 @@ from services.console.web import (
     form_of,
     offset_of,
     render,
+    render_form,
     see_other,
 )
 
@@ -62,16 +63,8 @@ def _new_form(
     values: dict[str, str],
     problem: ApiProblem | None = None,
 ) -> HTMLResponse:
-    return render(
-        request,
-        console,
-        "schedule_new.html",
-        principal,
-        status_code=422 if problem and problem.fields else (400 if problem else 200),
-        values=values,
-        windows=WINDOWS,
-        problem=problem,
-        errors=problem.fields if problem else {},
+    return render_form(
+        request, console, "schedule_new.html", principal, values, problem, windows=WINDOWS
     )
 
 
