@@ -22,4 +22,7 @@ def serve(settings: ServiceSettings, build_app: Callable[[ServiceSettings], Fast
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=int(settings.graceful_timeout_s),
+        # Outlives the idle pools of the clients calling us (httpx keeps 5 s), so they close
+        # first; an equal timeout races and a reused connection fails with a read error.
+        timeout_keep_alive=30,
     )

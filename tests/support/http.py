@@ -18,7 +18,15 @@ from amclocal.broker import free_port
 async def serve_app(app: FastAPI) -> AsyncIterator[str]:
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_config=None,
+            lifespan="on",
+            # Outlives httpx's 5 s idle pool, or a reused connection races the server's close.
+            timeout_keep_alive=30,
+        )
     )
     task = asyncio.create_task(server.serve())
     while not server.started:

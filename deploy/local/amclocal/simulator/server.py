@@ -22,6 +22,12 @@ class RunningSimulator:
     port: int
 
 
+# Longer than any client pool keeps an idle connection (httpx: 5 s), so the client always
+# closes first: with uvicorn's default of 5 s the two race, and a request sent on a
+# connection the server is closing fails with httpx.ReadError.
+KEEP_ALIVE_S = 30
+
+
 class _EmbeddedServer(uvicorn.Server):
     """Leaves signal handling to the host process (pytest's Ctrl-C must still work)."""
 
@@ -47,6 +53,7 @@ async def run_simulator(
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=1,
+            timeout_keep_alive=KEEP_ALIVE_S,
         )
     )
     task = asyncio.create_task(server.serve(sockets=[sock]))
@@ -67,4 +74,11 @@ async def run_simulator(
 
 def serve_forever(config: SimConfig, host: str, port: int) -> None:
     # No access log: result URLs carry their signature in the query string.
-    uvicorn.run(create_app(config), host=host, port=port, log_level="info", access_log=False)
+    uvicorn.run(
+        create_app(config),
+        host=host,
+        port=port,
+        log_level="info",
+        access_log=False,
+        timeout_keep_alive=KEEP_ALIVE_S,
+    )
