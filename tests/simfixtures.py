@@ -15,7 +15,11 @@ import pytest_asyncio
 from amclocal.simulator import RunningSimulator, SimAccount, SimConfig, SimControl, run_simulator
 
 # Fast executions so lifecycles finish in well under a second; AMC's real limits stay.
-TEST_CONFIG = SimConfig(seed=20240101, pending_seconds=0.1, running_seconds=0.2)
+# The daily cap is off: a test that wants it configures it (tests/integration/poller/
+# test_daily_cap.py); others may create more than AMC's 30 a day on one instance.
+TEST_CONFIG = SimConfig(
+    seed=20240101, pending_seconds=0.1, running_seconds=0.2, daily_execution_cap=0
+)
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

@@ -148,7 +148,10 @@ async def run(args: argparse.Namespace, env_infra: Infra) -> dict[str, Any]:
     base_env = {**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'deploy' / 'local'}"}
     sim_port = free_port()
     sim_proc = spawn(
-        [sys.executable, "-m", "amclocal.simulator", "--port", str(sim_port), "--seed", "1"],
+        [
+            *(sys.executable, "-m", "amclocal.simulator", "--port", str(sim_port), "--seed", "1"),
+            *("--daily-execution-cap", "0"),  # a benchmark runs thousands a day
+        ],
         base_env,
         work / "simulator.log",
     )
@@ -190,6 +193,7 @@ async def run(args: argparse.Namespace, env_infra: Infra) -> dict[str, Any]:
                 "POLLER_MAX_CONCURRENT_POLLS": str(args.max_concurrent_polls),
                 "POLLER_CLAIM_BATCH_SIZE": "200",
                 "POLLER_LOOP_INTERVAL_S": "0.2",
+                "POLLER_DAILY_EXECUTIONS_PER_INSTANCE": "0",
                 "LOG_LEVEL": "WARNING",
             }
             entry = ["-m", "services.poller"]

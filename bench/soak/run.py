@@ -44,6 +44,9 @@ SERVICE_ENV = {
     "TOKEN_REFRESH_BUFFER_S": "480",
     "COLLECTOR_RETRY_BACKOFF_S": "5",
     "OTEL_TRACES_EXPORTER": "none",
+    # A soak creates far more than AMC's 30 executions a day per instance.
+    "AMC_SIM_DAILY_EXECUTION_CAP": "0",
+    "POLLER_DAILY_EXECUTIONS_PER_INSTANCE": "0",
 }
 
 

@@ -9,7 +9,7 @@ from uuid import UUID
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from opentelemetry import trace
 from opentelemetry.trace import Link
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from services.poller import flow, logic, store, tracing
 from services.poller.store import ExecRow
@@ -38,7 +38,7 @@ class ExecutionView(BaseModel):
     attempt: int
     user_id: str
     instance_id: str
-    workflow_id: str
+    workflow_id: str = Field(description="The saved workflow's id, or adhoc:<hash> of ad hoc SQL")
     run: WorkflowRun
     amc_execution_id: str | None
     amc_status: str | None
@@ -50,6 +50,9 @@ class ExecutionView(BaseModel):
     submitted_at: datetime | None
     completed_at: datetime | None
     next_action_at: datetime | None
+    waiting_reason: str | None = Field(
+        default=None, description="Why a QUEUED run is held back (e.g. AMC's daily cap)"
+    )
     error: ExecutionErrorView | None
     result: ResultView | None
 
@@ -76,7 +79,7 @@ class ExecutionView(BaseModel):
             attempt=row.attempt,
             user_id=row.user_id,
             instance_id=row.instance_id,
-            workflow_id=row.run.workflow_id,
+            workflow_id=row.run.workflow_label,
             run=row.run,
             amc_execution_id=row.amc_execution_id,
             amc_status=row.amc_status,
@@ -88,6 +91,7 @@ class ExecutionView(BaseModel):
             submitted_at=row.submitted_at,
             completed_at=row.completed_at,
             next_action_at=None if row.stage == store.DONE else row.next_action_at,
+            waiting_reason=row.waiting_reason,
             error=error,
             result=result,
         )

@@ -41,6 +41,13 @@ class InstanceChange(BaseModel):
     requests_per_second: float | None = Field(
         default=None, gt=0, le=100, description="AMC requests a second (default: global)"
     )
+    max_daily_executions: int | None = Field(
+        default=None,
+        ge=0,
+        le=100_000,
+        description="Executions created per UTC day (default: global; 0: no cap), for an "
+        "instance whose cap Amazon raised",
+    )
 
 
 class InstanceAdd(InstanceChange):
@@ -61,6 +68,7 @@ class InstanceView(BaseModel):
     name: str | None
     max_running: int | None
     requests_per_second: float | None
+    max_daily_executions: int | None
     created_at: datetime
     updated_at: datetime
 

@@ -17,6 +17,10 @@ Name = Annotated[str | None, typer.Option(help="A name for people")]
 MaxRunning = Annotated[
     int | None, typer.Option(help="Running executions at once (default: the global limit)")
 ]
+MaxDaily = Annotated[
+    int | None,
+    typer.Option(help="Executions created per UTC day (default: the global cap; 0: none)"),
+]
 Rate = Annotated[
     float | None, typer.Option(help="AMC requests a second (default: the global limit)")
 ]
@@ -29,6 +33,8 @@ def _line(i: dict[str, Any]) -> str:
         limits.append(f"max {i['max_running']} running")
     if i["requests_per_second"]:
         limits.append(f"{i['requests_per_second']:g} req/s")
+    if i.get("max_daily_executions") is not None:
+        limits.append(f"{i['max_daily_executions']} a day")
     extra = f"  ({', '.join(limits)})" if limits else ""
     return (
         f"{i['instance_id']:<20} {i['region']}{flags}  advertiser {i['advertiser_id']}  "
@@ -51,6 +57,7 @@ def add(
     name: Name = None,
     max_running: MaxRunning = None,
     rate: Rate = None,
+    max_daily: MaxDaily = None,
     as_json: Json = False,
 ) -> None:
     """Register an instance; runs may then name only it."""
@@ -64,6 +71,7 @@ def add(
         name=name,
         max_running=max_running,
         requests_per_second=rate,
+        max_daily_executions=max_daily,
     )
     added = call("poller", "POST", "/instances", json=body)
     emit(added) if as_json else typer.echo(_line(added))
@@ -98,6 +106,7 @@ def update(
     name: Name = None,
     max_running: MaxRunning = None,
     rate: Rate = None,
+    max_daily: MaxDaily = None,
     as_json: Json = False,
 ) -> None:
     """Change what is given; the rest stays."""
@@ -110,6 +119,7 @@ def update(
         name=name,
         max_running=max_running,
         requests_per_second=rate,
+        max_daily_executions=max_daily,
     )
     if not body:
         typer.echo("error: nothing to change: give at least one option", err=True)

@@ -68,6 +68,9 @@ class Token:
         return "Token(***)"
 
 
+_INSTANCE_PUSH_BACK_MAX_S = 60.0
+
+
 class Metrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.calls = Counter(
@@ -89,6 +92,13 @@ class Metrics:
             "amc_poller_executions_completed",
             "Executions that reached a terminal status",
             ["status"],
+            registry=registry,
+        )
+        self.daily_cap_parked = Counter(
+            "amc_poller_daily_cap_parked",
+            "Runs held back until the next UTC day because the instance's daily cap on "
+            "executions created through the API was used up",
+            ["amc_instance"],
             registry=registry,
         )
         self.polls = Counter("amc_poller_polls", "Status polls sent to AMC", registry=registry)
@@ -232,7 +242,10 @@ class AmcGateway:
             self._note(endpoint, "throttled")
             tracing.failed(trace.get_current_span(), exc)
             if instance_id is not None:
-                await self.limiter.push_back(instance_id, exc.retry_after)
+                # A wait longer than that is about the refused request (a submission past
+                # AMC's daily cap, say), not the rate: polls and downloads must go on.
+                wait = min(exc.retry_after, _INSTANCE_PUSH_BACK_MAX_S)
+                await self.limiter.push_back(instance_id, wait)
             raise
         except ApiError as exc:
             breaker.neutral()

@@ -95,6 +95,13 @@ class InstanceDirectory:
             return instance.max_running
         return self._settings.max_running_per_instance
 
+    async def daily_cap(self, instance_id: str) -> int:
+        """Executions the instance may be given per UTC day; 0 for no cap."""
+        instance = await self.get(instance_id)
+        if instance is not None and instance.max_daily_executions is not None:
+            return instance.max_daily_executions
+        return self._settings.daily_executions_per_instance
+
     async def requests_per_second(self, instance_id: str) -> float:
         instance = await self.get(instance_id)
         if instance is not None and instance.requests_per_second is not None:

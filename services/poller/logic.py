@@ -268,3 +268,13 @@ class CsvRowCounter:
     def rows(self) -> int:
         lines = self.newlines + (1 if self.size and self._last != b"\n" else 0)
         return max(lines - 1, 0)
+
+
+def daily_cap_reason(instance_id: str, daily_cap: int) -> str:
+    """What an operator reads on a run held back by the instance's daily cap."""
+    return (
+        f"instance {instance_id} has had its {daily_cap} executions for today (AMC's daily "
+        "cap on executions created through the API); this run is submitted after 00:00 UTC. "
+        "If Amazon raised this instance's cap, set it with `amcctl instances update "
+        f"{instance_id} --max-daily N`"
+    )

@@ -26,6 +26,7 @@ class Instance:
     name: str | None
     max_running: int | None
     requests_per_second: float | None
+    max_daily_executions: int | None
     created_at: datetime
     updated_at: datetime
 
@@ -43,6 +44,7 @@ INSTANCE_FIELDS = (
     "name",
     "max_running",
     "requests_per_second",
+    "max_daily_executions",
 )
 
 

@@ -47,6 +47,12 @@ class PollerSettings(ServiceSettings):
     max_running_per_instance: int = Field(
         default=10, ge=1, description="Executions submitted and not finished, per AMC instance"
     )
+    daily_executions_per_instance: int = Field(
+        default=30,
+        ge=0,
+        description="Executions created through the API per AMC instance per UTC day; runs "
+        "beyond it wait for the next day (AMC documents a cap of 30; 0: no cap)",
+    )
     requests_per_second_per_instance: float = Field(
         default=10.0, gt=0, description="Every AMC call for one instance, across all replicas"
     )

@@ -42,6 +42,7 @@ _UPDATABLE = frozenset(
         "auth_failures",
         "url_refreshes",
         "workflow_version",
+        "waiting_reason",
     }
 )
 
@@ -81,6 +82,8 @@ class ExecRow:
     auth_failures: int = 0
     url_refreshes: int = 0
     workflow_version: int | None = None
+    # Why a QUEUED row is held back (the instance's daily cap is used up); None otherwise.
+    waiting_reason: str | None = None
     # W3C carrier of the span that created the row (the request's CONSUMER span): background
     # jobs for the row continue this trace. Never logged or shown (it is only ids, but noise).
     trace_context: dict[str, str] = field(default_factory=dict, repr=False)
@@ -120,6 +123,7 @@ class ExecRow:
             auth_failures=r["auth_failures"],
             url_refreshes=r["url_refreshes"],
             workflow_version=r["workflow_version"],
+            waiting_reason=r["waiting_reason"],
             trace_context=dict(r["trace_context"] or {}),
         )
 
@@ -244,12 +248,24 @@ async def instances_with_queued(conn: Connection) -> list[str]:
     return [r["instance_id"] for r in rows]
 
 
+@dataclass(frozen=True)
+class Claim:
+    rows: list[ExecRow]
+    # The instance's executions for today are used up: what is still queued must wait.
+    day_full: bool = False
+
+
 async def claim_submissions(
-    conn: Connection, instance_id: str, cap: int, owner: str, lease: timedelta
-) -> list[ExecRow]:
-    """Under the instance's lock: take as many QUEUED rows as the running cap leaves room
-    for, oldest first but one user at a time (round-robin by each user's queue position),
-    and store the intent (SUBMITTING) before anything is sent to AMC."""
+    conn: Connection,
+    instance_id: str,
+    cap: int,
+    owner: str,
+    lease: timedelta,
+    daily_cap: int = 0,
+) -> Claim:
+    """Under the instance's lock: take as many QUEUED rows as the running cap and the day's
+    cap (0: none) leave room for, oldest first but one user at a time (round-robin by each
+    user's queue position), and store the intent (SUBMITTING) before anything is sent."""
     await conn.execute(
         "SELECT pg_advisory_xact_lock(hashtext('amc-poller-instance'), hashtext($1))", instance_id
     )
@@ -260,7 +276,18 @@ async def claim_submissions(
     )
     room = cap - int(in_flight)
     if room <= 0:
-        return []
+        return Claim([])
+    if daily_cap > 0:
+        # Every intent today counts, refused or not: AMC does not say which of them it counts,
+        # and holding back one run too many is cheaper than a refusal loop.
+        used = await conn.fetchval(
+            """SELECT count(*) FROM executions
+               WHERE instance_id = $1 AND submit_intent_at >= date_trunc('day', now(), 'UTC')""",
+            instance_id,
+        )
+        if int(used) >= daily_cap:
+            return Claim([], day_full=True)
+        room = min(room, daily_cap - int(used))
     records = await conn.fetch(
         """WITH queued AS (
                SELECT execution_id, created_at,
@@ -276,7 +303,7 @@ async def claim_submissions(
            )
            UPDATE executions e
            SET status = 'SUBMITTING', submit_intent_at = now(), lease_owner = $3,
-               lease_until = now() + $4::interval, updated_at = now()
+               lease_until = now() + $4::interval, updated_at = now(), waiting_reason = NULL
            FROM picked WHERE e.execution_id = picked.execution_id
            RETURNING e.*""",
         instance_id,
@@ -284,7 +311,25 @@ async def claim_submissions(
         owner,
         lease,
     )
-    return _rows(records)
+    return Claim(_rows(records))
+
+
+async def hold_until_tomorrow(conn: Connection, instance_id: str, reason: str) -> int:
+    """Move the instance's due QUEUED rows to the start of the next UTC day, with the reason
+    shown to people; returns how many were held."""
+    held = await conn.fetchval(
+        """WITH held AS (
+               UPDATE executions
+               SET next_action_at = date_trunc('day', now(), 'UTC') + interval '1 day',
+                   waiting_reason = $2, updated_at = now()
+               WHERE instance_id = $1 AND stage = 'submit' AND status = 'QUEUED'
+                 AND NOT waiting_token AND NOT cancel_requested AND next_action_at <= now()
+               RETURNING 1
+           ) SELECT count(*) FROM held""",
+        instance_id,
+        reason,
+    )
+    return int(held)
 
 
 async def cancelled_while_queued(conn: Connection, limit: int) -> list[ExecRow]:

@@ -62,14 +62,19 @@ class Submitter:
         async with ctx.pool.acquire() as conn:
             instances = await store.instances_with_queued(conn)
         for instance_id in instances:
+            daily_cap = await ctx.instances.daily_cap(instance_id)
             async with ctx.pool.acquire() as conn, conn.transaction():
-                claimed = await store.claim_submissions(
+                claim = await store.claim_submissions(
                     conn,
                     instance_id,
                     await ctx.instances.max_running(instance_id),
                     ctx.owner,
                     ctx.lease,
+                    daily_cap=daily_cap,
                 )
+                claimed = claim.rows
+                if claim.day_full:
+                    await self._hold_for_the_day(conn, instance_id, daily_cap)
                 # Each announced in its own run's trace (the loop itself has none).
                 await ctx.outbox.enqueue(
                     conn,
@@ -83,6 +88,24 @@ class Submitter:
                 self.tasks.spawn("submit", row, self.submit(row))
             busy = busy or bool(claimed)
         return busy
+
+    async def _hold_for_the_day(self, conn: Connection, instance_id: str, daily_cap: int) -> None:
+        """AMC takes a limited number of executions per instance a day; rather than be
+        refused, the rest of the day's runs wait, QUEUED, for the next UTC day."""
+        held = await store.hold_until_tomorrow(
+            conn,
+            instance_id,
+            logic.daily_cap_reason(instance_id, daily_cap),
+        )
+        if held:
+            self.ctx.amc.metrics.daily_cap_parked.labels(instance_id).inc(held)
+            log.warning(
+                "instance %s used its %d executions for today; %d run(s) wait for the next UTC day",
+                instance_id,
+                daily_cap,
+                held,
+                extra={"instance_id": instance_id},
+            )
 
     # --- the POST ------------------------------------------------------------------------
 

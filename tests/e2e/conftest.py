@@ -45,6 +45,9 @@ async def stack(
             "OTEL_EXPORTER_OTLP_ENDPOINT": traces[1],
             "OTEL_BSP_SCHEDULE_DELAY": "200",
             "POLLER_POLL_INTERVALS_S": "[0.5, 1.0]",
+            # The session's tests together may pass AMC's 30 executions a day per instance.
+            "AMC_SIM_DAILY_EXECUTION_CAP": "0",
+            "POLLER_DAILY_EXECUTIONS_PER_INSTANCE": "0",
         },
     )
     try:

@@ -92,9 +92,16 @@ async def test_the_registry_adds_shows_changes_and_removes_instances(
     assert bad.status_code == 422
     assert "region" in bad.text
     changed = await http.patch(
-        f"/instances/{sim_account.instance_id}", json={"max_running": 3, "sandbox": True}
+        f"/instances/{sim_account.instance_id}",
+        json={"max_running": 3, "sandbox": True, "max_daily_executions": 100},
     )
     assert (changed.json()["max_running"], changed.json()["sandbox"]) == (3, True)
+    assert changed.json()["max_daily_executions"] == 100
+    negative = await http.patch(
+        f"/instances/{sim_account.instance_id}", json={"max_daily_executions": -1}
+    )
+    assert negative.status_code == 422
+    assert "max_daily_executions" in negative.text
     assert changed.json()["region"] == "EU"
     nulled = await http.patch(f"/instances/{sim_account.instance_id}", json={"region": None})
     assert nulled.status_code == 422

@@ -1,4 +1,4 @@
-"""The submission claim against a real database: the cap, and fairness between users."""
+"""The submission claim against a real database: the caps, and fairness between users."""
 
 from __future__ import annotations
 
@@ -55,9 +55,15 @@ async def queue(pool: asyncpg.Pool[Any], user_id: str, n: int) -> None:
             )
 
 
-async def claim(pool: asyncpg.Pool[Any], cap: int) -> list[store.ExecRow]:
+async def claim(pool: asyncpg.Pool[Any], cap: int, daily_cap: int = 0) -> list[store.ExecRow]:
+    return (await claim_all(pool, cap, daily_cap)).rows
+
+
+async def claim_all(pool: asyncpg.Pool[Any], cap: int, daily_cap: int = 0) -> store.Claim:
     async with pool.acquire() as conn, conn.transaction():
-        return await store.claim_submissions(conn, "amc-1", cap, "me", timedelta(seconds=30))
+        return await store.claim_submissions(
+            conn, "amc-1", cap, "me", timedelta(seconds=30), daily_cap=daily_cap
+        )
 
 
 async def test_claims_respect_the_cap_and_take_users_in_turn(pool: asyncpg.Pool[Any]) -> None:
@@ -80,9 +86,63 @@ async def test_claims_respect_the_cap_and_take_users_in_turn(pool: asyncpg.Pool[
 async def test_a_second_claimer_waits_for_the_instance_lock(pool: asyncpg.Pool[Any]) -> None:
     await queue(pool, "u", 6)
     async with pool.acquire() as conn, conn.transaction():
-        mine = await store.claim_submissions(conn, "amc-1", 3, "a", timedelta(seconds=30))
+        mine = (await store.claim_submissions(conn, "amc-1", 3, "a", timedelta(seconds=30))).rows
         theirs = asyncio.create_task(claim(pool, 3))
         await asyncio.sleep(0.3)
         assert not theirs.done()  # blocked on the per-instance lock until we commit
     assert len(mine) == 3
     assert await theirs == []  # once it had the lock, it counted our 3 as in flight
+
+
+async def finish_all(pool: asyncpg.Pool[Any]) -> None:
+    await pool.execute(
+        "UPDATE executions SET status = 'SUCCEEDED', stage = 'done' WHERE status = 'SUBMITTING'"
+    )
+
+
+async def test_the_daily_cap_counts_every_submission_since_midnight_utc(
+    pool: asyncpg.Pool[Any],
+) -> None:
+    await queue(pool, "u", 5)
+    assert len(await claim(pool, 10, daily_cap=3)) == 3
+    await finish_all(pool)  # finished runs still count: the cap is on creations, not on slots
+    left = await claim_all(pool, 10, daily_cap=3)
+    assert left.rows == []
+    assert left.day_full
+    # Yesterday's submissions do not count.
+    await pool.execute(
+        "UPDATE executions SET submit_intent_at = date_trunc('day', now(), 'UTC') - interval '1 s'"
+        " WHERE submit_intent_at IS NOT NULL"
+    )
+    assert len(await claim(pool, 10, daily_cap=3)) == 2
+    # 0 is no cap at all.
+    await queue(pool, "u", 4)
+    assert len(await claim(pool, 10, daily_cap=0)) == 4
+
+
+async def test_runs_over_the_daily_cap_wait_for_the_next_utc_day_with_a_reason(
+    pool: asyncpg.Pool[Any],
+) -> None:
+    await queue(pool, "u", 3)
+    assert len(await claim(pool, 10, daily_cap=1)) == 1
+    async with pool.acquire() as conn:
+        held = await store.hold_until_tomorrow(conn, "amc-1", "cap used up")
+    assert held == 2
+    rows = await pool.fetch(
+        "SELECT next_action_at, waiting_reason, status FROM executions WHERE status = 'QUEUED'"
+    )
+    tomorrow = await pool.fetchval("SELECT date_trunc('day', now(), 'UTC') + interval '1 day'")
+    assert {(r["next_action_at"], r["waiting_reason"], r["status"]) for r in rows} == {
+        (tomorrow, "cap used up", "QUEUED")
+    }
+    # Not due any more: a later claim neither takes nor re-holds them.
+    async with pool.acquire() as conn:
+        assert await store.hold_until_tomorrow(conn, "amc-1", "cap used up") == 0
+    # The next day: due again, claimed, and the reason is gone.
+    await pool.execute(
+        "UPDATE executions SET submit_intent_at = submit_intent_at - interval '1 day',"
+        " next_action_at = now() WHERE true"
+    )
+    taken = await claim(pool, 10, daily_cap=1)
+    assert len(taken) == 1
+    assert taken[0].waiting_reason is None

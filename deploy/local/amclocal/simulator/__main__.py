@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from amclocal.simulator.config import SimConfig
 from amclocal.simulator.server import serve_forever
@@ -15,9 +16,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pending-seconds", type=float, default=SimConfig().pending_seconds)
     parser.add_argument("--running-seconds", type=float, default=SimConfig().running_seconds)
+    parser.add_argument(
+        "--daily-execution-cap",
+        type=int,
+        # From the environment too, so a whole local stack can run past AMC's 30 a day.
+        default=int(os.environ.get("AMC_SIM_DAILY_EXECUTION_CAP", SimConfig().daily_execution_cap)),
+        help="Executions per instance per UTC day (AMC: 30; 0: no cap)",
+    )
     args = parser.parse_args(argv)
     config = SimConfig(
-        seed=args.seed, pending_seconds=args.pending_seconds, running_seconds=args.running_seconds
+        seed=args.seed,
+        pending_seconds=args.pending_seconds,
+        running_seconds=args.running_seconds,
+        daily_execution_cap=args.daily_execution_cap,
     )
     serve_forever(config, args.host, args.port)
 

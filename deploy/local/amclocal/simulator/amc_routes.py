@@ -63,6 +63,27 @@ def _answer(body: Any) -> JSONResponse:
     return JSONResponse(body, media_type=MEDIA_TYPE)
 
 
+def _within_daily_cap(instance: Instance, cap: int, wall: float) -> None:
+    """Amazon documents the cap (30 a day per instance, across all workflow ids) but not the
+    answer past it, nor when "a day" starts. (not documented) The simulator counts from
+    00:00 UTC and answers 429, the status Amazon documents for "too many requests", with a
+    Retry-After of the seconds to the next 00:00 UTC. Clients should avoid it, not rely on it."""
+    if cap <= 0:
+        return
+    midnight = datetime.fromtimestamp(wall, UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    since = midnight.timestamp()
+    today = sum(1 for e in instance.executions.values() if e.created_wall >= since)
+    if today >= cap:
+        tomorrow = since + 86_400
+        raise amc_error(
+            429,
+            "TOO_MANY_REQUESTS",
+            f"Instance {instance.instance_id} has reached its limit of {cap} workflow "
+            "executions for today",
+            headers={"Retry-After": retry_after_header(tomorrow - wall)},
+        )
+
+
 def amc_router(state: SimState) -> APIRouter:
     router = APIRouter()
 
@@ -129,6 +150,7 @@ def amc_router(state: SimState) -> APIRouter:
         record.flags = {k: v for k, v in wanted.flags.items() if v}
         record.timeout_seconds = wanted.timeout_seconds
         record.sql_query = wanted.sql_query
+        _within_daily_cap(instance, state.config.daily_execution_cap, time.time())
         now = state.now()
         execution = state.amc.create(
             instance, wanted, now=now, wall=time.time(), config=state.config, rng=state.rng

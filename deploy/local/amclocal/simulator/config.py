@@ -48,6 +48,13 @@ class SimConfig(_Strict):
     pending_seconds: float = Field(default=2.0, ge=0)
     running_seconds: float = Field(default=10.0, ge=0)
     max_running: int = Field(default=10, ge=1, description="RUNNING executions per instance")
+    daily_execution_cap: int = Field(
+        default=30,
+        ge=0,
+        description="Executions created per instance per UTC day; 0 turns it off. Amazon's "
+        "createWorkflowExecution: 'adhoc workflow executions may be run up to 30 times per "
+        "day, per AMC instance'",
+    )
     rate_limit_per_second: int = Field(
         default=10, ge=0, description="AMC requests per instance in any 1 s; 0 turns it off"
     )
