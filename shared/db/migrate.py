@@ -114,7 +114,7 @@ async def _apply(
         await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", lock_key)
 
 
-SERVICES = ("token", "poller", "scheduler", "collector")
+SERVICES = ("token", "poller", "scheduler", "collector", "notifier", "console")
 
 
 def service_migrations_dir(service: str) -> Path:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import asyncpg
@@ -89,3 +90,43 @@ async def test_badly_named_files_are_refused(tmp_path: Path, uid: str, database_
     write(tmp_path, "init.sql", "SELECT 1;")
     with pytest.raises(MigrationError, match=r"NNNN_lower_snake\.sql"):
         await apply_migrations(database_url, uid, tmp_path)
+
+
+async def test_amc_migrate_applies_every_deployables_migrations(
+    database_url: str, uid: str
+) -> None:
+    """The Kubernetes migration Job runs `amc-migrate`: it must cover all six schemas."""
+    import subprocess
+    import sys
+
+    from shared.db.migrate import SERVICES, service_migrations_dir
+
+    services_dir = Path(service_migrations_dir("poller")).parents[1]
+    with_migrations = sorted(p.parent.name for p in services_dir.glob("*/migrations"))
+    assert sorted(SERVICES) == with_migrations
+    env = {**os.environ, **{f"{s.upper()}_DB_SCHEMA": f"{uid}_{s}" for s in SERVICES}}
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "shared.db.migrate", "--database-url", database_url],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    conn = await asyncpg.connect(database_url)
+    try:
+        for service in SERVICES:
+            applied = {
+                r["version"]
+                for r in await conn.fetch(
+                    f'SELECT version FROM "{uid}_{service}".schema_migrations'
+                )
+            }
+            own = {
+                f"service/{p.stem}" for p in (services_dir / service / "migrations").glob("*.sql")
+            }
+            assert own, service
+            assert own <= applied, service
+    finally:
+        await conn.close()
