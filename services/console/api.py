@@ -71,7 +71,7 @@ async def list_dead_letters(
     try:
         dlq = replays.dlq_name(topic) if topic else None
     except ValueError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from None
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
     found = await replays.listed(console.runtime.pool, console.dead_letters, dlq, limit)
     return {"letters": [x.as_json() for x in found], "limit": limit}
 
