@@ -54,7 +54,7 @@ def test_letter_ids_round_trip_and_bad_ones_are_refused() -> None:
     assert str(letter_id) == "schedule.due.dlq/1/4"
     assert LetterId.parse(" schedule.due.dlq/1/4 ") == letter_id
     for bad in ("schedule.due/1/4", "schedule.due.dlq/1", "schedule.due.dlq/x/4", "", "a/b/c"):
-        with pytest.raises(ValueError, match="letter id|must be numbers"):
+        with pytest.raises(ValueError, match=r"letter id|must be numbers"):
             LetterId.parse(bad)
 
 
