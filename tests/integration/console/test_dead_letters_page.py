@@ -41,11 +41,11 @@ async def test_page_lists_replays_and_refuses_a_second_replay(
             assert SECRET not in page.text
             assert "sched-1" not in page.text  # filtered to one topic
             assert "not replayed" in page.text
-            letter_id = re.findall(r'name="letter" value="([^"]+)"', page.text)
-            assert letter_id and letter_id[0].startswith("token.refreshed.dlq/")
+            [letter_id] = re.findall(r'name="letter" value="([^"]+)"', page.text)
+            assert letter_id.startswith("token.refreshed.dlq/")
             csrf = csrf_of(page.text)
 
-            form = {"letter": letter_id[0], "topic": "token.refreshed"}
+            form = {"letter": letter_id, "topic": "token.refreshed"}
             forged = await http.post("/dead-letters/replay", data=form)
             assert forged.status_code == 403
             done = await http.post("/dead-letters/replay", data=form | {"csrf": csrf})
