@@ -144,7 +144,15 @@ async def test_sign_in_is_required_and_changes_need_the_csrf_token(
         assert "samesite=strict" in cookie
         forged = await http.post("/schedules/new", data={"cron": "* * * * *"})
         assert forged.status_code == 403
-        for path in ("/", "/schedules", "/users", "/executions", "/collections", "/audit"):
+        for path in (
+            "/",
+            "/schedules",
+            "/users",
+            "/executions",
+            "/collections",
+            "/dead-letters",
+            "/audit",
+        ):
             page = await http.get(path)
             assert page.status_code == 200, path
             assert stack.keys["API_KEY"] not in page.text, path
@@ -307,7 +315,10 @@ async def test_dead_letter_is_listed_and_replayed(
     assert "run: Field required" in letter["reason"]
 
     page = await signed_in(browser, console, stack, viewport={"width": 390, "height": 844})
-    await page.get_by_role("link", name="Dead letters").click()
+    await expect(page.locator("#dead-letters")).to_have_text(re.compile(r"^[1-9]\d*$"))
+    await (
+        page.get_by_role("navigation", name="Main").get_by_role("link", name="Dead letters").click()
+    )
     await page.get_by_label("Topic").select_option("execution.requested")
     await page.get_by_role("button", name="Filter").click()
     row = page.locator(f'tr[data-letter="{letter["id"]}"]')
