@@ -6,8 +6,11 @@ which case a POST must carry the session's CSRF token in `X-CSRF-Token`.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
+from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -47,6 +50,18 @@ async def caller(request: Request, console: ConsoleDep) -> auth.Principal:
 CallerDep = Annotated[auth.Principal, Depends(caller)]
 
 
+@contextlib.asynccontextmanager
+async def _broker_answers() -> AsyncIterator[None]:
+    """A broker that cannot be reached (or stops answering mid-read) is a 503, not a 500."""
+    try:
+        yield
+    except (KafkaError, TimeoutError) as exc:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            f"the dead letter topics cannot be read now ({type(exc).__name__})",
+        ) from None
+
+
 class ReplayRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -72,7 +87,8 @@ async def list_dead_letters(
         dlq = replays.dlq_name(topic) if topic else None
     except ValueError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
-    found = await replays.listed(console.runtime.pool, console.dead_letters, dlq, limit)
+    async with _broker_answers():
+        found = await replays.listed(console.runtime.pool, console.dead_letters, dlq, limit)
     return {"letters": [x.as_json() for x in found], "limit": limit}
 
 
@@ -83,13 +99,14 @@ async def replay_dead_letters(
     """Replay letters to their source topics (original key, payload and headers, plus
     `x-replay-of`). One result per id; a letter replayed before is refused
     (`already_replayed`) unless `force`."""
-    outcomes = await replays.replay(
-        console.runtime.pool,
-        console.dead_letters,
-        principal.name,
-        body.letter_ids,
-        force=body.force,
-    )
+    async with _broker_answers():
+        outcomes = await replays.replay(
+            console.runtime.pool,
+            console.dead_letters,
+            principal.name,
+            body.letter_ids,
+            force=body.force,
+        )
     return {
         "results": [
             {"letter_id": o.letter_id, "outcome": o.outcome, "detail": o.detail} for o in outcomes

@@ -152,6 +152,8 @@ class DeadLetters:
 
     async def _partitions(self, consumer: AIOKafkaConsumer, names: list[str]) -> list[Any]:
         # dlq topics appear on the first letter (auto-created): absent ones hold nothing.
+        # The client's own metadata call: `consumer.topics()` answers names only, and
+        # `partitions_for_topic` knows only topics the consumer already follows.
         cluster = await consumer._client.fetch_all_metadata()
         return [
             TopicPartition(self._topics.name(name), p)

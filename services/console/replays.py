@@ -84,14 +84,17 @@ async def replay(
         except ValueError as exc:
             outcomes[raw] = Outcome(raw, "invalid", str(exc))
     found = await dead_letters.get(ids.values())
-    async with dead_letters.replayer() as send, pool.acquire() as conn:
+    async with pool.acquire() as conn:
         for raw, letter_id in ids.items():
-            letter = found.get(letter_id)
-            if letter is None:
+            if letter_id not in found:
                 outcomes[raw] = Outcome(raw, "not_found", "no such letter (or no longer kept)")
                 await store.audit(conn, principal, ACTION, raw, "refused (404)", "not found")
-                continue
-            outcomes[raw] = await _replay_one(conn, send, principal, letter, force)
+        if found:
+            async with dead_letters.replayer() as send:
+                for raw, letter_id in ids.items():
+                    if letter_id in found:
+                        letter = found[letter_id]
+                        outcomes[raw] = await _replay_one(conn, send, principal, letter, force)
     return [outcomes[raw] for raw in dict.fromkeys(raw_ids)]
 
 
