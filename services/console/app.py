@@ -10,10 +10,19 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from services.console import auth
+from services.console import api, auth
 from services.console.backends import ApiProblem, Backends
+from services.console.dead_letters import DeadLetters
 from services.console.feed import LiveFeed
-from services.console.pages import audit, collections, executions, overview, schedules, session
+from services.console.pages import (
+    audit,
+    collections,
+    dead_letters,
+    executions,
+    overview,
+    schedules,
+    session,
+)
 from services.console.pages import users as users_pages
 from services.console.settings import ConsoleSettings
 from services.console.web import Console, make_templates, render
@@ -54,6 +63,7 @@ class ConsoleRuntime(ServiceRuntime):
         self.console_settings = settings
         self.backends = Backends(settings)
         self.feed = LiveFeed(settings.kafka, self.topics)
+        self.dead_letters = DeadLetters(settings.kafka, self.topics)
         self.background("feed")(self.feed.run)
 
     async def stop(self) -> None:
@@ -66,10 +76,19 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         raise TypeError("the console needs ConsoleSettings")
     runtime = ConsoleRuntime(settings)
     app = create_http_app(runtime, title="amc-console", description=DESCRIPTION)
-    console = Console(runtime, settings, runtime.backends, runtime.feed, make_templates())
+    console = Console(
+        runtime,
+        settings,
+        runtime.backends,
+        runtime.feed,
+        make_templates(),
+        runtime.dead_letters,
+    )
     app.state.console = console
-    for module in (session, overview, schedules, collections, executions, users_pages, audit):
+    pages = (session, overview, schedules, collections, executions, users_pages, dead_letters)
+    for module in (*pages, audit):
         app.include_router(module.router, include_in_schema=False)
+    app.include_router(api.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     headers = security_headers_for(settings)

@@ -54,13 +54,20 @@ def summarise(topic: str, prefix: str, value: bytes | None) -> dict[str, Any]:
         return summary
     if not isinstance(body, dict):
         return summary
+    return summary | safe_fields(body)
+
+
+def safe_fields(body: dict[str, Any]) -> dict[str, Any]:
+    """The fields of an event's JSON a page may show (the dead letters page uses the same rule
+    for refused payloads): identifiers and states, never anything else."""
+    fields: dict[str, Any] = {}
     for key in SAFE_KEYS:
         if isinstance(body.get(key), str | bool | int):
-            summary[key] = body[key]
+            fields[key] = body[key]
     origin = body.get("origin")
     if isinstance(origin, dict):
-        summary["origin"] = {k: str(origin[k]) for k in ("kind", "id") if k in origin}
-    return summary
+        fields["origin"] = {k: str(origin[k]) for k in ("kind", "id") if k in origin}
+    return fields
 
 
 class LiveFeed:

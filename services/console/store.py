@@ -100,3 +100,55 @@ async def take_oauth_state(conn: Connection, state_hash: str) -> tuple[str, str]
         state_hash,
     )
     return (row["principal"], row["user_id"]) if row else None
+
+
+@dataclass(frozen=True)
+class Replay:
+    principal: str
+    replayed_at: datetime
+    times: int
+
+
+async def replays_of(
+    conn: Connection, letters: list[tuple[str, datetime]]
+) -> dict[tuple[str, datetime], Replay]:
+    """The latest replay of each (letter id, failed_at), and how many there were."""
+    if not letters:
+        return {}
+    rows: list[Any] = await conn.fetch(
+        """SELECT DISTINCT ON (r.letter_id, r.failed_at) r.letter_id, r.failed_at, r.principal,
+                  r.replayed_at, count(*) OVER (PARTITION BY r.letter_id, r.failed_at) AS times
+           FROM dead_letter_replays r
+           JOIN unnest($1::text[], $2::timestamptz[]) AS l(letter_id, failed_at)
+             ON l.letter_id = r.letter_id AND l.failed_at = r.failed_at
+           ORDER BY r.letter_id, r.failed_at, r.id DESC""",
+        [i for i, _ in letters],
+        [f for _, f in letters],
+    )
+    return {
+        (r["letter_id"], r["failed_at"]): Replay(r["principal"], r["replayed_at"], r["times"])
+        for r in rows
+    }
+
+
+async def lock_letter(conn: Connection, letter_id: str) -> None:
+    """Serialise replays of one letter until the transaction ends: two operators pressing
+    Replay at once must not both pass the "not replayed yet" check."""
+    # The two-key form: its own key space, apart from the one-key locks of relays and
+    # migrations in the same database.
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('console.replay'), hashtext($1))", letter_id
+    )
+
+
+async def record_replay(
+    conn: Connection, letter_id: str, failed_at: datetime, principal: str, forced: bool
+) -> None:
+    await conn.execute(
+        """INSERT INTO dead_letter_replays (letter_id, failed_at, principal, forced)
+           VALUES ($1, $2, $3, $4)""",
+        letter_id,
+        failed_at,
+        principal,
+        forced,
+    )

@@ -15,6 +15,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from services.console import auth, store
 from services.console.backends import ApiProblem, Backends
+from services.console.dead_letters import DeadLetters
 from services.console.feed import LiveFeed
 from services.console.settings import ConsoleSettings
 from shared.runtime import ServiceRuntime
@@ -41,6 +42,7 @@ class Console:
     backends: Backends
     feed: LiveFeed
     templates: Environment
+    dead_letters: DeadLetters
 
 
 def make_templates() -> Environment:

@@ -15,6 +15,7 @@ DEFAULT_URLS = {
     "scheduler": "http://127.0.0.1:8083",
     "collector": "http://127.0.0.1:8084",
     "notifier": "http://127.0.0.1:8085",
+    "console": "http://127.0.0.1:8086",
 }
 
 

@@ -29,6 +29,7 @@ _GROUPS = (
     ("services.token.cli", "tokens"),
     ("services.collector.cli", "collections"),
     ("services.notifier.cli", "notifications"),
+    ("services.console.cli", "dlq"),
 )
 
 for module_name, group in _GROUPS:

@@ -8,6 +8,7 @@ only with AMC_CONSOLE_SCREENSHOTS=docs/console, so a test run leaves the work tr
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import shutil
@@ -31,6 +32,7 @@ from amclocal.demo import DEMO
 from amclocal.simulator.control import SimControl
 from amclocal.stack import ServiceStack
 from tests.support.http import serve_app
+from tests.support.kafka import TopicReader, produce
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -142,7 +144,15 @@ async def test_sign_in_is_required_and_changes_need_the_csrf_token(
         assert "samesite=strict" in cookie
         forged = await http.post("/schedules/new", data={"cron": "* * * * *"})
         assert forged.status_code == 403
-        for path in ("/", "/schedules", "/users", "/executions", "/collections", "/audit"):
+        for path in (
+            "/",
+            "/schedules",
+            "/users",
+            "/executions",
+            "/collections",
+            "/dead-letters",
+            "/audit",
+        ):
             page = await http.get(path)
             assert page.status_code == 200, path
             assert stack.keys["API_KEY"] not in page.text, path
@@ -276,3 +286,63 @@ async def test_connect_an_amazon_account(
     # The state is single-use: replaying the callback is refused.
     await page.goto(f"/oauth/callback?{urlencode({'code': code, 'state': lwa.seen['state'][0]})}")
     await expect(page.locator("#connect-result")).to_contain_text("unknown, used or expired")
+
+
+async def test_dead_letter_is_listed_and_replayed(
+    browser: Browser, console: str, stack: ServiceStack
+) -> None:
+    # An execution request without its run: the poller refuses it and dead-letters it.
+    request_id = f"e2e-bad-{uuid.uuid4().hex[:6]}"
+    source = stack.topics.name("execution.requested")
+    bad = {
+        "event_id": str(uuid.uuid4()),
+        "occurred_at": "2026-01-01T00:00:00Z",
+        "schema_version": 1,
+        "request_id": request_id,
+        "origin": {"kind": "external", "id": request_id},
+    }
+    await produce(stack.bootstrap, source, [json.dumps(bad).encode()], key=request_id.encode())
+    auth = {"Authorization": f"Bearer {stack.keys['API_KEY']}"}
+    async with httpx.AsyncClient(base_url=console, headers=auth) as http:
+        letter = None
+        for _ in range(200):
+            listed = await http.get("/api/dead-letters", params={"topic": "execution.requested"})
+            letter = next((x for x in listed.json()["letters"] if x["key"] == request_id), None)
+            if letter:
+                break
+            await asyncio.sleep(0.3)
+        assert letter, "the poller never dead-lettered the request"
+    assert "run: Field required" in letter["reason"]
+
+    page = await signed_in(browser, console, stack, viewport={"width": 390, "height": 844})
+    await expect(page.locator("#dead-letters")).to_have_text(re.compile(r"^[1-9]\d*$"))
+    await (
+        page.get_by_role("navigation", name="Main").get_by_role("link", name="Dead letters").click()
+    )
+    await page.get_by_label("Topic").select_option("execution.requested")
+    await page.get_by_role("button", name="Filter").click()
+    row = page.locator(f'tr[data-letter="{letter["id"]}"]')
+    await expect(row).to_contain_text("run: Field required")
+    await expect(row.locator("td.replayed")).to_have_text("not replayed")
+    # By keyboard: focus the letter's checkbox, tick it with Space, submit with Enter.
+    box = page.get_by_label(f"Choose letter {letter['id']}")
+    await box.focus()
+    await page.keyboard.press("Space")
+    await expect(box).to_be_checked()
+    await shot(page, "dead-letters-phone")
+    await page.get_by_role("button", name="Replay selected").focus()
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#replay-result")).to_contain_text(f"{letter['id']}: replayed")
+    await expect(row.locator("td.replayed")).to_contain_text("replayed by e2e operator")
+
+    async with TopicReader(stack.bootstrap, source) as reader:
+        records = await reader.wait_for(
+            lambda rs: any(r.headers.get("x-replay-of") == letter["id"] for r in rs),
+            what="the replayed record",
+        )
+    [replayed] = [r for r in records if r.headers.get("x-replay-of") == letter["id"]]
+    assert replayed.key == request_id.encode()
+    assert json.loads(replayed.value) == bad
+
+    await page.goto("/audit")
+    await expect(page.locator("tbody")).to_contain_text("dead_letter.replay")

@@ -1,5 +1,6 @@
 """The overview: services' readiness, failed runs of the last day, users to re-authorize,
-and the live event feed (also served here, as text/event-stream, for every page)."""
+dead letters kept, and the live event feed (also served here, as text/event-stream, for
+every page)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
 
@@ -35,11 +37,21 @@ async def _failed_last_day(console: Any) -> int | str:
     return f"{len(recent)}+" if len(page["executions"]) == 1000 else len(recent)
 
 
+async def _dead_letters(console: Any) -> int | str:
+    """Letters the dlq topics keep, counted from their offsets (no record is read)."""
+    try:
+        count: int = await console.dead_letters.count()
+    except (KafkaError, TimeoutError) as exc:
+        return f"unknown ({type(exc).__name__})"
+    return count
+
+
 @router.get("/", response_class=HTMLResponse)
 async def overview(request: Request, console: ConsoleDep, principal: PrincipalDep) -> HTMLResponse:
-    readiness, failed = await asyncio.gather(
+    readiness, failed, dead_letters = await asyncio.gather(
         asyncio.gather(*(console.backends.ready(s) for s in SERVICES)),
         _failed_last_day(console),
+        _dead_letters(console),
     )
     try:
         tokens = await console.backends.get("token", "/tokens/summary")
@@ -52,6 +64,7 @@ async def overview(request: Request, console: ConsoleDep, principal: PrincipalDe
         principal,
         services=list(zip(SERVICES, readiness, strict=True)),
         failed=failed,
+        dead_letters=dead_letters,
         tokens=tokens,
         recent=list(console.feed.recent),
     )
