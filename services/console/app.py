@@ -13,7 +13,17 @@ from fastapi.staticfiles import StaticFiles
 from services.console import auth
 from services.console.backends import ApiProblem, Backends
 from services.console.feed import LiveFeed
-from services.console.pages import audit, collections, executions, overview, schedules, session
+from services.console.pages import (
+    audit,
+    collections,
+    executions,
+    instances,
+    overview,
+    rules,
+    schedules,
+    session,
+    workflows,
+)
 from services.console.pages import users as users_pages
 from services.console.settings import ConsoleSettings
 from services.console.web import Console, make_templates, render
@@ -69,6 +79,8 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     console = Console(runtime, settings, runtime.backends, runtime.feed, make_templates())
     app.state.console = console
     for module in (session, overview, schedules, collections, executions, users_pages, audit):
+        app.include_router(module.router, include_in_schema=False)
+    for module in (instances, workflows, rules):
         app.include_router(module.router, include_in_schema=False)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

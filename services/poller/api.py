@@ -9,7 +9,7 @@ from uuid import UUID
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from opentelemetry import trace
 from opentelemetry.trace import Link
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from services.poller import flow, logic, store, tracing
 from services.poller.store import ExecRow
@@ -39,6 +39,11 @@ class ExecutionView(BaseModel):
     user_id: str
     instance_id: str
     workflow_id: str
+    workflow_version: int | None = Field(
+        default=None,
+        description="The version pushed through /workflows that this execution ran (null: ad "
+        "hoc, or a workflow saved elsewhere)",
+    )
     run: WorkflowRun
     amc_execution_id: str | None
     amc_status: str | None
@@ -77,6 +82,7 @@ class ExecutionView(BaseModel):
             user_id=row.user_id,
             instance_id=row.instance_id,
             workflow_id=row.run.workflow_id,
+            workflow_version=row.workflow_version,
             run=row.run,
             amc_execution_id=row.amc_execution_id,
             amc_status=row.amc_status,
@@ -107,6 +113,7 @@ async def list_executions(
     instance_id: Annotated[str | None, Query(min_length=1)] = None,
     origin_kind: OriginKind | None = None,
     origin_id: Annotated[str | None, Query(min_length=1)] = None,
+    workflow_id: Annotated[str | None, Query(min_length=1)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> ExecutionList:
@@ -119,6 +126,7 @@ async def list_executions(
             instance_id=instance_id,
             origin_kind=origin_kind.value if origin_kind else None,
             origin_id=origin_id,
+            workflow_id=workflow_id,
             limit=limit,
             offset=offset,
         )

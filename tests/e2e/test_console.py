@@ -126,23 +126,48 @@ async def shot(page: Page, name: str) -> None:
     await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
+def signin_token(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found, "the sign-in form has no CSRF field"
+    return found.group(1)
+
+
 async def test_sign_in_is_required_and_changes_need_the_csrf_token(
     console: str, stack: ServiceStack
 ) -> None:
     async with httpx.AsyncClient(base_url=console, follow_redirects=False) as http:
         assert (await http.get("/schedules")).status_code == 303
-        wrong = await http.post("/signin", data={"name": "x", "api_key": "not-the-key"})
+        key = stack.keys["API_KEY"]
+        # Without the sign-in form's own token (cookie and field), even the right key fails.
+        forged_signin = await http.post("/signin", data={"name": "x", "api_key": key})
+        assert forged_signin.status_code == 403
+        token = signin_token((await http.get("/signin")).text)
+        wrong = await http.post(
+            "/signin", data={"name": "x", "api_key": "not-the-key", "csrf": token}
+        )
         assert wrong.status_code == 401
+        token = signin_token(wrong.text)
         ok = await http.post(
-            "/signin", data={"name": "curl", "api_key": stack.keys["API_KEY"], "next": "/"}
+            "/signin", data={"name": "curl", "api_key": key, "next": "/", "csrf": token}
         )
         assert ok.status_code == 303
-        cookie = ok.headers["set-cookie"].lower()
+        cookies = ok.headers.get_list("set-cookie")
+        cookie = next(c for c in cookies if c.startswith("amc_console=")).lower()
         assert "httponly" in cookie
         assert "samesite=strict" in cookie
         forged = await http.post("/schedules/new", data={"cron": "* * * * *"})
         assert forged.status_code == 403
-        for path in ("/", "/schedules", "/users", "/executions", "/collections", "/audit"):
+        for path in (
+            "/",
+            "/schedules",
+            "/users",
+            "/executions",
+            "/collections",
+            "/audit",
+            "/instances",
+            "/workflows",
+            "/rules",
+        ):
             page = await http.get(path)
             assert page.status_code == 200, path
             assert stack.keys["API_KEY"] not in page.text, path
