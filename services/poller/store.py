@@ -504,6 +504,15 @@ async def list_executions(
     return _rows(records)
 
 
+async def count_completed(conn: Connection, status: str, completed_after: datetime) -> int:
+    found: int = await conn.fetchval(
+        "SELECT count(*) FROM executions WHERE status = $1 AND completed_at > $2",
+        status,
+        completed_after,
+    )
+    return found
+
+
 # --- keeping leases alive ----------------------------------------------------------------
 
 
