@@ -7,6 +7,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 
+def _is_hostname(host: str) -> bool:
+    # Several apprise schemes put a token where the host goes (slack://TokenA/...,
+    # discord://webhook_id/...): only a dotted name, an IP address or localhost is shown.
+    return "." in host or ":" in host or host == "localhost"
+
+
 def redact_url(url: str) -> str:
     """Scheme and host of a channel URL, nothing else. The notifier answers redacted URLs
     already; the console redacts again so that a change there can never put an apprise URL's
@@ -19,7 +25,7 @@ def redact_url(url: str) -> str:
     scheme = parts.scheme.lower()
     if not scheme or not scheme.isascii() or not scheme.replace("+", "").isalnum():
         return "…"
-    return f"{scheme}://{host or '…'}/…"
+    return f"{scheme}://{host if _is_hostname(host) else '…'}/…"
 
 
 def limits_text(instance: Mapping[str, Any]) -> str:

@@ -19,7 +19,10 @@ SECRETS = ("hunter2", "T0KEN", "B0T", "xoxb", "ops-user", "passw0rd", "s3cr3t")
             "mailtos://ops-user:hunter2@smtp.example.com?to=ops@example.com",
             "mailtos://smtp.example.com/…",
         ),
-        ("slack://T0KEN/B0T/xoxb-s3cr3t", "slack://t0ken/…"),
+        ("slack://T0KEN/B0T/xoxb-s3cr3t", "slack://…/…"),
+        ("discord://1234567/WebhookT0ken", "discord://…/…"),
+        ("json://localhost:8000/T0KEN", "json://localhost/…"),
+        ("jsons://[::1]:8443/T0KEN", "jsons://::1/…"),
         (
             "jsons://ops-user:passw0rd@hooks.example.com:8443/path/s3cr3t?key=s3cr3t",
             "jsons://hooks.example.com/…",
