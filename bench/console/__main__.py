@@ -177,6 +177,8 @@ def pages(ids: dict[str, str], big_collection: str, args: argparse.Namespace) ->
         "executions": "/executions",
         "executions?status=FAILED&instance_id": "/executions?status=FAILED&instance_id=benchinst7",
         "executions?instance_id&offset=1000": "/executions?instance_id=benchinst3&offset=1000",
+        # An instance with few executions: the newest-first scan finds no early match.
+        "executions?instance_id (rare)": f"/executions?instance_id={demo}",
         "execution": f"/executions/{ids['execution']}",
         "users": "/users",
         "instances": "/instances",

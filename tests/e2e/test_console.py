@@ -301,3 +301,38 @@ async def test_connect_an_amazon_account(
     # The state is single-use: replaying the callback is refused.
     await page.goto(f"/oauth/callback?{urlencode({'code': code, 'state': lwa.seen['state'][0]})}")
     await expect(page.locator("#connect-result")).to_contain_text("unknown, used or expired")
+
+
+async def test_instances_workflows_and_rules_pages(
+    browser: Browser, console: str, stack: ServiceStack
+) -> None:
+    name = f"ops-{uuid.uuid4().hex[:6]}"
+    secret_url = "json://ops:Pa55word@hooks.example.com/hook/T0kenValue?key=K3yValue"
+    async with httpx.AsyncClient(
+        headers={"Authorization": f"Bearer {stack.keys['API_KEY']}"}
+    ) as http:
+        made = await http.post(
+            f"{stack.url('notifier')}/notifications/rules",
+            json={"name": name, "url": secret_url, "filter": {"statuses": ["FAILED"]}},
+        )
+        assert made.status_code == 201, made.text
+
+    page = await signed_in(browser, console, stack, viewport={"width": 390, "height": 844})
+    await page.get_by_role("link", name="Instances").click()
+    await page.get_by_role("link", name=DEMO.instance_id, exact=True).click()
+    await expect(page.locator("#advertiser")).to_have_text(DEMO.advertiser_id)
+    await expect(page.locator("#limits")).to_have_text("global defaults")
+    await page.get_by_role("link", name="Saved workflows").click()
+    await page.get_by_role("link", name=DEMO.workflow_id, exact=True).click()
+    await expect(page.get_by_role("heading", name=f"Workflow {DEMO.workflow_id}")).to_be_visible()
+    await expect(page.locator("#sql")).to_contain_text("sponsored_ads_traffic")
+    await shot(page, "workflow-phone")
+
+    await page.get_by_role("link", name="Notification rules").click()
+    row = page.locator("tr", has_text=name)
+    await expect(row).to_contain_text("json://hooks.example.com/…")
+    await page.get_by_role("link", name=name).click()
+    await expect(page.locator("#channel")).to_contain_text("json://hooks.example.com/…")
+    html = await page.content()
+    for secret in ("Pa55word", "T0kenValue", "K3yValue", stack.keys["API_KEY"]):
+        assert secret not in html

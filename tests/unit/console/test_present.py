@@ -65,7 +65,11 @@ def test_limits_text() -> None:
     )
 
 
-VERSIONS = [{"version": 1, "sql_query": "a"}, {"version": 3, "sql_query": "c"}, {"version": 2}]
+VERSIONS: list[dict[str, Any]] = [
+    {"version": 1, "sql_query": "a"},
+    {"version": 3, "sql_query": "c"},
+    {"version": 2},
+]
 
 
 def test_pick_version_defaults_to_the_latest() -> None:
