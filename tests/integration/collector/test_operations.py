@@ -87,10 +87,17 @@ async def test_cancel_lets_weeks_in_flight_finish_and_requests_no_more(
         assert cancelled["finished_at"] is None  # weeks still in flight
         assert cancelled["progress"]["counts"]["CANCELLED"] == 8
         assert cancelled["progress"]["in_flight"] == 2
+        # The list computes every collection's progress in one query: the same as one by one.
+        [listed] = (await collector.http.get("/collections")).json()
+        assert listed["progress"] == cancelled["progress"]
 
         poller.release()
         done = await collector.wait_status(cid, "CANCELLED")
         assert done["progress"]["counts"]["SUCCEEDED"] == 2
+        [listed_done] = [
+            c for c in (await collector.http.get("/collections")).json() if c["id"] == cid
+        ]
+        assert listed_done["progress"] == done["progress"]
         assert len(poller.executions) == 2
         async with TopicReader(
             kafka_bootstrap, collector.topics.name(CollectionCompleted.topic)
