@@ -61,6 +61,22 @@ async def test_invalid_collections_answer_422_naming_the_field(
         listed = (await collector.http.get("/collections")).json()
         assert listed == []
 
+        # The list computes its collections' progress in one query: each as shown alone
+        # (compared until no week moved in between; totals differ, so a mix-up would show).
+        made = [
+            (await collector.create(end_date=end))["id"] for end in ("2024-01-14", "2024-01-21")
+        ]
+        for _ in range(50):
+            alone = {c: (await collector.get(c))["progress"] for c in made}
+            together = {
+                c["id"]: c["progress"] for c in (await collector.http.get("/collections")).json()
+            }
+            if together == alone:
+                break
+            await asyncio.sleep(0.1)
+        assert together == alone
+        assert [alone[c]["total"] for c in made] == [2, 3]
+
         missing = await collector.http.get(f"/collections/{uuid.uuid4()}")
         assert missing.status_code == 404
         anonymous = await httpx.AsyncClient(base_url=collector.url).get("/collections")
