@@ -13,18 +13,11 @@ from fastapi.staticfiles import StaticFiles
 from services.console import auth
 from services.console.backends import ApiProblem, Backends
 from services.console.feed import LiveFeed
-from services.console.pages import (
-    audit,
-    collections,
-    executions,
-    instances,
-    overview,
-    rules,
-    schedules,
-    session,
-    workflows,
-)
+from services.console.pages import audit, collections, executions, overview, schedules, session
+from services.console.pages import instances as instance_pages
+from services.console.pages import rules as rule_pages
 from services.console.pages import users as users_pages
+from services.console.pages import workflows as workflow_pages
 from services.console.settings import ConsoleSettings
 from services.console.web import Console, make_templates, render
 from shared.config import ServiceSettings
@@ -80,7 +73,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     app.state.console = console
     for module in (session, overview, schedules, collections, executions, users_pages, audit):
         app.include_router(module.router, include_in_schema=False)
-    for module in (instances, workflows, rules):
+    for module in (instance_pages, workflow_pages, rule_pages):
         app.include_router(module.router, include_in_schema=False)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
