@@ -153,6 +153,10 @@ def _settings(request: Request) -> CollectorSettings:
 async def _out(conn: Connection, c: CollectionRow) -> CollectionOut:
     counts = await store.week_counts(conn, c.id)
     mean = await store.mean_week_seconds(conn, c.id)
+    return _view(c, counts, mean)
+
+
+def _view(c: CollectionRow, counts: dict[str, int], mean: float | None) -> CollectionOut:
     p = progress(
         counts,
         total=c.weeks_total,
@@ -273,7 +277,8 @@ async def list_collections(
 ) -> list[CollectionOut]:
     async with runtime_of(request).pool.acquire() as conn:
         rows = await store.list_collections(conn, status=status_, limit=limit, offset=offset)
-        return [await _out(conn, c) for c in rows]
+        progress_of = await store.progress_of(conn, [c.id for c in rows])
+    return [_view(c, *progress_of[c.id]) for c in rows]
 
 
 @router.get("/{collection_id}", response_model=CollectionOut)

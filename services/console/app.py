@@ -23,7 +23,10 @@ from services.console.pages import (
     schedules,
     session,
 )
+from services.console.pages import instances as instance_pages
+from services.console.pages import rules as rule_pages
 from services.console.pages import users as users_pages
+from services.console.pages import workflows as workflow_pages
 from services.console.settings import ConsoleSettings
 from services.console.web import Console, make_templates, render
 from shared.config import ServiceSettings
@@ -89,6 +92,8 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     for module in (*pages, audit):
         app.include_router(module.router, include_in_schema=False)
     app.include_router(api.router)
+    for module in (instance_pages, workflow_pages, rule_pages):
+        app.include_router(module.router, include_in_schema=False)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     headers = security_headers_for(settings)

@@ -4,6 +4,12 @@ The cookie is `<random id>.<HMAC-SHA256 of the id>`; the database keeps only the
 so neither a copy of the table nor a forged cookie opens a session. Cookies are HttpOnly and
 SameSite=Strict (no other site can make the browser send them); every POST also carries the
 session's CSRF token from its form, compared in constant time.
+
+The sign-in form comes before any session, so it has a defence of its own (against login
+CSRF: another site signing the browser in as someone else): GET /signin sets a short-lived
+SameSite=Strict cookie holding a signed random nonce, and the form carries an HMAC of that
+nonce. A POST needs both, matching: another site can neither read the cookie nor compute the
+HMAC without the console's key.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from services.console.settings import ConsoleSettings
 from shared.runtime import ServiceRuntime
 
 COOKIE = "amc_console"
+SIGNIN_COOKIE = "amc_console_signin"
+SIGNIN_TTL_S = 3600
 
 
 @dataclass(frozen=True)
@@ -140,3 +148,33 @@ def bearer(settings: ConsoleSettings, request: Request) -> Principal | None:
     if scheme.lower() != "bearer" or not api_key_matches(settings, token.strip()):
         return None
     return Principal(API_KEY_PRINCIPAL, "bearer", "")
+
+
+def _signin_field(key: bytes, nonce: str) -> str:
+    # A different message than the cookie's signature: the field is not the cookie's value.
+    return _sign(key, f"signin-form:{nonce}")
+
+
+def new_signin_token(key: bytes) -> tuple[str, str]:
+    """(cookie value, form field) for one sign-in form."""
+    nonce = secrets.token_urlsafe(24)
+    return f"{nonce}.{_sign(key, nonce)}", _signin_field(key, nonce)
+
+
+def signin_token_ok(key: bytes, cookie: str | None, given: str | None) -> bool:
+    nonce = unsign(key, cookie)
+    if nonce is None or not given:
+        return False
+    return hmac.compare_digest(_signin_field(key, nonce).encode(), given.encode())
+
+
+def set_signin_cookie(settings: ConsoleSettings, response: Response, value: str) -> None:
+    response.set_cookie(
+        SIGNIN_COOKIE,
+        value,
+        max_age=SIGNIN_TTL_S,
+        httponly=True,
+        samesite="strict",
+        secure=settings.secure_cookies,
+        path="/signin",
+    )

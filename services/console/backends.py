@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import quote
 
 import httpx
 
@@ -46,6 +47,10 @@ def _problem(service: str, response: httpx.Response) -> ApiProblem:
         message = "; ".join(f"{k}: {v}" for k, v in fields.items())
         return ApiProblem(service, response.status_code, message, fields)
     return ApiProblem(service, response.status_code, str(detail))
+
+
+def _seg(value: str) -> str:
+    return quote(value, safe="")
 
 
 class Backends:
@@ -97,6 +102,37 @@ class Backends:
 
     async def post(self, service: Service, path: str, body: Any = None) -> Any:
         return await self.call(service, "POST", path, json=body)
+
+    # Reads of the registry pages. Ids go into paths quoted: an instance or workflow id is
+    # the operator's text and must not add path segments.
+
+    async def instances(self) -> list[dict[str, Any]]:
+        answer: list[dict[str, Any]] = (await self.get("poller", "/instances"))["instances"]
+        return answer
+
+    async def instance(self, instance_id: str) -> dict[str, Any]:
+        answer: dict[str, Any] = await self.get("poller", f"/instances/{_seg(instance_id)}")
+        return answer
+
+    async def workflows(self, instance_id: str) -> list[dict[str, Any]]:
+        """The instance's saved workflows (the poller asks AMC), with versions pushed."""
+        answer = await self.get("poller", f"/workflows/{_seg(instance_id)}")
+        workflows: list[dict[str, Any]] = answer["workflows"]
+        return workflows
+
+    async def workflow(self, instance_id: str, workflow_id: str) -> dict[str, Any]:
+        path = f"/workflows/{_seg(instance_id)}/{_seg(workflow_id)}"
+        answer: dict[str, Any] = await self.get("poller", path)
+        return answer
+
+    async def rules(self) -> list[dict[str, Any]]:
+        answer: list[dict[str, Any]] = await self.get("notifier", "/notifications/rules")
+        return answer
+
+    async def rule(self, rule_id: str) -> dict[str, Any]:
+        path = f"/notifications/rules/{_seg(rule_id)}"
+        answer: dict[str, Any] = await self.get("notifier", path)
+        return answer
 
     async def ready(self, service: Service) -> tuple[bool, str]:
         """A service's /readyz: (ready, what it said), never raising."""

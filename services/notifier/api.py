@@ -153,6 +153,15 @@ async def list_rules(request: Request) -> list[RuleOut]:
         return [_out(r) for r in await store.active_rules(conn)]
 
 
+@router.get("/rules/{rule_id}", response_model=RuleOut)
+async def show_rule(rule_id: UUID, request: Request) -> RuleOut:
+    async with _runtime(request).pool.acquire() as conn:
+        rule = await store.get_rule(conn, rule_id)
+    if rule is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"rule {rule_id} not found")
+    return _out(rule)
+
+
 @router.delete("/rules/{rule_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def remove_rule(rule_id: UUID, request: Request) -> Response:
     """Remove a rule: its pending deliveries are cancelled and its URL erased."""

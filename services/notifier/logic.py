@@ -309,14 +309,21 @@ def channel_of(url: str) -> str:
     return scheme.lower() if sep and scheme else "unknown"
 
 
+def is_hostname(host: str) -> bool:
+    """A real host (a dotted name, an IP address, localhost). Several apprise schemes put a
+    token where the host goes (slack://TokenA/..., discord://webhook_id/..., tgram://bot
+    token/...): such a "host" is a secret too."""
+    return "." in host or ":" in host or host == "localhost"
+
+
 def redact(url: str) -> str:
     """What may be shown of a channel URL: scheme and host. Everything else (user, password,
-    webhook tokens in the path, query) may be a secret."""
+    webhook tokens in the path, query, a token in the host's place) may be a secret."""
     try:
         host = urlsplit(url).hostname or ""
     except ValueError:
         host = ""
-    return f"{channel_of(url)}://{host or '…'}/…"
+    return f"{channel_of(url)}://{host if is_hostname(host) else '…'}/…"
 
 
 def scrub(text: str, url: str) -> str:

@@ -525,6 +525,7 @@ async def list_executions(
     origin_id: str | None,
     limit: int,
     offset: int,
+    workflow_id: str | None = None,
 ) -> list[ExecRow]:
     records = await conn.fetch(
         """SELECT * FROM executions
@@ -533,6 +534,7 @@ async def list_executions(
              AND ($3::text IS NULL OR instance_id = $3)
              AND ($4::text IS NULL OR origin_kind = $4)
              AND ($5::text IS NULL OR origin_id = $5)
+             AND ($8::text IS NULL OR workflow_id = $8)
            ORDER BY created_at DESC, execution_id
            LIMIT $6 OFFSET $7""",
         status,
@@ -542,8 +544,18 @@ async def list_executions(
         origin_id,
         limit,
         offset,
+        workflow_id,
     )
     return _rows(records)
+
+
+async def count_completed(conn: Connection, status: str, completed_after: datetime) -> int:
+    found: int = await conn.fetchval(
+        "SELECT count(*) FROM executions WHERE status = $1 AND completed_at > $2",
+        status,
+        completed_after,
+    )
+    return found
 
 
 # --- keeping leases alive ----------------------------------------------------------------

@@ -128,18 +128,33 @@ async def shot(page: Page, name: str) -> None:
     await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
+def signin_token(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found, "the sign-in form has no CSRF field"
+    return found.group(1)
+
+
 async def test_sign_in_is_required_and_changes_need_the_csrf_token(
     console: str, stack: ServiceStack
 ) -> None:
     async with httpx.AsyncClient(base_url=console, follow_redirects=False) as http:
         assert (await http.get("/schedules")).status_code == 303
-        wrong = await http.post("/signin", data={"name": "x", "api_key": "not-the-key"})
+        key = stack.keys["API_KEY"]
+        # Without the sign-in form's own token (cookie and field), even the right key fails.
+        forged_signin = await http.post("/signin", data={"name": "x", "api_key": key})
+        assert forged_signin.status_code == 403
+        token = signin_token((await http.get("/signin")).text)
+        wrong = await http.post(
+            "/signin", data={"name": "x", "api_key": "not-the-key", "csrf": token}
+        )
         assert wrong.status_code == 401
+        token = signin_token(wrong.text)
         ok = await http.post(
-            "/signin", data={"name": "curl", "api_key": stack.keys["API_KEY"], "next": "/"}
+            "/signin", data={"name": "curl", "api_key": key, "next": "/", "csrf": token}
         )
         assert ok.status_code == 303
-        cookie = ok.headers["set-cookie"].lower()
+        cookies = ok.headers.get_list("set-cookie")
+        cookie = next(c for c in cookies if c.startswith("amc_console=")).lower()
         assert "httponly" in cookie
         assert "samesite=strict" in cookie
         forged = await http.post("/schedules/new", data={"cron": "* * * * *"})
@@ -152,6 +167,9 @@ async def test_sign_in_is_required_and_changes_need_the_csrf_token(
             "/collections",
             "/dead-letters",
             "/audit",
+            "/instances",
+            "/workflows",
+            "/rules",
         ):
             page = await http.get(path)
             assert page.status_code == 200, path
@@ -346,3 +364,38 @@ async def test_dead_letter_is_listed_and_replayed(
 
     await page.goto("/audit")
     await expect(page.locator("tbody")).to_contain_text("dead_letter.replay")
+
+
+async def test_instances_workflows_and_rules_pages(
+    browser: Browser, console: str, stack: ServiceStack
+) -> None:
+    name = f"ops-{uuid.uuid4().hex[:6]}"
+    secret_url = "json://ops:Pa55word@hooks.example.com/hook/T0kenValue?key=K3yValue"
+    async with httpx.AsyncClient(
+        headers={"Authorization": f"Bearer {stack.keys['API_KEY']}"}
+    ) as http:
+        made = await http.post(
+            f"{stack.url('notifier')}/notifications/rules",
+            json={"name": name, "url": secret_url, "filter": {"statuses": ["FAILED"]}},
+        )
+        assert made.status_code == 201, made.text
+
+    page = await signed_in(browser, console, stack, viewport={"width": 390, "height": 844})
+    await page.get_by_role("link", name="Instances").click()
+    await page.get_by_role("link", name=DEMO.instance_id, exact=True).click()
+    await expect(page.locator("#advertiser")).to_have_text(DEMO.advertiser_id)
+    await expect(page.locator("#limits")).to_have_text("global defaults")
+    await page.get_by_role("link", name="Saved workflows").click()
+    await page.get_by_role("link", name=DEMO.workflow_id, exact=True).click()
+    await expect(page.get_by_role("heading", name=f"Workflow {DEMO.workflow_id}")).to_be_visible()
+    await expect(page.locator("#sql")).to_contain_text("sponsored_ads_traffic")
+    await shot(page, "workflow-phone")
+
+    await page.get_by_role("link", name="Notification rules").click()
+    row = page.locator("tr", has_text=name)
+    await expect(row).to_contain_text("json://hooks.example.com/…")
+    await page.get_by_role("link", name=name).click()
+    await expect(page.locator("#channel")).to_contain_text("json://hooks.example.com/…")
+    html = await page.content()
+    for secret in ("Pa55word", "T0kenValue", "K3yValue", stack.keys["API_KEY"]):
+        assert secret not in html

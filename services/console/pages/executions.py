@@ -41,7 +41,9 @@ ORIGINS = ("schedule", "collection", "external")
 async def list_executions(
     request: Request, console: ConsoleDep, principal: PrincipalDep
 ) -> HTMLResponse:
-    query = filters(request, "status", "instance_id", "user_id", "origin_kind", "origin_id")
+    query = filters(
+        request, "status", "instance_id", "workflow_id", "user_id", "origin_kind", "origin_id"
+    )
     offset, limit = offset_of(request), console.settings.page_size
     page = await console.backends.get("poller", "/executions", **query, limit=limit, offset=offset)
     items = page["executions"]

@@ -22,19 +22,17 @@ KEEPALIVE_S = 15.0
 
 
 async def _failed_last_day(console: Any) -> int | str:
-    """FAILED runs completed in the last 24 h; the poller lists newest first, so a page of
-    1000 covers any sane day (the count says "1000+" beyond)."""
+    """FAILED runs completed in the last 24 h, counted by the poller (listing them to count
+    took most of the page's time with 100,000 executions: bench/console)."""
+    since = datetime.now(UTC) - timedelta(hours=24)
     try:
-        page = await console.backends.get("poller", "/executions", status="FAILED", limit=1000)
+        answer = await console.backends.get(
+            "poller", "/executions/count", status="FAILED", completed_after=since.isoformat()
+        )
     except ApiProblem as problem:
         return f"unknown ({problem.message})"
-    since = datetime.now(UTC) - timedelta(hours=24)
-    recent = [
-        e
-        for e in page["executions"]
-        if datetime.fromisoformat(e["completed_at"] or e["updated_at"]) >= since
-    ]
-    return f"{len(recent)}+" if len(page["executions"]) == 1000 else len(recent)
+    count: int = answer["count"]
+    return count
 
 
 async def _dead_letters(console: Any) -> int | str:

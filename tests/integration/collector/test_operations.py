@@ -61,6 +61,22 @@ async def test_invalid_collections_answer_422_naming_the_field(
         listed = (await collector.http.get("/collections")).json()
         assert listed == []
 
+        # The list computes its collections' progress in one query: each as shown alone
+        # (compared until no week moved in between; totals differ, so a mix-up would show).
+        made = [
+            (await collector.create(end_date=end))["id"] for end in ("2024-01-14", "2024-01-21")
+        ]
+        for _ in range(50):
+            alone = {c: (await collector.get(c))["progress"] for c in made}
+            together = {
+                c["id"]: c["progress"] for c in (await collector.http.get("/collections")).json()
+            }
+            if together == alone:
+                break
+            await asyncio.sleep(0.1)
+        assert together == alone
+        assert [alone[c]["total"] for c in made] == [2, 3]
+
         missing = await collector.http.get(f"/collections/{uuid.uuid4()}")
         assert missing.status_code == 404
         anonymous = await httpx.AsyncClient(base_url=collector.url).get("/collections")
@@ -87,10 +103,17 @@ async def test_cancel_lets_weeks_in_flight_finish_and_requests_no_more(
         assert cancelled["finished_at"] is None  # weeks still in flight
         assert cancelled["progress"]["counts"]["CANCELLED"] == 8
         assert cancelled["progress"]["in_flight"] == 2
+        # The list computes every collection's progress in one query: the same as one by one.
+        [listed] = (await collector.http.get("/collections")).json()
+        assert listed["progress"] == cancelled["progress"]
 
         poller.release()
         done = await collector.wait_status(cid, "CANCELLED")
         assert done["progress"]["counts"]["SUCCEEDED"] == 2
+        [listed_done] = [
+            c for c in (await collector.http.get("/collections")).json() if c["id"] == cid
+        ]
+        assert listed_done["progress"] == done["progress"]
         assert len(poller.executions) == 2
         async with TopicReader(
             kafka_bootstrap, collector.topics.name(CollectionCompleted.topic)

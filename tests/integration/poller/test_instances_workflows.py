@@ -7,6 +7,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -246,6 +247,25 @@ async def test_workflows_are_pushed_versioned_run_and_deleted(
     assert rows["weekly-report"]["workflow_version"] == 2
     [adhoc] = [r for w, r in rows.items() if w.startswith("adhoc:")]
     assert adhoc["workflow_version"] is None
+    # The API shows the version and filters by workflow (the console's workflow page).
+    listed = await poller.http.get(
+        "/executions", params={"instance_id": instance, "workflow_id": "weekly-report"}
+    )
+    assert [e["workflow_version"] for e in listed.json()["executions"]] == [2]
+    since = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    counted = await poller.http.get(
+        "/executions/count", params={"status": "SUCCEEDED", "completed_after": since}
+    )
+    assert counted.json() == {"count": 2}
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    counted = await poller.http.get(
+        "/executions/count", params={"status": "SUCCEEDED", "completed_after": later}
+    )
+    assert counted.json() == {"count": 0}
+    naive = await poller.http.get(
+        "/executions/count", params={"status": "FAILED", "completed_after": "2024-01-01T00:00"}
+    )
+    assert naive.status_code == 422
     creates = await simulator.requests(instance, RouteKind.CREATE)
     assert sorted(creates, key=lambda c: c.sql_query or "")[1].sql_query == (
         "SELECT 1 FROM dsp_impressions"

@@ -153,7 +153,10 @@ def test_retry_delays_double_up_to_the_cap() -> None:
 @pytest.mark.parametrize(
     ("url", "shown", "channel"),
     [
-        ("slack://T1/B2/XoXoSecret", "slack://t1/…", "slack"),
+        ("slack://T1/B2/XoXoSecret", "slack://…/…", "slack"),
+        ("discord://123456/WebhookT0ken", "discord://…/…", "discord"),
+        ("json://localhost:8000/hook", "json://localhost/…", "json"),
+        ("json://10.0.0.7/hook", "json://10.0.0.7/…", "json"),
         (
             "mailtos://me:hunter22@smtp.example.com?to=a@b.c",
             "mailtos://smtp.example.com/…",

@@ -1,0 +1,77 @@
+"""Pure helpers the registry pages use to present what the APIs answer (no I/O)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+
+def _is_hostname(host: str) -> bool:
+    # Several apprise schemes put a token where the host goes (slack://TokenA/...,
+    # discord://webhook_id/...): only a dotted name, an IP address or localhost is shown.
+    return "." in host or ":" in host or host == "localhost"
+
+
+def redact_url(url: str) -> str:
+    """Scheme and host of a channel URL, nothing else. The notifier answers redacted URLs
+    already; the console redacts again so that a change there can never put an apprise URL's
+    password or webhook token on a page."""
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname or ""
+    except ValueError:
+        return "…"
+    scheme = parts.scheme.lower()
+    if not scheme or not scheme.isascii() or not scheme.replace("+", "").isalnum():
+        return "…"
+    return f"{scheme}://{host if _is_hostname(host) else '…'}/…"
+
+
+def limits_text(instance: Mapping[str, Any]) -> str:
+    """An instance's own limits, or that the poller's global ones apply."""
+    parts = []
+    if instance.get("max_running") is not None:
+        parts.append(f"{instance['max_running']} running at once")
+    if instance.get("requests_per_second") is not None:
+        parts.append(f"{instance['requests_per_second']:g} requests/s")
+    return ", ".join(parts) if parts else "global defaults"
+
+
+def pick_version(
+    versions: Sequence[Mapping[str, Any]], wanted: str | None
+) -> Mapping[str, Any] | None:
+    """The version a workflow page shows: the one asked for (`?version=N`), else the latest;
+    None when there is none, or the one asked for does not exist."""
+    if not versions:
+        return None
+    if wanted is None or wanted == "":
+        return max(versions, key=lambda v: int(v["version"]))
+    try:
+        number = int(wanted)
+    except ValueError:
+        return None
+    return next((v for v in versions if int(v["version"]) == number), None)
+
+
+def filter_text(rule_filter: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """A rule's filter as (what, which values) rows; empty lists match anything, so they are
+    left out, and a filter with none given says so."""
+    labels = {
+        "event_types": "Event types",
+        "statuses": "Statuses",
+        "user_ids": "Users",
+        "instance_ids": "Instances",
+        "schedule_ids": "Schedules",
+        "collection_ids": "Collections",
+    }
+    rows = [
+        (labels.get(name, name.replace("_", " ").capitalize()), ", ".join(map(str, values)))
+        for name, values in rule_filter.items()
+        if isinstance(values, list) and values
+    ]
+    return rows or [("Events", "every event")]
+
+
+def short_hash(sha256: str, length: int = 12) -> str:
+    return sha256[:length]

@@ -1,0 +1,113 @@
+"""Pagination links, query filters, timestamps and templates rendered from API answers."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qs
+
+from starlette.requests import Request
+
+from services.console.web import Pager, _when, filters, make_templates, offset_of
+
+
+def request(query: str) -> Request:
+    return Request({"type": "http", "method": "GET", "path": "/", "query_string": query.encode()})
+
+
+def test_pager_with_a_total_links_both_ways_and_keeps_filters() -> None:
+    pager = Pager(offset=25, limit=25, count=25, total=60, query={"state": "PAUSED"})
+    assert pager.prev is not None
+    assert pager.next is not None
+    assert parse_qs(pager.prev[1:]) == {"state": ["PAUSED"], "offset": ["0"]}
+    assert parse_qs(pager.next[1:]) == {"state": ["PAUSED"], "offset": ["50"]}
+    assert pager.label == "26-50 of 60 (page 2 of 3)"
+
+
+def test_pager_edges() -> None:
+    first = Pager(offset=0, limit=25, count=10, total=10, query={})
+    assert first.prev is None
+    assert first.next is None
+    assert first.label == "1-10 of 10 (page 1 of 1)"
+    last = Pager(offset=50, limit=25, count=10, total=60, query={})
+    assert last.next is None
+    assert last.prev == "?offset=25"
+    # An offset not on a page boundary never links to a negative offset.
+    odd = Pager(offset=10, limit=25, count=25, total=None, query={})
+    assert odd.prev == "?offset=0"
+    assert Pager(offset=0, limit=25, count=0, total=0, query={}).label == "nothing to show"
+
+
+def test_pager_without_a_total_guesses_more_from_a_full_page() -> None:
+    assert Pager(0, 25, 25, None, {}).next == "?offset=25"
+    assert Pager(0, 25, 24, None, {}).next is None
+    assert Pager(25, 25, 25, None, {}).label == "26-50 (page 2)"
+
+
+def test_filters_keep_only_named_non_blank_values() -> None:
+    got = filters(
+        request("status=FAILED&instance_id=+&evil=1&user_id=%20ann%20"),
+        "status",
+        "instance_id",
+        "user_id",
+    )
+    assert got == {"status": "FAILED", "user_id": "ann"}
+
+
+def test_offset_of_never_fails_or_goes_negative() -> None:
+    assert offset_of(request("offset=50")) == 50
+    assert offset_of(request("")) == 0
+    assert offset_of(request("offset=-5")) == 0
+    assert offset_of(request("offset=ten")) == 0
+
+
+def test_when_shortens_to_the_minute_and_names_utc() -> None:
+    assert _when("2026-11-30T12:34:56.789+00:00") == "2026-11-30 12:34 UTC"
+    assert _when("2026-11-30T12:34:56Z") == "2026-11-30 12:34 UTC"
+    assert _when("2026-11-30T12:34:56+01:00") == "2026-11-30 12:34"
+    assert _when(None) == "—"
+    assert _when("") == "—"
+
+
+def week(status: str, n: int, execution: str | None = None) -> dict[str, Any]:
+    return {
+        "status": status,
+        "week_start": f"2024-01-{n:02d}",
+        "week_end": f"2024-01-{n + 6:02d}",
+        "execution_id": execution,
+    }
+
+
+def test_the_week_grid_colours_each_week_by_its_state_and_names_it() -> None:
+    collection = {
+        "status": "RUNNING",
+        "progress": {"total": 3, "done": 1, "in_flight": 1, "percent_done": 33},
+    }
+    weeks = [week("SUCCEEDED", 1, "e-1"), week("RUNNING", 8), week("FAILED", 15)]
+    html = make_templates().get_template("_grid.html").render(c=collection, weeks=weeks)
+    for status in ("succeeded", "running", "failed"):
+        assert f'class="week s-{status}"' in html
+    assert html.count('<li class="week') == 3
+    # Colour is never the only signal: each cell says its state in text.
+    assert '<span class="st">FAILED</span>' in html
+    assert 'href="/executions/e-1"' in html
+
+
+def test_registry_templates_escape_what_the_apis_answer() -> None:
+    env = make_templates()
+    instance = {
+        "instance_id": "<script>x</script>",
+        "name": None,
+        "advertiser_id": "A",
+        "marketplace_id": "M",
+        "region": "EU",
+        "sandbox": True,
+        "max_running": None,
+        "requests_per_second": None,
+    }
+    html = env.get_template("instances.html").render(
+        items=[instance], limits_text=lambda i: "global defaults", path="/instances", principal=None
+    )
+    assert "<script>x</script>" not in html
+    assert "&lt;script&gt;" in html
+    assert "global defaults" in html
+    assert ">yes<" in html
