@@ -42,7 +42,11 @@ class Console:
         return [dict(r) for r in rows]
 
     async def sign_in(self, http: httpx.AsyncClient, name: str) -> None:
-        answer = await http.post("/signin", data={"name": name, "api_key": API_KEY, "next": "/"})
+        # As a browser does: the form first, for its sign-in token and cookie.
+        token = csrf_of((await http.get("/signin")).text)
+        answer = await http.post(
+            "/signin", data={"name": name, "api_key": API_KEY, "next": "/", "csrf": token}
+        )
         assert answer.status_code == 303, answer.text
 
 
