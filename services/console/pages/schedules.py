@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from services.console.backends import ApiProblem
+from services.console.pages.collections import OPTIONAL_RUN_FIELDS, drop_blank
 from services.console.web import (
     ConsoleDep,
     Pager,
@@ -23,7 +24,6 @@ from services.console.web import (
     render_form,
     see_other,
 )
-from services.console.pages.collections import OPTIONAL_RUN_FIELDS, drop_blank
 
 router = APIRouter(prefix="/schedules")
 
