@@ -9,7 +9,7 @@ from uuid import UUID
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from opentelemetry import trace
 from opentelemetry.trace import Link
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from services.poller import flow, logic, store, tracing
 from services.poller.store import ExecRow
@@ -38,7 +38,7 @@ class ExecutionView(BaseModel):
     attempt: int
     user_id: str
     instance_id: str
-    workflow_id: str
+    workflow_id: str | None = Field(description="The saved workflow; null for an ad hoc run")
     run: WorkflowRun
     amc_execution_id: str | None
     amc_status: str | None

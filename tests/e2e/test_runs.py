@@ -128,6 +128,14 @@ async def test_an_adhoc_short_form_schedule_runs_its_sql_with_its_options(
     [sent] = [r for r in log if r["sql_query"] == sql and r["status"] < 300]
     assert sent["workflow_id"] is None
     assert (sent["timeout_seconds"], sent["flags"]) == (1800, {"ignoreDataGaps": True})
+    # The poller lists the ad hoc execution (no saved workflow) with the run as asked.
+    listed = await api["poller"].get(
+        "/executions", params={"origin_kind": "schedule", "origin_id": run["id"]}
+    )
+    assert listed.status_code == 200, listed.text
+    [execution] = listed.json()["executions"]
+    assert execution["workflow_id"] is None
+    assert execution["run"]["sql_query"] == sql
 
 
 async def test_a_small_collection_completes_one_execution_per_week(
