@@ -190,6 +190,8 @@ class Operations:
                 merged["sql_query"] = None
             if changes.get("sql_query") is not None and "workflow_id" not in changes:
                 merged["workflow_id"] = None
+            if "options" in changes and changes["options"] is None:
+                changes["options"] = {}  # null clears them: AMC's defaults apply again
             merged.update(changes)
             try:
                 body = ScheduleCreate.model_validate(merged)

@@ -130,7 +130,7 @@ class ScheduleUpdate(BaseModel):
     output_format: Literal["CSV"] | None = None
     parameters: dict[str, JsonValue] | None = None
     options: RunOptions | None = Field(
-        default=None, description="Replaces the run options as a whole"
+        default=None, description="Replaces the run options as a whole; null clears them"
     )
     timezone: str | None = None
     cron: str | None = None

@@ -107,6 +107,9 @@ async def test_an_update_switches_between_workflow_and_sql(scheduler: Scheduler)
     assert to_sql.status_code == 200, to_sql.text
     assert (to_sql.json()["sql_query"], to_sql.json()["workflow_id"]) == (SQL, None)
     assert to_sql.json()["options"]["ignore_data_gaps"] is True
+    cleared = await scheduler.http.patch(f"/schedules/{sid}", json={"options": None})
+    assert cleared.status_code == 200, cleared.text
+    assert cleared.json()["options"] == RunOptions().model_dump()
     short = await scheduler.http.patch(
         f"/schedules/{sid}", json={"advertiser_id": None, "marketplace_id": None}
     )
