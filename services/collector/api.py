@@ -28,22 +28,19 @@ from services.collector.store import CollectionRow, WeekRow
 from shared.dates import check_parameters
 from shared.http import runtime_of
 from shared.outbox import Connection
+from shared.run_target import RunTarget, target_json
 
 router = APIRouter(prefix="/collections", tags=["collections"])
 
-NonEmpty = Annotated[str, Field(min_length=1, max_length=256)]
 
-
-class CollectionCreate(BaseModel):
-    """A historical collection: one workflow run per week of [start_date, end_date]."""
+class CollectionCreate(RunTarget):
+    """A historical collection: one workflow run per week of [start_date, end_date]. It runs
+    a saved workflow (`workflow_id`) or inline SQL (`sql_query`), exactly one; advertiser and
+    marketplace together or neither (the poller's instance registry then gives them);
+    `options` are AMC's run options, passed through to every week's run."""
 
     model_config = ConfigDict(extra="forbid")
 
-    user_id: NonEmpty
-    instance_id: NonEmpty = Field(description="AMC instance id")
-    advertiser_id: NonEmpty
-    marketplace_id: NonEmpty
-    workflow_id: NonEmpty = Field(description="Saved AMC workflow id")
     output_format: str = Field(default="CSV", pattern="^CSV$")
     parameters: dict[str, JsonValue] = Field(
         default_factory=dict,
@@ -242,17 +239,7 @@ async def create_collection(body: CollectionCreate, request: Request) -> Collect
         )
     week_start_day = parse_week_start_day(body.week_start_day)
     assert week_start_day is not None
-    run = body.model_dump(
-        include={
-            "user_id",
-            "instance_id",
-            "advertiser_id",
-            "marketplace_id",
-            "workflow_id",
-            "output_format",
-            "parameters",
-        }
-    )
+    run = target_json(body) | {"parameters": body.parameters}
     collection_id = await _ops(request).create(
         NewCollection(
             run=run,

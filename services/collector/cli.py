@@ -9,16 +9,23 @@ import typer
 from services.collector.logic import progress_bar
 from shared.cli.api import (
     Advertiser,
+    DisableAggregationControls,
+    IgnoreDataGaps,
     Instance,
     Json,
     Marketplace,
     OutputFormat,
     Param,
     Parameters,
+    RequireSyntheticData,
+    RunOptionFlags,
+    SqlFile,
+    TimeoutS,
     User,
     Workflow,
     call,
     emit,
+    run_label,
     workflow_run_fields,
 )
 
@@ -48,7 +55,7 @@ def show_text(c: dict[str, Any]) -> str:
     return "\n".join(
         [
             f"collection {c['id']}  {c['status']}",
-            f"workflow   {run['workflow_id']} on {run['instance_id']} (user {run['user_id']})",
+            f"workflow   {run_label(run)} on {run['instance_id']} (user {run['user_id']})",
             f"range      {c['start_date']} .. {c['end_date']}  by {c['granularity'].lower()}"
             f", weeks start {c['week_start_day']} ({c['time_zone']})",
             f"limits     {c['max_weeks_in_flight']} weeks in flight, "
@@ -64,9 +71,6 @@ def show_text(c: dict[str, Any]) -> str:
 def create(
     user: User,
     instance: Instance,
-    advertiser: Advertiser,
-    marketplace: Marketplace,
-    workflow: Workflow,
     start: Annotated[str, typer.Option(help="First day, YYYY-MM-DD")],
     end: Annotated[str, typer.Option(help="Last day, YYYY-MM-DD (inclusive)")],
     week_start: Annotated[str, typer.Option(help="MONDAY or SUNDAY")] = "MONDAY",
@@ -76,6 +80,14 @@ def create(
     ] = "WEEK",
     max_in_flight: Annotated[int | None, typer.Option(help="Weeks running at once")] = None,
     max_attempts: Annotated[int | None, typer.Option(help="Attempts per week")] = None,
+    advertiser: Advertiser = None,
+    marketplace: Marketplace = None,
+    workflow: Workflow = None,
+    sql_file: SqlFile = None,
+    timeout_s: TimeoutS = None,
+    ignore_data_gaps: IgnoreDataGaps = False,
+    require_synthetic_data: RequireSyntheticData = False,
+    disable_aggregation_controls: DisableAggregationControls = False,
     output_format: OutputFormat = "CSV",
     parameters: Parameters = None,
     param: Param = None,
@@ -92,6 +104,10 @@ def create(
             output_format=output_format,
             parameters=parameters,
             param=param,
+            sql_file=sql_file,
+            flags=RunOptionFlags(
+                timeout_s, ignore_data_gaps, require_synthetic_data, disable_aggregation_controls
+            ),
         ),
         "start_date": start,
         "end_date": end,

@@ -38,7 +38,7 @@ class ExecutionView(BaseModel):
     attempt: int
     user_id: str
     instance_id: str
-    workflow_id: str = Field(description="The saved workflow's id, or adhoc:<hash> of ad hoc SQL")
+    workflow_id: str | None = Field(description="The saved workflow; null for an ad hoc run")
     workflow_version: int | None = Field(
         default=None,
         description="The version pushed through /workflows that this execution ran (null: ad "
@@ -84,7 +84,7 @@ class ExecutionView(BaseModel):
             attempt=row.attempt,
             user_id=row.user_id,
             instance_id=row.instance_id,
-            workflow_id=row.run.workflow_label,
+            workflow_id=row.run.workflow_id,
             workflow_version=row.workflow_version,
             run=row.run,
             amc_execution_id=row.amc_execution_id,

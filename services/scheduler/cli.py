@@ -13,17 +13,24 @@ from services.scheduler.run_preview import preview_runs
 from services.scheduler.schemas import PreviewRequest
 from shared.cli.api import (
     Advertiser,
+    DisableAggregationControls,
+    IgnoreDataGaps,
     Instance,
     Json,
     Marketplace,
     OutputFormat,
     Param,
     Parameters,
+    RequireSyntheticData,
+    RunOptionFlags,
+    SqlFile,
+    TimeoutS,
     User,
     Workflow,
     call,
     emit,
     json_object,
+    run_label,
     workflow_parameters,
     workflow_run_fields,
 )
@@ -82,7 +89,7 @@ def _line(s: dict[str, Any]) -> str:
     when = s["cron"] or json.dumps(s["preset"])
     return (
         f"{s['id']}  {s['state']:<6}  {when:<24} {s['timezone']:<20} "
-        f"next {s['next_fire_at'] or '-'}  {s['workflow_id']}@{s['instance_id']}"
+        f"next {s['next_fire_at'] or '-'}  {run_label(s)}@{s['instance_id']}"
     )
 
 
@@ -94,7 +101,7 @@ def show_text(s: dict[str, Any], stats: dict[str, Any]) -> str:
         f"schedule   {s['id']}  {s['state']}"
         + (f" ({s['paused_reason']})" if s["paused_reason"] else ""),
         f"name       {s['name'] or '-'}",
-        f"workflow   {s['workflow_id']} on {s['instance_id']} (user {s['user_id']})",
+        f"workflow   {run_label(s)} on {s['instance_id']} (user {s['user_id']})",
         f"when       {when} in {s['timezone']}"
         + (f" from {s['start_date']}" if s["start_date"] else "")
         + (f" until {s['end_date']}" if s["end_date"] else ""),
@@ -147,9 +154,6 @@ def show(schedule_id: str, as_json: Json = False) -> None:
 def create(
     user: User,
     instance: Instance,
-    advertiser: Advertiser,
-    marketplace: Marketplace,
-    workflow: Workflow,
     timezone: Annotated[str, typer.Option(help="IANA time zone, e.g. Europe/London")],
     cron: Annotated[str | None, typer.Option(help="5-field cron expression")] = None,
     preset: Annotated[
@@ -169,6 +173,14 @@ def create(
         float, typer.Option(help="Seconds before the first retry (doubling, capped at 900)")
     ] = 60.0,
     overlap: Annotated[str, typer.Option(help="skip, allow or buffer_one")] = "skip",
+    advertiser: Advertiser = None,
+    marketplace: Marketplace = None,
+    workflow: Workflow = None,
+    sql_file: SqlFile = None,
+    timeout_s: TimeoutS = None,
+    ignore_data_gaps: IgnoreDataGaps = False,
+    require_synthetic_data: RequireSyntheticData = False,
+    disable_aggregation_controls: DisableAggregationControls = False,
     output_format: OutputFormat = "CSV",
     name: Annotated[str | None, typer.Option(help="A label")] = None,
     parameters: Parameters = None,
@@ -187,6 +199,10 @@ def create(
             output_format=output_format,
             parameters=parameters,
             param=param,
+            sql_file=sql_file,
+            flags=RunOptionFlags(
+                timeout_s, ignore_data_gaps, require_synthetic_data, disable_aggregation_controls
+            ),
         ),
         "timezone": timezone,
         "cron": cron,

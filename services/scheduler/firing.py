@@ -41,7 +41,14 @@ from services.scheduler.logic import (
 )
 from services.scheduler.settings import SchedulerSettings
 from services.scheduler.timing import CatchUpPolicy, OverlapPolicy, ScheduleSpec, WindowRule
-from shared.contract import Origin, OriginKind, ScheduleDue, SchedulePaused, WorkflowRun
+from shared.contract import (
+    Origin,
+    OriginKind,
+    RunOptions,
+    ScheduleDue,
+    SchedulePaused,
+    WorkflowRun,
+)
 from shared.outbox import Connection, Outbox
 from shared.telemetry import end_together, trace_carrier
 
@@ -83,7 +90,17 @@ def template_of(row: Any) -> RunTemplate:
         output_format=row["output_format"],
         parameters=row["parameters"],
         week_start=row["week_start"],
+        sql_query=row["sql_query"],
+        options=options_of(row["run_options"]),
     )
+
+
+_NO_OPTIONS = RunOptions()
+
+
+def options_of(stored: dict[str, Any]) -> RunOptions:
+    # Most schedules set no option: skip validating an empty object per fire time.
+    return RunOptions.model_validate(stored) if stored else _NO_OPTIONS
 
 
 def new_ids(count: int) -> Iterator[UUID]:

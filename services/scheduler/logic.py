@@ -16,7 +16,7 @@ planned run is skipped; for `buffer` the most recent is buffered and the others 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any, Literal
@@ -33,7 +33,7 @@ from services.scheduler.timing import (
     window_for,
 )
 from services.scheduler.timing import next_fire_times as _next_fire_times
-from shared.contract import WorkflowRun
+from shared.contract import RunOptions, WorkflowRun
 from shared.dates import WeekStart, render_parameters
 
 RunKind = Literal["SCHEDULED", "MANUAL", "CATCH_UP", "BACKFILL"]
@@ -223,16 +223,19 @@ def auto_pause_reason(failures: int) -> str:
 
 @dataclass(frozen=True)
 class RunTemplate:
-    """The workflow-run fields of a schedule: everything but the time window."""
+    """The workflow-run fields of a schedule: everything but the time window. A saved
+    workflow or inline SQL; account ids both or neither (the contract's WorkflowRun checks)."""
 
     user_id: str
     instance_id: str
-    advertiser_id: str
-    marketplace_id: str
-    workflow_id: str
+    advertiser_id: str | None
+    marketplace_id: str | None
+    workflow_id: str | None
     output_format: Literal["CSV"]
     parameters: dict[str, Any]
     week_start: WeekStart = "MONDAY"
+    sql_query: str | None = None
+    options: RunOptions = field(default_factory=RunOptions)
 
 
 def workflow_run(
@@ -247,6 +250,7 @@ def workflow_run(
         advertiser_id=template.advertiser_id,
         marketplace_id=template.marketplace_id,
         workflow_id=template.workflow_id,
+        sql_query=template.sql_query,
         output_format=template.output_format,
         parameters=render_parameters(
             template.parameters, fire_time, load_zone(timezone), template.week_start
@@ -255,4 +259,5 @@ def workflow_run(
         time_window_start=window.start,
         time_window_end=window.end,
         time_window_time_zone=timezone,
+        options=template.options,
     )

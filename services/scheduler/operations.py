@@ -62,6 +62,8 @@ def values_of(body: ScheduleCreate) -> store.ScheduleValues:
         overlap_policy=body.overlap_policy,
         week_start=body.week_start,
         retry_policy=body.retry.model_dump(mode="json") if body.retry else None,
+        sql_query=body.sql_query,
+        run_options=body.options.model_dump(mode="json", exclude_none=True),
     )
 
 
@@ -75,8 +77,10 @@ def body_of(row: Any) -> dict[str, Any]:
         "advertiser_id": row["advertiser_id"],
         "marketplace_id": row["marketplace_id"],
         "workflow_id": row["workflow_id"],
+        "sql_query": row["sql_query"],
         "output_format": row["output_format"],
         "parameters": row["parameters"],
+        "options": row["run_options"],
         **{name: spec.get(name) for name in SPEC_FIELDS},
         "window": row["window_rule"],
         "catch_up_policy": row["catch_up_policy"],
@@ -98,16 +102,17 @@ def first_fire(spec: ScheduleSpec, now: datetime) -> datetime:
 def check_first_run(body: ScheduleCreate, fire: datetime) -> None:
     """Refuse a schedule whose first run could not be built (an EXPRESSION window whose end
     is not after its start), rather than pause it at its first fire time."""
-    values = values_of(body)
     template = RunTemplate(
-        user_id=values.user_id,
-        instance_id=values.instance_id,
-        advertiser_id=values.advertiser_id,
-        marketplace_id=values.marketplace_id,
-        workflow_id=values.workflow_id,
+        user_id=body.user_id,
+        instance_id=body.instance_id,
+        advertiser_id=body.advertiser_id,
+        marketplace_id=body.marketplace_id,
+        workflow_id=body.workflow_id,
         output_format="CSV",
-        parameters=values.parameters,
+        parameters=dict(body.parameters),
         week_start=body.week_start,
+        sql_query=body.sql_query,
+        options=body.options,
     )
     try:
         workflow_run(template, body.window, fire, body.timezone)
@@ -180,6 +185,13 @@ class Operations:
                 merged["preset"] = None
             if "preset" in changes and "cron" not in changes:
                 merged["cron"] = None
+            # Likewise for what runs: naming one of workflow and SQL drops the other.
+            if changes.get("workflow_id") is not None and "sql_query" not in changes:
+                merged["sql_query"] = None
+            if changes.get("sql_query") is not None and "workflow_id" not in changes:
+                merged["workflow_id"] = None
+            if "options" in changes and changes["options"] is None:
+                changes["options"] = {}  # null clears them: AMC's defaults apply again
             merged.update(changes)
             try:
                 body = ScheduleCreate.model_validate(merged)

@@ -18,7 +18,9 @@ from services.scheduler.timing import (
     ScheduleSpec,
     WindowRule,
 )
+from shared.contract import RunOptions
 from shared.dates import WeekStart, check_parameters
+from shared.run_target import RunTarget
 
 PARAMETERS_DESCRIPTION = (
     "Workflow parameters. A string value (at any depth) that starts with NAME( is a date"
@@ -63,17 +65,18 @@ reason. After 5 consecutive failed runs (FAILED or TIMED_OUT; configurable) the 
 pauses itself and emits `schedule.paused`; a success resets the count."""
 
 
-class ScheduleCreate(ScheduleSpec):
-    __doc__ = "A schedule: what to run, and when.\n\n" + TIME_RULES
+RUN_RULES = """\
+**What runs.** A saved workflow (`workflow_id`) or inline SQL (`sql_query`, an ad hoc run),
+exactly one. `advertiser_id` and `marketplace_id` together, or neither: the poller then takes
+them from its instance registry. `options` are AMC's run options, passed through."""
+
+
+class ScheduleCreate(ScheduleSpec, RunTarget):
+    __doc__ = "A schedule: what to run, and when.\n\n" + TIME_RULES + "\n\n" + RUN_RULES
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str | None = Field(default=None, max_length=200, description="A label for people")
-    user_id: NonEmpty = Field(description="User whose AMC token runs the workflow")
-    instance_id: NonEmpty = Field(description="AMC instance id")
-    advertiser_id: NonEmpty = Field(description="Amazon-Advertising-API-AdvertiserId")
-    marketplace_id: NonEmpty = Field(description="Amazon-Advertising-API-MarketplaceId")
-    workflow_id: NonEmpty = Field(description="Saved AMC workflow id")
     output_format: Literal["CSV"] = "CSV"
     parameters: dict[str, JsonValue] = Field(
         default_factory=dict, description=PARAMETERS_DESCRIPTION
@@ -112,8 +115,8 @@ SPEC_FIELDS = frozenset(ScheduleSpec.model_fields)
 
 class ScheduleUpdate(BaseModel):
     """A partial update: only the fields given change. Giving `cron` clears `preset` and the
-    other way round. A change to when the schedule fires recomputes its next fire time from
-    now."""
+    other way round; giving `workflow_id` clears `sql_query` and the other way round. A
+    change to when the schedule fires recomputes its next fire time from now."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -123,8 +126,12 @@ class ScheduleUpdate(BaseModel):
     advertiser_id: NonEmpty | None = None
     marketplace_id: NonEmpty | None = None
     workflow_id: NonEmpty | None = None
+    sql_query: str | None = Field(default=None, min_length=1, max_length=200_000)
     output_format: Literal["CSV"] | None = None
     parameters: dict[str, JsonValue] | None = None
+    options: RunOptions | None = Field(
+        default=None, description="Replaces the run options as a whole; null clears them"
+    )
     timezone: str | None = None
     cron: str | None = None
     preset: Preset | None = None
@@ -149,11 +156,13 @@ class ScheduleOut(BaseModel):
     last_fire_at: datetime | None
     user_id: str
     instance_id: str
-    advertiser_id: str
-    marketplace_id: str
-    workflow_id: str
+    advertiser_id: str | None
+    marketplace_id: str | None
+    workflow_id: str | None
+    sql_query: str | None
     output_format: str
     parameters: dict[str, Any]
+    options: RunOptions
     timezone: str
     cron: str | None
     preset: dict[str, Any] | None

@@ -19,9 +19,9 @@ from shared.outbox import Connection
 Record = asyncpg.Record
 
 SCHEDULE_COLUMNS = """id, name, user_id, instance_id, advertiser_id, marketplace_id, workflow_id,
-    output_format, parameters, timezone, spec, window_rule, catch_up_policy, overlap_policy,
-    week_start, retry_policy, state, paused_reason, paused_at, consecutive_failures,
-    next_fire_at, last_fire_at, created_at, updated_at"""
+    sql_query, run_options, output_format, parameters, timezone, spec, window_rule,
+    catch_up_policy, overlap_policy, week_start, retry_policy, state, paused_reason, paused_at,
+    consecutive_failures, next_fire_at, last_fire_at, created_at, updated_at"""
 
 RUN_COLUMNS = """id, schedule_id, fire_time, kind, state, skip_reason, run, event_id,
     execution_id, amc_execution_id, error_code, error_message, result_uri, row_count,
@@ -39,9 +39,9 @@ class ScheduleValues:
     name: str | None
     user_id: str
     instance_id: str
-    advertiser_id: str
-    marketplace_id: str
-    workflow_id: str
+    advertiser_id: str | None
+    marketplace_id: str | None
+    workflow_id: str | None
     output_format: str
     parameters: dict[str, Any]
     timezone: str
@@ -51,6 +51,8 @@ class ScheduleValues:
     overlap_policy: str
     week_start: str
     retry_policy: dict[str, Any] | None
+    sql_query: str | None
+    run_options: dict[str, Any]
 
     def args(self) -> tuple[Any, ...]:
         return (
@@ -69,6 +71,8 @@ class ScheduleValues:
             self.overlap_policy,
             self.week_start,
             self.retry_policy,
+            self.sql_query,
+            self.run_options,
         )
 
 
@@ -99,10 +103,10 @@ async def insert_schedule(
     row: Record | None = await conn.fetchrow(
         f"""INSERT INTO schedules (id, name, user_id, instance_id, advertiser_id, marketplace_id,
                 workflow_id, output_format, parameters, timezone, spec, window_rule,
-                catch_up_policy, overlap_policy, week_start, retry_policy, next_fire_at,
-                created_at, updated_at)
+                catch_up_policy, overlap_policy, week_start, retry_policy, sql_query,
+                run_options, next_fire_at, created_at, updated_at)
             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-                    $17, $18, $18)
+                    $17, $18, $19, $20, $20)
             RETURNING {SCHEDULE_COLUMNS}""",
         schedule_id,
         *values.args(),
@@ -158,7 +162,7 @@ async def update_schedule(
                 marketplace_id = $6, workflow_id = $7, output_format = $8, parameters = $9,
                 timezone = $10, spec = $11, window_rule = $12, catch_up_policy = $13,
                 overlap_policy = $14, week_start = $15, retry_policy = $16,
-                next_fire_at = $17, updated_at = $18
+                sql_query = $17, run_options = $18, next_fire_at = $19, updated_at = $20
             WHERE id = $1 RETURNING {SCHEDULE_COLUMNS}""",
         schedule_id,
         *values.args(),
@@ -210,7 +214,7 @@ async def claim_due(conn: Connection, now: datetime, limit: int) -> list[Record]
     return list(
         await conn.fetch(
             """SELECT id, user_id, instance_id, advertiser_id, marketplace_id, workflow_id,
-                      output_format, parameters, spec::text AS spec_text,
+                      sql_query, run_options, output_format, parameters, spec::text AS spec_text,
                       window_rule::text AS window_rule_text, catch_up_policy, overlap_policy,
                       week_start, next_fire_at
                 FROM schedules

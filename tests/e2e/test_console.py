@@ -220,6 +220,38 @@ async def test_schedule_form_live_runs_and_pause(
     await expect(page.locator("tbody")).to_contain_text("e2e operator")
 
 
+async def test_schedule_form_takes_adhoc_sql_for_the_registered_instance(
+    browser: Browser, console: str, stack: ServiceStack
+) -> None:
+    page = await signed_in(browser, console, stack)
+    await page.goto("/schedules/new")
+    name = f"adhoc-{uuid.uuid4().hex[:6]}"
+    await page.get_by_label("Name").fill(name)
+    await page.get_by_label("Cron").fill("0 6 * * 1")
+    await page.get_by_label("Time zone").fill("UTC")
+    await page.locator("#f-instance_id").fill(DEMO.instance_id)
+    await page.locator("#f-user_id").fill(DEMO.user_id)
+    await page.locator("#f-workflow_id").fill(DEMO.workflow_id)
+    await page.locator("#f-sql_query").fill("SELECT 1")
+    await page.get_by_role("button", name="Create schedule").click()
+    # Both a workflow and SQL: refused, the scheduler's words shown, the form kept.
+    await expect(page.get_by_role("alert")).to_contain_text("exactly one of workflow_id")
+    await expect(page.locator("#f-sql_query")).to_have_value("SELECT 1")
+
+    await page.locator("#f-workflow_id").fill("")
+    await page.get_by_role("button", name="Create schedule").click()
+    await expect(page.get_by_role("status")).to_have_text("Created.")
+    await expect(page.locator("main")).to_contain_text(f"(ad hoc SQL) on {DEMO.instance_id}")
+    schedule_id = urlparse(page.url).path.rsplit("/", 1)[1]
+    async with httpx.AsyncClient(
+        base_url=stack.url("scheduler"),
+        headers={"Authorization": f"Bearer {stack.keys['API_KEY']}"},
+    ) as scheduler:
+        stored = (await scheduler.get(f"/schedules/{schedule_id}")).json()
+    assert (stored["sql_query"], stored["workflow_id"]) == ("SELECT 1", None)
+    assert (stored["advertiser_id"], stored["marketplace_id"]) == (None, None)
+
+
 async def test_collection_week_grid_fills(
     browser: Browser, console: str, stack: ServiceStack
 ) -> None:

@@ -96,6 +96,48 @@ async def test_a_triggered_schedule_run_succeeds_through_the_poller(
     assert await executions_created(api["simulator"], workflow_id) == 1
 
 
+async def test_an_adhoc_short_form_schedule_runs_its_sql_with_its_options(
+    api: dict[str, httpx.AsyncClient],
+) -> None:
+    # Unique SQL tells this run's create request from every other in the simulator's log.
+    sql = f"SELECT '{uuid.uuid4().hex}' AS tag, campaign FROM sponsored_ads_traffic"
+    created = await api["scheduler"].post(
+        "/schedules",
+        json={
+            "user_id": DEMO.user_id,
+            "instance_id": DEMO.instance_id,
+            "sql_query": sql,
+            "options": {"workflow_execution_timeout_s": 1800, "ignore_data_gaps": True},
+            "cron": "0 6 * * *",
+            "timezone": "UTC",
+        },
+    )
+    assert created.status_code == 201, created.text
+    schedule_id = created.json()["id"]
+    triggered = await api["scheduler"].post(f"/schedules/{schedule_id}/trigger", json={})
+    assert triggered.status_code == 202, triggered.text
+
+    async def finished_run() -> dict[str, Any] | None:
+        page = (await api["scheduler"].get(f"/schedules/{schedule_id}/runs")).json()
+        runs = [r for r in page["items"] if r["state"] not in ("EMITTED", "SUBMITTED")]
+        return runs[0] if runs else None
+
+    run = await eventually(finished_run, "the ad hoc run to finish", 90)
+    assert run["state"] == "SUCCEEDED", run
+    log = (await api["simulator"].get("/_sim/requests", params={"kind": "create"})).json()
+    [sent] = [r for r in log if r["sql_query"] == sql and r["status"] < 300]
+    assert sent["workflow_id"] is None
+    assert (sent["timeout_seconds"], sent["flags"]) == (1800, {"ignoreDataGaps": True})
+    # The poller lists the ad hoc execution (no saved workflow) with the run as asked.
+    listed = await api["poller"].get(
+        "/executions", params={"origin_kind": "schedule", "origin_id": run["id"]}
+    )
+    assert listed.status_code == 200, listed.text
+    [execution] = listed.json()["executions"]
+    assert execution["workflow_id"] is None
+    assert execution["run"]["sql_query"] == sql
+
+
 async def test_a_small_collection_completes_one_execution_per_week(
     api: dict[str, httpx.AsyncClient],
 ) -> None:

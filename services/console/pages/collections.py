@@ -31,11 +31,22 @@ FORM_FIELDS = (
     "advertiser_id",
     "marketplace_id",
     "workflow_id",
+    "sql_query",
     "start_date",
     "end_date",
     "time_zone",
     "max_weeks_in_flight",
 )
+
+# A run names a workflow or carries SQL, and may leave the account ids to the instance
+# registry: a blank box is a field not given, which the service tells from an empty value.
+OPTIONAL_RUN_FIELDS = ("advertiser_id", "marketplace_id", "workflow_id", "sql_query")
+
+
+def drop_blank(body: dict[str, Any], names: tuple[str, ...]) -> None:
+    for name in names:
+        if not body.get(name):
+            body.pop(name, None)
 
 
 @router.get("", response_class=HTMLResponse)
@@ -77,11 +88,12 @@ async def create_collection(
     form = await form_of(request, principal)
     body: dict[str, Any] = {k: form.get(k, "").strip() for k in FORM_FIELDS}
     body["max_weeks_in_flight"] = body["max_weeks_in_flight"] or None
+    drop_blank(body, OPTIONAL_RUN_FIELDS)
     created, problem = await act(
         console,
         principal,
         "collection.create",
-        body["workflow_id"] or "(new)",
+        body.get("workflow_id") or "(new)",
         "collector",
         "/collections",
         body,

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from services.console.backends import ApiProblem
+from services.console.pages.collections import OPTIONAL_RUN_FIELDS, drop_blank
 from services.console.web import (
     ConsoleDep,
     Pager,
@@ -32,6 +33,7 @@ FORM_FIELDS = (
     "cron",
     "timezone",
     "workflow_id",
+    "sql_query",
     "instance_id",
     "user_id",
     "advertiser_id",
@@ -78,6 +80,7 @@ async def new_schedule(
 def _schedule_body(form: dict[str, str]) -> dict[str, Any]:
     body: dict[str, Any] = {k: form.get(k, "").strip() for k in FORM_FIELDS}
     body["name"] = body["name"] or None
+    drop_blank(body, OPTIONAL_RUN_FIELDS)
     body["window"] = {"type": body["window"] or WINDOWS[0]}
     raw = body.pop("parameters")
     if raw:
