@@ -40,6 +40,19 @@ async def executions_created(sim: httpx.AsyncClient, workflow_id: str) -> int:
     return sum(1 for r in log if r["workflow_id"] == workflow_id and r["status"] < 300)
 
 
+def finished_run(
+    api: dict[str, httpx.AsyncClient], schedule_id: str
+) -> Callable[[], Awaitable[dict[str, Any] | None]]:
+    """A check for `eventually`: the schedule's newest run that has finished, if any."""
+
+    async def check() -> dict[str, Any] | None:
+        page = (await api["scheduler"].get(f"/schedules/{schedule_id}/runs")).json()
+        runs = [r for r in page["items"] if r["state"] not in ("EMITTED", "SUBMITTED")]
+        return runs[0] if runs else None
+
+    return check
+
+
 async def test_external_request_runs_once_and_completes_with_its_result(
     stack: ServiceStack, api: dict[str, httpx.AsyncClient]
 ) -> None:
@@ -86,12 +99,7 @@ async def test_a_triggered_schedule_run_succeeds_through_the_poller(
     triggered = await api["scheduler"].post(f"/schedules/{schedule_id}/trigger", json={})
     assert triggered.status_code == 202, triggered.text
 
-    async def finished_run() -> dict[str, Any] | None:
-        page = (await api["scheduler"].get(f"/schedules/{schedule_id}/runs")).json()
-        runs = [r for r in page["items"] if r["state"] not in ("EMITTED", "SUBMITTED")]
-        return runs[0] if runs else None
-
-    run = await eventually(finished_run, "the manual run to finish", 90)
+    run = await eventually(finished_run(api, schedule_id), "the manual run to finish", 90)
     assert run["state"] == "SUCCEEDED", run
     assert await executions_created(api["simulator"], workflow_id) == 1
 
@@ -117,12 +125,7 @@ async def test_an_adhoc_short_form_schedule_runs_its_sql_with_its_options(
     triggered = await api["scheduler"].post(f"/schedules/{schedule_id}/trigger", json={})
     assert triggered.status_code == 202, triggered.text
 
-    async def finished_run() -> dict[str, Any] | None:
-        page = (await api["scheduler"].get(f"/schedules/{schedule_id}/runs")).json()
-        runs = [r for r in page["items"] if r["state"] not in ("EMITTED", "SUBMITTED")]
-        return runs[0] if runs else None
-
-    run = await eventually(finished_run, "the ad hoc run to finish", 90)
+    run = await eventually(finished_run(api, schedule_id), "the ad hoc run to finish", 90)
     assert run["state"] == "SUCCEEDED", run
     log = (await api["simulator"].get("/_sim/requests", params={"kind": "create"})).json()
     [sent] = [r for r in log if r["sql_query"] == sql and r["status"] < 300]
