@@ -31,6 +31,7 @@ from shared.cli.api import (
     emit,
     json_object,
     run_label,
+    sql_text,
     workflow_parameters,
     workflow_run_fields,
 )
@@ -224,6 +225,83 @@ def create(
         emit(created)
     else:
         typer.echo(_line(created))
+
+
+@app.command("update")
+def update(
+    schedule_id: str,
+    name: Annotated[str | None, typer.Option(help="A label")] = None,
+    timezone: Annotated[str | None, typer.Option(help="IANA time zone")] = None,
+    cron: Annotated[str | None, typer.Option(help="5-field cron (replaces a preset)")] = None,
+    preset: Annotated[
+        str | None, typer.Option(help="Preset as JSON (replaces a cron expression)")
+    ] = None,
+    start: Annotated[str | None, typer.Option(help="First local day, YYYY-MM-DD")] = None,
+    end: Annotated[str | None, typer.Option(help="Last local day, YYYY-MM-DD")] = None,
+    window: Annotated[str | None, typer.Option(help=WINDOW_HELP)] = None,
+    user: Annotated[str | None, typer.Option(help="User whose AMC token is used")] = None,
+    instance: Annotated[str | None, typer.Option(help="AMC instance id")] = None,
+    advertiser: Advertiser = None,
+    marketplace: Marketplace = None,
+    workflow: Annotated[
+        str | None, typer.Option(help="Run this saved workflow instead (drops the SQL)")
+    ] = None,
+    sql_file: SqlFile = None,
+    parameters: Annotated[
+        str | None, typer.Option(help="Replace the parameters with this JSON object")
+    ] = None,
+    param: Param = None,
+    timeout_s: TimeoutS = None,
+    ignore_data_gaps: IgnoreDataGaps = False,
+    require_synthetic_data: RequireSyntheticData = False,
+    disable_aggregation_controls: DisableAggregationControls = False,
+    clear_options: Annotated[
+        bool, typer.Option("--clear-options", help="Drop every run option (AMC's defaults)")
+    ] = False,
+    as_json: Json = False,
+) -> None:
+    """Change what is given; the rest stays. Run options given replace the old ones whole."""
+    if workflow is not None and sql_file is not None:
+        raise typer.BadParameter(
+            "give at most one: a saved workflow (--workflow) or inline SQL (--sql-file)",
+            param_hint="'--workflow' / '--sql-file'",
+        )
+    if (advertiser is None) != (marketplace is None):
+        raise typer.BadParameter(
+            "give both or neither", param_hint="'--advertiser' / '--marketplace'"
+        )
+    flags = RunOptionFlags(
+        timeout_s, ignore_data_gaps, require_synthetic_data, disable_aggregation_controls
+    )
+    if clear_options and flags.options():
+        raise typer.BadParameter(
+            "--clear-options drops every option: give it alone", param_hint="--clear-options"
+        )
+    body: dict[str, Any] = {
+        "name": name,
+        "timezone": timezone,
+        "cron": cron,
+        "preset": json_object(preset, "--preset") if preset else None,
+        "start_date": start,
+        "end_date": end,
+        "window": _window(window) if window else None,
+        "user_id": user,
+        "instance_id": instance,
+        "advertiser_id": advertiser,
+        "marketplace_id": marketplace,
+        "workflow_id": workflow,
+        "sql_query": sql_text(sql_file) if sql_file is not None else None,
+        "parameters": workflow_parameters(parameters, param or []) if parameters or param else None,
+        "options": flags.options() or None,
+    }
+    changes = {k: v for k, v in body.items() if v is not None}
+    if clear_options:
+        changes["options"] = None  # the API's "null clears them"
+    if not changes:
+        typer.echo("error: nothing to change: give at least one option", err=True)
+        raise typer.Exit(1)
+    changed = call("scheduler", "PATCH", f"/schedules/{schedule_id}", json=changes)
+    emit(changed) if as_json else typer.echo(_line(changed))
 
 
 @app.command("pause")

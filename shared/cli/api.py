@@ -198,7 +198,7 @@ def workflow_run_fields(
     if workflow is not None:
         fields["workflow_id"] = workflow
     if sql_file is not None:
-        fields["sql_query"] = _sql_of(sql_file)
+        fields["sql_query"] = sql_text(sql_file)
     options = (flags or RunOptionFlags()).options()
     if options:
         fields["options"] = options
@@ -210,7 +210,8 @@ def run_label(run: dict[str, Any]) -> str:
     return str(run.get("workflow_id") or "ad hoc SQL")
 
 
-def _sql_of(path: Path) -> str:
+def sql_text(path: Path) -> str:
+    """The SQL of a --sql-file, or a refusal naming the option."""
     try:
         sql = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:

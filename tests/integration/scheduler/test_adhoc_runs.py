@@ -261,3 +261,45 @@ async def test_the_cli_creates_an_adhoc_schedule_from_a_sql_file(
     assert "--marketplace" in one_id
     timeout = await cli(*base, "--workflow", "wf-1", "--timeout-s", "100", code=2)
     assert "--timeout-s" in timeout
+
+
+async def test_the_cli_updates_what_it_is_given_and_keeps_the_rest(
+    scheduler: Scheduler, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("AMCCTL_SCHEDULER_URL", scheduler.url)
+    monkeypatch.setenv("AMCCTL_API_KEY", API_KEY)
+    sql_file = tmp_path / "report.sql"
+    sql_file.write_text(SQL)
+    runner = CliRunner()
+
+    async def cli(*args: str, code: int = 0) -> str:
+        result = await asyncio.to_thread(runner.invoke, amcctl, ["schedules", *args])
+        assert result.exit_code == code, result.output
+        return result.output
+
+    created = json.loads(
+        await cli(
+            *("create", "--user", "u-up", "--instance", "i-1", "--workflow", "wf-1"),
+            *("--cron", "0 6 * * *", "--timezone", "UTC", "--name", "first", "--json"),
+        )
+    )
+    sid = created["id"]
+    to_sql = json.loads(
+        await cli("update", sid, "--sql-file", str(sql_file), "--timeout-s", "3600", "--json")
+    )
+    assert (to_sql["sql_query"], to_sql["workflow_id"]) == (SQL, None)
+    assert to_sql["options"]["workflow_execution_timeout_s"] == 3600
+    assert (to_sql["name"], to_sql["cron"], to_sql["user_id"]) == ("first", "0 6 * * *", "u-up")
+
+    cleared = json.loads(await cli("update", sid, "--clear-options", "--json"))
+    assert cleared["options"]["workflow_execution_timeout_s"] is None
+    assert cleared["sql_query"] == SQL
+
+    back = json.loads(await cli("update", sid, "--workflow", "wf-2", "--json"))
+    assert (back["workflow_id"], back["sql_query"]) == ("wf-2", None)
+
+    both = await cli("update", sid, "--workflow", "wf-3", "--sql-file", str(sql_file), code=2)
+    assert "--sql-file" in both
+    assert "nothing to change" in await cli("update", sid, code=1)
+    bad = await cli("update", sid, "--cron", "61 * * * *", code=1)
+    assert "cron" in bad
