@@ -20,12 +20,17 @@ async def test_thirty_requests_never_exceed_ten_running_or_the_rate(
 ) -> None:
     # The simulator would run up to 100 at once: only the poller's cap keeps it to 10.
     await simulator.configure(max_running=100)
-    # Long enough that all ten are submitted (10 requests/s, polls included) before one ends.
-    await simulator.set_workflow(WorkflowBehavior(workflow_id="wf-4s", running_seconds=4.0))
-    poller = await make_poller(max_running_per_instance=10, requests_per_second_per_instance=10)
+    # Long enough that all ten are submitted (10 requests/s, polls included) before one ends,
+    # with polls spaced so they leave room for the submissions on a busy machine.
+    await simulator.set_workflow(WorkflowBehavior(workflow_id="wf-6s", running_seconds=6.0))
+    poller = await make_poller(
+        max_running_per_instance=10,
+        requests_per_second_per_instance=10,
+        poll_intervals_s=[1.0, 2.0],
+    )
     await poller.give_token(sim_account.user_id, await lwa_token(simulator.base_url, sim_account))
     await eventually(lambda: poller.has_token(sim_account.user_id), what="token cached")
-    await poller.send(*(external(run_for(sim_account, "wf-4s")) for _ in range(30)))
+    await poller.send(*(external(run_for(sim_account, "wf-6s")) for _ in range(30)))
 
     rows = await poller.wait_terminal(30, timeout_s=90)
     assert {r["status"] for r in rows} == {"SUCCEEDED"}
