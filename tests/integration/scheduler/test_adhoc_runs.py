@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -212,13 +212,12 @@ async def test_schedules_stored_before_keep_firing(
             )
 
 
-async def test_the_cli_creates_an_adhoc_schedule_from_a_sql_file(
-    scheduler: Scheduler, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def schedules_cli(
+    scheduler: Scheduler, monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., Awaitable[str]]:
+    """`amcctl schedules ...` against this scheduler: its output, after checking its exit code."""
     monkeypatch.setenv("AMCCTL_SCHEDULER_URL", scheduler.url)
     monkeypatch.setenv("AMCCTL_API_KEY", API_KEY)
-    sql_file = tmp_path / "report.sql"
-    sql_file.write_text(SQL)
     runner = CliRunner()
 
     async def cli(*args: str, code: int = 0) -> str:
@@ -226,6 +225,15 @@ async def test_the_cli_creates_an_adhoc_schedule_from_a_sql_file(
         assert result.exit_code == code, result.output
         return result.output
 
+    return cli
+
+
+async def test_the_cli_creates_an_adhoc_schedule_from_a_sql_file(
+    scheduler: Scheduler, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    cli = schedules_cli(scheduler, monkeypatch)
+    sql_file = tmp_path / "report.sql"
+    sql_file.write_text(SQL)
     base = ["create", "--user", "u-cli", "--instance", "i-1", "--cron", "0 6 * * *"]
     base += ["--timezone", "UTC"]
     created = json.loads(
@@ -269,17 +277,9 @@ async def test_the_cli_creates_an_adhoc_schedule_from_a_sql_file(
 async def test_the_cli_updates_what_it_is_given_and_keeps_the_rest(
     scheduler: Scheduler, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setenv("AMCCTL_SCHEDULER_URL", scheduler.url)
-    monkeypatch.setenv("AMCCTL_API_KEY", API_KEY)
+    cli = schedules_cli(scheduler, monkeypatch)
     sql_file = tmp_path / "report.sql"
     sql_file.write_text(SQL)
-    runner = CliRunner()
-
-    async def cli(*args: str, code: int = 0) -> str:
-        result = await asyncio.to_thread(runner.invoke, amcctl, ["schedules", *args])
-        assert result.exit_code == code, result.output
-        return result.output
-
     created = json.loads(
         await cli(
             *("create", "--user", "u-up", "--instance", "i-1", "--workflow", "wf-1"),
