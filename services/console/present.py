@@ -6,11 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-
-def _is_hostname(host: str) -> bool:
-    # Several apprise schemes put a token where the host goes (slack://TokenA/...,
-    # discord://webhook_id/...): only a dotted name, an IP address or localhost is shown.
-    return "." in host or ":" in host or host == "localhost"
+from shared.channel_urls import is_hostname
 
 
 def redact_url(url: str) -> str:
@@ -25,7 +21,7 @@ def redact_url(url: str) -> str:
     scheme = parts.scheme.lower()
     if not scheme or not scheme.isascii() or not scheme.replace("+", "").isalnum():
         return "…"
-    return f"{scheme}://{host if _is_hostname(host) else '…'}/…"
+    return f"{scheme}://{host if is_hostname(host) else '…'}/…"
 
 
 def limits_text(instance: Mapping[str, Any]) -> str:

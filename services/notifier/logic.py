@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.channel_urls import is_hostname
 from shared.contract import (
     CollectionCompleted,
     DeadLetter,
@@ -307,13 +308,6 @@ def channel_of(url: str) -> str:
     """The channel a URL speaks: its scheme (mailto, json, slack, ...), the metrics label."""
     scheme, sep, _ = url.partition("://")
     return scheme.lower() if sep and scheme else "unknown"
-
-
-def is_hostname(host: str) -> bool:
-    """A real host (a dotted name, an IP address, localhost). Several apprise schemes put a
-    token where the host goes (slack://TokenA/..., discord://webhook_id/..., tgram://bot
-    token/...): such a "host" is a secret too."""
-    return "." in host or ":" in host or host == "localhost"
 
 
 def redact(url: str) -> str:
