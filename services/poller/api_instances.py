@@ -9,9 +9,10 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.poller import flow, registry
+from services.poller import flow, registry, store
 from services.poller.gateway import CircuitOpenError
 from services.poller.registry import Instance, Region
+from services.poller.settings import PollerSettings
 from shared.clients import ApiError
 from shared.http import runtime_of
 
@@ -75,6 +76,24 @@ class InstanceView(BaseModel):
     @classmethod
     def of(cls, instance: Instance) -> InstanceView:
         return cls(**vars(instance))
+
+
+class TodayView(BaseModel):
+    """The instance's UTC day so far against AMC's daily cap on executions."""
+
+    daily_cap: int = Field(description="Executions per UTC day (0: no cap)")
+    used: int = Field(description="Submissions to AMC since 00:00 UTC, refused ones included")
+    used_by_kind: dict[str, int] = Field(description="used, per origin kind")
+    remaining: int | None = Field(description="Left for today; null without a cap")
+    waiting_for_tomorrow: int = Field(
+        description="QUEUED runs held until the next UTC day (the cap, a collection's share, "
+        "or AMC's own Retry-After)"
+    )
+    waiting_by_kind: dict[str, int] = Field(description="waiting_for_tomorrow, per origin kind")
+
+
+class InstanceDetail(InstanceView):
+    today: TodayView
 
 
 class InstanceList(BaseModel):
@@ -204,13 +223,34 @@ async def add_instance(request: Request, body: InstanceAdd) -> Any:
     return InstanceView.of(added)
 
 
-@router.get("/{instance_id}", response_model=InstanceView)
+@router.get("/{instance_id}", response_model=InstanceDetail)
 async def show_instance(request: Request, instance_id: str) -> Any:
-    async with runtime_of(request).pool.acquire() as conn:
+    runtime = runtime_of(request)
+    async with runtime.pool.acquire() as conn:
         found = await registry.get_instance(conn, instance_id)
-    if found is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"instance {instance_id} is not registered")
-    return InstanceView.of(found)
+        if found is None:
+            raise HTTPException(
+                status.HTTP_404_NOT_FOUND, f"instance {instance_id} is not registered"
+            )
+        today = await store.instance_today(conn, instance_id)
+    settings = runtime.settings
+    assert isinstance(settings, PollerSettings)
+    cap = (
+        found.max_daily_executions
+        if found.max_daily_executions is not None
+        else settings.daily_executions_per_instance
+    )
+    return InstanceDetail(
+        **vars(found),
+        today=TodayView(
+            daily_cap=cap,
+            used=today.used,
+            used_by_kind=today.used_by_kind,
+            remaining=max(cap - today.used, 0) if cap else None,
+            waiting_for_tomorrow=today.waiting_for_tomorrow,
+            waiting_by_kind=today.waiting_by_kind,
+        ),
+    )
 
 
 @router.patch("/{instance_id}", response_model=InstanceView)

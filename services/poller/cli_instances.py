@@ -89,10 +89,32 @@ def list_instances(as_json: Json = False) -> None:
     typer.echo(f"{len(found['instances'])} instance(s)")
 
 
+def _kinds(counts: dict[str, int]) -> str:
+    return f" ({', '.join(f'{k} {n}' for k, n in sorted(counts.items()))})" if counts else ""
+
+
+def today_text(t: dict[str, Any]) -> str:
+    """Today's use of AMC's daily cap and what waits for tomorrow, for `show`."""
+    cap = str(t["daily_cap"]) if t["daily_cap"] else "no cap"
+    return "\n".join(
+        [
+            f"today      {t['used']}/{cap} executions used since 00:00 UTC"
+            f"{_kinds(t['used_by_kind'])}",
+            f"tomorrow   {t['waiting_for_tomorrow']} run(s) waiting for the next UTC day"
+            f"{_kinds(t['waiting_by_kind'])}",
+        ]
+    )
+
+
 @app.command("show")
 def show(instance_id: str, as_json: Json = False) -> None:
+    """The instance, today's use of its daily cap and the runs waiting for tomorrow."""
     found = call("poller", "GET", f"/instances/{instance_id}")
-    emit(found) if as_json else typer.echo(_line(found))
+    if as_json:
+        emit(found)
+        return
+    typer.echo(_line(found))
+    typer.echo(today_text(found["today"]))
 
 
 @app.command("update")

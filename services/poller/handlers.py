@@ -40,6 +40,7 @@ def register_handlers(
             token.expires_at, token.invalid, flow.now(), settings.token_expiry_margin_s
         )
         status = ExecutionStatus.QUEUED if usable else ExecutionStatus.WAITING_FOR_TOKEN
+        share_group, daily_share = logic.share_of(event)
         row = await store.insert_execution(
             tx.conn,
             execution_id=uuid4(),
@@ -52,6 +53,8 @@ def register_handlers(
             # This handler runs in the request's CONSUMER span: the row's later jobs
             # (submit, polls, download) continue its trace.
             trace_context=trace_carrier(),
+            share_group=share_group,
+            daily_share=daily_share,
         )
         if row is None:
             log.info("request %s:%s already has an execution", event.origin.kind, event.origin.id)

@@ -42,6 +42,14 @@ def request_attempt(event: RequestEvent) -> int:
     return event.attempt if isinstance(event, WeekRequested | ScheduleDue) else 1
 
 
+def share_of(event: RequestEvent) -> tuple[str | None, int | None]:
+    """The group whose runs share a daily budget at the instance, and that budget: a
+    collection's weeks count together (None for other runs, which come first anyway)."""
+    if isinstance(event, WeekRequested):
+        return str(event.collection_id), event.daily_share
+    return None, None
+
+
 def amc_request(run: WorkflowRun, sandbox: bool = False) -> ExecutionRequest:
     """The create request for a run. A sandbox instance holds synthetic data only, and AMC
     runs nothing there that does not ask for it (requireSyntheticData)."""
@@ -270,11 +278,39 @@ class CsvRowCounter:
         return max(lines - 1, 0)
 
 
-def daily_cap_reason(instance_id: str, daily_cap: int) -> str:
+def daily_cap_reason(instance_id: str, used: int, daily_cap: int) -> str:
     """What an operator reads on a run held back by the instance's daily cap."""
     return (
-        f"instance {instance_id} has had its {daily_cap} executions for today (AMC's daily "
-        "cap on executions created through the API); this run is submitted after 00:00 UTC. "
-        "If Amazon raised this instance's cap, set it with `amcctl instances update "
-        f"{instance_id} --max-daily N`"
+        f"waiting for tomorrow's cap: {used}/{daily_cap} used today at instance {instance_id} "
+        "(AMC's daily cap on executions created through the API); submitted after 00:00 UTC, "
+        "scheduled and external runs first. If Amazon raised this instance's cap, set it with "
+        f"`amcctl instances update {instance_id} --max-daily N`"
+    )
+
+
+def share_reason(collection_id: str, used: int, share: int) -> str:
+    """What an operator reads on a collection week held back by its collection's share."""
+    return (
+        f"waiting for tomorrow's share: collection {collection_id} has used {used}/{share} of "
+        "its daily share of the instance's executions today; its next weeks are submitted "
+        "after 00:00 UTC"
+    )
+
+
+# A Retry-After this long is not request throttling (AMC's rate limits clear in seconds): it
+# is what a refusal for the day's cap looks like when another tool spent the instance's cap.
+LONG_RETRY_AFTER_S = 15 * 60
+
+
+def throttled_reason(retry_after_s: float, until: datetime, used: int, daily_cap: int) -> str:
+    """What an operator reads on a run AMC refused with 429 and told to wait."""
+    wait = f"AMC refused the submission (429) and asked to wait {retry_after_s:.0f}s"
+    if retry_after_s < LONG_RETRY_AFTER_S:
+        return f"{wait}; retrying at {until:%H:%M:%S} UTC"
+    counted = f"{used}/{daily_cap}" if daily_cap else f"{used} (no cap set)"
+    return (
+        f"{wait}, until {until:%Y-%m-%d %H:%M} UTC: AMC's daily cap looks used up at the "
+        f"instance although this service counts {counted} today, so another tool (or the AMC "
+        "console) may be spending the same cap. Amazon does not publish how AMC refuses past "
+        "the cap; the run is submitted again then"
     )

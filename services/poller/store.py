@@ -10,6 +10,7 @@ from uuid import UUID
 
 import asyncpg
 
+from services.poller import logic
 from shared.contract import ExecutionStatus, Origin, OriginKind, WorkflowRun
 from shared.outbox import Connection
 
@@ -146,17 +147,20 @@ async def insert_execution(
     status: ExecutionStatus,
     waiting_token: bool,
     trace_context: Mapping[str, str] | None = None,
+    share_group: str | None = None,
+    daily_share: int | None = None,
 ) -> ExecRow | None:
     """The new row, or None when this origin (and attempt) already has one.
 
     `trace_context` is the carrier of the span the request was handled in; the row's
-    background jobs continue that trace."""
+    background jobs continue that trace. `share_group` (a collection's id) and `daily_share`
+    bound how many of the group's runs are submitted per UTC day."""
     record = await conn.fetchrow(
         """INSERT INTO executions (execution_id, origin_kind, origin_id, attempt,
                 request_event_id, user_id, instance_id, workflow_id, run, status, stage,
-                waiting_token, waiting_token_since, trace_context)
+                waiting_token, waiting_token_since, trace_context, share_group, daily_share)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'submit', $11,
-                   CASE WHEN $11 THEN now() END, $12)
+                   CASE WHEN $11 THEN now() END, $12, $13, $14)
            ON CONFLICT ON CONSTRAINT executions_one_per_origin DO NOTHING
            RETURNING *""",
         execution_id,
@@ -171,6 +175,8 @@ async def insert_execution(
         status.value,
         waiting_token,
         dict(trace_context or {}),
+        share_group,
+        daily_share,
     )
     return None if record is None else ExecRow.of(record)
 
@@ -253,6 +259,23 @@ class Claim:
     rows: list[ExecRow]
     # The instance's executions for today are used up: what is still queued must wait.
     day_full: bool = False
+    # Intents at the instance today, this claim's included.
+    used_today: int = 0
+    # Collection weeks held for the next day because their collection's share is spent.
+    share_held: int = 0
+
+
+# The start of the UTC day: the poller's day for AMC's cap (Amazon does not publish when AMC's
+# day starts).
+_TODAY = "date_trunc('day', now(), 'UTC')"
+
+
+def _due_queued(t: str = "") -> str:
+    """A QUEUED row the submitter may take now (`t`: the table's alias with its dot)."""
+    return (
+        f"{t}stage = 'submit' AND {t}status = 'QUEUED' AND NOT {t}waiting_token"
+        f" AND NOT {t}cancel_requested AND {t}next_action_at <= now()"
+    )
 
 
 async def claim_submissions(
@@ -264,72 +287,154 @@ async def claim_submissions(
     daily_cap: int = 0,
 ) -> Claim:
     """Under the instance's lock: take as many QUEUED rows as the running cap and the day's
-    cap (0: none) leave room for, oldest first but one user at a time (round-robin by each
-    user's queue position), and store the intent (SUBMITTING) before anything is sent."""
+    cap (0: none) leave room for, and store the intent (SUBMITTING) before anything is sent.
+
+    The day's cap is one budget for every run at the instance, spent by priority: scheduled
+    and external runs before collection weeks, then oldest first but one user at a time
+    (round-robin by each user's queue position). A collection week with a `daily_share` is
+    taken only while its collection has submitted fewer than that today; the rest of its due
+    weeks are held for the next UTC day with the reason."""
     await conn.execute(
         "SELECT pg_advisory_xact_lock(hashtext('amc-poller-instance'), hashtext($1))", instance_id
     )
+    # Every intent today counts, refused or not: AMC does not say which of them it counts,
+    # and holding back one run too many is cheaper than a refusal loop.
+    used = await used_today(conn, instance_id)
     in_flight = await conn.fetchval(
         """SELECT count(*) FROM executions
            WHERE instance_id = $1 AND status IN ('SUBMITTING', 'PENDING', 'RUNNING')""",
         instance_id,
     )
     room = cap - int(in_flight)
-    if room <= 0:
-        return Claim([])
     if daily_cap > 0:
-        # Every intent today counts, refused or not: AMC does not say which of them it counts,
-        # and holding back one run too many is cheaper than a refusal loop.
-        used = await conn.fetchval(
-            """SELECT count(*) FROM executions
-               WHERE instance_id = $1 AND submit_intent_at >= date_trunc('day', now(), 'UTC')""",
+        if used >= daily_cap:
+            return Claim([], day_full=True, used_today=used)
+        room = min(room, daily_cap - used)
+    records = []
+    if room > 0:
+        records = await conn.fetch(
+            f"""WITH spent AS (
+                   SELECT share_group, count(*) AS used FROM executions
+                   WHERE instance_id = $1 AND share_group IS NOT NULL
+                     AND submit_intent_at >= {_TODAY}
+                   GROUP BY share_group
+               ), queued AS (
+                   SELECT e.execution_id, e.created_at, e.daily_share,
+                          e.origin_kind = 'collection' AS deferrable,
+                          row_number() OVER (
+                              PARTITION BY e.user_id, e.origin_kind = 'collection'
+                              ORDER BY e.created_at) AS turn,
+                          row_number() OVER (
+                              PARTITION BY e.share_group ORDER BY e.created_at) AS group_turn,
+                          coalesce(s.used, 0) AS group_used
+                   FROM executions e LEFT JOIN spent s USING (share_group)
+                   WHERE e.instance_id = $1 AND {_due_queued("e.")}
+               ), picked AS (
+                   SELECT e.execution_id FROM executions e JOIN queued q USING (execution_id)
+                   WHERE q.daily_share IS NULL OR q.group_turn <= q.daily_share - q.group_used
+                   ORDER BY q.deferrable, q.turn, q.created_at
+                   LIMIT $2
+                   FOR UPDATE OF e SKIP LOCKED
+               )
+               UPDATE executions e
+               SET status = 'SUBMITTING', submit_intent_at = now(), lease_owner = $3,
+                   lease_until = now() + $4::interval, updated_at = now(), waiting_reason = NULL
+               FROM picked WHERE e.execution_id = picked.execution_id
+               RETURNING e.*""",
             instance_id,
+            room,
+            owner,
+            lease,
         )
-        if int(used) >= daily_cap:
-            return Claim([], day_full=True)
-        room = min(room, daily_cap - int(used))
-    records = await conn.fetch(
-        """WITH queued AS (
-               SELECT execution_id, created_at,
-                      row_number() OVER (PARTITION BY user_id ORDER BY created_at) AS turn
-               FROM executions
-               WHERE instance_id = $1 AND stage = 'submit' AND status = 'QUEUED'
-                 AND NOT waiting_token AND NOT cancel_requested AND next_action_at <= now()
-           ), picked AS (
-               SELECT e.execution_id FROM executions e JOIN queued q USING (execution_id)
-               ORDER BY q.turn, q.created_at
-               LIMIT $2
-               FOR UPDATE OF e SKIP LOCKED
-           )
-           UPDATE executions e
-           SET status = 'SUBMITTING', submit_intent_at = now(), lease_owner = $3,
-               lease_until = now() + $4::interval, updated_at = now(), waiting_reason = NULL
-           FROM picked WHERE e.execution_id = picked.execution_id
-           RETURNING e.*""",
+    held = await _hold_spent_shares(conn, instance_id)
+    return Claim(_rows(records), used_today=used + len(records), share_held=held)
+
+
+async def used_today(conn: Connection, instance_id: str) -> int:
+    """Submission intents at the instance since 00:00 UTC."""
+    used = await conn.fetchval(
+        f"""SELECT count(*) FROM executions
+            WHERE instance_id = $1 AND submit_intent_at >= {_TODAY}""",
         instance_id,
-        room,
-        owner,
-        lease,
     )
-    return Claim(_rows(records))
+    return int(used)
 
 
-async def hold_until_tomorrow(conn: Connection, instance_id: str, reason: str) -> int:
-    """Move the instance's due QUEUED rows to the start of the next UTC day, with the reason
-    shown to people; returns how many were held."""
+async def _hold_spent_shares(conn: Connection, instance_id: str) -> int:
+    """Move the due weeks of collections whose share of today is spent to the next UTC day,
+    each with its collection's count; returns how many were held."""
+    spent = await conn.fetch(
+        f"""SELECT e.share_group, min(e.daily_share) AS share,
+                   (SELECT count(*) FROM executions d
+                    WHERE d.instance_id = $1 AND d.share_group = e.share_group
+                      AND d.submit_intent_at >= {_TODAY}) AS used
+            FROM executions e
+            WHERE e.instance_id = $1 AND e.daily_share IS NOT NULL
+              AND {_due_queued("e.")}
+            GROUP BY e.share_group""",
+        instance_id,
+    )
+    held = 0
+    for group in spent:
+        if group["used"] < group["share"]:
+            continue
+        held += await hold_until_tomorrow(
+            conn,
+            instance_id,
+            logic.share_reason(group["share_group"], group["used"], group["share"]),
+            share_group=group["share_group"],
+        )
+    return held
+
+
+async def hold_until_tomorrow(
+    conn: Connection, instance_id: str, reason: str, share_group: str | None = None
+) -> int:
+    """Move the instance's due QUEUED rows (only `share_group`'s, if given) to the start of the
+    next UTC day, with the reason shown to people; returns how many were held."""
     held = await conn.fetchval(
-        """WITH held AS (
+        f"""WITH held AS (
                UPDATE executions
-               SET next_action_at = date_trunc('day', now(), 'UTC') + interval '1 day',
+               SET next_action_at = {_TODAY} + interval '1 day',
                    waiting_reason = $2, updated_at = now()
-               WHERE instance_id = $1 AND stage = 'submit' AND status = 'QUEUED'
-                 AND NOT waiting_token AND NOT cancel_requested AND next_action_at <= now()
+               WHERE instance_id = $1 AND {_due_queued()}
+                 AND ($3::text IS NULL OR share_group = $3)
                RETURNING 1
            ) SELECT count(*) FROM held""",
         instance_id,
         reason,
+        share_group,
     )
     return int(held)
+
+
+@dataclass(frozen=True)
+class Today:
+    """An instance's day so far, for people: what was submitted, what waits for tomorrow."""
+
+    used: int
+    used_by_kind: dict[str, int]
+    waiting_for_tomorrow: int
+    waiting_by_kind: dict[str, int]
+
+
+async def instance_today(conn: Connection, instance_id: str) -> Today:
+    rows = await conn.fetch(
+        f"""SELECT origin_kind,
+                   count(*) FILTER (WHERE submit_intent_at >= {_TODAY}) AS used,
+                   count(*) FILTER (WHERE stage = 'submit' AND status = 'QUEUED'
+                                      AND next_action_at >= {_TODAY} + interval '1 day')
+                       AS waiting
+            FROM executions
+            WHERE instance_id = $1
+              AND (submit_intent_at >= {_TODAY}
+                   OR (stage = 'submit' AND status = 'QUEUED'))
+            GROUP BY origin_kind""",
+        instance_id,
+    )
+    used = {r["origin_kind"]: int(r["used"]) for r in rows if r["used"]}
+    waiting = {r["origin_kind"]: int(r["waiting"]) for r in rows if r["waiting"]}
+    return Today(sum(used.values()), used, sum(waiting.values()), waiting)
 
 
 async def cancelled_while_queued(conn: Connection, limit: int) -> list[ExecRow]:

@@ -74,7 +74,14 @@ class Submitter:
                 )
                 claimed = claim.rows
                 if claim.day_full:
-                    await self._hold_for_the_day(conn, instance_id, daily_cap)
+                    await self._hold_for_the_day(conn, instance_id, claim.used_today, daily_cap)
+                if claim.share_held:
+                    log.info(
+                        "instance %s: %d collection week(s) wait for their share of tomorrow",
+                        instance_id,
+                        claim.share_held,
+                        extra={"instance_id": instance_id},
+                    )
                 # Each announced in its own run's trace (the loop itself has none).
                 await ctx.outbox.enqueue(
                     conn,
@@ -89,13 +96,15 @@ class Submitter:
             busy = busy or bool(claimed)
         return busy
 
-    async def _hold_for_the_day(self, conn: Connection, instance_id: str, daily_cap: int) -> None:
+    async def _hold_for_the_day(
+        self, conn: Connection, instance_id: str, used: int, daily_cap: int
+    ) -> None:
         """AMC takes a limited number of executions per instance a day; rather than be
         refused, the rest of the day's runs wait, QUEUED, for the next UTC day."""
         held = await store.hold_until_tomorrow(
             conn,
             instance_id,
-            logic.daily_cap_reason(instance_id, daily_cap),
+            logic.daily_cap_reason(instance_id, used, daily_cap),
         )
         if held:
             self.ctx.amc.metrics.daily_cap_parked.labels(instance_id).inc(held)
@@ -148,6 +157,7 @@ class Submitter:
                 )
             elif kind == "rate_limited":
                 retry_after = getattr(exc, "retry_after", 1.0)
+                until = flow.now() + timedelta(seconds=retry_after)
                 await flow.change(
                     conn,
                     ctx.out,
@@ -155,7 +165,14 @@ class Submitter:
                     ctx.owner,
                     status=ExecutionStatus.QUEUED,
                     reason=f"AMC throttled the submission; retrying after {retry_after:.1f}s",
-                    next_action_at=flow.now() + timedelta(seconds=retry_after),
+                    next_action_at=until,
+                    # Shown while it waits: a long wait otherwise looks like a stuck run.
+                    waiting_reason=logic.throttled_reason(
+                        retry_after,
+                        until,
+                        await store.used_today(conn, row.instance_id),
+                        await ctx.instances.daily_cap(row.instance_id),
+                    ),
                 )
             elif kind == "rejected":
                 await flow.change(

@@ -302,6 +302,13 @@ class WeekRequested(Event):
     attempt: int = Field(ge=1)
     origin: Origin
     run: WorkflowRun
+    daily_share: int | None = Field(
+        default=None,
+        ge=1,
+        description="At most this many of the collection's weeks are submitted to AMC per UTC"
+        " day at the instance (its share of AMC's daily cap); absent: no share of its own, the"
+        " weeks still wait behind scheduled and external runs for the instance's cap",
+    )
 
     @model_validator(mode="after")
     def _origin_is_the_week(self) -> Self:

@@ -47,7 +47,7 @@ async def test_runs_past_the_cap_wait_for_the_next_day_then_run(
         held = await eventually(two_done_two_held, what="two runs done, two held back")
         view = (await http.get(f"/executions/{held[0]['execution_id']}")).json()
         assert view["status"] == "QUEUED"
-        assert "its 2 executions for today" in view["waiting_reason"]
+        assert "waiting for tomorrow's cap: 2/2 used" in view["waiting_reason"]
         assert "00:00 UTC" in view["waiting_reason"]
         assert datetime.fromisoformat(view["next_action_at"]) == next_midnight_utc()
         parked = poller.runtime.registry.get_sample_value(
