@@ -7,20 +7,28 @@ refusal it did not see coming (another tool used the day's executions) is waited
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from uuid import UUID, uuid4
+
+import pytest
 
 from amclocal.simulator import RouteKind, SimAccount, SimControl
+from services.poller.logic import LONG_RETRY_AFTER_S
+from shared.contract import Origin, OriginKind, WeekRequested, WorkflowRun
 from shared.crypto import KeyRing
 from tests.integration.poller.conftest import (
     PollerFactory,
     SettingsFactory,
     eventually,
     external,
+    lwa_token,
     run_for,
+    schedule_due,
     served_poller,
     started,
 )
+from tests.integration.poller.test_instances_workflows import registration
 
 
 def next_midnight_utc() -> datetime:
@@ -89,3 +97,119 @@ async def test_a_refusal_for_the_cap_is_waited_out_not_retried(
     # It waits for the Retry-After AMC gave (the next day), not a failure or a retry loop.
     assert row["next_action_at"] >= next_midnight_utc() - timedelta(seconds=30)
     assert row["error_code"] is None
+
+
+def week(run: WorkflowRun, collection_id: UUID, daily_share: int | None = None) -> WeekRequested:
+    week_id = uuid4()
+    return WeekRequested(
+        collection_id=collection_id,
+        week_id=week_id,
+        week_start=date(2024, 1, 1),
+        week_end=date(2024, 1, 7),
+        attempt=1,
+        origin=Origin(kind=OriginKind.COLLECTION, id=str(week_id)),
+        run=run,
+        daily_share=daily_share,
+    )
+
+
+async def test_scheduled_and_external_runs_spend_the_cap_before_collection_weeks(
+    make_poller: PollerFactory, simulator: SimControl, sim_account: SimAccount
+) -> None:
+    # Issue 20: one collection must not take the day's executions before the day's reports.
+    # The weeks arrive first (oldest), the reports after; all become submittable at once
+    # when the user's token arrives, so the claim alone decides who gets the three left.
+    poller = await make_poller(daily_executions_per_instance=3, max_running_per_instance=10)
+    run = run_for(sim_account)
+    collection = uuid4()
+    await poller.send(*(week(run, collection) for _ in range(3)))
+    await poller.send(external(run), schedule_due(run), external(run))
+
+    async def all_waiting() -> bool:
+        rows = await poller.rows()
+        return len(rows) == 6 and all(r["status"] == "WAITING_FOR_TOKEN" for r in rows)
+
+    await eventually(all_waiting, what="six runs waiting for a token")
+    await poller.give_token(sim_account.user_id, await lwa_token(simulator.base_url, sim_account))
+
+    async def three_sent_three_held() -> list[dict[str, Any]] | None:
+        rows = await poller.rows()
+        held = [r for r in rows if r["waiting_reason"] is not None]
+        sent = [r for r in rows if r["submitted_at"] is not None]
+        return rows if len(held) == 3 and len(sent) == 3 else None
+
+    rows = await eventually(three_sent_three_held, what="three runs sent, three held")
+    sent = {r["origin_kind"] for r in rows if r["submitted_at"] is not None}
+    held = [r for r in rows if r["waiting_reason"] is not None]
+    assert sent == {"external", "schedule"}
+    assert {r["origin_kind"] for r in held} == {"collection"}
+    assert all(r["status"] == "QUEUED" for r in held)
+    assert all("waiting for tomorrow's cap: 3/3 used" in r["waiting_reason"] for r in held)
+    assert all(r["next_action_at"] == next_midnight_utc() for r in held)
+    creates = await simulator.requests(sim_account.instance_id, RouteKind.CREATE)
+    assert len(creates) == 3
+
+
+async def test_a_collection_spends_only_its_daily_share_and_the_instance_shows_the_day(
+    poller_settings: SettingsFactory,
+    simulator: SimControl,
+    sim_account: SimAccount,
+    keys: KeyRing,
+) -> None:
+    settings = poller_settings(api_key="share-test-key", max_running_per_instance=10)
+    async with served_poller(settings, simulator, sim_account, keys) as (poller, http, _):
+        added = await http.post("/instances", json=registration(sim_account))
+        assert added.status_code == 201, added.text
+        run = run_for(sim_account)
+        shared, unshared = uuid4(), uuid4()
+        await poller.send(*(week(run, shared, daily_share=2) for _ in range(4)))
+        await poller.send(week(run, unshared), external(run))
+
+        async def four_done_two_held() -> list[dict[str, Any]] | None:
+            rows = await poller.rows()
+            done = [r for r in rows if r["status"] == "SUCCEEDED"]
+            held = [r for r in rows if r["waiting_reason"] is not None]
+            return held if len(done) == 4 and len(held) == 2 else None
+
+        held = await eventually(four_done_two_held, what="four runs done, two weeks held")
+        assert {r["share_group"] for r in held} == {str(shared)}
+        for row in held:
+            assert row["status"] == "QUEUED"
+            assert row["next_action_at"] == next_midnight_utc()
+            assert row["waiting_reason"].startswith(
+                f"waiting for tomorrow's share: collection {shared} has used 2/2"
+            )
+        view = (await http.get(f"/instances/{sim_account.instance_id}")).json()
+        assert view["today"] == {
+            "daily_cap": 30,
+            "used": 4,
+            "used_by_kind": {"collection": 3, "external": 1},
+            "remaining": 26,
+            "waiting_for_tomorrow": 2,
+            "waiting_by_kind": {"collection": 2},
+        }
+        creates = await simulator.requests(sim_account.instance_id, RouteKind.CREATE)
+        assert len(creates) == 4
+
+
+async def test_amcs_own_refusal_for_the_day_says_so_on_the_run(
+    make_poller: PollerFactory, simulator: SimControl, sim_account: SimAccount
+) -> None:
+    if next_midnight_utc() - datetime.now(UTC) < timedelta(seconds=LONG_RETRY_AFTER_S + 60):
+        pytest.skip("AMC's Retry-After to 00:00 UTC is short this close to midnight")
+    # Another tool spent the instance's cap: AMC refuses with a Retry-After to its next day.
+    await simulator.configure(daily_execution_cap=1)
+    poller = await started(make_poller, simulator, sim_account)
+    await poller.send(external(run_for(sim_account)), external(run_for(sim_account)))
+
+    async def refused() -> dict[str, Any] | None:
+        rows = await poller.rows()
+        waiting = [r for r in rows if r["status"] == "QUEUED" and r["waiting_reason"]]
+        return waiting[0] if waiting else None
+
+    row = await eventually(refused, what="the refused run waiting with a reason")
+    reason = row["waiting_reason"]
+    assert reason.startswith("AMC refused the submission (429) and asked to wait")
+    assert f"until {next_midnight_utc():%Y-%m-%d %H:%M} UTC" in reason
+    assert "this service counts 2/30 today" in reason
+    assert "another tool" in reason
