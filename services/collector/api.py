@@ -61,6 +61,14 @@ class CollectionCreate(RunTarget):
     )
     max_weeks_in_flight: int | None = Field(default=None, ge=1, le=100)
     max_attempts: int | None = Field(default=None, ge=1, le=20)
+    daily_share: int | None = Field(
+        default=None,
+        ge=0,
+        description="Weeks submitted to AMC per UTC day at most: the collection's share of the"
+        " instance's daily cap (AMC documents 30 a day per instance); scheduled and external"
+        " runs come first whatever the share. 0: no share of its own. Default:"
+        " COLLECTOR_DEFAULT_DAILY_SHARE",
+    )
 
     @field_validator("parameters")
     @classmethod
@@ -76,8 +84,14 @@ class ProgressOut(BaseModel):
     in_flight: int
     percent_done: float
     estimated_seconds_left: float | None = Field(
-        description="Rough estimate from the mean week duration so far; null until one ends"
+        description="Rough estimate from the mean week duration so far, no less than the days"
+        " the daily share needs; null until one ends"
     )
+    days_at_share: int | None = Field(
+        description="UTC days the weeks not yet submitted take at the daily share; null"
+        " without a share"
+    )
+    cap_estimate: str = Field(description='For people: "156 week(s) at 20 a day: 8 day(s)"')
 
 
 class CollectionOut(BaseModel):
@@ -91,6 +105,7 @@ class CollectionOut(BaseModel):
     granularity: Granularity
     max_weeks_in_flight: int
     max_attempts: int
+    daily_share: int = Field(description="Weeks submitted per UTC day at most; 0: no share")
     created_at: datetime
     updated_at: datetime
     started_at: datetime | None
@@ -160,6 +175,7 @@ def _view(c: CollectionRow, counts: dict[str, int], mean: float | None) -> Colle
         max_in_flight=c.max_in_flight,
         mean_week_seconds=mean,
         finished=c.finished_at is not None,
+        daily_share=c.daily_share,
     )
     return CollectionOut(
         id=c.id,
@@ -172,6 +188,7 @@ def _view(c: CollectionRow, counts: dict[str, int], mean: float | None) -> Colle
         granularity=Granularity(c.granularity),
         max_weeks_in_flight=c.max_in_flight,
         max_attempts=c.max_attempts,
+        daily_share=c.daily_share,
         created_at=c.created_at,
         updated_at=c.updated_at,
         started_at=c.started_at,
@@ -183,6 +200,8 @@ def _view(c: CollectionRow, counts: dict[str, int], mean: float | None) -> Colle
             in_flight=p.in_flight,
             percent_done=p.percent_done,
             estimated_seconds_left=p.estimated_seconds_left,
+            days_at_share=p.days_at_share,
+            cap_estimate=p.cap_estimate,
         ),
     )
 
@@ -250,6 +269,9 @@ async def create_collection(body: CollectionCreate, request: Request) -> Collect
             max_in_flight=body.max_weeks_in_flight or settings.default_max_weeks_in_flight,
             max_attempts=body.max_attempts or settings.default_max_attempts,
             granularity=body.granularity,
+            daily_share=(
+                settings.default_daily_share if body.daily_share is None else body.daily_share
+            ),
         )
     )
     return await _get(request, collection_id)

@@ -45,6 +45,9 @@ def _eta(seconds: float | None) -> str:
         return "unknown yet"
     minutes, secs = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days}d{hours:02d}h{minutes:02d}m"
     return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
 
 
@@ -59,10 +62,15 @@ def show_text(c: dict[str, Any]) -> str:
             f"range      {c['start_date']} .. {c['end_date']}  by {c['granularity'].lower()}"
             f", weeks start {c['week_start_day']} ({c['time_zone']})",
             f"limits     {c['max_weeks_in_flight']} weeks in flight, "
-            f"{c['max_attempts']} attempts per week",
+            f"{c['max_attempts']} attempts per week, "
+            + (
+                f"{c['daily_share']} submitted a day (its share of the instance's daily cap)"
+                if c["daily_share"]
+                else "no daily share (after the instance's scheduled and external runs)"
+            ),
             f"progress   {progress_bar(p['percent_done'])}  {p['done']}/{p['total']} weeks",
             f"weeks      {counts}",
-            f"time left  {_eta(p['estimated_seconds_left'])}",
+            f"time left  {_eta(p['estimated_seconds_left'])}  ({p['cap_estimate']})",
         ]
     )
 
@@ -80,6 +88,13 @@ def create(
     ] = "WEEK",
     max_in_flight: Annotated[int | None, typer.Option(help="Weeks running at once")] = None,
     max_attempts: Annotated[int | None, typer.Option(help="Attempts per week")] = None,
+    daily_share: Annotated[
+        int | None,
+        typer.Option(
+            help="Weeks submitted per UTC day at most, the collection's share of the instance's"
+            " daily cap (default: the collector's; 0: no share)"
+        ),
+    ] = None,
     advertiser: Advertiser = None,
     marketplace: Marketplace = None,
     workflow: Workflow = None,
@@ -119,6 +134,8 @@ def create(
         body["max_weeks_in_flight"] = max_in_flight
     if max_attempts is not None:
         body["max_attempts"] = max_attempts
+    if daily_share is not None:
+        body["daily_share"] = daily_share
     created = call("collector", "POST", "/collections", json=body)
     if as_json:
         emit(created)

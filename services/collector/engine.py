@@ -133,6 +133,7 @@ class Engine:
             attempt=week.attempt,
             origin=Origin(kind=OriginKind.COLLECTION, id=str(week.id)),
             run=run,
+            daily_share=c.daily_share or None,
         )
 
     async def _request(

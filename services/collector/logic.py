@@ -256,6 +256,26 @@ class Progress:
     in_flight: int
     percent_done: float
     estimated_seconds_left: float | None
+    # Whole UTC days the weeks not yet submitted take at the daily share; None without one.
+    days_at_share: int | None = None
+    # The same for people: "156 weeks at 20 a day: 8 days".
+    cap_estimate: str = ""
+
+
+DAY_S = 86400.0
+
+
+def cap_estimate(to_submit: int, daily_share: int) -> tuple[int | None, str]:
+    """How many UTC days the weeks still to submit take at the collection's daily share, and
+    the sentence people read. Without a share the collector cannot know: the weeks take what
+    the instance's cap leaves after scheduled and external runs, which only the poller sees."""
+    if daily_share <= 0:
+        return None, (
+            f"{to_submit} week(s) to submit, no daily share: as fast as the instance's daily "
+            "cap allows after its scheduled and external runs"
+        )
+    days = math.ceil(to_submit / daily_share)
+    return days, f"{to_submit} week(s) at {daily_share} a day: {days} day(s)"
 
 
 def progress(
@@ -265,11 +285,14 @@ def progress(
     max_in_flight: int,
     mean_week_seconds: float | None,
     finished: bool,
+    daily_share: int = 0,
 ) -> Progress:
     """Counts per week state, percent of weeks in a final state, and a rough time left.
 
     The estimate runs the weeks still to do in waves of `max_in_flight`, each taking the mean
-    duration of the weeks finished so far; it is None until a week has finished.
+    duration of the weeks finished so far; it is None until a week has finished. A daily share
+    bounds it from below: weeks that need N days of the share end no sooner than N - 1 days
+    from now (the last day's weeks can start at 00:00 UTC).
     """
     full = {state.value: counts.get(state.value, 0) for state in WEEK_STATES}
     done = full["SUCCEEDED"] + full["FAILED"] + full["CANCELLED"]
@@ -283,7 +306,12 @@ def progress(
         eta = None
     else:
         eta = round(math.ceil(remaining / max(1, max_in_flight)) * mean_week_seconds, 1)
-    return Progress(full, total, done, in_flight, percent, eta)
+    # RUNNING weeks have had their execution; REQUESTED ones are still to be submitted.
+    to_submit = 0 if finished else full["PENDING"] + full["REQUESTED"]
+    days, sentence = cap_estimate(to_submit, daily_share)
+    if eta is not None and days is not None and days > 1:
+        eta = max(eta, (days - 1) * DAY_S)
+    return Progress(full, total, done, in_flight, percent, eta, days, sentence)
 
 
 def progress_bar(percent: float, width: int = 30) -> str:

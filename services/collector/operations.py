@@ -37,6 +37,7 @@ class NewCollection:
     max_in_flight: int
     max_attempts: int
     granularity: Granularity = Granularity.WEEK
+    daily_share: int = 0
 
 
 class Operations:
@@ -63,6 +64,7 @@ class Operations:
                 weeks=[(uuid.uuid4(), w) for w in weeks],
                 trace_context=trace_carrier(),
                 granularity=new.granularity.value,
+                daily_share=new.daily_share,
             )
             await self.engine.admit(conn)
         return collection_id

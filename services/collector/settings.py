@@ -21,6 +21,13 @@ class CollectorSettings(ServiceSettings):
         default=10, ge=1, le=100, description="Weeks requested or running per collection"
     )
     default_max_attempts: int = Field(default=3, ge=1, le=20, description="Attempts per week")
+    default_daily_share: int = Field(
+        default=20,
+        ge=0,
+        description="Weeks a collection submits per UTC day at most, its share of the AMC"
+        " instance's daily cap (AMC documents 30 executions a day per instance: 20 leaves 10"
+        " for the day's scheduled and external runs); 0: no share of its own",
+    )
     retry_backoff_s: float = Field(
         default=30.0, ge=0, description="Wait before the second attempt; doubles per attempt"
     )

@@ -41,6 +41,8 @@ class CollectionRow:
     finished_at: datetime | None
     # W3C carrier of the trace that created the collection ({} if none): weeks link to it.
     trace_context: dict[str, str]
+    # Weeks submitted to AMC per UTC day at most (its share of the instance's cap); 0: none.
+    daily_share: int = 0
 
     @classmethod
     def of(cls, r: asyncpg.Record) -> CollectionRow:
@@ -76,7 +78,7 @@ class WeekRow:
 
 _COLLECTION_COLUMNS = """id, queue_seq, status, run, start_date, end_date, week_start_day,
     time_zone, max_in_flight, max_attempts, weeks_total, granularity, created_at, updated_at,
-    started_at, finished_at, trace_context"""
+    started_at, finished_at, trace_context, daily_share"""
 
 
 # --- collections ----------------------------------------------------------------------------
@@ -96,11 +98,13 @@ async def insert_collection(
     weeks: Sequence[tuple[UUID, WeekSlice]],
     trace_context: dict[str, str] | None = None,
     granularity: str = "WEEK",
+    daily_share: int = 0,
 ) -> None:
     await conn.execute(
         """INSERT INTO collections (id, status, run, start_date, end_date, week_start_day,
-               time_zone, max_in_flight, max_attempts, weeks_total, trace_context, granularity)
-           VALUES ($1, 'QUEUED', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)""",
+               time_zone, max_in_flight, max_attempts, weeks_total, trace_context, granularity,
+               daily_share)
+           VALUES ($1, 'QUEUED', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)""",
         collection_id,
         run,
         start_date,
@@ -112,6 +116,7 @@ async def insert_collection(
         len(weeks),
         trace_context or {},
         granularity,
+        daily_share,
     )
     await conn.copy_records_to_table(
         "collection_weeks",
