@@ -17,6 +17,7 @@ from amclocal.simulator import RouteKind, SimAccount, SimControl
 from services.poller.logic import LONG_RETRY_AFTER_S
 from shared.contract import Origin, OriginKind, WeekRequested, WorkflowRun
 from shared.crypto import KeyRing
+from tests.integration.collector.harness import collection_body, running_collector, settings_for
 from tests.integration.poller.conftest import (
     PollerFactory,
     SettingsFactory,
@@ -29,6 +30,7 @@ from tests.integration.poller.conftest import (
     started,
 )
 from tests.integration.poller.test_instances_workflows import registration
+from tests.support.http import json_of
 
 
 def next_midnight_utc() -> datetime:
@@ -213,3 +215,69 @@ async def test_amcs_own_refusal_for_the_day_says_so_on_the_run(
     assert f"until {next_midnight_utc():%Y-%m-%d %H:%M} UTC" in reason
     assert "this service counts 2/30 today" in reason
     assert "another tool" in reason
+
+
+async def test_a_collection_with_a_share_runs_over_days_with_its_estimate(
+    uid: str,
+    database_url: str,
+    kafka_bootstrap: str,
+    poller_settings: SettingsFactory,
+    simulator: SimControl,
+    sim_account: SimAccount,
+    keys: KeyRing,
+) -> None:
+    # The real collector and poller on one broker: six weeks at two a day take three days.
+    body = collection_body(
+        user_id=sim_account.user_id,
+        instance_id=sim_account.instance_id,
+        advertiser_id=sim_account.advertiser_id,
+        marketplace_id=sim_account.marketplace_id,
+        workflow_id="wf-daily",
+        start_date="2024-01-01",
+        end_date="2024-02-11",
+        daily_share=2,
+    )
+    settings = poller_settings(api_key="share-days-key", max_running_per_instance=10)
+    async with (
+        served_poller(settings, simulator, sim_account, keys) as (poller, _, _),
+        running_collector(settings_for(uid, database_url, kafka_bootstrap)) as collector,
+    ):
+        created = json_of(await collector.http.post("/collections", json=body), 201)
+        assert created["daily_share"] == 2
+        assert created["progress"]["days_at_share"] == 3
+        assert created["progress"]["cap_estimate"] == "6 week(s) at 2 a day: 3 day(s)"
+
+        async def day(done: int) -> dict[str, Any]:
+            """Wait until `done` weeks succeeded and the rest wait for tomorrow's share."""
+
+            async def settled() -> dict[str, Any] | None:
+                found = await collector.get(created["id"])
+                rows = await poller.rows()
+                held = [r for r in rows if r["waiting_reason"] is not None]
+                counts = found["progress"]["counts"]
+                if counts["SUCCEEDED"] == done and len(held) == 6 - done:
+                    return found
+                return None
+
+            found: dict[str, Any] = await eventually(settled, what=f"{done} weeks done")
+            return found
+
+        first = await day(2)
+        assert first["progress"]["cap_estimate"] == "4 week(s) at 2 a day: 2 day(s)"
+        # The estimate is at least the day the share still needs (the next day's weeks).
+        assert first["progress"]["estimated_seconds_left"] >= 86400
+
+        async def next_day() -> None:
+            await poller.runtime.pool.execute(
+                """UPDATE executions SET submit_intent_at = submit_intent_at - interval '1 day',
+                                         next_action_at = LEAST(next_action_at, now())"""
+            )
+
+        await next_day()
+        second = await day(4)
+        assert second["progress"]["cap_estimate"] == "2 week(s) at 2 a day: 1 day(s)"
+        await next_day()
+        finished = await collector.wait_status(created["id"], "COMPLETED")
+        assert finished["progress"]["counts"]["SUCCEEDED"] == 6
+        creates = await simulator.requests(sim_account.instance_id, RouteKind.CREATE)
+        assert len(creates) == 6
