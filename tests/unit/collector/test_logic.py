@@ -14,6 +14,7 @@ from services.collector.logic import (
     Granularity,
     WeekStartDay,
     backoff_s,
+    cap_estimate,
     classify,
     parse_week_id,
     parse_week_start_day,
@@ -240,3 +241,27 @@ class TestGranularity:
             date(2024, 1, 3), date(2024, 1, 20), Granularity.WEEK, WeekStartDay.SUNDAY
         )
         assert weeks == split_weeks(date(2024, 1, 3), date(2024, 1, 20), WeekStartDay.SUNDAY)
+
+
+def test_the_estimate_counts_the_daily_share() -> None:
+    # Issue 20's example: 156 weeks at 20 a day take 8 days.
+    assert cap_estimate(156, 20) == (8, "156 week(s) at 20 a day: 8 day(s)")
+    days, sentence = cap_estimate(156, 0)
+    assert days is None
+    assert "no daily share" in sentence
+    p = progress(
+        {"SUCCEEDED": 16, "RUNNING": 10, "REQUESTED": 10, "PENDING": 120},
+        total=156,
+        max_in_flight=10,
+        mean_week_seconds=600.0,
+        finished=False,
+        daily_share=20,
+    )
+    # RUNNING weeks have their execution: 130 to submit at 20 a day is 7 days, so no sooner
+    # than 6 days from now, although 14 waves of 10 minutes would take under 3 hours.
+    assert (p.days_at_share, p.cap_estimate) == (7, "130 week(s) at 20 a day: 7 day(s)")
+    assert p.estimated_seconds_left == 6 * 86400
+    unshared = progress(
+        {"PENDING": 30}, total=30, max_in_flight=10, mean_week_seconds=60.0, finished=False
+    )
+    assert (unshared.days_at_share, unshared.estimated_seconds_left) == (None, 180.0)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from uuid import uuid4
 from zoneinfo import ZoneInfo
 
@@ -22,6 +22,7 @@ from shared.clients import (
     UnauthorizedError,
 )
 from shared.contract import (
+    ExecutionRequested,
     ExecutionStatus,
     Origin,
     OriginKind,
@@ -307,3 +308,39 @@ class TestRowCounting:
             counter.feed(chunk)
         assert counter.rows == rows
         assert counter.size == sum(len(c) for c in chunks)
+
+
+def test_a_short_429_says_when_it_is_retried_a_long_one_names_the_daily_cap() -> None:
+    until = datetime(2026, 12, 8, 0, 0, tzinfo=UTC)
+    short = logic.throttled_reason(3, until, 4, 30)
+    assert short == (
+        "AMC refused the submission (429) and asked to wait 3s; retrying at 00:00:00 UTC"
+    )
+    long = logic.throttled_reason(logic.LONG_RETRY_AFTER_S, until, 4, 30)
+    assert "until 2026-12-08 00:00 UTC" in long
+    assert "this service counts 4/30 today" in long
+    assert "another tool" in long
+    assert "(no cap set)" in logic.throttled_reason(7200, until, 4, 0)
+
+
+def test_only_a_collection_week_shares_a_daily_budget() -> None:
+    collection, week = uuid4(), uuid4()
+    requested = WeekRequested(
+        collection_id=collection,
+        week_id=week,
+        week_start=date(2024, 1, 1),
+        week_end=date(2024, 1, 7),
+        attempt=1,
+        origin=Origin(kind=OriginKind.COLLECTION, id=str(week)),
+        run=run(),
+        daily_share=20,
+    )
+    assert logic.share_of(requested) == (str(collection), 20)
+    assert logic.share_of(requested.model_copy(update={"daily_share": None})) == (
+        str(collection),
+        None,
+    )
+    external = ExecutionRequested(
+        request_id="r", origin=Origin(kind=OriginKind.EXTERNAL, id="r"), run=run()
+    )
+    assert logic.share_of(external) == (None, None)
