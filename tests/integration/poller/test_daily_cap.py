@@ -7,17 +7,25 @@ refusal it did not see coming (another tool used the day's executions) is waited
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
+from typer.testing import CliRunner
 
 from amclocal.simulator import RouteKind, SimAccount, SimControl
 from services.poller.logic import LONG_RETRY_AFTER_S
+from shared.cli.main import app as amcctl
 from shared.contract import Origin, OriginKind, WeekRequested, WorkflowRun
 from shared.crypto import KeyRing
-from tests.integration.collector.harness import collection_body, running_collector, settings_for
+from tests.integration.collector.harness import (
+    API_KEY,
+    collection_body,
+    running_collector,
+    settings_for,
+)
 from tests.integration.poller.conftest import (
     PollerFactory,
     SettingsFactory,
@@ -157,9 +165,10 @@ async def test_a_collection_spends_only_its_daily_share_and_the_instance_shows_t
     simulator: SimControl,
     sim_account: SimAccount,
     keys: KeyRing,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     settings = poller_settings(api_key="share-test-key", max_running_per_instance=10)
-    async with served_poller(settings, simulator, sim_account, keys) as (poller, http, _):
+    async with served_poller(settings, simulator, sim_account, keys) as (poller, http, url):
         added = await http.post("/instances", json=registration(sim_account))
         assert added.status_code == 201, added.text
         run = run_for(sim_account)
@@ -190,6 +199,17 @@ async def test_a_collection_spends_only_its_daily_share_and_the_instance_shows_t
             "waiting_for_tomorrow": 2,
             "waiting_by_kind": {"collection": 2},
         }
+        monkeypatch.setenv("AMCCTL_POLLER_URL", url)
+        monkeypatch.setenv("AMCCTL_API_KEY", "share-test-key")
+        shown = await asyncio.to_thread(
+            CliRunner().invoke, amcctl, ["instances", "show", sim_account.instance_id]
+        )
+        assert shown.exit_code == 0, shown.output
+        assert (
+            "today      4/30 executions used since 00:00 UTC (collection 3, external 1)"
+            in shown.output
+        )
+        assert "tomorrow   2 run(s) waiting for the next UTC day (collection 2)" in shown.output
         creates = await simulator.requests(sim_account.instance_id, RouteKind.CREATE)
         assert len(creates) == 4
 
@@ -225,6 +245,7 @@ async def test_a_collection_with_a_share_runs_over_days_with_its_estimate(
     simulator: SimControl,
     sim_account: SimAccount,
     keys: KeyRing,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # The real collector and poller on one broker: six weeks at two a day take three days.
     body = collection_body(
@@ -264,6 +285,14 @@ async def test_a_collection_with_a_share_runs_over_days_with_its_estimate(
 
         first = await day(2)
         assert first["progress"]["cap_estimate"] == "4 week(s) at 2 a day: 2 day(s)"
+        monkeypatch.setenv("AMCCTL_COLLECTOR_URL", collector.url)
+        monkeypatch.setenv("AMCCTL_API_KEY", API_KEY)
+        shown = await asyncio.to_thread(
+            CliRunner().invoke, amcctl, ["collections", "show", created["id"]]
+        )
+        assert shown.exit_code == 0, shown.output
+        assert "2 submitted a day (its share of the instance's daily cap)" in shown.output
+        assert "(4 week(s) at 2 a day: 2 day(s))" in shown.output
         # The estimate is at least the day the share still needs (the next day's weeks).
         assert first["progress"]["estimated_seconds_left"] >= 86400
 
