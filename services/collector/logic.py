@@ -269,6 +269,8 @@ def cap_estimate(to_submit: int, daily_share: int) -> tuple[int | None, str]:
     """How many UTC days the weeks still to submit take at the collection's daily share, and
     the sentence people read. Without a share the collector cannot know: the weeks take what
     the instance's cap leaves after scheduled and external runs, which only the poller sees."""
+    if to_submit == 0:
+        return 0, "every week submitted"
     if daily_share <= 0:
         return None, (
             f"{to_submit} week(s) to submit, no daily share: as fast as the instance's daily "

@@ -95,7 +95,11 @@ async def test_cancel_lets_weeks_in_flight_finish_and_requests_no_more(
         cid = (await collector.create(end_date="2024-03-10", max_weeks_in_flight=2))["id"]
 
         async def two_running() -> bool:
-            return len(poller.executions) == 2
+            # Both submitted as the collector sees it too, so that no week changes state
+            # between the two reads of its progress below.
+            if len(poller.executions) != 2:
+                return False
+            return bool((await collector.get(cid))["progress"]["counts"]["RUNNING"] == 2)
 
         await wait_until(two_running, what="two executions")
         cancelled = (await collector.http.post(f"/collections/{cid}/cancel")).json()
@@ -141,7 +145,11 @@ async def test_pause_stops_dispatching_and_resume_finishes(
         cid = (await collector.create(end_date="2024-02-04", max_weeks_in_flight=2))["id"]
 
         async def two_running() -> bool:
-            return len(poller.executions) == 2
+            # Both submitted as the collector sees it too, so that no week changes state
+            # between the two reads of its progress below.
+            if len(poller.executions) != 2:
+                return False
+            return bool((await collector.get(cid))["progress"]["counts"]["RUNNING"] == 2)
 
         await wait_until(two_running, what="two executions")
         paused = (await collector.http.post(f"/collections/{cid}/pause")).json()

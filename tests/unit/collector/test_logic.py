@@ -265,3 +265,4 @@ def test_the_estimate_counts_the_daily_share() -> None:
         {"PENDING": 30}, total=30, max_in_flight=10, mean_week_seconds=60.0, finished=False
     )
     assert (unshared.days_at_share, unshared.estimated_seconds_left) == (None, 180.0)
+    assert cap_estimate(0, 20) == (0, "every week submitted")
