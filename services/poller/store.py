@@ -293,7 +293,8 @@ async def claim_submissions(
     and external runs before collection weeks, then oldest first but one user at a time
     (round-robin by each user's queue position). A collection week with a `daily_share` is
     taken only while its collection has submitted fewer than that today; the rest of its due
-    weeks are held for the next UTC day with the reason."""
+    weeks are held for the next UTC day with the reason. A share is a share of the cap: an
+    instance without one (`daily_cap` 0) has none to share, and shares do not apply."""
     await conn.execute(
         "SELECT pg_advisory_xact_lock(hashtext('amc-poller-instance'), hashtext($1))", instance_id
     )
@@ -331,7 +332,8 @@ async def claim_submissions(
                    WHERE e.instance_id = $1 AND {_due_queued("e.")}
                ), picked AS (
                    SELECT e.execution_id FROM executions e JOIN queued q USING (execution_id)
-                   WHERE q.daily_share IS NULL OR q.group_turn <= q.daily_share - q.group_used
+                   WHERE NOT $5 OR q.daily_share IS NULL
+                      OR q.group_turn <= q.daily_share - q.group_used
                    ORDER BY q.deferrable, q.turn, q.created_at
                    LIMIT $2
                    FOR UPDATE OF e SKIP LOCKED
@@ -345,8 +347,9 @@ async def claim_submissions(
             room,
             owner,
             lease,
+            daily_cap > 0,
         )
-    held = await _hold_spent_shares(conn, instance_id)
+    held = await _hold_spent_shares(conn, instance_id) if daily_cap > 0 else 0
     return Claim(_rows(records), used_today=used + len(records), share_held=held)
 
 

@@ -310,3 +310,15 @@ async def test_a_collection_with_a_share_runs_over_days_with_its_estimate(
         assert finished["progress"]["counts"]["SUCCEEDED"] == 6
         creates = await simulator.requests(sim_account.instance_id, RouteKind.CREATE)
         assert len(creates) == 6
+
+
+async def test_an_instance_without_a_cap_has_no_share_to_enforce(
+    make_poller: PollerFactory, simulator: SimControl, sim_account: SimAccount
+) -> None:
+    await simulator.configure(daily_execution_cap=0)
+    poller = await started(make_poller, simulator, sim_account, daily_executions_per_instance=0)
+    collection = uuid4()
+    await poller.send(*(week(run_for(sim_account), collection, daily_share=1) for _ in range(3)))
+    rows = await poller.wait_terminal(3)
+    assert [r["status"] for r in rows] == ["SUCCEEDED"] * 3
+    assert all(r["waiting_reason"] is None for r in rows)
