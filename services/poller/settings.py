@@ -105,6 +105,16 @@ class PollerSettings(ServiceSettings):
     )
     retry_base_s: float = Field(default=1.0, gt=0)
     retry_max_s: float = Field(default=60.0, gt=0)
+    throttle_base_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="First wait after a 429 that names no Retry-After; it doubles (with "
+        "jitter) for each further 429 of the instance in a row. Amazon's rate-limiting guide: "
+        "'backoff for 2 seconds ... 4 seconds ... 8 seconds'",
+    )
+    throttle_max_s: float = Field(
+        default=120.0, gt=0, description="Longest wait after a 429 that names no Retry-After"
+    )
     max_transient_attempts: int = Field(
         default=8,
         ge=1,
