@@ -60,7 +60,7 @@ async def test_missing_bearer_token_is_401_with_a_message(
         headers=_headers(sim_account, None),
     )
     assert response.status_code == 401
-    assert response.json() == {"code": "UNAUTHORIZED", "details": "Missing bearer access token"}
+    assert response.json() == {"code": "401", "details": "Missing bearer access token"}
 
 
 async def test_missing_advertiser_header_is_400(
