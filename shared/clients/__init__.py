@@ -25,9 +25,17 @@ from shared.clients.errors import (
     TransportError,
     UnauthorizedError,
 )
-from shared.clients.lwa import LwaClient, LwaTokens
+from shared.clients.lwa import (
+    LWA_AUTHORIZE_URLS,
+    LWA_TOKEN_HOSTS,
+    LwaClient,
+    LwaRegion,
+    LwaTokens,
+)
 
 __all__ = [
+    "LWA_AUTHORIZE_URLS",
+    "LWA_TOKEN_HOSTS",
     "AmcAccount",
     "AmcAccountInfo",
     "AmcClient",
@@ -43,6 +51,7 @@ __all__ = [
     "ExecutionRequest",
     "InvalidGrantError",
     "LwaClient",
+    "LwaRegion",
     "LwaTokens",
     "OutputChannel",
     "RateLimitedError",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 from zoneinfo import ZoneInfo
@@ -249,7 +250,7 @@ class TestPolling:
         assert "Query exceeds the data limit" in observed.error.message
 
     @staticmethod
-    def _succeeded(channels: list[dict[str, object]], **fields: object) -> ExecutionInfo:
+    def _succeeded(channels: Sequence[Mapping[str, object]], **fields: object) -> ExecutionInfo:
         return info("e", NOW, status="SUCCEEDED", outputChannels=channels, **fields)
 
     def test_download_channel_available_or_absent_list_downloads(self) -> None:
