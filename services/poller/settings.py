@@ -69,7 +69,8 @@ class PollerSettings(ServiceSettings):
         description="Delay before the 1st, 2nd, ... status poll; the last one repeats. AMC's "
         "waitUntil is not a polling hint (it says when a run may start, and AMC sets it an "
         "hour in the past): this schedule alone decides, short at first for quick runs, one "
-        "GET a minute for the typical 10-60 minute run",
+        "GET a minute for long ones (Amazon: executions 'will typically take at least 15 "
+        "minutes')",
     )
     max_concurrent_polls: int = Field(default=50, ge=1)
     amc_execution_timeout_s: float = Field(

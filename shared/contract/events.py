@@ -136,7 +136,10 @@ class WorkflowRun(BaseModel):
         default=None, description="Start of an EXPLICIT window (inclusive)"
     )
     time_window_end: datetime | None = Field(
-        default=None, description="End of an EXPLICIT window (exclusive)"
+        default=None,
+        description="End of an EXPLICIT window: the first moment after it (our convention; "
+        "Amazon does not publish whether AMC includes timeWindowEnd, and calls the window "
+        "nominal)",
     )
     time_window_time_zone: str = Field(
         default="UTC", description="IANA time zone of the window (e.g. America/New_York)"
