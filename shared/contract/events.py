@@ -235,7 +235,12 @@ class ExecutionError(BaseModel):
         "DOWNLOAD_FAILED",
         "CANCELLED",
         "INTERNAL",
-    ]
+    ] = Field(
+        description="AMC_REJECTED: AMC ended the execution REJECTED (the message has AMC's "
+        "statusReason); never retryable. RESULTS_NOT_DOWNLOADABLE: it SUCCEEDED at AMC but "
+        "AMC's DOWNLOAD output channel is unavailable; the message says where the results "
+        "went (the instance's bucket, AWS Clean Rooms); never retryable"
+    )
     message: str = Field(max_length=4000)
     retryable: bool
 
