@@ -70,10 +70,11 @@ async def test_a_rejected_execution_fails_at_once_and_is_not_polled_again(
     assert "Query exceeds the instance's resource limit" in done.error.message
     assert done.error.retryable is False
 
-    # Within one poll: exactly one GET saw it rejected, and none came after it, even once
-    # another run has been followed from start to end.
+    # Within one poll: the first GET after the rejection (or one already in flight) saw it
+    # and ended the run; none came after it, even once another run has been followed from
+    # start to end.
     after = [t for t in await _gets_of(simulator, amc_id) if t >= rejected_at]
-    assert len(after) == 1
+    assert len(after) <= 1
     await _finish_another(poller, simulator, sim_account)
     assert [t for t in await _gets_of(simulator, amc_id) if t >= rejected_at] == after
 
