@@ -192,8 +192,10 @@ def interpret(info: ExecutionInfo) -> Observed:
                 error=ExecutionError(code="CANCELLED", message=message, retryable=False),
             )
         case AmcStatus.REJECTED:
-            # Amazon's own client ends on REJECTED as on FAILED. The same query sent again
-            # would be rejected again and spend a slot of the day's cap: not retryable.
+            # Amazon's own client ends on REJECTED as on FAILED. The execute-workflow guide's
+            # rejection ("too many workflows have already been run against the same input
+            # data sources ...") would come again for the same query, and each try spends a
+            # slot of the day's cap: not retryable.
             reason = info.error_message or "no reason given"
             return Observed(
                 ExecutionStatus.FAILED,

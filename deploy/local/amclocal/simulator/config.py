@@ -124,7 +124,13 @@ class WorkflowBehavior(_Strict):
         "workflow_manager_services.py) ends on REJECTED; Amazon publishes neither when nor "
         "why AMC rejects, so the simulator rejects when the execution would start running",
     )
-    rejection_reason: str = "Simulated rejection"
+    rejection_reason: str = Field(
+        default='Execution "X" of workflow "Y" could not be run because too many workflows '
+        "have already been run against the same input data sources in the same or "
+        "overlapping time windows.",
+        description="statusReason of a rejected execution; the default is the rejection "
+        "message Amazon's execute-workflow guide quotes",
+    )
     running_status: str | None = Field(
         default=None,
         min_length=1,
