@@ -47,10 +47,12 @@ management APIs (with the API key, server-side) and follows the event topics for
 # and (through the connect form's redirect) to Login with Amazon; no referrer, so an OAuth
 # callback's query never leaves in a Referer header.
 def security_headers_for(settings: ConsoleSettings) -> dict[str, str]:
-    lwa = urlsplit(settings.lwa_authorize_url)
+    hosts = sorted(
+        {f"{u.scheme}://{u.netloc}" for u in map(urlsplit, settings.lwa_authorize_urls.values())}
+    )
     return {
         "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; "
-        f"form-action 'self' {lwa.scheme}://{lwa.netloc}; base-uri 'none'",
+        f"form-action 'self' {' '.join(hosts)}; base-uri 'none'",
         "X-Frame-Options": "DENY",
         "X-Content-Type-Options": "nosniff",
         "Referrer-Policy": "no-referrer",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from shared.clients.lwa import LWA_AUTHORIZE_URLS, LwaRegion
 from shared.config import ServiceSettings
 
 
@@ -38,7 +39,18 @@ class ConsoleSettings(ServiceSettings):
         description="The console's address as browsers reach it (LWA's redirect_uri is built "
         "from it)",
     )
-    lwa_authorize_url: str = "https://www.amazon.com/ap/oa"
+    lwa_authorize_url: str = Field(
+        default=LWA_AUTHORIZE_URLS[LwaRegion.NA],
+        description="Login with Amazon's authorization URL for users in North America (NA)",
+    )
+    lwa_authorize_url_eu: str = Field(
+        default=LWA_AUTHORIZE_URLS[LwaRegion.EU],
+        description="The same for users in Europe (EU)",
+    )
+    lwa_authorize_url_fe: str = Field(
+        default=LWA_AUTHORIZE_URLS[LwaRegion.FE],
+        description="The same for users in the Far East (FE)",
+    )
     lwa_client_id: str | None = Field(default=None, description="LWA app (also LWA_CLIENT_ID)")
     lwa_scope: str = "advertising::campaign_management"
     trace_url_template: str | None = Field(
@@ -47,3 +59,12 @@ class ConsoleSettings(ServiceSettings):
         "&tags=%7B%22amc.execution_id%22%3A%22{execution_id}%22%7D; {execution_id} is replaced",
     )
     page_size: int = Field(default=25, ge=1, le=200)
+
+    @property
+    def lwa_authorize_urls(self) -> dict[LwaRegion, str]:
+        """Each region's authorization URL (Amazon's create-authorization-grant guide)."""
+        return {
+            LwaRegion.NA: self.lwa_authorize_url,
+            LwaRegion.EU: self.lwa_authorize_url_eu,
+            LwaRegion.FE: self.lwa_authorize_url_fe,
+        }

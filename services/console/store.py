@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from shared.clients.lwa import LwaRegion
 from shared.outbox import Connection
 
 
@@ -79,27 +80,33 @@ async def audit_page(conn: Connection, *, limit: int, offset: int) -> list[Audit
 
 
 async def add_oauth_state(
-    conn: Connection, state_hash: str, principal: str, user_id: str, ttl: timedelta
+    conn: Connection,
+    state_hash: str,
+    principal: str,
+    user_id: str,
+    ttl: timedelta,
+    region: LwaRegion = LwaRegion.NA,
 ) -> None:
     await conn.execute("DELETE FROM oauth_states WHERE expires_at < now()")
     await conn.execute(
-        """INSERT INTO oauth_states (state_hash, principal, user_id, expires_at)
-           VALUES ($1, $2, $3, now() + $4::interval)""",
+        """INSERT INTO oauth_states (state_hash, principal, user_id, expires_at, lwa_region)
+           VALUES ($1, $2, $3, now() + $4::interval, $5)""",
         state_hash,
         principal,
         user_id,
         ttl,
+        region.value,
     )
 
 
-async def take_oauth_state(conn: Connection, state_hash: str) -> tuple[str, str] | None:
-    """The (principal, user_id) of a pending flow, consumed: a state works once."""
+async def take_oauth_state(conn: Connection, state_hash: str) -> tuple[str, str, LwaRegion] | None:
+    """The (principal, user_id, region) of a pending flow, consumed: a state works once."""
     row = await conn.fetchrow(
         """DELETE FROM oauth_states WHERE state_hash = $1 AND expires_at > now()
-           RETURNING principal, user_id""",
+           RETURNING principal, user_id, lwa_region""",
         state_hash,
     )
-    return (row["principal"], row["user_id"]) if row else None
+    return (row["principal"], row["user_id"], LwaRegion(row["lwa_region"])) if row else None
 
 
 @dataclass(frozen=True)

@@ -157,6 +157,18 @@ def _next_step(event: ExecutionCompleted) -> str:
             "workflow again (`amcctl schedules trigger <schedule>` or "
             "`amcctl collections retry <collection>`)"
         )
+    if code == "AMC_REJECTED":
+        return (
+            "AMC rejected the execution (its reason is above): fix what it names in the "
+            "workflow, its parameters or the instance, then run it again; the poller does not "
+            "retry a rejection"
+        )
+    if code == "RESULTS_NOT_DOWNLOADABLE":
+        return (
+            "the run succeeded at AMC but its results cannot be downloaded: fetch them where "
+            "the message says they went (the instance's output bucket or AWS Clean Rooms); "
+            "running it again would end the same way"
+        )
     if code == "AMC_VALIDATION":
         return "AMC refused the query: fix the workflow's SQL or parameters, then run it again"
     if code == "AMC_ACCESS_DENIED":

@@ -89,6 +89,7 @@ def _build(settings: PollerSettings) -> tuple[ServiceRuntime, Announcer, Context
                 metrics,
                 settings.token_expiry_margin_s,
                 instances,
+                throttle_backoff_s=(settings.throttle_base_s, settings.throttle_max_s),
             )
             gateway.meter.install(http)  # amc_api_requests_total: one per HTTP request
             state["http"] = http

@@ -150,6 +150,8 @@ class Follower:
             return
         span.set_attribute("amc.amc_status", info.status_text or info.status.value)
         observed = logic.interpret(info)
+        if observed.unknown:
+            ctx.amc.metrics.unknown_status.labels(info.status_text[:64]).inc()
         now = flow.now()
         common: dict[str, Any] = {
             "amc_status": info.status_text or info.status.value,

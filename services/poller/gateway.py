@@ -102,6 +102,13 @@ class Metrics:
             registry=registry,
         )
         self.polls = Counter("amc_poller_polls", "Status polls sent to AMC", registry=registry)
+        self.unknown_status = Counter(
+            "amc_poller_unknown_amc_status",
+            "Status answers whose execution status neither Amazon's OpenAPI nor its own "
+            "client names (followed as running, until the execution timeout)",
+            ["status"],
+            registry=registry,
+        )
         self.downloaded_bytes = Counter(
             "amc_poller_downloaded_bytes", "Result bytes written to the store", registry=registry
         )
@@ -178,8 +185,13 @@ class AmcGateway:
         metrics: Metrics,
         margin_s: float,
         directory: InstanceDirectory | None = None,
+        throttle_backoff_s: tuple[float, float] = (2.0, 120.0),
     ) -> None:
         self.client = client
+        # 429s in a row per instance (this replica's count): the step of the backoff used
+        # when AMC names no Retry-After.
+        self._throttled: dict[str, int] = {}
+        self._throttle_backoff_s = throttle_backoff_s
         self.directory = directory
         self.limiter = limiter
         self.breakers = breakers
@@ -242,6 +254,7 @@ class AmcGateway:
             self._note(endpoint, "throttled")
             tracing.failed(trace.get_current_span(), exc)
             if instance_id is not None:
+                self._backoff_unnamed(instance_id, exc)
                 # A wait longer than that is about the refused request (a submission past
                 # AMC's daily cap, say), not the rate: polls and downloads must go on.
                 wait = min(exc.retry_after, _INSTANCE_PUSH_BACK_MAX_S)
@@ -258,9 +271,20 @@ class AmcGateway:
         finally:
             _CURRENT_CALL.reset(reset)
         breaker.succeeded()
+        if instance_id is not None:
+            self._throttled.pop(instance_id, None)
         self.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
         self._note(endpoint, "ok")
         return result
+
+    def _backoff_unnamed(self, instance_id: str, exc: RateLimitedError) -> None:
+        """A 429 without Retry-After: wait longer each time in a row, with jitter (every
+        caller reads exc.retry_after)."""
+        count = self._throttled.get(instance_id, 0) + 1
+        self._throttled[instance_id] = count
+        if not exc.server_named:
+            base_s, cap_s = self._throttle_backoff_s
+            exc.retry_after = logic.throttle_wait_s(None, count, base_s, cap_s)
 
     def _note(self, endpoint: str, outcome: str) -> None:
         self.metrics.calls.labels(endpoint, outcome).inc()

@@ -12,10 +12,12 @@ from typing import Literal
 from shared.clients import (
     AmcStatus,
     ApiError,
+    ChannelStatus,
     ClientRequestError,
     ExecutionInfo,
     ExecutionOptions,
     ExecutionRequest,
+    OutputChannel,
     RateLimitedError,
     ServerError,
     TransportError,
@@ -124,6 +126,23 @@ def backoff_s(
     return float(step / 2 + (rng or random).uniform(0, step / 2))
 
 
+def throttle_wait_s(
+    server_named: float | None,
+    consecutive: int,
+    base_s: float,
+    cap_s: float,
+    rng: random.Random | None = None,
+) -> float:
+    """How long to wait after a 429. The server's Retry-After when it sent one; otherwise
+    exponential backoff with jitter over the consecutive throttles (1 for the first), as
+    Amazon's rate-limiting guide recommends for 429s (rate-limiting.md: "backoff for 2
+    seconds ... 4 seconds ... 8 seconds", with a maximum delay; jitter per the AWS
+    architecture blog it links, "Exponential Backoff And Jitter")."""
+    if server_named is not None:
+        return server_named
+    return backoff_s(consecutive, base_s, cap_s, rng)
+
+
 # --- polling -----------------------------------------------------------------------------
 
 
@@ -149,21 +168,29 @@ def next_poll_at(
 
 @dataclass(frozen=True)
 class Observed:
-    """What one AMC status answer means for our execution."""
+    """What one AMC status answer means for our execution. `unknown`: AMC sent a status that
+    neither Amazon's OpenAPI nor its own client names (logged and counted by the caller)."""
 
     status: ExecutionStatus
     download: bool = False
     error: ExecutionError | None = None
+    unknown: bool = False
 
 
 def interpret(info: ExecutionInfo) -> Observed:
     match info.status:
         case AmcStatus.PENDING:
             return Observed(ExecutionStatus.PENDING)
-        case AmcStatus.RUNNING | AmcStatus.UNKNOWN:
-            # A status AMC may add one day is not an end: keep following (the client logs it).
+        case AmcStatus.RUNNING | AmcStatus.PUBLISHING:
+            # PUBLISHING: Amazon's own client keeps waiting on it, as on PENDING and RUNNING.
             return Observed(ExecutionStatus.RUNNING)
+        case AmcStatus.UNKNOWN:
+            # Not an end we know of: keep following it, never past the execution timeout.
+            return Observed(ExecutionStatus.RUNNING, unknown=True)
         case AmcStatus.SUCCEEDED:
+            blocked = download_blocked(info)
+            if blocked is not None:
+                return Observed(ExecutionStatus.FAILED, error=blocked)
             # Public SUCCEEDED waits for the download; until then the execution stays RUNNING.
             return Observed(ExecutionStatus.RUNNING, download=True)
         case AmcStatus.CANCELLED:
@@ -172,12 +199,77 @@ def interpret(info: ExecutionInfo) -> Observed:
                 ExecutionStatus.CANCELLED,
                 error=ExecutionError(code="CANCELLED", message=message, retryable=False),
             )
+        case AmcStatus.REJECTED:
+            # Amazon's own client ends on REJECTED as on FAILED. The execute-workflow guide's
+            # rejection ("too many workflows have already been run against the same input
+            # data sources ...") would come again for the same query, and each try spends a
+            # slot of the day's cap: not retryable.
+            reason = info.error_message or "no reason given"
+            return Observed(
+                ExecutionStatus.FAILED,
+                error=ExecutionError(
+                    code="AMC_REJECTED",
+                    message=f"AMC rejected the execution: {reason}"[:4000],
+                    retryable=False,
+                ),
+            )
         case _:
             message = info.error_message or "AMC reported the execution FAILED"
             return Observed(
                 ExecutionStatus.FAILED,
                 error=ExecutionError(code="AMC_FAILED", message=message[:4000], retryable=True),
             )
+
+
+def download_blocked(info: ExecutionInfo) -> ExecutionError | None:
+    """The error for a SUCCEEDED execution whose results AMC will not hand out through
+    downloadUrls, or None when they can be downloaded (or AMC sent no outputChannels).
+
+    Amazon's OpenAPI: outputChannels lists every channel of the instance; a DOWNLOAD channel
+    UNAVAILABLE or FAILED "is not and will not be available", so waiting for URLs is futile.
+    A list without a DOWNLOAD entry means the instance has no such channel. Not retryable:
+    AMC holds a finished run whose results went elsewhere; a second run would go the same
+    way (and spend the day's cap)."""
+    channels = info.output_channels
+    if channels is None:
+        return None
+    download = next((c for c in channels if c.type == "DOWNLOAD"), None)
+    if download is not None and download.status not in (
+        ChannelStatus.UNAVAILABLE,
+        ChannelStatus.FAILED,
+    ):
+        return None
+    if download is None:
+        why = "AMC lists no DOWNLOAD output channel for this instance"
+    else:
+        why = f"AMC's DOWNLOAD output channel is {download.status.value}"
+        if download.status_reason:
+            why += f": {download.status_reason}"
+    went = [_where(c, info.output_s3_uri) for c in channels if c.type != "DOWNLOAD"]
+    went = [w for w in went if w]
+    where = "; ".join(went) if went else "AMC names no other channel that received them"
+    return ExecutionError(
+        code="RESULTS_NOT_DOWNLOADABLE",
+        message=f"the execution SUCCEEDED at AMC but its results cannot be downloaded ({why}). "
+        f"Where they went: {where}"[:4000],
+        retryable=False,
+    )
+
+
+def _where(channel: OutputChannel, output_s3_uri: str | None) -> str:
+    state = channel.status.value
+    if channel.status_reason:
+        state += f" ({channel.status_reason})"
+    if channel.type == "PUBLISH":
+        # OutputChannelType PUBLISH: "published by AMC to the configured output bucket to the
+        # location indicated by the outputS3URI"; an "N/A" (as in samples) names no place.
+        place = output_s3_uri if output_s3_uri and output_s3_uri != "N/A" else "its bucket"
+        return f"PUBLISH {state}: the instance's output bucket, {place}"
+    if channel.type == "ACR":
+        page = f", {channel.acr_detail_page_url}" if channel.acr_detail_page_url else ""
+        member = f" member {channel.acr_member_id}" if channel.acr_member_id else ""
+        return f"ACR {state}: AWS Clean Rooms{member}{page}"
+    return f"{channel.type} {state}"
 
 
 def timed_out(submitted_at: datetime | None, now: datetime, timeout_s: float) -> bool:

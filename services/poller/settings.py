@@ -69,7 +69,8 @@ class PollerSettings(ServiceSettings):
         description="Delay before the 1st, 2nd, ... status poll; the last one repeats. AMC's "
         "waitUntil is not a polling hint (it says when a run may start, and AMC sets it an "
         "hour in the past): this schedule alone decides, short at first for quick runs, one "
-        "GET a minute for the typical 10-60 minute run",
+        "GET a minute for long ones (Amazon: executions 'will typically take at least 15 "
+        "minutes')",
     )
     max_concurrent_polls: int = Field(default=50, ge=1)
     amc_execution_timeout_s: float = Field(
@@ -105,6 +106,16 @@ class PollerSettings(ServiceSettings):
     )
     retry_base_s: float = Field(default=1.0, gt=0)
     retry_max_s: float = Field(default=60.0, gt=0)
+    throttle_base_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="First wait after a 429 that names no Retry-After; it doubles (with "
+        "jitter) for each further 429 of the instance in a row. Amazon's rate-limiting guide: "
+        "'backoff for 2 seconds ... 4 seconds ... 8 seconds'",
+    )
+    throttle_max_s: float = Field(
+        default=120.0, gt=0, description="Longest wait after a 429 that names no Retry-After"
+    )
     max_transient_attempts: int = Field(
         default=8,
         ge=1,

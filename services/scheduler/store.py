@@ -28,8 +28,9 @@ RUN_COLUMNS = """id, schedule_id, fire_time, kind, state, skip_reason, run, even
     created_at, emitted_at, submitted_at, completed_at, attempt, retry_at"""
 
 OPEN_STATES = ("BUFFERED", "EMITTED", "SUBMITTED", "RETRYING")
-# Failures after which AMC may hold an execution of the run (see lock_rerunnable).
-NOT_RERUNNABLE_ERRORS = ("DOWNLOAD_FAILED", "SUBMISSION_UNKNOWN")
+# Failures after which AMC may hold an execution of the run (see lock_rerunnable). With
+# RESULTS_NOT_DOWNLOADABLE it holds a succeeded one whose results went to another channel.
+NOT_RERUNNABLE_ERRORS = ("DOWNLOAD_FAILED", "SUBMISSION_UNKNOWN", "RESULTS_NOT_DOWNLOADABLE")
 
 
 @dataclass(frozen=True)
@@ -412,7 +413,7 @@ async def lock_rerunnable(
 ) -> list[Record]:
     """Runs of the schedule that ended without a result (FAILED, TIMED_OUT), fire time at
     or after `since`, oldest first; only `run_ids` when given. Not those whose execution AMC
-    may hold (DOWNLOAD_FAILED, SUBMISSION_UNKNOWN): the poller never calls them retryable, as
+    may hold (NOT_RERUNNABLE_ERRORS): the poller never calls them retryable, as
     another execution could be a second success for the fire time."""
     return list(
         await conn.fetch(

@@ -22,6 +22,7 @@ from services.token.rotation import rotate_keys
 from services.token.settings import TokenSettings
 from services.token.vault import Vault
 from shared.clients.errors import ApiError, InvalidGrantError, UnauthorizedError
+from shared.clients.lwa import LwaRegion
 from shared.contract import TokenRefreshed
 from shared.runtime import ServiceRuntime
 
@@ -47,6 +48,12 @@ class CodeExchange(_Strict):
     redirect_uri: str = Field(
         min_length=1, max_length=2000, description="The redirect_uri the code was issued for"
     )
+    region: LwaRegion = Field(
+        default=LwaRegion.NA,
+        description="The Login with Amazon region the user authorized in (NA, EU, FE): its "
+        "token host exchanges the code and refreshes the tokens (Amazon's "
+        "retrieve-access-token guide names one host per region)",
+    )
 
     @field_validator("user_id")
     @classmethod
@@ -56,6 +63,12 @@ class CodeExchange(_Strict):
 
 class RefreshTokenRegistration(_Strict):
     refresh_token: SecretStr = Field(min_length=1, max_length=4000)
+    region: LwaRegion = Field(
+        default=LwaRegion.NA,
+        description="The Login with Amazon region the user authorized in (NA, EU, FE): its "
+        "token host exchanges the code and refreshes the tokens (Amazon's "
+        "retrieve-access-token guide names one host per region)",
+    )
 
 
 class RotateKeysRequest(_Strict):
@@ -75,6 +88,7 @@ class TokenView(BaseModel):
     last_error: str | None
     next_attempt_at: AwareDatetime | None
     refresh_requested: bool
+    region: LwaRegion = Field(description="Login with Amazon region whose host refreshes it")
     claimed_by: str | None = Field(description="Replica refreshing it now, if any")
     key_current: bool = Field(description="Encrypted under the newest storage key")
     created_at: AwareDatetime
@@ -119,6 +133,7 @@ def _view(row: dict[str, Any], current_fp: str) -> TokenView:
         last_error=row["last_error"],
         next_attempt_at=row["next_attempt_at"],
         refresh_requested=row["refresh_requested_at"] is not None,
+        region=LwaRegion(row["lwa_region"]),
         claimed_by=row["claimed_by"] if claimed else None,
         key_current=row["key_fp"] == current_fp,
         created_at=row["created_at"],
@@ -170,7 +185,9 @@ def token_router(ctx: ApiContext) -> APIRouter:
     )
     async def exchange(body: CodeExchange) -> TokenView:
         try:
-            tokens = await ctx.lwa.exchange_code(body.code.get_secret_value(), body.redirect_uri)
+            tokens = await ctx.lwa.exchange_code(
+                body.code.get_secret_value(), body.redirect_uri, body.region
+            )
         except InvalidGrantError as exc:
             raise HTTPException(
                 status.HTTP_400_BAD_REQUEST, f"LWA refused the authorization code: {exc}"
@@ -201,6 +218,7 @@ def token_router(ctx: ApiContext) -> APIRouter:
                 access_token_enc=vault.storage.encrypt(access),
                 expires_at=expires_at,
                 key_fp=vault.current_fp,
+                region=body.region,
             )
             await runtime.outbox.enqueue(
                 conn,
@@ -239,6 +257,7 @@ def token_router(ctx: ApiContext) -> APIRouter:
                 access_token_enc=None,
                 expires_at=None,
                 key_fp=vault.current_fp,
+                region=body.region,
             )
             await conn.execute("SELECT pg_notify($1, $2)", refresh_channel(runtime.schema), user_id)
             row = await store.get_token(conn, user_id)

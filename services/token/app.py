@@ -40,7 +40,7 @@ class TokenService:
         self.vault = Vault.from_settings(settings)
         self.runtime = ServiceRuntime(settings, migrations_dir=MIGRATIONS)
         self.lwa = LwaPool(
-            settings.lwa_base_url,
+            settings.lwa_base_urls,
             settings.lwa_client_id,
             settings.lwa_client_secret.get_secret_value(),
             concurrency=settings.concurrency,

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from shared.cli.api import Json, call, emit
+from shared.clients.lwa import LwaRegion
 
 app = typer.Typer(help="Users' LWA tokens (the token service).", no_args_is_help=True)
 
@@ -67,9 +68,14 @@ def register(
             prompt=True, hide_input=True, help="LWA refresh token (prompted for if not given)"
         ),
     ],
+    region: Annotated[
+        LwaRegion,
+        typer.Option(help="Login with Amazon region the user authorized in: its token host"),
+    ] = LwaRegion.NA,
 ) -> None:
     """Store a user's refresh token directly; it is refreshed at LWA right away."""
-    emit(call("token", "PUT", f"/tokens/{user_id}", json={"refresh_token": refresh_token}))
+    body = {"refresh_token": refresh_token, "region": region.value}
+    emit(call("token", "PUT", f"/tokens/{user_id}", json=body))
 
 
 @app.command("rotate-keys")

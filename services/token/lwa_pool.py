@@ -10,27 +10,31 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Mapping
 from typing import Protocol
 
 import httpx
 
-from shared.clients.lwa import LwaClient, LwaTokens
+from shared.clients.lwa import LwaClient, LwaRegion, LwaTokens
 
 CONNECTIONS_PER_POOL = 4
 
 
 class LwaGrants(Protocol):
-    """What the service needs from LWA (an LwaClient or an LwaPool)."""
+    """What the service needs from LWA (an LwaClient or an LwaPool): each call goes to the
+    token host of the user's region."""
 
-    async def refresh(self, refresh_token: str) -> LwaTokens: ...
+    async def refresh(self, refresh_token: str, region: LwaRegion = LwaRegion.NA) -> LwaTokens: ...
 
-    async def exchange_code(self, code: str, redirect_uri: str) -> LwaTokens: ...
+    async def exchange_code(
+        self, code: str, redirect_uri: str, region: LwaRegion = LwaRegion.NA
+    ) -> LwaTokens: ...
 
 
 class LwaPool:
     def __init__(
         self,
-        base_url: str,
+        base_urls: Mapping[LwaRegion, str],
         client_id: str,
         client_secret: str,
         *,
@@ -47,14 +51,21 @@ class LwaPool:
             limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
             self._owned = [httpx.AsyncClient(limits=limits) for _ in range(count)]
             pools = self._owned
-        clients = [LwaClient(base_url, client_id, client_secret, p, timeout) for p in pools]
-        self._next = itertools.cycle(clients)
+        # The pools are shared by the regions: a connection belongs to one host anyway.
+        self._next = {
+            region: itertools.cycle(
+                [LwaClient(base_urls[region], client_id, client_secret, p, timeout) for p in pools]
+            )
+            for region in LwaRegion
+        }
 
-    async def refresh(self, refresh_token: str) -> LwaTokens:
-        return await next(self._next).refresh(refresh_token)
+    async def refresh(self, refresh_token: str, region: LwaRegion = LwaRegion.NA) -> LwaTokens:
+        return await next(self._next[region]).refresh(refresh_token)
 
-    async def exchange_code(self, code: str, redirect_uri: str) -> LwaTokens:
-        return await next(self._next).exchange_code(code, redirect_uri)
+    async def exchange_code(
+        self, code: str, redirect_uri: str, region: LwaRegion = LwaRegion.NA
+    ) -> LwaTokens:
+        return await next(self._next[region]).exchange_code(code, redirect_uri)
 
     async def aclose(self) -> None:
         for http in self._owned:

@@ -274,7 +274,7 @@ class Refresher:
         started = time.perf_counter()
         try:
             with self._tracer.start_as_current_span("lwa.refresh"):
-                tokens = await self._lwa.refresh(refresh_token)
+                tokens = await self._lwa.refresh(refresh_token, claim.region)
         except Exception as exc:
             failure = logic.classify(exc)
             if failure.kind is FailureKind.REAUTH:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from shared.clients.lwa import LWA_TOKEN_HOSTS, LwaRegion
 from shared.config import ServiceSettings
 from shared.leases import renewal_interval
 
@@ -14,7 +15,18 @@ class TokenSettings(ServiceSettings):
 
     service_name: str = "token"
 
-    lwa_base_url: str = Field(default="https://api.amazon.com", description="LWA base URL")
+    lwa_base_url: str = Field(
+        default=LWA_TOKEN_HOSTS[LwaRegion.NA],
+        description="LWA token host of users registered in North America (NA)",
+    )
+    lwa_base_url_eu: str = Field(
+        default=LWA_TOKEN_HOSTS[LwaRegion.EU],
+        description="LWA token host of users registered in Europe (EU)",
+    )
+    lwa_base_url_fe: str = Field(
+        default=LWA_TOKEN_HOSTS[LwaRegion.FE],
+        description="LWA token host of users registered in the Far East (FE)",
+    )
     lwa_client_id: str = Field(default="", description="LWA app client id (also LWA_CLIENT_ID)")
     lwa_client_secret: SecretStr = Field(default=SecretStr(""), description="LWA app secret")
     lwa_timeout_s: float = Field(default=10.0, gt=0, description="Timeout of one LWA call")
@@ -65,6 +77,15 @@ class TokenSettings(ServiceSettings):
     def _renewal(self) -> TokenSettings:
         _ = self.claim_renew_interval_s  # raises, naming the setting, when too close to the lease
         return self
+
+    @property
+    def lwa_base_urls(self) -> dict[LwaRegion, str]:
+        """Each region's token host (Amazon's retrieve-access-token guide names one each)."""
+        return {
+            LwaRegion.NA: self.lwa_base_url,
+            LwaRegion.EU: self.lwa_base_url_eu,
+            LwaRegion.FE: self.lwa_base_url_fe,
+        }
 
     @property
     def claim_renew_interval_s(self) -> float:

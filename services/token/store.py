@@ -11,6 +11,7 @@ from uuid import UUID
 import asyncpg
 
 from services.token.logic import StoredToken, TokenStatus
+from shared.clients.lwa import LwaRegion
 from shared.outbox import Connection
 
 _CLAIM_FREE = "(claim_expires_at IS NULL OR claim_expires_at < now())"
@@ -28,6 +29,7 @@ class Claimed:
     requested: bool
     # The trace of the request that asked for this refresh (empty for a proactive one).
     trace_context: dict[str, str] = field(default_factory=dict)
+    region: LwaRegion = LwaRegion.NA  # where the user authorized: its LWA host refreshes
 
 
 def _claimed(rows: list[asyncpg.Record]) -> list[Claimed]:
@@ -39,6 +41,7 @@ def _claimed(rows: list[asyncpg.Record]) -> list[Claimed]:
             r["consecutive_failures"],
             r["refresh_requested_at"] is not None,
             r["refresh_trace"] or {},
+            LwaRegion(r["lwa_region"]),
         )
         for r in rows
     ]
@@ -58,7 +61,7 @@ def _claim_sql(condition: str, order: str) -> str:
             claim_expires_at = now() + make_interval(secs => $3), updated_at = now()
         FROM picked WHERE t.user_id = picked.user_id
         RETURNING t.user_id, t.claim_id, t.refresh_token_enc, t.consecutive_failures,
-                  t.refresh_requested_at, t.refresh_trace"""
+                  t.refresh_requested_at, t.refresh_trace, t.lwa_region"""
 
 
 _CLAIM_DUE = _claim_sql(
@@ -247,6 +250,7 @@ async def store_grant(
     access_token_enc: str | None,
     expires_at: datetime | None,
     key_fp: str,
+    region: LwaRegion = LwaRegion.NA,
 ) -> bool:
     """Insert or replace a user's grant (a new authorization); True when the user is new.
 
@@ -255,12 +259,14 @@ async def store_grant(
     """
     created: bool = await conn.fetchval(
         """INSERT INTO tokens AS t (user_id, refresh_token_enc, access_token_enc, expires_at,
-                                    key_fp, last_refreshed_at, refresh_requested_at)
+                                    key_fp, last_refreshed_at, refresh_requested_at,
+                                    lwa_region)
            VALUES ($1, $2, $3, $4, $5,
                    CASE WHEN $3::text IS NULL THEN NULL ELSE now() END,
-                   CASE WHEN $3::text IS NULL THEN now() ELSE NULL END)
+                   CASE WHEN $3::text IS NULL THEN now() ELSE NULL END, $6)
            ON CONFLICT (user_id) DO UPDATE SET
                refresh_token_enc = EXCLUDED.refresh_token_enc,
+               lwa_region = EXCLUDED.lwa_region,
                access_token_enc = EXCLUDED.access_token_enc,
                expires_at = EXCLUDED.expires_at, key_fp = EXCLUDED.key_fp,
                status = 'ACTIVE', last_refreshed_at = EXCLUDED.last_refreshed_at,
@@ -273,6 +279,7 @@ async def store_grant(
         access_token_enc,
         expires_at,
         key_fp,
+        region.value,
     )
     return created
 
@@ -286,7 +293,7 @@ async def delete_token(conn: Connection, user_id: str) -> bool:
 
 _PUBLIC_COLUMNS = """user_id, status, expires_at, last_refreshed_at, consecutive_failures,
                      last_error, next_attempt_at, refresh_requested_at, claimed_by,
-                     claim_expires_at, key_fp, created_at, updated_at"""
+                     claim_expires_at, key_fp, created_at, updated_at, lwa_region"""
 
 
 async def get_token(conn: Connection, user_id: str) -> dict[str, Any] | None:

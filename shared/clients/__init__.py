@@ -6,11 +6,13 @@ from shared.clients.amc import (
     AmcClient,
     AmcInstanceInfo,
     AmcStatus,
+    ChannelStatus,
     DownloadUrls,
     ExecutionInfo,
     ExecutionOptions,
     ExecutionPage,
     ExecutionRequest,
+    OutputChannel,
     SavedWorkflow,
 )
 from shared.clients.errors import (
@@ -23,15 +25,24 @@ from shared.clients.errors import (
     TransportError,
     UnauthorizedError,
 )
-from shared.clients.lwa import LwaClient, LwaTokens
+from shared.clients.lwa import (
+    LWA_AUTHORIZE_URLS,
+    LWA_TOKEN_HOSTS,
+    LwaClient,
+    LwaRegion,
+    LwaTokens,
+)
 
 __all__ = [
+    "LWA_AUTHORIZE_URLS",
+    "LWA_TOKEN_HOSTS",
     "AmcAccount",
     "AmcAccountInfo",
     "AmcClient",
     "AmcInstanceInfo",
     "AmcStatus",
     "ApiError",
+    "ChannelStatus",
     "ClientRequestError",
     "DownloadUrls",
     "ExecutionInfo",
@@ -40,7 +51,9 @@ __all__ = [
     "ExecutionRequest",
     "InvalidGrantError",
     "LwaClient",
+    "LwaRegion",
     "LwaTokens",
+    "OutputChannel",
     "RateLimitedError",
     "ResultsExpiredError",
     "SavedWorkflow",

@@ -130,19 +130,81 @@ def parameter_texts(values: Mapping[str, JsonValue]) -> dict[str, JsonValue]:
 
 
 class AmcStatus(StrEnum):
-    """The statuses of Amazon's WorkflowExecution. Any other text AMC may send one day is
-    UNKNOWN: logged and treated as still running, never a crash."""
+    """An execution's status at AMC.
+
+    Amazon's OpenAPI (WorkflowExecution.status) publishes PENDING, RUNNING, SUCCEEDED, FAILED
+    and CANCELLED. Amazon's own client (amazon-marketing-cloud-insights-on-aws,
+    workflow_manager_services.py) also waits on PUBLISHING and ends on REJECTED, as a failure,
+    so both are read as that client reads them. Any other text is UNKNOWN: logged, counted
+    and followed as running (never past the execution timeout), never a crash."""
 
     PENDING = "PENDING"
     RUNNING = "RUNNING"
+    PUBLISHING = "PUBLISHING"
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
+    REJECTED = "REJECTED"
     CANCELLED = "CANCELLED"
     UNKNOWN = "UNKNOWN"
 
     @property
     def is_terminal(self) -> bool:
-        return self in (AmcStatus.SUCCEEDED, AmcStatus.FAILED, AmcStatus.CANCELLED)
+        return self in (
+            AmcStatus.SUCCEEDED,
+            AmcStatus.FAILED,
+            AmcStatus.REJECTED,
+            AmcStatus.CANCELLED,
+        )
+
+
+class ChannelStatus(StrEnum):
+    """WorkflowExecutionOutputChannelStatus of Amazon's OpenAPI: PENDING (expected later),
+    AVAILABLE, UNAVAILABLE ("is not and will not be available ... because of known
+    configuration or restrictions"), FAILED ("... due to an unexpected error")."""
+
+    PENDING = "PENDING"
+    AVAILABLE = "AVAILABLE"
+    UNAVAILABLE = "UNAVAILABLE"
+    FAILED = "FAILED"
+    UNKNOWN = "UNKNOWN"
+
+
+class OutputChannel(BaseModel):
+    """One entry of an execution's `outputChannels` (WorkflowExecutionOutputChannel): a way
+    results leave AMC (DOWNLOAD: downloadUrls; PUBLISH: the instance's bucket at
+    outputS3URI; ACR: AWS Clean Rooms) and whether this execution's results go that way."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    type: str
+    status: ChannelStatus
+    status_reason: str | None = None
+    acr_detail_page_url: str | None = None
+    acr_member_id: str | None = None
+
+    @classmethod
+    def from_amc(cls, entry: object) -> OutputChannel | None:
+        """An entry as Amazon's schema has it, or None when it is not one."""
+        if not isinstance(entry, dict):
+            return None
+        channel = entry.get("channel")
+        kind = channel.get("type") if isinstance(channel, dict) else None
+        if not isinstance(kind, str) or not kind:
+            return None
+        try:
+            status = ChannelStatus(str(entry.get("status")))
+        except ValueError:
+            status = ChannelStatus.UNKNOWN
+        reason = entry.get("statusReason")
+        page = entry.get("acrDetailPageUrl")
+        member = channel.get("acrMemberId") if isinstance(channel, dict) else None
+        return cls(
+            type=kind,
+            status=status,
+            status_reason=reason if isinstance(reason, str) else None,
+            acr_detail_page_url=page if isinstance(page, str) else None,
+            acr_member_id=member if isinstance(member, str) else None,
+        )
 
 
 class ExecutionInfo(BaseModel):
@@ -166,6 +228,12 @@ class ExecutionInfo(BaseModel):
     )
     parameter_values: dict[str, JsonValue] = Field(default_factory=dict, alias="parameterValues")
     error_message: str | None = Field(default=None, alias="statusReason")
+    output_channels: tuple[OutputChannel, ...] | None = Field(
+        default=None,
+        alias="outputChannels",
+        description="None when AMC sent no outputChannels (Amazon's samples have none)",
+    )
+    output_s3_uri: str | None = Field(default=None, alias="outputS3URI")
     wait_until: datetime | None = Field(
         default=None,
         alias="waitUntil",
@@ -182,6 +250,12 @@ class ExecutionInfo(BaseModel):
             status = body.get("status")
             body = {**body, "status_text": "" if status is None else str(status)}
             body["status"] = _status(status)
+            channels = body.get("outputChannels")
+            if isinstance(channels, list):
+                read = (OutputChannel.from_amc(c) for c in channels)
+                body["outputChannels"] = tuple(c for c in read if c is not None)
+            else:
+                body.pop("outputChannels", None)
         return _parse(cls, body)
 
 
@@ -191,7 +265,11 @@ def _status(value: object) -> str:
     except ValueError:
         status = AmcStatus.UNKNOWN
     if status is AmcStatus.UNKNOWN:
-        log.warning("AMC reported an unknown execution status %r; treating it as running", value)
+        log.warning(
+            "AMC reported an execution status %r that neither Amazon's OpenAPI nor its own "
+            "client names; following it as running",
+            value,
+        )
     return status.value
 
 

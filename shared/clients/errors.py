@@ -38,13 +38,22 @@ class UnauthorizedError(ApiError):
 
 
 class RateLimitedError(ApiError):
-    """429: throttled; `retry_after` is how many seconds the server asked us to wait."""
+    """429: throttled. `retry_after` is how many seconds to wait: the server's Retry-After
+    when `server_named` is true; otherwise a placeholder (DEFAULT_RETRY_AFTER) that a caller
+    who counts consecutive throttles replaces with its own backoff."""
 
     def __init__(
-        self, message: str, *, status: int = 429, code: str | None = None, retry_after: float
+        self,
+        message: str,
+        *,
+        status: int = 429,
+        code: str | None = None,
+        retry_after: float,
+        server_named: bool = True,
     ) -> None:
         super().__init__(message, status=status, code=code)
         self.retry_after = retry_after
+        self.server_named = server_named
 
 
 class ClientRequestError(ApiError):
@@ -56,7 +65,8 @@ class InvalidGrantError(ClientRequestError):
 
 
 class ResultsExpiredError(ClientRequestError):
-    """The pre-signed result URL no longer serves the file (AMC keeps results for days only)."""
+    """The pre-signed result URL no longer serves the file (it lives 10 minutes; how long AMC
+    keeps the results themselves is not published)."""
 
 
 class ServerError(ApiError):
@@ -94,6 +104,21 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float:
     return max(seconds, 0.0)
 
 
+def _readable_retry_after(value: str | None) -> bool:
+    """Whether a Retry-After header says how long to wait (seconds or an HTTP date)."""
+    if not value or not value.strip():
+        return False
+    try:
+        return math.isfinite(float(value))
+    except ValueError:
+        pass
+    try:
+        parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 def _describe(response: httpx.Response) -> tuple[str | None, str]:
     """The error code and human message a server put in its body (LWA and AMC shapes)."""
     try:
@@ -125,8 +150,14 @@ def error_from_response(
     if status == 401:
         return UnauthorizedError(message, status=status, code=code)
     if status == 429:
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        return RateLimitedError(message, status=status, code=code, retry_after=retry_after)
+        header = response.headers.get("Retry-After")
+        return RateLimitedError(
+            message,
+            status=status,
+            code=code,
+            retry_after=parse_retry_after(header),
+            server_named=_readable_retry_after(header),
+        )
     if 400 <= status < 500:
         return ClientRequestError(message, status=status, code=code)
     if status >= 500:

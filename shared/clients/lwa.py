@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
@@ -17,6 +18,30 @@ from shared.clients.errors import (
 from shared.clients.http import HttpClientBase
 
 _GRANT_PATH = "/auth/o2/token"
+
+
+class LwaRegion(StrEnum):
+    """Login with Amazon's regions. Each has its own token host and authorization URL."""
+
+    NA = "NA"
+    EU = "EU"
+    FE = "FE"
+
+
+# Amazon Ads API guide "Retrieve access token" (guides/get-started/retrieve-access-token.md):
+# "select the authorization URL for your region" for POST /auth/o2/token.
+LWA_TOKEN_HOSTS: dict[LwaRegion, str] = {
+    LwaRegion.NA: "https://api.amazon.com",
+    LwaRegion.EU: "https://api.amazon.co.uk",
+    LwaRegion.FE: "https://api.amazon.co.jp",
+}
+# Amazon Ads API guide "Create an authorization grant" (create-authorization-grant.md):
+# "Login with Amazon implements a different authorization URL prefix for each region."
+LWA_AUTHORIZE_URLS: dict[LwaRegion, str] = {
+    LwaRegion.NA: "https://www.amazon.com/ap/oa",
+    LwaRegion.EU: "https://eu.account.amazon.com/ap/oa",
+    LwaRegion.FE: "https://apac.account.amazon.com/ap/oa",
+}
 # LWA's error codes that mean the grant itself is dead: only a person can fix that.
 _REAUTH_CODES = frozenset({"invalid_grant", "unauthorized_client"})
 

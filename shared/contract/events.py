@@ -136,7 +136,10 @@ class WorkflowRun(BaseModel):
         default=None, description="Start of an EXPLICIT window (inclusive)"
     )
     time_window_end: datetime | None = Field(
-        default=None, description="End of an EXPLICIT window (exclusive)"
+        default=None,
+        description="End of an EXPLICIT window: the first moment after it (our convention; "
+        "Amazon does not publish whether AMC includes timeWindowEnd, and calls the window "
+        "nominal)",
     )
     time_window_time_zone: str = Field(
         default="UTC", description="IANA time zone of the window (e.g. America/New_York)"
@@ -221,16 +224,23 @@ class ExecutionError(BaseModel):
         "UNKNOWN_USER",
         "AMC_VALIDATION",
         "AMC_FAILED",
+        "AMC_REJECTED",
         "AMC_UNAVAILABLE",
         "AMC_ACCESS_DENIED",
         "UNKNOWN_INSTANCE",
         "SUBMISSION_UNKNOWN",
         "TIMED_OUT",
         "RESULTS_EXPIRED",
+        "RESULTS_NOT_DOWNLOADABLE",
         "DOWNLOAD_FAILED",
         "CANCELLED",
         "INTERNAL",
-    ]
+    ] = Field(
+        description="AMC_REJECTED: AMC ended the execution REJECTED (the message has AMC's "
+        "statusReason); never retryable. RESULTS_NOT_DOWNLOADABLE: it SUCCEEDED at AMC but "
+        "AMC's DOWNLOAD output channel is unavailable; the message says where the results "
+        "went (the instance's bucket, AWS Clean Rooms); never retryable"
+    )
     message: str = Field(max_length=4000)
     retryable: bool
 

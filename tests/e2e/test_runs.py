@@ -168,3 +168,88 @@ async def test_a_small_collection_completes_one_execution_per_week(
     assert finished["status"] == "COMPLETED", finished
     assert weeks >= 3
     assert await executions_created(api["simulator"], workflow_id) == weeks
+
+
+async def _reject(api: dict[str, httpx.AsyncClient], workflow_id: str) -> None:
+    """Every execution of the workflow ends REJECTED at AMC (the simulator's control API).
+    Amazon's own client (aws-solutions/amazon-marketing-cloud-insights-on-aws,
+    workflow_manager_services.py) ends on REJECTED, a failure, as on FAILED."""
+    behavior = {
+        "workflow_id": workflow_id,
+        "reject": True,
+        "rejection_reason": "Query rejected: simulated",
+    }
+    (await api["simulator"].post("/_sim/amc/workflows", json=behavior)).raise_for_status()
+
+
+async def test_a_rejected_scheduled_run_is_not_retried_by_its_retry_policy(
+    api: dict[str, httpx.AsyncClient],
+) -> None:
+    workflow_id = f"wf-rej-{uuid.uuid4().hex[:8]}"
+    await _reject(api, workflow_id)
+    created = await api["scheduler"].post(
+        "/schedules",
+        json=RUN
+        | {
+            "workflow_id": workflow_id,
+            "cron": "0 6 * * *",
+            "timezone": "UTC",
+            "retry": {"attempts": 3, "backoff_s": 0, "backoff_max_s": 0},
+        },
+    )
+    assert created.status_code == 201, created.text
+    schedule_id = created.json()["id"]
+    triggered = await api["scheduler"].post(f"/schedules/{schedule_id}/trigger", json={})
+    assert triggered.status_code == 202, triggered.text
+
+    async def ended() -> dict[str, Any] | None:
+        page = (await api["scheduler"].get(f"/schedules/{schedule_id}/runs")).json()
+        runs = [
+            r
+            for r in page["items"]
+            if r["state"] not in ("BUFFERED", "EMITTED", "SUBMITTED", "RETRYING")
+        ]
+        return runs[0] if runs else None
+
+    run = await eventually(ended, "the rejected run to end", 90)
+    assert run["state"] == "FAILED", run
+    assert run["error_code"] == "AMC_REJECTED", run
+    assert "Query rejected: simulated" in run["error_message"]
+    assert run["attempt"] == 1, run
+    assert run["retry_at"] is None, run
+    assert await executions_created(api["simulator"], workflow_id) == 1
+
+
+async def test_rejected_collection_weeks_get_no_second_attempt(
+    api: dict[str, httpx.AsyncClient],
+) -> None:
+    workflow_id = f"wf-rejcoll-{uuid.uuid4().hex[:8]}"
+    await _reject(api, workflow_id)
+    start = date.today() - timedelta(days=60)
+    created = await api["collector"].post(
+        "/collections",
+        json=RUN
+        | {
+            "workflow_id": workflow_id,
+            "start_date": start.isoformat(),
+            "end_date": (start + timedelta(days=13)).isoformat(),
+            "max_weeks_in_flight": 2,
+            "max_attempts": 3,
+        },
+    )
+    assert created.status_code == 201, created.text
+    collection = created.json()
+
+    async def done() -> dict[str, Any] | None:
+        body = (await api["collector"].get(f"/collections/{collection['id']}")).json()
+        return body if body["status"].startswith("COMPLETED") else None
+
+    finished = await eventually(done, "the collection to complete", 120)
+    assert finished["status"] == "COMPLETED_WITH_FAILURES", finished
+    weeks = finished["progress"]["total"]
+    assert weeks >= 2
+    assert await executions_created(api["simulator"], workflow_id) == weeks
+    listed = (await api["collector"].get(f"/collections/{collection['id']}/weeks")).json()
+    assert {(w["status"], w["attempt"], w["error_code"]) for w in listed} == {
+        ("FAILED", 1, "AMC_REJECTED")
+    }

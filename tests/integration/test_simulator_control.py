@@ -60,7 +60,7 @@ async def test_missing_bearer_token_is_401_with_a_message(
         headers=_headers(sim_account, None),
     )
     assert response.status_code == 401
-    assert response.json() == {"code": "UNAUTHORIZED", "details": "Missing bearer access token"}
+    assert response.json() == {"code": "401", "details": "Missing bearer access token"}
 
 
 async def test_missing_advertiser_header_is_400(
@@ -298,3 +298,54 @@ async def test_runs_as_a_process_from_the_command_line() -> None:
     finally:
         process.terminate()
         await process.wait()
+
+
+async def test_an_execution_can_be_rejected_while_it_may_still_run(
+    simulator: SimControl, sim_account: SimAccount, sim_http: httpx.AsyncClient
+) -> None:
+    # REJECTED as Amazon's own client reads it (insights-on-aws workflow_manager_services.py):
+    # an end, with statusReason; the DOWNLOAD channel then never becomes AVAILABLE.
+    await simulator.configure(pending_seconds=600)
+    token = await _access_token(sim_http, simulator.base_url, sim_account)
+    url = _executions_url(simulator.base_url, sim_account.instance_id)
+    created = await sim_http.post(url, json=CREATE_BODY, headers=_headers(sim_account, token))
+    execution_id = created.json()["workflowExecutionId"]
+    await simulator.reject_execution(execution_id, "Not allowed on this instance")
+    answer = await sim_http.get(f"{url}/{execution_id}", headers=_headers(sim_account, token))
+    body = answer.json()
+    assert (body["status"], body["statusReason"]) == ("REJECTED", "Not allowed on this instance")
+    [download] = body["outputChannels"]
+    assert download["channel"] == {"type": "DOWNLOAD"}
+    assert download["status"] == "UNAVAILABLE"
+    refused = await sim_http.get(
+        f"{url}/{execution_id}/downloadUrls", headers=_headers(sim_account, token)
+    )
+    assert refused.status_code == 400
+    assert refused.json()["code"] == "400"
+
+    again = await sim_http.post(
+        f"{simulator.base_url}/_sim/amc/executions/{execution_id}/reject", json={}
+    )
+    assert again.status_code == 409
+    assert "REJECTED" in again.text
+    unknown = await sim_http.post(f"{simulator.base_url}/_sim/amc/executions/nope/reject", json={})
+    assert unknown.status_code == 404
+
+
+async def test_an_injected_429_carries_retry_after_only_when_asked(
+    simulator: SimControl, sim_account: SimAccount, sim_http: httpx.AsyncClient
+) -> None:
+    token = await _access_token(sim_http, simulator.base_url, sim_account)
+    url = _executions_url(simulator.base_url, sim_account.instance_id)
+    await simulator.add_fault(FaultRule(kinds=[RouteKind.LIST], fail_next=1, status=429))
+    await simulator.add_fault(
+        FaultRule(kinds=[RouteKind.LIST], fail_next=1, status=429, retry_after_s=3)
+    )
+    bare = await sim_http.get(url, headers=_headers(sim_account, token))
+    named = await sim_http.get(url, headers=_headers(sim_account, token))
+    assert (bare.status_code, named.status_code) == (429, 429)
+    assert "retry-after" not in bare.headers
+    assert named.headers["retry-after"] == "3"
+    assert bare.json() == {"code": "429", "details": bare.json()["details"]}
+    with pytest.raises(ValueError, match="429 or a 5xx"):
+        FaultRule(status=450)

@@ -82,6 +82,16 @@ def test_rate_limited_error_carries_retry_after() -> None:
     error = error_from_response(response, "AMC")
     assert isinstance(error, RateLimitedError)
     assert error.retry_after == 2.0
+    assert error.server_named
+
+
+@pytest.mark.parametrize("header", [None, "", "soon"])
+def test_a_429_without_a_readable_retry_after_says_so(header: str | None) -> None:
+    # rate-limiting.md says a 429 carries Retry-After; the OpenAPI does not declare it.
+    headers = {} if header is None else {"Retry-After": header}
+    error = error_from_response(httpx.Response(429, headers=headers, json={}), "AMC")
+    assert isinstance(error, RateLimitedError)
+    assert not error.server_named
 
 
 def test_explicit_window_is_sent_as_wall_time_of_its_zone() -> None:

@@ -115,6 +115,8 @@ class ServiceStack:
             "LWA_CLIENT_ID": DEMO.client_id,
             "TOKEN_LWA_CLIENT_SECRET": self.lwa_client_secret,
             "TOKEN_LWA_BASE_URL": self.simulator_url,
+            "TOKEN_LWA_BASE_URL_EU": self.simulator_url + "/lwa/eu",
+            "TOKEN_LWA_BASE_URL_FE": self.simulator_url + "/lwa/fe",
             "POLLER_AMC_BASE_URL": self.simulator_url,
             "POLLER_RESULT_DIR": str(self.log_dir / "results"),
         }

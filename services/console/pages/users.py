@@ -22,6 +22,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from services.console import auth, store
 from services.console.backends import ApiProblem
 from services.console.web import ConsoleDep, PrincipalDep, audit, filters, form_of, render
+from shared.clients.lwa import LwaRegion
 
 router = APIRouter()
 log = logging.getLogger(__name__)
@@ -65,14 +66,17 @@ async def show_user(
 async def connect(request: Request, console: ConsoleDep, principal: PrincipalDep) -> Response:
     form = await form_of(request, principal)
     user_id = form.get("user_id", "").strip()
+    region_name = form.get("region", LwaRegion.NA.value)
     client_id = console.settings.lwa_client_id
-    if not user_id or not client_id:
+    region = LwaRegion(region_name) if region_name in LwaRegion.__members__ else None
+    if not user_id or not client_id or region is None:
         page = await console.backends.get("token", "/tokens", limit=console.settings.page_size)
-        error = (
-            "Give the user id to connect."
-            if client_id
-            else ("Set CONSOLE_LWA_CLIENT_ID (or LWA_CLIENT_ID) to connect accounts.")
-        )
+        if not client_id:
+            error = "Set CONSOLE_LWA_CLIENT_ID (or LWA_CLIENT_ID) to connect accounts."
+        elif region is None:
+            error = f"Unknown region {region_name[:20]!r}: choose NA, EU or FE."
+        else:
+            error = "Give the user id to connect."
         return render(
             request,
             console,
@@ -86,7 +90,9 @@ async def connect(request: Request, console: ConsoleDep, principal: PrincipalDep
         )
     state = secrets.token_urlsafe(32)
     async with console.runtime.pool.acquire() as conn:
-        await store.add_oauth_state(conn, auth.hash_id(state), principal.name, user_id, STATE_TTL)
+        await store.add_oauth_state(
+            conn, auth.hash_id(state), principal.name, user_id, STATE_TTL, region
+        )
     await audit(console, principal, "user.connect-started", user_id)
     query = urlencode(
         {
@@ -97,7 +103,9 @@ async def connect(request: Request, console: ConsoleDep, principal: PrincipalDep
             "state": state,
         }
     )
-    return RedirectResponse(f"{console.settings.lwa_authorize_url}?{query}", status_code=303)
+    # Login with Amazon has an authorization URL per region (create-authorization-grant.md).
+    authorize = console.settings.lwa_authorize_urls[region]
+    return RedirectResponse(f"{authorize}?{query}", status_code=303)
 
 
 @router.get("/oauth/callback", response_class=HTMLResponse)
@@ -120,7 +128,7 @@ async def callback(
             user_id=None,
             message="This sign-in link is unknown, used or expired: start again from Users.",
         )
-    principal_name, user_id = pending
+    principal_name, user_id, region = pending
     who = auth.Principal(principal_name, "oauth", "")
     if error or not code:
         # LWA's error codes (access_denied, ...) are fixed words, safe to show.
@@ -139,7 +147,12 @@ async def callback(
         await console.backends.post(
             "token",
             "/oauth/exchange",
-            {"user_id": user_id, "code": code, "redirect_uri": redirect_uri(console)},
+            {
+                "user_id": user_id,
+                "code": code,
+                "redirect_uri": redirect_uri(console),
+                "region": region.value,
+            },
         )
     except ApiProblem as problem:
         # The token service's message may quote LWA; keep only the status for the page.

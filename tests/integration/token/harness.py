@@ -203,6 +203,9 @@ def settings_for(
     values: dict[str, Any] = {
         "api_key": API_KEY,
         "lwa_base_url": sim_url,
+        # The simulator's stand-ins for LWA's EU and FE token hosts (amclocal lwa_routes).
+        "lwa_base_url_eu": sim_url + "/lwa/eu",
+        "lwa_base_url_fe": sim_url + "/lwa/fe",
         "lwa_client_id": CLIENT_ID,
         "lwa_client_secret": CLIENT_SECRET,
         "lwa_timeout_s": 2.0,

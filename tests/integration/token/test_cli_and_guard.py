@@ -31,6 +31,14 @@ async def test_amcctl_tokens(token_service: TokenHarness) -> None:
     assert code == 0, out
     assert refresh_token not in out
     assert json.loads(out[out.index("{") :])["user_id"] == "cli-user"
+    # A user who authorized in Europe is refreshed at LWA's EU host.
+    eu_token = await h.sim_user("cli-eu")
+    code, out, _ = await amcctl(
+        h, "tokens", "register", "cli-eu", "--region", "EU", stdin=eu_token + "\n"
+    )
+    assert code == 0, out
+    assert json.loads(out[out.index("{") :])["region"] == "EU"
+    await h.pool.execute("DELETE FROM tokens WHERE user_id = 'cli-eu'")
 
     await h.seed("cli-old", await h.sim_user("cli-old"), expires_in=timedelta(hours=1))
     code, out, _ = await amcctl(h, "tokens", "list", "--limit", "1", "--all", "--json")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from amclocal.simulator import RouteKind
 from shared.contract import TokenRefreshed
 from tests.integration.token.harness import CLIENT_ID, TokenHarness, refreshed_for
 
@@ -136,3 +137,54 @@ async def test_inspection_errors_are_clear(token_service: TokenHarness) -> None:
     await h.seed("u-del", "Atzr|to-delete")
     assert (await h.api("DELETE", "/tokens/u-del")).status_code == 204
     assert (await h.api("GET", "/tokens/u-del")).status_code == 404
+
+
+async def _refreshed(h: TokenHarness, topic: str, user: str) -> None:
+    async with h.reader() as reader:
+        await reader.wait_for(lambda records: bool(refreshed_for(records, topic, user)))
+
+
+async def test_each_user_is_refreshed_at_the_lwa_host_of_their_region(
+    token_service: TokenHarness,
+) -> None:
+    # Amazon's retrieve-access-token guide: a token URL per region (NA api.amazon.com, EU
+    # api.amazon.co.uk, FE api.amazon.co.jp). Before, every user got NA's.
+    h = token_service
+    topic = h.topic(TokenRefreshed.topic)
+    for user, region in (("user-na", None), ("user-eu", "EU"), ("user-fe", "FE")):
+        body = {"refresh_token": await h.sim_user(user)}
+        if region is not None:
+            body["region"] = region
+        response = await h.api("PUT", f"/tokens/{user}", json=body)
+        assert response.status_code == 201, response.text
+        assert response.json()["region"] == (region or "NA")
+        await _refreshed(h, topic, user)
+    paths = [r.path for r in await h.sim.requests(kind=RouteKind.TOKEN)]
+    assert paths == ["/auth/o2/token", "/lwa/eu/auth/o2/token", "/lwa/fe/auth/o2/token"]
+    refused = await h.api("PUT", "/tokens/user-xx", json={"refresh_token": "x", "region": "US"})
+    assert refused.status_code == 422
+    assert "region" in refused.text
+
+
+async def test_a_code_is_exchanged_at_the_lwa_host_of_its_region(
+    token_service: TokenHarness,
+) -> None:
+    h = token_service
+    h.secrets.add("code-eu-1")
+    await h.sim.register_code("code-eu-1", "user-web-eu", REDIRECT)
+    response = await h.api(
+        "POST",
+        "/oauth/exchange",
+        json={
+            "user_id": "user-web-eu",
+            "code": "code-eu-1",
+            "redirect_uri": REDIRECT,
+            "region": "EU",
+        },
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["region"] == "EU"
+    [exchange] = await h.sim.requests(kind=RouteKind.TOKEN)
+    assert exchange.path == "/lwa/eu/auth/o2/token"
+    row = await h.pool.fetchrow("SELECT lwa_region FROM tokens WHERE user_id = 'user-web-eu'")
+    assert row["lwa_region"] == "EU"  # where its refreshes go

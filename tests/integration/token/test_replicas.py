@@ -13,8 +13,8 @@ from prometheus_client import CollectorRegistry
 
 from amclocal.simulator import FaultRule, RouteKind
 from services.token.logic import key_fingerprint
+from services.token.lwa_pool import LwaPool
 from services.token.refresher import Refresher, RefreshMetrics
-from shared.clients.lwa import LwaClient
 from shared.contract import TokenRefreshed
 from shared.crypto import DecryptionError, KeyRing
 from shared.db import create_pool
@@ -35,7 +35,7 @@ async def replica_b(token_service: TokenHarness) -> AsyncIterator[Refresher]:
     """A second replica: its own pool, replica name and LWA client, same schema."""
     h = token_service
     pool = await create_pool(h.settings.database_url, h.settings.schema_name, max_size=4)
-    lwa = LwaClient(h.settings.lwa_base_url, CLIENT_ID, CLIENT_SECRET)
+    lwa = LwaPool(h.settings.lwa_base_urls, CLIENT_ID, CLIENT_SECRET, concurrency=4, timeout=10)
     yield Refresher(
         pool=lambda: pool,
         outbox=h.service.runtime.outbox,

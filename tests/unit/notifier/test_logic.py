@@ -85,6 +85,8 @@ def test_notices_say_what_rules_filter_on() -> None:
         ("UNKNOWN_USER", "console's connect flow"),
         ("RESULTS_EXPIRED", "run the workflow again"),
         ("AMC_VALIDATION", "fix the workflow's SQL"),
+        ("AMC_REJECTED", "does not retry a rejection"),
+        ("RESULTS_NOT_DOWNLOADABLE", "fetch them where the message says they went"),
         ("UNKNOWN_INSTANCE", "amcctl instances add inst-1"),
         ("SUBMISSION_UNKNOWN", "execution list of instance inst-1"),
         ("INTERNAL", "poller's log"),

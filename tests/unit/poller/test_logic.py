@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from uuid import uuid4
 from zoneinfo import ZoneInfo
@@ -160,6 +161,18 @@ class TestCalls:
             assert step / 2 <= delay <= step
         assert len({round(d, 6) for d in delays}) == len(delays)
 
+    def test_a_429_waits_retry_after_or_backs_off_from_two_seconds(self) -> None:
+        # rate-limiting.md: honour Retry-After; without it "backoff for 2 seconds ... 4
+        # seconds ... 8 seconds", up to a maximum delay.
+        assert logic.throttle_wait_s(7.0, 5, 2.0, 120.0) == 7.0
+        rng = random.Random(3)
+        waits = [logic.throttle_wait_s(None, n, 2.0, 120.0, rng) for n in range(1, 10)]
+        for n, wait in enumerate(waits, start=1):
+            step = min(120.0, 2.0 * 2 ** (n - 1))
+            assert step / 2 <= wait <= step
+        assert waits[0] < 2.0 < waits[3]
+        assert len({round(w, 6) for w in waits}) == len(waits)
+
 
 class TestPolling:
     def test_schedule_backs_off_and_repeats_its_last_interval(self) -> None:
@@ -195,7 +208,11 @@ class TestPolling:
             ("SUCCEEDED", ExecutionStatus.RUNNING, True, None),
             ("FAILED", ExecutionStatus.FAILED, False, "AMC_FAILED"),
             ("CANCELLED", ExecutionStatus.CANCELLED, False, "CANCELLED"),
-            # Not one of Amazon's five: logged and followed as still running, never a crash.
+            # Amazon's own client (insights-on-aws workflow_manager_services.py) waits on
+            # PUBLISHING and ends on REJECTED as a failure.
+            ("PUBLISHING", ExecutionStatus.RUNNING, False, None),
+            ("REJECTED", ExecutionStatus.FAILED, False, "AMC_REJECTED"),
+            # Named by no Amazon document: logged and followed as still running, never a crash.
             ("ARCHIVED", ExecutionStatus.RUNNING, False, None),
         ],
     )
@@ -216,7 +233,71 @@ class TestPolling:
         assert seen.status_text == "ARCHIVED"
         assert not seen.status.is_terminal
         terminal = {s for s in AmcStatus if s.is_terminal}
-        assert terminal == {AmcStatus.SUCCEEDED, AmcStatus.FAILED, AmcStatus.CANCELLED}
+        assert terminal == {
+            AmcStatus.SUCCEEDED,
+            AmcStatus.FAILED,
+            AmcStatus.REJECTED,
+            AmcStatus.CANCELLED,
+        }
+        assert logic.interpret(seen).unknown
+        assert not logic.interpret(info("e", NOW, status="PUBLISHING")).unknown
+
+    def test_a_rejection_is_final_and_shows_amcs_reason(self) -> None:
+        observed = logic.interpret(
+            info("e", NOW, status="REJECTED", statusReason="Query exceeds the data limit")
+        )
+        assert observed.error is not None
+        assert observed.error.retryable is False
+        assert "Query exceeds the data limit" in observed.error.message
+
+    @staticmethod
+    def _succeeded(channels: Sequence[Mapping[str, object]], **fields: object) -> ExecutionInfo:
+        return info("e", NOW, status="SUCCEEDED", outputChannels=channels, **fields)
+
+    def test_download_channel_available_or_absent_list_downloads(self) -> None:
+        available = [{"channel": {"type": "DOWNLOAD"}, "status": "AVAILABLE"}]
+        assert logic.interpret(self._succeeded(available)).download
+        # Amazon's sample responses carry no outputChannels: download as before.
+        assert logic.interpret(info("e", NOW, status="SUCCEEDED")).download
+
+    def test_download_channel_unavailable_ends_at_once_saying_where_results_went(self) -> None:
+        # WorkflowExecutionOutputChannelStatus UNAVAILABLE: "is not and will not be available"
+        channels = [
+            {
+                "channel": {"type": "DOWNLOAD"},
+                "status": "UNAVAILABLE",
+                "statusReason": "AMC is not an allowed results receiver",
+            },
+            {"channel": {"type": "PUBLISH"}, "status": "AVAILABLE"},
+            {
+                "channel": {"type": "ACR", "acrMemberId": "111122223333"},
+                "status": "AVAILABLE",
+                "acrDetailPageUrl": "https://console.aws.amazon.com/cleanrooms/q/1",
+            },
+        ]
+        observed = logic.interpret(
+            self._succeeded(channels, outputS3URI="s3://amc-out/wf/2024-03-15/")
+        )
+        assert observed.status is ExecutionStatus.FAILED
+        assert not observed.download
+        assert observed.error is not None
+        assert observed.error.code == "RESULTS_NOT_DOWNLOADABLE"
+        assert observed.error.retryable is False
+        message = observed.error.message
+        assert "AMC is not an allowed results receiver" in message
+        assert "s3://amc-out/wf/2024-03-15/" in message
+        assert "111122223333" in message
+        assert "cleanrooms/q/1" in message
+
+    def test_a_failed_or_missing_download_channel_is_not_waited_for(self) -> None:
+        failed = [{"channel": {"type": "DOWNLOAD"}, "status": "FAILED"}]
+        missing = [{"channel": {"type": "PUBLISH"}, "status": "AVAILABLE"}]
+        for channels in (failed, missing):
+            observed = logic.interpret(self._succeeded(channels))
+            assert observed.error is not None
+            assert observed.error.code == "RESULTS_NOT_DOWNLOADABLE"
+        pending = [{"channel": {"type": "DOWNLOAD"}, "status": "PENDING"}]
+        assert logic.interpret(self._succeeded(pending)).download
 
     def test_error_retryability(self) -> None:
         assert logic.error("AMC_UNAVAILABLE", "x").retryable

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from amclocal.simulator.contract import AmcContract, published
+from amclocal.simulator.contract import DOCUMENT, AmcContract, published
 from shared.clients import (
     AmcAccount,
     AmcClient,
@@ -199,3 +199,28 @@ async def test_amc_error_details_reach_the_message() -> None:
         with pytest.raises(ClientRequestError, match="unavailable for download") as caught:
             await client.download_urls(TOKEN, ACCOUNT, "x")
     assert caught.value.code == "400"
+
+
+def test_every_operation_lists_what_amazon_publishes_and_marks_what_is_ours() -> None:
+    """Per operation, the statuses of Amazon's OpenAPI (x-published-statuses, transcribed from
+    WorkflowManagementService_prod_3p.json and AMCAdministration_prod_3p.json) are all
+    answered, and any other answer the document allows says why it is there (x-ours)."""
+    document = json.loads(DOCUMENT.read_text())
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            where = f"{method.upper()} {path}"
+            published_statuses = set(operation.get("x-published-statuses", []))
+            assert published_statuses, f"{where}: no x-published-statuses"
+            responses = operation["responses"]
+            for status in published_statuses:
+                assert status in responses or (status == "500" and "5XX" in responses), (
+                    f"{where}: Amazon publishes {status}, the document does not"
+                )
+            for status, response in responses.items():
+                if status not in published_statuses:
+                    assert response.get("x-ours"), f"{where}: {status} is not marked as ours"
+    statuses = document["components"]["schemas"]["WorkflowExecutionStatus"]
+    assert {"PUBLISHING", "REJECTED"} <= set(statuses["enum"])
+    assert "Amazon's own client" in statuses["x-source"]

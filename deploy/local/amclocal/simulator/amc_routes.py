@@ -43,6 +43,7 @@ from amclocal.simulator.state import SimState
 from amclocal.simulator.throttle import retry_after_header
 from amclocal.simulator.wire import (
     BadRequestError,
+    download_available,
     execution_json,
     parse_create,
     parse_creation_filter,
@@ -237,7 +238,7 @@ def amc_router(state: SimState) -> APIRouter:
     async def download_urls(request: Request, instance_id: str, execution_id: str) -> JSONResponse:
         instance, late = await admit(request, RouteKind.DOWNLOAD_URLS, instance_id)
         execution = execution_of(request, instance, execution_id)
-        if execution.status is not Status.SUCCEEDED or execution.results_expired:
+        if not download_available(execution) or execution.results_expired:
             # get-your-results.md gives this text; its status code is not documented.
             raise amc_error(
                 400,

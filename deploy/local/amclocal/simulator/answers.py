@@ -30,8 +30,12 @@ def amc_error(
     media_type: str = MEDIA_TYPE,
     headers: dict[str, str] | None = None,
 ) -> Reject:
-    """AMC's Error object: {code, details}, in the media type of the route's resource."""
-    return Reject(status, {"code": code, "details": details}, headers, media_type=media_type)
+    """AMC's Error object, in the media type of the route's resource. Its `code` is "the HTTP
+    status code of the response" (Amazon's OpenAPI, Error.code); `code` here only names the
+    kind of refusal for readers of the simulator's code and is not sent."""
+    del code
+    body = {"code": str(status), "details": details}
+    return Reject(status, body, headers, media_type=media_type)
 
 
 def check_accept(request: Request, media_type: str) -> None:

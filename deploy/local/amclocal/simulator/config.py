@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class RouteKind(StrEnum):
@@ -116,6 +117,38 @@ class WorkflowBehavior(_Strict):
         description="The first N executions of the same workflow and time window end FAILED",
     )
     failure_reason: str = "Query execution failed: simulated failure"
+    reject: bool = Field(
+        default=False,
+        description="Every execution ends REJECTED (with rejection_reason as statusReason). "
+        "Amazon's own client (amazon-marketing-cloud-insights-on-aws, "
+        "workflow_manager_services.py) ends on REJECTED; Amazon publishes neither when nor "
+        "why AMC rejects, so the simulator rejects when the execution would start running",
+    )
+    rejection_reason: str = Field(
+        default='Execution "X" of workflow "Y" could not be run because too many workflows '
+        "have already been run against the same input data sources in the same or "
+        "overlapping time windows.",
+        description="statusReason of a rejected execution; the default is the rejection "
+        "message Amazon's execute-workflow guide quotes",
+    )
+    running_status: str | None = Field(
+        default=None,
+        min_length=1,
+        description="The status text AMC shows while the execution runs, instead of RUNNING: "
+        "PUBLISHING (which Amazon's own client waits on) or a status no document names",
+    )
+    download_channel: Literal["AVAILABLE", "UNAVAILABLE", "FAILED"] = Field(
+        default="AVAILABLE",
+        description="Status of the DOWNLOAD entry of outputChannels once the execution "
+        "SUCCEEDED (Amazon's WorkflowExecutionOutputChannelStatus); not AVAILABLE: "
+        "downloadUrls refuses",
+    )
+    download_unavailable_reason: str = "Output is not delivered to AMC for this execution"
+    publish_channel: bool = Field(
+        default=False,
+        description="The instance also has a PUBLISH channel (results copied to its output "
+        "bucket at outputS3URI), AVAILABLE once the execution SUCCEEDED",
+    )
     rows: int | None = Field(default=None, ge=0)
     files: int = Field(
         default=1, ge=1, le=5, description="Result files the rows are split into (AMC: up to 5)"
@@ -128,6 +161,10 @@ class WorkflowBehavior(_Strict):
     )
 
 
+class Rejection(_Strict):
+    reason: str = Field(default="Simulated rejection", min_length=1)
+
+
 class FaultRule(_Strict):
     """Injected trouble for requests of the given kinds (default: the AMC API routes)."""
 
@@ -135,12 +172,32 @@ class FaultRule(_Strict):
     latency_ms: int = Field(default=0, ge=0)
     error_rate: float = Field(default=0.0, ge=0, le=1)
     fail_next: int = Field(default=0, ge=0, description="The next N matching requests fail")
-    status: int = Field(default=503, ge=500, le=599)
+    status: int = Field(
+        default=503,
+        ge=429,
+        le=599,
+        description="A 5xx, or 429 (throttled: the AMC API routes only)",
+    )
+    retry_after_s: int | None = Field(
+        default=None,
+        ge=0,
+        description="Retry-After of an injected 429; None sends none. rate-limiting.md says "
+        "a 429 carries it, but the OpenAPI does not declare it: this is how a test shows a "
+        "client that copes without it",
+    )
     after_handling: bool = Field(
         default=False,
         description="Fail after the request took effect (a create that made its execution "
         "but whose answer was lost): the ambiguous answer exactly-once must survive",
     )
+
+    @model_validator(mode="after")
+    def _known_status(self) -> FaultRule:
+        if self.status != 429 and self.status < 500:
+            raise ValueError("status must be 429 or a 5xx")
+        if self.status == 429 and self.kinds is not None and RouteKind.TOKEN in self.kinds:
+            raise ValueError("a 429 is injected on AMC API routes only")
+        return self
 
     def matches(self, kind: RouteKind) -> bool:
         if self.kinds is None:

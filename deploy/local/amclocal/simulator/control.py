@@ -99,6 +99,10 @@ class SimControl(HttpClientBase):
     async def expire_results(self, execution_id: str) -> None:
         await self._post(f"/amc/executions/{execution_id}/expire-results")
 
+    async def reject_execution(self, execution_id: str, reason: str) -> None:
+        """End a PENDING or RUNNING execution REJECTED now, `reason` as its statusReason."""
+        await self._post(f"/amc/executions/{execution_id}/reject", {"reason": reason})
+
     async def add_fault(self, rule: FaultRule) -> None:
         await self._post("/faults", rule)
 

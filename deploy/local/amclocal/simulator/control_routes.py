@@ -12,6 +12,7 @@ from amclocal.simulator.config import (
     CodeRegistration,
     FaultRule,
     InstanceRegistration,
+    Rejection,
     RouteKind,
     SimConfig,
     UserRegistration,
@@ -93,6 +94,19 @@ def control_router(state: SimState) -> APIRouter:
         if execution is None:
             raise HTTPException(404, f"unknown execution {execution_id}")
         execution.results_expired = True
+        return _OK
+
+    @router.post("/amc/executions/{execution_id}/reject")
+    async def reject(execution_id: str, body: Rejection) -> dict[str, bool]:
+        """End a PENDING or RUNNING execution REJECTED now, with `reason` as statusReason."""
+        execution = state.amc.find(execution_id)
+        if execution is None:
+            raise HTTPException(404, f"unknown execution {execution_id}")
+        now = state.now()
+        instance = state.amc.instances[execution.instance_id]
+        instance.advance(now, state.config.max_running)
+        if not instance.reject(execution, now, body.reason):
+            raise HTTPException(409, f"execution {execution_id} is {execution.status.value}")
         return _OK
 
     @router.get("/executions")

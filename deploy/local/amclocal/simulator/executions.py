@@ -29,6 +29,11 @@ class Status(StrEnum):
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
+    # Not in Amazon's OpenAPI enum; Amazon's own client ends on it (config.WorkflowBehavior).
+    REJECTED = "REJECTED"
+
+
+ENDED = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.REJECTED})
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,7 @@ class Execution:
     failure_reason: str | None
     rows: int
     signature: str
+    behavior: WorkflowBehavior
     status: Status = Status.PENDING
     started_at: float | None = None
     ended_at: float | None = None
@@ -113,7 +119,9 @@ class ExecutionView(BaseModel):
             time_window_type=e.window.type,
             time_window_start=e.window.start,
             time_window_end=e.window.end,
-            failure_reason=e.failure_reason if e.status is Status.FAILED else None,
+            failure_reason=e.failure_reason
+            if e.status in (Status.FAILED, Status.REJECTED)
+            else None,
             results_expired=e.results_expired,
         )
 
@@ -137,7 +145,11 @@ class Instance:
         """Replay every start and finish up to `now`, earliest first."""
         while (event := self._next_event(max_running)) is not None and event[0] <= now:
             at, _, execution = event
-            if execution.status is Status.RUNNING:
+            if execution.status is Status.PENDING and execution.outcome is Status.REJECTED:
+                execution.status = Status.REJECTED
+                execution.ended_at = at
+                self.active.remove(execution)
+            elif execution.status is Status.RUNNING:
                 execution.status = execution.outcome
                 execution.ended_at = at
                 self.active.remove(execution)
@@ -159,6 +171,17 @@ class Instance:
             first = min(waiting, key=lambda e: (e.ready_at, e.seq))
             events.append((max(first.ready_at, self.simulated_until), 1, first))
         return min(events, key=lambda event: event[:2], default=None)
+
+    def reject(self, execution: Execution, now: float, reason: str) -> bool:
+        """End a PENDING or RUNNING execution REJECTED now (the control API's doing)."""
+        if execution not in self.active:
+            return False
+        self.active.remove(execution)
+        execution.status = Status.REJECTED
+        execution.outcome = Status.REJECTED
+        execution.failure_reason = reason
+        execution.ended_at = now
+        return True
 
     def cancel(self, execution: Execution, now: float) -> None:
         if execution in self.active:
@@ -193,6 +216,9 @@ class Amc:
         attempt = instance.attempts.get((workflow_id, window), 0) + 1
         instance.attempts[(workflow_id, window)] = attempt
         fails = behavior.fail or attempt <= behavior.fail_attempts
+        outcome = Status.FAILED if fails else Status.SUCCEEDED
+        if behavior.reject:
+            outcome = Status.REJECTED
         pending = _first(behavior.pending_seconds, config.pending_seconds)
         execution = Execution(
             execution_id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
@@ -210,10 +236,17 @@ class Amc:
             created_wall=wall,
             ready_at=now + pending,
             running_seconds=_first(behavior.running_seconds, config.running_seconds),
-            outcome=Status.FAILED if fails else Status.SUCCEEDED,
-            failure_reason=behavior.failure_reason if fails else None,
+            outcome=outcome,
+            failure_reason=(
+                behavior.rejection_reason
+                if outcome is Status.REJECTED
+                else behavior.failure_reason
+                if fails
+                else None
+            ),
             rows=_first(behavior.rows, config.result_rows),
             signature=secrets.token_urlsafe(24),
+            behavior=behavior,
         )
         instance.executions[execution.execution_id] = execution
         instance.active.append(execution)

@@ -79,10 +79,19 @@ async def inject_faults(state: SimState, kind: RouteKind) -> Reject | None:
         failure = Reject(
             decision.fail_status, {"error": "server_error", "error_description": description}
         )
+    elif decision.fail_status == 429:
+        retry = decision.retry_after_s
+        failure = Reject(
+            429,
+            {"code": "429", "details": "Too many requests. The request was rate-limited."},
+            headers=None if retry is None else {"Retry-After": str(retry)},
+            media_type=AMC_MEDIA_TYPE,
+        )
     else:
+        # Error.code is "the HTTP status code of the response" (Amazon's OpenAPI).
         failure = Reject(
             decision.fail_status,
-            {"code": "InternalError", "details": description},
+            {"code": str(decision.fail_status), "details": description},
             media_type=AMC_MEDIA_TYPE,
         )
     if decision.after_handling:

@@ -1,4 +1,11 @@
-"""POST /auth/o2/token, as Login with Amazon answers it."""
+"""POST /auth/o2/token, as Login with Amazon answers it.
+
+LWA has a token host per region (api.amazon.com, api.amazon.co.uk, api.amazon.co.jp: Amazon's
+retrieve-access-token guide). One simulator stands in for all three: /auth/o2/token is NA's,
+and /lwa/eu/auth/o2/token and /lwa/fe/auth/o2/token (paths of the simulator's own, not
+Amazon's) are EU's and FE's, so that the request log shows which host a client used. Whether
+LWA's hosts refuse one another's grants is not published, so all three answer alike.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +24,8 @@ def lwa_router(state: SimState) -> APIRouter:
     router = APIRouter()
 
     @router.post("/auth/o2/token")
+    @router.post("/lwa/eu/auth/o2/token")
+    @router.post("/lwa/fe/auth/o2/token")
     async def token(request: Request) -> JSONResponse:
         record_of(request).kind = RouteKind.TOKEN
         if (failure := await inject_faults(state, RouteKind.TOKEN)) is not None:

@@ -18,6 +18,7 @@ class FaultDecision:
     delay_seconds: float
     fail_status: int | None
     after_handling: bool = False
+    retry_after_s: int | None = None
 
 
 @dataclass
@@ -55,6 +56,7 @@ class SimState:
         delay = 0.0
         fail_status: int | None = None
         after = False
+        retry_after: int | None = None
         for rule in self.faults:
             if not rule.matches(kind):
                 continue
@@ -64,9 +66,11 @@ class SimState:
             if rule.fail_next > 0:
                 rule.fail_next -= 1
                 fail_status, after = rule.status, rule.after_handling
+                retry_after = rule.retry_after_s
             elif rule.error_rate > 0 and self.rng.random() < rule.error_rate:
                 fail_status, after = rule.status, rule.after_handling
-        return FaultDecision(delay, fail_status, after)
+                retry_after = rule.retry_after_s
+        return FaultDecision(delay, fail_status, after, retry_after)
 
     def stats(self) -> Stats:
         self.amc.advance_all(self.now(), self.config.max_running)

@@ -193,7 +193,7 @@ def execution_json(execution: Execution) -> dict[str, Any]:
     body: dict[str, Any] = {
         "workflowExecutionId": execution.execution_id,
         "workflowId": execution.workflow_id,
-        "status": execution.status.value,
+        "status": _status_text(execution),
         "createTime": utc_text(created),
         "lastUpdatedTime": utc_text(execution.updated_wall),
         "expireTime": utc_text(created + _EXPIRE_AFTER_CREATE.total_seconds()),
@@ -216,6 +216,45 @@ def execution_json(execution: Execution) -> dict[str, Any]:
         body["timeWindowEndOriginal"] = window.end
     if execution.status is Status.SUCCEEDED:
         body["outputS3URI"] = "N/A"
-    if execution.status is Status.FAILED and execution.failure_reason:
+    if execution.status in (Status.FAILED, Status.REJECTED) and execution.failure_reason:
         body["statusReason"] = execution.failure_reason
+    body["outputChannels"] = output_channels(execution)
     return body
+
+
+def _status_text(execution: Execution) -> str:
+    running_as = execution.behavior.running_status
+    if execution.status is Status.RUNNING and running_as is not None:
+        return running_as
+    return execution.status.value
+
+
+def download_available(execution: Execution) -> bool:
+    return execution.status is Status.SUCCEEDED and execution.behavior.download_channel == (
+        "AVAILABLE"
+    )
+
+
+def output_channels(execution: Execution) -> list[dict[str, Any]]:
+    """WorkflowExecution.outputChannels as Amazon's OpenAPI defines it: every channel of the
+    instance, each PENDING while the execution may still produce output. What a channel
+    shows after an execution ended without success is not published: the simulator says
+    UNAVAILABLE with a reason (its own assumption; the client reads channels only after
+    SUCCEEDED)."""
+    behavior = execution.behavior
+    kinds = ["DOWNLOAD", *(["PUBLISH"] if behavior.publish_channel else [])]
+    channels = []
+    for kind in kinds:
+        entry: dict[str, Any] = {"channel": {"type": kind}}
+        if execution.status in (Status.PENDING, Status.RUNNING):
+            entry["status"] = "PENDING"
+        elif execution.status is not Status.SUCCEEDED:
+            entry["status"] = "UNAVAILABLE"
+            entry["statusReason"] = f"The workflow execution is {execution.status.value}"
+        elif kind == "DOWNLOAD" and behavior.download_channel != "AVAILABLE":
+            entry["status"] = behavior.download_channel
+            entry["statusReason"] = behavior.download_unavailable_reason
+        else:
+            entry["status"] = "AVAILABLE"
+        channels.append(entry)
+    return channels
