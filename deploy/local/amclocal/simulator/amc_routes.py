@@ -36,6 +36,7 @@ from amclocal.simulator.answers import (
     json_body,
 )
 from amclocal.simulator.config import RouteKind
+from amclocal.simulator.dryrun import dry_run_problem
 from amclocal.simulator.executions import Execution, Instance, Status
 from amclocal.simulator.gate import Reject, inject_faults, record_of
 from amclocal.simulator.identity import AccessGrant
@@ -43,6 +44,7 @@ from amclocal.simulator.state import SimState
 from amclocal.simulator.throttle import retry_after_header
 from amclocal.simulator.wire import (
     BadRequestError,
+    CreateRequest,
     execution_json,
     parse_create,
     parse_creation_filter,
@@ -72,7 +74,12 @@ def _within_daily_cap(instance: Instance, cap: int, wall: float) -> None:
         return
     midnight = datetime.fromtimestamp(wall, UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     since = midnight.timestamp()
-    today = sum(1 for e in instance.executions.values() if e.created_wall >= since)
+    # A dry run is "without consuming quotas" (Amazon's OpenAPI, dryRun): not counted.
+    today = sum(
+        1
+        for e in instance.executions.values()
+        if e.created_wall >= since and not e.flags.get("dryRun")
+    )
     if today >= cap:
         tomorrow = since + 86_400
         raise amc_error(
@@ -82,6 +89,24 @@ def _within_daily_cap(instance: Instance, cap: int, wall: float) -> None:
             "executions for today",
             headers={"Retry-After": retry_after_header(tomorrow - wall)},
         )
+
+
+def _dry_run(
+    state: SimState, instance: Instance, wanted: CreateRequest, execution: Execution, now: float
+) -> None:
+    """Not submitted to compute: complete at once, FAILED with the problem if there is one."""
+    if wanted.inline is not None:
+        sql, parameters = wanted.sql_query, wanted.inline.get("inputParameters", [])
+    else:
+        saved = instance.workflows.get(wanted.workflow_id, {})
+        sql, parameters = saved.get("sqlQuery"), saved.get("inputParameters", [])
+    behavior = state.amc.behaviors.get(execution.workflow_id)
+    problem = dry_run_problem(sql, parameters, wanted.parameters, behavior)
+    execution.ready_at = now
+    execution.running_seconds = 0.0
+    execution.rows = 0
+    execution.outcome = Status.FAILED if problem else Status.SUCCEEDED
+    execution.failure_reason = problem
 
 
 def amc_router(state: SimState) -> APIRouter:
@@ -150,11 +175,15 @@ def amc_router(state: SimState) -> APIRouter:
         record.flags = {k: v for k, v in wanted.flags.items() if v}
         record.timeout_seconds = wanted.timeout_seconds
         record.sql_query = wanted.sql_query
-        _within_daily_cap(instance, state.config.daily_execution_cap, time.time())
+        dry_run = wanted.flags.get("dryRun", False)
+        if not dry_run:
+            _within_daily_cap(instance, state.config.daily_execution_cap, time.time())
         now = state.now()
         execution = state.amc.create(
             instance, wanted, now=now, wall=time.time(), config=state.config, rng=state.rng
         )
+        if dry_run:
+            _dry_run(state, instance, wanted, execution, now)
         instance.advance(now, state.config.max_running)
         record.execution_id = execution.execution_id
         if late is not None:
@@ -237,7 +266,11 @@ def amc_router(state: SimState) -> APIRouter:
     async def download_urls(request: Request, instance_id: str, execution_id: str) -> JSONResponse:
         instance, late = await admit(request, RouteKind.DOWNLOAD_URLS, instance_id)
         execution = execution_of(request, instance, execution_id)
-        if execution.status is not Status.SUCCEEDED or execution.results_expired:
+        if (
+            execution.status is not Status.SUCCEEDED
+            or execution.results_expired
+            or execution.flags.get("dryRun")  # "will not generate output results"
+        ):
             # get-your-results.md gives this text; its status code is not documented.
             raise amc_error(
                 400,
