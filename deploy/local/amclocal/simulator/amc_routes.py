@@ -122,18 +122,21 @@ def amc_router(state: SimState) -> APIRouter:
         record.kind = kind
         record.instance_id = instance_id
         late = await inject_faults(state, kind)
-        check_accept(request, _MEDIA_TYPES.get(kind, MEDIA_TYPE))
+        media_type = _MEDIA_TYPES.get(kind, MEDIA_TYPE)
+        check_accept(request, media_type)
         now = state.now()
         grant = authenticate(state, request, now)
         instance = state.amc.instances.get(instance_id)
         if instance is None:
-            raise amc_error(404, "NOT_FOUND", f"Instance {instance_id} was not found")
+            raise amc_error(404, "NOT_FOUND", f"Instance {instance_id} was not found", media_type)
         wait = state.limiter.admit(instance_id, now, state.config.rate_limit_per_second)
         if wait is not None:
+            # In the route's own media type: the document gives each resource's 429 in it.
             raise amc_error(
                 429,
                 "TOO_MANY_REQUESTS",
                 "Rate exceeded",
+                media_type,
                 headers={"Retry-After": retry_after_header(wait)},
             )
         _authorize(request, instance, grant)
