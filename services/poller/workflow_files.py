@@ -80,8 +80,8 @@ class WorkflowFile:
     settings: dict[str, Any] = field(default_factory=dict)
 
 
-def data_type_problem(value: Any) -> str | None:
-    """Why `value` is not one of AMC's parameter data types, or None."""
+def data_type_problem(value: Any, shown: str | None = None) -> str | None:
+    """Why `value` (written as `shown`) is not one of AMC's parameter data types, or None."""
     if isinstance(value, str) and value in DATA_TYPES:
         return None
     if (
@@ -94,7 +94,8 @@ def data_type_problem(value: Any) -> str | None:
     known = ", ".join(sorted(DATA_TYPES))
     elements = ", ".join(sorted(ARRAY_ELEMENT_TYPES))
     return (
-        f"{json.dumps(value)} is not one of AMC's data types ({known}) nor an ARRAY of {elements}"
+        f"{shown or json.dumps(value)} is not one of AMC's data types ({known}) nor an "
+        f"ARRAY of one of {elements}"
     )
 
 
@@ -103,9 +104,9 @@ def _data_type(text: str, where: str) -> Any:
     value: Any = (
         {"type": "ARRAY", "elementDataType": array.group(1).upper()} if array else text.upper()
     )
-    problem = data_type_problem(value)
+    problem = data_type_problem(value, repr(text))
     if problem:
-        raise WorkflowFileError(f"{where}: {text!r}: {problem}")
+        raise WorkflowFileError(f"{where}: {problem}")
     return value
 
 
