@@ -185,7 +185,7 @@ async def test_push_refuses_what_amc_does_not_publish_naming_the_field(
     poller: Poller, sim_account: SimAccount
 ) -> None:
     instance = sim_account.instance_id
-    bad = [
+    bad: list[tuple[dict[str, Any], str]] = [
         ({"settings": {"outputFormat": {"lineSeparator": "\n"}}}, "lineSeparator"),
         ({"settings": {"privacyFilteringBehavior": "HIDE"}}, "privacyFilteringBehavior"),
         ({"settings": {"outputColumn": []}}, "outputColumn"),
