@@ -277,24 +277,41 @@ async def claim_submissions(
     room = cap - int(in_flight)
     if room <= 0:
         return Claim([])
+    # Dry runs first, whatever the day's cap: AMC runs them "without consuming quotas".
+    dry = await _claim_queued(conn, instance_id, room, owner, lease, dry_runs=True)
+    room -= len(dry)
     if daily_cap > 0:
         # Every intent today counts, refused or not: AMC does not say which of them it counts,
         # and holding back one run too many is cheaper than a refusal loop.
         used = await conn.fetchval(
-            """SELECT count(*) FROM executions
-               WHERE instance_id = $1 AND submit_intent_at >= date_trunc('day', now(), 'UTC')""",
+            f"""SELECT count(*) FROM executions
+               WHERE instance_id = $1 AND submit_intent_at >= date_trunc('day', now(), 'UTC')
+                 AND NOT {_DRY_RUN}""",
             instance_id,
         )
         if int(used) >= daily_cap:
-            return Claim([], day_full=True)
+            return Claim(dry, day_full=True)
         room = min(room, daily_cap - int(used))
+    if room <= 0:
+        return Claim(dry)
+    return Claim(dry + await _claim_queued(conn, instance_id, room, owner, lease, dry_runs=False))
+
+
+# A run that only asks AMC for its verdict (RunOptions.dry_run).
+_DRY_RUN = "coalesce((run->'options'->>'dry_run')::boolean, false)"
+
+
+async def _claim_queued(
+    conn: Connection, instance_id: str, room: int, owner: str, lease: timedelta, *, dry_runs: bool
+) -> list[ExecRow]:
     records = await conn.fetch(
-        """WITH queued AS (
+        f"""WITH queued AS (
                SELECT execution_id, created_at,
                       row_number() OVER (PARTITION BY user_id ORDER BY created_at) AS turn
                FROM executions
                WHERE instance_id = $1 AND stage = 'submit' AND status = 'QUEUED'
                  AND NOT waiting_token AND NOT cancel_requested AND next_action_at <= now()
+                 AND {_DRY_RUN} = $5
            ), picked AS (
                SELECT e.execution_id FROM executions e JOIN queued q USING (execution_id)
                ORDER BY q.turn, q.created_at
@@ -310,20 +327,23 @@ async def claim_submissions(
         room,
         owner,
         lease,
+        dry_runs,
     )
-    return Claim(_rows(records))
+    return _rows(records)
 
 
 async def hold_until_tomorrow(conn: Connection, instance_id: str, reason: str) -> int:
-    """Move the instance's due QUEUED rows to the start of the next UTC day, with the reason
-    shown to people; returns how many were held."""
+    """Move the instance's due QUEUED rows (dry runs excepted: the cap does not count them) to
+    the start of the next UTC day, with the reason shown to people; returns how many were
+    held."""
     held = await conn.fetchval(
-        """WITH held AS (
+        f"""WITH held AS (
                UPDATE executions
                SET next_action_at = date_trunc('day', now(), 'UTC') + interval '1 day',
                    waiting_reason = $2, updated_at = now()
                WHERE instance_id = $1 AND stage = 'submit' AND status = 'QUEUED'
                  AND NOT waiting_token AND NOT cancel_requested AND next_action_at <= now()
+                 AND NOT {_DRY_RUN}
                RETURNING 1
            ) SELECT count(*) FROM held""",
         instance_id,

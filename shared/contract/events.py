@@ -75,6 +75,14 @@ class RunOptions(BaseModel):
     disable_aggregation_controls: bool | None = Field(
         default=None, description="disableAggregationControls (sandbox instances only)"
     )
+    dry_run: bool | None = Field(
+        default=None,
+        description="dryRun: AMC only checks the run (the SQL, the parameters) and runs "
+        'nothing: "without consuming quotas or compute resources", and "will not generate '
+        "output results\" (Amazon's OpenAPI). The execution ends SUCCEEDED with no result, or "
+        "FAILED (AMC_VALIDATION, not retryable) with AMC's reason; it is not counted towards "
+        "the instance's daily cap",
+    )
 
 
 class WorkflowRun(BaseModel):
