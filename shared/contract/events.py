@@ -369,14 +369,20 @@ class ExecutionStatusChanged(Event):
 
 
 class ExecutionCompleted(Event):
-    """Terminal state of an execution: a SUCCEEDED one carries its result, any other its
-    error."""
+    """Terminal state of an execution: a SUCCEEDED one carries its result (but a dry run,
+    which AMC runs without output), any other its error."""
 
     model_config = ConfigDict(
-        json_schema_extra=conditional(
-            {"properties": {"status": {"const": "SUCCEEDED"}}},
-            {"required": ["result"], "properties": {"result": {"type": "object"}}},
-            otherwise={"required": ["error"], "properties": {"error": {"type": "object"}}},
+        json_schema_extra=every(
+            # Absent, dry_run is false; "properties" holds vacuously then.
+            conditional(
+                {"properties": {"status": {"const": "SUCCEEDED"}, "dry_run": {"const": False}}},
+                {"required": ["result"], "properties": {"result": {"type": "object"}}},
+            ),
+            conditional(
+                {"properties": {"status": {"not": {"const": "SUCCEEDED"}}}},
+                {"required": ["error"], "properties": {"error": {"type": "object"}}},
+            ),
         )
     )
 
@@ -391,10 +397,15 @@ class ExecutionCompleted(Event):
     user_id: NonEmpty
     error: ExecutionError | None = None
     result: ResultLocation | None = None
+    dry_run: bool = Field(
+        default=False,
+        description="The run only asked AMC for its verdict (RunOptions.dry_run): SUCCEEDED "
+        "means AMC found it valid, and there is no result",
+    )
 
     @model_validator(mode="after")
     def _outcome_matches_status(self) -> Self:
-        if self.status == "SUCCEEDED" and self.result is None:
+        if self.status == "SUCCEEDED" and self.result is None and not self.dry_run:
             raise ValueError("a SUCCEEDED execution carries its result")
         if self.status != "SUCCEEDED" and self.error is None:
             raise ValueError(f"a {self.status} execution carries its error")
