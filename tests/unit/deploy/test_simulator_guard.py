@@ -25,28 +25,48 @@ HEADERS = {
 
 
 def refusing(field: str) -> ContractGuard:
+    """A stand-in for the simulator that refuses `field` as unrecognized, in the media type
+    of the route's resource."""
     state = SimState(SimConfig())
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        refusal = unrecognized([field], "application/vnd.amcworkflows.v1+json")
-        body = json.dumps(refusal.body).encode()
+        media_type = (
+            "application/vnd.amcworkflowexecutions.v1+json"
+            if "/workflowExecutions" in scope["path"]
+            else "application/vnd.amcworkflows.v1+json"
+        )
+        body = json.dumps(unrecognized([field], media_type).body).encode()
         await receive()
-        headers = [(b"content-type", b"application/vnd.amcworkflows.v1+json")]
+        headers = [(b"content-type", media_type.encode())]
         await send({"type": "http.response.start", "status": 400, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
     return ContractGuard(app, state)
 
 
+EXECUTIONS = "/amc/reporting/inst-1/workflowExecutions"
+
+
 @pytest.mark.parametrize(
-    ("field", "defect"), [("outputFormat", True), ("distinctUserCountColumn", True), ("x", False)]
+    ("path", "field", "defect"),
+    [
+        (PATH, "outputFormat", True),
+        (PATH, "distinctUserCountColumn", True),
+        (PATH, "x", False),
+        (EXECUTIONS, "dryRun", True),
+        (EXECUTIONS, "workflow.outputColumns", True),
+        # A workflow field, but not one of an execution request's own.
+        (EXECUTIONS, "outputFormat", False),
+    ],
 )
-async def test_refusing_a_published_field_is_a_violation(field: str, defect: bool) -> None:
+async def test_refusing_a_published_field_is_a_violation(
+    path: str, field: str, defect: bool
+) -> None:
     guard = refusing(field)
     transport = httpx.ASGITransport(app=guard)
     async with httpx.AsyncClient(transport=transport, base_url="http://sim") as http:
         body = {"workflowId": "w", "sqlQuery": "SELECT 1", field: "y"}
-        answer = await http.post(PATH, json=body, headers=HEADERS)
+        answer = await http.post(path, json=body, headers=HEADERS)
     assert answer.status_code == 400
     violations = guard._state.contract_violations
     if defect:

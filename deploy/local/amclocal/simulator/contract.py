@@ -102,14 +102,6 @@ def schema_properties(name: str) -> frozenset[str]:
     return frozenset(schema.get("properties", {}))
 
 
-@cache
-def request_fields() -> frozenset[str]:
-    """Every field a request body of AMC's API may carry, at any of the levels the simulator
-    reads (an execution request, its inline workflow, a saved workflow, a parameter)."""
-    names = ("CreateWorkflowExecutionRequest", "Workflow", "SavedWorkflow", "InputParameter")
-    return frozenset().union(*(schema_properties(n) for n in names))
-
-
 def _json_body(data: bytes) -> Any:
     return json.loads(data)
 

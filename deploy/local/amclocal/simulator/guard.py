@@ -17,7 +17,7 @@ import logging
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from amclocal.simulator.answers import UNRECOGNIZED
-from amclocal.simulator.contract import published, request_fields
+from amclocal.simulator.contract import published, schema_properties
 from amclocal.simulator.state import SimState
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,9 @@ class ContractGuard:
         where = f"{method} {scope['path']}"
         if asked and 200 <= status < 300:
             self._note(f"{where}: accepted ({status}) a request AMC's API refuses: {asked}")
-        refused = sorted(_refused_fields(status, bytes(body)) & request_fields())
+        refused = sorted(
+            name for name in _refused_fields(status, bytes(body)) if _published(scope["path"], name)
+        )
         if refused:
             self._note(
                 f"{where}: refused published field(s) {', '.join(refused)} as unrecognized: "
@@ -110,3 +112,14 @@ def _refused_fields(status: int, body: bytes) -> set[str]:
     if not isinstance(details, str) or not details.startswith(UNRECOGNIZED):
         return set()
     return {name.strip() for name in details.removeprefix(UNRECOGNIZED).split(",")}
+
+
+def _published(path: str, name: str) -> bool:
+    """Whether AMC's API publishes field `name` (`workflow.X`: X of an execution request's
+    inline workflow) in the request body of the route at `path`."""
+    if "/workflowExecutions" in path:
+        inline, _, field = name.partition("workflow.")
+        if not inline and field:
+            return field in schema_properties("Workflow")
+        return name in schema_properties("CreateWorkflowExecutionRequest")
+    return name in schema_properties("SavedWorkflow")
