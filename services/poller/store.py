@@ -277,9 +277,6 @@ async def claim_submissions(
     room = cap - int(in_flight)
     if room <= 0:
         return Claim([])
-    # Dry runs first, whatever the day's cap: AMC runs them "without consuming quotas".
-    dry = await _claim_queued(conn, instance_id, room, owner, lease, dry_runs=True)
-    room -= len(dry)
     if daily_cap > 0:
         # Every intent today counts, refused or not: AMC does not say which of them it counts,
         # and holding back one run too many is cheaper than a refusal loop.
@@ -290,20 +287,8 @@ async def claim_submissions(
             instance_id,
         )
         if int(used) >= daily_cap:
-            return Claim(dry, day_full=True)
+            return Claim([], day_full=True)
         room = min(room, daily_cap - int(used))
-    if room <= 0:
-        return Claim(dry)
-    return Claim(dry + await _claim_queued(conn, instance_id, room, owner, lease, dry_runs=False))
-
-
-# A run that only asks AMC for its verdict (RunOptions.dry_run).
-_DRY_RUN = "coalesce((run->'options'->>'dry_run')::boolean, false)"
-
-
-async def _claim_queued(
-    conn: Connection, instance_id: str, room: int, owner: str, lease: timedelta, *, dry_runs: bool
-) -> list[ExecRow]:
     records = await conn.fetch(
         f"""WITH queued AS (
                SELECT execution_id, created_at,
@@ -311,7 +296,7 @@ async def _claim_queued(
                FROM executions
                WHERE instance_id = $1 AND stage = 'submit' AND status = 'QUEUED'
                  AND NOT waiting_token AND NOT cancel_requested AND next_action_at <= now()
-                 AND {_DRY_RUN} = $5
+                 AND NOT {_DRY_RUN}
            ), picked AS (
                SELECT e.execution_id FROM executions e JOIN queued q USING (execution_id)
                ORDER BY q.turn, q.created_at
@@ -327,7 +312,50 @@ async def _claim_queued(
         room,
         owner,
         lease,
-        dry_runs,
+    )
+    return Claim(_rows(records))
+
+
+# A run that only asks AMC for its verdict (RunOptions.dry_run): AMC's dryRun runs "without
+# consuming quotas", so the day's cap neither counts nor holds it (claim_dry_runs takes it).
+_DRY_RUN = "coalesce((run->'options'->>'dry_run')::boolean, false)"
+
+
+async def claim_dry_runs(
+    conn: Connection, instance_id: str, cap: int, owner: str, lease: timedelta
+) -> list[ExecRow]:
+    """Under the instance's lock: take the due QUEUED dry runs the running cap leaves room
+    for, whatever the day's cap, oldest first, and store the intent (SUBMITTING)."""
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('amc-poller-instance'), hashtext($1))", instance_id
+    )
+    in_flight = await conn.fetchval(
+        """SELECT count(*) FROM executions
+           WHERE instance_id = $1 AND status IN ('SUBMITTING', 'PENDING', 'RUNNING')""",
+        instance_id,
+    )
+    room = cap - int(in_flight)
+    if room <= 0:
+        return []
+    records = await conn.fetch(
+        f"""WITH picked AS (
+               SELECT execution_id FROM executions
+               WHERE instance_id = $1 AND stage = 'submit' AND status = 'QUEUED'
+                 AND NOT waiting_token AND NOT cancel_requested AND next_action_at <= now()
+                 AND {_DRY_RUN}
+               ORDER BY created_at
+               LIMIT $2
+               FOR UPDATE SKIP LOCKED
+           )
+           UPDATE executions e
+           SET status = 'SUBMITTING', submit_intent_at = now(), lease_owner = $3,
+               lease_until = now() + $4::interval, updated_at = now(), waiting_reason = NULL
+           FROM picked WHERE e.execution_id = picked.execution_id
+           RETURNING e.*""",
+        instance_id,
+        room,
+        owner,
+        lease,
     )
     return _rows(records)
 
