@@ -200,6 +200,13 @@ def _execution(event: ExecutionCompleted) -> Message:
         f"Execution {event.execution_id}{amc} for {origin}, instance {event.instance_id}, "
         f"user {event.user_id}, ended {event.status}."
     )
+    if event.status == "SUCCEEDED" and event.result is None:
+        # A dry run: AMC checked the run and found it valid; it runs nothing, makes no result.
+        return Message(
+            f"AMC dry run passed on {event.instance_id}",
+            f"{head}\nA dry run: AMC found the run valid; nothing ran, there is no result.",
+            Severity.SUCCESS,
+        )
     if event.status == "SUCCEEDED":
         assert event.result is not None
         r = event.result

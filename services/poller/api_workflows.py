@@ -6,38 +6,125 @@ access token of the instance's managing user (`instances.user_id`).
 
 from __future__ import annotations
 
+import asyncio
 import difflib
+import itertools
+import json
 from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Request, status
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
 
 from services.poller import flow, registry
 from services.poller.gateway import CircuitOpenError, Token
 from services.poller.registry import WorkflowVersion
 from services.poller.worker import Context
+from services.poller.workflow_files import (
+    WorkflowFileError,
+    data_type_problem,
+    render_workflow_file,
+)
 from shared.clients import AmcAccount, ApiError, ClientRequestError, SavedWorkflow
+from shared.clients.amc import AmcStatus, ExecutionOptions, ExecutionRequest
+from shared.contract.events import TimeWindowType
 from shared.http import runtime_of
 
 router = APIRouter(prefix="/workflows", tags=["workflows"])
 
 
 class InputParameter(BaseModel):
-    """One of AMC's inputParameters: name, dataType and, when it has one, a default."""
+    """One of AMC's inputParameters: name, dataType (a data type or an ARRAY of one) and any
+    of its other published attributes (defaultValue, description, displayName,
+    columnType). An attribute given as null is removed from AMC's parameter of that name."""
 
     model_config = ConfigDict(extra="allow")
 
     name: str = Field(min_length=1, max_length=256, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    dataType: JsonValue = Field(description="STRING, INTEGER, ... or AMC's object form")
+    dataType: JsonValue = Field(
+        default=None, description='STRING, INTEGER, ... or {"type": "ARRAY", "elementDataType": T}'
+    )
+    columnType: Literal["DIMENSION", "METRIC"] | None = None
+    description: str | None = None
+    displayName: str | None = None
+
+    @field_validator("dataType")
+    @classmethod
+    def _known_type(cls, value: JsonValue) -> JsonValue:
+        problem = None if value is None else data_type_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+
+class OutputColumn(BaseModel):
+    """One of AMC's outputColumns (Amazon's OpenAPI, Workflow.outputColumns)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(min_length=1, max_length=256)
+    dataType: str | None = None
+    columnType: Literal["DIMENSION", "METRIC"] | None = None
+    dataTypePrecision: int | None = None
+    dataTypeScale: int | None = None
+    description: str | None = None
+
+
+class OutputFormat(BaseModel):
+    """AMC's outputFormat: "the CSV output format for a workflow" (Amazon's OpenAPI)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    escapeCharacter: str | None = Field(default=None, min_length=1, max_length=1)
+    quoteCharacter: str | None = Field(default=None, min_length=1, max_length=1)
+    separatorCharacter: str | None = Field(default=None, min_length=1, max_length=1)
+
+
+class WorkflowSettings(BaseModel):
+    """The fields of Amazon's Workflow besides the SQL and parameters, by AMC's names
+    (shared/clients/amc.py WORKFLOW_SETTINGS, where each is sourced). Only the fields given
+    change at AMC; null removes one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    outputColumns: list[OutputColumn] | None = Field(default=None, max_length=100)
+    inputSchema: str | None = Field(default=None, min_length=1)
+    filteredMetricsDiscriminatorColumn: str | None = Field(default=None, min_length=1)
+    filteredReasonColumn: str | None = Field(default=None, min_length=1)
+    distinctUserCountColumn: str | None = Field(default=None, min_length=1)
+    privacyFilteringBehavior: Literal["REMOVE_ROWS", "REMOVE_VALUES"] | None = None
+    outputFormat: OutputFormat | None = None
+    query: list[str] | None = Field(default=None, max_length=100)
+
+    def changes(self) -> dict[str, JsonValue]:
+        """The fields given, as AMC spells them (None: remove)."""
+        dumped = self.model_dump(mode="json", exclude_none=True)
+        return {name: dumped.get(name) for name in self.model_fields_set}
 
 
 class WorkflowPush(BaseModel):
+    """A push changes what it gives and keeps the rest of AMC's definition: the SQL when it
+    differs (beyond surrounding white space), the parameters when given (each merged with
+    AMC's parameter of the same name), and the settings it names."""
+
     model_config = ConfigDict(extra="forbid")
 
     sql_query: str = Field(min_length=1, max_length=200_000)
-    input_parameters: list[InputParameter] = Field(default_factory=list, max_length=100)
+    input_parameters: list[InputParameter] | None = Field(
+        default=None,
+        max_length=100,
+        description="The whole list of parameters; absent keeps AMC's, [] removes them",
+    )
+    settings: WorkflowSettings = Field(default_factory=WorkflowSettings)
     author: str = Field(min_length=1, max_length=256, description="Who pushes this version")
+
+    @model_validator(mode="after")
+    def _unique_parameters(self) -> WorkflowPush:
+        names = [p.name for p in self.input_parameters or []]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"input_parameters: defined twice: {', '.join(twice)}")
+        return self
 
 
 class VersionView(BaseModel):
@@ -47,6 +134,7 @@ class VersionView(BaseModel):
     pushed_at: datetime
     sql_query: str
     input_parameters: list[dict[str, Any]]
+    settings: dict[str, Any]
 
     @classmethod
     def of(cls, v: WorkflowVersion) -> VersionView:
@@ -57,6 +145,7 @@ class VersionView(BaseModel):
             pushed_at=v.pushed_at,
             sql_query=v.sql_query,
             input_parameters=v.input_parameters,
+            settings=v.settings,
         )
 
 
@@ -69,7 +158,11 @@ class WorkflowView(BaseModel):
 
 class PushPlan(BaseModel):
     action: Literal["create", "update", "unchanged"]
-    diff: str = Field(description="Unified diff of AMC's definition to the pushed one")
+    diff: str = Field(
+        description="Unified diff of AMC's definition to the pushed one, every field shown "
+        "as a workflow file header line"
+    )
+    definition: dict[str, Any] = Field(description="The whole definition the push sends")
 
 
 class PushResult(PushPlan):
@@ -135,28 +228,67 @@ async def _at_amc(
 def _text(workflow: SavedWorkflow | None) -> list[str]:
     if workflow is None:
         return []
-    lines = workflow.sql_query.splitlines(keepends=True)
-    for parameter in workflow.input_parameters:
-        lines.append(f"-- @param {parameter}\n")
-    return lines
+    try:
+        return render_workflow_file(workflow.to_body()).splitlines(keepends=True)
+    except WorkflowFileError:
+        # SQL with a line a file would read as a header: show the fields as JSON instead.
+        return json.dumps(workflow.to_body(), indent=2, sort_keys=True).splitlines(keepends=True)
 
 
 def _plan(current: SavedWorkflow | None, wanted: SavedWorkflow) -> PushPlan:
     diff = "".join(
         difflib.unified_diff(_text(current), _text(wanted), "at AMC", "pushed", lineterm="\n")
     )
+    definition = wanted.to_body()
     if current is None:
-        return PushPlan(action="create", diff=diff)
-    same = (current.sql_query, current.input_parameters) == (
-        wanted.sql_query,
-        wanted.input_parameters,
-    )
-    return PushPlan(action="unchanged" if same else "update", diff=diff)
+        return PushPlan(action="create", diff=diff, definition=definition)
+    same = current.to_body() == definition
+    return PushPlan(action="unchanged" if same else "update", diff=diff, definition=definition)
 
 
-def _wanted(workflow_id: str, body: WorkflowPush) -> SavedWorkflow:
-    parameters = [p.model_dump(mode="json") for p in body.input_parameters]
-    return SavedWorkflow(workflow_id, body.sql_query, parameters)
+def _same_sql(a: str, b: str) -> bool:
+    return "\n".join(a.splitlines()).strip() == "\n".join(b.splitlines()).strip()
+
+
+def _merged_parameters(
+    current: list[dict[str, JsonValue]], given: list[InputParameter]
+) -> list[dict[str, JsonValue]]:
+    """The given list, each parameter over AMC's of the same name: what it leaves out stays,
+    what it gives as null goes."""
+    held = {p.get("name"): p for p in current}
+    merged = []
+    for parameter in given:
+        changes = parameter.model_dump(mode="json", exclude_unset=True)
+        both = {**held.get(parameter.name, {}), **changes}
+        merged.append({k: v for k, v in both.items() if v is not None})
+    return merged
+
+
+def _wanted(current: SavedWorkflow | None, workflow_id: str, body: WorkflowPush) -> SavedWorkflow:
+    """AMC's definition with the push's changes: AMC's update takes its body "directly as
+    the new workflow definition" (Amazon's OpenAPI), and Amazon's create-workflow guide says
+    to GET the workflow and change the fields wanted, so nothing is left out."""
+    held = current or SavedWorkflow(workflow_id, body.sql_query)
+    sql = held.sql_query if _same_sql(held.sql_query, body.sql_query) else body.sql_query
+    parameters = held.input_parameters
+    if body.input_parameters is not None:
+        parameters = _merged_parameters(held.input_parameters, body.input_parameters)
+    settings = dict(held.settings)
+    for name, value in body.settings.changes().items():
+        if value is None:
+            settings.pop(name, None)
+        else:
+            settings[name] = value
+    return SavedWorkflow(workflow_id, sql, parameters, settings)
+
+
+async def _pushed(
+    request: Request, instance_id: str, workflow_id: str, body: WorkflowPush
+) -> tuple[Context, AmcAccount, Token, SavedWorkflow, PushPlan]:
+    ctx, account, token = await _managed(request, instance_id)
+    current = await _at_amc(ctx, token, account, workflow_id)
+    wanted = _wanted(current, workflow_id, body)
+    return ctx, account, token, wanted, _plan(current, wanted)
 
 
 @router.post("/{instance_id}/{workflow_id}/plan", response_model=PushPlan)
@@ -164,27 +296,28 @@ async def plan_push(
     request: Request, instance_id: str, workflow_id: str, body: WorkflowPush
 ) -> Any:
     """What a push would do (create, update or nothing), with the difference: sends nothing."""
-    ctx, account, token = await _managed(request, instance_id)
-    return _plan(await _at_amc(ctx, token, account, workflow_id), _wanted(workflow_id, body))
+    return (await _pushed(request, instance_id, workflow_id, body))[4]
 
 
 @router.put("/{instance_id}/{workflow_id}", response_model=PushResult)
 async def push(request: Request, instance_id: str, workflow_id: str, body: WorkflowPush) -> Any:
     """Create or update the workflow at AMC, and keep the pushed definition as a version
     (the same definition as the latest version makes none)."""
-    ctx, account, token = await _managed(request, instance_id)
-    wanted = _wanted(workflow_id, body)
-    plan = _plan(await _at_amc(ctx, token, account, workflow_id), wanted)
+    ctx, account, token, wanted, plan = await _pushed(request, instance_id, workflow_id, body)
     if plan.action != "unchanged":
         try:
             await ctx.amc.push_workflow(token, account, wanted, exists=plan.action == "update")
         except (ApiError, CircuitOpenError) as exc:
             raise _amc_failed(exc) from None
     async with runtime_of(request).pool.acquire() as conn, conn.transaction():
-        version, new = await registry.add_version(
-            conn, instance_id, workflow_id, wanted.sql_query, wanted.input_parameters, body.author
-        )
-    return PushResult(action=plan.action, diff=plan.diff, version=version.version, new_version=new)
+        version, new = await registry.add_version(conn, instance_id, wanted, body.author)
+    return PushResult(
+        action=plan.action,
+        diff=plan.diff,
+        definition=plan.definition,
+        version=version.version,
+        new_version=new,
+    )
 
 
 @router.get("/{instance_id}", response_model=WorkflowList)
@@ -240,5 +373,95 @@ async def delete(request: Request, instance_id: str, workflow_id: str) -> None:
                 status.HTTP_404_NOT_FOUND, f"workflow {workflow_id} is not at AMC"
             ) from None
         raise _amc_failed(exc) from None
+    except (ApiError, CircuitOpenError) as exc:
+        raise _amc_failed(exc) from None
+
+
+class WorkflowCheck(BaseModel):
+    """A workflow to validate with AMC's dry run: the SQL and the definition a push would
+    send (a workflow file as `amcctl workflows push` reads it), and parameter values."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sql_query: str = Field(min_length=1, max_length=200_000)
+    input_parameters: list[InputParameter] = Field(default_factory=list, max_length=100)
+    settings: WorkflowSettings = Field(default_factory=WorkflowSettings)
+    parameter_values: dict[str, JsonValue] = Field(
+        default_factory=dict, description="parameterValues: a value for each parameter"
+    )
+
+
+class Verdict(BaseModel):
+    valid: bool | None = Field(description="None: AMC gave no verdict within the wait")
+    status: str = Field(
+        description="AMC's status of the dry run (SUCCEEDED, FAILED, ...), or REFUSED when "
+        "AMC refused the request itself"
+    )
+    reason: str | None = Field(description="AMC's statusReason or error details")
+    amc_execution_id: str | None
+
+
+async def _verdict(ctx: Context, token: Token, account: AmcAccount, amc_id: str) -> Verdict:
+    """Polls the dry run until it ends, at most validate_timeout_s."""
+    settings = ctx.settings
+    deadline = asyncio.get_running_loop().time() + settings.validate_timeout_s
+    intervals = settings.validate_poll_intervals_s
+    for attempt in itertools.count():
+        delay = intervals[min(attempt, len(intervals) - 1)]
+        left = deadline - asyncio.get_running_loop().time()
+        if left <= 0:
+            break
+        # AMC has nothing to await: a dry run's end is only seen by asking.
+        await asyncio.sleep(min(delay, left))
+        info = await ctx.amc.get(token, account, amc_id)
+        if info.status.is_terminal:
+            return Verdict(
+                valid=info.status is AmcStatus.SUCCEEDED,
+                status=info.status_text or info.status.value,
+                reason=info.error_message,
+                amc_execution_id=amc_id,
+            )
+    return Verdict(
+        valid=None,
+        status="PENDING",
+        reason=f"AMC gave no verdict within {settings.validate_timeout_s:g} s",
+        amc_execution_id=amc_id,
+    )
+
+
+@router.post("/{instance_id}/validate", response_model=Verdict)
+async def validate(request: Request, instance_id: str, body: WorkflowCheck) -> Any:
+    """AMC's verdict on the SQL and parameters through a dry run (Amazon's OpenAPI, dryRun:
+    "validate workflow executions (e.g., the sqlQuery) without consuming quotas or compute
+    resources"): nothing runs, no execution of ours is made, and the daily cap is untouched."""
+    ctx, account, token = await _managed(request, instance_id)
+    instance = await ctx.instances.get(instance_id)
+    sandbox = instance is not None and instance.sandbox
+    inline = SavedWorkflow(
+        "inline",
+        body.sql_query,
+        [p.model_dump(mode="json", exclude_none=True) for p in body.input_parameters],
+        {k: v for k, v in body.settings.changes().items() if v is not None},
+    ).to_body()
+    del inline["workflowId"], inline["sqlQuery"]  # an inline workflow has no id
+    check = ExecutionRequest(
+        workflow_id=None,
+        sql_query=body.sql_query,
+        inline=inline,
+        # AMC's own default window ("If not provided, ... MOST_RECENT_DAY will be used").
+        time_window_type=TimeWindowType.MOST_RECENT_DAY,
+        parameter_values=body.parameter_values,
+        options=ExecutionOptions(dry_run=True, require_synthetic_data=True if sandbox else None),
+    )
+    try:
+        created = await ctx.amc.create(token, account, check)
+    except ClientRequestError as exc:
+        if exc.status in (400, 422):
+            return Verdict(valid=False, status="REFUSED", reason=str(exc), amc_execution_id=None)
+        raise _amc_failed(exc) from None
+    except (ApiError, CircuitOpenError) as exc:
+        raise _amc_failed(exc) from None
+    try:
+        return await _verdict(ctx, token, account, created.workflow_execution_id)
     except (ApiError, CircuitOpenError) as exc:
         raise _amc_failed(exc) from None

@@ -1,4 +1,4 @@
-"""`amcctl workflows push|list|show|pull|delete`: saved workflows at AMC, from .sql files."""
+"""`amcctl workflows push|validate|list|show|pull|delete`: saved AMC workflows, as .sql files."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from services.poller.workflow_files import (
+    WorkflowFile,
     WorkflowFileError,
     parse_param,
     parse_workflow_file,
@@ -20,6 +21,18 @@ app = typer.Typer(help="Saved AMC workflows and their versions.", no_args_is_hel
 
 Instance = Annotated[str, typer.Option(help="AMC instance id (registered)")]
 WorkflowId = Annotated[str, typer.Option("--id", help="Workflow id at AMC")]
+
+
+def _read(sql_file: Path, param: list[str] | None) -> WorkflowFile:
+    try:
+        found = parse_workflow_file(sql_file.read_text())
+        extra = [parse_param(p, f"--param {p!r}") for p in param or []]
+    except (OSError, WorkflowFileError) as exc:
+        typer.echo(f"error: {sql_file}: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if extra:
+        found.parameters = [*(found.parameters or []), *extra]
+    return found
 
 
 @app.command("push")
@@ -34,14 +47,16 @@ def push(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Push without asking")] = False,
     as_json: Json = False,
 ) -> None:
-    """Create the workflow at AMC, or update it after showing the difference."""
-    try:
-        sql, parameters = parse_workflow_file(sql_file.read_text())
-        parameters += [parse_param(p, f"--param {p!r}") for p in param or []]
-    except (OSError, WorkflowFileError) as exc:
-        typer.echo(f"error: {sql_file}: {exc}", err=True)
-        raise typer.Exit(1) from None
-    body = {"sql_query": sql, "input_parameters": parameters, "author": author or getpass.getuser()}
+    """Create the workflow at AMC, or update it after showing the difference. What the file
+    does not name (parameters, outputColumns, ...) keeps the value AMC holds."""
+    found = _read(sql_file, param)
+    body: dict[str, Any] = {
+        "sql_query": found.sql,
+        "settings": found.settings,
+        "author": author or getpass.getuser(),
+    }
+    if found.parameters is not None:
+        body["input_parameters"] = found.parameters
     path = f"/workflows/{instance}/{workflow_id}"
     plan = call("poller", "POST", f"{path}/plan", json=body)
     if plan["action"] == "update" and not as_json:
@@ -54,6 +69,48 @@ def push(
         return
     version = f"version {pushed['version']}" + ("" if pushed["new_version"] else " (unchanged)")
     typer.echo(f"{pushed['action']}: {workflow_id} on {instance}, {version}")
+
+
+@app.command("validate")
+def validate(
+    sql_file: Annotated[Path, typer.Argument(help=".sql file, as push reads it")],
+    instance: Instance,
+    param: Annotated[
+        list[str] | None, typer.Option(help="A parameter NAME TYPE [DEFAULT], besides the file's")
+    ] = None,
+    value: Annotated[
+        list[str] | None, typer.Option(help="A parameter value NAME=VALUE for this check")
+    ] = None,
+    as_json: Json = False,
+) -> None:
+    """AMC's verdict on the SQL and parameters, from a dry run: nothing runs, nothing counts
+    towards the instance's daily cap of executions. Exits 1 when AMC finds a problem."""
+    found = _read(sql_file, param)
+    values: dict[str, str] = {}
+    for item in value or []:
+        name, sep, text = item.partition("=")
+        if not sep or not name.strip():
+            typer.echo(f"error: --value {item!r}: expected NAME=VALUE", err=True)
+            raise typer.Exit(2)
+        values[name.strip()] = text
+    settings = {k: v for k, v in found.settings.items() if v is not None}
+    body = {
+        "sql_query": found.sql,
+        "input_parameters": found.parameters or [],
+        "settings": settings,
+        "parameter_values": values,
+    }
+    verdict = call("poller", "POST", f"/workflows/{instance}/validate", json=body)
+    if as_json:
+        emit(verdict)
+    elif verdict["valid"]:
+        typer.echo(f"valid: AMC's dry run {verdict['amc_execution_id']} {verdict['status']}")
+    elif verdict["valid"] is None:
+        typer.echo(f"no verdict yet: {verdict['reason']}")
+    else:
+        typer.echo(f"invalid ({verdict['status']}): {verdict['reason']}")
+    if verdict["valid"] is not True:
+        raise typer.Exit(1)
 
 
 def _versions(w: dict[str, Any]) -> str:
@@ -89,7 +146,10 @@ def show(instance: Instance, workflow_id: WorkflowId, as_json: Json = False) -> 
     if found["at_amc"] is None:
         typer.echo("not at AMC (deleted)")
     else:
-        typer.echo(found["at_amc"]["sqlQuery"])
+        try:
+            typer.echo(render_workflow_file(found["at_amc"]), nl=False)
+        except WorkflowFileError:
+            typer.echo(found["at_amc"]["sqlQuery"])
 
 
 @app.command("pull")
@@ -103,8 +163,11 @@ def pull(
     if found["at_amc"] is None:
         typer.echo(f"error: {workflow_id} is not at AMC on {instance}", err=True)
         raise typer.Exit(1)
-    at_amc = found["at_amc"]
-    text = render_workflow_file(at_amc["sqlQuery"], at_amc.get("inputParameters", []))
+    try:
+        text = render_workflow_file(found["at_amc"])
+    except WorkflowFileError as exc:
+        typer.echo(f"error: {workflow_id}: {exc}", err=True)
+        raise typer.Exit(1) from None
     if output is None:
         typer.echo(text, nl=False)
     else:

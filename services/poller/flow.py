@@ -78,6 +78,7 @@ def completed(
         user_id=row.user_id,
         error=error,
         result=result,
+        dry_run=row.run.options.dry_run is True,
     )
 
 

@@ -149,7 +149,7 @@ class Follower:
             await self._failed_call(row, token, exc, give_up=gone)
             return
         span.set_attribute("amc.amc_status", info.status_text or info.status.value)
-        observed = logic.interpret(info)
+        observed = logic.interpret(info, dry_run=row.run.options.dry_run is True)
         if observed.unknown:
             ctx.amc.metrics.unknown_status.labels(info.status_text[:64]).inc()
         now = flow.now()
@@ -172,7 +172,7 @@ class Follower:
                     failures=0,
                     **common,
                 )
-            elif observed.error is not None:
+            elif observed.error is not None or observed.status.is_terminal:
                 status, error = observed.status, observed.error
                 if observed.status is ExecutionStatus.CANCELLED and row.cancel_kind is not None:
                     status, error = self._cancelled(row)

@@ -69,6 +69,7 @@ def amc_request(run: WorkflowRun, sandbox: bool = False) -> ExecutionRequest:
             ignore_data_gaps=options.ignore_data_gaps,
             require_synthetic_data=True if sandbox else options.require_synthetic_data,
             disable_aggregation_controls=options.disable_aggregation_controls,
+            dry_run=options.dry_run,
         ),
     )
 
@@ -177,7 +178,17 @@ class Observed:
     unknown: bool = False
 
 
-def interpret(info: ExecutionInfo) -> Observed:
+def interpret(info: ExecutionInfo, dry_run: bool = False) -> Observed:
+    """`dry_run`: AMC's dryRun "will not generate output results", so its SUCCEEDED is the
+    end, and its FAILED is AMC's verdict on the run, which the same run sent again keeps."""
+    if dry_run and info.status is AmcStatus.SUCCEEDED:
+        return Observed(ExecutionStatus.SUCCEEDED)
+    if dry_run and info.status is AmcStatus.FAILED:
+        message = info.error_message or "AMC's dry run found the run invalid"
+        return Observed(
+            ExecutionStatus.FAILED,
+            error=ExecutionError(code="AMC_VALIDATION", message=message[:4000], retryable=False),
+        )
     match info.status:
         case AmcStatus.PENDING:
             return Observed(ExecutionStatus.PENDING)

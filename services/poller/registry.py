@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
 import asyncpg
 
+from shared.clients import SavedWorkflow
 from shared.outbox import Connection
 
 Region = Literal["NA", "EU", "FE"]
@@ -102,16 +104,25 @@ class WorkflowVersion:
     sha256: str
     author: str
     pushed_at: datetime
+    settings: dict[str, Any]
 
     @classmethod
     def of(cls, r: asyncpg.Record) -> WorkflowVersion:
         values = dict(r)
         values["input_parameters"] = list(values["input_parameters"] or [])
+        values["settings"] = dict(values["settings"] or {})
         return cls(**values)
 
 
-def definition_hash(sql_query: str, input_parameters: list[dict[str, Any]]) -> str:
-    text = json.dumps({"sql": sql_query, "parameters": input_parameters}, sort_keys=True)
+def definition_hash(
+    sql_query: str, input_parameters: list[dict[str, Any]], settings: Mapping[str, Any]
+) -> str:
+    # Settings join the hash only when there are some, so versions pushed before they were
+    # kept still match the same definition pushed again.
+    content: dict[str, Any] = {"sql": sql_query, "parameters": input_parameters}
+    if settings:
+        content["settings"] = dict(settings)
+    text = json.dumps(content, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -140,32 +151,32 @@ async def versions(conn: Connection, instance_id: str, workflow_id: str) -> list
 async def add_version(
     conn: Connection,
     instance_id: str,
-    workflow_id: str,
-    sql_query: str,
-    input_parameters: list[dict[str, Any]],
+    definition: SavedWorkflow,
     author: str,
 ) -> tuple[WorkflowVersion, bool]:
     """The new version, or the latest one when its definition is the same (False)."""
+    workflow_id = definition.workflow_id
     await conn.execute(
         "SELECT pg_advisory_xact_lock(hashtext('amc-poller-workflow'), hashtext($1 || '/' || $2))",
         instance_id,
         workflow_id,
     )
-    digest = definition_hash(sql_query, input_parameters)
+    digest = definition_hash(definition.sql_query, definition.input_parameters, definition.settings)
     latest = await latest_version(conn, instance_id, workflow_id)
     if latest is not None and latest.sha256 == digest:
         return latest, False
     r = await conn.fetchrow(
         """INSERT INTO workflow_versions (instance_id, workflow_id, version, sql_query,
-                                           input_parameters, sha256, author)
-           VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *""",
+                                           input_parameters, sha256, author, settings)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *""",
         instance_id,
         workflow_id,
         (latest.version if latest else 0) + 1,
-        sql_query,
-        input_parameters,
+        definition.sql_query,
+        definition.input_parameters,
         digest,
         author,
+        definition.settings,
     )
     assert r is not None
     return WorkflowVersion.of(r), True

@@ -73,6 +73,18 @@ class PollerSettings(ServiceSettings):
         "minutes')",
     )
     max_concurrent_polls: int = Field(default=50, ge=1)
+    validate_poll_intervals_s: list[float] = Field(
+        default=[0.25, 0.5, 1.0, 2.0],
+        description="Delay before each status poll of a dry run (`workflows validate`); the "
+        'last one repeats. A dry run is "processed but not submitted to compute" (Amazon\'s '
+        "OpenAPI, dryRun), so it ends quickly and the person asking waits for it",
+    )
+    validate_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="How long `workflows validate` waits for AMC's verdict before answering "
+        "that it has none yet (with AMC's execution id, to look it up later)",
+    )
     amc_execution_timeout_s: float = Field(
         default=12 * 3600.0,
         gt=0,
@@ -169,11 +181,11 @@ class PollerSettings(ServiceSettings):
     # crash test can kill the process exactly there. Never set in production.
     test_pause_after_post_s: float = Field(default=0.0, ge=0)
 
-    @field_validator("poll_intervals_s")
+    @field_validator("poll_intervals_s", "validate_poll_intervals_s")
     @classmethod
     def _intervals(cls, value: list[float]) -> list[float]:
         if not value or any(v <= 0 for v in value):
-            raise ValueError("poll_intervals_s must be a non-empty list of positive seconds")
+            raise ValueError("must be a non-empty list of positive seconds")
         return value
 
     @model_validator(mode="after")

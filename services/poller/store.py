@@ -270,12 +270,25 @@ class Claim:
 _TODAY = "date_trunc('day', now(), 'UTC')"
 
 
-def _due_queued(t: str = "") -> str:
-    """A QUEUED row the submitter may take now (`t`: the table's alias with its dot)."""
+def _dry_run(t: str = "") -> str:
+    """A run that only asks AMC for its verdict (RunOptions.dry_run): AMC's dryRun runs
+    "without consuming quotas", so the day's cap neither counts nor holds it
+    (claim_dry_runs takes it)."""
+    return f"coalesce(({t}run->'options'->>'dry_run')::boolean, false)"
+
+
+def _due(t: str = "") -> str:
+    """A QUEUED row, dry run or not, the submitter may take now (`t`: the table's alias with
+    its dot)."""
     return (
         f"{t}stage = 'submit' AND {t}status = 'QUEUED' AND NOT {t}waiting_token"
         f" AND NOT {t}cancel_requested AND {t}next_action_at <= now()"
     )
+
+
+def _due_queued(t: str = "") -> str:
+    """A QUEUED run the day's cap counts that the submitter may take now."""
+    return f"{_due(t)} AND NOT {_dry_run(t)}"
 
 
 async def claim_submissions(
@@ -357,7 +370,7 @@ async def used_today(conn: Connection, instance_id: str) -> int:
     """Submission intents at the instance since 00:00 UTC."""
     used = await conn.fetchval(
         f"""SELECT count(*) FROM executions
-            WHERE instance_id = $1 AND submit_intent_at >= {_TODAY}""",
+            WHERE instance_id = $1 AND submit_intent_at >= {_TODAY} AND NOT {_dry_run()}""",
         instance_id,
     )
     return int(used)
@@ -390,11 +403,49 @@ async def _hold_spent_shares(conn: Connection, instance_id: str) -> int:
     return held
 
 
+async def claim_dry_runs(
+    conn: Connection, instance_id: str, cap: int, owner: str, lease: timedelta
+) -> list[ExecRow]:
+    """Under the instance's lock: take the due QUEUED dry runs the running cap leaves room
+    for, whatever the day's cap, oldest first, and store the intent (SUBMITTING)."""
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('amc-poller-instance'), hashtext($1))", instance_id
+    )
+    in_flight = await conn.fetchval(
+        """SELECT count(*) FROM executions
+           WHERE instance_id = $1 AND status IN ('SUBMITTING', 'PENDING', 'RUNNING')""",
+        instance_id,
+    )
+    room = cap - int(in_flight)
+    if room <= 0:
+        return []
+    records = await conn.fetch(
+        f"""WITH picked AS (
+               SELECT execution_id FROM executions
+               WHERE instance_id = $1 AND {_due()} AND {_dry_run()}
+               ORDER BY created_at
+               LIMIT $2
+               FOR UPDATE SKIP LOCKED
+           )
+           UPDATE executions e
+           SET status = 'SUBMITTING', submit_intent_at = now(), lease_owner = $3,
+               lease_until = now() + $4::interval, updated_at = now(), waiting_reason = NULL
+           FROM picked WHERE e.execution_id = picked.execution_id
+           RETURNING e.*""",
+        instance_id,
+        room,
+        owner,
+        lease,
+    )
+    return _rows(records)
+
+
 async def hold_until_tomorrow(
     conn: Connection, instance_id: str, reason: str, share_group: str | None = None
 ) -> int:
-    """Move the instance's due QUEUED rows (only `share_group`'s, if given) to the start of the
-    next UTC day, with the reason shown to people; returns how many were held."""
+    """Move the instance's due QUEUED rows (only `share_group`'s, if given; dry runs excepted:
+    the cap does not count them) to the start of the next UTC day, with the reason shown to
+    people; returns how many were held."""
     held = await conn.fetchval(
         f"""WITH held AS (
                UPDATE executions
@@ -429,7 +480,7 @@ async def instance_today(conn: Connection, instance_id: str) -> Today:
                                       AND next_action_at >= {_TODAY} + interval '1 day')
                        AS waiting
             FROM executions
-            WHERE instance_id = $1
+            WHERE instance_id = $1 AND NOT {_dry_run()}
               AND (submit_intent_at >= {_TODAY}
                    OR (stage = 'submit' AND status = 'QUEUED'))
             GROUP BY origin_kind""",

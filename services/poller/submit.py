@@ -72,7 +72,14 @@ class Submitter:
                     ctx.lease,
                     daily_cap=daily_cap,
                 )
-                claimed = claim.rows
+                # Dry runs too, past a full day: AMC's dryRun does not consume its quota.
+                claimed = claim.rows + await store.claim_dry_runs(
+                    conn,
+                    instance_id,
+                    await ctx.instances.max_running(instance_id),
+                    ctx.owner,
+                    ctx.lease,
+                )
                 if claim.day_full:
                     await self._hold_for_the_day(conn, instance_id, claim.used_today, daily_cap)
                 if claim.share_held:

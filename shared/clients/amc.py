@@ -66,6 +66,9 @@ class ExecutionOptions:
     ignore_data_gaps: bool | None = None
     require_synthetic_data: bool | None = None
     disable_aggregation_controls: bool | None = None
+    # dryRun: "processed but not submitted to compute ... validate workflow executions (e.g.,
+    # the sqlQuery) without consuming quotas or compute resources" (Amazon's OpenAPI).
+    dry_run: bool | None = None
 
     def to_body(self) -> dict[str, JsonValue]:
         fields: dict[str, JsonValue] = {
@@ -73,6 +76,7 @@ class ExecutionOptions:
             "ignoreDataGaps": self.ignore_data_gaps,
             "requireSyntheticData": self.require_synthetic_data,
             "disableAggregationControls": self.disable_aggregation_controls,
+            "dryRun": self.dry_run,
         }
         return {name: value for name, value in fields.items() if value is not None}
 
@@ -93,6 +97,9 @@ class ExecutionRequest:
     parameter_values: Mapping[str, JsonValue] = field(default_factory=dict)
     sql_query: str | None = None
     options: ExecutionOptions = field(default_factory=ExecutionOptions)
+    # The rest of an inline workflow (an ad hoc run's inputParameters, outputColumns, ...):
+    # Amazon's CreateWorkflowExecutionRequest.workflow is a whole Workflow.
+    inline: Mapping[str, JsonValue] = field(default_factory=dict)
 
     def to_body(self) -> dict[str, JsonValue]:
         body: dict[str, JsonValue] = {
@@ -102,7 +109,7 @@ class ExecutionRequest:
             **self.options.to_body(),
         }
         if self.sql_query is not None:
-            body["workflow"] = {"sqlQuery": self.sql_query}
+            body["workflow"] = {**self.inline, "sqlQuery": self.sql_query}
         else:
             body["workflowId"] = self.workflow_id
         if self.time_window_type is TimeWindowType.EXPLICIT:
@@ -548,19 +555,44 @@ class AmcClient(HttpClientBase):
         return response
 
 
+# The fields of Amazon's Workflow besides workflowId, sqlQuery and inputParameters, as its
+# OpenAPI document publishes them (WorkflowManagementService_prod_3p.json, schema Workflow:
+# outputColumns, inputSchema, filteredMetricsDiscriminatorColumn, privacyFilteringBehavior,
+# outputFormat, query) and as Amazon's create-workflow guide adds them
+# (en-us/guides/amazon-marketing-cloud/reporting/create-workflow.md, "Append aggregation
+# threshold columns": distinctUserCountColumn, filteredReasonColumn). AMC's update takes its
+# body "directly as the new workflow definition", so each of them must travel with a push.
+WORKFLOW_SETTINGS = (
+    "outputColumns",
+    "inputSchema",
+    "filteredMetricsDiscriminatorColumn",
+    "filteredReasonColumn",
+    "distinctUserCountColumn",
+    "privacyFilteringBehavior",
+    "outputFormat",
+    "query",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class SavedWorkflow:
-    """A workflow saved at AMC: its id, SQL, and parameter definitions as AMC holds them
-    (`inputParameters`: name, dataType, defaultValue, ...)."""
+    """A workflow saved at AMC: its id, SQL, parameter definitions (`inputParameters`: name,
+    dataType, defaultValue, ...) and every other published field it holds (`settings`, by
+    AMC's names). A field AMC answers that its documents do not publish is not kept: it could
+    not be sent back in an update that AMC is documented to accept."""
 
     workflow_id: str
     sql_query: str
     input_parameters: list[dict[str, JsonValue]] = field(default_factory=list)
+    settings: dict[str, JsonValue] = field(default_factory=dict)
 
     def to_body(self) -> dict[str, JsonValue]:
         body: dict[str, JsonValue] = {"workflowId": self.workflow_id, "sqlQuery": self.sql_query}
         if self.input_parameters:
             body["inputParameters"] = list(self.input_parameters)
+        for name in WORKFLOW_SETTINGS:
+            if self.settings.get(name) is not None:
+                body[name] = self.settings[name]
         return body
 
     @classmethod
@@ -574,9 +606,10 @@ class SavedWorkflow:
         ):
             raise ApiError("AMC answered with an unexpected workflow body")
         parameters = body.get("inputParameters") or []
-        if not isinstance(parameters, list):
+        if not isinstance(parameters, list) or not all(isinstance(p, dict) for p in parameters):
             raise ApiError("AMC answered with an unexpected workflow body: inputParameters")
-        return cls(body["workflowId"], body.get("sqlQuery", ""), parameters)
+        settings = {n: body[n] for n in WORKFLOW_SETTINGS if body.get(n) is not None}
+        return cls(body["workflowId"], body.get("sqlQuery", ""), parameters, settings)
 
 
 @dataclass(frozen=True, slots=True)

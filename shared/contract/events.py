@@ -75,6 +75,14 @@ class RunOptions(BaseModel):
     disable_aggregation_controls: bool | None = Field(
         default=None, description="disableAggregationControls (sandbox instances only)"
     )
+    dry_run: bool | None = Field(
+        default=None,
+        description="dryRun: AMC only checks the run (the SQL, the parameters) and runs "
+        'nothing: "without consuming quotas or compute resources", and "will not generate '
+        "output results\" (Amazon's OpenAPI). The execution ends SUCCEEDED with no result, or "
+        "FAILED (AMC_VALIDATION, not retryable) with AMC's reason; it is not counted towards "
+        "the instance's daily cap",
+    )
 
 
 class WorkflowRun(BaseModel):
@@ -378,14 +386,20 @@ class ExecutionStatusChanged(Event):
 
 
 class ExecutionCompleted(Event):
-    """Terminal state of an execution: a SUCCEEDED one carries its result, any other its
-    error."""
+    """Terminal state of an execution: a SUCCEEDED one carries its result (but a dry run,
+    which AMC runs without output), any other its error."""
 
     model_config = ConfigDict(
-        json_schema_extra=conditional(
-            {"properties": {"status": {"const": "SUCCEEDED"}}},
-            {"required": ["result"], "properties": {"result": {"type": "object"}}},
-            otherwise={"required": ["error"], "properties": {"error": {"type": "object"}}},
+        json_schema_extra=every(
+            # Absent, dry_run is false; "properties" holds vacuously then.
+            conditional(
+                {"properties": {"status": {"const": "SUCCEEDED"}, "dry_run": {"const": False}}},
+                {"required": ["result"], "properties": {"result": {"type": "object"}}},
+            ),
+            conditional(
+                {"properties": {"status": {"not": {"const": "SUCCEEDED"}}}},
+                {"required": ["error"], "properties": {"error": {"type": "object"}}},
+            ),
         )
     )
 
@@ -400,10 +414,15 @@ class ExecutionCompleted(Event):
     user_id: NonEmpty
     error: ExecutionError | None = None
     result: ResultLocation | None = None
+    dry_run: bool = Field(
+        default=False,
+        description="The run only asked AMC for its verdict (RunOptions.dry_run): SUCCEEDED "
+        "means AMC found it valid, and there is no result",
+    )
 
     @model_validator(mode="after")
     def _outcome_matches_status(self) -> Self:
-        if self.status == "SUCCEEDED" and self.result is None:
+        if self.status == "SUCCEEDED" and self.result is None and not self.dry_run:
             raise ValueError("a SUCCEEDED execution carries its result")
         if self.status != "SUCCEEDED" and self.error is None:
             raise ValueError(f"a {self.status} execution carries its error")

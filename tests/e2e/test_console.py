@@ -431,3 +431,43 @@ async def test_instances_workflows_and_rules_pages(
     html = await page.content()
     for secret in ("Pa55word", "T0kenValue", "K3yValue", stack.keys["API_KEY"]):
         assert secret not in html
+
+
+async def test_validate_a_workflow_shows_amcs_verdict(
+    browser: Browser, console: str, stack: ServiceStack
+) -> None:
+    """The workflow page's Validate asks AMC for a dry run of the version shown (Amazon's
+    OpenAPI, dryRun: "without consuming quotas"); the simulator refuses an undefined
+    CUSTOM_PARAMETER as the OpenAPI says compilation does."""
+    workflow_id = f"broken-{uuid.uuid4().hex[:6]}"
+    async with httpx.AsyncClient(
+        headers={"Authorization": f"Bearer {stack.keys['API_KEY']}"}
+    ) as http:
+        pushed = await http.put(
+            f"{stack.url('poller')}/workflows/{DEMO.instance_id}/{workflow_id}",
+            json={
+                "sql_query": "SELECT campaign FROM dsp_impressions "
+                "WHERE campaign = CUSTOM_PARAMETER('nope')",
+                "author": "e2e",
+            },
+        )
+        assert pushed.status_code == 200, pushed.text
+
+    page = await signed_in(browser, console, stack)
+    await page.goto(f"/workflows/{DEMO.instance_id}/{workflow_id}")
+    await page.get_by_role("button", name="Validate").click()
+    verdict = page.locator("#verdict")
+    await expect(verdict).to_contain_text("Invalid (FAILED): Query compilation failed")
+    await expect(verdict).to_contain_text("CUSTOM_PARAMETER('nope')")
+    await shot(page, "workflow-validate")
+
+    async with httpx.AsyncClient(
+        headers={"Authorization": f"Bearer {stack.keys['API_KEY']}"}
+    ) as http:
+        runs = await http.get(
+            f"{stack.url('poller')}/executions",
+            params={"instance_id": DEMO.instance_id, "workflow_id": workflow_id},
+        )
+    assert runs.json()["executions"] == []  # a dry run is no execution of ours
+    await page.goto("/audit")
+    await expect(page.locator("tbody")).to_contain_text("workflow.validate")

@@ -1,5 +1,6 @@
 """Workflows: an instance's saved AMC workflows, and one workflow's versions pushed through
-the poller (hash, author, time, SQL) with the executions that ran each version.
+the poller (hash, author, time, SQL) with the executions that ran each version, and AMC's
+verdict on a version from a dry run (validate).
 
 The poller asks AMC for these on every call (there is no copy of AMC's list to page
 through), so AMC's refusals (no managing user, no token yet) are shown on the page rather
@@ -9,13 +10,15 @@ than as an error page.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
+from services.console.auth import Principal
 from services.console.backends import ApiProblem
 from services.console.present import pick_version, short_hash
-from services.console.web import ConsoleDep, PrincipalDep, render
+from services.console.web import Console, ConsoleDep, PrincipalDep, act, form_of, render
 
 router = APIRouter(prefix="/workflows")
 
@@ -59,8 +62,70 @@ async def show_workflow(
     console: ConsoleDep,
     principal: PrincipalDep,
 ) -> HTMLResponse:
+    return await _page(request, console, principal, instance_id, workflow_id)
+
+
+@router.post("/{instance_id}/{workflow_id}/validate", response_class=HTMLResponse)
+async def validate_workflow(
+    instance_id: str,
+    workflow_id: str,
+    request: Request,
+    console: ConsoleDep,
+    principal: PrincipalDep,
+) -> HTMLResponse:
+    """AMC's verdict on the version shown (or AMC's own definition) from a dry run: nothing
+    runs and nothing counts towards the instance's daily cap (the poller's validate)."""
+    form = await form_of(request, principal)
     w = await console.backends.workflow(instance_id, workflow_id)
-    wanted = request.query_params.get("version")
+    chosen = pick_version(w["versions"], form.get("version") or None)
+    if chosen is not None:
+        sql, parameters, settings = (
+            chosen["sql_query"],
+            chosen["input_parameters"],
+            chosen.get("settings", {}),
+        )
+    elif w["at_amc"] is not None:
+        held = dict(w["at_amc"])
+        sql, parameters = held.pop("sqlQuery"), held.pop("inputParameters", [])
+        held.pop("workflowId", None)
+        settings = held
+    else:
+        return await _page(request, console, principal, instance_id, workflow_id)
+    body = {"sql_query": sql, "input_parameters": parameters, "settings": settings}
+    verdict, problem = await act(
+        console,
+        principal,
+        "workflow.validate",
+        f"{instance_id}/{workflow_id}",
+        "poller",
+        # Quoted: the id is the operator's text and must not add path segments.
+        f"/workflows/{quote(instance_id, safe='')}/validate",
+        body,
+    )
+    return await _page(
+        request,
+        console,
+        principal,
+        instance_id,
+        workflow_id,
+        verdict=verdict,
+        problem=problem,
+        version=form.get("version") or None,
+    )
+
+
+async def _page(
+    request: Request,
+    console: Console,
+    principal: Principal,
+    instance_id: str,
+    workflow_id: str,
+    verdict: dict[str, Any] | None = None,
+    problem: ApiProblem | None = None,
+    version: str | None = None,
+) -> HTMLResponse:
+    w = await console.backends.workflow(instance_id, workflow_id)
+    wanted = version or request.query_params.get("version")
     chosen = pick_version(w["versions"], wanted)
     runs = await console.backends.get(
         "poller",
@@ -80,4 +145,6 @@ async def show_workflow(
         wanted=wanted,
         runs=runs["executions"],
         short_hash=short_hash,
+        verdict=verdict,
+        problem=problem,
     )

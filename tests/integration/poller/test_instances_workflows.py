@@ -234,7 +234,9 @@ async def test_workflows_are_pushed_versioned_run_and_deleted(
         "--id",
         "weekly-report",
     )
-    assert pulled == "SELECT campaign, SUM(clicks) FROM dsp_clicks\n"
+    # The second file named no parameters, so AMC's were kept (issue 20: a push changes
+    # only what the file names).
+    assert pulled == "-- @param campaign STRING ALL\nSELECT campaign, SUM(clicks) FROM dsp_clicks\n"
 
     # A run by id records the version that ran; an ad hoc run sends its SQL inline.
     await poller.harness.send(external(short_run(sim_account, "weekly-report")))

@@ -258,6 +258,7 @@ async def test_the_cli_creates_an_adhoc_schedule_from_a_sql_file(
         "ignore_data_gaps": True,
         "require_synthetic_data": True,
         "disable_aggregation_controls": None,
+        "dry_run": None,
     }
     assert "ad hoc SQL@i-1" in await cli("list")
 

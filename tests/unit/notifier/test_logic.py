@@ -103,6 +103,20 @@ def test_a_failed_run_says_what_happened_and_what_to_do(code: str, advice: str) 
     assert advice in message.body
 
 
+def test_a_dry_run_that_passed_says_there_is_no_result() -> None:
+    event = ExecutionCompleted(
+        execution_id=uuid4(),
+        origin=Origin(kind=OriginKind.EXTERNAL, id="req-1"),
+        status="SUCCEEDED",
+        instance_id="inst-1",
+        user_id="bob",
+        dry_run=True,
+    )
+    message = render(event)
+    assert message.title == "AMC dry run passed on inst-1"
+    assert "nothing ran, there is no result" in message.body
+
+
 def test_token_paused_and_collection_messages() -> None:
     reauth = render(TokenRefreshFailed(user_id="bob", reauth_required=True, reason="revoked"))
     assert reauth.title == "User bob must re-authorize"

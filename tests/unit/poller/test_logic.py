@@ -115,6 +115,11 @@ class TestRunOptions:
         assert body["workflow"] == {"sqlQuery": "SELECT 1"}
         assert "workflowId" not in body
 
+    def test_a_dry_run_asks_amc_for_dry_run(self) -> None:
+        body = logic.amc_request(run(options=RunOptions(dry_run=True))).to_body()
+        assert body["dryRun"] is True
+        assert "dryRun" not in logic.amc_request(run()).to_body()
+
     def test_the_runs_own_amc_timeout_sets_ours(self) -> None:
         own = run(options=RunOptions(workflow_execution_timeout_s=900))
         assert logic.execution_timeout_s(own, 43200, 3600) == 4500
@@ -226,6 +231,25 @@ class TestPolling:
         if observed.error is not None and status == "FAILED":
             assert observed.error.message == "why"
             assert observed.error.retryable is True
+
+    def test_a_dry_run_ends_at_amcs_verdict(self) -> None:
+        """dryRun "will not generate output results" (Amazon's OpenAPI): SUCCEEDED is the
+        end, and FAILED is AMC's verdict on the run, which sending it again keeps."""
+        passed = logic.interpret(info("e", NOW, status="SUCCEEDED"), dry_run=True)
+        assert (passed.status, passed.download, passed.error) == (
+            ExecutionStatus.SUCCEEDED,
+            False,
+            None,
+        )
+        refused = logic.interpret(
+            info("e", NOW, status="FAILED", statusReason="bad SQL"), dry_run=True
+        )
+        assert refused.status is ExecutionStatus.FAILED
+        assert refused.error is not None
+        assert (refused.error.code, refused.error.message) == ("AMC_VALIDATION", "bad SQL")
+        assert refused.error.retryable is False
+        still = logic.interpret(info("e", NOW, status="RUNNING"), dry_run=True)
+        assert still.status is ExecutionStatus.RUNNING
 
     def test_unknown_status_is_kept_as_amc_sent_it(self) -> None:
         seen = info("e", NOW, status="ARCHIVED")

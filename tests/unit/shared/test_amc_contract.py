@@ -24,9 +24,12 @@ from shared.clients import (
     ClientRequestError,
     ExecutionInfo,
     ExecutionRequest,
+    SavedWorkflow,
 )
+from shared.clients.amc import ExecutionOptions
 from shared.contract import TimeWindowType
 from tests.support.amc_samples import sample_request, sample_response
+from tests.unit.poller.test_workflow_files import EVERY_FIELD
 
 ACCOUNT = AmcAccount("amcinstance01", "ENTITY1", "ATVPDKIKX0DER")
 TOKEN = "Atza|unit-token"
@@ -224,3 +227,51 @@ def test_every_operation_lists_what_amazon_publishes_and_marks_what_is_ours() ->
     statuses = document["components"]["schemas"]["WorkflowExecutionStatus"]
     assert {"PUBLISHING", "REJECTED"} <= set(statuses["enum"])
     assert "Amazon's own client" in statuses["x-source"]
+
+
+async def test_a_dry_run_of_a_whole_inline_workflow_fits_the_document() -> None:
+    """dryRun and an inline workflow with every published field (Amazon's OpenAPI types
+    CreateWorkflowExecutionRequest.workflow as the whole Workflow)."""
+    recorder = Recorder(published(), lambda _: "create")
+    inline = {k: v for k, v in EVERY_FIELD.items() if k not in ("workflowId", "sqlQuery")}
+    request = ExecutionRequest(
+        workflow_id=None,
+        sql_query=EVERY_FIELD["sqlQuery"],
+        inline=inline,
+        time_window_type=TimeWindowType.MOST_RECENT_DAY,
+        options=ExecutionOptions(dry_run=True),
+    )
+    async with client_for(recorder) as client:
+        await client.create_execution(TOKEN, ACCOUNT, request)
+    assert recorder.problems == []
+    body = json.loads(recorder.requests[0].content)
+    assert body["dryRun"] is True
+    assert body["workflow"] == {k: v for k, v in EVERY_FIELD.items() if k != "workflowId"}
+
+
+def test_a_saved_workflow_with_every_published_field_fits_the_document() -> None:
+    workflow = SavedWorkflow.from_amc(EVERY_FIELD)
+    assert workflow.to_body() == EVERY_FIELD
+    # A field AMC's documents do not publish is not kept, so never sent back.
+    assert SavedWorkflow.from_amc({**EVERY_FIELD, "createdBy": "x"}).to_body() == EVERY_FIELD
+
+    def problems(body: dict[str, Any]) -> list[str]:
+        return published().request_problems(
+            "PUT",
+            f"{BASE}/amc/reporting/{ACCOUNT.instance_id}/workflows/every-field",
+            [
+                ("Content-Type", "application/json"),
+                ("Accept", "application/vnd.amcworkflows.v1+json"),
+                ("Authorization", f"Bearer {TOKEN}"),
+                ("Amazon-Advertising-API-ClientId", "c"),
+                ("Amazon-Advertising-API-AdvertiserId", ACCOUNT.advertiser_id),
+                ("Amazon-Advertising-API-MarketplaceId", ACCOUNT.marketplace_id),
+            ],
+            json.dumps(body).encode(),
+        )
+
+    assert problems(workflow.to_body()) == []
+    # The document types each field: a value Amazon does not publish is caught.
+    assert problems({**EVERY_FIELD, "privacyFilteringBehavior": "HIDE"}) != []
+    wrong_array = {"name": "a", "dataType": {"type": "ARRAY", "elementDataType": "DECIMAL"}}
+    assert problems({**EVERY_FIELD, "inputParameters": [wrong_array]}) != []

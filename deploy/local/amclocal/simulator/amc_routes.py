@@ -36,6 +36,7 @@ from amclocal.simulator.answers import (
     json_body,
 )
 from amclocal.simulator.config import RouteKind
+from amclocal.simulator.dryrun import dry_run_problem
 from amclocal.simulator.executions import Execution, Instance, Status
 from amclocal.simulator.gate import Reject, inject_faults, record_of
 from amclocal.simulator.identity import AccessGrant
@@ -43,6 +44,7 @@ from amclocal.simulator.state import SimState
 from amclocal.simulator.throttle import retry_after_header
 from amclocal.simulator.wire import (
     BadRequestError,
+    CreateRequest,
     download_available,
     execution_json,
     parse_create,
@@ -73,7 +75,12 @@ def _within_daily_cap(instance: Instance, cap: int, wall: float) -> None:
         return
     midnight = datetime.fromtimestamp(wall, UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     since = midnight.timestamp()
-    today = sum(1 for e in instance.executions.values() if e.created_wall >= since)
+    # A dry run is "without consuming quotas" (Amazon's OpenAPI, dryRun): not counted.
+    today = sum(
+        1
+        for e in instance.executions.values()
+        if e.created_wall >= since and not e.flags.get("dryRun")
+    )
     if today >= cap:
         tomorrow = since + 86_400
         raise amc_error(
@@ -83,6 +90,24 @@ def _within_daily_cap(instance: Instance, cap: int, wall: float) -> None:
             "executions for today",
             headers={"Retry-After": retry_after_header(tomorrow - wall)},
         )
+
+
+def _dry_run(
+    state: SimState, instance: Instance, wanted: CreateRequest, execution: Execution, now: float
+) -> None:
+    """Not submitted to compute: complete at once, FAILED with the problem if there is one."""
+    if wanted.inline is not None:
+        sql, parameters = wanted.sql_query, wanted.inline.get("inputParameters", [])
+    else:
+        saved = instance.workflows.get(wanted.workflow_id, {})
+        sql, parameters = saved.get("sqlQuery"), saved.get("inputParameters", [])
+    behavior = state.amc.behaviors.get(execution.workflow_id)
+    problem = dry_run_problem(sql, parameters, wanted.parameters, behavior)
+    execution.ready_at = now
+    execution.running_seconds = 0.0
+    execution.rows = 0
+    execution.outcome = Status.FAILED if problem else Status.SUCCEEDED
+    execution.failure_reason = problem
 
 
 def amc_router(state: SimState) -> APIRouter:
@@ -98,18 +123,21 @@ def amc_router(state: SimState) -> APIRouter:
         record.kind = kind
         record.instance_id = instance_id
         late = await inject_faults(state, kind)
-        check_accept(request, _MEDIA_TYPES.get(kind, MEDIA_TYPE))
+        media_type = _MEDIA_TYPES.get(kind, MEDIA_TYPE)
+        check_accept(request, media_type)
         now = state.now()
         grant = authenticate(state, request, now)
         instance = state.amc.instances.get(instance_id)
         if instance is None:
-            raise amc_error(404, "NOT_FOUND", f"Instance {instance_id} was not found")
+            raise amc_error(404, "NOT_FOUND", f"Instance {instance_id} was not found", media_type)
         wait = state.limiter.admit(instance_id, now, state.config.rate_limit_per_second)
         if wait is not None:
+            # In the route's own media type: the document gives each resource's 429 in it.
             raise amc_error(
                 429,
                 "TOO_MANY_REQUESTS",
                 "Rate exceeded",
+                media_type,
                 headers={"Retry-After": retry_after_header(wait)},
             )
         _authorize(request, instance, grant)
@@ -151,11 +179,15 @@ def amc_router(state: SimState) -> APIRouter:
         record.flags = {k: v for k, v in wanted.flags.items() if v}
         record.timeout_seconds = wanted.timeout_seconds
         record.sql_query = wanted.sql_query
-        _within_daily_cap(instance, state.config.daily_execution_cap, time.time())
+        dry_run = wanted.flags.get("dryRun", False)
+        if not dry_run:
+            _within_daily_cap(instance, state.config.daily_execution_cap, time.time())
         now = state.now()
         execution = state.amc.create(
             instance, wanted, now=now, wall=time.time(), config=state.config, rng=state.rng
         )
+        if dry_run:
+            _dry_run(state, instance, wanted, execution, now)
         instance.advance(now, state.config.max_running)
         record.execution_id = execution.execution_id
         if late is not None:
@@ -238,7 +270,11 @@ def amc_router(state: SimState) -> APIRouter:
     async def download_urls(request: Request, instance_id: str, execution_id: str) -> JSONResponse:
         instance, late = await admit(request, RouteKind.DOWNLOAD_URLS, instance_id)
         execution = execution_of(request, instance, execution_id)
-        if not download_available(execution) or execution.results_expired:
+        if (
+            not download_available(execution)
+            or execution.results_expired
+            or execution.flags.get("dryRun")  # "will not generate output results"
+        ):
             # get-your-results.md gives this text; its status code is not documented.
             raise amc_error(
                 400,

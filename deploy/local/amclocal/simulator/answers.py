@@ -38,6 +38,50 @@ def amc_error(
     return Reject(status, body, headers, media_type=media_type)
 
 
+# The start of the refusal of a request that names a field the simulator does not know; the
+# contract guard reads it to tell a client's invention from a published field refused.
+UNRECOGNIZED = "Unrecognized field(s): "
+
+
+def unrecognized(fields: list[str], media_type: str = MEDIA_TYPE) -> Reject:
+    return amc_error(400, "BAD_REQUEST", UNRECOGNIZED + ", ".join(fields), media_type)
+
+
+# AMC's data types (Amazon's OpenAPI, inputParameters.dataType), and the simple ones an ARRAY
+# parameter may hold (create-workflow.md, "Supported complex data types").
+DATA_TYPES = frozenset(
+    {
+        "BINARY", "BOOLEAN", "BYTE", "CALENDAR_INTERVAL", "DATE", "DECIMAL", "DOUBLE",
+        "FLOAT", "INTEGER", "LONG", "SHORT", "STRING", "TIMESTAMP",
+    }
+)  # fmt: skip
+ARRAY_ELEMENT_TYPES = DATA_TYPES - {"CALENDAR_INTERVAL", "DECIMAL"}
+
+
+def check_parameters(parameters: Any, where: str, media_type: str = MEDIA_TYPE) -> None:
+    """inputParameters as published: named, with a known data type or an ARRAY of one."""
+    if not isinstance(parameters, list) or not all(
+        isinstance(p, dict) and isinstance(p.get("name"), str) for p in parameters
+    ):
+        raise amc_error(
+            400, "BAD_REQUEST", f"{where} must be a list of named parameters", media_type
+        )
+    for p in parameters:
+        kind = p.get("dataType", "STRING")
+        array = (
+            isinstance(kind, dict)
+            and kind.get("type") == "ARRAY"
+            and kind.get("elementDataType") in ARRAY_ELEMENT_TYPES
+        )
+        if not (isinstance(kind, str) and kind in DATA_TYPES) and not array:
+            raise amc_error(
+                400,
+                "BAD_REQUEST",
+                f"{where}: parameter {p['name']} has an unknown dataType {kind!r}",
+                media_type,
+            )
+
+
 def check_accept(request: Request, media_type: str) -> None:
     accept = request.headers.get("Accept")
     if accept is None:

@@ -95,6 +95,13 @@ def published() -> AmcContract:
     return AmcContract.load()
 
 
+@cache
+def schema_properties(name: str) -> frozenset[str]:
+    """The fields the document's schema `name` publishes (its `properties`)."""
+    schema = json.loads(DOCUMENT.read_text())["components"]["schemas"][name]
+    return frozenset(schema.get("properties", {}))
+
+
 def _json_body(data: bytes) -> Any:
     return json.loads(data)
 

@@ -4,16 +4,20 @@ A request the simulator accepted (2xx) that the document refuses means the simul
 lenient than AMC; an answer the document does not describe means the simulator speaks an API
 AMC does not have. Both are kept in `SimState.contract_violations` for the tests to fail on
 (tests/simfixtures.py checks after every test). Requests the simulator refused are not
-violations: refusing them is AMC's behaviour too.
+violations: refusing them is AMC's behaviour too, with one exception: refusing a field
+AMC's API publishes ("Unrecognized field(s): ...") is a simulator defect, never AMC's
+behaviour, and is kept as a violation like the others.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from amclocal.simulator.contract import published
+from amclocal.simulator.answers import UNRECOGNIZED
+from amclocal.simulator.contract import published, schema_properties
 from amclocal.simulator.state import SimState
 
 log = logging.getLogger(__name__)
@@ -76,6 +80,14 @@ class ContractGuard:
         where = f"{method} {scope['path']}"
         if asked and 200 <= status < 300:
             self._note(f"{where}: accepted ({status}) a request AMC's API refuses: {asked}")
+        refused = sorted(
+            name for name in _refused_fields(status, bytes(body)) if _published(scope["path"], name)
+        )
+        if refused:
+            self._note(
+                f"{where}: refused published field(s) {', '.join(refused)} as unrecognized: "
+                "AMC's API has them, so the simulator must take them"
+            )
         if any(p.startswith(_UNDOCUMENTED) for p in asked):
             return
         answered = contract.response_problems(
@@ -87,3 +99,27 @@ class ContractGuard:
     def _note(self, violation: str) -> None:
         log.error("contract violation: %s", violation)
         self._state.contract_violations.append(violation[:4000])
+
+
+def _refused_fields(status: int, body: bytes) -> set[str]:
+    """The fields a 400 answer says it does not recognise (answers.unrecognized)."""
+    if status != 400:
+        return set()
+    try:
+        details = json.loads(body).get("details")
+    except (ValueError, AttributeError):
+        return set()
+    if not isinstance(details, str) or not details.startswith(UNRECOGNIZED):
+        return set()
+    return {name.strip() for name in details.removeprefix(UNRECOGNIZED).split(",")}
+
+
+def _published(path: str, name: str) -> bool:
+    """Whether AMC's API publishes field `name` (`workflow.X`: X of an execution request's
+    inline workflow) in the request body of the route at `path`."""
+    if "/workflowExecutions" in path:
+        inline, _, field = name.partition("workflow.")
+        if not inline and field:
+            return field in schema_properties("Workflow")
+        return name in schema_properties("CreateWorkflowExecutionRequest")
+    return name in schema_properties("SavedWorkflow")

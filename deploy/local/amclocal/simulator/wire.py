@@ -14,6 +14,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from amclocal.simulator.answers import UNRECOGNIZED
+from amclocal.simulator.contract import schema_properties
 from amclocal.simulator.executions import Execution, Status, TimeWindow
 
 WINDOW_TYPES = (
@@ -72,6 +74,8 @@ class CreateRequest:
     parameters: dict[str, str]
     timeout_seconds: int
     flags: dict[str, bool]
+    # An ad hoc run's inline workflow (every field of Amazon's Workflow); None for a saved one.
+    inline: dict[str, Any] | None = None
 
 
 def parse_create(body: Any) -> CreateRequest:
@@ -79,8 +83,9 @@ def parse_create(body: Any) -> CreateRequest:
         raise BadRequestError("The request body must be a JSON object")
     unknown = sorted(set(body) - _KNOWN_FIELDS)
     if unknown:
-        raise BadRequestError(f"Unrecognized field(s): {', '.join(unknown)}")
+        raise BadRequestError(UNRECOGNIZED + ", ".join(unknown))
     workflow_id, sql_query = _workflow(body)
+    inline = body.get("workflow")
     window_type = body.get("timeWindowType", "MOST_RECENT_DAY")
     if window_type not in WINDOW_TYPES:
         raise BadRequestError(f"timeWindowType must be one of {', '.join(WINDOW_TYPES)}")
@@ -118,7 +123,15 @@ def parse_create(body: Any) -> CreateRequest:
         end.strftime(LOCAL_FORMAT) if end else None,
         time_zone,
     )
-    return CreateRequest(workflow_id, sql_query, window, dict(parameters), timeout, flags)
+    return CreateRequest(
+        workflow_id,
+        sql_query,
+        window,
+        dict(parameters),
+        timeout,
+        flags,
+        inline if isinstance(inline, dict) else None,
+    )
 
 
 def _workflow(body: dict[str, Any]) -> tuple[str, str | None]:
@@ -131,6 +144,15 @@ def _workflow(body: dict[str, Any]) -> tuple[str, str | None]:
         sql = inline.get("sqlQuery") if isinstance(inline, dict) else None
         if not isinstance(sql, str) or not sql.strip():
             raise BadRequestError("workflow.sqlQuery is required for an ad hoc execution")
+        assert isinstance(inline, dict)
+        unknown = sorted(set(inline) - schema_properties("Workflow"))
+        if unknown:
+            raise BadRequestError(UNRECOGNIZED + ", ".join(f"workflow.{n}" for n in unknown))
+        parameters = inline.get("inputParameters", [])
+        if not isinstance(parameters, list) or not all(
+            isinstance(p, dict) and isinstance(p.get("name"), str) for p in parameters
+        ):
+            raise BadRequestError("workflow.inputParameters must be a list of named parameters")
         return f"transient_{uuid.uuid5(uuid.NAMESPACE_URL, sql)}", sql
     if not isinstance(workflow_id, str) or not workflow_id.strip():
         raise BadRequestError("workflowId is required if a sqlQuery is not provided")
