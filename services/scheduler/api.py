@@ -15,8 +15,9 @@ from pydantic import AwareDatetime, ValidationError
 
 from services.scheduler.firing import template_of, window_rule_of
 from services.scheduler.logic import RunKind, RunState, ScheduleState
-from services.scheduler.operations import ConflictError, NotFoundError, Operations
+from services.scheduler.operations import ConflictError, NotFoundError
 from services.scheduler.run_preview import preview_runs, preview_schedule_runs
+from services.scheduler.runtime import RuntimeDep
 from services.scheduler.schemas import (
     TIME_RULES,
     PauseRequest,
@@ -35,7 +36,6 @@ from services.scheduler.schemas import (
     TriggerRequest,
 )
 from services.scheduler.timing import ScheduleSpec, load_zone
-from shared.http import runtime_of
 
 router = APIRouter(prefix="/schedules", tags=["schedules"])
 
@@ -46,16 +46,6 @@ DESCRIPTION = (
 
 Limit = Annotated[int, Query(ge=1, le=500)]
 Offset = Annotated[int, Query(ge=0)]
-
-
-def _ops(request: Request) -> Operations:
-    ops: Operations = runtime_of(request).operations  # type: ignore[attr-defined]
-    return ops
-
-
-def _now(request: Request) -> datetime:
-    now: datetime = runtime_of(request).now()  # type: ignore[attr-defined]
-    return now
 
 
 def schedule_out(row: Any) -> ScheduleOut:
@@ -111,14 +101,14 @@ def _next_offset(offset: int, count: int, total: int) -> int | None:
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ScheduleOut)
-async def create_schedule(body: ScheduleCreate, request: Request) -> ScheduleOut:
+async def create_schedule(body: ScheduleCreate, runtime: RuntimeDep) -> ScheduleOut:
     """Create a schedule; it fires from its first fire time after now."""
-    return schedule_out(await _ops(request).create(body))
+    return schedule_out(await runtime.operations.create(body))
 
 
 @router.get("", response_model=SchedulePage)
 async def list_schedules(
-    request: Request,
+    runtime: RuntimeDep,
     user_id: str | None = None,
     instance_id: str | None = None,
     state: ScheduleState | None = None,
@@ -126,7 +116,7 @@ async def list_schedules(
     offset: Offset = 0,
 ) -> SchedulePage:
     """Schedules, oldest first, filtered by user, AMC instance and state."""
-    rows, total = await _ops(request).list_schedules(
+    rows, total = await runtime.operations.list_schedules(
         user_id=user_id, instance_id=instance_id, state=state, limit=limit, offset=offset
     )
     return SchedulePage(
@@ -139,10 +129,10 @@ async def list_schedules(
 
 
 @router.post("/preview", response_model=PreviewOut)
-async def preview_spec(body: PreviewRequest, request: Request) -> PreviewOut:
+async def preview_spec(body: PreviewRequest, runtime: RuntimeDep) -> PreviewOut:
     """The next fire times of a cron expression or preset, without creating a schedule; with
     `parameters` or `window`, each fire time's concrete values of them too."""
-    after = body.after or _now(request)
+    after = body.after or runtime.now()
     spec = body.spec()
     return _preview(
         spec,
@@ -159,61 +149,63 @@ async def preview_spec(body: PreviewRequest, request: Request) -> PreviewOut:
 
 
 @router.get("/{schedule_id}", response_model=ScheduleOut)
-async def get_schedule(schedule_id: UUID, request: Request) -> ScheduleOut:
-    return schedule_out(await _ops(request).get(schedule_id))
+async def get_schedule(schedule_id: UUID, runtime: RuntimeDep) -> ScheduleOut:
+    return schedule_out(await runtime.operations.get(schedule_id))
 
 
 @router.patch("/{schedule_id}", response_model=ScheduleOut)
-async def update_schedule(schedule_id: UUID, body: ScheduleUpdate, request: Request) -> ScheduleOut:
+async def update_schedule(
+    schedule_id: UUID, body: ScheduleUpdate, runtime: RuntimeDep
+) -> ScheduleOut:
     """Change some fields; a change of when it fires recomputes the next fire time from now."""
-    return schedule_out(await _ops(request).update(schedule_id, body))
+    return schedule_out(await runtime.operations.update(schedule_id, body))
 
 
 @router.delete("/{schedule_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_schedule(schedule_id: UUID, request: Request) -> Response:
+async def delete_schedule(schedule_id: UUID, runtime: RuntimeDep) -> Response:
     """Delete a schedule and its run history. Runs in flight finish at AMC unobserved."""
-    await _ops(request).delete(schedule_id)
+    await runtime.operations.delete(schedule_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post("/{schedule_id}/pause", response_model=ScheduleOut)
 async def pause_schedule(
-    schedule_id: UUID, request: Request, body: PauseRequest | None = None
+    schedule_id: UUID, runtime: RuntimeDep, body: PauseRequest | None = None
 ) -> ScheduleOut:
     """Stop firing (a buffered run is skipped); emits `schedule.paused`. Pausing a paused
     schedule changes nothing."""
     note = body.note if body else None
-    return schedule_out(await _ops(request).pause(schedule_id, note))
+    return schedule_out(await runtime.operations.pause(schedule_id, note))
 
 
 @router.post("/{schedule_id}/resume", response_model=ScheduleOut)
-async def resume_schedule(schedule_id: UUID, request: Request) -> ScheduleOut:
+async def resume_schedule(schedule_id: UUID, runtime: RuntimeDep) -> ScheduleOut:
     """Fire again from the next fire time after now: fire times missed while paused are not
     run. Resets the consecutive-failure count."""
-    return schedule_out(await _ops(request).resume(schedule_id))
+    return schedule_out(await runtime.operations.resume(schedule_id))
 
 
 @router.post("/{schedule_id}/trigger", status_code=status.HTTP_202_ACCEPTED, response_model=RunOut)
 async def trigger_schedule(
-    schedule_id: UUID, request: Request, body: TriggerRequest | None = None
+    schedule_id: UUID, runtime: RuntimeDep, body: TriggerRequest | None = None
 ) -> RunOut:
     """Run now (a MANUAL run), paused or not, whatever the overlap policy. A second manual
     trigger within 5 minutes is refused with 409 unless `force` is true."""
-    return run_out(await _ops(request).trigger(schedule_id, force=bool(body and body.force)))
+    return run_out(await runtime.operations.trigger(schedule_id, force=bool(body and body.force)))
 
 
 @router.get("/{schedule_id}/preview", response_model=PreviewOut)
 async def preview_schedule(
     schedule_id: UUID,
-    request: Request,
+    runtime: RuntimeDep,
     count: Annotated[int, Query(ge=1, le=1000)] = 10,
     after: AwareDatetime | None = None,
 ) -> PreviewOut:
     """The next `count` fire times after `after` (default now), in UTC and local time, each
     with the concrete time window and parameter values that run will send."""
-    row = await _ops(request).get(schedule_id)
+    row = await runtime.operations.get(schedule_id)
     spec = ScheduleSpec.model_validate(row["spec"])
-    start = after or _now(request)
+    start = after or runtime.now()
     rule = window_rule_of(json.dumps(row["window_rule"], sort_keys=True))
     return _preview(
         spec, start, lambda: preview_schedule_runs(spec, rule, template_of(row), start, count)
@@ -221,26 +213,26 @@ async def preview_schedule(
 
 
 @router.post("/{schedule_id}/rerun", status_code=status.HTTP_202_ACCEPTED, response_model=RerunOut)
-async def rerun_schedule(schedule_id: UUID, body: RerunRequest, request: Request) -> RerunOut:
+async def rerun_schedule(schedule_id: UUID, body: RerunRequest, runtime: RuntimeDep) -> RerunOut:
     """Send the schedule's failed runs (FAILED, TIMED_OUT) with a fire time at or after
     `since` again: each one more attempt of its fire time, with the time window and parameter
     values it was first sent with. Succeeded, cancelled, skipped and in-flight runs are never
     picked."""
-    runs = await _ops(request).rerun(schedule_id, body.since, body.run_ids)
+    runs = await runtime.operations.rerun(schedule_id, body.since, body.run_ids)
     return RerunOut(schedule_id=schedule_id, rerun=len(runs), runs=[run_out(r) for r in runs])
 
 
 @router.get("/{schedule_id}/runs", response_model=RunPage)
 async def schedule_runs(
     schedule_id: UUID,
-    request: Request,
+    runtime: RuntimeDep,
     state: RunState | None = None,
     kind: RunKind | None = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> RunPage:
     """Run history, newest fire time first, skipped fire times included."""
-    rows, total = await _ops(request).runs(
+    rows, total = await runtime.operations.runs(
         schedule_id, state=state, kind=kind, limit=limit, offset=offset
     )
     return RunPage(
@@ -253,8 +245,8 @@ async def schedule_runs(
 
 
 @router.get("/{schedule_id}/stats", response_model=StatsOut)
-async def schedule_stats(schedule_id: UUID, request: Request) -> StatsOut:
-    row, stats = await _ops(request).stats(schedule_id)
+async def schedule_stats(schedule_id: UUID, runtime: RuntimeDep) -> StatsOut:
+    row, stats = await runtime.operations.stats(schedule_id)
     finished = stats["succeeded"] + stats["failed"] + stats["cancelled"]
     mean = stats["mean_duration_s"]
     return StatsOut(

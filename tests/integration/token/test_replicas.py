@@ -38,7 +38,7 @@ async def replica_b(token_service: TokenHarness) -> AsyncIterator[Refresher]:
     lwa = LwaClient(h.settings.lwa_base_url, CLIENT_ID, CLIENT_SECRET)
     yield Refresher(
         pool=lambda: pool,
-        outbox=h.service.runtime.outbox,
+        outbox=h.service.outbox,
         settings=h.settings,
         vault=h.service.vault,
         lwa=lwa,

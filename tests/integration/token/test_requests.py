@@ -36,7 +36,7 @@ async def test_concurrent_requests_for_one_user_make_one_lwa_call(
         await reader.wait_for(lambda r: bool(refreshed_for(r, topic, "busy")))
 
         async def processed_all() -> bool:
-            value = h.service.runtime.registry.get_sample_value(
+            value = h.service.registry.get_sample_value(
                 "amc_events_consumed_total",
                 {"topic": h.topic("token.refresh_requested"), "outcome": "processed"},
             )
