@@ -13,10 +13,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, ValidationError
 
-from services.scheduler.firing import template_of, window_rule_of
 from services.scheduler.logic import RunKind, RunState, ScheduleState
 from services.scheduler.operations import ConflictError, NotFoundError
 from services.scheduler.run_preview import preview_runs, preview_schedule_runs
+from services.scheduler.runs import template_of, window_rule_of
 from services.scheduler.runtime import RuntimeDep
 from services.scheduler.schemas import (
     TIME_RULES,

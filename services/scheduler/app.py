@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.scheduler.api import DESCRIPTION, install_error_handlers, router
-from services.scheduler.firing import Clock, system_clock
+from services.scheduler.runs import Clock, system_clock
 from services.scheduler.runtime import SchedulerRuntime, build_runtime, wired_runtime
 from services.scheduler.settings import SchedulerSettings
 from shared.config import ServiceSettings

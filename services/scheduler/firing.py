@@ -16,35 +16,36 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from functools import lru_cache
+from datetime import datetime, timedelta
 from typing import Any, cast
 from uuid import UUID, uuid4
 
 import asyncpg
-from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Link, Span, Tracer
+from opentelemetry.trace import Span, Tracer
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from pydantic import TypeAdapter
 
 from services.scheduler import store
 from services.scheduler.logic import (
     FiringConfig,
-    RunTemplate,
     plan_firing,
     workflow_run,
 )
+from services.scheduler.runs import (
+    Clock,
+    due_event,
+    new_ids,
+    spec_of,
+    start_fire_span,
+    template_of,
+    window_rule_of,
+)
 from services.scheduler.settings import SchedulerSettings
-from services.scheduler.timing import CatchUpPolicy, OverlapPolicy, ScheduleSpec, WindowRule
+from services.scheduler.timing import CatchUpPolicy, OverlapPolicy
 from shared.contract import (
-    Origin,
-    OriginKind,
-    RunOptions,
     ScheduleDue,
     SchedulePaused,
     WorkflowRun,
@@ -54,114 +55,9 @@ from shared.telemetry import end_together, trace_carrier
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
-
-
-def system_clock() -> datetime:
-    return datetime.now(UTC)
-
 
 def notify_channel(schema: str) -> str:
     return f"amc_scheduler_{schema}"[:63]
-
-
-_WINDOW_RULE: TypeAdapter[WindowRule] = TypeAdapter(WindowRule)
-
-
-# Thousands of schedules share a handful of specs: parse each distinct one once. The parsed
-# spec also caches its zone and compiled rule.
-@lru_cache(maxsize=8192)
-def spec_of(text: str) -> ScheduleSpec:
-    return ScheduleSpec.model_validate_json(text)
-
-
-@lru_cache(maxsize=8192)
-def window_rule_of(text: str) -> WindowRule:
-    return _WINDOW_RULE.validate_json(text)
-
-
-def template_of(row: Any) -> RunTemplate:
-    return RunTemplate(
-        user_id=row["user_id"],
-        instance_id=row["instance_id"],
-        advertiser_id=row["advertiser_id"],
-        marketplace_id=row["marketplace_id"],
-        workflow_id=row["workflow_id"],
-        output_format=row["output_format"],
-        parameters=row["parameters"],
-        week_start=row["week_start"],
-        sql_query=row["sql_query"],
-        options=options_of(row["run_options"]),
-    )
-
-
-_NO_OPTIONS = RunOptions()
-
-
-def options_of(stored: dict[str, Any]) -> RunOptions:
-    # Most schedules set no option: skip validating an empty object per fire time.
-    return RunOptions.model_validate(stored) if stored else _NO_OPTIONS
-
-
-def new_ids(count: int) -> Iterator[UUID]:
-    """Random (version 4) UUIDs from one read of the OS's randomness rather than one each."""
-    pool = os.urandom(16 * count)
-    for i in range(count):
-        yield UUID(bytes=pool[16 * i : 16 * i + 16], version=4)
-
-
-FIRE_SPAN = "schedule fire"
-
-
-def run_span_attributes(event: ScheduleDue, kind: str) -> dict[str, str]:
-    """The ids a run's spans carry (searchable: amc.schedule_id, amc.run_id, ...)."""
-    return {
-        "amc.schedule_id": str(event.schedule_id),
-        "amc.run_id": str(event.run_id),
-        "amc.fire_time": event.fire_time.isoformat(),
-        "amc.run_kind": kind,
-        "amc.user_id": event.run.user_id,
-        "amc.instance_id": event.run.instance_id,
-    }
-
-
-def start_fire_span(
-    tracer: Tracer,
-    event: ScheduleDue,
-    kind: str,
-    *,
-    start_time: int | None = None,
-    links: Sequence[Link] = (),
-) -> Span:
-    """The root span of a run's trace (not made current: a batch holds many of them)."""
-    return tracer.start_span(
-        FIRE_SPAN,
-        context=otel_context.Context(),
-        start_time=start_time,
-        attributes=run_span_attributes(event, kind),
-        links=links,
-    )
-
-
-def due_event(
-    schedule_id: UUID,
-    run_id: UUID,
-    fire_time: datetime,
-    run: WorkflowRun,
-    now: datetime,
-    event_id: UUID | None = None,
-    attempt: int = 1,
-) -> ScheduleDue:
-    return ScheduleDue(
-        event_id=event_id or uuid4(),
-        schedule_id=schedule_id,
-        run_id=run_id,
-        fire_time=fire_time,
-        attempt=attempt,
-        origin=Origin(kind=OriginKind.SCHEDULE, id=str(run_id)),
-        run=run,
-        occurred_at=now,
-    )
 
 
 @dataclass

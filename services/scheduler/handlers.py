@@ -20,10 +20,11 @@ from opentelemetry import trace
 from opentelemetry.trace import Link, Tracer
 
 from services.scheduler import store
-from services.scheduler.firing import Clock, due_event, notify_channel, start_fire_span
+from services.scheduler.firing import notify_channel
 from services.scheduler.logic import TERMINAL_RUN_STATES as TERMINAL
 from services.scheduler.logic import auto_pause_reason, failure_count_after
 from services.scheduler.retries import RetryPolicy, retry_delay
+from services.scheduler.runs import Clock, due_event, start_fire_span
 from services.scheduler.settings import SchedulerSettings
 from services.scheduler.timing import should_pause
 from shared.consumer import Tx

@@ -14,15 +14,15 @@ from opentelemetry.trace import Span, Status, StatusCode, Tracer
 from pydantic import ValidationError
 
 from services.scheduler import store
-from services.scheduler.firing import (
+from services.scheduler.firing import Firer
+from services.scheduler.logic import RunTemplate, workflow_run
+from services.scheduler.runs import (
     Clock,
-    Firer,
     due_event,
     run_span_attributes,
     template_of,
     window_rule_of,
 )
-from services.scheduler.logic import RunTemplate, workflow_run
 from services.scheduler.schemas import SPEC_FIELDS, ScheduleCreate, ScheduleUpdate
 from services.scheduler.settings import SchedulerSettings
 from services.scheduler.timing import ScheduleSpec, next_fire_time

@@ -12,8 +12,9 @@ from typing import Annotated
 from fastapi import Depends
 
 from services.scheduler import handlers
-from services.scheduler.firing import Clock, Firer, FiringMetrics, system_clock
+from services.scheduler.firing import Firer, FiringMetrics
 from services.scheduler.operations import Operations
+from services.scheduler.runs import Clock, system_clock
 from services.scheduler.settings import SchedulerSettings
 from shared.http import Wired
 from shared.runtime import ServiceRuntime

@@ -13,7 +13,7 @@ from uuid import UUID, uuid4
 import httpx
 
 from services.scheduler.app import app_for
-from services.scheduler.firing import Clock, system_clock
+from services.scheduler.runs import Clock, system_clock
 from services.scheduler.runtime import SchedulerRuntime, build_runtime
 from services.scheduler.settings import SchedulerSettings
 from shared.contract import (

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from services.scheduler.firing import options_of, template_of
 from services.scheduler.logic import RunTemplate, workflow_run
+from services.scheduler.runs import options_of, template_of
 from services.scheduler.timing import AmcWindow, LookbackWindow
 from shared.contract import RunOptions, TimeWindowType
 
