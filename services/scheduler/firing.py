@@ -14,7 +14,6 @@ the commit, under which its `schedule.due` is published (and everything downstre
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -50,6 +49,7 @@ from shared.contract import (
     SchedulePaused,
     WorkflowRun,
 )
+from shared.doorbell import Doorbell
 from shared.outbox import Connection, Outbox
 from shared.telemetry import end_together, trace_carrier
 
@@ -138,8 +138,9 @@ class Firer:
         self._now = now
         self._metrics = metrics
         self._tracer = tracer or trace.get_tracer("amc.scheduler")
-        self._wake = asyncio.Event()
-        self._channel = notify_channel(settings.schema_name)
+        self._bell = Doorbell(
+            notify_channel(settings.schema_name), dsn=settings.database_url, what="scheduler"
+        )
         self.cfg = FiringConfig(
             late_grace=timedelta(seconds=settings.late_grace_s),
             catch_up_window=timedelta(seconds=settings.catch_up_window_s),
@@ -149,34 +150,35 @@ class Firer:
 
     @property
     def channel(self) -> str:
-        return self._channel
+        return self._bell.channel
 
     def wake(self) -> None:
-        self._wake.set()
+        self._bell.ring()
 
     async def notify(self, conn: Connection) -> None:
         """Tell every replica's loop (after commit) that a schedule was created or changed."""
-        await conn.execute("SELECT pg_notify($1, '')", self._channel)
+        await conn.execute("SELECT pg_notify($1, '')", self._bell.channel)
 
     # --- the loop ------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        listener = await self._listen()
+        # Without LISTEN the loop still wakes at the earliest fire time it knows and at least
+        # every max_sleep_s.
+        await self._bell.listen()
         backoff = 0.2
         try:
             while not stop.is_set():
-                self._wake.clear()
+                self._bell.clear()
                 try:
                     claimed = await self.fire_due()
                     earliest = await store.earliest_due(self._pool_of())
                     backoff = 0.2
                 except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                     log.warning("firing loop failed, retrying in %.1fs: %s", backoff, exc)
-                    await self._sleep(stop, backoff, wakeable=False)
+                    await self._bell.sleep(stop, backoff, wakeable=False)
                     backoff = min(backoff * 2, 10.0)
                     continue
-                if listener is None or listener.is_closed():
-                    listener = await self._listen()
+                await self._bell.listen()
                 delay = self._settings.max_sleep_s
                 if earliest is not None:
                     # A millisecond past the fire time, so the wake-up does not come a hair early.
@@ -186,32 +188,9 @@ class Firer:
                         # Due rows we could not claim are held by another replica (or by an
                         # event handler): give it a moment rather than spin.
                         delay = 0.02
-                await self._sleep(stop, delay)
+                await self._bell.sleep(stop, delay)
         finally:
-            if listener is not None and not listener.is_closed():
-                with contextlib.suppress(Exception):
-                    await listener.close()
-
-    async def _sleep(self, stop: asyncio.Event, seconds: float, *, wakeable: bool = True) -> None:
-        waiters = [asyncio.ensure_future(stop.wait())]
-        if wakeable:
-            waiters.append(asyncio.ensure_future(self._wake.wait()))
-        try:
-            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
-
-    async def _listen(self) -> asyncpg.Connection[Any] | None:
-        # A dedicated connection: LISTEN must outlive pooled transactions. Without it the loop
-        # still wakes at the earliest fire time it knows and at least every max_sleep_s.
-        try:
-            conn = await asyncpg.connect(self._settings.database_url)
-            await conn.add_listener(self._channel, lambda *_: self._wake.set())
-        except (OSError, asyncpg.PostgresError) as exc:
-            log.warning("scheduler LISTEN unavailable, polling only: %s", exc)
-            return None
-        return conn
+            await self._bell.close()
 
     # --- claiming and firing -------------------------------------------------------------
 
