@@ -11,9 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from amclocal.simulator import SimAccount, SimControl, WorkflowBehavior
+from services.amcctl import app as amcctl
 from services.poller.app import app_for
 from services.poller.runtime import build_runtime
-from shared.cli.main import app as amcctl
 from shared.contract import ExecutionCompleted
 from shared.crypto import KeyRing
 from shared.topics_admin import contract_topics, ensure_topics
