@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, ValidationError
 
+from services.scheduler import store
 from services.scheduler.logic import RunKind, RunState, ScheduleState
 from services.scheduler.operations import ConflictError, NotFoundError
 from services.scheduler.run_preview import preview_runs, preview_schedule_runs
@@ -48,52 +49,45 @@ Limit = Annotated[int, Query(ge=1, le=500)]
 Offset = Annotated[int, Query(ge=0)]
 
 
-def schedule_out(row: Any) -> ScheduleOut:
-    spec: dict[str, Any] = row["spec"]
-    next_fire_at: datetime | None = row["next_fire_at"]
+def schedule_out(row: store.Schedule) -> ScheduleOut:
+    spec: dict[str, Any] = row.spec
+    next_fire_at: datetime | None = row.next_fire_at
     return ScheduleOut(
-        id=row["id"],
-        name=row["name"],
-        state=row["state"],
-        paused_reason=row["paused_reason"],
-        paused_at=row["paused_at"],
-        consecutive_failures=row["consecutive_failures"],
+        id=row.id,
+        name=row.name,
+        state=row.state,
+        paused_reason=row.paused_reason,
+        paused_at=row.paused_at,
+        consecutive_failures=row.consecutive_failures,
         next_fire_at=next_fire_at,
-        next_fire_local=next_fire_at.astimezone(load_zone(row["timezone"]))
-        if next_fire_at
-        else None,
-        last_fire_at=row["last_fire_at"],
-        user_id=row["user_id"],
-        instance_id=row["instance_id"],
-        advertiser_id=row["advertiser_id"],
-        marketplace_id=row["marketplace_id"],
-        workflow_id=row["workflow_id"],
-        sql_query=row["sql_query"],
-        output_format=row["output_format"],
-        parameters=row["parameters"],
-        options=row["run_options"],
-        timezone=row["timezone"],
+        next_fire_local=next_fire_at.astimezone(load_zone(row.timezone)) if next_fire_at else None,
+        last_fire_at=row.last_fire_at,
+        user_id=row.user_id,
+        instance_id=row.instance_id,
+        advertiser_id=row.advertiser_id,
+        marketplace_id=row.marketplace_id,
+        workflow_id=row.workflow_id,
+        sql_query=row.sql_query,
+        output_format=row.output_format,
+        parameters=row.parameters,
+        options=row.run_options,
+        timezone=row.timezone,
         cron=spec.get("cron"),
         preset=spec.get("preset"),
         start_date=spec.get("start_date"),
         end_date=spec.get("end_date"),
-        window=row["window_rule"],
-        catch_up_policy=row["catch_up_policy"],
-        overlap_policy=row["overlap_policy"],
-        week_start=row["week_start"],
-        retry=row["retry_policy"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
+        window=row.window_rule,
+        catch_up_policy=row.catch_up_policy,
+        overlap_policy=row.overlap_policy,
+        week_start=row.week_start,
+        retry=row.retry_policy,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
     )
 
 
-def run_out(row: Any) -> RunOut:
-    duration = None
-    if row["completed_at"] is not None and row["emitted_at"] is not None:
-        duration = (row["completed_at"] - row["emitted_at"]).total_seconds()
-    return RunOut(
-        **{k: row[k] for k in RunOut.model_fields if k != "duration_s"}, duration_s=duration
-    )
+def run_out(row: store.Run) -> RunOut:
+    return RunOut.model_validate(row, from_attributes=True)
 
 
 def _next_offset(offset: int, count: int, total: int) -> int | None:
@@ -204,9 +198,9 @@ async def preview_schedule(
     """The next `count` fire times after `after` (default now), in UTC and local time, each
     with the concrete time window and parameter values that run will send."""
     row = await runtime.operations.get(schedule_id)
-    spec = ScheduleSpec.model_validate(row["spec"])
+    spec = ScheduleSpec.model_validate(row.spec)
     start = after or runtime.now()
-    rule = window_rule_of(json.dumps(row["window_rule"], sort_keys=True))
+    rule = window_rule_of(json.dumps(row.window_rule, sort_keys=True))
     return _preview(
         spec, start, lambda: preview_schedule_runs(spec, rule, template_of(row), start, count)
     )
@@ -247,22 +241,22 @@ async def schedule_runs(
 @router.get("/{schedule_id}/stats", response_model=StatsOut)
 async def schedule_stats(schedule_id: UUID, runtime: RuntimeDep) -> StatsOut:
     row, stats = await runtime.operations.stats(schedule_id)
-    finished = stats["succeeded"] + stats["failed"] + stats["cancelled"]
-    mean = stats["mean_duration_s"]
+    finished = stats.succeeded + stats.failed + stats.cancelled
+    mean = stats.mean_duration_s
     return StatsOut(
         schedule_id=schedule_id,
-        state=row["state"],
-        runs=stats["runs"],
-        succeeded=stats["succeeded"],
-        failed=stats["failed"],
-        cancelled=stats["cancelled"],
-        skipped=stats["skipped"],
-        in_flight=stats["in_flight"],
-        success_rate=stats["succeeded"] / finished if finished else None,
-        consecutive_failures=row["consecutive_failures"],
-        last_run_at=stats["last_run_at"],
-        last_run_state=stats["last_run_state"],
-        next_fire_at=row["next_fire_at"] if row["state"] == "ACTIVE" else None,
+        state=row.state,
+        runs=stats.runs,
+        succeeded=stats.succeeded,
+        failed=stats.failed,
+        cancelled=stats.cancelled,
+        skipped=stats.skipped,
+        in_flight=stats.in_flight,
+        success_rate=stats.succeeded / finished if finished else None,
+        consecutive_failures=row.consecutive_failures,
+        last_run_at=stats.last_run_at,
+        last_run_state=stats.last_run_state,
+        next_fire_at=row.next_fire_at if row.state == "ACTIVE" else None,
         mean_duration_s=float(mean) if mean is not None else None,
     )
 

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 from uuid import UUID, uuid4
 
 import asyncpg
@@ -43,7 +43,6 @@ from services.scheduler.runs import (
     window_rule_of,
 )
 from services.scheduler.settings import SchedulerSettings
-from services.scheduler.timing import CatchUpPolicy, OverlapPolicy
 from shared.contract import (
     ScheduleDue,
     SchedulePaused,
@@ -219,18 +218,18 @@ class Firer:
                 rows = await store.claim_due_retries(conn, now, self._settings.claim_batch_size)
                 events: list[ScheduleDue] = []
                 for row in rows:
-                    attempt = row["attempt"] + 1
+                    attempt = row.attempt + 1
                     event = due_event(
-                        row["schedule_id"],
-                        row["id"],
-                        row["fire_time"],
-                        WorkflowRun.model_validate(row["run"]),
+                        row.schedule_id,
+                        row.id,
+                        row.fire_time,
+                        WorkflowRun.model_validate(row.run),
                         now,
                         attempt=attempt,
                     )
-                    await store.start_attempt(conn, row["id"], attempt, event.event_id, now)
+                    await store.start_attempt(conn, row.id, attempt, event.event_id, now)
                     events.append(event)
-                    span = start_fire_span(self._tracer, event, row["kind"])
+                    span = start_fire_span(self._tracer, event, row.kind)
                     span.set_attribute("amc.attempt", attempt)
                     spans.append(span)
                 await self._outbox.enqueue(
@@ -241,7 +240,7 @@ class Firer:
             raise
         end_together(spans)
         for row in rows:
-            self._metrics.runs.labels(row["kind"], "RETRIED").inc()
+            self._metrics.runs.labels(row.kind, "RETRIED").inc()
         return len(rows)
 
     async def fire_batch(self) -> int:
@@ -256,7 +255,7 @@ class Firer:
                 if not rows:
                     return 0
                 stale_before = now - timedelta(seconds=self._settings.run_stale_after_s)
-                counts = await store.open_run_counts(conn, [r["id"] for r in rows], stale_before)
+                counts = await store.open_run_counts(conn, [r.id for r in rows], stale_before)
                 batch = self._plan(rows, counts, now)
                 inserted = await store.insert_runs(conn, batch.runs)
                 events: list[ScheduleDue] = []
@@ -287,26 +286,26 @@ class Firer:
         return len(rows)
 
     def _plan(
-        self, rows: Sequence[Any], counts: dict[UUID, tuple[int, int]], now: datetime
+        self, rows: Sequence[store.DueSchedule], counts: dict[UUID, tuple[int, int]], now: datetime
     ) -> _Batch:
         batch = _Batch([], [], [], [], [], [], [])
         ids = new_ids(2 * len(rows) + 64)
         for row in rows:
-            schedule_id: UUID = row["id"]
+            schedule_id: UUID = row.id
             try:
-                spec = spec_of(row["spec_text"])
+                spec = spec_of(row.spec_text)
                 running, buffered = counts.get(schedule_id, (0, 0))
                 plan = plan_firing(
                     spec,
-                    row["next_fire_at"],
+                    row.next_fire_at,
                     now,
-                    catch_up=cast(CatchUpPolicy, row["catch_up_policy"]),
-                    overlap=cast(OverlapPolicy, row["overlap_policy"]),
+                    catch_up=row.catch_up_policy,
+                    overlap=row.overlap_policy,
                     running=running > 0,
                     buffered=buffered > 0,
                     cfg=self.cfg,
                 )
-                rule = window_rule_of(row["window_rule_text"])
+                rule = window_rule_of(row.window_rule_text)
                 template = template_of(row)
                 runs: list[store.NewRun] = []
                 events: list[ScheduleDue] = []
@@ -369,8 +368,8 @@ class Firer:
             conn,
             SchedulePaused(
                 schedule_id=schedule_id,
-                reason=row["paused_reason"],
-                consecutive_failures=row["consecutive_failures"],
+                reason=row.paused_reason,
+                consecutive_failures=row.consecutive_failures,
                 occurred_at=now,
             ),
         )

@@ -20,6 +20,7 @@ from opentelemetry.trace import Link, Span, Tracer
 from pydantic import TypeAdapter
 
 from services.scheduler.logic import RunTemplate
+from services.scheduler.store import DueSchedule, Schedule
 from services.scheduler.timing import ScheduleSpec, WindowRule
 from shared.contract import Origin, OriginKind, RunOptions, ScheduleDue, WorkflowRun
 
@@ -45,18 +46,18 @@ def window_rule_of(text: str) -> WindowRule:
     return _WINDOW_RULE.validate_json(text)
 
 
-def template_of(row: Any) -> RunTemplate:
+def template_of(row: Schedule | DueSchedule) -> RunTemplate:
     return RunTemplate(
-        user_id=row["user_id"],
-        instance_id=row["instance_id"],
-        advertiser_id=row["advertiser_id"],
-        marketplace_id=row["marketplace_id"],
-        workflow_id=row["workflow_id"],
-        output_format=row["output_format"],
-        parameters=row["parameters"],
-        week_start=row["week_start"],
-        sql_query=row["sql_query"],
-        options=options_of(row["run_options"]),
+        user_id=row.user_id,
+        instance_id=row.instance_id,
+        advertiser_id=row.advertiser_id,
+        marketplace_id=row.marketplace_id,
+        workflow_id=row.workflow_id,
+        output_format=row.output_format,
+        parameters=row.parameters,
+        week_start=row.week_start,
+        sql_query=row.sql_query,
+        options=options_of(row.run_options),
     )
 
 
