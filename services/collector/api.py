@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict
 from datetime import date, datetime
 from typing import Annotated, Any
 from uuid import UUID
@@ -147,54 +148,27 @@ def _view(c: CollectionRow, counts: dict[str, int], mean: float | None) -> Colle
         mean_week_seconds=mean,
         finished=c.finished_at is not None,
     )
-    return CollectionOut(
-        id=c.id,
-        status=c.status,
-        run=c.run,
-        start_date=c.start_date,
-        end_date=c.end_date,
-        week_start_day=c.week_start_day,
-        time_zone=c.time_zone,
-        granularity=Granularity(c.granularity),
-        max_weeks_in_flight=c.max_in_flight,
-        max_attempts=c.max_attempts,
-        created_at=c.created_at,
-        updated_at=c.updated_at,
-        started_at=c.started_at,
-        finished_at=c.finished_at,
-        progress=ProgressOut(
-            counts=p.counts,
-            total=p.total,
-            done=p.done,
-            in_flight=p.in_flight,
-            percent_done=p.percent_done,
-            estimated_seconds_left=p.estimated_seconds_left,
-        ),
+    # The row's fields by name; the API's own names and the progress on top (extra row
+    # fields, such as the trace context, are not part of the answer).
+    return CollectionOut.model_validate(
+        {
+            **asdict(c),
+            "granularity": Granularity(c.granularity),
+            "max_weeks_in_flight": c.max_in_flight,
+            "progress": ProgressOut.model_validate(p, from_attributes=True),
+        }
     )
 
 
 def _week_out(w: WeekRow, time_zone: str) -> WeekOut:
     start, end = week_window(w.week_start, w.week_end, time_zone)
-    return WeekOut(
-        id=w.id,
-        seq=w.seq,
-        week_start=w.week_start,
-        week_end=w.week_end,
-        time_window_start=start,
-        time_window_end=end,
-        status=w.status,
-        attempt=w.attempt,
-        attempt_limit=w.attempt_limit,
-        retry_not_before=w.not_before,
-        requested_at=w.requested_at,
-        submitted_at=w.submitted_at,
-        finished_at=w.finished_at,
-        execution_id=w.execution_id,
-        amc_execution_id=w.amc_execution_id,
-        error_code=w.error_code,
-        error_message=w.error_message,
-        result_uri=w.result_uri,
-        row_count=w.row_count,
+    return WeekOut.model_validate(
+        {
+            **asdict(w),
+            "time_window_start": start,
+            "time_window_end": end,
+            "retry_not_before": w.not_before,
+        }
     )
 
 

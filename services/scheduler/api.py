@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
@@ -50,39 +51,23 @@ Offset = Annotated[int, Query(ge=0)]
 
 
 def schedule_out(row: store.Schedule) -> ScheduleOut:
+    # The row's fields by name; the API's own names and the spec's parts on top.
     spec: dict[str, Any] = row.spec
-    next_fire_at: datetime | None = row.next_fire_at
-    return ScheduleOut(
-        id=row.id,
-        name=row.name,
-        state=row.state,
-        paused_reason=row.paused_reason,
-        paused_at=row.paused_at,
-        consecutive_failures=row.consecutive_failures,
-        next_fire_at=next_fire_at,
-        next_fire_local=next_fire_at.astimezone(load_zone(row.timezone)) if next_fire_at else None,
-        last_fire_at=row.last_fire_at,
-        user_id=row.user_id,
-        instance_id=row.instance_id,
-        advertiser_id=row.advertiser_id,
-        marketplace_id=row.marketplace_id,
-        workflow_id=row.workflow_id,
-        sql_query=row.sql_query,
-        output_format=row.output_format,
-        parameters=row.parameters,
-        options=row.run_options,
-        timezone=row.timezone,
-        cron=spec.get("cron"),
-        preset=spec.get("preset"),
-        start_date=spec.get("start_date"),
-        end_date=spec.get("end_date"),
-        window=row.window_rule,
-        catch_up_policy=row.catch_up_policy,
-        overlap_policy=row.overlap_policy,
-        week_start=row.week_start,
-        retry=row.retry_policy,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
+    next_fire_at = row.next_fire_at
+    return ScheduleOut.model_validate(
+        {
+            **asdict(row),
+            "next_fire_local": next_fire_at.astimezone(load_zone(row.timezone))
+            if next_fire_at
+            else None,
+            "options": row.run_options,
+            "cron": spec.get("cron"),
+            "preset": spec.get("preset"),
+            "start_date": spec.get("start_date"),
+            "end_date": spec.get("end_date"),
+            "window": row.window_rule,
+            "retry": row.retry_policy,
+        }
     )
 
 

@@ -20,12 +20,20 @@ from services.scheduler.timing import CatchUpPolicy, OverlapPolicy
 from shared.dates import WeekStart
 
 
+class _Row:
+    __slots__ = ()
+
+    @classmethod
+    def of(cls, record: asyncpg.Record) -> Self:
+        return cls(**record)
+
+
 @dataclass(frozen=True, slots=True)
-class Schedule:
-    """A whole `schedules` row (`SCHEDULE_COLUMNS`)."""
+class _ScheduleBase(_Row):
+    """What a schedule's runs are built from (`runs.template_of`) and its policies: the
+    columns every read of a schedule selects."""
 
     id: UUID
-    name: str | None
     user_id: str
     instance_id: str
     advertiser_id: str | None
@@ -35,12 +43,19 @@ class Schedule:
     run_options: dict[str, Any]
     output_format: Literal["CSV"]
     parameters: dict[str, Any]
-    timezone: str
-    spec: dict[str, Any]
-    window_rule: dict[str, Any]
     catch_up_policy: CatchUpPolicy
     overlap_policy: OverlapPolicy
     week_start: WeekStart
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule(_ScheduleBase):
+    """A whole `schedules` row (`SCHEDULE_COLUMNS`)."""
+
+    name: str | None
+    timezone: str
+    spec: dict[str, Any]
+    window_rule: dict[str, Any]
     retry_policy: dict[str, Any] | None
     state: ScheduleState
     paused_reason: str | None
@@ -51,40 +66,19 @@ class Schedule:
     created_at: datetime
     updated_at: datetime
 
-    @classmethod
-    def of(cls, record: asyncpg.Record) -> Self:
-        return cls(**record)
-
 
 @dataclass(frozen=True, slots=True)
-class DueSchedule:
-    """What the firing loop reads of a due schedule: the run template, and its spec and
-    window rule as JSON text (parsed once per distinct text, see `runs.spec_of`)."""
+class DueSchedule(_ScheduleBase):
+    """What the firing loop reads of a due schedule: its spec and window rule as JSON text
+    (parsed once per distinct text, see `runs.spec_of`)."""
 
-    id: UUID
-    user_id: str
-    instance_id: str
-    advertiser_id: str | None
-    marketplace_id: str | None
-    workflow_id: str | None
-    sql_query: str | None
-    run_options: dict[str, Any]
-    output_format: Literal["CSV"]
-    parameters: dict[str, Any]
     spec_text: str
     window_rule_text: str
-    catch_up_policy: CatchUpPolicy
-    overlap_policy: OverlapPolicy
-    week_start: WeekStart
     next_fire_at: datetime
-
-    @classmethod
-    def of(cls, record: asyncpg.Record) -> Self:
-        return cls(**record)
 
 
 @dataclass(frozen=True, slots=True)
-class Run:
+class Run(_Row):
     """A whole `schedule_runs` row (`RUN_COLUMNS`); `run` is the workflow run as sent."""
 
     id: UUID
@@ -108,10 +102,6 @@ class Run:
     attempt: int
     retry_at: datetime | None
 
-    @classmethod
-    def of(cls, record: asyncpg.Record) -> Self:
-        return cls(**record)
-
     @property
     def duration_s(self) -> float | None:
         """From emission to completion."""
@@ -121,7 +111,7 @@ class Run:
 
 
 @dataclass(frozen=True, slots=True)
-class RunStats:
+class RunStats(_Row):
     """Counts of a schedule's runs by outcome, its latest run and mean duration."""
 
     runs: int
@@ -133,7 +123,3 @@ class RunStats:
     last_run_at: datetime | None
     last_run_state: RunState | None
     mean_duration_s: Decimal | float | None
-
-    @classmethod
-    def of(cls, record: asyncpg.Record) -> Self:
-        return cls(**record)
