@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr, field_validator
@@ -105,21 +105,15 @@ class RotationAnswer(BaseModel):
     remaining: int = Field(description="Rows still under an older key")
 
 
-def _view(row: dict[str, Any], current_fp: str) -> TokenView:
-    claimed = row["claim_expires_at"] is not None and row["claim_expires_at"] > datetime.now(UTC)
-    return TokenView(
-        user_id=row["user_id"],
-        status=row["status"],
-        expires_at=row["expires_at"],
-        last_refreshed_at=row["last_refreshed_at"],
-        consecutive_failures=row["consecutive_failures"],
-        last_error=row["last_error"],
-        next_attempt_at=row["next_attempt_at"],
-        refresh_requested=row["refresh_requested_at"] is not None,
-        claimed_by=row["claimed_by"] if claimed else None,
-        key_current=row["key_fp"] == current_fp,
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
+def _view(row: store.TokenRow, current_fp: str) -> TokenView:
+    claimed = row.claim_expires_at is not None and row.claim_expires_at > datetime.now(UTC)
+    return TokenView.model_validate(
+        {
+            **asdict(row),
+            "refresh_requested": row.refresh_requested_at is not None,
+            "claimed_by": row.claimed_by if claimed else None,
+            "key_current": row.key_fp == current_fp,
+        }
     )
 
 

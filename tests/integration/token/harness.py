@@ -117,7 +117,7 @@ class TokenHarness:
     async def lwa_calls(self) -> int:
         return len(await self.sim.requests(kind=RouteKind.TOKEN))
 
-    async def row(self, user_id: str) -> dict[str, Any]:
+    async def row(self, user_id: str) -> store.TokenRow:
         async with self.pool.acquire() as conn:
             row = await store.get_token(conn, user_id)
         assert row is not None, f"no row for {user_id}"

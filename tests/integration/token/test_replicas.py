@@ -147,5 +147,6 @@ async def test_key_rotation_under_load_keeps_every_token_readable(
         new_only.decrypt(row["refresh_token_enc"])
         new_only.decrypt(row["access_token_enc"])
     broken = await h.row("broken")
-    assert broken["status"] == "REAUTH_REQUIRED"
-    assert "cannot be decrypted" in broken["last_error"]
+    assert broken.status == "REAUTH_REQUIRED"
+    assert broken.last_error is not None
+    assert "cannot be decrypted" in broken.last_error
