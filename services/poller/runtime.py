@@ -9,8 +9,9 @@ for the context (they call AMC through the loops' gateway: same rate slots, brea
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Protocol
 
 import httpx
 from fastapi import Depends
@@ -28,7 +29,7 @@ from services.poller.retention import delete_old_results
 from services.poller.settings import PollerSettings
 from services.poller.submit import Submitter
 from services.poller.token_requests import resend_step
-from services.poller.worker import Context, run_loop
+from services.poller.worker import Context, TaskSet, run_loop
 from shared.clients import AmcClient
 from shared.crypto import KeyRing
 from shared.http import Wired
@@ -43,6 +44,12 @@ def _key_ring(settings: PollerSettings) -> KeyRing:
             "EVENT_ENCRYPTION_KEYS is not set: the poller needs it to read token.refreshed"
         )
     return KeyRing.from_csv(settings.event_encryption_keys.get_secret_value())
+
+
+class _ClaimLoop(Protocol):
+    tasks: TaskSet
+
+    async def step(self) -> bool: ...
 
 
 class PollerRuntime(ServiceRuntime):
@@ -102,33 +109,22 @@ class PollerRuntime(ServiceRuntime):
         idle = settings.loop_interval_s
         drain = settings.graceful_timeout_s / 2
 
-        @self.background("submitter")
-        async def submitter(stop: asyncio.Event) -> None:
-            ctx = await self.context()
-            loop = Submitter(ctx)
-            loop.tasks.keep_leases(ctx.leases)
-            await run_loop(stop, "submitter", loop.step, idle, loop.tasks, drain)
+        def claiming(name: str, make: Callable[[Context], _ClaimLoop]) -> None:
+            """A loop that claims rows and runs their jobs in its task set, whose rows keep
+            their leases renewed."""
 
-        @self.background("poller")
-        async def poller(stop: asyncio.Event) -> None:
-            ctx = await self.context()
-            loop = Follower(ctx).polls
-            loop.tasks.keep_leases(ctx.leases)
-            await run_loop(stop, "poller", loop.step, idle, loop.tasks, drain)
+            async def run(stop: asyncio.Event) -> None:
+                ctx = await self.context()
+                loop = make(ctx)
+                loop.tasks.keep_leases(ctx.leases)
+                await run_loop(stop, name, loop.step, idle, loop.tasks, drain)
 
-        @self.background("downloader")
-        async def downloader(stop: asyncio.Event) -> None:
-            ctx = await self.context()
-            loop = Follower(ctx).downloads
-            loop.tasks.keep_leases(ctx.leases)
-            await run_loop(stop, "downloader", loop.step, idle, loop.tasks, drain)
+            self.background(name)(run)
 
-        @self.background("canceller")
-        async def canceller(stop: asyncio.Event) -> None:
-            ctx = await self.context()
-            loop = Follower(ctx).cancels
-            loop.tasks.keep_leases(ctx.leases)
-            await run_loop(stop, "canceller", loop.step, idle, loop.tasks, drain)
+        claiming("submitter", Submitter)
+        claiming("poller", lambda ctx: Follower(ctx).polls)
+        claiming("downloader", lambda ctx: Follower(ctx).downloads)
+        claiming("canceller", lambda ctx: Follower(ctx).cancels)
 
         @self.background("leases")
         async def leases(stop: asyncio.Event) -> None:
