@@ -18,7 +18,6 @@ is sought back and redelivered, never dead-lettered.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -172,6 +171,7 @@ class EventConsumer:
     ) -> None:
         self._broker = broker
         self._pool: asyncpg.Pool[Any] | None = pool
+        self._lag_failed = False
         self._outbox = outbox
         self._topics = topics
         self._group_id = group_id
@@ -265,13 +265,19 @@ class EventConsumer:
         consumer: Any = getattr(msg, "consumer", None)
         if consumer is None:
             return
-        with contextlib.suppress(Exception):  # a metric must never disturb consumption
+        try:
             async with asyncio.timeout(0.5):
                 for tp in consumer.assignment():
                     highwater = consumer.highwater(tp)
                     if highwater is not None:
                         lag = max(highwater - await consumer.position(tp), 0)
                         self._metrics.lag.labels(tp.topic, str(tp.partition)).set(lag)
+        except Exception as exc:  # a metric must never disturb consumption
+            # Once as a warning (the lag gauge goes stale); after that, per batch, only at
+            # debug level, or a broker hiccup would flood the log.
+            level = logging.DEBUG if self._lag_failed else logging.WARNING
+            self._lag_failed = True
+            log.log(level, "could not read consumer lag (amc_consumer_lag goes stale): %r", exc)
 
     async def _handle_batch(self, records: tuple[Any, ...]) -> list[_Outcome]:
         """Apply a batch in one transaction, each event in its own savepoint, with retries."""

@@ -5,9 +5,9 @@ from __future__ import annotations
 import hmac
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import Annotated, Generic, TypeVar
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, status
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, status
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from opentelemetry import trace
@@ -18,6 +18,33 @@ from shared.runtime import ServiceRuntime
 from shared.telemetry import shutdown_tracing
 
 _bearer = HTTPBearer(auto_error=False)
+
+T = TypeVar("T")
+
+
+class Wired(Generic[T]):
+    """A typed FastAPI dependency whose value the app supplies when it is built.
+
+    A routes module declares `Dep = Annotated[X, Depends(wired)]` and its routes take a `Dep`
+    parameter; the service's `create_app` calls `wired.bind(app, x)`. This is how every route
+    reaches its service's runtime: typed (mypy sees `X`), per app (tests run two replicas of a
+    service in one process, so no module-level global), and with no import of the wiring
+    module by the routes module (that import was a circle in two services). FastAPI's
+    `dependency_overrides` is the per-app table of what a dependency resolves to; it is
+    public API, and binding is the only use the product makes of it.
+    """
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    def __call__(self) -> T:
+        raise RuntimeError(f"{self.what} is not wired into this app: its create_app must bind it")
+
+    def bind(self, app: FastAPI, value: T) -> None:
+        def provide() -> T:
+            return value
+
+        app.dependency_overrides[self] = provide
 
 
 def api_key_guard(runtime: ServiceRuntime) -> Callable[..., None]:
@@ -64,7 +91,6 @@ def create_app(
         description=description,
         lifespan=lifespan,
     )
-    app.state.runtime = runtime
     # A SERVER span per management call, continuing the caller's traceparent if it sent one;
     # work the call starts (a trigger, a collection, a cancel) belongs to that trace. Probes
     # and scrapes would only be noise. Headers are not recorded (the API key is one).
@@ -95,8 +121,3 @@ def create_app(
     for router in routers:
         app.include_router(router, dependencies=[guard])
     return app
-
-
-def runtime_of(request: Request) -> ServiceRuntime:
-    runtime: ServiceRuntime = request.app.state.runtime
-    return runtime

@@ -11,7 +11,6 @@ time (transaction-scoped advisory lock), which keeps per-key order with any repl
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from opentelemetry import propagate
 
 from shared.contract import Event, Topics
 from shared.db.pool import quote_ident
+from shared.doorbell import Doorbell
 
 log = logging.getLogger(__name__)
 
@@ -110,17 +110,16 @@ class OutboxRelay:
         self._schema = schema
         self._table = f"{quote_ident(schema)}.outbox"
         self._publish = publish
-        self._listen_dsn = listen_dsn
         self._batch_size = batch_size
         self._poll_interval_s = poll_interval_s
         self._retention = retention
         self._on_published = on_published
-        self._wake = asyncio.Event()
+        self._bell = Doorbell(notify_channel(schema), dsn=listen_dsn, what="outbox")
         self._stopping = asyncio.Event()
         self._lock_key = f"amc-outbox:{schema}"
 
     def wake(self) -> None:
-        self._wake.set()
+        self._bell.ring()
 
     async def relay_once(self) -> int:
         """Publish one batch of pending events; returns how many were sent."""
@@ -170,13 +169,14 @@ class OutboxRelay:
 
     async def run(self) -> None:
         """Relay until `stop()`; then drain what is pending. Errors back off and retry."""
-        listener = await self._listen()
+        # Without LISTEN the relay still works on its polling interval.
+        await self._bell.listen()
         backoff = 0.2
         last_prune = 0.0
         loop = asyncio.get_running_loop()
         try:
             while not self._stopping.is_set():
-                self._wake.clear()
+                self._bell.clear()
                 try:
                     sent = await self.relay_once()
                     backoff = 0.2
@@ -190,46 +190,25 @@ class OutboxRelay:
                         backoff,
                         exc,
                     )
-                    await self._sleep(backoff)
+                    await self._bell.sleep(self._stopping, backoff, wakeable=False)
                     backoff = min(backoff * 2, 10.0)
-                    if listener is None or listener.is_closed():
-                        listener = await self._listen()
+                    await self._bell.listen()
                     continue
                 if sent < self._batch_size:
-                    await self._sleep(self._poll_interval_s, wakeable=True)
+                    await self._bell.sleep(self._stopping, self._poll_interval_s)
             await self._drain()
         finally:
-            if listener is not None and not listener.is_closed():
-                await listener.close()
+            await self._bell.close()
 
     async def _drain(self, timeout_s: float = 10.0) -> None:
-        with contextlib.suppress(Exception):
+        """The last publish before shutdown; what it cannot send stays in the outbox for the
+        next start (nothing is lost), but an operator should know why it stayed."""
+        try:
             async with asyncio.timeout(timeout_s):
                 while await self.relay_once():
                     pass
-
-    async def _sleep(self, seconds: float, *, wakeable: bool = False) -> None:
-        waiters = [asyncio.ensure_future(self._stopping.wait())]
-        if wakeable:
-            waiters.append(asyncio.ensure_future(self._wake.wait()))
-        try:
-            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
-
-    async def _listen(self) -> asyncpg.Connection[Any] | None:
-        # A dedicated connection: LISTEN must outlive any pooled transaction. Without it the
-        # relay still works on its polling interval.
-        if self._listen_dsn is None:
-            return None
-        try:
-            conn = await asyncpg.connect(self._listen_dsn)
-            await conn.add_listener(notify_channel(self._schema), lambda *_: self._wake.set())
-        except (OSError, asyncpg.PostgresError) as exc:
-            log.warning("outbox LISTEN unavailable, polling only: %s", exc)
-            return None
-        return conn
+        except Exception as exc:  # shutdown goes on; the rows wait in the outbox
+            log.warning("final outbox drain for %s failed: %r", self._schema, exc)
 
     def stop(self) -> None:
         self._stopping.set()

@@ -168,24 +168,36 @@ class ServiceRuntime:
 
     async def stop(self) -> None:
         for subscriber in self.broker.subscribers:
-            with contextlib.suppress(Exception):
-                await subscriber.stop()
+            await self._stop_part("event subscriber", subscriber.stop)
         self._stop.set()
         if self.relay is not None:
             self.relay.stop()
         if self._tasks:
             _, pending = await asyncio.wait(self._tasks, timeout=self.settings.graceful_timeout_s)
+            if pending:
+                log.warning(
+                    "%s: %s did not stop within %.0f s; cancelled",
+                    self.name,
+                    ", ".join(sorted(task.get_name() for task in pending)),
+                    self.settings.graceful_timeout_s,
+                )
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-        with contextlib.suppress(Exception):
-            await self.publisher.stop()
-        with contextlib.suppress(Exception):
-            await self.broker.stop()
+        await self._stop_part("outbox publisher", self.publisher.stop)
+        await self._stop_part("broker", self.broker.stop)
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
         log.info("%s stopped", self.name, extra={"service": self.name})
+
+    async def _stop_part(self, what: str, stop: Callable[[], Awaitable[object]]) -> None:
+        """Shutdown goes on past a part that fails to stop (the process is ending and the
+        broker and database recover what it held), but the failure is logged once."""
+        try:
+            await stop()
+        except Exception as exc:
+            log.warning("%s: stopping the %s failed: %r", self.name, what, exc)
 
     async def check_ready(self) -> dict[str, str]:
         """Readiness: database and broker both answer."""

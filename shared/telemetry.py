@@ -106,7 +106,7 @@ def setup_tracing(service_name: str, *, processor: SpanProcessor | None = None) 
     if processor is not None:
         provider.add_span_processor(processor)
     trace.set_tracer_provider(provider)
-    AsyncPGInstrumentor().instrument(tracer_provider=provider)  # type: ignore[no-untyped-call]
+    AsyncPGInstrumentor().instrument(tracer_provider=provider)
     HTTPXClientInstrumentor().instrument(
         tracer_provider=provider,
         request_hook=_record_safe_url,

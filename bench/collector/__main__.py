@@ -28,9 +28,9 @@ from aiokafka import AIOKafkaProducer
 
 from amclocal.broker import LocalBroker
 from amclocal.postgres import create_database, drop_database, local_postgres
-from services.collector.app import CollectorRuntime
 from services.collector.logic import WeekStartDay
 from services.collector.operations import NewCollection
+from services.collector.runtime import CollectorRuntime
 from services.collector.settings import CollectorSettings
 from shared.config import KafkaSettings
 from shared.contract import ExecutionCompleted, ExecutionSubmitted, Origin, OriginKind

@@ -41,7 +41,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from amclocal.broker import free_port
 from bench.infra import Infra, infra
-from services.scheduler.app import MIGRATIONS
+from services.scheduler.runtime import MIGRATIONS
 from shared.contract import ScheduleDue, Topics
 from shared.db import apply_migrations
 from shared.topics_admin import contract_topics, ensure_topics

@@ -28,7 +28,7 @@ import httpx
 from amclocal.broker import free_port
 from amclocal.simulator import FaultRule, RouteKind, SimControl
 from bench.infra import Infra, infra
-from services.token.app import TokenService
+from services.token.runtime import TokenRuntime
 from services.token.settings import TokenSettings
 from shared.config import KafkaSettings
 from shared.crypto import KeyRing
@@ -114,8 +114,7 @@ async def run(
                 db_pool_max=10,
                 outbox_poll_interval_s=0.1,
             )
-            service = TokenService(settings)
-            runtime = service.runtime
+            service = runtime = TokenRuntime(settings)
             await ensure_topics(env.bootstrap, contract_topics(runtime.topics))
             await runtime.start()
             try:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
 from datetime import date, datetime
 from typing import Annotated, Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
 
@@ -22,11 +24,10 @@ from services.collector.logic import (
     validate_collection,
     week_window,
 )
-from services.collector.operations import ConflictError, NewCollection, NotFoundError, Operations
-from services.collector.settings import CollectorSettings
+from services.collector.operations import ConflictError, NewCollection, NotFoundError
+from services.collector.runtime import CollectorRuntime, RuntimeDep
 from services.collector.store import CollectionRow, WeekRow
 from shared.dates import check_parameters
-from shared.http import runtime_of
 from shared.outbox import Connection
 from shared.run_target import RunTarget, target_json
 
@@ -148,20 +149,6 @@ class RetryOut(BaseModel):
     weeks_retried: int
 
 
-def _ops(request: Request) -> Operations:
-    from services.collector.app import CollectorRuntime
-
-    runtime = runtime_of(request)
-    assert isinstance(runtime, CollectorRuntime)
-    return runtime.operations
-
-
-def _settings(request: Request) -> CollectorSettings:
-    settings = runtime_of(request).settings
-    assert isinstance(settings, CollectorSettings)
-    return settings
-
-
 async def _out(conn: Connection, c: CollectionRow) -> CollectionOut:
     counts = await store.week_counts(conn, c.id)
     mean = await store.mean_week_seconds(conn, c.id)
@@ -177,62 +164,32 @@ def _view(c: CollectionRow, counts: dict[str, int], mean: float | None) -> Colle
         finished=c.finished_at is not None,
         daily_share=c.daily_share,
     )
-    return CollectionOut(
-        id=c.id,
-        status=c.status,
-        run=c.run,
-        start_date=c.start_date,
-        end_date=c.end_date,
-        week_start_day=c.week_start_day,
-        time_zone=c.time_zone,
-        granularity=Granularity(c.granularity),
-        max_weeks_in_flight=c.max_in_flight,
-        max_attempts=c.max_attempts,
-        daily_share=c.daily_share,
-        created_at=c.created_at,
-        updated_at=c.updated_at,
-        started_at=c.started_at,
-        finished_at=c.finished_at,
-        progress=ProgressOut(
-            counts=p.counts,
-            total=p.total,
-            done=p.done,
-            in_flight=p.in_flight,
-            percent_done=p.percent_done,
-            estimated_seconds_left=p.estimated_seconds_left,
-            days_at_share=p.days_at_share,
-            cap_estimate=p.cap_estimate,
-        ),
+    # The row's fields by name; the API's own names and the progress on top (extra row
+    # fields, such as the trace context, are not part of the answer).
+    return CollectionOut.model_validate(
+        {
+            **asdict(c),
+            "granularity": Granularity(c.granularity),
+            "max_weeks_in_flight": c.max_in_flight,
+            "progress": ProgressOut.model_validate(p, from_attributes=True),
+        }
     )
 
 
 def _week_out(w: WeekRow, time_zone: str) -> WeekOut:
     start, end = week_window(w.week_start, w.week_end, time_zone)
-    return WeekOut(
-        id=w.id,
-        seq=w.seq,
-        week_start=w.week_start,
-        week_end=w.week_end,
-        time_window_start=start,
-        time_window_end=end,
-        status=w.status,
-        attempt=w.attempt,
-        attempt_limit=w.attempt_limit,
-        retry_not_before=w.not_before,
-        requested_at=w.requested_at,
-        submitted_at=w.submitted_at,
-        finished_at=w.finished_at,
-        execution_id=w.execution_id,
-        amc_execution_id=w.amc_execution_id,
-        error_code=w.error_code,
-        error_message=w.error_message,
-        result_uri=w.result_uri,
-        row_count=w.row_count,
+    return WeekOut.model_validate(
+        {
+            **asdict(w),
+            "time_window_start": start,
+            "time_window_end": end,
+            "retry_not_before": w.not_before,
+        }
     )
 
 
-async def _get(request: Request, collection_id: UUID) -> CollectionOut:
-    async with runtime_of(request).pool.acquire() as conn:
+async def _get(runtime: CollectorRuntime, collection_id: UUID) -> CollectionOut:
+    async with runtime.pool.acquire() as conn:
         c = await store.get_collection(conn, collection_id)
         if c is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"collection {collection_id} not found")
@@ -240,8 +197,8 @@ async def _get(request: Request, collection_id: UUID) -> CollectionOut:
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=CollectionOut)
-async def create_collection(body: CollectionCreate, request: Request) -> CollectionOut:
-    settings = _settings(request)
+async def create_collection(body: CollectionCreate, runtime: RuntimeDep) -> CollectionOut:
+    settings = runtime.collector_settings
     zone = body.time_zone if is_time_zone(body.time_zone) else "UTC"
     problems = validate_collection(
         start_date=body.start_date,
@@ -259,7 +216,7 @@ async def create_collection(body: CollectionCreate, request: Request) -> Collect
     week_start_day = parse_week_start_day(body.week_start_day)
     assert week_start_day is not None
     run = target_json(body) | {"parameters": body.parameters}
-    collection_id = await _ops(request).create(
+    collection_id = await runtime.operations.create(
         NewCollection(
             run=run,
             start_date=body.start_date,
@@ -274,34 +231,34 @@ async def create_collection(body: CollectionCreate, request: Request) -> Collect
             ),
         )
     )
-    return await _get(request, collection_id)
+    return await _get(runtime, collection_id)
 
 
 @router.get("", response_model=list[CollectionOut])
 async def list_collections(
-    request: Request,
+    runtime: RuntimeDep,
     status_: Annotated[CollectionStatus | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[CollectionOut]:
-    async with runtime_of(request).pool.acquire() as conn:
+    async with runtime.pool.acquire() as conn:
         rows = await store.list_collections(conn, status=status_, limit=limit, offset=offset)
         progress_of = await store.progress_of(conn, [c.id for c in rows])
     return [_view(c, *progress_of[c.id]) for c in rows]
 
 
 @router.get("/{collection_id}", response_model=CollectionOut)
-async def get_collection(collection_id: UUID, request: Request) -> CollectionOut:
-    return await _get(request, collection_id)
+async def get_collection(collection_id: UUID, runtime: RuntimeDep) -> CollectionOut:
+    return await _get(runtime, collection_id)
 
 
 @router.get("/{collection_id}/weeks", response_model=list[WeekOut])
 async def list_weeks(
     collection_id: UUID,
-    request: Request,
+    runtime: RuntimeDep,
     status_: Annotated[WeekStatus | None, Query(alias="status")] = None,
 ) -> list[WeekOut]:
-    async with runtime_of(request).pool.acquire() as conn:
+    async with runtime.pool.acquire() as conn:
         c = await store.get_collection(conn, collection_id)
         if c is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"collection {collection_id} not found")
@@ -309,42 +266,43 @@ async def list_weeks(
     return [_week_out(w, c.time_zone) for w in weeks]
 
 
-async def _act(request: Request, collection_id: UUID, action: str) -> CollectionOut:
-    ops = _ops(request)
+async def _act(
+    runtime: CollectorRuntime, collection_id: UUID, action: Callable[[UUID], Awaitable[None]]
+) -> CollectionOut:
     try:
-        await getattr(ops, action)(collection_id)
+        await action(collection_id)
     except NotFoundError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
     except ConflictError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
-    return await _get(request, collection_id)
+    return await _get(runtime, collection_id)
 
 
 @router.post("/{collection_id}/pause", response_model=CollectionOut)
-async def pause(collection_id: UUID, request: Request) -> CollectionOut:
+async def pause(collection_id: UUID, runtime: RuntimeDep) -> CollectionOut:
     """Stop dispatching new weeks (weeks in flight finish); frees the collection's slot."""
-    return await _act(request, collection_id, "pause")
+    return await _act(runtime, collection_id, runtime.operations.pause)
 
 
 @router.post("/{collection_id}/resume", response_model=CollectionOut)
-async def resume(collection_id: UUID, request: Request) -> CollectionOut:
+async def resume(collection_id: UUID, runtime: RuntimeDep) -> CollectionOut:
     """Queue the collection again at its place; it dispatches once it has a slot."""
-    return await _act(request, collection_id, "resume")
+    return await _act(runtime, collection_id, runtime.operations.resume)
 
 
 @router.post("/{collection_id}/cancel", response_model=CollectionOut)
-async def cancel(collection_id: UUID, request: Request) -> CollectionOut:
+async def cancel(collection_id: UUID, runtime: RuntimeDep) -> CollectionOut:
     """No new weeks; weeks in flight finish and are recorded."""
-    return await _act(request, collection_id, "cancel")
+    return await _act(runtime, collection_id, runtime.operations.cancel)
 
 
 @router.post("/{collection_id}/retry", response_model=RetryOut)
 async def retry(
-    collection_id: UUID, request: Request, body: RetryRequest | None = None
+    collection_id: UUID, runtime: RuntimeDep, body: RetryRequest | None = None
 ) -> RetryOut:
     """Retry FAILED weeks (all, or `week_ids`) with the collection's attempts again."""
     try:
-        n = await _ops(request).retry(collection_id, body.week_ids if body else None)
+        n = await runtime.operations.retry(collection_id, body.week_ids if body else None)
     except NotFoundError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
     except ConflictError as exc:

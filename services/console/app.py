@@ -1,4 +1,4 @@
-"""Console wiring: runtime (pool, migrations, the live feed loop), pages, static files."""
+"""Console wiring: settings -> runtime (runtime.py) -> pages, JSON API, static files."""
 
 from __future__ import annotations
 
@@ -11,9 +11,7 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from services.console import api, auth
-from services.console.backends import ApiProblem, Backends
-from services.console.dead_letters import DeadLetters
-from services.console.feed import LiveFeed
+from services.console.backends import ApiProblem
 from services.console.pages import (
     audit,
     collections,
@@ -27,14 +25,13 @@ from services.console.pages import instances as instance_pages
 from services.console.pages import rules as rule_pages
 from services.console.pages import users as users_pages
 from services.console.pages import workflows as workflow_pages
+from services.console.runtime import ConsoleRuntime, build_runtime
 from services.console.settings import ConsoleSettings
-from services.console.web import Console, make_templates, render
+from services.console.web import Console, make_templates, render, wired_console
 from shared.config import ServiceSettings
 from shared.http import create_app as create_http_app
-from shared.runtime import ServiceRuntime
 from shared.service import serve
 
-MIGRATIONS = Path(__file__).with_name("migrations")
 STATIC = Path(__file__).with_name("static")
 
 DESCRIPTION = """\
@@ -59,27 +56,15 @@ def security_headers_for(settings: ConsoleSettings) -> dict[str, str]:
     }
 
 
-class ConsoleRuntime(ServiceRuntime):
-    """The shared runtime (no event handlers: the console publishes and consumes nothing in
-    a group) plus the live feed loop and the management API clients."""
-
-    def __init__(self, settings: ConsoleSettings) -> None:
-        super().__init__(settings, migrations_dir=MIGRATIONS)
-        self.console_settings = settings
-        self.backends = Backends(settings)
-        self.feed = LiveFeed(settings.kafka, self.topics)
-        self.dead_letters = DeadLetters(settings.kafka, self.topics)
-        self.background("feed")(self.feed.run)
-
-    async def stop(self) -> None:
-        await super().stop()
-        await self.backends.close()
-
-
 def create_app(settings: ServiceSettings) -> FastAPI:
     if not isinstance(settings, ConsoleSettings):
         raise TypeError("the console needs ConsoleSettings")
-    runtime = ConsoleRuntime(settings)
+    return app_for(build_runtime(settings))
+
+
+def app_for(runtime: ConsoleRuntime) -> FastAPI:
+    """The HTTP app of a runtime built already (tests hold both)."""
+    settings = runtime.console_settings
     app = create_http_app(runtime, title="amc-console", description=DESCRIPTION)
     console = Console(
         runtime,
@@ -89,7 +74,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         make_templates(),
         runtime.dead_letters,
     )
-    app.state.console = console
+    wired_console.bind(app, console)
     pages = (session, overview, schedules, collections, executions, users_pages, dead_letters)
     for module in (*pages, audit):
         app.include_router(module.router, include_in_schema=False)

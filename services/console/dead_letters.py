@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from services.console.feed import safe_fields
 from shared.broker import producer_options
@@ -150,15 +151,28 @@ class DeadLetters:
             **producer_options(self._kafka),
         )
 
-    async def _partitions(self, consumer: AIOKafkaConsumer, names: list[str]) -> list[Any]:
+    async def _partitions(self, names: list[str]) -> list[TopicPartition]:
         # dlq topics appear on the first letter (auto-created): absent ones hold nothing.
-        # The client's own metadata call: `consumer.topics()` answers names only, and
-        # `partitions_for_topic` knows only topics the consumer already follows.
-        cluster = await consumer._client.fetch_all_metadata()
+        # The metadata of every topic, through the admin client's public describe_topics:
+        # naming the topics would ask the broker to auto-create the absent ones, and the
+        # consumer's `partitions_for_topic` knows only topics it already follows.
+        admin = AIOKafkaAdminClient(
+            client_id="amc-console-dead-letters", **producer_options(self._kafka)
+        )
+        await admin.start()
+        try:
+            described = await admin.describe_topics()
+        finally:
+            await admin.close()
+        partitions = {
+            t["topic"]: sorted(p["partition"] for p in t["partitions"])
+            for t in described
+            if t["error_code"] == 0
+        }
         return [
             TopicPartition(self._topics.name(name), p)
             for name in names
-            for p in sorted(cluster.partitions_for_topic(self._topics.name(name)) or ())
+            for p in partitions.get(self._topics.name(name), ())
         ]
 
     async def _bounds(
@@ -176,7 +190,7 @@ class DeadLetters:
         await consumer.start()
         try:
             names = [topic] if topic else list(DLQ_TOPICS)
-            bounds = await self._bounds(consumer, await self._partitions(consumer, names))
+            bounds = await self._bounds(consumer, await self._partitions(names))
             return sum(end - first for first, end in bounds.values())
         finally:
             await consumer.stop()
@@ -188,7 +202,7 @@ class DeadLetters:
         await consumer.start()
         try:
             names = [topic] if topic else list(DLQ_TOPICS)
-            bounds = await self._bounds(consumer, await self._partitions(consumer, names))
+            bounds = await self._bounds(consumer, await self._partitions(names))
             ranges = {tp: (max(first, end - limit), end) for tp, (first, end) in bounds.items()}
             records = await _read(consumer, ranges)
         finally:
@@ -205,7 +219,7 @@ class DeadLetters:
         await consumer.start()
         try:
             names = sorted({i.topic for i in wanted})
-            bounds = await self._bounds(consumer, await self._partitions(consumer, names))
+            bounds = await self._bounds(consumer, await self._partitions(names))
             found: dict[LetterId, Letter] = {}
             for i in sorted(wanted):
                 tp = TopicPartition(self._topics.name(i.topic), i.partition)

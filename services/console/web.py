@@ -18,6 +18,7 @@ from services.console.backends import ApiProblem, Backends
 from services.console.dead_letters import DeadLetters
 from services.console.feed import LiveFeed
 from services.console.settings import ConsoleSettings
+from shared.http import Wired
 from shared.runtime import ServiceRuntime
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -64,12 +65,10 @@ def _when(value: Any) -> str:
     return text[:16] + (" UTC" if text.endswith(("Z", "+00:00")) else "")
 
 
-def console_of(request: Request) -> Console:
-    console: Console = request.app.state.console
-    return console
-
-
-ConsoleDep = Annotated[Console, Depends(console_of)]
+# The console's routes need more than the runtime (templates, backends, feed), so what they
+# reach through the wired dependency is the `Console`, which holds the runtime.
+wired_console = Wired[Console]("the console")
+ConsoleDep = Annotated[Console, Depends(wired_console)]
 
 
 async def signed_in(request: Request, console: ConsoleDep) -> auth.Principal:

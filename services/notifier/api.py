@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
@@ -20,11 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from services.notifier import store
 from services.notifier.channels import send, url_problem
 from services.notifier.logic import Message, RuleFilter, Severity, channel_of, redact
+from services.notifier.runtime import RuntimeDep
 from shared.crypto import DecryptionError
-from shared.http import runtime_of
-
-if TYPE_CHECKING:
-    from services.notifier.app import NotifierRuntime
 
 router = APIRouter(prefix="/notifications", tags=["notifications"])
 
@@ -72,14 +69,6 @@ class DeliveryOut(BaseModel):
     last_error: str | None
     created_at: datetime
     sent_at: datetime | None
-
-
-def _runtime(request: Request) -> NotifierRuntime:
-    from services.notifier.app import NotifierRuntime
-
-    runtime = runtime_of(request)
-    assert isinstance(runtime, NotifierRuntime)
-    return runtime
 
 
 def _invalid(field: str, message: str) -> RequestValidationError:
@@ -131,9 +120,8 @@ def _out(rule: store.RuleRow) -> RuleOut:
         }
     },
 )
-async def add_rule(request: Request) -> RuleOut:
+async def add_rule(request: Request, runtime: RuntimeDep) -> RuleOut:
     rule = await _parse_rule(request)
-    runtime = _runtime(request)
     url = rule.url.get_secret_value()
     async with runtime.pool.acquire() as conn:
         row = await store.add_rule(
@@ -148,14 +136,14 @@ async def add_rule(request: Request) -> RuleOut:
 
 
 @router.get("/rules", response_model=list[RuleOut])
-async def list_rules(request: Request) -> list[RuleOut]:
-    async with _runtime(request).pool.acquire() as conn:
+async def list_rules(runtime: RuntimeDep) -> list[RuleOut]:
+    async with runtime.pool.acquire() as conn:
         return [_out(r) for r in await store.active_rules(conn)]
 
 
 @router.get("/rules/{rule_id}", response_model=RuleOut)
-async def show_rule(rule_id: UUID, request: Request) -> RuleOut:
-    async with _runtime(request).pool.acquire() as conn:
+async def show_rule(rule_id: UUID, runtime: RuntimeDep) -> RuleOut:
+    async with runtime.pool.acquire() as conn:
         rule = await store.get_rule(conn, rule_id)
     if rule is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"rule {rule_id} not found")
@@ -163,18 +151,17 @@ async def show_rule(rule_id: UUID, request: Request) -> RuleOut:
 
 
 @router.delete("/rules/{rule_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def remove_rule(rule_id: UUID, request: Request) -> Response:
+async def remove_rule(rule_id: UUID, runtime: RuntimeDep) -> Response:
     """Remove a rule: its pending deliveries are cancelled and its URL erased."""
-    async with _runtime(request).pool.acquire() as conn, conn.transaction():
+    async with runtime.pool.acquire() as conn, conn.transaction():
         if not await store.remove_rule(conn, rule_id):
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"rule {rule_id} not found")
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post("/rules/{rule_id}/test", response_model=TestOut)
-async def test_rule(rule_id: UUID, request: Request) -> TestOut:
+async def test_rule(rule_id: UUID, runtime: RuntimeDep) -> TestOut:
     """Send a sample message through the rule's channel now and report what happened."""
-    runtime = _runtime(request)
     async with runtime.pool.acquire() as conn:
         rule = await store.get_rule(conn, rule_id)
     if rule is None:
@@ -200,7 +187,7 @@ async def test_rule(rule_id: UUID, request: Request) -> TestOut:
 
 @router.get("/deliveries", response_model=list[DeliveryOut])
 async def list_deliveries(
-    request: Request,
+    runtime: RuntimeDep,
     status_: Annotated[
         Literal["PENDING", "SENT", "FAILED", "CANCELLED"] | None, Query(alias="status")
     ] = None,
@@ -209,7 +196,7 @@ async def list_deliveries(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[DeliveryOut]:
     """Recent deliveries, newest first."""
-    async with _runtime(request).pool.acquire() as conn:
+    async with runtime.pool.acquire() as conn:
         rows = await store.list_deliveries(
             conn, status=status_, rule_id=rule_id, event_id=event_id, limit=limit
         )

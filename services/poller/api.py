@@ -6,15 +6,15 @@ from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, HTTPException, Query, status
 from opentelemetry import trace
 from opentelemetry.trace import Link
 from pydantic import BaseModel, Field
 
 from services.poller import flow, logic, store, tracing
+from services.poller.runtime import RuntimeDep
 from services.poller.store import ExecRow
 from shared.contract import ExecutionStatus, Origin, OriginKind, WorkflowRun
-from shared.http import runtime_of
 
 router = APIRouter(prefix="/executions", tags=["executions"])
 
@@ -111,7 +111,7 @@ class ExecutionList(BaseModel):
 
 @router.get("", response_model=ExecutionList)
 async def list_executions(
-    request: Request,
+    runtime: RuntimeDep,
     status_: Annotated[ExecutionStatus | None, Query(alias="status")] = None,
     user_id: Annotated[str | None, Query(min_length=1)] = None,
     instance_id: Annotated[str | None, Query(min_length=1)] = None,
@@ -122,7 +122,7 @@ async def list_executions(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> ExecutionList:
     """Newest first; every filter is optional."""
-    async with runtime_of(request).pool.acquire() as conn:
+    async with runtime.pool.acquire() as conn:
         rows = await store.list_executions(
             conn,
             status=status_.value if status_ else None,
@@ -143,7 +143,7 @@ class ExecutionCount(BaseModel):
 
 @router.get("/count", response_model=ExecutionCount)
 async def count_executions(
-    request: Request,
+    runtime: RuntimeDep,
     status_: Annotated[ExecutionStatus, Query(alias="status")],
     completed_after: datetime,
 ) -> ExecutionCount:
@@ -153,14 +153,14 @@ async def count_executions(
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT, "completed_after: give a time zone"
         )
-    async with runtime_of(request).pool.acquire() as conn:
+    async with runtime.pool.acquire() as conn:
         found = await store.count_completed(conn, status_.value, completed_after)
     return ExecutionCount(count=found)
 
 
 @router.get("/{execution_id}", response_model=ExecutionView)
-async def show_execution(request: Request, execution_id: UUID) -> ExecutionView:
-    async with runtime_of(request).pool.acquire() as conn:
+async def show_execution(runtime: RuntimeDep, execution_id: UUID) -> ExecutionView:
+    async with runtime.pool.acquire() as conn:
         row = await store.get_execution(conn, execution_id)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"execution {execution_id} not found")
@@ -170,11 +170,10 @@ async def show_execution(request: Request, execution_id: UUID) -> ExecutionView:
 @router.post(
     "/{execution_id}/cancel", response_model=ExecutionView, status_code=status.HTTP_202_ACCEPTED
 )
-async def cancel_execution(request: Request, execution_id: UUID) -> Any:
+async def cancel_execution(runtime: RuntimeDep, execution_id: UUID) -> Any:
     """Cancel: at once if AMC does not have it yet, else at AMC (PUT status CANCELLED), then
     CANCELLED once AMC shows it so."""
-    runtime = runtime_of(request)
-    announcer: flow.Announcer = request.app.state.poller_announcer
+    announcer = runtime.announcer
     async with runtime.pool.acquire() as conn, conn.transaction():
         row = await store.lock(conn, execution_id)
         if row is None:

@@ -6,15 +6,14 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.poller import flow, registry, store
 from services.poller.gateway import CircuitOpenError
 from services.poller.registry import Instance, Region
-from services.poller.settings import PollerSettings
+from services.poller.runtime import PollerRuntime, RuntimeDep
 from shared.clients import ApiError
-from shared.http import runtime_of
 
 router = APIRouter(prefix="/instances", tags=["instances"])
 
@@ -138,13 +137,13 @@ def _region(api_endpoint: str | None) -> Region:
 
 
 @router.post("/discover", response_model=Discovery)
-async def discover(request: Request, body: DiscoveryRequest) -> Any:
+async def discover(runtime: RuntimeDep, body: DiscoveryRequest) -> Any:
     """The AMC accounts and instances the user's token can see (AMC Administration API);
     with `register`, the unknown ones join the registry, managed by that user."""
-    context = await request.app.state.poller_context()
+    context = await runtime.context()
     token = await context.amc.token(body.user_id, flow.now())
     if token is None:
-        async with runtime_of(request).pool.acquire() as conn, conn.transaction():
+        async with runtime.pool.acquire() as conn, conn.transaction():
             await flow.ask_for_token(conn, context.outbox, body.user_id, "instance discovery")
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
@@ -158,7 +157,7 @@ async def discover(request: Request, body: DiscoveryRequest) -> Any:
         raise HTTPException(status.HTTP_502_BAD_GATEWAY, f"AMC: {exc}") from None
     found: list[Discovered] = []
     added: list[str] = []
-    async with runtime_of(request).pool.acquire() as conn, conn.transaction():
+    async with runtime.pool.acquire() as conn, conn.transaction():
         for account, instances in seen:
             for instance in instances:
                 known = await registry.get_instance(conn, instance.instance_id) is not None
@@ -190,28 +189,26 @@ async def discover(request: Request, body: DiscoveryRequest) -> Any:
                     added.append(item.instance_id)
                 found.append(item)
     for instance_id in added:
-        await _forget(request, instance_id)
+        await _forget(runtime, instance_id)
     return Discovery(user_id=body.user_id, instances=found, newly_registered=added)
 
 
-async def _forget(request: Request, instance_id: str) -> None:
+async def _forget(runtime: PollerRuntime, instance_id: str) -> None:
     """This replica's loops see the change at once; others within the cache's 10 s."""
-    context = getattr(request.app.state, "poller_context", None)
-    if context is not None:
-        (await context()).instances.forget(instance_id)
+    (await runtime.context()).instances.forget(instance_id)
 
 
 @router.get("", response_model=InstanceList)
-async def list_instances(request: Request) -> Any:
-    async with runtime_of(request).pool.acquire() as conn:
+async def list_instances(runtime: RuntimeDep) -> Any:
+    async with runtime.pool.acquire() as conn:
         found = await registry.list_instances(conn)
     return InstanceList(instances=[InstanceView.of(i) for i in found])
 
 
 @router.post("", response_model=InstanceView, status_code=status.HTTP_201_CREATED)
-async def add_instance(request: Request, body: InstanceAdd) -> Any:
+async def add_instance(runtime: RuntimeDep, body: InstanceAdd) -> Any:
     fields = body.model_dump(exclude={"instance_id"}, exclude_none=True)
-    async with runtime_of(request).pool.acquire() as conn, conn.transaction():
+    async with runtime.pool.acquire() as conn, conn.transaction():
         if not await registry.add_instance(conn, body.instance_id, fields):
             raise HTTPException(
                 status.HTTP_409_CONFLICT,
@@ -219,13 +216,12 @@ async def add_instance(request: Request, body: InstanceAdd) -> Any:
             )
         added = await registry.get_instance(conn, body.instance_id)
     assert added is not None
-    await _forget(request, body.instance_id)
+    await _forget(runtime, body.instance_id)
     return InstanceView.of(added)
 
 
 @router.get("/{instance_id}", response_model=InstanceDetail)
-async def show_instance(request: Request, instance_id: str) -> Any:
-    runtime = runtime_of(request)
+async def show_instance(runtime: RuntimeDep, instance_id: str) -> Any:
     async with runtime.pool.acquire() as conn:
         found = await registry.get_instance(conn, instance_id)
         if found is None:
@@ -233,8 +229,7 @@ async def show_instance(request: Request, instance_id: str) -> Any:
                 status.HTTP_404_NOT_FOUND, f"instance {instance_id} is not registered"
             )
         today = await store.instance_today(conn, instance_id)
-    settings = runtime.settings
-    assert isinstance(settings, PollerSettings)
+    settings = runtime.poller_settings
     cap = (
         found.max_daily_executions
         if found.max_daily_executions is not None
@@ -254,7 +249,7 @@ async def show_instance(request: Request, instance_id: str) -> Any:
 
 
 @router.patch("/{instance_id}", response_model=InstanceView)
-async def update_instance(request: Request, instance_id: str, body: InstanceChange) -> Any:
+async def update_instance(runtime: RuntimeDep, instance_id: str, body: InstanceChange) -> Any:
     fields = body.model_dump(exclude_unset=True)
     cleared = [name for name, value in fields.items() if value is None]
     required = {"advertiser_id", "marketplace_id", "region", "sandbox"} & set(cleared)
@@ -262,18 +257,18 @@ async def update_instance(request: Request, instance_id: str, body: InstanceChan
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT, f"{', '.join(sorted(required))}: cannot be null"
         )
-    async with runtime_of(request).pool.acquire() as conn, conn.transaction():
+    async with runtime.pool.acquire() as conn, conn.transaction():
         found = await registry.update_instance(conn, instance_id, fields)
-    await _forget(request, instance_id)
+    await _forget(runtime, instance_id)
     if found is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"instance {instance_id} is not registered")
     return InstanceView.of(found)
 
 
 @router.delete("/{instance_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def remove_instance(request: Request, instance_id: str) -> None:
-    async with runtime_of(request).pool.acquire() as conn, conn.transaction():
+async def remove_instance(runtime: RuntimeDep, instance_id: str) -> None:
+    async with runtime.pool.acquire() as conn, conn.transaction():
         removed = await registry.remove_instance(conn, instance_id)
-    await _forget(request, instance_id)
+    await _forget(runtime, instance_id)
     if not removed:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"instance {instance_id} is not registered")

@@ -13,12 +13,13 @@ import json
 from datetime import datetime
 from typing import Any, Literal
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
 
 from services.poller import flow, registry
 from services.poller.gateway import CircuitOpenError, Token
 from services.poller.registry import WorkflowVersion
+from services.poller.runtime import PollerRuntime, RuntimeDep
 from services.poller.worker import Context
 from services.poller.workflow_files import (
     WorkflowFileError,
@@ -28,7 +29,6 @@ from services.poller.workflow_files import (
 from shared.clients import AmcAccount, ApiError, ClientRequestError, SavedWorkflow
 from shared.clients.amc import AmcStatus, ExecutionOptions, ExecutionRequest
 from shared.contract.events import TimeWindowType
-from shared.http import runtime_of
 
 router = APIRouter(prefix="/workflows", tags=["workflows"])
 
@@ -175,14 +175,9 @@ class WorkflowList(BaseModel):
     workflows: list[WorkflowView]
 
 
-async def _context(request: Request) -> Context:
-    context: Context = await request.app.state.poller_context()
-    return context
-
-
-async def _managed(request: Request, instance_id: str) -> tuple[Context, AmcAccount, Token]:
+async def _managed(runtime: PollerRuntime, instance_id: str) -> tuple[Context, AmcAccount, Token]:
     """The gateway, the instance's account and its managing user's access token."""
-    ctx = await _context(request)
+    ctx = await runtime.context()
     instance = await ctx.instances.get(instance_id, fresh=True)
     if instance is None or instance.user_id is None:
         raise HTTPException(
@@ -193,7 +188,7 @@ async def _managed(request: Request, instance_id: str) -> tuple[Context, AmcAcco
     account = ctx.instances.account_of(instance)
     token = await ctx.amc.token(instance.user_id, flow.now())
     if token is None:
-        async with runtime_of(request).pool.acquire() as conn, conn.transaction():
+        async with runtime.pool.acquire() as conn, conn.transaction():
             await flow.ask_for_token(
                 conn, ctx.outbox, instance.user_id, "workflow management needs a token"
             )
@@ -283,9 +278,9 @@ def _wanted(current: SavedWorkflow | None, workflow_id: str, body: WorkflowPush)
 
 
 async def _pushed(
-    request: Request, instance_id: str, workflow_id: str, body: WorkflowPush
+    runtime: PollerRuntime, instance_id: str, workflow_id: str, body: WorkflowPush
 ) -> tuple[Context, AmcAccount, Token, SavedWorkflow, PushPlan]:
-    ctx, account, token = await _managed(request, instance_id)
+    ctx, account, token = await _managed(runtime, instance_id)
     current = await _at_amc(ctx, token, account, workflow_id)
     wanted = _wanted(current, workflow_id, body)
     return ctx, account, token, wanted, _plan(current, wanted)
@@ -293,23 +288,23 @@ async def _pushed(
 
 @router.post("/{instance_id}/{workflow_id}/plan", response_model=PushPlan)
 async def plan_push(
-    request: Request, instance_id: str, workflow_id: str, body: WorkflowPush
+    runtime: RuntimeDep, instance_id: str, workflow_id: str, body: WorkflowPush
 ) -> Any:
     """What a push would do (create, update or nothing), with the difference: sends nothing."""
-    return (await _pushed(request, instance_id, workflow_id, body))[4]
+    return (await _pushed(runtime, instance_id, workflow_id, body))[4]
 
 
 @router.put("/{instance_id}/{workflow_id}", response_model=PushResult)
-async def push(request: Request, instance_id: str, workflow_id: str, body: WorkflowPush) -> Any:
+async def push(runtime: RuntimeDep, instance_id: str, workflow_id: str, body: WorkflowPush) -> Any:
     """Create or update the workflow at AMC, and keep the pushed definition as a version
     (the same definition as the latest version makes none)."""
-    ctx, account, token, wanted, plan = await _pushed(request, instance_id, workflow_id, body)
+    ctx, account, token, wanted, plan = await _pushed(runtime, instance_id, workflow_id, body)
     if plan.action != "unchanged":
         try:
             await ctx.amc.push_workflow(token, account, wanted, exists=plan.action == "update")
         except (ApiError, CircuitOpenError) as exc:
             raise _amc_failed(exc) from None
-    async with runtime_of(request).pool.acquire() as conn, conn.transaction():
+    async with runtime.pool.acquire() as conn, conn.transaction():
         version, new = await registry.add_version(conn, instance_id, wanted, body.author)
     return PushResult(
         action=plan.action,
@@ -321,13 +316,13 @@ async def push(request: Request, instance_id: str, workflow_id: str, body: Workf
 
 
 @router.get("/{instance_id}", response_model=WorkflowList)
-async def list_workflows(request: Request, instance_id: str) -> Any:
-    ctx, account, token = await _managed(request, instance_id)
+async def list_workflows(runtime: RuntimeDep, instance_id: str) -> Any:
+    ctx, account, token = await _managed(runtime, instance_id)
     try:
         at_amc = await ctx.amc.list_workflows(token, account)
     except (ApiError, CircuitOpenError) as exc:
         raise _amc_failed(exc) from None
-    async with runtime_of(request).pool.acquire() as conn:
+    async with runtime.pool.acquire() as conn:
         views = [
             WorkflowView(
                 instance_id=instance_id,
@@ -344,10 +339,10 @@ async def list_workflows(request: Request, instance_id: str) -> Any:
 
 
 @router.get("/{instance_id}/{workflow_id}", response_model=WorkflowView)
-async def show(request: Request, instance_id: str, workflow_id: str) -> Any:
-    ctx, account, token = await _managed(request, instance_id)
+async def show(runtime: RuntimeDep, instance_id: str, workflow_id: str) -> Any:
+    ctx, account, token = await _managed(runtime, instance_id)
     current = await _at_amc(ctx, token, account, workflow_id)
-    async with runtime_of(request).pool.acquire() as conn:
+    async with runtime.pool.acquire() as conn:
         versions = await registry.versions(conn, instance_id, workflow_id)
     if current is None and not versions:
         raise HTTPException(
@@ -362,9 +357,9 @@ async def show(request: Request, instance_id: str, workflow_id: str) -> Any:
 
 
 @router.delete("/{instance_id}/{workflow_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete(request: Request, instance_id: str, workflow_id: str) -> None:
+async def delete(runtime: RuntimeDep, instance_id: str, workflow_id: str) -> None:
     """Delete it at AMC; the versions pushed through us stay as its history."""
-    ctx, account, token = await _managed(request, instance_id)
+    ctx, account, token = await _managed(runtime, instance_id)
     try:
         await ctx.amc.delete_workflow(token, account, workflow_id)
     except ClientRequestError as exc:
@@ -430,11 +425,11 @@ async def _verdict(ctx: Context, token: Token, account: AmcAccount, amc_id: str)
 
 
 @router.post("/{instance_id}/validate", response_model=Verdict)
-async def validate(request: Request, instance_id: str, body: WorkflowCheck) -> Any:
+async def validate(runtime: RuntimeDep, instance_id: str, body: WorkflowCheck) -> Any:
     """AMC's verdict on the SQL and parameters through a dry run (Amazon's OpenAPI, dryRun:
     "validate workflow executions (e.g., the sqlQuery) without consuming quotas or compute
     resources"): nothing runs, no execution of ours is made, and the daily cap is untouched."""
-    ctx, account, token = await _managed(request, instance_id)
+    ctx, account, token = await _managed(runtime, instance_id)
     instance = await ctx.instances.get(instance_id)
     sandbox = instance is not None and instance.sandbox
     inline = SavedWorkflow(

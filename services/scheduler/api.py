@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
@@ -13,10 +14,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, ValidationError
 
-from services.scheduler.firing import template_of, window_rule_of
+from services.scheduler import store
 from services.scheduler.logic import RunKind, RunState, ScheduleState
-from services.scheduler.operations import ConflictError, NotFoundError, Operations
+from services.scheduler.operations import ConflictError, NotFoundError
 from services.scheduler.run_preview import preview_runs, preview_schedule_runs
+from services.scheduler.runs import template_of, window_rule_of
+from services.scheduler.runtime import RuntimeDep
 from services.scheduler.schemas import (
     TIME_RULES,
     PauseRequest,
@@ -35,7 +38,6 @@ from services.scheduler.schemas import (
     TriggerRequest,
 )
 from services.scheduler.timing import ScheduleSpec, load_zone
-from shared.http import runtime_of
 
 router = APIRouter(prefix="/schedules", tags=["schedules"])
 
@@ -48,62 +50,29 @@ Limit = Annotated[int, Query(ge=1, le=500)]
 Offset = Annotated[int, Query(ge=0)]
 
 
-def _ops(request: Request) -> Operations:
-    ops: Operations = runtime_of(request).operations  # type: ignore[attr-defined]
-    return ops
-
-
-def _now(request: Request) -> datetime:
-    now: datetime = runtime_of(request).now()  # type: ignore[attr-defined]
-    return now
-
-
-def schedule_out(row: Any) -> ScheduleOut:
-    spec: dict[str, Any] = row["spec"]
-    next_fire_at: datetime | None = row["next_fire_at"]
-    return ScheduleOut(
-        id=row["id"],
-        name=row["name"],
-        state=row["state"],
-        paused_reason=row["paused_reason"],
-        paused_at=row["paused_at"],
-        consecutive_failures=row["consecutive_failures"],
-        next_fire_at=next_fire_at,
-        next_fire_local=next_fire_at.astimezone(load_zone(row["timezone"]))
-        if next_fire_at
-        else None,
-        last_fire_at=row["last_fire_at"],
-        user_id=row["user_id"],
-        instance_id=row["instance_id"],
-        advertiser_id=row["advertiser_id"],
-        marketplace_id=row["marketplace_id"],
-        workflow_id=row["workflow_id"],
-        sql_query=row["sql_query"],
-        output_format=row["output_format"],
-        parameters=row["parameters"],
-        options=row["run_options"],
-        timezone=row["timezone"],
-        cron=spec.get("cron"),
-        preset=spec.get("preset"),
-        start_date=spec.get("start_date"),
-        end_date=spec.get("end_date"),
-        window=row["window_rule"],
-        catch_up_policy=row["catch_up_policy"],
-        overlap_policy=row["overlap_policy"],
-        week_start=row["week_start"],
-        retry=row["retry_policy"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
+def schedule_out(row: store.Schedule) -> ScheduleOut:
+    # The row's fields by name; the API's own names and the spec's parts on top.
+    spec: dict[str, Any] = row.spec
+    next_fire_at = row.next_fire_at
+    return ScheduleOut.model_validate(
+        {
+            **asdict(row),
+            "next_fire_local": next_fire_at.astimezone(load_zone(row.timezone))
+            if next_fire_at
+            else None,
+            "options": row.run_options,
+            "cron": spec.get("cron"),
+            "preset": spec.get("preset"),
+            "start_date": spec.get("start_date"),
+            "end_date": spec.get("end_date"),
+            "window": row.window_rule,
+            "retry": row.retry_policy,
+        }
     )
 
 
-def run_out(row: Any) -> RunOut:
-    duration = None
-    if row["completed_at"] is not None and row["emitted_at"] is not None:
-        duration = (row["completed_at"] - row["emitted_at"]).total_seconds()
-    return RunOut(
-        **{k: row[k] for k in RunOut.model_fields if k != "duration_s"}, duration_s=duration
-    )
+def run_out(row: store.Run) -> RunOut:
+    return RunOut.model_validate(row, from_attributes=True)
 
 
 def _next_offset(offset: int, count: int, total: int) -> int | None:
@@ -111,14 +80,14 @@ def _next_offset(offset: int, count: int, total: int) -> int | None:
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ScheduleOut)
-async def create_schedule(body: ScheduleCreate, request: Request) -> ScheduleOut:
+async def create_schedule(body: ScheduleCreate, runtime: RuntimeDep) -> ScheduleOut:
     """Create a schedule; it fires from its first fire time after now."""
-    return schedule_out(await _ops(request).create(body))
+    return schedule_out(await runtime.operations.create(body))
 
 
 @router.get("", response_model=SchedulePage)
 async def list_schedules(
-    request: Request,
+    runtime: RuntimeDep,
     user_id: str | None = None,
     instance_id: str | None = None,
     state: ScheduleState | None = None,
@@ -126,7 +95,7 @@ async def list_schedules(
     offset: Offset = 0,
 ) -> SchedulePage:
     """Schedules, oldest first, filtered by user, AMC instance and state."""
-    rows, total = await _ops(request).list_schedules(
+    rows, total = await runtime.operations.list_schedules(
         user_id=user_id, instance_id=instance_id, state=state, limit=limit, offset=offset
     )
     return SchedulePage(
@@ -139,10 +108,10 @@ async def list_schedules(
 
 
 @router.post("/preview", response_model=PreviewOut)
-async def preview_spec(body: PreviewRequest, request: Request) -> PreviewOut:
+async def preview_spec(body: PreviewRequest, runtime: RuntimeDep) -> PreviewOut:
     """The next fire times of a cron expression or preset, without creating a schedule; with
     `parameters` or `window`, each fire time's concrete values of them too."""
-    after = body.after or _now(request)
+    after = body.after or runtime.now()
     spec = body.spec()
     return _preview(
         spec,
@@ -159,88 +128,90 @@ async def preview_spec(body: PreviewRequest, request: Request) -> PreviewOut:
 
 
 @router.get("/{schedule_id}", response_model=ScheduleOut)
-async def get_schedule(schedule_id: UUID, request: Request) -> ScheduleOut:
-    return schedule_out(await _ops(request).get(schedule_id))
+async def get_schedule(schedule_id: UUID, runtime: RuntimeDep) -> ScheduleOut:
+    return schedule_out(await runtime.operations.get(schedule_id))
 
 
 @router.patch("/{schedule_id}", response_model=ScheduleOut)
-async def update_schedule(schedule_id: UUID, body: ScheduleUpdate, request: Request) -> ScheduleOut:
+async def update_schedule(
+    schedule_id: UUID, body: ScheduleUpdate, runtime: RuntimeDep
+) -> ScheduleOut:
     """Change some fields; a change of when it fires recomputes the next fire time from now."""
-    return schedule_out(await _ops(request).update(schedule_id, body))
+    return schedule_out(await runtime.operations.update(schedule_id, body))
 
 
 @router.delete("/{schedule_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_schedule(schedule_id: UUID, request: Request) -> Response:
+async def delete_schedule(schedule_id: UUID, runtime: RuntimeDep) -> Response:
     """Delete a schedule and its run history. Runs in flight finish at AMC unobserved."""
-    await _ops(request).delete(schedule_id)
+    await runtime.operations.delete(schedule_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post("/{schedule_id}/pause", response_model=ScheduleOut)
 async def pause_schedule(
-    schedule_id: UUID, request: Request, body: PauseRequest | None = None
+    schedule_id: UUID, runtime: RuntimeDep, body: PauseRequest | None = None
 ) -> ScheduleOut:
     """Stop firing (a buffered run is skipped); emits `schedule.paused`. Pausing a paused
     schedule changes nothing."""
     note = body.note if body else None
-    return schedule_out(await _ops(request).pause(schedule_id, note))
+    return schedule_out(await runtime.operations.pause(schedule_id, note))
 
 
 @router.post("/{schedule_id}/resume", response_model=ScheduleOut)
-async def resume_schedule(schedule_id: UUID, request: Request) -> ScheduleOut:
+async def resume_schedule(schedule_id: UUID, runtime: RuntimeDep) -> ScheduleOut:
     """Fire again from the next fire time after now: fire times missed while paused are not
     run. Resets the consecutive-failure count."""
-    return schedule_out(await _ops(request).resume(schedule_id))
+    return schedule_out(await runtime.operations.resume(schedule_id))
 
 
 @router.post("/{schedule_id}/trigger", status_code=status.HTTP_202_ACCEPTED, response_model=RunOut)
 async def trigger_schedule(
-    schedule_id: UUID, request: Request, body: TriggerRequest | None = None
+    schedule_id: UUID, runtime: RuntimeDep, body: TriggerRequest | None = None
 ) -> RunOut:
     """Run now (a MANUAL run), paused or not, whatever the overlap policy. A second manual
     trigger within 5 minutes is refused with 409 unless `force` is true."""
-    return run_out(await _ops(request).trigger(schedule_id, force=bool(body and body.force)))
+    return run_out(await runtime.operations.trigger(schedule_id, force=bool(body and body.force)))
 
 
 @router.get("/{schedule_id}/preview", response_model=PreviewOut)
 async def preview_schedule(
     schedule_id: UUID,
-    request: Request,
+    runtime: RuntimeDep,
     count: Annotated[int, Query(ge=1, le=1000)] = 10,
     after: AwareDatetime | None = None,
 ) -> PreviewOut:
     """The next `count` fire times after `after` (default now), in UTC and local time, each
     with the concrete time window and parameter values that run will send."""
-    row = await _ops(request).get(schedule_id)
-    spec = ScheduleSpec.model_validate(row["spec"])
-    start = after or _now(request)
-    rule = window_rule_of(json.dumps(row["window_rule"], sort_keys=True))
+    row = await runtime.operations.get(schedule_id)
+    spec = ScheduleSpec.model_validate(row.spec)
+    start = after or runtime.now()
+    rule = window_rule_of(json.dumps(row.window_rule, sort_keys=True))
     return _preview(
         spec, start, lambda: preview_schedule_runs(spec, rule, template_of(row), start, count)
     )
 
 
 @router.post("/{schedule_id}/rerun", status_code=status.HTTP_202_ACCEPTED, response_model=RerunOut)
-async def rerun_schedule(schedule_id: UUID, body: RerunRequest, request: Request) -> RerunOut:
+async def rerun_schedule(schedule_id: UUID, body: RerunRequest, runtime: RuntimeDep) -> RerunOut:
     """Send the schedule's failed runs (FAILED, TIMED_OUT) with a fire time at or after
     `since` again: each one more attempt of its fire time, with the time window and parameter
     values it was first sent with. Succeeded, cancelled, skipped and in-flight runs are never
     picked."""
-    runs = await _ops(request).rerun(schedule_id, body.since, body.run_ids)
+    runs = await runtime.operations.rerun(schedule_id, body.since, body.run_ids)
     return RerunOut(schedule_id=schedule_id, rerun=len(runs), runs=[run_out(r) for r in runs])
 
 
 @router.get("/{schedule_id}/runs", response_model=RunPage)
 async def schedule_runs(
     schedule_id: UUID,
-    request: Request,
+    runtime: RuntimeDep,
     state: RunState | None = None,
     kind: RunKind | None = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> RunPage:
     """Run history, newest fire time first, skipped fire times included."""
-    rows, total = await _ops(request).runs(
+    rows, total = await runtime.operations.runs(
         schedule_id, state=state, kind=kind, limit=limit, offset=offset
     )
     return RunPage(
@@ -253,24 +224,24 @@ async def schedule_runs(
 
 
 @router.get("/{schedule_id}/stats", response_model=StatsOut)
-async def schedule_stats(schedule_id: UUID, request: Request) -> StatsOut:
-    row, stats = await _ops(request).stats(schedule_id)
-    finished = stats["succeeded"] + stats["failed"] + stats["cancelled"]
-    mean = stats["mean_duration_s"]
+async def schedule_stats(schedule_id: UUID, runtime: RuntimeDep) -> StatsOut:
+    row, stats = await runtime.operations.stats(schedule_id)
+    finished = stats.succeeded + stats.failed + stats.cancelled
+    mean = stats.mean_duration_s
     return StatsOut(
         schedule_id=schedule_id,
-        state=row["state"],
-        runs=stats["runs"],
-        succeeded=stats["succeeded"],
-        failed=stats["failed"],
-        cancelled=stats["cancelled"],
-        skipped=stats["skipped"],
-        in_flight=stats["in_flight"],
-        success_rate=stats["succeeded"] / finished if finished else None,
-        consecutive_failures=row["consecutive_failures"],
-        last_run_at=stats["last_run_at"],
-        last_run_state=stats["last_run_state"],
-        next_fire_at=row["next_fire_at"] if row["state"] == "ACTIVE" else None,
+        state=row.state,
+        runs=stats.runs,
+        succeeded=stats.succeeded,
+        failed=stats.failed,
+        cancelled=stats.cancelled,
+        skipped=stats.skipped,
+        in_flight=stats.in_flight,
+        success_rate=stats.succeeded / finished if finished else None,
+        consecutive_failures=row.consecutive_failures,
+        last_run_at=stats.last_run_at,
+        last_run_state=stats.last_run_state,
+        next_fire_at=row.next_fire_at if row.state == "ACTIVE" else None,
         mean_duration_s=float(mean) if mean is not None else None,
     )
 

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
 
-from services.scheduler.run_preview import preview_runs
-from services.scheduler.schemas import PreviewRequest
+from services.scheduler.cli_text import (
+    WINDOW_HELP,
+    local_preview,
+    parse_instant,
+    parse_window,
+    preview_line,
+    schedule_line,
+    show_text,
+)
 from shared.cli.api import (
     Advertiser,
     DisableAggregationControls,
@@ -30,7 +35,6 @@ from shared.cli.api import (
     call,
     emit,
     json_object,
-    run_label,
     sql_text,
     workflow_parameters,
     workflow_run_fields,
@@ -41,82 +45,6 @@ WeekStartOption = Annotated[
 ]
 
 app = typer.Typer(help="Cron schedules of AMC workflow runs.", no_args_is_help=True)
-
-
-WINDOW_HELP = (
-    "MOST_RECENT_DAY|MOST_RECENT_WEEK|CURRENT_MONTH|PREVIOUS_MONTH|LOOKBACK:N[:L]"
-    "|EXPRESSION:START,END (date expressions, END exclusive)"
-)
-
-
-def _window(text: str) -> dict[str, Any]:
-    """MOST_RECENT_DAY | MOST_RECENT_WEEK | CURRENT_MONTH | PREVIOUS_MONTH | LOOKBACK:N[:L]
-    | EXPRESSION:START,END."""
-    kind, _, rest = text.upper().partition(":")
-    if kind == "EXPRESSION":
-        start, comma, end = rest.partition(",")
-        if not comma:
-            raise typer.BadParameter(
-                "EXPRESSION needs START,END, e.g."
-                " EXPRESSION:FIRSTDAYOFOFFSETMONTH(-1),FIRSTDAYOFOFFSETMONTH(0)"
-            )
-        return {"type": "EXPRESSION", "start": start.strip(), "end": end.strip()}
-    if kind != "LOOKBACK":
-        return {"type": kind}
-    days, _, lag = rest.partition(":")
-    if not days.isdigit() or (lag and not lag.isdigit()):
-        raise typer.BadParameter("LOOKBACK needs days, e.g. LOOKBACK:7 or LOOKBACK:7:2")
-    window: dict[str, Any] = {"type": "LOOKBACK", "days": int(days)}
-    if lag:
-        window["lag_days"] = int(lag)
-    return window
-
-
-def _instant(text: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise typer.BadParameter(
-            f"{text!r} is not an ISO-8601 instant, e.g. 2024-11-03T00:00:00Z", param_hint="--after"
-        ) from None
-    if moment.utcoffset() is None:
-        raise typer.BadParameter(
-            f"{text!r} has no UTC offset: add Z or +HH:MM", param_hint="--after"
-        )
-    return moment
-
-
-def _line(s: dict[str, Any]) -> str:
-    when = s["cron"] or json.dumps(s["preset"])
-    return (
-        f"{s['id']}  {s['state']:<6}  {when:<24} {s['timezone']:<20} "
-        f"next {s['next_fire_at'] or '-'}  {run_label(s)}@{s['instance_id']}"
-    )
-
-
-def show_text(s: dict[str, Any], stats: dict[str, Any]) -> str:
-    when = f"cron {s['cron']}" if s["cron"] else f"preset {json.dumps(s['preset'])}"
-    rate = stats["success_rate"]
-    mean = stats["mean_duration_s"]
-    lines = [
-        f"schedule   {s['id']}  {s['state']}"
-        + (f" ({s['paused_reason']})" if s["paused_reason"] else ""),
-        f"name       {s['name'] or '-'}",
-        f"workflow   {run_label(s)} on {s['instance_id']} (user {s['user_id']})",
-        f"when       {when} in {s['timezone']}"
-        + (f" from {s['start_date']}" if s["start_date"] else "")
-        + (f" until {s['end_date']}" if s["end_date"] else ""),
-        f"window     {json.dumps(s['window'])}",
-        f"policies   catch-up {s['catch_up_policy']}, overlap {s['overlap_policy']}",
-        f"next fire  {s['next_fire_at'] or '-'} (local {s['next_fire_local'] or '-'})",
-        f"runs       {stats['runs']} total, {stats['succeeded']} succeeded, {stats['failed']} "
-        f"failed, {stats['skipped']} skipped, {stats['in_flight']} in flight",
-        f"success    {f'{rate:.0%}' if rate is not None else '-'}"
-        f"  mean duration {f'{mean:.0f} s' if mean is not None else '-'}"
-        f"  consecutive failures {s['consecutive_failures']}",
-        f"last run   {stats['last_run_at'] or '-'} {stats['last_run_state'] or ''}",
-    ]
-    return "\n".join(lines)
 
 
 @app.command("list")
@@ -136,7 +64,7 @@ def list_schedules(
         emit(page)
         return
     for s in page["items"]:
-        typer.echo(_line(s))
+        typer.echo(schedule_line(s))
     typer.echo(f"{len(page['items'])} of {page['total']} schedule(s)")
 
 
@@ -210,7 +138,7 @@ def create(
         "preset": json_object(preset, "--preset") if preset else None,
         "start_date": start,
         "end_date": end,
-        "window": _window(window),
+        "window": parse_window(window),
         "catch_up_policy": catch_up,
         "overlap_policy": overlap,
         "week_start": week_start.upper(),
@@ -224,7 +152,7 @@ def create(
     if as_json:
         emit(created)
     else:
-        typer.echo(_line(created))
+        typer.echo(schedule_line(created))
 
 
 @app.command("update")
@@ -284,7 +212,7 @@ def update(
         "preset": json_object(preset, "--preset") if preset else None,
         "start_date": start,
         "end_date": end,
-        "window": _window(window) if window else None,
+        "window": parse_window(window) if window else None,
         "user_id": user,
         "instance_id": instance,
         "advertiser_id": advertiser,
@@ -301,7 +229,7 @@ def update(
         typer.echo("error: nothing to change: give at least one option", err=True)
         raise typer.Exit(1)
     changed = call("scheduler", "PATCH", f"/schedules/{schedule_id}", json=changes)
-    emit(changed) if as_json else typer.echo(_line(changed))
+    emit(changed) if as_json else typer.echo(schedule_line(changed))
 
 
 @app.command("pause")
@@ -312,14 +240,14 @@ def pause(
 ) -> None:
     """Stop firing until resumed."""
     paused = call("scheduler", "POST", f"/schedules/{schedule_id}/pause", json={"note": note})
-    emit(paused) if as_json else typer.echo(_line(paused))
+    emit(paused) if as_json else typer.echo(schedule_line(paused))
 
 
 @app.command("resume")
 def resume(schedule_id: str, as_json: Json = False) -> None:
     """Fire again from the next fire time after now (missed ones are not run)."""
     resumed = call("scheduler", "POST", f"/schedules/{schedule_id}/resume")
-    emit(resumed) if as_json else typer.echo(_line(resumed))
+    emit(resumed) if as_json else typer.echo(schedule_line(resumed))
 
 
 @app.command("trigger")
@@ -379,7 +307,7 @@ def rerun(
     parameters it was first sent with."""
     if not failed:
         raise typer.BadParameter("only failed runs can be re-run: pass --failed")
-    start = _instant(since if "T" in since else f"{since}T00:00:00Z")
+    start = parse_instant(since if "T" in since else f"{since}T00:00:00Z")
     body: dict[str, Any] = {"failed": True, "since": start.isoformat()}
     if run:
         body["run_ids"] = run
@@ -425,68 +353,14 @@ def preview(
             raise typer.BadParameter("give a cron expression or --schedule, not both")
         query: dict[str, Any] = {"count": min(count, 1000)}
         if after:
-            query["after"] = _instant(after).isoformat()
+            query["after"] = parse_instant(after).isoformat()
         rows = call("scheduler", "GET", f"/schedules/{schedule}/preview", params=query)["items"]
     elif cron is None:
         raise typer.BadParameter("give a cron expression or --schedule")
     else:
-        rows = _local_preview(cron, timezone, after, count, window, week_start, parameters, param)
+        rows = local_preview(cron, timezone, after, count, window, week_start, parameters, param)
     if as_json:
         typer.echo(json.dumps(rows))
         return
     for row in rows:
-        typer.echo(_preview_line(row))
-
-
-def _local_preview(
-    cron: str,
-    timezone: str,
-    after: str | None,
-    count: int,
-    window: str | None,
-    week_start: str,
-    parameters: str | None,
-    param: list[str] | None,
-) -> list[dict[str, Any]]:
-    start = _instant(after) if after else datetime.now(UTC)
-    params = workflow_parameters(parameters, param or []) if (parameters or param) else None
-    try:
-        request = PreviewRequest.model_validate(
-            {
-                "cron": cron,
-                "timezone": timezone,
-                "window": _window(window) if window else None,
-                "parameters": params,
-                "week_start": week_start.upper(),
-            }
-        )
-        return preview_runs(
-            request.spec(),
-            start,
-            count,
-            window=request.window,
-            parameters=request.parameters,
-            week_start=request.week_start,
-        )
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'cron'}: {e['msg']}"
-            for e in exc.errors(include_url=False)
-        )
-        typer.echo(f"error: {problems}", err=True)
-        raise typer.Exit(2) from None
-    except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-
-
-def _preview_line(row: dict[str, Any]) -> str:
-    line = f"{row['utc']}  {row['local']}"
-    if row.get("time_window_type"):
-        if row.get("time_window_start"):
-            line += f"  window [{row['time_window_start']}, {row['time_window_end']})"
-        else:
-            line += f"  window {row['time_window_type']}"
-    if row.get("parameters") is not None:
-        line += f"  parameters {json.dumps(row['parameters'], sort_keys=True)}"
-    return line
+        typer.echo(preview_line(row))

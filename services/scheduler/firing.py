@@ -14,154 +14,49 @@ the commit, under which its `schedule.due` is published (and everything downstre
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from functools import lru_cache
-from typing import Any, cast
+from datetime import datetime, timedelta
+from typing import Any
 from uuid import UUID, uuid4
 
 import asyncpg
-from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Link, Span, Tracer
+from opentelemetry.trace import Span, Tracer
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from pydantic import TypeAdapter
 
 from services.scheduler import store
 from services.scheduler.logic import (
     FiringConfig,
-    RunTemplate,
     plan_firing,
     workflow_run,
 )
+from services.scheduler.runs import (
+    Clock,
+    due_event,
+    new_ids,
+    spec_of,
+    start_fire_span,
+    template_of,
+    window_rule_of,
+)
 from services.scheduler.settings import SchedulerSettings
-from services.scheduler.timing import CatchUpPolicy, OverlapPolicy, ScheduleSpec, WindowRule
 from shared.contract import (
-    Origin,
-    OriginKind,
-    RunOptions,
     ScheduleDue,
     SchedulePaused,
     WorkflowRun,
 )
+from shared.doorbell import Doorbell
 from shared.outbox import Connection, Outbox
 from shared.telemetry import end_together, trace_carrier
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
-
-
-def system_clock() -> datetime:
-    return datetime.now(UTC)
-
 
 def notify_channel(schema: str) -> str:
     return f"amc_scheduler_{schema}"[:63]
-
-
-_WINDOW_RULE: TypeAdapter[WindowRule] = TypeAdapter(WindowRule)
-
-
-# Thousands of schedules share a handful of specs: parse each distinct one once. The parsed
-# spec also caches its zone and compiled rule.
-@lru_cache(maxsize=8192)
-def spec_of(text: str) -> ScheduleSpec:
-    return ScheduleSpec.model_validate_json(text)
-
-
-@lru_cache(maxsize=8192)
-def window_rule_of(text: str) -> WindowRule:
-    return _WINDOW_RULE.validate_json(text)
-
-
-def template_of(row: Any) -> RunTemplate:
-    return RunTemplate(
-        user_id=row["user_id"],
-        instance_id=row["instance_id"],
-        advertiser_id=row["advertiser_id"],
-        marketplace_id=row["marketplace_id"],
-        workflow_id=row["workflow_id"],
-        output_format=row["output_format"],
-        parameters=row["parameters"],
-        week_start=row["week_start"],
-        sql_query=row["sql_query"],
-        options=options_of(row["run_options"]),
-    )
-
-
-_NO_OPTIONS = RunOptions()
-
-
-def options_of(stored: dict[str, Any]) -> RunOptions:
-    # Most schedules set no option: skip validating an empty object per fire time.
-    return RunOptions.model_validate(stored) if stored else _NO_OPTIONS
-
-
-def new_ids(count: int) -> Iterator[UUID]:
-    """Random (version 4) UUIDs from one read of the OS's randomness rather than one each."""
-    pool = os.urandom(16 * count)
-    for i in range(count):
-        yield UUID(bytes=pool[16 * i : 16 * i + 16], version=4)
-
-
-FIRE_SPAN = "schedule fire"
-
-
-def run_span_attributes(event: ScheduleDue, kind: str) -> dict[str, str]:
-    """The ids a run's spans carry (searchable: amc.schedule_id, amc.run_id, ...)."""
-    return {
-        "amc.schedule_id": str(event.schedule_id),
-        "amc.run_id": str(event.run_id),
-        "amc.fire_time": event.fire_time.isoformat(),
-        "amc.run_kind": kind,
-        "amc.user_id": event.run.user_id,
-        "amc.instance_id": event.run.instance_id,
-    }
-
-
-def start_fire_span(
-    tracer: Tracer,
-    event: ScheduleDue,
-    kind: str,
-    *,
-    start_time: int | None = None,
-    links: Sequence[Link] = (),
-) -> Span:
-    """The root span of a run's trace (not made current: a batch holds many of them)."""
-    return tracer.start_span(
-        FIRE_SPAN,
-        context=otel_context.Context(),
-        start_time=start_time,
-        attributes=run_span_attributes(event, kind),
-        links=links,
-    )
-
-
-def due_event(
-    schedule_id: UUID,
-    run_id: UUID,
-    fire_time: datetime,
-    run: WorkflowRun,
-    now: datetime,
-    event_id: UUID | None = None,
-    attempt: int = 1,
-) -> ScheduleDue:
-    return ScheduleDue(
-        event_id=event_id or uuid4(),
-        schedule_id=schedule_id,
-        run_id=run_id,
-        fire_time=fire_time,
-        attempt=attempt,
-        origin=Origin(kind=OriginKind.SCHEDULE, id=str(run_id)),
-        run=run,
-        occurred_at=now,
-    )
 
 
 @dataclass
@@ -242,8 +137,9 @@ class Firer:
         self._now = now
         self._metrics = metrics
         self._tracer = tracer or trace.get_tracer("amc.scheduler")
-        self._wake = asyncio.Event()
-        self._channel = notify_channel(settings.schema_name)
+        self._bell = Doorbell(
+            notify_channel(settings.schema_name), dsn=settings.database_url, what="scheduler"
+        )
         self.cfg = FiringConfig(
             late_grace=timedelta(seconds=settings.late_grace_s),
             catch_up_window=timedelta(seconds=settings.catch_up_window_s),
@@ -253,34 +149,35 @@ class Firer:
 
     @property
     def channel(self) -> str:
-        return self._channel
+        return self._bell.channel
 
     def wake(self) -> None:
-        self._wake.set()
+        self._bell.ring()
 
     async def notify(self, conn: Connection) -> None:
         """Tell every replica's loop (after commit) that a schedule was created or changed."""
-        await conn.execute("SELECT pg_notify($1, '')", self._channel)
+        await conn.execute("SELECT pg_notify($1, '')", self._bell.channel)
 
     # --- the loop ------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        listener = await self._listen()
+        # Without LISTEN the loop still wakes at the earliest fire time it knows and at least
+        # every max_sleep_s.
+        await self._bell.listen()
         backoff = 0.2
         try:
             while not stop.is_set():
-                self._wake.clear()
+                self._bell.clear()
                 try:
                     claimed = await self.fire_due()
                     earliest = await store.earliest_due(self._pool_of())
                     backoff = 0.2
                 except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                     log.warning("firing loop failed, retrying in %.1fs: %s", backoff, exc)
-                    await self._sleep(stop, backoff, wakeable=False)
+                    await self._bell.sleep(stop, backoff, wakeable=False)
                     backoff = min(backoff * 2, 10.0)
                     continue
-                if listener is None or listener.is_closed():
-                    listener = await self._listen()
+                await self._bell.listen()
                 delay = self._settings.max_sleep_s
                 if earliest is not None:
                     # A millisecond past the fire time, so the wake-up does not come a hair early.
@@ -290,32 +187,9 @@ class Firer:
                         # Due rows we could not claim are held by another replica (or by an
                         # event handler): give it a moment rather than spin.
                         delay = 0.02
-                await self._sleep(stop, delay)
+                await self._bell.sleep(stop, delay)
         finally:
-            if listener is not None and not listener.is_closed():
-                with contextlib.suppress(Exception):
-                    await listener.close()
-
-    async def _sleep(self, stop: asyncio.Event, seconds: float, *, wakeable: bool = True) -> None:
-        waiters = [asyncio.ensure_future(stop.wait())]
-        if wakeable:
-            waiters.append(asyncio.ensure_future(self._wake.wait()))
-        try:
-            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
-
-    async def _listen(self) -> asyncpg.Connection[Any] | None:
-        # A dedicated connection: LISTEN must outlive pooled transactions. Without it the loop
-        # still wakes at the earliest fire time it knows and at least every max_sleep_s.
-        try:
-            conn = await asyncpg.connect(self._settings.database_url)
-            await conn.add_listener(self._channel, lambda *_: self._wake.set())
-        except (OSError, asyncpg.PostgresError) as exc:
-            log.warning("scheduler LISTEN unavailable, polling only: %s", exc)
-            return None
-        return conn
+            await self._bell.close()
 
     # --- claiming and firing -------------------------------------------------------------
 
@@ -344,18 +218,18 @@ class Firer:
                 rows = await store.claim_due_retries(conn, now, self._settings.claim_batch_size)
                 events: list[ScheduleDue] = []
                 for row in rows:
-                    attempt = row["attempt"] + 1
+                    attempt = row.attempt + 1
                     event = due_event(
-                        row["schedule_id"],
-                        row["id"],
-                        row["fire_time"],
-                        WorkflowRun.model_validate(row["run"]),
+                        row.schedule_id,
+                        row.id,
+                        row.fire_time,
+                        WorkflowRun.model_validate(row.run),
                         now,
                         attempt=attempt,
                     )
-                    await store.start_attempt(conn, row["id"], attempt, event.event_id, now)
+                    await store.start_attempt(conn, row.id, attempt, event.event_id, now)
                     events.append(event)
-                    span = start_fire_span(self._tracer, event, row["kind"])
+                    span = start_fire_span(self._tracer, event, row.kind)
                     span.set_attribute("amc.attempt", attempt)
                     spans.append(span)
                 await self._outbox.enqueue(
@@ -366,7 +240,7 @@ class Firer:
             raise
         end_together(spans)
         for row in rows:
-            self._metrics.runs.labels(row["kind"], "RETRIED").inc()
+            self._metrics.runs.labels(row.kind, "RETRIED").inc()
         return len(rows)
 
     async def fire_batch(self) -> int:
@@ -381,7 +255,7 @@ class Firer:
                 if not rows:
                     return 0
                 stale_before = now - timedelta(seconds=self._settings.run_stale_after_s)
-                counts = await store.open_run_counts(conn, [r["id"] for r in rows], stale_before)
+                counts = await store.open_run_counts(conn, [r.id for r in rows], stale_before)
                 batch = self._plan(rows, counts, now)
                 inserted = await store.insert_runs(conn, batch.runs)
                 events: list[ScheduleDue] = []
@@ -412,26 +286,26 @@ class Firer:
         return len(rows)
 
     def _plan(
-        self, rows: Sequence[Any], counts: dict[UUID, tuple[int, int]], now: datetime
+        self, rows: Sequence[store.DueSchedule], counts: dict[UUID, tuple[int, int]], now: datetime
     ) -> _Batch:
         batch = _Batch([], [], [], [], [], [], [])
         ids = new_ids(2 * len(rows) + 64)
         for row in rows:
-            schedule_id: UUID = row["id"]
+            schedule_id: UUID = row.id
             try:
-                spec = spec_of(row["spec_text"])
+                spec = spec_of(row.spec_text)
                 running, buffered = counts.get(schedule_id, (0, 0))
                 plan = plan_firing(
                     spec,
-                    row["next_fire_at"],
+                    row.next_fire_at,
                     now,
-                    catch_up=cast(CatchUpPolicy, row["catch_up_policy"]),
-                    overlap=cast(OverlapPolicy, row["overlap_policy"]),
+                    catch_up=row.catch_up_policy,
+                    overlap=row.overlap_policy,
                     running=running > 0,
                     buffered=buffered > 0,
                     cfg=self.cfg,
                 )
-                rule = window_rule_of(row["window_rule_text"])
+                rule = window_rule_of(row.window_rule_text)
                 template = template_of(row)
                 runs: list[store.NewRun] = []
                 events: list[ScheduleDue] = []
@@ -494,8 +368,8 @@ class Firer:
             conn,
             SchedulePaused(
                 schedule_id=schedule_id,
-                reason=row["paused_reason"],
-                consecutive_failures=row["consecutive_failures"],
+                reason=row.paused_reason,
+                consecutive_failures=row.consecutive_failures,
                 occurred_at=now,
             ),
         )

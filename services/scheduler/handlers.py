@@ -20,10 +20,11 @@ from opentelemetry import trace
 from opentelemetry.trace import Link, Tracer
 
 from services.scheduler import store
-from services.scheduler.firing import Clock, due_event, notify_channel, start_fire_span
+from services.scheduler.firing import notify_channel
 from services.scheduler.logic import TERMINAL_RUN_STATES as TERMINAL
 from services.scheduler.logic import auto_pause_reason, failure_count_after
 from services.scheduler.retries import RetryPolicy, retry_delay
+from services.scheduler.runs import Clock, due_event, start_fire_span
 from services.scheduler.settings import SchedulerSettings
 from services.scheduler.timing import should_pause
 from shared.consumer import Tx
@@ -73,10 +74,8 @@ class Outcomes:
         run = await store.lock_run(conn, run_id)
         if run is None:
             return
-        if run["state"] in ("EMITTED", "SUBMITTED"):
-            await store.record_execution(
-                conn, event.execution_id, run_id, run["attempt"], "SUBMITTED"
-            )
+        if run.state in ("EMITTED", "SUBMITTED"):
+            await store.record_execution(conn, event.execution_id, run_id, run.attempt, "SUBMITTED")
         await store.mark_submitted(
             conn, run_id, event.execution_id, event.amc_execution_id, self._now()
         )
@@ -99,18 +98,18 @@ class Outcomes:
         if run is None:
             return
         known = await store.known_execution(conn, event.execution_id)
-        if known is not None and (known.attempt != run["attempt"] or known.status in TERMINAL):
+        if known is not None and (known.attempt != run.attempt or known.status in TERMINAL):
             log.info(
                 "completion %s of run %s ignored (attempt %s, now at attempt %s)",
                 event.execution_id,
                 run_id,
                 known.attempt,
-                run["attempt"],
+                run.attempt,
             )
             return
-        if run["state"] not in ("EMITTED", "SUBMITTED"):
+        if run.state not in ("EMITTED", "SUBMITTED"):
             return  # already recorded (a second completion for the same run)
-        await store.record_execution(conn, event.execution_id, run_id, run["attempt"], event.status)
+        await store.record_execution(conn, event.execution_id, run_id, run.attempt, event.status)
         now = self._now()
         outcome = store.Outcome(
             state=event.status,
@@ -121,10 +120,10 @@ class Outcomes:
             result_uri=event.result.uri if event.result else None,
             row_count=event.result.row_count if event.result else None,
         )
-        policy = schedule["retry_policy"]
+        policy = schedule.retry_policy
         wait = retry_delay(
             RetryPolicy.model_validate(policy) if policy else None,
-            run["attempt"],
+            run.attempt,
             event.status,
             event.error,
         )
@@ -139,10 +138,10 @@ class Outcomes:
             return
         if await store.mark_completed(conn, run_id, outcome, now) is None:
             return  # already recorded (a second completion for the same run)
-        failures = failure_count_after(event.status, schedule["consecutive_failures"])
-        if failures != schedule["consecutive_failures"]:
+        failures = failure_count_after(event.status, schedule.consecutive_failures)
+        if failures != schedule.consecutive_failures:
             await store.set_failures(conn, schedule_id, failures)
-        if schedule["state"] != "ACTIVE":
+        if schedule.state != "ACTIVE":
             return
         if should_pause(failures, self._settings.failure_threshold):
             reason = auto_pause_reason(failures)
@@ -180,14 +179,14 @@ async def release_buffered(
     buffered = await store.oldest_buffered(conn, schedule_id)
     if buffered is None:
         return False
-    run = WorkflowRun.model_validate(buffered["run"])
-    event = due_event(schedule_id, buffered["id"], buffered["fire_time"], run, now)
+    run = WorkflowRun.model_validate(buffered.run)
+    event = due_event(schedule_id, buffered.id, buffered.fire_time, run, now)
     released_by = trace.get_current_span().get_span_context()
     span = start_fire_span(
-        tracer, event, buffered["kind"], links=[Link(released_by)] if released_by.is_valid else []
+        tracer, event, buffered.kind, links=[Link(released_by)] if released_by.is_valid else []
     )
     try:
-        await store.emit_buffered(conn, buffered["id"], event.event_id, now)
+        await store.emit_buffered(conn, buffered.id, event.event_id, now)
         await tx.outbox.enqueue(conn, event, trace_contexts=[trace_carrier(span)])
     except BaseException as exc:
         end_together([span], exc)

@@ -14,20 +14,20 @@ from opentelemetry.trace import Span, Status, StatusCode, Tracer
 from pydantic import ValidationError
 
 from services.scheduler import store
-from services.scheduler.firing import (
+from services.scheduler.firing import Firer
+from services.scheduler.logic import RunTemplate, workflow_run
+from services.scheduler.runs import (
     Clock,
-    Firer,
     due_event,
     run_span_attributes,
     template_of,
     window_rule_of,
 )
-from services.scheduler.logic import RunTemplate, workflow_run
 from services.scheduler.schemas import SPEC_FIELDS, ScheduleCreate, ScheduleUpdate
 from services.scheduler.settings import SchedulerSettings
 from services.scheduler.timing import ScheduleSpec, next_fire_time
 from shared.contract import SchedulePaused, WorkflowRun
-from shared.outbox import Outbox
+from shared.outbox import Connection, Outbox
 
 
 class NotFoundError(Exception):
@@ -67,26 +67,26 @@ def values_of(body: ScheduleCreate) -> store.ScheduleValues:
     )
 
 
-def body_of(row: Any) -> dict[str, Any]:
+def body_of(row: store.Schedule) -> dict[str, Any]:
     """A stored schedule as a create body (the base an update applies to)."""
-    spec: dict[str, Any] = row["spec"]
+    spec: dict[str, Any] = row.spec
     return {
-        "name": row["name"],
-        "user_id": row["user_id"],
-        "instance_id": row["instance_id"],
-        "advertiser_id": row["advertiser_id"],
-        "marketplace_id": row["marketplace_id"],
-        "workflow_id": row["workflow_id"],
-        "sql_query": row["sql_query"],
-        "output_format": row["output_format"],
-        "parameters": row["parameters"],
-        "options": row["run_options"],
+        "name": row.name,
+        "user_id": row.user_id,
+        "instance_id": row.instance_id,
+        "advertiser_id": row.advertiser_id,
+        "marketplace_id": row.marketplace_id,
+        "workflow_id": row.workflow_id,
+        "sql_query": row.sql_query,
+        "output_format": row.output_format,
+        "parameters": row.parameters,
+        "options": row.run_options,
         **{name: spec.get(name) for name in SPEC_FIELDS},
-        "window": row["window_rule"],
-        "catch_up_policy": row["catch_up_policy"],
-        "overlap_policy": row["overlap_policy"],
-        "week_start": row["week_start"],
-        "retry": row["retry_policy"],
+        "window": row.window_rule,
+        "catch_up_policy": row.catch_up_policy,
+        "overlap_policy": row.overlap_policy,
+        "week_start": row.week_start,
+        "retry": row.retry_policy,
     }
 
 
@@ -137,13 +137,15 @@ class Operations:
         self._now = now
         self._tracer = tracer or trace.get_tracer("amc.scheduler")
 
-    async def _found(self, conn: Any, schedule_id: UUID, *, lock: bool = False) -> Any:
+    async def _found(
+        self, conn: Connection, schedule_id: UUID, *, lock: bool = False
+    ) -> store.Schedule:
         row = await store.get_schedule(conn, schedule_id, lock=lock)
         if row is None:
             raise NotFoundError(f"schedule {schedule_id} not found")
         return row
 
-    async def create(self, body: ScheduleCreate) -> Any:
+    async def create(self, body: ScheduleCreate) -> store.Schedule:
         now = self._now()
         next_fire_at = first_fire(body.spec(), now)
         check_first_run(body, next_fire_at)
@@ -153,7 +155,7 @@ class Operations:
         self._firer.wake()
         return row
 
-    async def get(self, schedule_id: UUID) -> Any:
+    async def get(self, schedule_id: UUID) -> store.Schedule:
         async with self._pool.acquire() as conn:
             return await self._found(conn, schedule_id)
 
@@ -165,7 +167,7 @@ class Operations:
         state: str | None,
         limit: int,
         offset: int,
-    ) -> tuple[list[Any], int]:
+    ) -> tuple[list[store.Schedule], int]:
         async with self._pool.acquire() as conn:
             return await store.list_schedules(
                 conn,
@@ -176,7 +178,7 @@ class Operations:
                 offset=offset,
             )
 
-    async def update(self, schedule_id: UUID, patch: ScheduleUpdate) -> Any:
+    async def update(self, schedule_id: UUID, patch: ScheduleUpdate) -> store.Schedule:
         changes = patch.model_dump(exclude_unset=True)
         async with self._pool.acquire() as conn, conn.transaction():
             row = await self._found(conn, schedule_id, lock=True)
@@ -201,8 +203,8 @@ class Operations:
                 ) from None
             values = values_of(body)
             now = self._now()
-            next_fire_at = row["next_fire_at"]
-            if values.spec != row["spec"]:
+            next_fire_at = row.next_fire_at
+            if values.spec != row.spec:
                 next_fire_at = first_fire(body.spec(), now)
             if next_fire_at is not None:
                 check_first_run(body, next_fire_at)
@@ -216,10 +218,10 @@ class Operations:
             if not await store.delete_schedule(conn, schedule_id):
                 raise NotFoundError(f"schedule {schedule_id} not found")
 
-    async def pause(self, schedule_id: UUID, note: str | None) -> Any:
+    async def pause(self, schedule_id: UUID, note: str | None) -> store.Schedule:
         async with self._pool.acquire() as conn, conn.transaction():
             row = await self._found(conn, schedule_id, lock=True)
-            if row["state"] == "PAUSED":
+            if row.state == "PAUSED":
                 return row
             now = self._now()
             reason = f"paused by an operator: {note}" if note else "paused by an operator"
@@ -230,26 +232,26 @@ class Operations:
                 SchedulePaused(
                     schedule_id=schedule_id,
                     reason=reason,
-                    consecutive_failures=row["consecutive_failures"],
+                    consecutive_failures=row.consecutive_failures,
                     occurred_at=now,
                 ),
             )
             return row
 
-    async def resume(self, schedule_id: UUID) -> Any:
+    async def resume(self, schedule_id: UUID) -> store.Schedule:
         async with self._pool.acquire() as conn, conn.transaction():
             row = await self._found(conn, schedule_id, lock=True)
-            if row["state"] == "ACTIVE":
+            if row.state == "ACTIVE":
                 return row
             now = self._now()
             # From now: fire times missed while paused are not caught up (no burst).
-            spec = ScheduleSpec.model_validate(row["spec"])
+            spec = ScheduleSpec.model_validate(row.spec)
             row = await store.resume(conn, schedule_id, next_fire_time(spec, now), now)
             await self._firer.notify(conn)
         self._firer.wake()
         return row
 
-    async def trigger(self, schedule_id: UUID, *, force: bool) -> Any:
+    async def trigger(self, schedule_id: UUID, *, force: bool) -> store.Run:
         """A manual run now. Overlap policy and pause do not apply: a person asked for it.
 
         Its trace is the API call's: a "schedule trigger" span (with the run's ids) under the
@@ -270,7 +272,7 @@ class Operations:
                 span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
                 raise
 
-    async def _trigger(self, span: Span, schedule_id: UUID, *, force: bool) -> Any:
+    async def _trigger(self, span: Span, schedule_id: UUID, *, force: bool) -> store.Run:
         async with self._pool.acquire() as conn, conn.transaction():
             row = await self._found(conn, schedule_id, lock=True)
             now = self._now()
@@ -283,10 +285,10 @@ class Operations:
                     f"{int(cooldown.total_seconds() // 60)} minutes ago: wait {wait} s "
                     "or pass force=true"
                 )
-            spec = ScheduleSpec.model_validate(row["spec"])
+            spec = ScheduleSpec.model_validate(row.spec)
             run_id = uuid4()
             work = workflow_run(
-                template_of(row), window_rule_of(_json(row["window_rule"])), now, spec.timezone
+                template_of(row), window_rule_of(_json(row.window_rule)), now, spec.timezone
             )
             event = due_event(schedule_id, run_id, now, work, now)
             span.set_attributes(run_span_attributes(event, "MANUAL"))
@@ -311,11 +313,12 @@ class Operations:
                 raise ConflictError("a run for this very instant exists already; try again")
             await self._outbox.enqueue(conn, event)
             run = await store.get_run(conn, run_id)
+        assert run is not None
         return run
 
     async def rerun(
         self, schedule_id: UUID, since: datetime, run_ids: list[UUID] | None
-    ) -> list[Any]:
+    ) -> list[store.Run]:
         """Send failed runs (FAILED, TIMED_OUT) with a fire time at or after `since` again, each
         as its next attempt with the run it was first sent with. Paused or not: a person asked.
         A run that succeeded, or is in flight, is never picked, so a fire time never gets a
@@ -329,19 +332,19 @@ class Operations:
                 rows = await store.lock_rerunnable(conn, schedule_id, since, run_ids)
                 events = []
                 for row in rows:
-                    attempt = row["attempt"] + 1
+                    attempt = row.attempt + 1
                     event = due_event(
                         schedule_id,
-                        row["id"],
-                        row["fire_time"],
-                        WorkflowRun.model_validate(row["run"]),
+                        row.id,
+                        row.fire_time,
+                        WorkflowRun.model_validate(row.run),
                         now,
                         attempt=attempt,
                     )
-                    await store.start_attempt(conn, row["id"], attempt, event.event_id, now)
+                    await store.start_attempt(conn, row.id, attempt, event.event_id, now)
                     events.append(event)
                 await self._outbox.enqueue(conn, *events)
-                return [await store.get_run(conn, row["id"]) for row in rows]
+                return [await _run(conn, row.id) for row in rows]
 
     async def runs(
         self,
@@ -351,17 +354,23 @@ class Operations:
         kind: str | None,
         limit: int,
         offset: int,
-    ) -> tuple[list[Any], int]:
+    ) -> tuple[list[store.Run], int]:
         async with self._pool.acquire() as conn:
             await self._found(conn, schedule_id)
             return await store.list_runs(
                 conn, schedule_id, state=state, kind=kind, limit=limit, offset=offset
             )
 
-    async def stats(self, schedule_id: UUID) -> tuple[Any, Any]:
+    async def stats(self, schedule_id: UUID) -> tuple[store.Schedule, store.RunStats]:
         async with self._pool.acquire() as conn:
             row = await self._found(conn, schedule_id)
             return row, await store.run_stats(conn, schedule_id)
+
+
+async def _run(conn: Connection, run_id: UUID) -> store.Run:
+    run = await store.get_run(conn, run_id)
+    assert run is not None  # read in the transaction that locked or wrote it
+    return run
 
 
 def _json(value: Any) -> str:

@@ -1,25 +1,15 @@
-"""Token service wiring: runtime, handlers, refresh loops and the management API."""
+"""Token service wiring: settings -> runtime (runtime.py) -> the management API's routes."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import httpx
 from fastapi import FastAPI
 
-from services.token.api import ApiContext, token_router
-from services.token.handlers import register_handlers
-from services.token.lwa_pool import LwaPool
-from services.token.metrics import TokenGauges
-from services.token.refresher import Refresher, RefreshMetrics
+from services.token.api import router
+from services.token.runtime import TokenRuntime, build_runtime, wired_runtime
 from services.token.settings import TokenSettings
-from services.token.vault import Vault
-from shared import http
 from shared.config import ServiceSettings
-from shared.runtime import ServiceRuntime
+from shared.http import create_app as create_http_app
 from shared.service import serve
-
-MIGRATIONS = Path(__file__).with_name("migrations")
 
 DESCRIPTION = """\
 Holds the Login with Amazon client credentials and users' refresh tokens (encrypted), keeps
@@ -32,52 +22,17 @@ contains a token.
 """
 
 
-class TokenService:
-    """Everything one token-service process runs, built from settings."""
-
-    def __init__(self, settings: TokenSettings, *, lwa_http: httpx.AsyncClient | None = None):
-        self.settings = settings
-        self.vault = Vault.from_settings(settings)
-        self.runtime = ServiceRuntime(settings, migrations_dir=MIGRATIONS)
-        self.lwa = LwaPool(
-            settings.lwa_base_urls,
-            settings.lwa_client_id,
-            settings.lwa_client_secret.get_secret_value(),
-            concurrency=settings.concurrency,
-            timeout=settings.lwa_timeout_s,
-            http=lwa_http,
-        )
-        self.refresher = Refresher(
-            pool=lambda: self.runtime.pool,
-            outbox=self.runtime.outbox,
-            settings=settings,
-            vault=self.vault,
-            lwa=self.lwa,
-            metrics=RefreshMetrics(self.runtime.registry),
-            tracer=self.runtime.tracer,
-            listen_dsn=settings.database_url,
-            schema=self.runtime.schema,
-        )
-        register_handlers(self.runtime, settings, self.vault)
-        self.runtime.gauges(TokenGauges(self.runtime.registry).refresh)
-        self.runtime.background("refresh-cycle")(self.refresher.proactive_loop)
-        self.runtime.background("refresh-requests")(self.refresher.on_demand_loop)
-
-    def app(self) -> FastAPI:
-        router = token_router(ApiContext(self.runtime, self.settings, self.vault, self.lwa))
-        return http.create_app(
-            self.runtime, routers=[router], title="amc-token", description=DESCRIPTION
-        )
-
-
-def build_runtime(settings: ServiceSettings) -> ServiceRuntime:
-    assert isinstance(settings, TokenSettings)
-    return TokenService(settings).runtime
+def app_for(runtime: TokenRuntime) -> FastAPI:
+    """The HTTP app of a runtime built already (tests hold both)."""
+    app = create_http_app(runtime, routers=[router], title="amc-token", description=DESCRIPTION)
+    wired_runtime.bind(app, runtime)
+    return app
 
 
 def create_app(settings: ServiceSettings) -> FastAPI:
-    assert isinstance(settings, TokenSettings)
-    return TokenService(settings).app()
+    if not isinstance(settings, TokenSettings):
+        raise TypeError("the token service needs TokenSettings")
+    return app_for(build_runtime(settings))
 
 
 def main() -> None:

@@ -38,6 +38,7 @@ from services.token.vault import Vault
 from shared.clients.lwa import LwaTokens
 from shared.contract import TokenRefreshed, TokenRefreshFailed
 from shared.crypto import DecryptionError
+from shared.doorbell import Doorbell
 from shared.leases import LeaseKeeper
 from shared.outbox import Outbox
 from shared.telemetry import continue_trace, trace_carrier
@@ -380,27 +381,16 @@ class Refresher:
 
     async def on_demand_loop(self, stop: asyncio.Event) -> None:
         """Woken by NOTIFY from the request handler; polls as a fallback (and for backoffs)."""
-        wake = asyncio.Event()
-        listener = await self._listen(wake)
+        bell = Doorbell(self._channel, dsn=self._listen_dsn, what="refresh requests")
+        await bell.listen()
         try:
             while not stop.is_set():
-                wake.clear()
+                bell.clear()
                 await self._guarded(self.run_requested, stop, "on-demand refresh")
-                waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
-                try:
-                    await asyncio.wait(
-                        waiters,
-                        timeout=self._settings.on_demand_poll_s,
-                        return_when=asyncio.FIRST_COMPLETED,
-                    )
-                finally:
-                    for waiter in waiters:
-                        waiter.cancel()
-                if listener is None or listener.is_closed():
-                    listener = await self._listen(wake)
+                await bell.sleep(stop, self._settings.on_demand_poll_s)
+                await bell.listen()
         finally:
-            if listener is not None and not listener.is_closed():
-                await listener.close()
+            await bell.close()
 
     async def _guarded(
         self, work: Callable[[], Awaitable[CycleResult]], stop: asyncio.Event, what: str
@@ -418,15 +408,3 @@ class Refresher:
             log.warning("%s failed, retrying later: %s", what, exc)
         finally:
             stopper.cancel()
-
-    async def _listen(self, wake: asyncio.Event) -> asyncpg.Connection[Any] | None:
-        # A dedicated connection: LISTEN must outlive pooled transactions.
-        if self._listen_dsn is None:
-            return None
-        try:
-            conn = await asyncpg.connect(self._listen_dsn)
-            await conn.add_listener(self._channel, lambda *_: wake.set())
-        except (OSError, asyncpg.PostgresError) as exc:
-            log.warning("LISTEN for refresh requests unavailable, polling only: %s", exc)
-            return None
-        return conn

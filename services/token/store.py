@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 import asyncpg
@@ -296,14 +296,40 @@ _PUBLIC_COLUMNS = """user_id, status, expires_at, last_refreshed_at, consecutive
                      claim_expires_at, key_fp, created_at, updated_at, lwa_region"""
 
 
-async def get_token(conn: Connection, user_id: str) -> dict[str, Any] | None:
+@dataclass(frozen=True, slots=True)
+class TokenRow:
+    """What may be shown of a token row (`_PUBLIC_COLUMNS`): its state, never the tokens."""
+
+    user_id: str
+    status: Literal["ACTIVE", "REAUTH_REQUIRED"]
+    expires_at: datetime | None
+    last_refreshed_at: datetime | None
+    consecutive_failures: int
+    last_error: str | None
+    next_attempt_at: datetime | None
+    refresh_requested_at: datetime | None
+    claimed_by: str | None
+    claim_expires_at: datetime | None
+    key_fp: str
+    created_at: datetime
+    updated_at: datetime
+    region: LwaRegion  # where the user authorized: its LWA host refreshes
+
+    @classmethod
+    def of(cls, record: asyncpg.Record) -> TokenRow:
+        fields = dict(record)
+        region = LwaRegion(fields.pop("lwa_region"))
+        return cls(**fields, region=region)
+
+
+async def get_token(conn: Connection, user_id: str) -> TokenRow | None:
     row = await conn.fetchrow(f"SELECT {_PUBLIC_COLUMNS} FROM tokens WHERE user_id = $1", user_id)
-    return dict(row) if row is not None else None
+    return TokenRow.of(row) if row is not None else None
 
 
 async def list_tokens(
     conn: Connection, *, limit: int, after: str | None, status: str | None
-) -> list[dict[str, Any]]:
+) -> list[TokenRow]:
     rows = await conn.fetch(
         f"""SELECT {_PUBLIC_COLUMNS} FROM tokens
             WHERE ($2::text IS NULL OR user_id > $2) AND ($3::text IS NULL OR status = $3)
@@ -312,7 +338,7 @@ async def list_tokens(
         after,
         status,
     )
-    return [dict(r) for r in rows]
+    return [TokenRow.of(r) for r in rows]
 
 
 async def summary(conn: Connection, *, buffer_s: float, key_fp: str) -> dict[str, Any]:

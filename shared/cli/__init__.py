@@ -1,1 +1,2 @@
-"""`amcctl`: the operator CLI. Each service contributes a command group."""
+"""Helpers for `amcctl`, the operator CLI: each service's cli.py builds its command group with
+them; the root that gathers the groups is `services/amcctl.py`."""

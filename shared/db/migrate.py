@@ -117,10 +117,13 @@ async def _apply(
 SERVICES = ("token", "poller", "scheduler", "collector", "notifier", "console")
 
 
-def service_migrations_dir(service: str) -> Path:
-    import services
+# shared/ and services/ are installed side by side (editable or in the image), so the
+# services' migrations are found by path; shared/ imports nothing from services/.
+_SERVICES_DIR = Path(__file__).resolve().parents[2] / "services"
 
-    return Path(services.__file__).parent / service / "migrations"
+
+def service_migrations_dir(service: str) -> Path:
+    return _SERVICES_DIR / service / "migrations"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,7 +10,8 @@ from typing import Any
 
 import httpx
 
-from services.collector.app import CollectorRuntime, create_app
+from services.collector.app import app_for
+from services.collector.runtime import CollectorRuntime, build_runtime
 from services.collector.settings import CollectorSettings
 from shared.contract import Topics
 from shared.topics_admin import contract_topics, ensure_topics
@@ -106,9 +107,8 @@ async def wait_until(condition: Any, timeout_s: float = 30.0, what: str = "condi
 async def running_collector(settings: CollectorSettings) -> AsyncIterator[Collector]:
     topics = Topics(settings.kafka.topic_prefix)
     await ensure_topics(settings.kafka.bootstrap_servers, contract_topics(topics))
-    app = create_app(settings)
-    runtime = app.state.runtime
-    assert isinstance(runtime, CollectorRuntime)
+    runtime = build_runtime(settings)
+    app = app_for(runtime)
     async with (
         serve_app(app) as url,
         httpx.AsyncClient(

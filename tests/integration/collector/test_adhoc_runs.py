@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 from typer.testing import CliRunner
 
-from shared.cli.main import app as amcctl
+from services.amcctl import app as amcctl
 from shared.contract import RunOptions, WeekRequested
 from tests.integration.collector.harness import (
     API_KEY,

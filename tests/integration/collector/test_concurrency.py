@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 from uuid import UUID
 
-from services.collector.app import CollectorRuntime
+from services.collector.runtime import CollectorRuntime
 from shared.contract import (
     ExecutionCompleted,
     ExecutionError,

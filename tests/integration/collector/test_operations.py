@@ -12,7 +12,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from shared.cli.main import app as amcctl
+from services.amcctl import app as amcctl
 from shared.contract import (
     CollectionCompleted,
     ExecutionCompleted,

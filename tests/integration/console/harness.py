@@ -12,7 +12,8 @@ from typing import Any
 
 import httpx
 
-from services.console.app import ConsoleRuntime, create_app
+from services.console.app import app_for
+from services.console.runtime import ConsoleRuntime, build_runtime
 from services.console.settings import ConsoleSettings
 from shared.config import ServiceSettings
 from shared.consumer import PermanentError, Tx
@@ -68,9 +69,8 @@ async def running_console(uid: str, database_url: str, bootstrap: str) -> AsyncI
     )
     topics = Topics(settings.kafka.topic_prefix)
     await ensure_topics(bootstrap, contract_topics(topics))
-    app = create_app(settings)
-    runtime = app.state.runtime
-    assert isinstance(runtime, ConsoleRuntime)
+    runtime = build_runtime(settings)
+    app = app_for(runtime)
     async with (
         serve_app(app) as url,
         httpx.AsyncClient(

@@ -9,7 +9,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from shared.cli.main import app
+from services.amcctl import app
 from tests.integration.console.harness import API_KEY, running_console, write_letter
 
 

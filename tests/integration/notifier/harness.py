@@ -11,7 +11,8 @@ from uuid import UUID
 
 import httpx
 
-from services.notifier.app import NotifierRuntime, create_app
+from services.notifier.app import app_for
+from services.notifier.runtime import NotifierRuntime, build_runtime
 from services.notifier.settings import NotifierSettings
 from shared.contract import Event, Topics
 from shared.crypto import KeyRing
@@ -99,9 +100,8 @@ async def wait_until(
 async def running_notifier(settings: NotifierSettings) -> AsyncIterator[Notifier]:
     topics = Topics(settings.kafka.topic_prefix)
     await ensure_topics(settings.kafka.bootstrap_servers, contract_topics(topics))
-    app = create_app(settings)
-    runtime = app.state.runtime
-    assert isinstance(runtime, NotifierRuntime)
+    runtime = build_runtime(settings)
+    app = app_for(runtime)
     async with (
         serve_app(app) as url,
         httpx.AsyncClient(

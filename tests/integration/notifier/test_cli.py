@@ -8,7 +8,7 @@ import asyncio
 import pytest
 from typer.testing import CliRunner
 
-from shared.cli.main import app
+from services.amcctl import app
 from tests.integration.notifier.harness import API_KEY, running_notifier, settings_for
 from tests.integration.notifier.receivers import webhook_server
 

@@ -19,7 +19,8 @@ import httpx
 import pytest
 
 from amclocal.simulator import SimAccount, SimControl
-from services.poller.app import build_runtime
+from services.poller.app import app_for
+from services.poller.runtime import build_runtime
 from services.poller.settings import PollerSettings
 from shared.clients import InvalidGrantError, LwaClient
 from shared.contract import (
@@ -252,11 +253,10 @@ async def served_poller(
 ) -> AsyncIterator[tuple[PollerHarness, httpx.AsyncClient, str]]:
     """A poller with its management API served over real HTTP, the account's token cached:
     the harness, a client sending the settings' API key, and the base URL."""
-    from services.poller.app import create_app
     from tests.support.http import serve_app
 
-    app = create_app(settings)
-    runtime: ServiceRuntime = app.state.runtime
+    runtime = build_runtime(settings)
+    app = app_for(runtime)
     await ensure_topics(settings.kafka.bootstrap_servers, contract_topics(runtime.topics))
     key = settings.api_key.get_secret_value() if settings.api_key else ""
     headers = {"Authorization": f"Bearer {key}"}

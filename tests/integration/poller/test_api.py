@@ -11,11 +11,11 @@ import pytest
 from typer.testing import CliRunner
 
 from amclocal.simulator import SimAccount, SimControl, WorkflowBehavior
-from services.poller.app import create_app
-from shared.cli.main import app as amcctl
+from services.amcctl import app as amcctl
+from services.poller.app import app_for
+from services.poller.runtime import build_runtime
 from shared.contract import ExecutionCompleted
 from shared.crypto import KeyRing
-from shared.runtime import ServiceRuntime
 from shared.topics_admin import contract_topics, ensure_topics
 from tests.integration.poller.conftest import (
     PollerHarness,
@@ -57,8 +57,8 @@ async def test_list_show_cancel_over_http_and_cli(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     await simulator.set_workflow(WorkflowBehavior(workflow_id="wf-long", running_seconds=120))
-    app = create_app(poller_settings(api_key=API_KEY))
-    runtime: ServiceRuntime = app.state.runtime
+    runtime = build_runtime(poller_settings(api_key=API_KEY))
+    app = app_for(runtime)
     await ensure_topics(kafka_bootstrap, contract_topics(runtime.topics))
     async with serve_app(app) as url, httpx.AsyncClient(base_url=url) as http:
         poller = PollerHarness(runtime, kafka_bootstrap, keys, sim_account)

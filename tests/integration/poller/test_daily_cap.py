@@ -16,8 +16,8 @@ import pytest
 from typer.testing import CliRunner
 
 from amclocal.simulator import RouteKind, SimAccount, SimControl
+from services.amcctl import app as amcctl
 from services.poller.logic import LONG_RETRY_AFTER_S
-from shared.cli.main import app as amcctl
 from shared.contract import Origin, OriginKind, WeekRequested, WorkflowRun
 from shared.crypto import KeyRing
 from tests.integration.collector.harness import (

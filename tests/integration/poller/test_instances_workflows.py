@@ -17,7 +17,7 @@ import pytest_asyncio
 from typer.testing import CliRunner
 
 from amclocal.simulator import RouteKind, SimAccount, SimControl
-from shared.cli.main import app as amcctl
+from services.amcctl import app as amcctl
 from shared.contract import RunOptions
 from shared.crypto import KeyRing
 from tests.integration.poller.conftest import (

@@ -24,7 +24,7 @@ import pytest_asyncio
 from typer.testing import CliRunner
 
 from amclocal.simulator import RouteKind, SimAccount, SimControl
-from shared.cli.main import app as amcctl
+from services.amcctl import app as amcctl
 from shared.clients import AmcAccount, AmcClient, LwaClient, SavedWorkflow
 from shared.crypto import KeyRing
 from tests.integration.poller.conftest import (

@@ -12,8 +12,9 @@ from uuid import UUID, uuid4
 
 import httpx
 
-from services.scheduler.app import SchedulerRuntime, create_app
-from services.scheduler.firing import Clock, system_clock
+from services.scheduler.app import app_for
+from services.scheduler.runs import Clock, system_clock
+from services.scheduler.runtime import SchedulerRuntime, build_runtime
 from services.scheduler.settings import SchedulerSettings
 from shared.contract import (
     ExecutionCompleted,
@@ -168,9 +169,8 @@ async def running_scheduler(
 ) -> AsyncIterator[Scheduler]:
     topics = Topics(settings.kafka.topic_prefix)
     await ensure_topics(settings.kafka.bootstrap_servers, contract_topics(topics))
-    app = create_app(settings, now=now, consume=consume)
-    runtime = app.state.runtime
-    assert isinstance(runtime, SchedulerRuntime)
+    runtime = build_runtime(settings, now=now, consume=consume)
+    app = app_for(runtime)
     async with (
         serve_app(app) as url,
         httpx.AsyncClient(

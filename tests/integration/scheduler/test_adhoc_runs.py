@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 from typer.testing import CliRunner
 
-from shared.cli.main import app as amcctl
+from services.amcctl import app as amcctl
 from shared.contract import RunOptions, ScheduleDue
 from tests.integration.scheduler.harness import (
     API_KEY,

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import pytest
 from typer.testing import CliRunner
 
-from shared.cli.main import app as amcctl
+from services.amcctl import app as amcctl
 from tests.integration.scheduler.harness import (
     API_KEY,
     Scheduler,

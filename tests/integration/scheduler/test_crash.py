@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 
 from amclocal.broker import free_port
-from services.scheduler.app import MIGRATIONS
+from services.scheduler.runtime import MIGRATIONS
 from shared.contract import ScheduleDue, Topics
 from shared.db import apply_migrations
 from shared.topics_admin import contract_topics, ensure_topics

@@ -55,7 +55,7 @@ async def test_two_replicas_emit_exactly_one_event_per_fire_time(
                 row = await store.insert_schedule(
                     conn, uuid4(), values_of(body), first_fire(body.spec(), now), now
                 )
-                ids.add(str(row["id"]))
+                ids.add(str(row.id))
         assert {
             r["next_fire_at"]
             for r in await first.runtime.pool.fetch("SELECT next_fire_at FROM schedules")

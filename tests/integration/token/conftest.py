@@ -10,7 +10,8 @@ import httpx
 import pytest
 
 from amclocal.simulator import RunningSimulator, SimControl
-from services.token.app import TokenService
+from services.token.app import app_for
+from services.token.runtime import TokenRuntime
 from shared.topics_admin import contract_topics, ensure_topics
 from tests.integration.token.harness import (
     CLIENT_ID,
@@ -57,11 +58,11 @@ async def token_service(
     )
     secrets: set[str] = {CLIENT_SECRET}
     lwa_http = httpx.AsyncClient(event_hooks={"response": [capture_issued(secrets)]})
-    service = TokenService(settings, lwa_http=lwa_http)
-    await ensure_topics(kafka_bootstrap, contract_topics(service.runtime.topics))
+    service = TokenRuntime(settings, lwa_http=lwa_http)
+    await ensure_topics(kafka_bootstrap, contract_topics(service.topics))
     async with (
         httpx.AsyncClient(timeout=30.0) as http,
-        serve_app(service.app()) as base_url,
+        serve_app(app_for(service)) as base_url,
     ):
         harness = TokenHarness(
             service=service,

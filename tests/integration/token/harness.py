@@ -15,7 +15,7 @@ import pytest
 
 from amclocal.simulator import RouteKind, SimControl
 from services.token import store
-from services.token.app import TokenService
+from services.token.runtime import TokenRuntime
 from services.token.settings import TokenSettings
 from shared.contract import TokenRefreshed, TokenRefreshFailed, TokenRefreshRequested
 from shared.crypto import KeyRing
@@ -36,7 +36,7 @@ def find_leaks(texts: Iterable[tuple[str, str]], secrets: Iterable[str]) -> list
 
 @dataclass
 class TokenHarness:
-    service: TokenService
+    service: TokenRuntime
     settings: TokenSettings
     sim: SimControl
     base_url: str
@@ -97,10 +97,10 @@ class TokenHarness:
 
     @property
     def pool(self) -> Any:
-        return self.service.runtime.pool
+        return self.service.pool
 
     def topic(self, logical: str) -> str:
-        return self.service.runtime.topics.name(logical)
+        return self.service.topics.name(logical)
 
     async def request_refresh(
         self, user_id: str, times: int = 1, headers: dict[str, str] | None = None
@@ -117,7 +117,7 @@ class TokenHarness:
     async def lwa_calls(self) -> int:
         return len(await self.sim.requests(kind=RouteKind.TOKEN))
 
-    async def row(self, user_id: str) -> dict[str, Any]:
+    async def row(self, user_id: str) -> store.TokenRow:
         async with self.pool.acquire() as conn:
             row = await store.get_token(conn, user_id)
         assert row is not None, f"no row for {user_id}"

@@ -24,7 +24,7 @@ async def test_the_background_cycle_runs_by_itself(token_service: TokenHarness) 
     async def refreshed() -> bool:
         row = await h.row("auto")
         soon = await h.pool.fetchval("SELECT now() + interval '30 minutes'")
-        return bool(row["expires_at"] > soon)
+        return bool(row.expires_at > soon)
 
     await wait_until(refreshed, what="the background cycle to refresh the token")
     topic = h.topic(TokenRefreshed.topic)

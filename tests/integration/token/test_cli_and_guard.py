@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from typer.testing import CliRunner
 
-from shared.cli.main import app
+from services.amcctl import app
 from shared.contract import TokenRefreshRequested
 from tests.integration.token.harness import API_KEY, TokenHarness, find_leaks
 from tests.support.kafka import produce

@@ -17,8 +17,11 @@ async def test_cycle_refreshes_only_tokens_within_the_buffer(token_service: Toke
     assert (result.claimed, result.refreshed) == (2, 2)
     assert await h.lwa_calls() == 2
     later = await h.row("later")
-    assert later["consecutive_failures"] == 0
-    assert (await h.row("soon"))["expires_at"] > later["expires_at"]
+    assert later.consecutive_failures == 0
+    soon = (await h.row("soon")).expires_at
+    assert soon is not None
+    assert later.expires_at is not None
+    assert soon > later.expires_at
     # Once refreshed, nothing is due: a second cycle in the same period calls LWA for nothing.
     assert (await h.service.refresher.run_cycle()).claimed == 0
     topic = h.topic(TokenRefreshed.topic)
@@ -63,8 +66,9 @@ async def test_one_users_failure_never_stops_the_others(token_service: TokenHarn
     assert await h.lwa_calls() == 2  # undecryptable tokens never reach LWA
     for user in ("lost-key", "corrupt"):
         row = await h.row(user)
-        assert row["status"] == "REAUTH_REQUIRED"
-        assert "cannot be decrypted" in row["last_error"]
+        assert row.status == "REAUTH_REQUIRED"
+        assert row.last_error is not None
+        assert "cannot be decrypted" in row.last_error
     topic = h.topic(TokenRefreshFailed.topic)
     async with h.reader() as reader:
         await reader.wait_for(lambda r: len([x for x in r if x.topic == topic]) >= 3)
@@ -94,7 +98,7 @@ async def test_a_live_claim_is_respected_and_an_expired_one_taken_over(
     result = await h.service.refresher.run_cycle()
     assert result.refreshed == 1
     row = await h.row("claimed")
-    assert row["claimed_by"] is None
+    assert row.claimed_by is None
     assert await h.lwa_calls() == 1
 
 
@@ -109,11 +113,13 @@ async def test_a_lost_claim_does_not_overwrite_a_newer_registration(
         (claim,) = await store.claim_due(conn, "crashed:1", 10, 60.0, 600.0)
     # The user authorizes again while the old claim is out.
     await h.seed("re-reg", "Atzr|newer-grant", expires_in=timedelta(minutes=55))
+    newer_expiry = (await h.row("re-reg")).expires_at
+    assert newer_expiry is not None
     grant = store.Grant(
         claim=claim,
         refresh_token_enc=h.service.vault.storage.encrypt("Atzr|stale"),
         access_token_enc=h.service.vault.storage.encrypt("Atza|stale"),
-        expires_at=(await h.row("re-reg"))["expires_at"],
+        expires_at=newer_expiry,
     )
     async with h.pool.acquire() as conn:
         stored = await store.finish_successes(conn, [grant], h.service.vault.current_fp)

@@ -38,7 +38,7 @@ async def replica_b(token_service: TokenHarness) -> AsyncIterator[Refresher]:
     lwa = LwaPool(h.settings.lwa_base_urls, CLIENT_ID, CLIENT_SECRET, concurrency=4, timeout=10)
     yield Refresher(
         pool=lambda: pool,
-        outbox=h.service.runtime.outbox,
+        outbox=h.service.outbox,
         settings=h.settings,
         vault=h.service.vault,
         lwa=lwa,
@@ -147,5 +147,6 @@ async def test_key_rotation_under_load_keeps_every_token_readable(
         new_only.decrypt(row["refresh_token_enc"])
         new_only.decrypt(row["access_token_enc"])
     broken = await h.row("broken")
-    assert broken["status"] == "REAUTH_REQUIRED"
-    assert "cannot be decrypted" in broken["last_error"]
+    assert broken.status == "REAUTH_REQUIRED"
+    assert broken.last_error is not None
+    assert "cannot be decrypted" in broken.last_error

@@ -36,7 +36,7 @@ async def test_concurrent_requests_for_one_user_make_one_lwa_call(
         await reader.wait_for(lambda r: bool(refreshed_for(r, topic, "busy")))
 
         async def processed_all() -> bool:
-            value = h.service.runtime.registry.get_sample_value(
+            value = h.service.registry.get_sample_value(
                 "amc_events_consumed_total",
                 {"topic": h.topic("token.refresh_requested"), "outcome": "processed"},
             )
@@ -93,8 +93,8 @@ async def test_revoked_grant_marks_reauth_required(token_service: TokenHarness) 
         assert "authorize again" in first.reason
         assert "invalid grant" in first.reason
         row = await h.row("revoked")
-        assert row["status"] == "REAUTH_REQUIRED"
-        assert row["last_error"]
+        assert row.status == "REAUTH_REQUIRED"
+        assert row.last_error
         # Later requests are answered from the stored state, without calling LWA.
         await h.request_refresh("revoked")
         await reader.wait_for(lambda r: len(refreshed_for(r, topic, "revoked")) >= 2)
@@ -119,9 +119,9 @@ async def test_transient_failures_are_retried_then_reported(token_service: Token
     assert "503" in failed.reason
     assert await h.lwa_calls() == 3
     row = await h.row("flaky")
-    assert row["status"] == "ACTIVE"
-    assert row["consecutive_failures"] == 3
-    assert row["refresh_requested_at"] is None  # answered
+    assert row.status == "ACTIVE"
+    assert row.consecutive_failures == 3
+    assert row.refresh_requested_at is None  # answered
 
     # LWA is back: the next cycle refreshes and clears the failure count.
     await h.sim.clear_faults()
@@ -129,7 +129,7 @@ async def test_transient_failures_are_retried_then_reported(token_service: Token
     result = await h.service.refresher.run_cycle()
     assert result.refreshed == 1
     row = await h.row("flaky")
-    assert (row["consecutive_failures"], row["last_error"]) == (0, None)
+    assert (row.consecutive_failures, row.last_error) == (0, None)
 
 
 async def test_timeouts_count_as_transient_failures(token_service: TokenHarness) -> None:
@@ -140,6 +140,7 @@ async def test_timeouts_count_as_transient_failures(token_service: TokenHarness)
     result = await h.service.refresher.run_cycle()
     assert (result.claimed, result.failed, result.refreshed) == (1, 1, 0)
     row = await h.row("slow")
-    assert row["consecutive_failures"] == 1
-    assert "timed out" in row["last_error"]
-    assert row["status"] == "ACTIVE"
+    assert row.consecutive_failures == 1
+    assert row.last_error is not None
+    assert "timed out" in row.last_error
+    assert row.status == "ACTIVE"

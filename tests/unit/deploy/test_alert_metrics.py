@@ -6,20 +6,20 @@ from __future__ import annotations
 import re
 
 import pytest
-from fastapi import FastAPI
 from prometheus_client import generate_latest
 
-from services.collector.app import create_app as collector_app
+from services.collector.runtime import build_runtime as collector_runtime
 from services.collector.settings import CollectorSettings
-from services.notifier.app import create_app as notifier_app
+from services.notifier.runtime import build_runtime as notifier_runtime
 from services.notifier.settings import NotifierSettings
-from services.poller.app import create_app as poller_app
+from services.poller.runtime import build_runtime as poller_runtime
 from services.poller.settings import PollerSettings
-from services.scheduler.app import create_app as scheduler_app
+from services.scheduler.runtime import build_runtime as scheduler_runtime
 from services.scheduler.settings import SchedulerSettings
-from services.token.app import create_app as token_app
+from services.token.runtime import build_runtime as token_runtime
 from services.token.settings import TokenSettings
 from shared.crypto import KeyRing
+from shared.runtime import ServiceRuntime
 from tests.unit.deploy.render import K8S, load_file
 
 RULES = K8S / "components/monitoring/prometheusrule.yaml"
@@ -27,23 +27,23 @@ _SERIES_SUFFIXES = ("_bucket", "_sum", "_count")
 
 
 @pytest.fixture
-def apps(monkeypatch: pytest.MonkeyPatch) -> list[FastAPI]:
+def runtimes(monkeypatch: pytest.MonkeyPatch) -> list[ServiceRuntime]:
     monkeypatch.setenv("EVENT_ENCRYPTION_KEYS", KeyRing.generate_key())
     monkeypatch.setenv("TOKEN_ENCRYPTION_KEYS", KeyRing.generate_key())
     monkeypatch.setenv("NOTIFIER_ENCRYPTION_KEYS", KeyRing.generate_key())
     monkeypatch.setenv("LWA_CLIENT_ID", "amzn1.application-oa2-client.alerts")
     monkeypatch.setenv("TOKEN_LWA_CLIENT_SECRET", "alert-test-secret")
     return [
-        token_app(TokenSettings()),
-        poller_app(PollerSettings()),
-        scheduler_app(SchedulerSettings()),
-        collector_app(CollectorSettings()),
-        notifier_app(NotifierSettings()),
+        token_runtime(TokenSettings()),
+        poller_runtime(PollerSettings()),
+        scheduler_runtime(SchedulerSettings()),
+        collector_runtime(CollectorSettings()),
+        notifier_runtime(NotifierSettings()),
     ]
 
 
-def exported(app: FastAPI) -> set[str]:
-    text = generate_latest(app.state.runtime.registry).decode()
+def exported(runtime: ServiceRuntime) -> set[str]:
+    text = generate_latest(runtime.registry).decode()
     return {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE ")}
 
 
@@ -69,7 +69,7 @@ def test_the_rules_name_our_metrics() -> None:
     )
 
 
-def test_every_metric_an_alert_reads_is_exported(apps: list[FastAPI]) -> None:
-    everything = set().union(*(exported(app) for app in apps))
+def test_every_metric_an_alert_reads_is_exported(runtimes: list[ServiceRuntime]) -> None:
+    everything = set().union(*(exported(runtime) for runtime in runtimes))
     missing = alert_metrics() - everything
     assert not missing, f"alert rules read metrics no service exports: {sorted(missing)}"

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from uuid import uuid4
 
 import pytest
 from pydantic import ValidationError
 
-from services.scheduler.firing import options_of, template_of
 from services.scheduler.logic import RunTemplate, workflow_run
+from services.scheduler.runs import options_of, template_of
+from services.scheduler.store import DueSchedule
 from services.scheduler.timing import AmcWindow, LookbackWindow
 from shared.contract import RunOptions, TimeWindowType
 
@@ -45,18 +47,24 @@ def test_a_template_naming_both_workflow_and_sql_cannot_build_a_run() -> None:
 
 
 def test_a_stored_row_becomes_its_template() -> None:
-    row: dict[str, object] = {
-        "user_id": "u",
-        "instance_id": "i",
-        "advertiser_id": "a",
-        "marketplace_id": "m",
-        "workflow_id": "wf",
-        "sql_query": None,
-        "run_options": {},
-        "output_format": "CSV",
-        "parameters": {},
-        "week_start": "MONDAY",
-    }
+    row = DueSchedule(
+        id=uuid4(),
+        user_id="u",
+        instance_id="i",
+        advertiser_id="a",
+        marketplace_id="m",
+        workflow_id="wf",
+        sql_query=None,
+        run_options={},
+        output_format="CSV",
+        parameters={},
+        spec_text="{}",
+        window_rule_text="{}",
+        catch_up_policy="latest",
+        overlap_policy="skip",
+        week_start="MONDAY",
+        next_fire_at=FIRE,
+    )
     made = template_of(row)
     assert (made.workflow_id, made.sql_query, made.options) == ("wf", None, RunOptions())
     assert options_of({"ignore_data_gaps": True}) == RunOptions(ignore_data_gaps=True)
