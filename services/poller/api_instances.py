@@ -123,7 +123,7 @@ async def discover(request: Request, body: DiscoveryRequest) -> Any:
     """The AMC accounts and instances the user's token can see (AMC Administration API);
     with `register`, the unknown ones join the registry, managed by that user."""
     context = await request.app.state.poller_context()
-    token = await context.amc.token(body.user_id, flow.now())
+    token = await context.tokens.token(body.user_id, flow.now())
     if token is None:
         async with runtime_of(request).pool.acquire() as conn, conn.transaction():
             await flow.ask_for_token(conn, context.outbox, body.user_id, "instance discovery")

@@ -14,8 +14,9 @@ from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from services.poller import flow, registry
-from services.poller.gateway import CircuitOpenError, Token
+from services.poller.gateway import CircuitOpenError
 from services.poller.registry import WorkflowVersion
+from services.poller.tokens import Token
 from services.poller.worker import Context
 from shared.clients import AmcAccount, ApiError, ClientRequestError, SavedWorkflow
 from shared.http import runtime_of
@@ -98,7 +99,7 @@ async def _managed(request: Request, instance_id: str) -> tuple[Context, AmcAcco
             f"amcctl instances add {instance_id} ... --user USER (or update --user)",
         )
     account = ctx.instances.account_of(instance)
-    token = await ctx.amc.token(instance.user_id, flow.now())
+    token = await ctx.tokens.token(instance.user_id, flow.now())
     if token is None:
         async with runtime_of(request).pool.acquire() as conn, conn.transaction():
             await flow.ask_for_token(

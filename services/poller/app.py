@@ -26,6 +26,7 @@ from services.poller.retention import delete_old_results
 from services.poller.settings import PollerSettings
 from services.poller.submit import Submitter
 from services.poller.token_requests import resend_step
+from services.poller.tokens import TokenReader
 from services.poller.worker import Context, run_loop
 from shared.clients import AmcClient
 from shared.config import ServiceSettings
@@ -80,16 +81,7 @@ def _build(settings: PollerSettings) -> tuple[ServiceRuntime, Announcer, Context
             )
             breakers = Breakers(settings.breaker_failure_threshold, settings.breaker_reset_s)
             instances = InstanceDirectory(runtime.pool, settings)
-            gateway = AmcGateway(
-                client,
-                limiter,
-                breakers,
-                runtime.pool,
-                keys,
-                metrics,
-                settings.token_expiry_margin_s,
-                instances,
-            )
+            gateway = AmcGateway(client, limiter, breakers, metrics, instances)
             gateway.meter.install(http)  # amc_api_requests_total: one per HTTP request
             state["http"] = http
             state["ctx"] = Context(
@@ -99,6 +91,7 @@ def _build(settings: PollerSettings) -> tuple[ServiceRuntime, Announcer, Context
                 gateway,
                 result_store(settings.results_url or settings.result_dir.resolve().as_uri()),
                 instances,
+                TokenReader(runtime.pool, keys, settings.token_expiry_margin_s),
             )
         ctx: Context = state["ctx"]
         return ctx

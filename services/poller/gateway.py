@@ -1,7 +1,7 @@
 """Every AMC call the poller makes goes through here: rate slot, circuit breaker, metrics.
 
-The token used for a call comes from the poller's own cache (filled by token.refreshed); it
-is decrypted just before the call and never logged.
+The token for a call is handed in by the caller, read from the poller's cache by its token
+reader (services/poller/tokens.py); the gateway never reads or logs tokens itself.
 
 A failed call marks the current span (the job's "execution <job>" span) ERROR with the
 exception, whose message the clients have already redacted of tokens and URL signatures.
@@ -16,17 +16,17 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from typing import Any, TypeVar
+from typing import TypeVar
 
-import asyncpg
 import httpx
 from opentelemetry import trace
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from services.poller import logic, store, tracing
+from services.poller import tracing
 from services.poller.breaker import Breakers, BreakerState
 from services.poller.instances import InstanceDirectory, UnknownInstanceError
 from services.poller.ratelimit import InstanceRateLimiter
+from services.poller.tokens import Token
 from shared.clients import (
     AmcAccount,
     AmcAccountInfo,
@@ -42,7 +42,6 @@ from shared.clients import (
     TransportError,
 )
 from shared.contract import WorkflowRun
-from shared.crypto import DecryptionError, KeyRing
 
 T = TypeVar("T")
 
@@ -53,19 +52,6 @@ class CircuitOpenError(Exception):
     def __init__(self, endpoint: str) -> None:
         super().__init__(f"circuit open for AMC endpoint {endpoint}")
         self.endpoint = endpoint
-
-
-class Token:
-    """A decrypted access token and the ciphertext it came from (to invalidate exactly it)."""
-
-    __slots__ = ("ciphertext", "value")
-
-    def __init__(self, value: str, ciphertext: str) -> None:
-        self.value = value
-        self.ciphertext = ciphertext
-
-    def __repr__(self) -> str:
-        return "Token(***)"
 
 
 _INSTANCE_PUSH_BACK_MAX_S = 60.0
@@ -173,20 +159,14 @@ class AmcGateway:
         client: AmcClient,
         limiter: InstanceRateLimiter,
         breakers: Breakers,
-        pool: asyncpg.Pool[Any],
-        keys: KeyRing | None,
         metrics: Metrics,
-        margin_s: float,
         directory: InstanceDirectory | None = None,
     ) -> None:
         self.client = client
         self.directory = directory
         self.limiter = limiter
         self.breakers = breakers
-        self._pool = pool
-        self._keys = keys
         self.metrics = metrics
-        self._margin_s = margin_s
         self.meter = ApiRequestMeter(metrics)
 
     async def account(self, run: WorkflowRun) -> AmcAccount:
@@ -199,19 +179,6 @@ class AmcGateway:
 
     def open(self, endpoint: str) -> bool:
         return not self.breakers[endpoint].allows()
-
-    async def token(self, user_id: str, now: datetime) -> Token | None:
-        """A usable access token for the user, or None (missing, expiring, refused)."""
-        async with self._pool.acquire() as conn:
-            cached = await store.cached_token(conn, user_id)
-        if cached is None or self._keys is None:
-            return None
-        if not logic.token_usable(cached.expires_at, cached.invalid, now, self._margin_s):
-            return None
-        try:
-            return Token(self._keys.decrypt(cached.ciphertext), cached.ciphertext)
-        except DecryptionError:
-            return None
 
     async def _call(
         self, endpoint: str, instance_id: str | None, call: Callable[[], Awaitable[T]]

@@ -43,6 +43,7 @@ _UPDATABLE = frozenset(
         "url_refreshes",
         "workflow_version",
         "waiting_reason",
+        "refused_token_fp",
     }
 )
 
@@ -84,6 +85,8 @@ class ExecRow:
     workflow_version: int | None = None
     # Why a QUEUED row is held back (the instance's daily cap is used up); None otherwise.
     waiting_reason: str | None = None
+    # The access token AMC last refused for this run, by fingerprint; None once AMC accepts.
+    refused_token_fp: str | None = None
     # W3C carrier of the span that created the row (the request's CONSUMER span): background
     # jobs for the row continue this trace. Never logged or shown (it is only ids, but noise).
     trace_context: dict[str, str] = field(default_factory=dict, repr=False)
@@ -124,6 +127,7 @@ class ExecRow:
             url_refreshes=r["url_refreshes"],
             workflow_version=r["workflow_version"],
             waiting_reason=r["waiting_reason"],
+            refused_token_fp=r["refused_token_fp"],
             trace_context=dict(r["trace_context"] or {}),
         )
 
@@ -409,69 +413,91 @@ class CachedToken:
     ciphertext: str
     expires_at: datetime
     invalid: bool
+    fingerprint: str | None
 
 
 async def cached_token(conn: Connection, user_id: str) -> CachedToken | None:
     r = await conn.fetchrow(
-        "SELECT access_token_encrypted, expires_at, invalid FROM tokens WHERE user_id = $1",
+        """SELECT access_token_encrypted, expires_at, invalid, fingerprint
+           FROM tokens WHERE user_id = $1""",
         user_id,
     )
-    return None if r is None else CachedToken(r[0], r[1], r[2])
+    return None if r is None else CachedToken(r[0], r[1], r[2], r[3])
 
 
 async def store_token(
-    conn: Connection, user_id: str, ciphertext: str, expires_at: datetime
+    conn: Connection, user_id: str, ciphertext: str, expires_at: datetime, fingerprint: str
 ) -> bool:
-    """Keep the token unless a later-expiring one is already cached (events may reorder)."""
+    """Keep the token unless a later-expiring one is already cached (events may reorder).
+    The refused token sent again (an answer to an older request) stays refused."""
     result = await conn.execute(
-        """INSERT INTO tokens AS t (user_id, access_token_encrypted, expires_at)
-           VALUES ($1, $2, $3)
+        """INSERT INTO tokens AS t (user_id, access_token_encrypted, expires_at, fingerprint)
+           VALUES ($1, $2, $3, $4)
            ON CONFLICT (user_id) DO UPDATE
                SET access_token_encrypted = excluded.access_token_encrypted,
-                   expires_at = excluded.expires_at, invalid = false, updated_at = now()
+                   expires_at = excluded.expires_at, fingerprint = excluded.fingerprint,
+                   invalid = t.invalid AND t.fingerprint IS NOT DISTINCT FROM excluded.fingerprint,
+                   updated_at = now()
                WHERE t.expires_at <= excluded.expires_at OR t.invalid""",
         user_id,
         ciphertext,
         expires_at,
+        fingerprint,
     )
     return result.endswith(" 1")
 
 
-async def invalidate_token(conn: Connection, user_id: str, ciphertext: str | None) -> None:
+async def invalidate_token(conn: Connection, user_id: str, fingerprint: str | None) -> None:
     """AMC refused the token: stop using it (unless a newer one replaced it meanwhile)."""
     await conn.execute(
         """UPDATE tokens SET invalid = true, updated_at = now()
-           WHERE user_id = $1 AND ($2::text IS NULL OR access_token_encrypted = $2)""",
+           WHERE user_id = $1 AND ($2::text IS NULL OR fingerprint = $2)""",
         user_id,
-        ciphertext,
+        fingerprint,
     )
 
 
-async def open_token_request(conn: Connection, user_id: str) -> bool:
-    """True if no request was outstanding for the user (the caller then emits one)."""
+async def open_token_request(conn: Connection, user_id: str, refused_fp: str | None) -> bool:
+    """True if the caller should emit a request: none was outstanding for the user, or the
+    outstanding one does not name this refused token (its answer might be that very token)."""
     created = await conn.fetchval(
-        """INSERT INTO token_requests (user_id) VALUES ($1)
-           ON CONFLICT (user_id) DO NOTHING RETURNING true""",
+        """INSERT INTO token_requests AS t (user_id, refused_fp) VALUES ($1, $2)
+           ON CONFLICT (user_id) DO UPDATE
+               SET refused_fp = excluded.refused_fp, requested_at = now(), times = t.times + 1
+               WHERE excluded.refused_fp IS NOT NULL
+                 AND t.refused_fp IS DISTINCT FROM excluded.refused_fp
+           RETURNING true""",
         user_id,
+        refused_fp,
     )
     return bool(created)
 
 
-async def close_token_request(conn: Connection, user_id: str) -> None:
-    await conn.execute("DELETE FROM token_requests WHERE user_id = $1", user_id)
+async def close_token_request(conn: Connection, user_id: str, fingerprint: str | None) -> None:
+    """A token arrived: the request is answered, unless what arrived is the token it names
+    as refused (a reply to an earlier request crossing ours)."""
+    await conn.execute(
+        """DELETE FROM token_requests
+           WHERE user_id = $1 AND ($2::text IS NULL OR refused_fp IS DISTINCT FROM $2)""",
+        user_id,
+        fingerprint,
+    )
 
 
-async def stale_token_requests(conn: Connection, older_than: timedelta, limit: int) -> list[str]:
+async def stale_token_requests(
+    conn: Connection, older_than: timedelta, limit: int
+) -> list[tuple[str, str | None]]:
+    """Requests unanswered for too long, as (user, refused token), marked as sent again."""
     rows = await conn.fetch(
         """UPDATE token_requests t SET requested_at = now(), times = t.times + 1
            FROM (SELECT user_id FROM token_requests WHERE requested_at < now() - $1::interval
                  ORDER BY requested_at LIMIT $2 FOR UPDATE SKIP LOCKED) due
            WHERE t.user_id = due.user_id
-           RETURNING t.user_id""",
+           RETURNING t.user_id, t.refused_fp""",
         older_than,
         limit,
     )
-    return [r["user_id"] for r in rows]
+    return [(r["user_id"], r["refused_fp"]) for r in rows]
 
 
 async def waiting_users_without_request(conn: Connection, limit: int) -> list[str]:
@@ -485,12 +511,29 @@ async def waiting_users_without_request(conn: Connection, limit: int) -> list[st
     return [r["user_id"] for r in rows]
 
 
-async def waiting_for_token(conn: Connection, user_id: str) -> list[ExecRow]:
+async def waiting_for_token(conn: Connection, user_id: str, fingerprint: str) -> list[ExecRow]:
+    """The user's rows waiting for a token that `fingerprint` can serve: not the one AMC
+    refused them."""
     records = await conn.fetch(
         """SELECT * FROM executions
            WHERE user_id = $1 AND waiting_token AND stage <> 'done'
+             AND refused_token_fp IS DISTINCT FROM $2
            ORDER BY created_at FOR UPDATE""",
         user_id,
+        fingerprint,
+    )
+    return _rows(records)
+
+
+async def refused_waits_past(conn: Connection, waited: timedelta, limit: int) -> list[ExecRow]:
+    """Rows AMC refused a token for that have waited longer than `waited` for a newer one."""
+    records = await conn.fetch(
+        """SELECT * FROM executions
+           WHERE waiting_token AND stage <> 'done' AND refused_token_fp IS NOT NULL
+             AND waiting_token_since < now() - $1::interval
+           ORDER BY waiting_token_since LIMIT $2 FOR UPDATE SKIP LOCKED""",
+        waited,
+        limit,
     )
     return _rows(records)
 

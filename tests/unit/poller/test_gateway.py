@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import cast
 
-import asyncpg
 import httpx
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -16,12 +15,13 @@ from opentelemetry.trace import StatusCode
 from prometheus_client import CollectorRegistry
 
 from services.poller.breaker import Breakers
-from services.poller.gateway import AmcGateway, Metrics, Token
+from services.poller.gateway import AmcGateway, Metrics
 from services.poller.ratelimit import InstanceRateLimiter
+from services.poller.tokens import Token
 from shared.clients import AmcAccount, AmcClient, ApiError, RateLimitedError, TransportError
 
 ACCOUNT = AmcAccount("amc-unit", "adv", "mkt")
-TOKEN = Token("Atza|unit-secret-token", "ciphertext")
+TOKEN = Token("Atza|unit-secret-token")
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
@@ -47,10 +47,7 @@ def gateway(
         AmcClient("http://amc.test", "client-id", http=http),
         cast(InstanceRateLimiter, limits or NoLimits()),
         Breakers(100, 30),
-        cast("asyncpg.Pool[Any]", None),  # only token() reads it
-        None,
         Metrics(registry),
-        300.0,
     )
     amc.meter.install(http)
     return amc, registry
