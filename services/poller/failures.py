@@ -86,10 +86,11 @@ async def _refused(ctx: Context, row: ExecRow, refused_fp: str, said: str, *, un
     cached already (another run's refusal brought it), the row retries with it at once;
     otherwise the row waits, with its reason shown, for token.refreshed of a newer one."""
     wait_s = ctx.settings.refused_token_wait_s
+    # One transaction: no other run may see the token refused before this one's request,
+    # naming it, is open.
     async with ctx.pool.acquire() as conn, conn.transaction():
         await store.invalidate_token(conn, row.user_id, refused_fp)
-    newer = await ctx.tokens.token(row.user_id, flow.now())
-    async with ctx.pool.acquire() as conn, conn.transaction():
+        newer = await ctx.tokens.token(row.user_id, flow.now(), conn)
         if newer is not None and newer.fingerprint != refused_fp:
             await flow.change(
                 conn,

@@ -150,11 +150,12 @@ async def ask_for_token(
 ) -> None:
     """One outstanding token.refresh_requested per user, however many executions wait; one
     more when AMC refused a token the outstanding request does not name."""
-    if await store.open_token_request(conn, user_id, refused_fp):
+    opened = await store.open_token_request(conn, user_id, refused_fp)
+    if opened is not None:
         await outbox.enqueue(
             conn,
             TokenRefreshRequested(
-                user_id=user_id, reason=reason[:500], refused_token_fp=refused_fp
+                user_id=user_id, reason=reason[:500], refused_token_fp=opened.refused_fp
             ),
         )
 

@@ -457,20 +457,32 @@ async def invalidate_token(conn: Connection, user_id: str, fingerprint: str | No
     )
 
 
-async def open_token_request(conn: Connection, user_id: str, refused_fp: str | None) -> bool:
-    """True if the caller should emit a request: none was outstanding for the user, or the
-    outstanding one does not name this refused token (its answer might be that very token)."""
-    created = await conn.fetchval(
-        """INSERT INTO token_requests AS t (user_id, refused_fp) VALUES ($1, $2)
+@dataclass(frozen=True)
+class Opened:
+    """A token request to send, naming the refused token (None: no token was refused)."""
+
+    refused_fp: str | None
+
+
+async def open_token_request(
+    conn: Connection, user_id: str, refused_fp: str | None
+) -> Opened | None:
+    """The request the caller should emit, or None when one is outstanding that will do.
+    Without `refused_fp`, a cached token AMC refused is named (a run that merely found no
+    usable token would otherwise have the token service send that very token back)."""
+    row = await conn.fetchrow(
+        """INSERT INTO token_requests AS t (user_id, refused_fp)
+           VALUES ($1, coalesce($2, (SELECT fingerprint FROM tokens
+                                     WHERE user_id = $1 AND invalid)))
            ON CONFLICT (user_id) DO UPDATE
                SET refused_fp = excluded.refused_fp, requested_at = now(), times = t.times + 1
                WHERE excluded.refused_fp IS NOT NULL
                  AND t.refused_fp IS DISTINCT FROM excluded.refused_fp
-           RETURNING true""",
+           RETURNING t.refused_fp""",
         user_id,
         refused_fp,
     )
-    return bool(created)
+    return None if row is None else Opened(row["refused_fp"])
 
 
 async def close_token_request(conn: Connection, user_id: str, fingerprint: str | None) -> None:

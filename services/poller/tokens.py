@@ -13,6 +13,7 @@ import asyncpg
 
 from services.poller import logic, store
 from shared.crypto import DecryptionError, KeyRing, token_fingerprint
+from shared.outbox import Connection
 
 
 class Token:
@@ -34,9 +35,15 @@ class TokenReader:
         self._keys = keys
         self._margin_s = margin_s
 
-    async def token(self, user_id: str, now: datetime) -> Token | None:
-        """A usable access token for the user, or None (missing, expiring, refused)."""
-        async with self._pool.acquire() as conn:
+    async def token(
+        self, user_id: str, now: datetime, conn: Connection | None = None
+    ) -> Token | None:
+        """A usable access token for the user, or None (missing, expiring, refused); read on
+        `conn` when given (inside the caller's transaction)."""
+        if conn is None:
+            async with self._pool.acquire() as own:
+                cached = await store.cached_token(own, user_id)
+        else:
             cached = await store.cached_token(conn, user_id)
         if cached is None or self._keys is None:
             return None

@@ -16,7 +16,8 @@ import pytest
 from amclocal.simulator import RouteKind, SimAccount, SimControl, WorkflowBehavior
 from services.token import store as token_store
 from services.token.app import TokenService
-from shared.contract import TokenRefreshRequested
+from shared.contract import TokenRefreshed, TokenRefreshRequested
+from shared.crypto import token_fingerprint
 from shared.topics_admin import contract_topics, ensure_topics
 from tests.integration.poller.conftest import (
     PollerFactory,
@@ -56,7 +57,7 @@ async def token_service(
     service = TokenService(settings)
     await ensure_topics(kafka_bootstrap, contract_topics(service.runtime.topics))
     async with serve_app(service.app()):
-        async with service.runtime.pool.acquire() as conn:
+        async with service.runtime.pool.acquire() as conn, conn.transaction():
             await token_store.store_grant(
                 conn,
                 sim_account.user_id,
@@ -64,6 +65,11 @@ async def token_service(
                 access_token_enc=None,
                 expires_at=None,
                 key_fp=service.vault.current_fp,
+            )
+            # Registered, not asked for: the poller's first request makes the first token.
+            await conn.execute(
+                "UPDATE tokens SET refresh_requested_at = NULL WHERE user_id = $1",
+                sim_account.user_id,
             )
         yield service
 
@@ -95,6 +101,7 @@ async def test_a_token_revoked_mid_run_costs_one_refresh_and_no_run(
     await eventually(all_running, what="the first runs RUNNING at AMC")
     lwa_before = len(await simulator.requests(kind=RouteKind.TOKEN))
     assert lwa_before == 1  # the token the runs were submitted with
+    revoked_at = datetime.now(UTC)
     assert await simulator.revoke_access_tokens(sim_account.user_id) == 1
     after = [
         external(run_for(sim_account, "wf-slow", **_week(RUNS_BEFORE + n)))
@@ -131,6 +138,18 @@ async def test_a_token_revoked_mid_run_costs_one_refresh_and_no_run(
         requests = [TokenRefreshRequested.from_bytes(r.value) for r in reader.records]
     named = {q.refused_token_fp for q in requests if q.refused_token_fp is not None}
     assert len(named) == 1, "the refused token, by fingerprint, in every request naming one"
+    async with TopicReader(poller.bootstrap, poller.topic(TokenRefreshed)) as reader:
+        await reader.poll()
+        answers = [TokenRefreshed.from_bytes(r.value) for r in reader.records]
+    handed_out = {
+        token_fingerprint(poller.keys.decrypt(a.access_token_encrypted))
+        for a in answers
+        if a.occurred_at > revoked_at
+    }
+    # After the revocation the token service never answered with the revoked token, though
+    # it looked fresh for most of an hour.
+    assert handed_out, "a newer token came"
+    assert named.isdisjoint(handed_out)
     assert all(sim_account.refresh_token not in q.reason for q in requests)
 
 
