@@ -109,8 +109,8 @@ class Follower:
         span = trace.get_current_span()
         span.set_attribute("amc.poll_count", row.poll_count + 1)  # this poll's number, from 1
         try:
-            account = await ctx.amc.account(row.run)
-            info = await ctx.amc.get(token, account, row.amc_execution_id)
+            target = await ctx.instances.resolve(row.run)
+            info = await ctx.amc.get(token, target, row.amc_execution_id)
         except ApiError as exc:
             await failures.after_failed_call(ctx, row, token, exc, "get")
             return
@@ -188,8 +188,8 @@ class Follower:
         if token is None:
             return
         try:
-            account = await ctx.amc.account(row.run)
-            urls = await ctx.amc.download_urls(token, account, row.amc_execution_id)
+            target = await ctx.instances.resolve(row.run)
+            urls = await ctx.amc.download_urls(token, target, row.amc_execution_id)
         except ApiError as exc:
             await failures.after_failed_call(ctx, row, token, exc, "download_urls")
             return
@@ -303,8 +303,8 @@ class Follower:
         if token is None:
             return
         try:
-            account = await ctx.amc.account(row.run)
-            await ctx.amc.cancel(token, account, row.amc_execution_id)
+            target = await ctx.instances.resolve(row.run)
+            await ctx.amc.cancel(token, target, row.amc_execution_id)
         except ApiError as exc:
             await failures.after_failed_call(ctx, row, token, exc, "cancel")
             return

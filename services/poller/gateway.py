@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from services.poller import tracing
 from services.poller.breaker import Breakers, BreakerState
-from services.poller.instances import InstanceDirectory, UnknownInstanceError
+from services.poller.instances import InstanceDirectory, Target
 from services.poller.ratelimit import InstanceRateLimiter
 from services.poller.tokens import Token
 from shared.clients import (
@@ -41,7 +41,6 @@ from shared.clients import (
     ServerError,
     TransportError,
 )
-from shared.contract import WorkflowRun
 
 T = TypeVar("T")
 
@@ -169,20 +168,18 @@ class AmcGateway:
         self.metrics = metrics
         self.meter = ApiRequestMeter(metrics)
 
-    async def account(self, run: WorkflowRun) -> AmcAccount:
-        """The AMC account a run is sent with (raises UnknownInstanceError)."""
-        if self.directory is not None:
-            return await self.directory.account(run)
-        if run.advertiser_id is None or run.marketplace_id is None:
-            raise UnknownInstanceError(run.instance_id)
-        return AmcAccount(run.instance_id, run.advertiser_id, run.marketplace_id)
-
     def open(self, endpoint: str) -> bool:
         return not self.breakers[endpoint].allows()
 
     async def _call(
-        self, endpoint: str, instance_id: str | None, call: Callable[[], Awaitable[T]]
+        self,
+        endpoint: str,
+        instance_id: str | None,
+        call: Callable[[], Awaitable[T]],
+        rate: float | None = None,
     ) -> T:
+        """`rate`: the instance's requests per second, when the caller resolved the instance
+        already (else the directory is asked)."""
         breaker = self.breakers[endpoint]
         if not breaker.begin():
             self.metrics.calls.labels(endpoint, "circuit_open").inc()
@@ -191,8 +188,7 @@ class AmcGateway:
         reset = _CURRENT_CALL.set(scope)
         try:
             if instance_id is not None:
-                rate = None
-                if self.directory is not None:
+                if rate is None and self.directory is not None:
                     rate = await self.directory.requests_per_second(instance_id)
                 await self.limiter.acquire(instance_id, rate)
             started = time.perf_counter()
@@ -234,25 +230,25 @@ class AmcGateway:
         state = self.breakers[endpoint].state
         self.metrics.breaker_open.labels(endpoint).set(1 if state is BreakerState.OPEN else 0)
 
-    async def create(
-        self, token: Token, account: AmcAccount, request: ExecutionRequest
-    ) -> ExecutionInfo:
+    async def create(self, token: Token, at: Target, request: ExecutionRequest) -> ExecutionInfo:
         return await self._call(
             "create",
-            account.instance_id,
-            lambda: self.client.create_execution(token.value, account, request),
+            at.account.instance_id,
+            lambda: self.client.create_execution(token.value, at.account, request),
+            at.requests_per_second,
         )
 
-    async def get(self, token: Token, account: AmcAccount, amc_id: str) -> ExecutionInfo:
+    async def get(self, token: Token, at: Target, amc_id: str) -> ExecutionInfo:
         self.metrics.polls.inc()
         return await self._call(
             "get",
-            account.instance_id,
-            lambda: self.client.get_execution(token.value, account, amc_id),
+            at.account.instance_id,
+            lambda: self.client.get_execution(token.value, at.account, amc_id),
+            at.requests_per_second,
         )
 
     async def list_executions(
-        self, token: Token, account: AmcAccount, low: datetime, high: datetime
+        self, token: Token, at: Target, low: datetime, high: datetime
     ) -> list[ExecutionInfo]:
         """Every page of AMC's list, each page a request of its own: its own rate slot."""
         found: list[ExecutionInfo] = []
@@ -260,28 +256,31 @@ class AmcGateway:
         while True:
             page = await self._call(
                 "list",
-                account.instance_id,
+                at.account.instance_id,
                 partial(
-                    self.client.list_executions_page, token.value, account, low, high, next_token
+                    self.client.list_executions_page, token.value, at.account, low, high, next_token
                 ),
+                at.requests_per_second,
             )
             found.extend(page.executions)
             if page.next_token is None:
                 return found
             next_token = page.next_token
 
-    async def cancel(self, token: Token, account: AmcAccount, amc_id: str) -> None:
+    async def cancel(self, token: Token, at: Target, amc_id: str) -> None:
         await self._call(
             "cancel",
-            account.instance_id,
-            lambda: self.client.cancel_execution(token.value, account, amc_id),
+            at.account.instance_id,
+            lambda: self.client.cancel_execution(token.value, at.account, amc_id),
+            at.requests_per_second,
         )
 
-    async def download_urls(self, token: Token, account: AmcAccount, amc_id: str) -> DownloadUrls:
+    async def download_urls(self, token: Token, at: Target, amc_id: str) -> DownloadUrls:
         return await self._call(
             "download_urls",
-            account.instance_id,
-            lambda: self.client.download_urls(token.value, account, amc_id),
+            at.account.instance_id,
+            lambda: self.client.download_urls(token.value, at.account, amc_id),
+            at.requests_per_second,
         )
 
     async def discover(self, token: Token) -> list[tuple[AmcAccountInfo, list[AmcInstanceInfo]]]:

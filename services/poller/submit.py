@@ -111,7 +111,7 @@ class Submitter:
     async def submit(self, row: ExecRow) -> None:
         ctx = self.ctx
         try:
-            account = await ctx.amc.account(row.run)
+            target = await ctx.instances.resolve(row.run)
         except UnknownInstanceError as exc:
             async with ctx.pool.acquire() as conn, conn.transaction():
                 await flow.change(
@@ -127,9 +127,9 @@ class Submitter:
         if token is None:
             await self._wait_for_token(row, "no valid access token cached", unsent=True)
             return
-        request = logic.amc_request(row.run, sandbox=await ctx.instances.sandbox(row.instance_id))
+        request = logic.amc_request(row.run, sandbox=target.sandbox)
         try:
-            info = await ctx.amc.create(token, account, request)
+            info = await ctx.amc.create(token, target, request)
         except ApiError as exc:
             await failures.after_failed_call(ctx, row, token, exc, "create")
             return
@@ -226,9 +226,9 @@ class Submitter:
         skew = timedelta(seconds=ctx.settings.reconcile_skew_s)
         low = row.submit_intent_at - skew
         high = max(flow.now(), row.submit_intent_at) + skew
-        account = await ctx.amc.account(row.run)
+        target = await ctx.instances.resolve(row.run)
         try:
-            found = await ctx.amc.list_executions(token, account, low, high)
+            found = await ctx.amc.list_executions(token, target, low, high)
         except ApiError as exc:
             await failures.after_failed_call(ctx, row, token, exc, "list")
             return
