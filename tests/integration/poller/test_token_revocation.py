@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -22,9 +23,11 @@ from shared.topics_admin import contract_topics, ensure_topics
 from tests.integration.poller.conftest import (
     PollerFactory,
     PollerHarness,
+    completed_events,
     eventually,
     external,
     run_for,
+    started,
 )
 from tests.integration.token.harness import settings_for
 from tests.support.http import serve_app
@@ -173,3 +176,34 @@ async def test_a_refusal_of_the_newer_token_ends_the_run_naming_both_tokens(
     assert len(await simulator.requests(kind=RouteKind.TOKEN)) == 2
     assert "access token" in row["error_message"]
     assert "Not authorized to access scope" in row["error_message"]
+
+
+async def test_a_run_waits_for_a_newer_token_with_its_reason_shown_then_gives_up(
+    make_poller: PollerFactory, simulator: SimControl, sim_account: SimAccount
+) -> None:
+    """No token service answers here: the run shows why it waits, asks for a refresh naming
+    the refused token, and ends once `refused_token_wait_s` passed without a newer token."""
+    poller = await started(make_poller, simulator, sim_account, refused_token_wait_s=5.0)
+    await simulator.revoke_access_tokens(sim_account.user_id)
+    await poller.send(external(run_for(sim_account)))
+
+    async def waiting() -> dict[str, Any] | None:
+        rows = await poller.rows()
+        return rows[0] if rows and rows[0]["waiting_token"] else None
+
+    row = await eventually(waiting, what="the run waiting for a newer token")
+    refused = row["refused_token_fp"]
+    assert row["status"] == "WAITING_FOR_TOKEN"
+    assert f"AMC refused access token {refused}" in row["waiting_reason"]
+    [done] = await completed_events(poller, 1)
+    assert done.status == "FAILED"
+    assert done.error is not None
+    assert done.error.code == "AMC_ACCESS_DENIED"
+    assert refused in done.error.message
+    assert "no newer token" in done.error.message
+    async with TopicReader(poller.bootstrap, poller.topic(TokenRefreshRequested)) as reader:
+        await reader.wait_count(1)
+        asked = [TokenRefreshRequested.from_bytes(r.value) for r in reader.records]
+    assert {q.refused_token_fp for q in asked} == {refused}
+    creates = await simulator.requests(kind=RouteKind.CREATE)
+    assert [c.status for c in creates] == [401], "never retried with the refused token"
