@@ -120,7 +120,6 @@ class Follower:
         common: dict[str, Any] = {
             "amc_status": info.status_text or info.status.value,
             "poll_count": row.poll_count + 1,
-            "auth_failures": 0,
             "refused_token_fp": None,
         }
         async with ctx.pool.acquire() as conn, conn.transaction():
@@ -317,7 +316,6 @@ class Follower:
                 row,
                 ctx.owner,
                 stage=store.POLL,
-                auth_failures=0,
                 refused_token_fp=None,
                 failures=row.failures + 1,
                 next_action_at=flow.now(),

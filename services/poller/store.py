@@ -39,7 +39,6 @@ _UPDATABLE = frozenset(
         "error_retryable",
         "completed_at",
         "waiting_token_since",
-        "auth_failures",
         "url_refreshes",
         "workflow_version",
         "waiting_reason",
@@ -80,7 +79,6 @@ class ExecRow:
     error_retryable: bool | None
     # Since when the row waits for a token (None while it does not): the "token wait" span.
     waiting_token_since: datetime | None = None
-    auth_failures: int = 0
     url_refreshes: int = 0
     workflow_version: int | None = None
     # Why a QUEUED row is held back (the instance's daily cap is used up); None otherwise.
@@ -123,7 +121,6 @@ class ExecRow:
             error_message=r["error_message"],
             error_retryable=r["error_retryable"],
             waiting_token_since=r["waiting_token_since"],
-            auth_failures=r["auth_failures"],
             url_refreshes=r["url_refreshes"],
             workflow_version=r["workflow_version"],
             waiting_reason=r["waiting_reason"],

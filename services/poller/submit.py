@@ -153,7 +153,6 @@ class Submitter:
             fields: dict[str, Any] = {
                 "amc_execution_id": info.workflow_execution_id,
                 "amc_status": info.status_text or info.status.value,
-                "auth_failures": 0,
                 "refused_token_fp": None,
                 "workflow_version": await self._version_ran(conn, row),
                 "submitted_at": flow.now(),

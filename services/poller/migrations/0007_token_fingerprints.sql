@@ -9,3 +9,5 @@ ALTER TABLE token_requests ADD COLUMN refused_fp text;
 -- The token AMC last refused for this run (cleared once AMC accepts a call again): only a
 -- refusal of a different, newer token ends the run.
 ALTER TABLE executions ADD COLUMN refused_token_fp text;
+-- auth_failures (0003) is no longer read or written: refused_token_fp says it. It stays, so
+-- that replicas of the previous version keep working during a rolling upgrade.
