@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -55,3 +56,13 @@ class KeyRing:
         except InvalidToken:
             return False
         return True
+
+
+FINGERPRINT_PATTERN = r"^[0-9a-f]{12}$"
+
+
+def token_fingerprint(token: str) -> str:
+    """Names an access token across services without revealing it: the first 48 bits of its
+    SHA-256. A bearer token is high-entropy, so the prefix cannot be turned back into it, and
+    two tokens of one user colliding in 48 bits is not a case worth a branch."""
+    return hashlib.sha256(token.encode()).hexdigest()[:12]

@@ -5,6 +5,8 @@
 - the broker paused (SIGSTOP, then SIGCONT: Tansu keeps its data in memory only, so it is
   paused rather than restarted);
 - the soak's PostgreSQL crashed (`pg_ctl stop -m immediate`) and started again;
+- users' access tokens revoked at Amazon before their expiry, a few users at a time, several
+  times (the refresh token stays good: a refresh must cure it, issue 20);
 - AMC answering 5xx to a share of its API calls all along (some of them after the call took
   effect, the ambiguous answer exactly-once has to survive), a burst of failures in a row, a
   throttle storm (1 request per second per instance) and a slow spell.
@@ -29,6 +31,7 @@ from amclocal.pgcluster import PostgresCluster
 from amclocal.simulator import FaultRule, RouteKind, SimControl
 from amclocal.stack import ServiceStack
 from bench.soak.config import SoakConfig
+from bench.soak.workload import user_id
 
 log = logging.getLogger("soak")
 
@@ -36,6 +39,7 @@ THROTTLE_STORM_RATE = 1
 SLOW_SPELL_LATENCY_MS = 1500
 FAILURE_BURST = 30
 PG_DOWN_S = 3.0
+REVOKE_AT = (0.15, 0.45, 0.7, 0.9)  # shares of the fault phase
 
 
 @dataclass
@@ -113,6 +117,7 @@ class Injector:
                 self.at(0.50 * d, self.restart_postgres()),
                 self.at(0.60 * d, self.throttle_storm(max(20.0, 0.08 * d))),
                 self.at(0.75 * d, self.slow_spell(max(20.0, 0.08 * d))),
+                *(self.at(share * d, self.revoke_tokens()) for share in REVOKE_AT),
             )
             await asyncio.sleep(max(0.0, self.log.started + d - time.monotonic()))
             await self.sim.clear_faults()
@@ -249,6 +254,14 @@ class Injector:
         await asyncio.sleep(seconds)
         await self.sim.configure(rate_limit_per_second=before)
         self.log.add("amc throttle storm over", rate_limit_per_second=before)
+
+    async def revoke_tokens(self) -> None:
+        """Withdraw the access tokens of a third of the users (at least one) at once, in the
+        middle of their submissions and polls."""
+        users = [user_id(n) for n in range(self.cfg.instances)]
+        chosen = sorted(self.rng.sample(users, max(1, len(users) // 3)))
+        revoked = {u: await self.sim.revoke_access_tokens(u) for u in chosen}
+        self.log.add("access tokens revoked", users=revoked)
 
     async def slow_spell(self, seconds: float) -> None:
         await self.set_amc_rules(slow=FaultRule(latency_ms=SLOW_SPELL_LATENCY_MS))

@@ -360,6 +360,16 @@ class Checker:
             statuses[row["status"]] += 1
             if row["error_code"]:
                 errors[row["error_code"]] += 1
+            if row["error_code"] == "AMC_ACCESS_DENIED":
+                # Every soak user may use its instance: a refusal can only come from a token
+                # revoked or expired at AMC, which a refresh must cure (issue 20).
+                self.report.violation(
+                    "no run fails for a token a refresh cures",
+                    "execution ended AMC_ACCESS_DENIED",
+                    execution_id=row["execution_id"],
+                    origin=f"{row['origin_kind']}:{row['origin_id']}",
+                    error=row["error_message"],
+                )
             if row["stage"] != "done":
                 self.report.violation(
                     "nothing lost",

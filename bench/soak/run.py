@@ -171,6 +171,13 @@ async def _soak(cfg: SoakConfig, work: Path, rng: random.Random, result: dict[st
         report.counts["amc"]["throttled_429"] = sum(
             s.throttled for i, s in stats.instances.items() if i in workload.instance_ids
         )
+        # What the token revocations cost: AMC's refusals, and LWA calls (proactive and on
+        # demand together), to read beside the faults' timeline.
+        records = await sim.requests()
+        report.counts["amc"]["refused_401"] = sum(
+            1 for r in records if r.status == 401 and r.instance_id in workload.instance_ids
+        )
+        report.counts["lwa_token_calls"] = sum(1 for r in records if r.kind is RouteKind.TOKEN)
         report.counts["secrets"] = {
             **{k: v for k, v in secrets_found.items() if k != "leaks"},
             "access_token_samples": sampler.samples,

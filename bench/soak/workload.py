@@ -27,6 +27,11 @@ ZONES = ("UTC", "Europe/London", "America/New_York", "Asia/Kolkata")
 MARKETPLACE = "ATVPDKIKX0DER"
 
 
+def user_id(n: int) -> str:
+    """The soak's n-th user (one per AMC instance)."""
+    return f"soak-user-{n:03d}"
+
+
 @dataclass(frozen=True)
 class Account:
     user_id: str
@@ -132,7 +137,7 @@ async def provision(
     accounts = []
     for n in range(cfg.instances):
         account = Account(
-            user_id=f"soak-user-{n:03d}",
+            user_id=user_id(n),
             refresh_token="Atzr|" + secrets.token_urlsafe(32),
             instance_id=f"amcsoak{n:03d}",
             advertiser_id=f"ENTITYSOAK{n:03d}",

@@ -12,8 +12,8 @@ from opentelemetry.trace import Link
 from pydantic import BaseModel, Field
 
 from services.poller import flow, logic, store, tracing
+from services.poller.rows import ExecRow
 from services.poller.runtime import RuntimeDep
-from services.poller.store import ExecRow
 from shared.contract import ExecutionStatus, Origin, OriginKind, WorkflowRun
 
 router = APIRouter(prefix="/executions", tags=["executions"])

@@ -141,7 +141,7 @@ async def discover(runtime: RuntimeDep, body: DiscoveryRequest) -> Any:
     """The AMC accounts and instances the user's token can see (AMC Administration API);
     with `register`, the unknown ones join the registry, managed by that user."""
     context = await runtime.context()
-    token = await context.amc.token(body.user_id, flow.now())
+    token = await context.tokens.token(body.user_id, flow.now())
     if token is None:
         async with runtime.pool.acquire() as conn, conn.transaction():
             await flow.ask_for_token(conn, context.outbox, body.user_id, "instance discovery")

@@ -17,9 +17,11 @@ from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
 
 from services.poller import flow, registry
-from services.poller.gateway import CircuitOpenError, Token
+from services.poller.gateway import CircuitOpenError
+from services.poller.instances import Target
 from services.poller.registry import WorkflowVersion
 from services.poller.runtime import PollerRuntime, RuntimeDep
+from services.poller.tokens import Token
 from services.poller.worker import Context
 from services.poller.workflow_files import (
     WorkflowFileError,
@@ -186,7 +188,7 @@ async def _managed(runtime: PollerRuntime, instance_id: str) -> tuple[Context, A
             f"amcctl instances add {instance_id} ... --user USER (or update --user)",
         )
     account = ctx.instances.account_of(instance)
-    token = await ctx.amc.token(instance.user_id, flow.now())
+    token = await ctx.tokens.token(instance.user_id, flow.now())
     if token is None:
         async with runtime.pool.acquire() as conn, conn.transaction():
             await flow.ask_for_token(
@@ -396,7 +398,7 @@ class Verdict(BaseModel):
     amc_execution_id: str | None
 
 
-async def _verdict(ctx: Context, token: Token, account: AmcAccount, amc_id: str) -> Verdict:
+async def _verdict(ctx: Context, token: Token, at: Target, amc_id: str) -> Verdict:
     """Polls the dry run until it ends, at most validate_timeout_s."""
     settings = ctx.settings
     deadline = asyncio.get_running_loop().time() + settings.validate_timeout_s
@@ -408,7 +410,7 @@ async def _verdict(ctx: Context, token: Token, account: AmcAccount, amc_id: str)
             break
         # AMC has nothing to await: a dry run's end is only seen by asking.
         await asyncio.sleep(min(delay, left))
-        info = await ctx.amc.get(token, account, amc_id)
+        info = await ctx.amc.get(token, at, amc_id)
         if info.status.is_terminal:
             return Verdict(
                 valid=info.status is AmcStatus.SUCCEEDED,
@@ -429,9 +431,12 @@ async def validate(runtime: RuntimeDep, instance_id: str, body: WorkflowCheck) -
     """AMC's verdict on the SQL and parameters through a dry run (Amazon's OpenAPI, dryRun:
     "validate workflow executions (e.g., the sqlQuery) without consuming quotas or compute
     resources"): nothing runs, no execution of ours is made, and the daily cap is untouched."""
-    ctx, account, token = await _managed(runtime, instance_id)
+    ctx, _, token = await _managed(runtime, instance_id)
     instance = await ctx.instances.get(instance_id)
-    sandbox = instance is not None and instance.sandbox
+    if instance is None:  # removed since _managed looked
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"instance {instance_id} is not registered")
+    at = ctx.instances.target_of(instance)
+    sandbox = at.sandbox
     inline = SavedWorkflow(
         "inline",
         body.sql_query,
@@ -449,7 +454,7 @@ async def validate(runtime: RuntimeDep, instance_id: str, body: WorkflowCheck) -
         options=ExecutionOptions(dry_run=True, require_synthetic_data=True if sandbox else None),
     )
     try:
-        created = await ctx.amc.create(token, account, check)
+        created = await ctx.amc.create(token, at, check)
     except ClientRequestError as exc:
         if exc.status in (400, 422):
             return Verdict(valid=False, status="REFUSED", reason=str(exc), amc_execution_id=None)
@@ -457,6 +462,6 @@ async def validate(runtime: RuntimeDep, instance_id: str, body: WorkflowCheck) -
     except (ApiError, CircuitOpenError) as exc:
         raise _amc_failed(exc) from None
     try:
-        return await _verdict(ctx, token, account, created.workflow_execution_id)
+        return await _verdict(ctx, token, at, created.workflow_execution_id)
     except (ApiError, CircuitOpenError) as exc:
         raise _amc_failed(exc) from None

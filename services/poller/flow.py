@@ -15,7 +15,7 @@ from typing import Any
 from prometheus_client import Counter
 
 from services.poller import store
-from services.poller.store import ExecRow
+from services.poller.rows import ExecRow
 from shared.contract import (
     Event,
     ExecutionCompleted,
@@ -146,10 +146,19 @@ async def change(
     return True
 
 
-async def ask_for_token(conn: Connection, outbox: Outbox, user_id: str, reason: str) -> None:
-    """One outstanding token.refresh_requested per user, however many executions wait."""
-    if await store.open_token_request(conn, user_id):
-        await outbox.enqueue(conn, TokenRefreshRequested(user_id=user_id, reason=reason[:500]))
+async def ask_for_token(
+    conn: Connection, outbox: Outbox, user_id: str, reason: str, refused_fp: str | None = None
+) -> None:
+    """One outstanding token.refresh_requested per user, however many executions wait; one
+    more when AMC refused a token the outstanding request does not name."""
+    opened = await store.open_token_request(conn, user_id, refused_fp)
+    if opened is not None:
+        await outbox.enqueue(
+            conn,
+            TokenRefreshRequested(
+                user_id=user_id, reason=reason[:500], refused_token_fp=opened.refused_fp
+            ),
+        )
 
 
 async def wait_for_token(
@@ -160,9 +169,11 @@ async def wait_for_token(
     reason: str,
     *,
     unsent: bool,
+    refused_fp: str | None = None,
     **fields: Any,
 ) -> bool:
-    """Park the row until token.refreshed (or token.refresh_failed) for its user arrives.
+    """Park the row until token.refreshed (or token.refresh_failed) for its user arrives;
+    with `refused_fp`, until a token other than that one (which AMC refused) arrives.
 
     A row that certainly has nothing at AMC (`unsent`) becomes WAITING_FOR_TOKEN; a row that
     may have an execution there keeps its status (it runs on at AMC) and only pauses.
@@ -172,41 +183,5 @@ async def wait_for_token(
         conn, out, row, owner, status=status, reason=reason, waiting_token=True, **fields
     )
     if ok:
-        await ask_for_token(conn, out.outbox, row.user_id, reason)
+        await ask_for_token(conn, out.outbox, row.user_id, reason, refused_fp)
     return ok
-
-
-async def unauthorized(
-    conn: Connection,
-    out: Announcer,
-    row: ExecRow,
-    owner: str | None,
-    token_ciphertext: str,
-    amc_said: str,
-    *,
-    unsent: bool,
-) -> bool:
-    """AMC answered 401. The first time, the token is dropped and a fresh one asked for (the
-    call is made again with it, as Amazon's own client does); a 401 again with that fresh
-    token means the user has no access to the instance: the execution fails, no loop."""
-    if row.auth_failures >= 1:
-        return await change(
-            conn,
-            out,
-            row,
-            owner,
-            status=ExecutionStatus.FAILED,
-            error=ExecutionError(
-                code="AMC_ACCESS_DENIED",
-                message=(
-                    f"AMC refused user {row.user_id} access to instance {row.instance_id} "
-                    f"even with a freshly refreshed token; check the user's AMC permissions "
-                    f"and the advertiser/marketplace ids. {amc_said}"
-                )[:4000],
-                retryable=False,
-            ),
-        )
-    await store.invalidate_token(conn, row.user_id, token_ciphertext)
-    return await wait_for_token(
-        conn, out, row, owner, amc_said, unsent=unsent, auth_failures=row.auth_failures + 1
-    )

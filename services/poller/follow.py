@@ -21,12 +21,13 @@ from urllib.parse import urlsplit
 
 from opentelemetry import trace
 
-from services.poller import flow, logic, store
-from services.poller.gateway import CircuitOpenError, Token
+from services.poller import failures, flow, logic, store
+from services.poller.gateway import CircuitOpenError
 from services.poller.results import ResultFile, StoredResult, result_key
-from services.poller.store import ExecRow
+from services.poller.rows import ExecRow
+from services.poller.tokens import Token
 from services.poller.worker import Context, TaskSet
-from shared.clients import ApiError, DownloadUrls, RateLimitedError, ResultsExpiredError
+from shared.clients import ApiError, DownloadUrls, ResultsExpiredError
 from shared.contract import ExecutionError, ExecutionStatus, ResultLocation
 
 log = logging.getLogger(__name__)
@@ -68,42 +69,8 @@ class Follower:
         )
         self.cancels = StageLoop(ctx, store.CANCEL, "cancel", 10, self.cancel)
 
-    # --- shared outcomes -----------------------------------------------------------------
-
-    async def _failed_call(
-        self, row: ExecRow, token: Token, exc: ApiError, *, give_up: ExecutionError
-    ) -> None:
-        """401: a fresh token, once; 429: after Retry-After; 5xx/timeout: back off, then give
-        up after max_transient_attempts; other 4xx: the execution fails with AMC's message."""
-        ctx = self.ctx
-        kind = logic.classify(exc)
-        async with ctx.pool.acquire() as conn, conn.transaction():
-            if kind == "unauthorized":
-                await flow.unauthorized(
-                    conn, ctx.out, row, ctx.owner, token.ciphertext, str(exc), unsent=False
-                )
-            elif kind == "rate_limited":
-                await self._later(conn, row, _retry_after(exc))
-            elif kind == "transient" and row.failures + 1 < ctx.settings.max_transient_attempts:
-                await self._later(conn, row, ctx.backoff(row.failures + 1), row.failures + 1)
-            else:
-                error = give_up if kind == "transient" else logic.error("AMC_VALIDATION", str(exc))
-                await flow.change(
-                    conn, ctx.out, row, ctx.owner, status=_failed_status(error), error=error
-                )
-
-    async def _later(
-        self, conn: Any, row: ExecRow, delay: timedelta | None, failures: int | None = None
-    ) -> None:
-        """Come back to the row after `delay` (one second when the server named none)."""
-        delay = delay if delay is not None else timedelta(seconds=1)
-        fields: dict[str, Any] = {"next_action_at": flow.now() + delay}
-        if failures is not None:
-            fields["failures"] = failures
-        await flow.change(conn, self.ctx.out, row, self.ctx.owner, **fields)
-
     async def _token_or_wait(self, row: ExecRow) -> Token | None:
-        token = await self.ctx.amc.token(row.user_id, flow.now())
+        token = await self.ctx.tokens.token(row.user_id, flow.now())
         if token is None:
             async with self.ctx.pool.acquire() as conn, conn.transaction():
                 await flow.wait_for_token(
@@ -142,11 +109,10 @@ class Follower:
         span = trace.get_current_span()
         span.set_attribute("amc.poll_count", row.poll_count + 1)  # this poll's number, from 1
         try:
-            account = await ctx.amc.account(row.run)
-            info = await ctx.amc.get(token, account, row.amc_execution_id)
+            target = await ctx.instances.resolve(row.run)
+            info = await ctx.amc.get(token, target, row.amc_execution_id)
         except ApiError as exc:
-            gone = logic.error("AMC_UNAVAILABLE", f"AMC status unavailable: {exc}")
-            await self._failed_call(row, token, exc, give_up=gone)
+            await failures.after_failed_call(ctx, row, token, exc, "get")
             return
         span.set_attribute("amc.amc_status", info.status_text or info.status.value)
         observed = logic.interpret(info, dry_run=row.run.options.dry_run is True)
@@ -156,7 +122,7 @@ class Follower:
         common: dict[str, Any] = {
             "amc_status": info.status_text or info.status.value,
             "poll_count": row.poll_count + 1,
-            "auth_failures": 0,
+            "refused_token_fp": None,
         }
         async with ctx.pool.acquire() as conn, conn.transaction():
             if observed.download:
@@ -223,10 +189,10 @@ class Follower:
         if token is None:
             return
         try:
-            account = await ctx.amc.account(row.run)
-            urls = await ctx.amc.download_urls(token, account, row.amc_execution_id)
+            target = await ctx.instances.resolve(row.run)
+            urls = await ctx.amc.download_urls(token, target, row.amc_execution_id)
         except ApiError as exc:
-            await self._urls_refused(row, token, exc)
+            await failures.after_failed_call(ctx, row, token, exc, "download_urls")
             return
         except CircuitOpenError as exc:
             await self._download_later(row, f"{exc}")
@@ -251,26 +217,6 @@ class Follower:
             await flow.change(
                 conn, ctx.out, row, ctx.owner, status=ExecutionStatus.SUCCEEDED, result=result
             )
-
-    async def _urls_refused(self, row: ExecRow, token: Token, exc: ApiError) -> None:
-        """downloadUrls failed. 401 and 429 as for any call; a 4xx ("unavailable for
-        download") past the grace after SUCCEEDED means AMC no longer has the results; the
-        rest is transient."""
-        ctx = self.ctx
-        kind = logic.classify(exc)
-        if kind == "unauthorized":
-            await ctx.unauthorized(row, token.ciphertext, str(exc))
-            return
-        if kind == "rejected" and self._since_succeeded(row) > timedelta(
-            seconds=ctx.settings.results_unavailable_grace_s
-        ):
-            await self._end_without_results(
-                row, logic.error("RESULTS_EXPIRED", f"AMC no longer has the results: {exc}")
-            )
-            return
-        await self._download_later(
-            row, f"asking AMC for result URLs failed: {exc}", retry_after=_retry_after(exc)
-        )
 
     async def _urls_expired(self, row: ExecRow, exc: ResultsExpiredError) -> None:
         """Storage refused a URL (expired: they live 10 minutes). Fresh URLs come from AMC,
@@ -302,30 +248,13 @@ class Follower:
                 next_action_at=flow.now(),
             )
 
-    async def _download_later(
-        self, row: ExecRow, why: str, retry_after: timedelta | None = None
-    ) -> None:
-        """A transient failure after SUCCEEDED: back off and try again, until the results
-        cannot be expected any more (download_give_up_s)."""
+    async def _download_later(self, row: ExecRow, why: str) -> None:
+        """Fetching result files failed, or the breaker is open: as logic.download_later."""
         ctx = self.ctx
-        if self._since_succeeded(row) > timedelta(seconds=ctx.settings.download_give_up_s):
-            hours = ctx.settings.download_give_up_s / 3600
-            await self._end_without_results(
-                row,
-                logic.error(
-                    "DOWNLOAD_FAILED", f"no result after trying for {hours:g} hours: {why}"
-                ),
-            )
-            return
-        log.warning(
-            "download of %s will be retried: %s",
-            row.execution_id,
-            why,
-            extra={"execution_id": row.execution_id},
+        decided = logic.download_later(
+            row, self._since_succeeded(row), why, None, failures.limits(ctx, row)
         )
-        delay = retry_after or ctx.backoff(row.failures + 1)
-        async with ctx.pool.acquire() as conn, conn.transaction():
-            await self._later(conn, row, delay, row.failures + 1)
+        await failures.apply(ctx, row, decided, unsent=False)
 
     async def _end_without_results(self, row: ExecRow, error: ExecutionError) -> None:
         ctx = self.ctx
@@ -375,10 +304,10 @@ class Follower:
         if token is None:
             return
         try:
-            account = await ctx.amc.account(row.run)
-            await ctx.amc.cancel(token, account, row.amc_execution_id)
+            target = await ctx.instances.resolve(row.run)
+            await ctx.amc.cancel(token, target, row.amc_execution_id)
         except ApiError as exc:
-            await self._cancel_refused(row, token, exc)
+            await failures.after_failed_call(ctx, row, token, exc, "cancel")
             return
         # Each attempt counts, accepted or not: a cancel AMC takes but never carries out ends
         # after max_transient_attempts like a refused one.
@@ -389,60 +318,10 @@ class Follower:
                 row,
                 ctx.owner,
                 stage=store.POLL,
-                auth_failures=0,
+                refused_token_fp=None,
                 failures=row.failures + 1,
                 next_action_at=flow.now(),
             )
-
-    async def _cancel_refused(self, row: ExecRow, token: Token, exc: ApiError) -> None:
-        ctx = self.ctx
-        kind = logic.classify(exc)
-        async with ctx.pool.acquire() as conn, conn.transaction():
-            if kind == "unauthorized":
-                await flow.unauthorized(
-                    conn, ctx.out, row, ctx.owner, token.ciphertext, str(exc), unsent=False
-                )
-            elif kind == "rate_limited":
-                await self._later(conn, row, _retry_after(exc))
-            elif row.failures + 1 < ctx.settings.max_transient_attempts:
-                # Read it back: if it ended meanwhile its status decides; if it still runs,
-                # the poll sends it back here after a backoff.
-                await flow.change(
-                    conn,
-                    ctx.out,
-                    row,
-                    ctx.owner,
-                    stage=store.POLL,
-                    failures=row.failures + 1,
-                    next_action_at=flow.now(),
-                )
-            elif row.cancel_kind == "timeout":
-                await flow.change(
-                    conn,
-                    ctx.out,
-                    row,
-                    ctx.owner,
-                    status=ExecutionStatus.TIMED_OUT,
-                    error=logic.error(
-                        "TIMED_OUT",
-                        f"no result within {self._timeout_s(row):.0f}s; AMC "
-                        f"refused to cancel it {row.failures + 1} times (it may still hold a "
-                        f"slot until it ends): {exc}",
-                    ),
-                )
-            else:
-                await flow.change(
-                    conn,
-                    ctx.out,
-                    row,
-                    ctx.owner,
-                    reason=f"AMC refused to cancel it {row.failures + 1} times; following "
-                    f"it to its end: {exc}",
-                    stage=store.POLL,
-                    cancel_kind=None,
-                    failures=0,
-                    next_action_at=flow.now(),
-                )
 
     def _cancelled(self, row: ExecRow) -> tuple[ExecutionStatus, ExecutionError]:
         """AMC shows CANCELLED after our cancel: our reason for it."""
@@ -452,20 +331,6 @@ class Follower:
                 "TIMED_OUT", f"no result within {timeout:.0f}s; cancelled at AMC"
             )
         return ExecutionStatus.CANCELLED, logic.error("CANCELLED", "cancelled on request")
-
-
-def _failed_status(error: ExecutionError) -> ExecutionStatus:
-    if error.code == "CANCELLED":
-        return ExecutionStatus.CANCELLED
-    if error.code == "TIMED_OUT":
-        return ExecutionStatus.TIMED_OUT
-    return ExecutionStatus.FAILED
-
-
-def _retry_after(exc: BaseException) -> timedelta | None:
-    if isinstance(exc, RateLimitedError):
-        return timedelta(seconds=exc.retry_after)
-    return None
 
 
 def _file_name(url: str, index: int) -> str:

@@ -1,7 +1,7 @@
 """Every AMC call the poller makes goes through here: rate slot, circuit breaker, metrics.
 
-The token used for a call comes from the poller's own cache (filled by token.refreshed); it
-is decrypted just before the call and never logged.
+The token for a call is handed in by the caller, read from the poller's cache by its token
+reader (services/poller/tokens.py); the gateway never reads or logs tokens itself.
 
 A failed call marks the current span (the job's "execution <job>" span) ERROR with the
 exception, whose message the clients have already redacted of tokens and URL signatures.
@@ -16,17 +16,17 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from typing import Any, TypeVar
+from typing import TypeVar
 
-import asyncpg
 import httpx
 from opentelemetry import trace
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from services.poller import logic, store, tracing
+from services.poller import logic, tracing
 from services.poller.breaker import Breakers, BreakerState
-from services.poller.instances import InstanceDirectory, UnknownInstanceError
+from services.poller.instances import InstanceDirectory, Target
 from services.poller.ratelimit import InstanceRateLimiter
+from services.poller.tokens import Token
 from shared.clients import (
     AmcAccount,
     AmcAccountInfo,
@@ -41,8 +41,6 @@ from shared.clients import (
     ServerError,
     TransportError,
 )
-from shared.contract import WorkflowRun
-from shared.crypto import DecryptionError, KeyRing
 
 T = TypeVar("T")
 
@@ -53,19 +51,6 @@ class CircuitOpenError(Exception):
     def __init__(self, endpoint: str) -> None:
         super().__init__(f"circuit open for AMC endpoint {endpoint}")
         self.endpoint = endpoint
-
-
-class Token:
-    """A decrypted access token and the ciphertext it came from (to invalidate exactly it)."""
-
-    __slots__ = ("ciphertext", "value")
-
-    def __init__(self, value: str, ciphertext: str) -> None:
-        self.value = value
-        self.ciphertext = ciphertext
-
-    def __repr__(self) -> str:
-        return "Token(***)"
 
 
 _INSTANCE_PUSH_BACK_MAX_S = 60.0
@@ -180,10 +165,7 @@ class AmcGateway:
         client: AmcClient,
         limiter: InstanceRateLimiter,
         breakers: Breakers,
-        pool: asyncpg.Pool[Any],
-        keys: KeyRing | None,
         metrics: Metrics,
-        margin_s: float,
         directory: InstanceDirectory | None = None,
         throttle_backoff_s: tuple[float, float] = (2.0, 120.0),
     ) -> None:
@@ -195,39 +177,21 @@ class AmcGateway:
         self.directory = directory
         self.limiter = limiter
         self.breakers = breakers
-        self._pool = pool
-        self._keys = keys
         self.metrics = metrics
-        self._margin_s = margin_s
         self.meter = ApiRequestMeter(metrics)
-
-    async def account(self, run: WorkflowRun) -> AmcAccount:
-        """The AMC account a run is sent with (raises UnknownInstanceError)."""
-        if self.directory is not None:
-            return await self.directory.account(run)
-        if run.advertiser_id is None or run.marketplace_id is None:
-            raise UnknownInstanceError(run.instance_id)
-        return AmcAccount(run.instance_id, run.advertiser_id, run.marketplace_id)
 
     def open(self, endpoint: str) -> bool:
         return not self.breakers[endpoint].allows()
 
-    async def token(self, user_id: str, now: datetime) -> Token | None:
-        """A usable access token for the user, or None (missing, expiring, refused)."""
-        async with self._pool.acquire() as conn:
-            cached = await store.cached_token(conn, user_id)
-        if cached is None or self._keys is None:
-            return None
-        if not logic.token_usable(cached.expires_at, cached.invalid, now, self._margin_s):
-            return None
-        try:
-            return Token(self._keys.decrypt(cached.ciphertext), cached.ciphertext)
-        except DecryptionError:
-            return None
-
     async def _call(
-        self, endpoint: str, instance_id: str | None, call: Callable[[], Awaitable[T]]
+        self,
+        endpoint: str,
+        instance_id: str | None,
+        call: Callable[[], Awaitable[T]],
+        rate: float | None = None,
     ) -> T:
+        """`rate`: the instance's requests per second, when the caller resolved the instance
+        already (else the directory is asked)."""
         breaker = self.breakers[endpoint]
         if not breaker.begin():
             self.metrics.calls.labels(endpoint, "circuit_open").inc()
@@ -236,8 +200,7 @@ class AmcGateway:
         reset = _CURRENT_CALL.set(scope)
         try:
             if instance_id is not None:
-                rate = None
-                if self.directory is not None:
+                if rate is None and self.directory is not None:
                     rate = await self.directory.requests_per_second(instance_id)
                 await self.limiter.acquire(instance_id, rate)
             started = time.perf_counter()
@@ -291,25 +254,25 @@ class AmcGateway:
         state = self.breakers[endpoint].state
         self.metrics.breaker_open.labels(endpoint).set(1 if state is BreakerState.OPEN else 0)
 
-    async def create(
-        self, token: Token, account: AmcAccount, request: ExecutionRequest
-    ) -> ExecutionInfo:
+    async def create(self, token: Token, at: Target, request: ExecutionRequest) -> ExecutionInfo:
         return await self._call(
             "create",
-            account.instance_id,
-            lambda: self.client.create_execution(token.value, account, request),
+            at.account.instance_id,
+            lambda: self.client.create_execution(token.value, at.account, request),
+            at.requests_per_second,
         )
 
-    async def get(self, token: Token, account: AmcAccount, amc_id: str) -> ExecutionInfo:
+    async def get(self, token: Token, at: Target, amc_id: str) -> ExecutionInfo:
         self.metrics.polls.inc()
         return await self._call(
             "get",
-            account.instance_id,
-            lambda: self.client.get_execution(token.value, account, amc_id),
+            at.account.instance_id,
+            lambda: self.client.get_execution(token.value, at.account, amc_id),
+            at.requests_per_second,
         )
 
     async def list_executions(
-        self, token: Token, account: AmcAccount, low: datetime, high: datetime
+        self, token: Token, at: Target, low: datetime, high: datetime
     ) -> list[ExecutionInfo]:
         """Every page of AMC's list, each page a request of its own: its own rate slot."""
         found: list[ExecutionInfo] = []
@@ -317,28 +280,31 @@ class AmcGateway:
         while True:
             page = await self._call(
                 "list",
-                account.instance_id,
+                at.account.instance_id,
                 partial(
-                    self.client.list_executions_page, token.value, account, low, high, next_token
+                    self.client.list_executions_page, token.value, at.account, low, high, next_token
                 ),
+                at.requests_per_second,
             )
             found.extend(page.executions)
             if page.next_token is None:
                 return found
             next_token = page.next_token
 
-    async def cancel(self, token: Token, account: AmcAccount, amc_id: str) -> None:
+    async def cancel(self, token: Token, at: Target, amc_id: str) -> None:
         await self._call(
             "cancel",
-            account.instance_id,
-            lambda: self.client.cancel_execution(token.value, account, amc_id),
+            at.account.instance_id,
+            lambda: self.client.cancel_execution(token.value, at.account, amc_id),
+            at.requests_per_second,
         )
 
-    async def download_urls(self, token: Token, account: AmcAccount, amc_id: str) -> DownloadUrls:
+    async def download_urls(self, token: Token, at: Target, amc_id: str) -> DownloadUrls:
         return await self._call(
             "download_urls",
-            account.instance_id,
-            lambda: self.client.download_urls(token.value, account, amc_id),
+            at.account.instance_id,
+            lambda: self.client.download_urls(token.value, at.account, amc_id),
+            at.requests_per_second,
         )
 
     async def discover(self, token: Token) -> list[tuple[AmcAccountInfo, list[AmcInstanceInfo]]]:

@@ -20,7 +20,7 @@ from shared.contract import (
     TokenRefreshFailed,
     WeekRequested,
 )
-from shared.crypto import DecryptionError, KeyRing
+from shared.crypto import DecryptionError, KeyRing, token_fingerprint
 from shared.runtime import ServiceRuntime
 from shared.telemetry import trace_carrier
 
@@ -86,21 +86,24 @@ def register_handlers(
     @runtime.consumer.on(TokenRefreshed)
     async def on_token_refreshed(tx: Tx, event: TokenRefreshed) -> None:
         try:
-            keys.decrypt(event.access_token_encrypted)
+            fingerprint = token_fingerprint(keys.decrypt(event.access_token_encrypted))
         except DecryptionError:
             raise PermanentError(
                 "token.refreshed: access_token_encrypted cannot be decrypted with "
                 "EVENT_ENCRYPTION_KEYS (key missing from the ring?)"
             ) from None
         await store.store_token(
-            tx.conn, event.user_id, event.access_token_encrypted, event.expires_at
+            tx.conn, event.user_id, event.access_token_encrypted, event.expires_at, fingerprint
         )
-        await store.close_token_request(tx.conn, event.user_id)
-        if not logic.token_usable(
-            event.expires_at, False, flow.now(), settings.token_expiry_margin_s
+        await store.close_token_request(tx.conn, event.user_id, fingerprint)
+        cached = await store.cached_token(tx.conn, event.user_id)
+        if cached is None or not logic.token_usable(
+            cached.expires_at, cached.invalid, flow.now(), settings.token_expiry_margin_s
         ):
-            return  # Too close to expiry to use: the re-request loop asks again.
-        for row in await store.waiting_for_token(tx.conn, event.user_id):
+            # Too close to expiry, or the very token AMC refused sent again (an answer to an
+            # earlier request): the outstanding request, or the re-request loop, asks again.
+            return
+        for row in await store.waiting_for_token(tx.conn, event.user_id, fingerprint):
             status = (
                 ExecutionStatus.QUEUED if row.status is ExecutionStatus.WAITING_FOR_TOKEN else None
             )
@@ -112,8 +115,9 @@ def register_handlers(
                     row,
                     None,
                     status=status,
-                    reason="access token refreshed",
+                    reason=f"access token {fingerprint} arrived",
                     waiting_token=False,
+                    waiting_reason=None,
                     next_action_at=now,
                 )
 
@@ -126,7 +130,7 @@ def register_handlers(
                 "token refresh failed for a user, not final", extra={"user_id": event.user_id}
             )
             return
-        await store.close_token_request(tx.conn, event.user_id)
+        await store.close_token_request(tx.conn, event.user_id, None)
         await store.invalidate_token(tx.conn, event.user_id, None)
         error = logic.reauth_error(event.reason)
         for row in await store.unserved_for_user(tx.conn, event.user_id):

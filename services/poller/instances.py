@@ -7,6 +7,7 @@ A change made through the API reaches the other replicas within `ttl_s`.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -33,6 +34,16 @@ class UnknownInstanceError(LookupError):
             f"AMC instance {instance_id} is not registered: register it (amcctl instances add "
             f"{instance_id} ...) or send advertiser_id and marketplace_id with the run"
         )
+
+
+@dataclass(frozen=True)
+class Target:
+    """An instance as one unit of work (a submission, a poll, a download, a cancel) sees it,
+    resolved once: where its calls go and the limits that apply to them."""
+
+    account: AmcAccount
+    sandbox: bool
+    requests_per_second: float
 
 
 class InstanceDirectory:
@@ -64,13 +75,32 @@ class InstanceDirectory:
             return configured
         return self._settings.amc_base_url if region == "NA" else REGION_HOSTS[region]
 
-    async def account(self, run: WorkflowRun) -> AmcAccount:
+    async def resolve(self, run: WorkflowRun) -> Target:
+        """The run's instance, looked up once (raises UnknownInstanceError)."""
         instance = await self.get(run.instance_id)
+        if instance is None and (run.advertiser_id is None or run.marketplace_id is None):
+            # Registered a moment ago, maybe through another replica: look again.
+            instance = await self.get(run.instance_id, fresh=True)
+        return Target(
+            account=self._account(run, instance),
+            sandbox=instance is not None and instance.sandbox,
+            requests_per_second=self._rate(instance),
+        )
+
+    def target_of(self, instance: Instance) -> Target:
+        """A registered instance as a unit of work outside a run (workflow management) sees it."""
+        return Target(
+            account=self.account_of(instance),
+            sandbox=instance.sandbox,
+            requests_per_second=self._rate(instance),
+        )
+
+    async def account(self, run: WorkflowRun) -> AmcAccount:
+        return (await self.resolve(run)).account
+
+    def _account(self, run: WorkflowRun, instance: Instance | None) -> AmcAccount:
         advertiser, marketplace = run.advertiser_id, run.marketplace_id
         if advertiser is None or marketplace is None:
-            if instance is None:
-                # Registered a moment ago, maybe through another replica: look again.
-                instance = await self.get(run.instance_id, fresh=True)
             if instance is None:
                 raise UnknownInstanceError(run.instance_id)
             return self.account_of(instance)
@@ -103,7 +133,9 @@ class InstanceDirectory:
         return self._settings.daily_executions_per_instance
 
     async def requests_per_second(self, instance_id: str) -> float:
-        instance = await self.get(instance_id)
+        return self._rate(await self.get(instance_id))
+
+    def _rate(self, instance: Instance | None) -> float:
         if instance is not None and instance.requests_per_second is not None:
             return instance.requests_per_second
         return self._settings.requests_per_second_per_instance

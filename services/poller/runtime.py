@@ -29,6 +29,7 @@ from services.poller.retention import delete_old_results
 from services.poller.settings import PollerSettings
 from services.poller.submit import Submitter
 from services.poller.token_requests import resend_step
+from services.poller.tokens import TokenReader
 from services.poller.worker import Context, TaskSet, run_loop
 from shared.clients import AmcClient
 from shared.crypto import KeyRing
@@ -88,10 +89,7 @@ class PollerRuntime(ServiceRuntime):
                 client,
                 limiter,
                 breakers,
-                self.pool,
-                self.keys,
                 self.metrics,
-                settings.token_expiry_margin_s,
                 instances,
                 throttle_backoff_s=(settings.throttle_base_s, settings.throttle_max_s),
             )
@@ -103,6 +101,7 @@ class PollerRuntime(ServiceRuntime):
                 gateway,
                 result_store(settings.results_url or settings.result_dir.resolve().as_uri()),
                 instances,
+                TokenReader(self.pool, self.keys, settings.token_expiry_margin_s),
             )
         return self._context
 

@@ -42,6 +42,12 @@ class PollerSettings(ServiceSettings):
     token_request_retry_s: float = Field(
         default=60.0, gt=0, description="Ask the token service again after this long unanswered"
     )
+    refused_token_wait_s: float = Field(
+        default=900.0,
+        gt=0,
+        description="After AMC refuses an access token, how long a run waits for a newer one "
+        "before it fails AMC_ACCESS_DENIED (the token service refreshes in seconds when up)",
+    )
 
     # --- AMC's limits ---------------------------------------------------------------------
     max_running_per_instance: int = Field(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -11,7 +11,8 @@ from uuid import UUID
 import asyncpg
 
 from services.poller import logic
-from shared.contract import ExecutionStatus, Origin, OriginKind, WorkflowRun
+from services.poller.rows import ExecRow
+from shared.contract import ExecutionStatus, Origin, WorkflowRun
 from shared.outbox import Connection
 
 # Stages: which loop owns a live row next.
@@ -40,93 +41,12 @@ _UPDATABLE = frozenset(
         "error_retryable",
         "completed_at",
         "waiting_token_since",
-        "auth_failures",
         "url_refreshes",
         "workflow_version",
         "waiting_reason",
+        "refused_token_fp",
     }
 )
-
-
-@dataclass(frozen=True)
-class ExecRow:
-    execution_id: UUID
-    origin: Origin
-    attempt: int
-    user_id: str
-    instance_id: str
-    run: WorkflowRun
-    status: ExecutionStatus
-    stage: str
-    waiting_token: bool
-    failures: int
-    poll_count: int
-    cancel_requested: bool
-    cancel_kind: str | None
-    amc_execution_id: str | None
-    amc_status: str | None
-    submit_intent_at: datetime | None
-    submitted_at: datetime | None
-    amc_finished_seen_at: datetime | None
-    next_action_at: datetime
-    created_at: datetime
-    updated_at: datetime
-    completed_at: datetime | None
-    result_uri: str | None
-    result_rows: int | None
-    result_bytes: int | None
-    error_code: str | None
-    error_message: str | None
-    error_retryable: bool | None
-    # Since when the row waits for a token (None while it does not): the "token wait" span.
-    waiting_token_since: datetime | None = None
-    auth_failures: int = 0
-    url_refreshes: int = 0
-    workflow_version: int | None = None
-    # Why a QUEUED row is held back (the instance's daily cap is used up); None otherwise.
-    waiting_reason: str | None = None
-    # W3C carrier of the span that created the row (the request's CONSUMER span): background
-    # jobs for the row continue this trace. Never logged or shown (it is only ids, but noise).
-    trace_context: dict[str, str] = field(default_factory=dict, repr=False)
-
-    @classmethod
-    def of(cls, r: asyncpg.Record) -> ExecRow:
-        return cls(
-            execution_id=r["execution_id"],
-            origin=Origin(kind=OriginKind(r["origin_kind"]), id=r["origin_id"]),
-            attempt=r["attempt"],
-            user_id=r["user_id"],
-            instance_id=r["instance_id"],
-            run=WorkflowRun.model_validate(r["run"]),
-            status=ExecutionStatus(r["status"]),
-            stage=r["stage"],
-            waiting_token=r["waiting_token"],
-            failures=r["failures"],
-            poll_count=r["poll_count"],
-            cancel_requested=r["cancel_requested"],
-            cancel_kind=r["cancel_kind"],
-            amc_execution_id=r["amc_execution_id"],
-            amc_status=r["amc_status"],
-            submit_intent_at=r["submit_intent_at"],
-            submitted_at=r["submitted_at"],
-            amc_finished_seen_at=r["amc_finished_seen_at"],
-            next_action_at=r["next_action_at"],
-            created_at=r["created_at"],
-            updated_at=r["updated_at"],
-            completed_at=r["completed_at"],
-            result_uri=r["result_uri"],
-            result_rows=r["result_rows"],
-            result_bytes=r["result_bytes"],
-            error_code=r["error_code"],
-            error_message=r["error_message"],
-            error_retryable=r["error_retryable"],
-            waiting_token_since=r["waiting_token_since"],
-            auth_failures=r["auth_failures"],
-            url_refreshes=r["url_refreshes"],
-            workflow_version=r["workflow_version"],
-            waiting_reason=r["waiting_reason"],
-            trace_context=dict(r["trace_context"] or {}),
-        )
 
 
 def _rows(records: list[asyncpg.Record]) -> list[ExecRow]:
@@ -568,69 +488,103 @@ class CachedToken:
     ciphertext: str
     expires_at: datetime
     invalid: bool
+    fingerprint: str | None
 
 
 async def cached_token(conn: Connection, user_id: str) -> CachedToken | None:
     r = await conn.fetchrow(
-        "SELECT access_token_encrypted, expires_at, invalid FROM tokens WHERE user_id = $1",
+        """SELECT access_token_encrypted, expires_at, invalid, fingerprint
+           FROM tokens WHERE user_id = $1""",
         user_id,
     )
-    return None if r is None else CachedToken(r[0], r[1], r[2])
+    return None if r is None else CachedToken(r[0], r[1], r[2], r[3])
 
 
 async def store_token(
-    conn: Connection, user_id: str, ciphertext: str, expires_at: datetime
+    conn: Connection, user_id: str, ciphertext: str, expires_at: datetime, fingerprint: str
 ) -> bool:
-    """Keep the token unless a later-expiring one is already cached (events may reorder)."""
+    """Keep the token unless a later-expiring one is already cached (events may reorder).
+    The refused token sent again (an answer to an older request) stays refused."""
     result = await conn.execute(
-        """INSERT INTO tokens AS t (user_id, access_token_encrypted, expires_at)
-           VALUES ($1, $2, $3)
+        """INSERT INTO tokens AS t (user_id, access_token_encrypted, expires_at, fingerprint)
+           VALUES ($1, $2, $3, $4)
            ON CONFLICT (user_id) DO UPDATE
                SET access_token_encrypted = excluded.access_token_encrypted,
-                   expires_at = excluded.expires_at, invalid = false, updated_at = now()
+                   expires_at = excluded.expires_at, fingerprint = excluded.fingerprint,
+                   invalid = t.invalid AND t.fingerprint IS NOT DISTINCT FROM excluded.fingerprint,
+                   updated_at = now()
                WHERE t.expires_at <= excluded.expires_at OR t.invalid""",
         user_id,
         ciphertext,
         expires_at,
+        fingerprint,
     )
     return result.endswith(" 1")
 
 
-async def invalidate_token(conn: Connection, user_id: str, ciphertext: str | None) -> None:
+async def invalidate_token(conn: Connection, user_id: str, fingerprint: str | None) -> None:
     """AMC refused the token: stop using it (unless a newer one replaced it meanwhile)."""
     await conn.execute(
         """UPDATE tokens SET invalid = true, updated_at = now()
-           WHERE user_id = $1 AND ($2::text IS NULL OR access_token_encrypted = $2)""",
+           WHERE user_id = $1 AND ($2::text IS NULL OR fingerprint = $2)""",
         user_id,
-        ciphertext,
+        fingerprint,
     )
 
 
-async def open_token_request(conn: Connection, user_id: str) -> bool:
-    """True if no request was outstanding for the user (the caller then emits one)."""
-    created = await conn.fetchval(
-        """INSERT INTO token_requests (user_id) VALUES ($1)
-           ON CONFLICT (user_id) DO NOTHING RETURNING true""",
+@dataclass(frozen=True)
+class Opened:
+    """A token request to send, naming the refused token (None: no token was refused)."""
+
+    refused_fp: str | None
+
+
+async def open_token_request(
+    conn: Connection, user_id: str, refused_fp: str | None
+) -> Opened | None:
+    """The request the caller should emit, or None when one is outstanding that will do.
+    Without `refused_fp`, a cached token AMC refused is named (a run that merely found no
+    usable token would otherwise have the token service send that very token back)."""
+    row = await conn.fetchrow(
+        """INSERT INTO token_requests AS t (user_id, refused_fp)
+           VALUES ($1, coalesce($2, (SELECT fingerprint FROM tokens
+                                     WHERE user_id = $1 AND invalid)))
+           ON CONFLICT (user_id) DO UPDATE
+               SET refused_fp = excluded.refused_fp, requested_at = now(), times = t.times + 1
+               WHERE excluded.refused_fp IS NOT NULL
+                 AND t.refused_fp IS DISTINCT FROM excluded.refused_fp
+           RETURNING t.refused_fp""",
         user_id,
+        refused_fp,
     )
-    return bool(created)
+    return None if row is None else Opened(row["refused_fp"])
 
 
-async def close_token_request(conn: Connection, user_id: str) -> None:
-    await conn.execute("DELETE FROM token_requests WHERE user_id = $1", user_id)
+async def close_token_request(conn: Connection, user_id: str, fingerprint: str | None) -> None:
+    """A token arrived: the request is answered, unless what arrived is the token it names
+    as refused (a reply to an earlier request crossing ours)."""
+    await conn.execute(
+        """DELETE FROM token_requests
+           WHERE user_id = $1 AND ($2::text IS NULL OR refused_fp IS DISTINCT FROM $2)""",
+        user_id,
+        fingerprint,
+    )
 
 
-async def stale_token_requests(conn: Connection, older_than: timedelta, limit: int) -> list[str]:
+async def stale_token_requests(
+    conn: Connection, older_than: timedelta, limit: int
+) -> list[tuple[str, str | None]]:
+    """Requests unanswered for too long, as (user, refused token), marked as sent again."""
     rows = await conn.fetch(
         """UPDATE token_requests t SET requested_at = now(), times = t.times + 1
            FROM (SELECT user_id FROM token_requests WHERE requested_at < now() - $1::interval
                  ORDER BY requested_at LIMIT $2 FOR UPDATE SKIP LOCKED) due
            WHERE t.user_id = due.user_id
-           RETURNING t.user_id""",
+           RETURNING t.user_id, t.refused_fp""",
         older_than,
         limit,
     )
-    return [r["user_id"] for r in rows]
+    return [(r["user_id"], r["refused_fp"]) for r in rows]
 
 
 async def waiting_users_without_request(conn: Connection, limit: int) -> list[str]:
@@ -644,12 +598,29 @@ async def waiting_users_without_request(conn: Connection, limit: int) -> list[st
     return [r["user_id"] for r in rows]
 
 
-async def waiting_for_token(conn: Connection, user_id: str) -> list[ExecRow]:
+async def waiting_for_token(conn: Connection, user_id: str, fingerprint: str) -> list[ExecRow]:
+    """The user's rows waiting for a token that `fingerprint` can serve: not the one AMC
+    refused them."""
     records = await conn.fetch(
         """SELECT * FROM executions
            WHERE user_id = $1 AND waiting_token AND stage <> 'done'
+             AND refused_token_fp IS DISTINCT FROM $2
            ORDER BY created_at FOR UPDATE""",
         user_id,
+        fingerprint,
+    )
+    return _rows(records)
+
+
+async def refused_waits_past(conn: Connection, waited: timedelta, limit: int) -> list[ExecRow]:
+    """Rows AMC refused a token for that have waited longer than `waited` for a newer one."""
+    records = await conn.fetch(
+        """SELECT * FROM executions
+           WHERE waiting_token AND stage <> 'done' AND refused_token_fp IS NOT NULL
+             AND waiting_token_since < now() - $1::interval
+           ORDER BY waiting_token_since LIMIT $2 FOR UPDATE SKIP LOCKED""",
+        waited,
+        limit,
     )
     return _rows(records)
 

@@ -16,10 +16,9 @@ from typing import Any
 
 from opentelemetry import trace
 
-from services.poller import flow, logic, registry, store, tracing
-from services.poller.gateway import Token
+from services.poller import failures, flow, logic, registry, store, tracing
 from services.poller.instances import UnknownInstanceError
-from services.poller.store import ExecRow
+from services.poller.rows import ExecRow
 from services.poller.worker import Context, TaskSet
 from shared.clients import ApiError, ExecutionInfo
 from shared.contract import ExecutionStatus
@@ -128,7 +127,7 @@ class Submitter:
     async def submit(self, row: ExecRow) -> None:
         ctx = self.ctx
         try:
-            account = await ctx.amc.account(row.run)
+            target = await ctx.instances.resolve(row.run)
         except UnknownInstanceError as exc:
             async with ctx.pool.acquire() as conn, conn.transaction():
                 await flow.change(
@@ -140,72 +139,19 @@ class Submitter:
                     error=logic.error("UNKNOWN_INSTANCE", str(exc)),
                 )
             return
-        token = await ctx.amc.token(row.user_id, flow.now())
+        token = await ctx.tokens.token(row.user_id, flow.now())
         if token is None:
-            await self._wait_for_token(row, None, "no valid access token cached", unsent=True)
+            await self._wait_for_token(row, "no valid access token cached", unsent=True)
             return
-        request = logic.amc_request(row.run, sandbox=await ctx.instances.sandbox(row.instance_id))
+        request = logic.amc_request(row.run, sandbox=target.sandbox)
         try:
-            info = await ctx.amc.create(token, account, request)
+            info = await ctx.amc.create(token, target, request)
         except ApiError as exc:
-            await self._post_failed(row, token, exc)
+            await failures.after_failed_call(ctx, row, token, exc, "create")
             return
         if ctx.settings.test_pause_after_post_s:
             await asyncio.sleep(ctx.settings.test_pause_after_post_s)
         await self._accepted(row, info, "submitted")
-
-    async def _post_failed(self, row: ExecRow, token: Token, exc: ApiError) -> None:
-        ctx = self.ctx
-        kind = logic.classify(exc)
-        async with ctx.pool.acquire() as conn, conn.transaction():
-            if kind == "unauthorized":
-                await flow.unauthorized(
-                    conn, ctx.out, row, ctx.owner, token.ciphertext, str(exc), unsent=True
-                )
-            elif kind == "rate_limited":
-                retry_after = getattr(exc, "retry_after", 1.0)
-                until = flow.now() + timedelta(seconds=retry_after)
-                await flow.change(
-                    conn,
-                    ctx.out,
-                    row,
-                    ctx.owner,
-                    status=ExecutionStatus.QUEUED,
-                    reason=f"AMC throttled the submission; retrying after {retry_after:.1f}s",
-                    next_action_at=until,
-                    # Shown while it waits: a long wait otherwise looks like a stuck run.
-                    waiting_reason=logic.throttled_reason(
-                        retry_after,
-                        until,
-                        await store.used_today(conn, row.instance_id),
-                        await ctx.instances.daily_cap(row.instance_id),
-                    ),
-                )
-            elif kind == "rejected":
-                await flow.change(
-                    conn,
-                    ctx.out,
-                    row,
-                    ctx.owner,
-                    status=ExecutionStatus.FAILED,
-                    error=logic.error("AMC_VALIDATION", exc.message),
-                )
-            else:
-                # 5xx or no answer: AMC may have created it. Stay SUBMITTING; reconcile after
-                # the backoff (the lease end is when the reconciler may look).
-                await store.defer(
-                    conn,
-                    row.execution_id,
-                    ctx.owner,
-                    ctx.backoff(row.failures + 1),
-                    failures=row.failures + 1,
-                )
-                log.warning(
-                    "submission of %s had no clear answer (%s); will reconcile",
-                    row.execution_id,
-                    exc,
-                    extra={"execution_id": row.execution_id},
-                )
 
     async def _accepted(self, row: ExecRow, info: ExecutionInfo, how: str) -> None:
         ctx = self.ctx
@@ -223,7 +169,7 @@ class Submitter:
             fields: dict[str, Any] = {
                 "amc_execution_id": info.workflow_execution_id,
                 "amc_status": info.status_text or info.status.value,
-                "auth_failures": 0,
+                "refused_token_fp": None,
                 "workflow_version": await self._version_ran(conn, row),
                 "submitted_at": flow.now(),
                 "failures": 0,
@@ -277,12 +223,8 @@ class Submitter:
         latest = await registry.latest_version(conn, row.instance_id, row.run.workflow_id)
         return None if latest is None else latest.version
 
-    async def _wait_for_token(
-        self, row: ExecRow, token: Token | None, reason: str, *, unsent: bool
-    ) -> None:
+    async def _wait_for_token(self, row: ExecRow, reason: str, *, unsent: bool) -> None:
         async with self.ctx.pool.acquire() as conn, conn.transaction():
-            if token is not None:
-                await store.invalidate_token(conn, row.user_id, token.ciphertext)
             await flow.wait_for_token(
                 conn, self.ctx.out, row, self.ctx.owner, reason, unsent=unsent
             )
@@ -292,18 +234,18 @@ class Submitter:
     async def reconcile(self, row: ExecRow) -> None:
         ctx = self.ctx
         assert row.submit_intent_at is not None
-        token = await ctx.amc.token(row.user_id, flow.now())
+        token = await ctx.tokens.token(row.user_id, flow.now())
         if token is None:
-            await self._wait_for_token(row, None, "no valid access token cached", unsent=False)
+            await self._wait_for_token(row, "no valid access token cached", unsent=False)
             return
         skew = timedelta(seconds=ctx.settings.reconcile_skew_s)
         low = row.submit_intent_at - skew
         high = max(flow.now(), row.submit_intent_at) + skew
-        account = await ctx.amc.account(row.run)
+        target = await ctx.instances.resolve(row.run)
         try:
-            found = await ctx.amc.list_executions(token, account, low, high)
+            found = await ctx.amc.list_executions(token, target, low, high)
         except ApiError as exc:
-            await self._reconcile_failed(row, token, exc)
+            await failures.after_failed_call(ctx, row, token, exc, "list")
             return
         async with ctx.pool.acquire() as conn:
             known = await store.known_amc_ids(conn, [f.workflow_execution_id for f in found])
@@ -352,45 +294,3 @@ class Submitter:
                     next_action_at=flow.now()
                     + (ctx.backoff(row.failures) if row.failures else timedelta(0)),
                 )
-
-    async def _reconcile_failed(self, row: ExecRow, token: Token, exc: ApiError) -> None:
-        ctx = self.ctx
-        kind = logic.classify(exc)
-        if kind == "unauthorized":
-            await ctx.unauthorized(row, token.ciphertext, str(exc))
-            return
-        assert row.submit_intent_at is not None
-        waited = flow.now() - row.submit_intent_at
-        if waited > timedelta(seconds=ctx.settings.reconcile_give_up_s):
-            # Submitting again could make a second execution; waiting longer could wait
-            # forever. Stop, and say exactly what an operator has to look for at AMC.
-            async with ctx.pool.acquire() as conn, conn.transaction():
-                await flow.change(
-                    conn,
-                    ctx.out,
-                    row,
-                    ctx.owner,
-                    status=ExecutionStatus.FAILED,
-                    error=logic.error(
-                        "SUBMISSION_UNKNOWN",
-                        f"AMC gave no clear answer to the submission and refused to list its "
-                        f"executions for {waited.total_seconds():.0f}s ({exc}); not submitted "
-                        f"again, so that it never runs twice. Look at AMC for an execution of "
-                        f"workflow {row.run.workflow_id} created around "
-                        f"{row.submit_intent_at.isoformat()} on instance {row.instance_id}",
-                    ),
-                )
-            return
-        retry_in = ctx.backoff(row.failures + 1)
-        if kind == "rate_limited":
-            retry_in = timedelta(seconds=getattr(exc, "retry_after", 1.0))
-        # Keep the row SUBMITTING while AMC may hold the execution, and look again later
-        # (the lease end is the next look), until reconcile_give_up_s.
-        async with ctx.pool.acquire() as conn:
-            await store.defer(conn, row.execution_id, ctx.owner, retry_in)
-        log.warning(
-            "could not reconcile %s yet: %s",
-            row.execution_id,
-            exc,
-            extra={"execution_id": row.execution_id},
-        )

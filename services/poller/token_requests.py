@@ -1,25 +1,42 @@
-"""Keeps token requests alive: one re-sent when unanswered, one opened for any waiting user."""
+"""Keeps token requests alive: one re-sent when unanswered, one opened for any waiting user;
+and ends the wait of a run AMC refused a token for, once no newer token came in time."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from services.poller import flow, store
+from services.poller import flow, logic, store
 from services.poller.worker import Context
-from shared.contract import TokenRefreshRequested
+from shared.contract import ExecutionStatus, TokenRefreshRequested
 
 
 async def resend_step(ctx: Context) -> bool:
-    older_than = timedelta(seconds=ctx.settings.token_request_retry_s)
+    s = ctx.settings
+    older_than = timedelta(seconds=s.token_request_retry_s)
     async with ctx.pool.acquire() as conn, conn.transaction():
-        stale = await store.stale_token_requests(conn, older_than, ctx.settings.claim_batch_size)
+        stale = await store.stale_token_requests(conn, older_than, s.claim_batch_size)
         await ctx.outbox.enqueue(
             conn,
-            *(TokenRefreshRequested(user_id=u, reason="still no valid token") for u in stale),
+            *(
+                TokenRefreshRequested(
+                    user_id=user_id, reason="still no valid token", refused_token_fp=refused
+                )
+                for user_id, refused in stale
+            ),
         )
         # A token that arrived already expiring wakes nobody and closes the request: ask again.
-        for user_id in await store.waiting_users_without_request(
-            conn, ctx.settings.claim_batch_size
-        ):
+        for user_id in await store.waiting_users_without_request(conn, s.claim_batch_size):
             await flow.ask_for_token(conn, ctx.outbox, user_id, "still no valid token")
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        wait = timedelta(seconds=s.refused_token_wait_s)
+        for row in await store.refused_waits_past(conn, wait, s.claim_batch_size):
+            assert row.refused_token_fp is not None
+            await flow.change(
+                conn,
+                ctx.out,
+                row,
+                None,
+                status=ExecutionStatus.FAILED,
+                error=logic.refused_wait_error(row.refused_token_fp, s.refused_token_wait_s),
+            )
     return False

@@ -21,7 +21,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode, Tracer
 from opentelemetry.util.types import AttributeValue
 
-from services.poller.store import ExecRow
+from services.poller.rows import ExecRow
 from shared.telemetry import continue_trace
 
 TRACER_NAME = "amc.poller"

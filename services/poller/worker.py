@@ -25,13 +25,14 @@ from uuid import UUID
 import asyncpg
 from opentelemetry.trace import Tracer
 
-from services.poller import flow, logic, store, tracing
+from services.poller import logic, store, tracing
 from services.poller.flow import Announcer
 from services.poller.gateway import AmcGateway, CircuitOpenError
 from services.poller.instances import InstanceDirectory
 from services.poller.results import ResultStore
+from services.poller.rows import ExecRow
 from services.poller.settings import PollerSettings
-from services.poller.store import ExecRow
+from services.poller.tokens import TokenReader
 from shared.clients import ApiError
 from shared.consumer import TRANSIENT_ERRORS
 from shared.leases import LeaseKeeper
@@ -58,6 +59,7 @@ class Context:
     amc: AmcGateway
     results: ResultStore
     instances: InstanceDirectory
+    tokens: TokenReader
     owner: str = field(default_factory=owner_name)
     rng: random.Random = field(default_factory=random.Random)
     tracer: Tracer = field(default_factory=tracing.tracer)
@@ -79,14 +81,6 @@ class Context:
     @property
     def lease(self) -> timedelta:
         return timedelta(seconds=self.settings.lease_s)
-
-    async def unauthorized(self, row: ExecRow, token_ciphertext: str, amc_said: str) -> None:
-        """AMC answered 401 to a call for a submitted row: flow.unauthorized, in a
-        transaction of its own."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            await flow.unauthorized(
-                conn, self.out, row, self.owner, token_ciphertext, amc_said, unsent=False
-            )
 
     def backoff(self, failures: int) -> timedelta:
         s = self.settings

@@ -15,7 +15,7 @@ from services.token.settings import TokenSettings
 from services.token.vault import Vault
 from shared.consumer import Tx
 from shared.contract import TokenRefreshed, TokenRefreshFailed, TokenRefreshRequested
-from shared.crypto import DecryptionError
+from shared.crypto import DecryptionError, token_fingerprint
 from shared.runtime import ServiceRuntime
 from shared.telemetry import trace_carrier
 
@@ -29,7 +29,11 @@ def register_handlers(runtime: ServiceRuntime, settings: TokenSettings, vault: V
         user_id = event.user_id
         locked = await store.lock_token(tx.conn, user_id)
         decision = logic.decide_request(
-            locked.state if locked else None, event.occurred_at, datetime.now(UTC), min_life
+            locked.state if locked else None,
+            event.occurred_at,
+            datetime.now(UTC),
+            min_life,
+            refused=_names_current(locked, event.refused_token_fp),
         )
         if decision is Decision.UNKNOWN_USER:
             await tx.emit(
@@ -65,3 +69,14 @@ def register_handlers(runtime: ServiceRuntime, settings: TokenSettings, vault: V
             )
             return
         await store.request_refresh(tx.conn, user_id, channel, trace_carrier())
+
+    def _names_current(locked: store.LockedToken | None, refused_fp: str | None) -> bool | None:
+        """Whether the token AMC refused is the one we hold (None: the request names none).
+        A current token we cannot open counts as refused: only a refresh replaces it."""
+        if refused_fp is None or locked is None or locked.access_token_enc is None:
+            return None
+        try:
+            current = vault.storage.decrypt(locked.access_token_enc)
+        except DecryptionError:
+            return True
+        return token_fingerprint(current) == refused_fp

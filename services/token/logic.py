@@ -79,15 +79,25 @@ class StoredToken:
 
 
 def decide_request(
-    token: StoredToken | None, requested_at: datetime, now: datetime, min_life: timedelta
+    token: StoredToken | None,
+    requested_at: datetime,
+    now: datetime,
+    min_life: timedelta,
+    refused: bool | None = None,
 ) -> Decision:
     """What to do with a token.refresh_requested.
 
-    A stored token with enough life left is handed out again rather than refreshed, as long
-    as the requester cannot have seen it fail: either it is newer than the request (several
-    requests queued for one user are answered by one refresh), or it was not re-published
-    since it was issued (a requester that merely lost its cache). A request made after a
-    re-publish means the token was tried and rejected (AMC said 401): refresh for real.
+    `refused` answers "is the token the request names as refused by AMC our current one?"
+    (None: the request names none). Our current token refused is refreshed however fresh it
+    looks: AMC revokes and rotates tokens before their expiry. A request naming an older
+    token is answered with the current one, which is newer than what was refused; that is
+    also what makes a burst of 401s for one user cost one LWA call.
+
+    A request naming no token gets a stored token with enough life left rather than a
+    refresh, as long as the requester cannot have seen it fail: either it is newer than the
+    request (several requests queued for one user are answered by one refresh), or it was
+    not re-published since it was issued (a requester that merely lost its cache). A request
+    made after a re-publish means the token was tried and rejected: refresh for real.
     """
     if token is None:
         return Decision.UNKNOWN_USER
@@ -95,6 +105,8 @@ def decide_request(
         return Decision.REAUTH_REQUIRED
     if not token.has_access_token or not has_life(token.expires_at, now, min_life):
         return Decision.REFRESH
+    if refused is not None:
+        return Decision.REFRESH if refused else Decision.REPUBLISH
     if token.last_refreshed_at is not None and token.last_refreshed_at >= requested_at:
         return Decision.REPUBLISH
     if token.republished_at is None or token.republished_at >= requested_at:

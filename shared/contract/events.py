@@ -28,6 +28,7 @@ from shared.contract.schema_rules import (
     origin_rule,
     together,
 )
+from shared.crypto import FINGERPRINT_PATTERN
 
 NonEmpty = Annotated[str, Field(min_length=1, max_length=256)]
 
@@ -440,6 +441,14 @@ class TokenRefreshRequested(Event):
 
     user_id: NonEmpty
     reason: str = Field(default="", max_length=500)
+    refused_token_fp: str | None = Field(
+        default=None,
+        pattern=FINGERPRINT_PATTERN,
+        description="The access token AMC refused, by fingerprint (shared.crypto."
+        "token_fingerprint), never the token: when it is the token service's current one, "
+        "that token is refreshed even if it looks fresh; when it is not, the current (newer) "
+        "one is sent again.",
+    )
 
 
 class TokenRefreshed(Event):

@@ -128,7 +128,13 @@ EXAMPLES: tuple[Event, ...] = (
             uri="file:///var/results/amcexample01/0b6c3e8e", row_count=1520, size_bytes=88211
         ),
     ),
-    TokenRefreshRequested(event_id=_id(7), occurred_at=_AT, user_id="user-42", reason="AMC 401"),
+    TokenRefreshRequested(
+        event_id=_id(7),
+        occurred_at=_AT,
+        user_id="user-42",
+        reason="AMC refused access token 3f2a9c1be07d",
+        refused_token_fp="3f2a9c1be07d",
+    ),
     TokenRefreshed(
         event_id=_id(8),
         occurred_at=_AT,

@@ -193,6 +193,29 @@ async def test_request_log_records_creates_without_secrets(
     assert sim_account.client_secret not in log
 
 
+async def test_revoked_access_tokens_are_refused_and_named_by_serial_in_the_log(
+    simulator: SimControl, sim_account: SimAccount, sim_http: httpx.AsyncClient
+) -> None:
+    url = _executions_url(simulator.base_url, sim_account.instance_id)
+    first = await _access_token(sim_http, simulator.base_url, sim_account)
+
+    async def create(token: str) -> httpx.Response:
+        return await sim_http.post(url, json=CREATE_BODY, headers=_headers(sim_account, token))
+
+    assert (await create(first)).status_code == 200
+    assert await simulator.revoke_access_tokens(sim_account.user_id) == 1
+    refused = await create(first)
+    assert refused.status_code == 401
+    assert refused.json() == {"code": "UNAUTHORIZED", "details": "The access token is invalid"}
+    # The grant itself stands: the refresh token still gets a working access token.
+    second = await _access_token(sim_http, simulator.base_url, sim_account)
+    assert (await create(second)).status_code == 200
+    listed = await simulator.requests(sim_account.instance_id, RouteKind.CREATE)
+    assert [(r.status, r.access_token_serial) for r in listed] == [(200, 1), (401, 1), (200, 2)]
+    with pytest.raises(httpx.HTTPStatusError):
+        await simulator.revoke_access_tokens("nobody")
+
+
 async def test_stats_count_creates_and_the_busiest_second_per_instance(
     simulator: SimControl, sim_account: SimAccount, sim_http: httpx.AsyncClient
 ) -> None:

@@ -13,6 +13,7 @@ import asyncpg
 import pytest
 
 from services.poller import store
+from services.poller.rows import ExecRow
 from shared.contract import ExecutionStatus, Origin, OriginKind, WorkflowRun
 from shared.db import apply_migrations, create_pool
 
@@ -55,7 +56,7 @@ async def queue(pool: asyncpg.Pool[Any], user_id: str, n: int) -> None:
             )
 
 
-async def claim(pool: asyncpg.Pool[Any], cap: int, daily_cap: int = 0) -> list[store.ExecRow]:
+async def claim(pool: asyncpg.Pool[Any], cap: int, daily_cap: int = 0) -> list[ExecRow]:
     return (await claim_all(pool, cap, daily_cap)).rows
 
 

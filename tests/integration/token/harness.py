@@ -103,9 +103,16 @@ class TokenHarness:
         return self.service.topics.name(logical)
 
     async def request_refresh(
-        self, user_id: str, times: int = 1, headers: dict[str, str] | None = None
+        self,
+        user_id: str,
+        times: int = 1,
+        headers: dict[str, str] | None = None,
+        refused_fp: str | None = None,
     ) -> None:
-        events = [TokenRefreshRequested(user_id=user_id, reason="test") for _ in range(times)]
+        events = [
+            TokenRefreshRequested(user_id=user_id, reason="test", refused_token_fp=refused_fp)
+            for _ in range(times)
+        ]
         await produce(
             self.bootstrap,
             self.topic(TokenRefreshRequested.topic),

@@ -6,7 +6,13 @@ from datetime import timedelta
 
 from amclocal.simulator import FaultRule, RouteKind
 from shared.contract import TokenRefreshed, TokenRefreshFailed
-from tests.integration.token.harness import TokenHarness, refreshed_for
+from shared.crypto import token_fingerprint
+from tests.integration.token.harness import (
+    SEEDED_ACCESS,
+    TokenHarness,
+    refreshed_for,
+    wait_until,
+)
 
 
 async def test_unknown_user_gets_reauth_required(token_service: TokenHarness) -> None:
@@ -75,6 +81,41 @@ async def test_token_with_life_left_is_republished_once_then_refreshed(
         second = h.open_event(refreshed_for(reader.records, topic, "fresh")[1])
     assert second != "Atza|seeded-old-access"
     assert await h.lwa_calls() == 1
+
+
+async def test_a_fresh_token_amc_refused_is_refreshed_once_for_a_burst(
+    token_service: TokenHarness,
+) -> None:
+    """Requests naming the stored token as refused by AMC (issue 20): refreshed though it has
+    most of an hour left, one LWA call for the burst; a late request naming it again gets
+    the newer token, with no other call."""
+    h = token_service
+    refresh_token = await h.sim_user("revoked")
+    await h.seed("revoked", refresh_token, expires_in=timedelta(minutes=50))
+    refused = token_fingerprint(SEEDED_ACCESS)
+    await h.sim.add_fault(FaultRule(kinds=[RouteKind.TOKEN], latency_ms=300))
+    topic = h.topic(TokenRefreshed.topic)
+    async with h.reader() as reader:
+        await h.request_refresh("revoked", times=5, refused_fp=refused)
+        await reader.wait_for(lambda r: bool(refreshed_for(r, topic, "revoked")))
+        await wait_until(lambda: _handled(h, 5), what="all five requests handled")
+        await h.request_refresh("revoked", refused_fp=refused)
+        await wait_until(lambda: _handled(h, 6), what="the late request handled")
+        await h.outbox_drained()
+        await reader.poll()
+        await reader.poll()
+        tokens = [h.open_event(r) for r in refreshed_for(reader.records, topic, "revoked")]
+    assert await h.lwa_calls() == 1
+    assert SEEDED_ACCESS not in tokens
+    assert len(set(tokens)) == 1
+
+
+async def _handled(h: TokenHarness, count: int) -> bool:
+    value = h.service.registry.get_sample_value(
+        "amc_events_consumed_total",
+        {"topic": h.topic("token.refresh_requested"), "outcome": "processed"},
+    )
+    return (value or 0) >= count
 
 
 async def test_revoked_grant_marks_reauth_required(token_service: TokenHarness) -> None:

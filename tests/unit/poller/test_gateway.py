@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import cast
 
-import asyncpg
 import httpx
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -16,12 +15,15 @@ from opentelemetry.trace import StatusCode
 from prometheus_client import CollectorRegistry
 
 from services.poller.breaker import Breakers
-from services.poller.gateway import AmcGateway, Metrics, Token
+from services.poller.gateway import AmcGateway, Metrics
+from services.poller.instances import Target
 from services.poller.ratelimit import InstanceRateLimiter
+from services.poller.tokens import Token
 from shared.clients import AmcAccount, AmcClient, ApiError, RateLimitedError, TransportError
 
 ACCOUNT = AmcAccount("amc-unit", "adv", "mkt")
-TOKEN = Token("Atza|unit-secret-token", "ciphertext")
+TARGET = Target(ACCOUNT, sandbox=False, requests_per_second=5.0)
+TOKEN = Token("Atza|unit-secret-token")
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
@@ -47,10 +49,7 @@ def gateway(
         AmcClient("http://amc.test", "client-id", http=http),
         cast(InstanceRateLimiter, limits or NoLimits()),
         Breakers(100, 30),
-        cast("asyncpg.Pool[Any]", None),  # only token() reads it
-        None,
         Metrics(registry),
-        300.0,
     )
     amc.meter.install(http)
     return amc, registry
@@ -85,15 +84,15 @@ async def test_every_request_is_counted_with_the_status_it_got() -> None:
     limits = NoLimits()
     amc, registry = gateway(answer, limits)
     now = datetime.now(UTC)
-    assert len(await amc.list_executions(TOKEN, ACCOUNT, now, now)) == 1
+    assert len(await amc.list_executions(TOKEN, TARGET, now, now)) == 1
     assert requests(registry, "list", "200") == 2
     # Each page is a request of its own at AMC, so each takes its own rate slot.
     assert limits.slots == [ACCOUNT.instance_id] * 2
     with pytest.raises(RateLimitedError):
-        await amc.get(TOKEN, ACCOUNT, "throttled")
+        await amc.get(TOKEN, TARGET, "throttled")
     assert requests(registry, "get", "429") == 1
     with pytest.raises(ApiError):  # answered 200, but not with an execution
-        await amc.get(TOKEN, ACCOUNT, "odd")
+        await amc.get(TOKEN, TARGET, "odd")
     assert requests(registry, "get", "200") == 1
 
 
@@ -109,7 +108,7 @@ async def test_a_request_without_an_answer_is_counted_as_such(
 
     amc, registry = gateway(answer)
     with pytest.raises(TransportError):
-        await amc.get(TOKEN, ACCOUNT, "x1")
+        await amc.get(TOKEN, TARGET, "x1")
     assert requests(registry, "get", status) == 1
 
 
@@ -124,7 +123,7 @@ async def test_a_failed_call_marks_the_current_span_without_the_token() -> None:
     amc, _ = gateway(answer)
     tracer = provider.get_tracer("test")
     with tracer.start_as_current_span("execution poll"), pytest.raises(ApiError):
-        await amc.get(TOKEN, ACCOUNT, "x1")
+        await amc.get(TOKEN, TARGET, "x1")
     [span] = exporter.get_finished_spans()
     assert span.status.status_code is StatusCode.ERROR
     [event] = span.events

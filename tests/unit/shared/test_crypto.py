@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from shared.crypto import DecryptionError, KeyRing
+from shared.crypto import FINGERPRINT_PATTERN, DecryptionError, KeyRing, token_fingerprint
 
 
 def test_new_key_encrypts_and_old_keys_still_decrypt() -> None:
@@ -28,3 +30,13 @@ def test_invalid_key_is_refused_with_how_to_make_one() -> None:
         KeyRing(["not-a-key"])
     with pytest.raises(ValueError, match="at least one"):
         KeyRing.from_csv(" , ")
+
+
+def test_a_token_fingerprint_names_a_token_without_revealing_it() -> None:
+    token = "Atza|" + "x" * 40
+    fp = token_fingerprint(token)
+    assert re.fullmatch(FINGERPRINT_PATTERN, fp)
+    assert fp == token_fingerprint(token)
+    assert fp != token_fingerprint(token + "y")
+    assert fp not in token
+    assert token[5:17] not in fp

@@ -157,3 +157,26 @@ def test_key_fingerprint_is_stable_and_not_the_key() -> None:
 
 def test_no_token_reason_names_the_user() -> None:
     assert "no token is registered for user 'u-9'" in logic.no_token_reason("u-9")
+
+
+class TestRequestNamingARefusedToken:
+    """token.refresh_requested naming the token AMC refused, by fingerprint (issue 20)."""
+
+    def test_our_current_token_refused_is_refreshed_however_fresh(self) -> None:
+        fresh = token(refreshed_ago=timedelta(seconds=1), expires_in=timedelta(minutes=59))
+        assert logic.decide_request(fresh, NOW, NOW, LIFE, refused=True) is Decision.REFRESH
+
+    def test_an_older_token_refused_gets_the_current_one(self) -> None:
+        # The refresh another run's 401 caused already replaced it: no second LWA call.
+        stored = token(refreshed_ago=timedelta(minutes=5), republished_ago=timedelta(minutes=1))
+        requested_at = NOW - timedelta(seconds=1)
+        decided = logic.decide_request(stored, requested_at, NOW, LIFE, refused=False)
+        assert decided is Decision.REPUBLISH
+
+    def test_a_dead_grant_or_an_expiring_token_decide_first(self) -> None:
+        reauth = token(status=TokenStatus.REAUTH_REQUIRED)
+        assert logic.decide_request(reauth, NOW, NOW, LIFE, refused=True) is (
+            Decision.REAUTH_REQUIRED
+        )
+        expiring = token(expires_in=timedelta(minutes=1))
+        assert logic.decide_request(expiring, NOW, NOW, LIFE, refused=False) is Decision.REFRESH

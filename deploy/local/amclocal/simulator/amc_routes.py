@@ -336,7 +336,11 @@ def authenticate(state: SimState, request: Request, now: float) -> AccessGrant:
         raise amc_error(401, "UNAUTHORIZED", "Missing bearer access token")
     grant = state.identity.access.get(token.strip())
     if grant is None:
+        withdrawn = state.identity.withdrawn.get(token.strip())
+        if withdrawn is not None:
+            record_of(request).access_token_serial = withdrawn.serial
         raise amc_error(401, "UNAUTHORIZED", "The access token is invalid")
+    record_of(request).access_token_serial = grant.serial
     if grant.expires_at <= now:
         raise amc_error(401, "UNAUTHORIZED", "The access token has expired")
     client_id = request.headers.get("Amazon-Advertising-API-ClientId")

@@ -72,6 +72,12 @@ class SimControl(HttpClientBase):
     async def revoke_user(self, user_id: str) -> None:
         await self._post(f"/lwa/users/{user_id}/revoke")
 
+    async def revoke_access_tokens(self, user_id: str) -> int:
+        """Withdraw the user's access tokens before their expiry (the refresh token stays
+        good); returns how many were withdrawn."""
+        answer = await self._post(f"/lwa/users/{user_id}/revoke-access-tokens")
+        return int(answer["revoked"])
+
     async def expire_access_tokens(self, user_id: str) -> int:
         answer = await self._post(f"/lwa/users/{user_id}/expire-access-tokens")
         return int(answer["expired"])

@@ -78,6 +78,14 @@ def control_router(state: SimState) -> APIRouter:
     async def expire_access_tokens(user_id: str) -> dict[str, int]:
         return {"expired": state.identity.expire_access_tokens(user_id, state.now())}
 
+    @router.post("/lwa/users/{user_id}/revoke-access-tokens")
+    async def revoke_access_tokens(user_id: str) -> dict[str, int]:
+        """The user's access tokens stop working before their expiry; the refresh token
+        still works (Amazon revoking or rotating access tokens, issue 20)."""
+        if user_id not in state.identity.users:
+            raise HTTPException(404, f"unknown user {user_id}")
+        return {"revoked": state.identity.revoke_access_tokens(user_id)}
+
     @router.post("/amc/instances")
     async def register_instance(reg: InstanceRegistration) -> dict[str, bool]:
         state.amc.register_instance(reg)

@@ -45,6 +45,7 @@ class AccessGrant:
     user_id: str
     client_id: str
     expires_at: float
+    serial: int = 0  # the n-th access token LWA issued: how the request log names a token
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,10 @@ class Identity:
     users: dict[str, _User] = field(default_factory=dict)
     codes: dict[str, _Code] = field(default_factory=dict)
     access: dict[str, AccessGrant] = field(default_factory=dict)
+    # Access tokens withdrawn before their expiry, kept only so the request log can say
+    # which one a refused request carried.
+    withdrawn: dict[str, AccessGrant] = field(default_factory=dict)
+    issued: int = 0
 
     def register_client(self, reg: ClientRegistration) -> None:
         self.clients[reg.client_id] = reg.client_secret
@@ -83,8 +88,16 @@ class Identity:
         expired = [t for t, g in self.access.items() if g.user_id == user_id]
         for token in expired:
             grant = self.access[token]
-            self.access[token] = AccessGrant(grant.user_id, grant.client_id, now)
+            self.access[token] = AccessGrant(grant.user_id, grant.client_id, now, grant.serial)
         return len(expired)
+
+    def revoke_access_tokens(self, user_id: str) -> int:
+        """Withdraw the user's access tokens before their expiry, keeping the grant: the
+        refresh token still gets new ones (a token revoked or rotated at Amazon)."""
+        revoked = [t for t, g in self.access.items() if g.user_id == user_id]
+        for token in revoked:
+            self.withdrawn[token] = self.access.pop(token)
+        return len(revoked)
 
     def grant(self, form: dict[str, str], now: float, config: SimConfig) -> IssuedTokens:
         """POST /auth/o2/token: authenticate the client, then honour the grant."""
@@ -105,7 +118,8 @@ class Identity:
             raise LwaError(400, "unsupported_grant_type", f"Unsupported grant_type {grant_type}")
         access_token = "Atza|" + secrets.token_urlsafe(32)
         ttl = config.access_token_ttl_seconds
-        self.access[access_token] = AccessGrant(user.user_id, client_id, now + ttl)
+        self.issued += 1
+        self.access[access_token] = AccessGrant(user.user_id, client_id, now + ttl, self.issued)
         return IssuedTokens(access_token, user.refresh_token, ttl)
 
     def _user_for_refresh(self, refresh_token: str, client_id: str) -> _User:

@@ -31,6 +31,11 @@ class RequestRecord(BaseModel):
     flags: dict[str, bool] | None = Field(default=None, description="Run options set true")
     timeout_seconds: int | None = None
     sql_query: str | None = None
+    access_token_serial: int | None = Field(
+        default=None,
+        description="Which access token the request carried, as the n-th LWA issued (the "
+        "token itself is never kept); None when it carried none LWA issued",
+    )
 
 
 class InstanceStats(BaseModel):

@@ -1,0 +1,123 @@
+"""The one place a failed AMC call changes an execution: logic.after_failure decides, this
+applies it (in one transaction, guarded by the row's lease)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from services.poller import flow, logic, store
+from services.poller.rows import ExecRow
+from services.poller.tokens import Token
+from services.poller.worker import Context
+from shared.clients import ApiError
+from shared.contract import ExecutionStatus
+
+log = logging.getLogger(__name__)
+
+
+def limits(ctx: Context, row: ExecRow) -> logic.FailureLimits:
+    s = ctx.settings
+    return logic.FailureLimits(
+        max_transient_attempts=s.max_transient_attempts,
+        reconcile_give_up_s=s.reconcile_give_up_s,
+        results_unavailable_grace_s=s.results_unavailable_grace_s,
+        download_give_up_s=s.download_give_up_s,
+        timeout_s=logic.execution_timeout_s(
+            row.run, s.amc_execution_timeout_s, s.amc_timeout_margin_s
+        ),
+    )
+
+
+async def after_failed_call(
+    ctx: Context, row: ExecRow, token: Token, exc: ApiError, call: logic.AmcCall
+) -> None:
+    decided = logic.after_failure(call, exc, row, token.fingerprint, limits(ctx, row), flow.now())
+    await apply(ctx, row, decided, unsent=call == "create")
+
+
+async def apply(ctx: Context, row: ExecRow, decided: logic.AfterFailure, *, unsent: bool) -> None:
+    """Carry out what the policy decided for the row (`unsent`: AMC certainly has nothing
+    for it yet, so while it waits for a token it shows WAITING_FOR_TOKEN)."""
+    if decided.warning is not None:
+        log.warning(
+            "%s: %s", row.execution_id, decided.warning, extra={"execution_id": row.execution_id}
+        )
+    if decided.refused_fp is not None:
+        await _refused(ctx, row, decided.refused_fp, decided.reason or "", unsent=unsent)
+        return
+    delay = (
+        timedelta(seconds=decided.after_s)
+        if decided.after_s is not None
+        else ctx.backoff(decided.backoff_on)
+    )
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        if decided.error is not None:
+            await flow.change(
+                conn,
+                ctx.out,
+                row,
+                ctx.owner,
+                status=logic.status_of(decided.error),
+                error=decided.error,
+            )
+        elif decided.reconcile:
+            # The lease end is when the reconciler may look.
+            await store.defer(conn, row.execution_id, ctx.owner, delay, failures=decided.failures)
+        else:
+            fields: dict[str, Any] = dict(decided.fields)
+            if decided.failures is not None:
+                fields["failures"] = decided.failures
+            if decided.throttled_s is not None:
+                fields["waiting_reason"] = logic.throttled_reason(
+                    decided.throttled_s,
+                    flow.now() + delay,
+                    await store.used_today(conn, row.instance_id),
+                    await ctx.instances.daily_cap(row.instance_id),
+                )
+            await flow.change(
+                conn,
+                ctx.out,
+                row,
+                ctx.owner,
+                status=decided.status,
+                reason=decided.reason,
+                next_action_at=flow.now() + delay,
+                **fields,
+            )
+
+
+async def _refused(ctx: Context, row: ExecRow, refused_fp: str, said: str, *, unsent: bool) -> None:
+    """AMC refused token `refused_fp` for the row: it is never sent again. If a newer token is
+    cached already (another run's refusal brought it), the row retries with it at once;
+    otherwise the row waits, with its reason shown, for token.refreshed of a newer one."""
+    wait_s = ctx.settings.refused_token_wait_s
+    # One transaction: no other run may see the token refused before this one's request,
+    # naming it, is open.
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        await store.invalidate_token(conn, row.user_id, refused_fp)
+        newer = await ctx.tokens.token(row.user_id, flow.now(), conn)
+        if newer is not None and newer.fingerprint != refused_fp:
+            await flow.change(
+                conn,
+                ctx.out,
+                row,
+                ctx.owner,
+                status=ExecutionStatus.QUEUED if unsent else None,
+                reason=f"{said}; retrying with the newer token {newer.fingerprint}",
+                refused_token_fp=refused_fp,
+                next_action_at=flow.now(),
+            )
+            return
+        await flow.wait_for_token(
+            conn,
+            ctx.out,
+            row,
+            ctx.owner,
+            f"{said}; waiting for a newer token",
+            unsent=unsent,
+            refused_fp=refused_fp,
+            refused_token_fp=refused_fp,
+            waiting_reason=logic.waiting_reason(refused_fp, wait_s),
+        )
