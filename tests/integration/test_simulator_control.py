@@ -206,7 +206,7 @@ async def test_revoked_access_tokens_are_refused_and_named_by_serial_in_the_log(
     assert await simulator.revoke_access_tokens(sim_account.user_id) == 1
     refused = await create(first)
     assert refused.status_code == 401
-    assert refused.json() == {"code": "UNAUTHORIZED", "details": "The access token is invalid"}
+    assert refused.json() == {"code": "401", "details": "The access token is invalid"}
     # The grant itself stands: the refresh token still gets a working access token.
     second = await _access_token(sim_http, simulator.base_url, sim_account)
     assert (await create(second)).status_code == 200
