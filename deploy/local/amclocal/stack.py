@@ -418,7 +418,8 @@ async def run(var: Path, lifeline: Lifeline | None = None) -> int:
             say(f"  {name:<10} {stack.url(name)}  (/healthz /readyz /metrics /docs)")
         console_url = await stack.start_console(ports["console"])
         say(f"  {'console':<10} {console_url}  (sign in with the API key below)")
-        say(f"for amcctl: export AMCCTL_API_KEY={stack.keys['API_KEY']}")
+        # On the console only: run.log is a log, and the key is kept in keys.json anyway.
+        OUT.write(f"[amc] for amcctl: export AMCCTL_API_KEY={stack.keys['API_KEY']}", to_log=False)
         say(f"logs: {var}/*.log. Events as they flow (Ctrl-C stops everything):")
         await tail_events(bootstrap, stack.topics)
     except asyncio.CancelledError:
