@@ -182,10 +182,11 @@ async def embedded_postgres(
     try:
         yield str(server.get_uri())
     finally:
-        # Stopped here rather than left to the library's handle counting (see above).
+        # This process is the only handle (see above), so the library stops the server;
+        # should it not have, fast shutdown by signal makes sure.
+        await asyncio.to_thread(server.cleanup)
         if pid is not None:
             await asyncio.to_thread(stop_postmaster, pid)
-        await asyncio.to_thread(server.cleanup)
         if temporary:
             shutil.rmtree(parent, ignore_errors=True)
         if say is not None:
