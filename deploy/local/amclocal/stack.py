@@ -170,8 +170,10 @@ class ServiceStack:
         await register_demo(self.simulator_url, client_secret=self.lwa_client_secret)
         migrate = await asyncio.create_subprocess_exec(
             sys.executable,
-            "-m",
-            "shared.db.migrate",
+            # Not `-m shared.db.migrate`: shared.db imports the module first, and runpy then
+            # warns (RuntimeWarning) on every start. This is what `amc-migrate` runs.
+            "-c",
+            "from shared.db.migrate import main; main()",
             env=self.env(),
             cwd=ROOT,
             stdout=asyncio.subprocess.PIPE,
