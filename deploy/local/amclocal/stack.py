@@ -438,8 +438,9 @@ async def run(var: Path, lifeline: Lifeline | None = None) -> int:
         if stack is not None:
             stack.stop(report=say)
         if broker is not None:
+            pid = broker.pid
             broker.stop()
-            say("stopped the broker")
+            say(f"stopped the broker (pid {pid})")
         await postgres.aclose()
         say("stopped: nothing this run started is still running")
     return status
