@@ -14,11 +14,13 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -114,13 +116,24 @@ class Run:
 
 
 @pytest.fixture
-def env(tmp_path: Path, uid: str) -> dict[str, str]:
+def var() -> Iterator[Path]:
+    """The run's data directory. Not under pytest's tmp_path: run as root, the embedded
+    PostgreSQL runs as a user of its own that must traverse every parent directory, and
+    each pytest session (another one on the machine, too) makes /tmp/pytest-of-<user> 0700
+    again, which can cut the server off from its own files mid-run."""
+    path = Path(tempfile.mkdtemp(prefix="amc-devrun-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def env(var: Path, uid: str) -> dict[str, str]:
     base = 20000 + int(uid[1:5], 16) % 20000
     environ = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL",)}
     environ.pop("KAFKA_BOOTSTRAP_SERVERS", None)
     return environ | {
         "AMC_PORT_BASE": str(base),
-        "AMC_VAR_DIR": str(tmp_path),
+        "AMC_VAR_DIR": str(var),
         "AMC_EMBEDDED_POSTGRES": "1",
         "OTEL_TRACES_EXPORTER": "none",
         "PYTHON": sys.executable,
@@ -265,7 +278,7 @@ async def test_a_taken_port_refuses_the_start_naming_the_port_and_its_holder(
 
 
 async def test_a_failure_during_start_stops_what_was_started_and_says_why(
-    env: dict[str, str], runs: list[Run], tmp_path: Path
+    env: dict[str, str], runs: list[Run], var: Path
 ) -> None:
     """The broker and the simulator are up when the migrations find no database."""
     env = env | {"DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/amc_no_such_database"}
@@ -279,6 +292,6 @@ async def test_a_failure_during_start_stops_what_was_started_and_says_why(
     stopped = {int(pid) for pid in re.findall(r"stopped \S+(?: \S+)? \(pid (\d+)\)", run.output)}
     assert len(stopped) == 2, run.output  # the simulator and the broker
     assert not alive(stopped)
-    assert not started_by(run.proc.pid, tmp_path), "nothing this run started is left"
+    assert not started_by(run.proc.pid, var), "nothing this run started is left"
     assert "Traceback" not in run.output, "the traceback is for run.log"
-    assert "Traceback" in (tmp_path / "run.log").read_text()
+    assert "Traceback" in (var / "run.log").read_text()
