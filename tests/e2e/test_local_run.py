@@ -70,6 +70,22 @@ def started_by(pid: int, var: Path) -> set[int]:
     return found - {pid}
 
 
+async def ended(pid: int) -> None:
+    """Until the process (not a child of ours) has ended: its pidfd turns readable."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    loop = asyncio.get_running_loop()
+    gone = loop.create_future()
+    loop.add_reader(pidfd, gone.set_result, None)
+    try:
+        await gone
+    finally:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+
+
 def alive(pids: set[int]) -> set[int]:
     return pids & set(processes())
 
@@ -253,6 +269,22 @@ async def test_day_two_restart_keeps_schedules_and_no_way_of_stopping_leaves_any
     told = (third.var / "run.log").read_text()
     assert "stopping (the output's reader went away)" in told
     assert told.rstrip().endswith("stopped: nothing this run started is still running")
+
+    # Killed outright (SIGKILL: no code of its own runs), its watchdog stops the rest.
+    fourth = await dev_run(env)
+    runs.append(fourth)
+    await fourth.read_until(READY_LINE, START_TIMEOUT_S)
+    started = started_by(fourth.proc.pid, fourth.var)
+    lifeline = {p for p in started if "amclocal.lifeline" in processes().get(p, (0, ""))[1]}
+    assert len(lifeline) == 1
+    fourth.proc.kill()
+    await fourth.proc.wait()
+    # The watchdog exits once everything it watched has ended.
+    await asyncio.wait_for(ended(lifeline.pop()), STOP_TIMEOUT_S)
+    assert not alive(started), f"outlived SIGKILL: {alive(started)}"
+    told = (fourth.var / "run.log").read_text()
+    assert "[lifeline] stopped embedded PostgreSQL" in told
+    assert told.rstrip().endswith("[lifeline] stopped everything the launcher had started")
 
 
 def _epoch(stamp: str) -> float:
