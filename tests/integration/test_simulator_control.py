@@ -63,6 +63,21 @@ async def test_missing_bearer_token_is_401_with_a_message(
     assert response.json() == {"code": "UNAUTHORIZED", "details": "Missing bearer access token"}
 
 
+async def test_a_workflows_route_refuses_an_unknown_token_in_the_workflows_media_type(
+    simulator: SimControl, sim_account: SimAccount, sim_http: httpx.AsyncClient
+) -> None:
+    """A token this AMC never issued (a restarted simulator that kept nothing, issue 21) is a
+    401 in the workflows resource's own media type, which the contract guard accepts (the
+    fixture fails the test on any violation)."""
+    response = await sim_http.get(
+        f"{simulator.base_url}/amc/reporting/{sim_account.instance_id}/workflows/reach",
+        headers=_headers(sim_account, "Atza|never-issued"),
+    )
+    assert response.status_code == 401
+    assert response.headers["content-type"].startswith("application/vnd.amcworkflows.v1+json")
+    assert response.json() == {"code": "UNAUTHORIZED", "details": "The access token is invalid"}
+
+
 async def test_missing_advertiser_header_is_400(
     simulator: SimControl, sim_account: SimAccount, sim_http: httpx.AsyncClient
 ) -> None:
