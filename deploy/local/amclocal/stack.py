@@ -435,21 +435,48 @@ async def run(var: Path, lifeline: Lifeline | None = None) -> int:
     finally:
         stopping = True
         say(f"stopping ({why[0]})..." if why else "stopping...")
+        # Each step is tried even when one before it failed: nothing may be left running.
+        left = False
         if stack is not None:
-            stack.stop(report=say)
+            try:
+                stack.stop(report=say)
+            except Exception as exc:
+                left = _stop_failed("the services", exc)
         if broker is not None:
             pid = broker.pid
-            broker.stop()
-            say(f"stopped the broker (pid {pid})")
-        await postgres.aclose()
-        say("stopped: nothing this run started is still running")
+            try:
+                broker.stop()
+                say(f"stopped the broker (pid {pid})")
+            except Exception as exc:
+                left = _stop_failed("the broker", exc)
+        try:
+            await postgres.aclose()
+        except Exception as exc:
+            left = _stop_failed("PostgreSQL", exc)
+        if left:
+            status = 1
+            say(f"stopped, but not everything: see {var}/run.log")
+        else:
+            say("stopped: nothing this run started is still running")
     return status
+
+
+def _stop_failed(what: str, exc: Exception) -> bool:
+    OUT.log_traceback(exc)
+    say(f"error while stopping {what}: {describe(exc)}")
+    return True
 
 
 def run_ports() -> dict[str, int]:
     """The fixed ports of a run: AMC_PORT_BASE + 1..5 for the services, + 6 for the
     console, + 10 for the simulator (8081-8086 and 8090 by default)."""
-    base = int(os.environ.get("AMC_PORT_BASE", "8080"))
+    given = os.environ.get("AMC_PORT_BASE", "8080")
+    base = int(given) if given.strip().isdigit() else -1
+    if not 1024 <= base <= 65525:
+        raise StartRefusedError(
+            f"AMC_PORT_BASE must be a whole number from 1024 to 65525 (the run uses the ten "
+            f"ports after it), not {given!r}"
+        )
     ports = {name: base + 1 + i for i, name in enumerate(SERVICE_NAMES)}
     ports["console"] = base + CONSOLE_PORT - 8080
     ports["simulator"] = base + 10
