@@ -195,6 +195,9 @@ async def ready_and_own(run: Run, base: int) -> None:
             assert (await http.get(f"http://127.0.0.1:{port}/healthz")).json()["pid"] in own
 
 
+# Four starts of the whole stack and a wait for the next whole minute: longer than the
+# suite's two minutes per test on a busy two-core machine.
+@pytest.mark.timeout(600)
 async def test_day_two_restart_keeps_schedules_and_no_way_of_stopping_leaves_anything(
     env: dict[str, str], runs: list[Run]
 ) -> None:
