@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import re
 import shutil
 import signal
@@ -29,6 +30,7 @@ import httpx
 import pytest
 
 from amclocal.demo import DEMO
+from amclocal.runguard import port_free
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 240  # an embedded PostgreSQL's first initdb on a busy two-core machine
@@ -143,8 +145,14 @@ def var() -> Iterator[Path]:
 
 
 @pytest.fixture
-def env(var: Path, uid: str) -> dict[str, str]:
-    base = 20000 + int(uid[1:5], 16) % 20000
+def env(var: Path) -> dict[str, str]:
+    # Below Linux's ephemeral range (32768+), where other tests' free ports and outgoing
+    # connections come from, and all ten free now.
+    base = next(
+        b
+        for b in random.sample(range(20000, 32700, 10), 50)
+        if all(port_free(b + n) for n in range(1, 11))
+    )
     environ = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL",)}
     environ.pop("KAFKA_BOOTSTRAP_SERVERS", None)
     return environ | {
