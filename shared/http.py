@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Generic, TypeVar
@@ -102,8 +103,10 @@ def create_app(
     )
 
     @app.get("/healthz", tags=["health"])
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    async def healthz() -> dict[str, str | int]:
+        # The pid lets a launcher check that the process answering on a port is the one it
+        # started, not another run's (./dev run refuses to call that "ready").
+        return {"status": "ok", "pid": os.getpid()}
 
     @app.get("/readyz", tags=["health"])
     async def readyz() -> JSONResponse:

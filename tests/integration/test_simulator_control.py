@@ -63,6 +63,21 @@ async def test_missing_bearer_token_is_401_with_a_message(
     assert response.json() == {"code": "401", "details": "Missing bearer access token"}
 
 
+async def test_a_workflows_route_refuses_an_unknown_token_in_the_workflows_media_type(
+    simulator: SimControl, sim_account: SimAccount, sim_http: httpx.AsyncClient
+) -> None:
+    """A token this AMC never issued (a restarted simulator that kept nothing, issue 21) is a
+    401 in the workflows resource's own media type, which the contract guard accepts (the
+    fixture fails the test on any violation)."""
+    response = await sim_http.get(
+        f"{simulator.base_url}/amc/reporting/{sim_account.instance_id}/workflows/reach",
+        headers=_headers(sim_account, "Atza|never-issued"),
+    )
+    assert response.status_code == 401
+    assert response.headers["content-type"].startswith("application/vnd.amcworkflows.v1+json")
+    assert response.json() == {"code": "401", "details": "The access token is invalid"}
+
+
 async def test_missing_advertiser_header_is_400(
     simulator: SimControl, sim_account: SimAccount, sim_http: httpx.AsyncClient
 ) -> None:
@@ -297,25 +312,32 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-async def test_runs_as_a_process_from_the_command_line() -> None:
-    port = _free_port()
+async def _simulator_process(port: int, *args: str) -> asyncio.subprocess.Process:
+    """The simulator as `python -m amclocal.simulator` runs it, once it answers."""
     env = {**os.environ, "PYTHONPATH": str(ROOT / "deploy" / "local")}
     process = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "amclocal.simulator", "--port", str(port), "--seed", "7"),
+        *(sys.executable, "-m", "amclocal.simulator", "--port", str(port), *args),
         env=env,
         stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
     )
+    async with httpx.AsyncClient() as http, asyncio.timeout(30):
+        while True:
+            assert process.returncode is None, "the simulator exited during start"
+            try:
+                health = await http.get(f"http://127.0.0.1:{port}/_sim/healthz")
+            except httpx.TransportError:
+                await asyncio.sleep(0.1)
+                continue
+            assert health.json() == {"ok": True, "pid": process.pid}
+            return process
+
+
+async def test_runs_as_a_process_from_the_command_line() -> None:
+    port = _free_port()
+    process = await _simulator_process(port, "--seed", "7")
     try:
         async with httpx.AsyncClient() as http:
-            async with asyncio.timeout(15):
-                while True:
-                    try:
-                        health = await http.get(f"http://127.0.0.1:{port}/_sim/healthz")
-                        break
-                    except httpx.TransportError:
-                        await asyncio.sleep(0.1)
-            assert health.json() == {"ok": True}
             config = (await http.get(f"http://127.0.0.1:{port}/_sim/config")).json()
             assert config["seed"] == 7
     finally:
@@ -372,3 +394,70 @@ async def test_an_injected_429_carries_retry_after_only_when_asked(
     assert bare.json() == {"code": "429", "details": bare.json()["details"]}
     with pytest.raises(ValueError, match="429 or a 5xx"):
         FaultRule(status=450)
+
+
+async def test_state_file_keeps_tokens_workflows_and_executions_across_a_kill(
+    tmp_path: Path,
+) -> None:
+    """What the product was told before the simulator was killed (SIGKILL: no shutdown code
+    runs) is still true after a restart on the same file: its access token works, its
+    workflow is there, its execution goes on and finishes."""
+    port, state = _free_port(), tmp_path / "sim-state.json"
+    base = f"http://127.0.0.1:{port}"
+    process = await _simulator_process(port, "--state-file", str(state))
+    try:
+        control = SimControl(base)
+        account = await control.provision()
+        await control.configure(pending_seconds=0, running_seconds=1.0)
+        async with httpx.AsyncClient() as http:
+            token = await _access_token(http, base, account)
+            headers = _headers(account, token)
+            workflow = {"workflowId": "reach", "sqlQuery": "SELECT 1"}
+            pushed = await http.post(
+                f"{base}/amc/reporting/{account.instance_id}/workflows",
+                json=workflow,
+                headers=headers,
+            )
+            assert pushed.status_code == 200, pushed.text
+            created = await http.post(
+                _executions_url(base, account.instance_id), json=CREATE_BODY, headers=headers
+            )
+            assert created.status_code == 200, created.text
+            execution_id = created.json()["workflowExecutionId"]
+        process.kill()
+        await process.wait()
+        assert state.stat().st_mode & 0o077 == 0, "tokens are readable by their owner only"
+
+        # The config is the command line's again (pending 2 s, running 10 s): the kept
+        # execution keeps the durations it was created with.
+        process = await _simulator_process(port, "--state-file", str(state))
+        async with httpx.AsyncClient(headers=headers) as http:
+            got = await http.get(f"{base}/amc/reporting/{account.instance_id}/workflows/reach")
+            assert got.status_code == 200, got.text
+            assert got.json()["sqlQuery"] == "SELECT 1"
+            url = f"{_executions_url(base, account.instance_id)}/{execution_id}"
+            async with asyncio.timeout(30):
+                while (answer := await http.get(url)).json()["status"] != "SUCCEEDED":
+                    assert answer.status_code == 200, answer.text
+                    assert answer.json()["status"] in ("PENDING", "RUNNING"), answer.text
+                    await asyncio.sleep(0.2)
+            assert (await SimControl(base).contract_violations()) == []
+    finally:
+        process.terminate()
+        await process.wait()
+
+
+async def test_unreadable_state_file_stops_the_start_with_its_name(tmp_path: Path) -> None:
+    state = tmp_path / "sim-state.json"
+    state.write_text("{not json")
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "deploy" / "local")}
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "amclocal.simulator", "--port", str(_free_port())),
+        *("--state-file", str(state)),
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await process.communicate()
+    assert process.returncode == 1
+    assert f"state file {state} cannot be read" in err.decode()

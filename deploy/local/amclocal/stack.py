@@ -13,19 +13,28 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from aiokafka import AIOKafkaConsumer
 
-from amclocal.broker import LocalBroker, free_port, wait_for_port
+from amclocal.broker import LocalBroker, free_port
 from amclocal.demo import DEMO, register_demo, register_instance_and_workflow, register_token
 from amclocal.postgres import create_database, local_postgres
+from amclocal.runguard import (
+    Lifeline,
+    Output,
+    RunLock,
+    StartRefusedError,
+    check_ports,
+    port_free,
+)
 from shared.contract import Topics
 from shared.crypto import KeyRing
 from shared.topics_admin import contract_topics, ensure_topics
@@ -42,10 +51,11 @@ LOCAL_PORTS = {
 # The console serves people, not events: it is started after the five (it needs their APIs)
 # and is not one of SERVICE_NAMES, so the soak's replicas and faults leave it alone.
 CONSOLE_PORT = 8086
+SIMULATOR_STATE = "simulator-state.json"
 
 
 def say(message: str) -> None:
-    print(f"[amc] {message}", flush=True)
+    OUT.write(f"[amc] {message}")
 
 
 def new_keys() -> dict[str, str]:
@@ -74,6 +84,10 @@ class ServiceStack:
     # `ports[service]`; the others are `<service>-2`, ... on free ports chosen at start.
     replicas: int = 1
     lwa_client_secret: str = DEMO.client_secret
+    # Where the simulator keeps AMC's and LWA's data across restarts (None: in memory).
+    simulator_state: Path | None = None
+    # Told the pid and name of every process started (./dev run's watchdog, lifeline.py).
+    on_spawn: Callable[[int, str], None] | None = field(default=None, repr=False)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     replica_ports: dict[str, int] = field(default_factory=dict, init=False)
     _commands: dict[str, tuple[list[str], dict[str, str]]] = field(
@@ -143,21 +157,25 @@ class ServiceStack:
             start_new_session=True,
         )
         self.processes[name] = proc
+        if self.on_spawn is not None:
+            self.on_spawn(proc.pid, name)
         return proc
 
     async def start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         await ensure_topics(self.bootstrap, contract_topics(self.topics))
-        self.spawn(
-            "simulator",
-            [sys.executable, "-m", "amclocal.simulator", "--port", str(self.simulator_port)],
-        )
-        await asyncio.to_thread(wait_for_port, "127.0.0.1", self.simulator_port, 30)
+        simulator = [sys.executable, "-m", "amclocal.simulator", "--port", str(self.simulator_port)]
+        if self.simulator_state is not None:
+            simulator += ["--state-file", str(self.simulator_state)]
+        self.spawn("simulator", simulator)
+        await self.wait_ready("simulator", 30)
         await register_demo(self.simulator_url, client_secret=self.lwa_client_secret)
         migrate = await asyncio.create_subprocess_exec(
             sys.executable,
-            "-m",
-            "shared.db.migrate",
+            # Not `-m shared.db.migrate`: shared.db imports the module first, and runpy then
+            # warns (RuntimeWarning) on every start. This is what `amc-migrate` runs.
+            "-c",
+            "from shared.db.migrate import main; main()",
             env=self.env(),
             cwd=ROOT,
             stdout=asyncio.subprocess.PIPE,
@@ -217,24 +235,39 @@ class ServiceStack:
         return self.spawn(name, args, env)
 
     async def wait_ready(self, name: str, timeout_s: float) -> None:
+        """Until the process `name` answers that it is ready. The answer must come from that
+        very process (its /healthz names its pid): another run's process on the same port
+        is an error, never "ready"."""
         proc = self.processes[name]
+        if name == "simulator":
+            base, health, ready = self.simulator_url, "/_sim/healthz", None
+        else:
+            base, health, ready = self.url(name), "/healthz", "/readyz"
         deadline = time.monotonic() + timeout_s
-        async with httpx.AsyncClient() as client:
+        async with httpx.AsyncClient(base_url=base, timeout=2) as client:
             while time.monotonic() < deadline:
                 if proc.poll() is not None:
                     raise RuntimeError(
                         f"{name} exited with {proc.returncode}; see {self.log_dir}/{name}.log"
                     )
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await client.get(f"{self.url(name)}/readyz", timeout=2)).status_code == 200:
+                with contextlib.suppress(httpx.HTTPError, ValueError):
+                    answer = (await client.get(health)).json()
+                    if answer.get("pid") != proc.pid:
+                        raise RuntimeError(
+                            f"{base} answers for another process (pid {answer.get('pid')}), "
+                            f"not the {name} this run started (pid {proc.pid}): another "
+                            "./dev run or test stack uses the port"
+                        )
+                    if ready is None or (await client.get(ready)).status_code == 200:
                         return
                 await asyncio.sleep(0.3)
         raise RuntimeError(
             f"{name} not ready after {timeout_s:.0f} s; see {self.log_dir}/{name}.log"
         )
 
-    def stop(self) -> None:
-        # One at a time, newest first, so consumers leave their groups cleanly (broker quirk).
+    def stop(self, report: Callable[[str], None] | None = None) -> None:
+        """Stop every process, newest first; `report` is told each one as it ends."""
+        # One at a time, so consumers leave their groups cleanly (broker quirk).
         for name, proc in reversed(list(self.processes.items())):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -244,6 +277,8 @@ class ServiceStack:
                     say(f"{name} did not stop in 30 s; killing it")
                     proc.kill()
                     proc.wait()
+                if report is not None:
+                    report(f"stopped {name} (pid {proc.pid})")
         self.processes.clear()
 
 
@@ -270,7 +305,8 @@ async def tail_events(bootstrap: str, topics: Topics) -> None:
     try:
         async for record in consumer:
             stamp = time.strftime("%H:%M:%S")
-            print(f"  {stamp} {record.topic:<28} {summarise(record.value)}", flush=True)
+            line = f"  {stamp} {record.topic:<28} {summarise(record.value)}"
+            OUT.write(line, to_log=False)
     finally:
         await consumer.stop()
 
@@ -295,12 +331,47 @@ def summarise(value: bytes | None) -> str:
     return json.dumps({k: body[k] for k in keys if k in body}, default=str)[:160]
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) != 0
+def describe(exc: BaseException) -> str:
+    """One line a user can act on; the traceback goes to run.log."""
+    if isinstance(exc, httpx.HTTPStatusError):
+        detail = ""
+        with contextlib.suppress(ValueError):
+            body = exc.response.json()
+            if isinstance(body, dict) and "detail" in body:
+                detail = f": {str(body['detail'])[:300]}"
+        request = exc.request
+        return f"{request.method} {request.url} answered {exc.response.status_code}{detail}"
+    if isinstance(exc, RuntimeError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
 
 
-async def run(var: Path) -> None:
+async def run(var: Path, lifeline: Lifeline | None = None) -> int:
+    """Start everything, show the events, and stop everything on whatever ends the run:
+    SIGINT (Ctrl-C), SIGTERM, SIGHUP, the output's reader going away, or an error while
+    starting. Returns the exit status."""
+    loop = asyncio.get_running_loop()
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    why: list[str] = []
+    stopping = False
+
+    def stop_because(reason: str) -> None:
+        if stopping or why:
+            return  # the stop under way finishes in order; a second signal cannot hurry it
+        why.append(reason)
+        main_task.cancel()
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(sig, stop_because, sig.name)
+    OUT.on_lost = lambda: stop_because("the output's reader went away")
+    OUT.watch_pipe(loop)
+
+    def watch(pid: int, name: str, sig: signal.Signals = signal.SIGTERM) -> None:
+        if lifeline is not None:
+            lifeline.watch(pid, name, sig)
+
+    status = 0
     broker: LocalBroker | None = None
     stack: ServiceStack | None = None
     postgres = contextlib.AsyncExitStack()
@@ -309,59 +380,148 @@ async def run(var: Path) -> None:
         if bootstrap:
             say(f"Kafka: {bootstrap} (from KAFKA_BOOTSTRAP_SERVERS)")
         else:
-            port = 9092 if _port_free(9092) else free_port()
+            port = 9092 if port_free(9092) else free_port()
             broker = LocalBroker(port=port, log_path=var / "broker.log")
             bootstrap = broker.start()
+            if broker.pid is not None:
+                watch(broker.pid, "broker")
             say(f"Kafka: local Tansu broker on {bootstrap} (in memory: a restart starts empty)")
         database_url = os.environ.get("DATABASE_URL")
         if database_url:
             say("PostgreSQL: from DATABASE_URL")
         else:
             # Data under var/local: a restart of ./dev run keeps schedules and collections.
-            admin = await postgres.enter_async_context(local_postgres(var, say))
+            admin = await postgres.enter_async_context(
+                local_postgres(
+                    var, say, lambda pid: watch(pid, "embedded PostgreSQL", signal.SIGINT)
+                )
+            )
             database_url = await create_database(admin, "amc")
-            say(f"PostgreSQL: {database_url}")
-        base = int(os.environ.get("AMC_PORT_BASE", "8080"))
+            say(f"PostgreSQL: {redact_dsn(database_url)}")
+        ports = run_ports()
         stack = ServiceStack(
             bootstrap=bootstrap,
             database_url=database_url,
             log_dir=var,
             keys=persistent_keys(var),
-            ports={name: base + 1 + i for i, name in enumerate(SERVICE_NAMES)},
-            simulator_port=base + 10,
+            ports={name: ports[name] for name in SERVICE_NAMES},
+            simulator_port=ports["simulator"],
             topic_prefix=os.environ.get("KAFKA_TOPIC_PREFIX", ""),
+            simulator_state=var / SIMULATOR_STATE,
+            on_spawn=lambda pid, name: watch(pid, name),
         )
         say("starting the AMC/LWA simulator, migrations and the five services...")
         await stack.start()
-        say(f"AMC/LWA simulator: {stack.simulator_url}  (GET /_sim/requests shows what AMC saw)")
+        say(
+            f"AMC/LWA simulator: {stack.simulator_url}  (GET /_sim/requests shows what AMC "
+            f"saw; its users, tokens, workflows and executions are kept in "
+            f"{var / SIMULATOR_STATE})"
+        )
         say("all five services are ready:")
         for name in SERVICE_NAMES:
             say(f"  {name:<10} {stack.url(name)}  (/healthz /readyz /metrics /docs)")
-        console_url = await stack.start_console(base + CONSOLE_PORT - 8080)
+        console_url = await stack.start_console(ports["console"])
         say(f"  {'console':<10} {console_url}  (sign in with the API key below)")
-        say(f"for amcctl: export AMCCTL_API_KEY={stack.keys['API_KEY']}")
+        # On the console only: run.log is a log, and the key is kept in keys.json anyway.
+        OUT.write(f"[amc] for amcctl: export AMCCTL_API_KEY={stack.keys['API_KEY']}", to_log=False)
         say(f"logs: {var}/*.log. Events as they flow (Ctrl-C stops everything):")
         await tail_events(bootstrap, stack.topics)
+    except asyncio.CancelledError:
+        if not why:
+            raise
+        main_task.uncancel()
+    except Exception as exc:  # every failure stops what was started, as a signal does
+        status = 1
+        OUT.log_traceback(exc)
+        say(f"error: {describe(exc)} (details in {var}/run.log)")
     finally:
-        say("stopping...")
+        stopping = True
+        say(f"stopping ({why[0]})..." if why else "stopping...")
+        # Each step is tried even when one before it failed: nothing may be left running.
+        left = False
         if stack is not None:
-            stack.stop()
+            try:
+                stack.stop(report=say)
+            except Exception as exc:
+                left = _stop_failed("the services", exc)
         if broker is not None:
-            broker.stop()
-        await postgres.aclose()
-        say("stopped")
+            pid = broker.pid
+            try:
+                broker.stop()
+                say(f"stopped the broker (pid {pid})")
+            except Exception as exc:
+                left = _stop_failed("the broker", exc)
+        try:
+            await postgres.aclose()
+        except Exception as exc:
+            left = _stop_failed("PostgreSQL", exc)
+        if left:
+            status = 1
+            say(f"stopped, but not everything: see {var}/run.log")
+        else:
+            say("stopped: nothing this run started is still running")
+    return status
+
+
+def _stop_failed(what: str, exc: Exception) -> bool:
+    OUT.log_traceback(exc)
+    say(f"error while stopping {what}: {describe(exc)}")
+    return True
+
+
+def run_ports() -> dict[str, int]:
+    """The fixed ports of a run: AMC_PORT_BASE + 1..5 for the services, + 6 for the
+    console, + 10 for the simulator (8081-8086 and 8090 by default)."""
+    given = os.environ.get("AMC_PORT_BASE", "8080")
+    base = int(given) if given.strip().isdigit() else -1
+    if not 1024 <= base <= 65525:
+        raise StartRefusedError(
+            f"AMC_PORT_BASE must be a whole number from 1024 to 65525 (the run uses the ten "
+            f"ports after it), not {given!r}"
+        )
+    ports = {name: base + 1 + i for i, name in enumerate(SERVICE_NAMES)}
+    ports["console"] = base + CONSOLE_PORT - 8080
+    ports["simulator"] = base + 10
+    return ports
+
+
+def redact_dsn(dsn: str) -> str:
+    parts = urlsplit(dsn)
+    if parts.password is None:
+        return dsn
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+OUT = Output()
 
 
 def main() -> None:
     var = Path(os.environ.get("AMC_VAR_DIR", ROOT / "var" / "local"))
     var.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(var)
     try:
-        asyncio.run(run(var))
-    except KeyboardInterrupt:
-        pass
-    except RuntimeError as exc:
+        lock.acquire()
+        ports = run_ports()
+        check_ports(_port_names(ports))
+    except StartRefusedError as exc:
         say(f"error: {exc}")
         sys.exit(1)
+    # Not before the lock: a refused second run must not write into the first one's log.
+    OUT.attach_log(var / "run.log")
+    lifeline = Lifeline(var / "run.log", lock)
+    try:
+        status = asyncio.run(run(var, lifeline))
+    except KeyboardInterrupt:
+        status = 0  # Ctrl-C before the run could start anything
+    lifeline.done()
+    sys.exit(status)
+
+
+def _port_names(ports: dict[str, int]) -> dict[str, int]:
+    names = {name: f"the {name} service" for name in SERVICE_NAMES}
+    names |= {"console": "the console", "simulator": "the AMC/LWA simulator"}
+    return {names[key]: port for key, port in ports.items()}
 
 
 if __name__ == "__main__":

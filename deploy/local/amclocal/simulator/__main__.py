@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
 from amclocal.simulator.config import SimConfig
+from amclocal.simulator.persist import StateFileError
 from amclocal.simulator.server import serve_forever
 
 
@@ -23,6 +25,13 @@ def main(argv: list[str] | None = None) -> None:
         default=int(os.environ.get("AMC_SIM_DAILY_EXECUTION_CAP", SimConfig().daily_execution_cap)),
         help="Executions per instance per UTC day (AMC: 30; 0: no cap)",
     )
+    parser.add_argument(
+        "--state-file",
+        type=Path,
+        default=None,
+        help="Keep users, tokens, instances, workflows and executions in this file across "
+        "restarts (default: in memory only)",
+    )
     args = parser.parse_args(argv)
     config = SimConfig(
         seed=args.seed,
@@ -30,7 +39,10 @@ def main(argv: list[str] | None = None) -> None:
         running_seconds=args.running_seconds,
         daily_execution_cap=args.daily_execution_cap,
     )
-    serve_forever(config, args.host, args.port)
+    try:
+        serve_forever(config, args.host, args.port, args.state_file)
+    except StateFileError as exc:
+        raise SystemExit(f"amclocal.simulator: {exc}") from None
 
 
 if __name__ == "__main__":

@@ -122,8 +122,22 @@ def amc_router(state: SimState) -> APIRouter:
         record = record_of(request)
         record.kind = kind
         record.instance_id = instance_id
-        late = await inject_faults(state, kind)
         media_type = _MEDIA_TYPES.get(kind, MEDIA_TYPE)
+        try:
+            instance, late = await checked(request, kind, instance_id, media_type)
+        except Reject as refused:
+            # Errors come in the media type of the route's resource: a workflows route's
+            # 401 in the executions' type is refused by the contract guard (issue 21).
+            refused.media_type = _retyped(refused.media_type, media_type)
+            raise
+        if late is not None:
+            late.media_type = _retyped(late.media_type, media_type)
+        return instance, late
+
+    async def checked(
+        request: Request, kind: RouteKind, instance_id: str, media_type: str
+    ) -> tuple[Instance, Reject | None]:
+        late = await inject_faults(state, kind)
         check_accept(request, media_type)
         now = state.now()
         grant = authenticate(state, request, now)
@@ -327,6 +341,10 @@ def amc_router(state: SimState) -> APIRouter:
         return StreamingResponse(_csv(execution, state.config.seed, index), media_type="text/csv")
 
     return router
+
+
+def _retyped(given: str, route: str) -> str:
+    return route if given == MEDIA_TYPE else given
 
 
 def authenticate(state: SimState, request: Request, now: float) -> AccessGrant:

@@ -10,14 +10,21 @@ from amclocal.simulator.admin_routes import admin_router
 from amclocal.simulator.amc_routes import amc_router
 from amclocal.simulator.config import SimConfig
 from amclocal.simulator.control_routes import control_router
-from amclocal.simulator.gate import AMC_MEDIA_TYPE, CONTROL_PREFIX, Reject, RequestLogMiddleware
+from amclocal.simulator.gate import (
+    AMC_MEDIA_TYPE,
+    CONTROL_PREFIX,
+    KeepStateMiddleware,
+    Reject,
+    RequestLogMiddleware,
+)
 from amclocal.simulator.guard import ContractGuard
 from amclocal.simulator.lwa_routes import lwa_router
+from amclocal.simulator.persist import StateFile
 from amclocal.simulator.state import SimState
 
 
-def create_app(config: SimConfig | None = None) -> FastAPI:
-    state = SimState(config or SimConfig())
+def create_app(config: SimConfig | None = None, store: StateFile | None = None) -> FastAPI:
+    state = SimState(config or SimConfig(), store)
     # AMC, LWA and their storage are outside the product's traces: the simulator standing in
     # for them records no spans of its own, even when it runs inside a traced test process.
     app = FastAPI(
@@ -32,6 +39,9 @@ def create_app(config: SimConfig | None = None) -> FastAPI:
     app.include_router(control_router(state))
     app.add_middleware(ContractGuard, state=state)
     app.add_middleware(RequestLogMiddleware, state=state)
+    if store is not None:
+        app.add_middleware(KeepStateMiddleware, state=state)
+    app.state.sim = state
 
     async def answer_reject(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, Reject)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from fastapi import APIRouter, HTTPException
@@ -30,8 +31,9 @@ def control_router(state: SimState) -> APIRouter:
     router = APIRouter(prefix=CONTROL_PREFIX)
 
     @router.get("/healthz")
-    async def healthz() -> dict[str, bool]:
-        return _OK
+    async def healthz() -> dict[str, bool | int]:
+        # The pid lets a launcher tell its own simulator from another one on the same port.
+        return {"ok": True, "pid": os.getpid()}
 
     @router.get("/config")
     async def get_config() -> SimConfig:

@@ -196,10 +196,23 @@ class Amc:
     behaviors: dict[str, WorkflowBehavior] = field(default_factory=dict)
 
     def register_instance(self, reg: InstanceRegistration) -> None:
+        """Register an instance, or change an existing one's registration: its workflows and
+        executions stay, as a real instance's do (a restarted local run registers its demo
+        instance again)."""
         allowed = frozenset(reg.allowed_users) if reg.allowed_users is not None else None
-        self.instances[reg.instance_id] = Instance(
+        fresh = Instance(
             reg.instance_id, reg.advertiser_id, reg.marketplace_id, allowed, reg.sandbox, reg.name
         )
+        kept = self.instances.get(reg.instance_id)
+        if kept is not None:
+            fresh.executions, fresh.workflows, fresh.active = (
+                kept.executions,
+                kept.workflows,
+                kept.active,
+            )
+            fresh.attempts, fresh.simulated_until = kept.attempts, kept.simulated_until
+            fresh.max_running_seen = kept.max_running_seen
+        self.instances[reg.instance_id] = fresh
 
     def create(
         self,

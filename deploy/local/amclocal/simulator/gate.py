@@ -58,6 +58,29 @@ class RequestLogMiddleware:
         await self._app(scope, receive, send_and_note)
 
 
+class KeepStateMiddleware:
+    """Saves the kept state before the answer to a request that may have changed it leaves,
+    so whatever the product was told survives the simulator being killed right after."""
+
+    _READS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+    def __init__(self, app: ASGIApp, state: SimState) -> None:
+        self._app = app
+        self._state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in self._READS:
+            await self._app(scope, receive, send)
+            return
+
+        async def save_then_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                self._state.save()
+            await send(message)
+
+        await self._app(scope, receive, save_then_send)
+
+
 def record_of(request: Request) -> RequestRecord:
     """The request's log entry (a detached one for requests that are not logged)."""
     record = request.scope.get(_RECORD_KEY)

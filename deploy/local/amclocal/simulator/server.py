@@ -7,11 +7,13 @@ import contextlib
 import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import uvicorn
 
 from amclocal.simulator.app import create_app
 from amclocal.simulator.config import SimConfig
+from amclocal.simulator.persist import StateFile
 
 _STARTUP_TIMEOUT = 10.0
 
@@ -72,13 +74,16 @@ async def run_simulator(
         sock.close()
 
 
-def serve_forever(config: SimConfig, host: str, port: int) -> None:
+def serve_forever(config: SimConfig, host: str, port: int, state_file: Path | None = None) -> None:
+    app = create_app(config, StateFile(state_file) if state_file is not None else None)
     # No access log: result URLs carry their signature in the query string.
     uvicorn.run(
-        create_app(config),
+        app,
         host=host,
         port=port,
         log_level="info",
         access_log=False,
         timeout_keep_alive=KEEP_ALIVE_S,
     )
+    # What reads advanced (executions that started or finished) is kept at a clean stop.
+    app.state.sim.save()

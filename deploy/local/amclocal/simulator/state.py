@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from amclocal.simulator.config import FaultRule, RouteKind, SimConfig
 from amclocal.simulator.executions import Amc
 from amclocal.simulator.identity import Identity
+from amclocal.simulator.persist import StateFile
 from amclocal.simulator.requestlog import InstanceStats, RequestLog, Stats, max_in_one_second
 from amclocal.simulator.throttle import RateLimiter
 
@@ -24,6 +25,8 @@ class FaultDecision:
 @dataclass
 class SimState:
     initial: SimConfig
+    # Where the kept state lives (see persist.py); None: in memory only, as tests want it.
+    store: StateFile | None = None
     config: SimConfig = field(init=False)
     rng: random.Random = field(init=False)
     identity: Identity = field(init=False)
@@ -35,6 +38,13 @@ class SimState:
 
     def __post_init__(self) -> None:
         self.reset()
+        kept = self.store.read() if self.store is not None else None
+        if kept is not None:
+            self.identity, self.amc = kept
+
+    def save(self) -> None:
+        if self.store is not None:
+            self.store.write(self.identity, self.amc)
 
     def reset(self) -> None:
         """Back to the state right after start: same config, same seed, nothing registered."""
