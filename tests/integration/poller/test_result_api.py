@@ -3,6 +3,7 @@ from S3 (moto in server mode), and the answers for no result yet, expired and un
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import shutil
 from pathlib import Path
@@ -12,8 +13,10 @@ from uuid import uuid4
 import httpx
 import pytest
 from moto.server import ThreadedMotoServer
+from typer.testing import CliRunner, Result
 
 from amclocal.simulator import SimAccount, SimControl, WorkflowBehavior
+from services.amcctl import app as amcctl
 from shared.crypto import KeyRing
 from tests.integration.poller.conftest import (
     SettingsFactory,
@@ -33,6 +36,13 @@ from tests.support.http import json_of
 API_KEY = "test-api-key-results"
 
 
+async def _amcctl(*args: str, code: int = 0) -> Result:
+    # The CLI is synchronous; the server runs on this event loop, so call it from a thread.
+    answer = await asyncio.to_thread(CliRunner().invoke, amcctl, ["executions", *args])
+    assert answer.exit_code == code, answer.output
+    return answer
+
+
 def _without_header(data: bytes) -> bytes:
     return data[data.index(b"\n") + 1 :]
 
@@ -42,10 +52,12 @@ async def test_preview_and_download_of_a_two_file_result_from_the_file_store(
     simulator: SimControl,
     sim_account: SimAccount,
     keys: KeyRing,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     await simulator.set_workflow(WorkflowBehavior(workflow_id="wf-two", rows=250, files=2))
     settings = poller_settings(api_key=API_KEY)
-    async with served_poller(settings, simulator, sim_account, keys) as (poller, http, _):
+    async with served_poller(settings, simulator, sim_account, keys) as (poller, http, url):
         await poller.send(external(run_for(sim_account, "wf-two")))
         [done] = await completed_events(poller, 1)
         assert done.status == "SUCCEEDED"
@@ -93,12 +105,32 @@ async def test_preview_and_download_of_a_two_file_result_from_the_file_store(
         assert wrong.status_code == 404
         assert "part-00000.csv, part-00001.csv" in wrong.json()["detail"]
 
+        # amcctl: to a file, to stdout, one file, the first rows as a table.
+        target = tmp_path / "out.csv"
+        monkeypatch.setenv("AMCCTL_POLLER_URL", url)
+        monkeypatch.setenv("AMCCTL_API_KEY", API_KEY)
+        execution = str(done.execution_id)
+        wrote = await _amcctl("result", execution, "--out", str(target))
+        assert target.read_bytes() == whole.content
+        assert "wrote" in wrote.stderr
+        assert (await _amcctl("result", execution)).stdout_bytes == whole.content
+        one = await _amcctl("result", execution, "--file", "part-00001.csv")
+        assert one.stdout_bytes == stored[1]
+        head = (await _amcctl("result", execution, "--head", "3")).stdout.splitlines()
+        assert head[0].split() == preview["columns"]
+        assert [line.split() for line in head[2:5]] == preview["rows"][:3]
+        assert "3 of 250 rows" in head[6]
+
         # Retention (or a person) took it away.
         shutil.rmtree(directory)
         for path in ("result", "result/preview"):
             gone = await http.get(f"/executions/{done.execution_id}/{path}")
             assert gone.status_code == 410, gone.text
             assert "expired" in gone.json()["detail"]
+        refused = await _amcctl("result", execution, "--out", str(tmp_path / "x.csv"), code=1)
+        assert "410" in refused.stderr
+        assert "expired" in refused.stderr
+        assert not (tmp_path / "x.csv").exists()
 
 
 async def test_no_result_yet_unknown_execution_and_the_api_key(
