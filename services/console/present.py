@@ -71,3 +71,35 @@ def filter_text(rule_filter: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 def short_hash(sha256: str, length: int = 12) -> str:
     return sha256[:length]
+
+
+def size_text(count: int | float | None) -> str:
+    """Bytes as people say them (decimal units, as storage consoles show them)."""
+    if count is None:
+        return "—"
+    value = float(count)
+    units = ["bytes", "KB", "MB", "GB", "TB"]
+    while value >= 1000 and len(units) > 1:
+        value /= 1000
+        units.pop(0)
+    if units[0] == "bytes":
+        return f"{int(value)} bytes"
+    return f"{value:.1f} {units[0]}"
+
+
+def is_number(text: str) -> bool:
+    try:
+        float(text.strip().replace(",", ""))
+    except ValueError:
+        return False
+    return True
+
+
+def numeric_columns(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> list[bool]:
+    """Which columns hold numbers (blanks aside), to right-align them as people read
+    numbers; a column with no values is text."""
+    numeric = []
+    for index in range(len(columns)):
+        values = [r[index] for r in rows if index < len(r) and r[index].strip()]
+        numeric.append(bool(values) and all(is_number(v) for v in values))
+    return numeric

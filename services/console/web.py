@@ -13,7 +13,7 @@ from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from services.console import auth, store
+from services.console import auth, present, store
 from services.console.backends import ApiProblem, Backends
 from services.console.dead_letters import DeadLetters
 from services.console.feed import LiveFeed
@@ -54,6 +54,7 @@ def make_templates() -> Environment:
         lstrip_blocks=True,
     )
     env.filters["when"] = _when
+    env.filters["size"] = present.size_text
     return env
 
 
