@@ -23,7 +23,7 @@ from opentelemetry import trace
 
 from services.poller import flow, logic, store
 from services.poller.gateway import CircuitOpenError, Token
-from services.poller.results import ResultFile, StoredResult, result_key
+from services.poller.results import ResultFile, StoredResult, result_context, result_key
 from services.poller.store import ExecRow
 from services.poller.worker import Context, TaskSet
 from shared.clients import ApiError, DownloadUrls, RateLimitedError, ResultsExpiredError
@@ -359,7 +359,7 @@ class Follower:
             key = result_key(
                 row.instance_id, row.run.workflow_label, row.created_at.date(), row.execution_id
             )
-            return await ctx.results.save(key, results, metadata)
+            return await ctx.results.save(key, results, metadata, result_context(row))
 
     # --- cancelling ----------------------------------------------------------------------
 

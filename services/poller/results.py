@@ -31,6 +31,9 @@ import obstore
 from obstore.store import from_url
 
 from services.poller.logic import CsvRowCounter
+from services.poller.result_files import ResultReader
+from services.poller.result_sink_pg import PostgresResultSink, ResultContext, shown_url
+from services.poller.store import ExecRow
 
 CONTENT_TYPES = {".csv": "text/csv", ".json": "application/json"}
 
@@ -51,6 +54,20 @@ class StoredResult:
     files: list[str] = field(default_factory=list)
 
 
+def result_context(row: ExecRow) -> ResultContext:
+    """What a result's rows belong to, for a sink that keeps them beside the rows. The
+    poller does not record a schedule's fire time (schedule.due's fire_time is not kept on
+    the execution row), so it is not known here yet."""
+    return ResultContext(
+        execution_id=row.execution_id,
+        instance_id=row.instance_id,
+        workflow=row.run.workflow_label,
+        window_start=row.run.time_window_start,
+        window_end=row.run.time_window_end,
+        fire_time=None,
+    )
+
+
 def result_key(instance_id: str, workflow: str, day: date, execution_id: object) -> str:
     parts = (f"instance={instance_id}", f"workflow={workflow}", f"date={day.isoformat()}")
     return "/".join((*parts, f"execution={execution_id}"))
@@ -58,10 +75,15 @@ def result_key(instance_id: str, workflow: str, day: date, execution_id: object)
 
 class ResultStore(Protocol):
     async def save(
-        self, key: str, results: Sequence[ResultFile], metadata: Sequence[ResultFile]
+        self,
+        key: str,
+        results: Sequence[ResultFile],
+        metadata: Sequence[ResultFile],
+        about: ResultContext | None = None,
     ) -> StoredResult:
         """Store the CSV result files (their rows, bytes and checksum are counted) and
-        AMC's metadata files beside them, under `metadata/`."""
+        AMC's metadata files beside them, under `metadata/`. `about` says what the rows
+        belong to (a database sink records it beside them; file stores have the key)."""
         ...
 
     async def delete_older_than(self, moment: datetime) -> int:
@@ -98,7 +120,11 @@ class LocalResultStore:
         self.root = root
 
     async def save(
-        self, key: str, results: Sequence[ResultFile], metadata: Sequence[ResultFile]
+        self,
+        key: str,
+        results: Sequence[ResultFile],
+        metadata: Sequence[ResultFile],
+        about: ResultContext | None = None,
     ) -> StoredResult:
         directory = (self.root / key).resolve()
         tally = _Tally()
@@ -147,7 +173,11 @@ class ObjectResultStore:
         self._store: Any = from_url(self.url, **options)
 
     async def save(
-        self, key: str, results: Sequence[ResultFile], metadata: Sequence[ResultFile]
+        self,
+        key: str,
+        results: Sequence[ResultFile],
+        metadata: Sequence[ResultFile],
+        about: ResultContext | None = None,
     ) -> StoredResult:
         tally = _Tally()
         for file in results:
@@ -173,12 +203,78 @@ class ObjectResultStore:
         return len(stale)
 
 
-def result_store(url: str) -> ResultStore:
-    """The store a URL names: file:///dir (or a plain path) or an object-store URL."""
+class PostgresResultStore:
+    """Results only in PostgreSQL (services/poller/result_sink_pg.py): AMC's stream is
+    COPYed straight into the workflow's table; AMC's metadata files are not kept."""
+
+    def __init__(self, url: str) -> None:
+        self.sink = PostgresResultSink(url)
+
+    async def save(
+        self,
+        key: str,
+        results: Sequence[ResultFile],
+        metadata: Sequence[ResultFile],
+        about: ResultContext | None = None,
+    ) -> StoredResult:
+        if about is None:
+            raise ValueError("a PostgreSQL result sink needs to know what the rows belong to")
+        tally = _Tally()
+        location, _ = await self.sink.load(about, [tally.counted(f.chunks) for f in results])
+        return tally.result(location, [f.name for f in results])
+
+    async def delete_older_than(self, moment: datetime) -> int:
+        return await self.sink.delete_older_than(moment)
+
+
+class AlsoToPostgres:
+    """A file or object store, and each result also loaded into PostgreSQL from the stored
+    files (POLLER_RESULTS_DATABASE_URL). The store stays the result's location; a load that
+    fails fails the save, so the download is retried and the load with it (it replaces)."""
+
+    def __init__(self, store: ResultStore, url: str) -> None:
+        self.store = store
+        self.sink = PostgresResultSink(url)
+        self.reader = ResultReader()
+
+    async def save(
+        self,
+        key: str,
+        results: Sequence[ResultFile],
+        metadata: Sequence[ResultFile],
+        about: ResultContext | None = None,
+    ) -> StoredResult:
+        if about is None:
+            raise ValueError("a PostgreSQL result sink needs to know what the rows belong to")
+        stored = await self.store.save(key, results, metadata, about)
+        files = await self.reader.files(stored.uri)
+        opened = [await self.reader.open(stored.uri, f.name, files) for f in files]
+        await self.sink.load(about, opened)
+        return stored
+
+    async def delete_older_than(self, moment: datetime) -> int:
+        deleted = await self.store.delete_older_than(moment)
+        return deleted + await self.sink.delete_older_than(moment)
+
+
+def result_store(url: str, database_url: str | None = None) -> ResultStore:
+    """The store a URL names: file:///dir (or a plain path), an object-store URL, or
+    postgresql://; with `database_url`, each result is also loaded into PostgreSQL."""
+    if database_url is not None:
+        if urlsplit(database_url).scheme not in ("postgresql", "postgres"):
+            raise ValueError(
+                f"results database URL {shown_url(database_url)!r}: use postgresql://..."
+            )
+        return AlsoToPostgres(result_store(url), database_url)
     parts = urlsplit(url)
+    if parts.scheme in ("postgresql", "postgres"):
+        return PostgresResultStore(url)
     if parts.scheme in ("", "file"):
         return LocalResultStore(Path(unquote(parts.path if parts.scheme else url)))
     if parts.scheme in ("s3", "s3a", "gs", "az", "abfs", "abfss"):
         allow_http = os.environ.get("AWS_ALLOW_HTTP", "").lower() == "true"
         return ObjectResultStore(url, client_options={"allow_http": allow_http})
-    raise ValueError(f"results URL {url!r}: use file:///dir, s3://bucket/prefix, gs:// or az://")
+    raise ValueError(
+        f"results URL {shown_url(url)!r}: use file:///dir, s3://bucket/prefix, gs://, az:// "
+        "or postgresql://"
+    )

@@ -104,7 +104,12 @@ class PollerRuntime(ServiceRuntime):
                 self.pool,
                 self.announcer,
                 gateway,
-                result_store(settings.results_url or settings.result_dir.resolve().as_uri()),
+                result_store(
+                    settings.results_url or settings.result_dir.resolve().as_uri(),
+                    settings.results_database_url.get_secret_value()
+                    if settings.results_database_url
+                    else None,
+                ),
                 instances,
             )
         return self._context

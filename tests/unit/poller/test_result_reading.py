@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from services.poller.cli_results import table
 from services.poller.result_files import parse_preview
+from services.poller.result_sink_pg import shown_url, split_url, table_name
 
 
 def test_a_cut_off_last_record_is_dropped_and_quoted_newlines_stay_in_their_field() -> None:
@@ -32,3 +35,19 @@ def test_numbers_are_right_aligned_and_text_left_aligned_blanks_aside() -> None:
         "b        1234",
         "c",
     ]
+
+
+def test_the_sinks_url_loses_its_schema_parameter_and_shows_no_password() -> None:
+    dsn, schema = split_url("postgresql://u:secret@db:5432/amc?schema=results&sslmode=require")
+    assert (dsn, schema) == ("postgresql://u:secret@db:5432/amc?sslmode=require", "results")
+    assert split_url("postgresql://db/amc")[1] == "amc_results"
+    assert shown_url("postgresql://u:secret@db:5432/amc?x=1") == "postgresql://u@db:5432/amc"
+    with pytest.raises(ValueError, match="schema="):
+        split_url("postgresql://db/amc?schema=Bad;drop")
+
+
+def test_workflow_ids_become_identifiers_a_person_can_type() -> None:
+    assert table_name("wf-daily") == "wf_daily"
+    assert table_name("adhoc:3f2a") == "adhoc_3f2a"
+    assert table_name("2024 Report") == "wf_2024_report"
+    assert len(table_name("x" * 200)) <= 63
