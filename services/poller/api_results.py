@@ -3,7 +3,8 @@ preview of its first rows.
 
 Answers besides the result:
 - 404: no such execution;
-- 409: the execution has no result yet (not SUCCEEDED yet), or ended without one;
+- 409: the execution has no result yet (not SUCCEEDED yet), or ended without one, or its
+  result went only to the PostgreSQL sink (read it there with SQL);
 - 410: the store no longer holds it (retention, a lifecycle rule);
 - 502: the store could not be read (network, credentials, permissions).
 """
@@ -19,6 +20,7 @@ from pydantic import BaseModel, Field
 
 from services.poller import store
 from services.poller.result_files import (
+    InDatabaseError,
     ResultExpiredError,
     StoredFile,
     StoreUnreachableError,
@@ -69,6 +71,10 @@ async def _files(runtime: PollerRuntime, row: ExecRow) -> list[StoredFile]:
     except ResultExpiredError as exc:
         raise HTTPException(
             status.HTTP_410_GONE, f"execution {row.execution_id}: result expired: {exc}"
+        ) from exc
+    except InDatabaseError as exc:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, f"execution {row.execution_id}: {exc}"
         ) from exc
     except StoreUnreachableError as exc:
         raise HTTPException(

@@ -11,6 +11,7 @@ Three answers besides the bytes, which the API turns into distinct statuses:
   `ResultExpiredError`;
 - the store cannot be asked (network, credentials, permissions): `StoreUnreachableError`,
   whose message names the store but never a credential;
+- the result went only to the PostgreSQL sink: `InDatabaseError`;
 - a file name that is not one of the result's: `KeyError`.
 """
 
@@ -44,6 +45,10 @@ PREVIEW_MAX_BYTES = 4 << 20
 
 class ResultExpiredError(Exception):
     """The store no longer holds the result."""
+
+
+class InDatabaseError(Exception):
+    """The result went to the PostgreSQL sink only: it is read with SQL, not as files."""
 
 
 class StoreUnreachableError(Exception):
@@ -91,6 +96,12 @@ class ResultReader:
                 return from_url(directory.as_uri()), ""
             except BaseError as exc:
                 raise StoreUnreachableError(f"cannot open {_where(uri)}: {exc}") from exc
+        if parts.scheme in ("postgresql", "postgres"):
+            raise InDatabaseError(
+                f"the result is in PostgreSQL ({parts.query.replace('&', ', ')}), not in "
+                "files: SELECT it there, or set POLLER_RESULTS_URL to a file or object store "
+                "and POLLER_RESULTS_DATABASE_URL to keep loading it"
+            )
         if parts.scheme not in ("s3", "s3a", "gs", "az", "abfs", "abfss"):
             raise StoreUnreachableError(f"result URI {_where(uri)}: no store reads this scheme")
         bucket = f"{parts.scheme}://{parts.netloc}"

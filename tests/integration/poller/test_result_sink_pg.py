@@ -14,10 +14,13 @@ from urllib.parse import unquote, urlsplit
 from uuid import UUID, uuid4
 
 import asyncpg
+import httpx
 import pytest
 
 from amclocal.simulator import SimAccount, SimControl, WorkflowBehavior
+from services.poller.app import app_for
 from services.poller.result_sink_pg import PostgresResultSink, ResultContext, table_name
+from services.poller.runtime import PollerRuntime
 from tests.integration.poller.conftest import (
     PollerFactory,
     completed_events,
@@ -177,7 +180,9 @@ async def test_the_poller_loads_a_runs_result_alone_and_beside_the_file_store(
     uid: str,
 ) -> None:
     await simulator.set_workflow(WorkflowBehavior(workflow_id="wf-pg", rows=300, files=2))
-    alone = await started(make_poller, simulator, sim_account, results_url=pg_url)
+    alone = await started(
+        make_poller, simulator, sim_account, results_url=pg_url, api_key="k-results"
+    )
     await alone.send(external(run_for(sim_account, "wf-pg"), "req-pg-1"))
     [done] = await completed_events(alone, 1)
     assert done.status == "SUCCEEDED"
@@ -199,6 +204,14 @@ async def test_the_poller_loads_a_runs_result_alone_and_beside_the_file_store(
     types = {r["column_name"]: r["data_type"] for r in columns}
     assert types["impressions"] == "bigint"
     assert types["event_date"] == "date"
+    # The API cannot hand it out as files, and says where it is instead.
+    assert isinstance(alone.runtime, PollerRuntime)
+    transport = httpx.ASGITransport(app=app_for(alone.runtime))
+    headers = {"Authorization": "Bearer k-results"}
+    async with httpx.AsyncClient(transport=transport, base_url="http://poller") as http:
+        answer = await http.get(f"/executions/{done.execution_id}/result", headers=headers)
+    assert answer.status_code == 409
+    assert f"table={uid}.wf_pg" in answer.json()["detail"]
 
 
 async def test_beside_the_file_store_the_result_is_stored_and_loaded(
