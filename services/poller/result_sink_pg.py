@@ -20,9 +20,10 @@ Column types. AMC's result metadata files are not published (get-your-results.md
 that `metadataDownloadUrls` are "the workflow execution's metadata used during execution";
 the simulator's are its own invention), so the metadata gives no types this code can trust.
 Types are therefore read from the values when a workflow's table is created: a column whose
-every value is an integer becomes bigint, a decimal number numeric, an ISO date date; the
-rest, and every column of a later result that does not fit its type, text (a column is
-widened to text, never narrowed, so a later result is never refused for its values).
+every value is an integer becomes bigint, a decimal number numeric, an ISO date date, the
+rest text. A later result is cast into the table's types; only when a value does not fit are
+its values read, and the columns it does not fit widened (bigint to numeric, else to text;
+never narrower), so no result is refused for its values.
 """
 
 from __future__ import annotations
@@ -169,16 +170,17 @@ class PostgresResultSink:
                 async with conn.transaction():
                     status = await self._insert(conn, qualified, table, columns, about)
             except asyncpg.DataError:
-                # A value the pattern let through and the cast refused (2024-02-30): its
-                # column can only be text. Which one is not said, so every date column is.
-                types = await _column_types(conn, self.schema, table)
-                for column in columns:
-                    if types[column] == "date":
-                        await conn.execute(
-                            f"ALTER TABLE {qualified} ALTER COLUMN {quote_ident(column)}"
-                            f" TYPE text USING {quote_ident(column)}::text"
-                        )
-                status = await self._insert(conn, qualified, table, columns, about)
+                # Some value does not fit its column's type: read the types from the values
+                # (only now: the common case, values that fit, pays no inference) and widen.
+                await self._widen(conn, qualified, table, columns)
+                try:
+                    async with conn.transaction():
+                        status = await self._insert(conn, qualified, table, columns, about)
+                except asyncpg.DataError:
+                    # A value the date pattern let through and the cast refused (2024-02-30):
+                    # which column is not said, so every date column of the result is text.
+                    await self._widen(conn, qualified, table, columns, dates_too=True)
+                    status = await self._insert(conn, qualified, table, columns, about)
         return self.location(table, about.execution_id), int(status.split()[-1])
 
     async def _insert(
@@ -205,13 +207,14 @@ class PostgresResultSink:
         )
 
     async def _table(self, conn: Conn, workflow: str, columns: list[str]) -> str:
-        """The workflow's table, created with types read from the staged values, or with
-        new columns added and columns widened where this result does not fit them."""
+        """The workflow's table: created with types read from the staged values, or with
+        the columns it lacks added (as text: one result is too little to type a column that
+        later results fill)."""
         table = await conn.fetchval(
             f"SELECT table_name FROM {self.schema}._tables WHERE workflow = $1", workflow
         )
-        inferred = await _infer(conn, columns)
         if table is None:
+            inferred = await _infer(conn, columns)
             table = table_name(workflow)
             taken = await conn.fetchval(
                 f"SELECT 1 FROM {self.schema}._tables WHERE table_name = $1", table
@@ -233,19 +236,33 @@ class PostgresResultSink:
         qualified = f"{self.schema}.{quote_ident(table)}"
         existing = await _column_types(conn, self.schema, table)
         for column in columns:
-            have = existing.get(column)
-            if have is None:
+            if column not in existing:
                 await conn.execute(f"ALTER TABLE {qualified} ADD COLUMN {quote_ident(column)} text")
-            elif have == "bigint" and inferred[column] == "numeric":
-                await conn.execute(
-                    f"ALTER TABLE {qualified} ALTER COLUMN {quote_ident(column)} TYPE numeric"
-                )
-            elif have != "text" and inferred[column] not in _FITS.get(have, set()):
-                await conn.execute(
-                    f"ALTER TABLE {qualified} ALTER COLUMN {quote_ident(column)} TYPE text"
-                    f" USING {quote_ident(column)}::text"
-                )
         return str(table)
+
+    async def _widen(
+        self,
+        conn: Conn,
+        qualified: str,
+        table: str,
+        columns: list[str],
+        *,
+        dates_too: bool = False,
+    ) -> None:
+        """Widen the columns this result's values do not fit: bigint to numeric when they
+        are decimals, anything else to text. Never narrower."""
+        inferred = await _infer(conn, columns)
+        existing = await _column_types(conn, self.schema, table)
+        for column in columns:
+            have, ident = existing[column], quote_ident(column)
+            if have == "bigint" and inferred[column] == "numeric":
+                await conn.execute(f"ALTER TABLE {qualified} ALTER COLUMN {ident} TYPE numeric")
+            elif have != "text" and (
+                inferred[column] not in _FITS.get(have, set()) or (dates_too and have == "date")
+            ):
+                await conn.execute(
+                    f"ALTER TABLE {qualified} ALTER COLUMN {ident} TYPE text USING {ident}::text"
+                )
 
     async def delete_older_than(self, moment: datetime) -> int:
         """Rows loaded before `moment`, from every workflow's table."""

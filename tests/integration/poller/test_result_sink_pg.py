@@ -235,3 +235,19 @@ async def test_beside_the_file_store_the_result_is_stored_and_loaded(
         f"SELECT count(*) FROM {uid}.wf_both WHERE _execution_id = $1", done.execution_id
     )
     assert loaded == 120
+
+
+async def test_integers_then_decimals_widen_to_numeric_and_bad_dates_to_text(
+    sink: PostgresResultSink, db: asyncpg.Connection, uid: str
+) -> None:
+    header = b"k,n,d\n"
+    await sink.load(about("wf-num"), [stream(header + b"a,1,2024-01-31\n")])
+    await sink.load(about("wf-num"), [stream(header + b"b,2.5,2024-02-30\n")])
+    columns = await db.fetch(
+        "SELECT column_name, data_type FROM information_schema.columns"
+        " WHERE table_schema = $1 AND table_name = 'wf_num' AND column_name IN ('n', 'd')",
+        uid,
+    )
+    assert {r["column_name"]: r["data_type"] for r in columns} == {"n": "numeric", "d": "text"}
+    got = await db.fetch(f"SELECT k, n::text, d FROM {uid}.wf_num ORDER BY k")
+    assert [tuple(r) for r in got] == [("a", "1", "2024-01-31"), ("b", "2.5", "2024-02-30")]
