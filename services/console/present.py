@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -103,3 +104,47 @@ def numeric_columns(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> li
         values = [r[index] for r in rows if index < len(r) and r[index].strip()]
         numeric.append(bool(values) and all(is_number(v) for v in values))
     return numeric
+
+
+_AMC_WINDOWS = {
+    "MOST_RECENT_DAY": "most recent day",
+    "MOST_RECENT_WEEK": "most recent week",
+    "CURRENT_MONTH": "current month",
+    "PREVIOUS_MONTH": "previous month",
+    "ALL": "all data",
+}
+
+
+def _days(count: int) -> str:
+    return "1 day" if count == 1 else f"{count} days"
+
+
+def window_text(window: Mapping[str, Any] | None) -> str:
+    """A schedule's window as people say it (the scheduler's window rules,
+    services/scheduler/timing/windows.py)."""
+    if not window:
+        return "—"
+    kind = str(window.get("type", ""))
+    if kind in _AMC_WINDOWS:
+        return f"{_AMC_WINDOWS[kind]} (as AMC counts it)"
+    if kind == "LOOKBACK":
+        days, lag = int(window.get("days", 1)), int(window.get("lag_days", 2))
+        if lag == 0:
+            ending = "on the fire date"
+        elif lag == 1:
+            ending = "the day before the fire date"
+        else:
+            ending = f"{_days(lag)} before the fire date"
+        return f"{_days(days)} ending {ending}"
+    if kind == "EXPRESSION":
+        return f"from {window.get('start')} up to {window.get('end')} (end not included)"
+    return str(dict(window))
+
+
+def parameter_rows(parameters: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+    """Workflow parameters as (name, value) rows: text as it is, anything else as JSON."""
+    rows = []
+    for name, value in (parameters or {}).items():
+        shown = value if isinstance(value, str) else json.dumps(value)
+        rows.append((str(name), shown))
+    return rows

@@ -55,6 +55,8 @@ def make_templates() -> Environment:
     )
     env.filters["when"] = _when
     env.filters["size"] = present.size_text
+    env.filters["window"] = present.window_text
+    env.filters["parameter_rows"] = present.parameter_rows
     return env
 
 

@@ -7,7 +7,16 @@ from typing import Any
 import pytest
 
 from services.console.pages.rules import _safe
-from services.console.present import filter_text, limits_text, pick_version, redact_url
+from services.console.present import (
+    filter_text,
+    limits_text,
+    numeric_columns,
+    parameter_rows,
+    pick_version,
+    redact_url,
+    size_text,
+    window_text,
+)
 
 SECRETS = ("hunter2", "T0KEN", "B0T", "xoxb", "ops-user", "passw0rd", "s3cr3t")
 
@@ -94,3 +103,43 @@ def test_filter_text_lists_what_narrows_the_rule() -> None:
         }
     ) == [("Event types", "execution.completed"), ("Statuses", "FAILED, TIMED_OUT")]
     assert filter_text({"new_thing_ids": ["x"]}) == [("New thing ids", "x")]
+
+
+@pytest.mark.parametrize(
+    ("window", "said"),
+    [
+        ({"type": "MOST_RECENT_DAY"}, "most recent day (as AMC counts it)"),
+        ({"type": "PREVIOUS_MONTH"}, "previous month (as AMC counts it)"),
+        (
+            {"type": "LOOKBACK", "days": 7, "lag_days": 2},
+            "7 days ending 2 days before the fire date",
+        ),
+        (
+            {"type": "LOOKBACK", "days": 1, "lag_days": 1},
+            "1 day ending the day before the fire date",
+        ),
+        ({"type": "LOOKBACK", "days": 3, "lag_days": 0}, "3 days ending on the fire date"),
+        (
+            {"type": "EXPRESSION", "start": "FIRSTDAYOFOFFSETMONTH(-1)", "end": "TODAY"},
+            "from FIRSTDAYOFOFFSETMONTH(-1) up to TODAY (end not included)",
+        ),
+        (None, "—"),
+    ],
+)
+def test_windows_read_as_people_say_them(window: dict[str, Any] | None, said: str) -> None:
+    assert window_text(window) == said
+
+
+def test_parameters_are_rows_of_name_and_value() -> None:
+    rows = parameter_rows({"brand": "Acme", "asins": ["B01", "B02"], "limit": 5})
+    assert rows == [("brand", "Acme"), ("asins", '["B01", "B02"]'), ("limit", "5")]
+    assert parameter_rows({}) == []
+
+
+def test_sizes_and_numeric_columns() -> None:
+    assert size_text(999) == "999 bytes"
+    assert size_text(4707) == "4.7 KB"
+    assert size_text(1_500_000_000) == "1.5 GB"
+    rows = [["a", "1", ""], ["b", "-2.5", "x"], ["c", "", "y"]]
+    assert numeric_columns(["name", "n", "t"], rows) == [False, True, False]
+    assert numeric_columns(["empty"], [[""]]) == [False]

@@ -111,3 +111,36 @@ def test_registry_templates_escape_what_the_apis_answer() -> None:
     assert "&lt;script&gt;" in html
     assert "global defaults" in html
     assert ">yes<" in html
+
+
+def test_a_schedules_window_and_parameters_read_as_people_say_them() -> None:
+    schedule = {
+        "id": "s-1",
+        "name": "weekly",
+        "state": "ACTIVE",
+        "paused_reason": None,
+        "cron": "0 6 * * 1",
+        "preset": None,
+        "timezone": "UTC",
+        "next_fire_at": None,
+        "next_fire_local": None,
+        "last_fire_at": None,
+        "workflow_id": "wf",
+        "instance_id": "amc1",
+        "advertiser_id": None,
+        "user_id": "u",
+        "window": {"type": "LOOKBACK", "days": 7, "lag_days": 2},
+        "parameters": {"brand": "<b>Acme</b>", "asins": ["B01"]},
+        "catch_up_policy": "latest",
+        "overlap_policy": "skip",
+        "consecutive_failures": 0,
+    }
+    html = (
+        make_templates()
+        .get_template("schedule.html")
+        .render(s=schedule, path="/schedules/s-1", principal=None, csrf="", runs=[])
+    )
+    assert '<dd id="window">7 days ending 2 days before the fire date</dd>' in html
+    assert "<td><code>brand</code></td><td>&lt;b&gt;Acme&lt;/b&gt;</td>" in html
+    assert "<td><code>asins</code></td><td>[&#34;B01&#34;]</td>" in html
+    assert "LOOKBACK" not in html
