@@ -31,6 +31,7 @@ from tests.integration.poller.test_result_stores import (  # noqa: F401 (fixture
     s3,
     s3_endpoint,
 )
+from tests.support.kafka import produce
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -97,6 +98,22 @@ async def test_preview_and_download_of_a_multi_file_result(
             await page.get_by_label("Services' API key").fill(API_KEY)
             await page.get_by_role("button", name="Sign in").click()
             await expect(page.get_by_role("heading", name="Overview")).to_be_visible()
+
+            # The live feed names what an event is about and links to it. The feed starts
+            # reading at the newest offset once assigned, so the event is sent until it shows.
+            link = page.locator(f'#feed a[href="/executions/{done.execution_id}"]')
+            event = done.model_dump_json().encode()
+            topic = console.topics.name("execution.completed")
+            for _ in range(60):
+                await produce(console.bootstrap, topic, [event])
+                try:
+                    await expect(link).to_have_count(1, timeout=500)
+                    break
+                except AssertionError:
+                    continue
+            await expect(link.first).to_have_text(
+                f"on {sim_account.instance_id}, for {sim_account.user_id}"
+            )
 
             await page.goto(f"/executions/{done.execution_id}")
             summary = page.locator("#result-summary")
