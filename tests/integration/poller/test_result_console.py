@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import re
 import shutil
 from pathlib import Path
@@ -36,6 +37,15 @@ from tests.support.kafka import produce
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+async def _shot(page: Page, name: str) -> None:
+    """Screenshots as tests/e2e/test_console.py takes them: into docs/console only when
+    AMC_CONSOLE_SCREENSHOTS says so, so a test run leaves the work tree as it was."""
+    where = os.environ.get("AMC_CONSOLE_SCREENSHOTS")
+    if where:
+        await asyncio.to_thread(Path(where).mkdir, parents=True, exist_ok=True)
+        await page.screenshot(path=str(Path(where) / f"{name}.png"), full_page=True)
 
 
 async def _download(page: Page, link: str) -> bytes:
@@ -138,6 +148,12 @@ async def test_preview_and_download_of_a_multi_file_result(
             assert [int(await sizes.nth(i).get_attribute("data-bytes") or 0) for i in range(2)] == [
                 len(b) for b in stored
             ]
+
+            if where == "s3":
+                await _shot(page, "execution-result")
+                await page.set_viewport_size({"width": 390, "height": 844})
+                await _shot(page, "execution-result-phone")
+                await page.set_viewport_size({"width": 1280, "height": 720})
 
             whole = await _download(page, "Download CSV")
             assert whole == stored[0] + stored[1][stored[1].index(b"\n") + 1 :]
