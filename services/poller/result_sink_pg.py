@@ -120,7 +120,9 @@ class PostgresResultSink:
         if self._pool is None:
             pool = await asyncpg.create_pool(self.dsn, min_size=0, max_size=4)
             assert pool is not None
-            async with pool.acquire() as conn:
+            async with pool.acquire() as conn, conn.transaction():
+                # Replicas starting together would race on CREATE ... IF NOT EXISTS.
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtext('amc-results-sink'))")
                 await conn.execute(
                     f"CREATE SCHEMA IF NOT EXISTS {self.schema};"
                     f"CREATE TABLE IF NOT EXISTS {self.schema}._tables ("

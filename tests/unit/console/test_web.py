@@ -7,7 +7,15 @@ from urllib.parse import parse_qs
 
 from starlette.requests import Request
 
-from services.console.web import Pager, _when, filters, make_templates, offset_of
+from services.console.web import (
+    Pager,
+    _when,
+    filters,
+    make_templates,
+    offset_of,
+    viewer_zone,
+    when_in,
+)
 
 
 def request(query: str) -> Request:
@@ -144,3 +152,24 @@ def test_a_schedules_window_and_parameters_read_as_people_say_them() -> None:
     assert "<td><code>brand</code></td><td>&lt;b&gt;Acme&lt;/b&gt;</td>" in html
     assert "<td><code>asins</code></td><td>[&#34;B01&#34;]</td>" in html
     assert "LOOKBACK" not in html
+
+
+def test_times_in_the_viewers_chosen_zone() -> None:
+    assert when_in("2026-07-01T05:30:00+00:00", "Europe/London") == "2026-07-01 06:30 Europe/London"
+    assert when_in("2026-12-01T05:30:00Z", "Europe/London") == "2026-12-01 05:30 Europe/London"
+    assert when_in(None, "UTC") == "—"
+    env = make_templates()
+    template = env.from_string("{{ t|when }}")
+    assert template.render(t="2026-07-01T05:30:00+00:00") == "2026-07-01 05:30 UTC"
+    shown = template.render(t="2026-07-01T05:30:00+00:00", tz="America/New_York")
+    assert shown == "2026-07-01 01:30 America/New_York"
+
+
+def test_only_a_real_zone_is_taken_from_the_query() -> None:
+    def asked(query: bytes) -> Request:
+        return Request({"type": "http", "query_string": query, "headers": []})
+
+    assert viewer_zone(asked(b"tz=Asia/Tokyo")) == "Asia/Tokyo"
+    assert viewer_zone(asked(b"tz=Not/AZone")) is None
+    assert viewer_zone(asked(b"tz=../../etc/passwd")) is None
+    assert viewer_zone(asked(b"")) is None
