@@ -90,6 +90,10 @@ class ResultStore(Protocol):
         """Delete stored files last written before `moment`; how many went."""
         ...
 
+    async def close(self) -> None:
+        """Release what the store holds open (a database sink's connections)."""
+        ...
+
 
 class _Tally:
     """Rows, bytes and the running checksum of the result files as they stream past."""
@@ -164,6 +168,9 @@ class LocalResultStore:
                 path.rmdir()  # the directories a result left behind
         return deleted
 
+    async def close(self) -> None:
+        return None
+
 
 class ObjectResultStore:
     """Results in object storage under the URL's bucket and prefix."""
@@ -202,6 +209,9 @@ class ObjectResultStore:
             await obstore.delete_async(self._store, path)
         return len(stale)
 
+    async def close(self) -> None:
+        return None
+
 
 class PostgresResultStore:
     """Results only in PostgreSQL (services/poller/result_sink_pg.py): AMC's stream is
@@ -225,6 +235,9 @@ class PostgresResultStore:
 
     async def delete_older_than(self, moment: datetime) -> int:
         return await self.sink.delete_older_than(moment)
+
+    async def close(self) -> None:
+        await self.sink.close()
 
 
 class AlsoToPostgres:
@@ -255,6 +268,10 @@ class AlsoToPostgres:
     async def delete_older_than(self, moment: datetime) -> int:
         deleted = await self.store.delete_older_than(moment)
         return deleted + await self.sink.delete_older_than(moment)
+
+    async def close(self) -> None:
+        await self.store.close()
+        await self.sink.close()
 
 
 def result_store(url: str, database_url: str | None = None) -> ResultStore:

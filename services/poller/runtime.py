@@ -114,6 +114,11 @@ class PollerRuntime(ServiceRuntime):
             )
         return self._context
 
+    async def stop(self) -> None:
+        await super().stop()
+        if self._context is not None:
+            await self._stop_part("result store", self._context.results.close)
+
     def _loops_from(self, settings: PollerSettings) -> None:
         idle = settings.loop_interval_s
         drain = settings.graceful_timeout_s / 2
