@@ -52,6 +52,7 @@ def register_handlers(
             # This handler runs in the request's CONSUMER span: the row's later jobs
             # (submit, polls, download) continue its trace.
             trace_context=trace_carrier(),
+            fire_time=event.fire_time if isinstance(event, ScheduleDue) else None,
         )
         if row is None:
             log.info("request %s:%s already has an execution", event.origin.kind, event.origin.id)

@@ -26,6 +26,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 from urllib.parse import unquote, urlsplit
+from zoneinfo import ZoneInfo
 
 import obstore
 from obstore.store import from_url
@@ -55,17 +56,22 @@ class StoredResult:
 
 
 def result_context(row: ExecRow) -> ResultContext:
-    """What a result's rows belong to, for a sink that keeps them beside the rows. The
-    poller does not record a schedule's fire time (schedule.due's fire_time is not kept on
-    the execution row), so it is not known here yet."""
+    """What a result's rows belong to, for a sink that keeps them beside the rows."""
     return ResultContext(
         execution_id=row.execution_id,
         instance_id=row.instance_id,
         workflow=row.run.workflow_label,
-        window_start=row.run.time_window_start,
-        window_end=row.run.time_window_end,
-        fire_time=None,
+        window_start=_in_zone(row.run.time_window_start, row.run.time_window_time_zone),
+        window_end=_in_zone(row.run.time_window_end, row.run.time_window_time_zone),
+        fire_time=row.fire_time,
     )
+
+
+def _in_zone(moment: datetime | None, zone: str) -> datetime | None:
+    """A window bound as an instant: AMC takes naive local bounds with the window's zone."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=ZoneInfo(zone))
 
 
 def result_key(instance_id: str, workflow: str, day: date, execution_id: object) -> str:

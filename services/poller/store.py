@@ -84,6 +84,8 @@ class ExecRow:
     workflow_version: int | None = None
     # Why a QUEUED row is held back (the instance's daily cap is used up); None otherwise.
     waiting_reason: str | None = None
+    # A scheduled run's fire time (schedule.due); None for other origins.
+    fire_time: datetime | None = None
     # W3C carrier of the span that created the row (the request's CONSUMER span): background
     # jobs for the row continue this trace. Never logged or shown (it is only ids, but noise).
     trace_context: dict[str, str] = field(default_factory=dict, repr=False)
@@ -124,6 +126,7 @@ class ExecRow:
             url_refreshes=r["url_refreshes"],
             workflow_version=r["workflow_version"],
             waiting_reason=r["waiting_reason"],
+            fire_time=r["fire_time"],
             trace_context=dict(r["trace_context"] or {}),
         )
 
@@ -146,6 +149,7 @@ async def insert_execution(
     status: ExecutionStatus,
     waiting_token: bool,
     trace_context: Mapping[str, str] | None = None,
+    fire_time: datetime | None = None,
 ) -> ExecRow | None:
     """The new row, or None when this origin (and attempt) already has one.
 
@@ -154,9 +158,9 @@ async def insert_execution(
     record = await conn.fetchrow(
         """INSERT INTO executions (execution_id, origin_kind, origin_id, attempt,
                 request_event_id, user_id, instance_id, workflow_id, run, status, stage,
-                waiting_token, waiting_token_since, trace_context)
+                waiting_token, waiting_token_since, trace_context, fire_time)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'submit', $11,
-                   CASE WHEN $11 THEN now() END, $12)
+                   CASE WHEN $11 THEN now() END, $12, $13)
            ON CONFLICT ON CONSTRAINT executions_one_per_origin DO NOTHING
            RETURNING *""",
         execution_id,
@@ -171,6 +175,7 @@ async def insert_execution(
         status.value,
         waiting_token,
         dict(trace_context or {}),
+        fire_time,
     )
     return None if record is None else ExecRow.of(record)
 

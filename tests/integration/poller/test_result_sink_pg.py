@@ -26,6 +26,7 @@ from tests.integration.poller.conftest import (
     completed_events,
     external,
     run_for,
+    schedule_due,
     started,
 )
 
@@ -183,7 +184,8 @@ async def test_the_poller_loads_a_runs_result_alone_and_beside_the_file_store(
     alone = await started(
         make_poller, simulator, sim_account, results_url=pg_url, api_key="k-results"
     )
-    await alone.send(external(run_for(sim_account, "wf-pg"), "req-pg-1"))
+    due = schedule_due(run_for(sim_account, "wf-pg"))
+    await alone.send(due)
     [done] = await completed_events(alone, 1)
     assert done.status == "SUCCEEDED"
     assert done.result is not None
@@ -191,11 +193,15 @@ async def test_the_poller_loads_a_runs_result_alone_and_beside_the_file_store(
     assert f"table={uid}.wf_pg" in done.result.uri
     assert urlsplit(done.result.uri).password is None
     got = await db.fetch(
-        f"SELECT _instance_id, impressions FROM {uid}.wf_pg WHERE _execution_id = $1",
+        f"SELECT _instance_id, _fire_time, _window_start, impressions FROM {uid}.wf_pg"
+        " WHERE _execution_id = $1",
         done.execution_id,
     )
     assert len(got) == 300
-    assert {r["_instance_id"] for r in got} == {sim_account.instance_id}
+    assert {(r["_instance_id"], r["_fire_time"]) for r in got} == {
+        (sim_account.instance_id, due.fire_time)
+    }
+    assert {r["_window_start"] for r in got} == {due.run.time_window_start}
     columns = await db.fetch(
         "SELECT column_name, data_type FROM information_schema.columns"
         " WHERE table_schema = $1 AND table_name = 'wf_pg'",
