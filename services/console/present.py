@@ -148,3 +148,21 @@ def parameter_rows(parameters: Mapping[str, Any] | None) -> list[tuple[str, str]
         shown = value if isinstance(value, str) else json.dumps(value)
         rows.append((str(name), shown))
     return rows
+
+
+def run_window_text(run: Mapping[str, Any]) -> str:
+    """The window one run asked AMC for: AMC's own kind in words, or its bounds (start
+    included, end not) in the run's zone."""
+    kind = str(run.get("time_window_type") or "EXPLICIT")
+    zone = run.get("time_window_time_zone") or "UTC"
+    if kind in _AMC_WINDOWS:
+        return f"{_AMC_WINDOWS[kind]} (as AMC counts it, {zone})"
+    start, end = run.get("time_window_start"), run.get("time_window_end")
+    if not start or not end:
+        return "—"
+
+    def short(value: Any) -> str:
+        text = str(value).replace("T", " ")[:16]
+        return text.removesuffix(" 00:00")
+
+    return f"{short(start)} up to {short(end)} ({zone}, end not included)"

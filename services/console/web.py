@@ -59,6 +59,7 @@ def make_templates() -> Environment:
     env.filters["when"] = _when_for_viewer
     env.filters["size"] = present.size_text
     env.filters["window"] = present.window_text
+    env.filters["run_window"] = present.run_window_text
     env.filters["parameter_rows"] = present.parameter_rows
     return env
 

@@ -126,6 +126,7 @@ async def test_preview_and_download_of_a_multi_file_result(
             )
 
             await page.goto(f"/executions/{done.execution_id}")
+            await expect(page.locator("#run-window")).to_contain_text("2024-01-01 up to 2024-01-08")
             summary = page.locator("#result-summary")
             await expect(summary).to_contain_text("250 rows")
             await expect(summary).to_contain_text("in 2 files")

@@ -14,6 +14,7 @@ from services.console.present import (
     parameter_rows,
     pick_version,
     redact_url,
+    run_window_text,
     size_text,
     window_text,
 )
@@ -143,3 +144,16 @@ def test_sizes_and_numeric_columns() -> None:
     rows = [["a", "1", ""], ["b", "-2.5", "x"], ["c", "", "y"]]
     assert numeric_columns(["name", "n", "t"], rows) == [False, True, False]
     assert numeric_columns(["empty"], [[""]]) == [False]
+
+
+def test_a_runs_window_reads_as_bounds_in_its_zone_or_amcs_kind() -> None:
+    explicit = {
+        "time_window_type": "EXPLICIT",
+        "time_window_start": "2024-03-07T00:00:00",
+        "time_window_end": "2024-03-14T00:00:00",
+        "time_window_time_zone": "Europe/London",
+    }
+    said = run_window_text(explicit)
+    assert said == "2024-03-07 up to 2024-03-14 (Europe/London, end not included)"
+    relative = {"time_window_type": "MOST_RECENT_WEEK", "time_window_time_zone": "UTC"}
+    assert run_window_text(relative) == "most recent week (as AMC counts it, UTC)"
