@@ -56,6 +56,7 @@ def show_text(e: dict[str, Any]) -> str:
         lines.append(
             f"result     {result['uri']}  {result['row_count']} rows, {result['size_bytes']} bytes"
         )
+        lines.append(f"           (amcctl executions result {e['execution_id']} --head 20)")
     return "\n".join(lines)
 
 
