@@ -1,10 +1,18 @@
 """Result uploads: 10 MB, 100 MB and 1 GB through the poller's result store to an
 S3-compatible server (moto, as its own process) and to a local directory, with this
 process's memory sampled throughout, beside a plain streaming put of the same bytes with the
-same library (obstore). Prints one JSON object; progress goes to stderr.
+same library (obstore); the same bytes loaded by the PostgreSQL sink (COPY into a workflow
+table, in a schema of its own that is dropped afterwards), and read back the way the poller's
+result API streams a download (`ResultReader`, from S3 and from the directory). Prints one
+JSON object; progress goes to stderr.
 
     python -m bench.results                     # 10, 100, 1000 MB
     python -m bench.results --sizes-mb 10 100   # quicker
+    python -m bench.results --database-url postgresql://...   # default: $DATABASE_URL, else
+                                                # the local server at 127.0.0.1:5432
+
+Not measured here: the console's relay of a download (it passes the poller's stream on
+unchanged; measuring it needs the console's database and broker running).
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +34,8 @@ import boto3
 import obstore
 
 from amclocal.broker import free_port, wait_for_port
+from services.poller.result_files import ResultReader
+from services.poller.result_sink_pg import PostgresResultSink, ResultContext
 from services.poller.results import LocalResultStore, ObjectResultStore, ResultFile
 
 CHUNK = 64 * 1024
@@ -96,7 +107,15 @@ def start_moto(port: int) -> subprocess.Popen[bytes]:
     )
 
 
-async def run(sizes_mb: list[int]) -> dict[str, Any]:
+async def read_all(reader: ResultReader, uri: str) -> int:
+    files = await reader.files(uri)
+    read = 0
+    async for chunk in await reader.combined(uri, files):
+        read += len(chunk)
+    return read
+
+
+async def run(sizes_mb: list[int], database_url: str) -> dict[str, Any]:
     port = free_port()
     server = start_moto(port)
     try:
@@ -116,6 +135,9 @@ async def run(sizes_mb: list[int]) -> dict[str, Any]:
             "s3://bench-results/plain", client_options={"allow_http": True}
         )._store
         results: dict[str, Any] = {}
+        reader = ResultReader(allow_http=True)
+        schema = f"bench_{uuid.uuid4().hex[:8]}"
+        sink = PostgresResultSink(f"{database_url}?schema={schema}")
         with tempfile.TemporaryDirectory() as directory:
             local = LocalResultStore(Path(directory))
             for mb in sizes_mb:
@@ -133,10 +155,32 @@ async def run(sizes_mb: list[int]) -> dict[str, Any]:
                 async def to_disk(size: int = size, key: str = key) -> None:
                     await local.save(key, [ResultFile("part-00000.csv", csv_stream(size))], [])
 
+                async def to_postgres(size: int = size) -> None:
+                    about = ResultContext(uuid.uuid4(), "bench", "bench-results", None, None, None)
+                    header = b"row_id,report,day,impressions,clicks,purchases\n"
+
+                    async def with_header() -> AsyncIterator[bytes]:
+                        yield header
+                        whole_rows = (size - len(header)) // len(ROW) * len(ROW)
+                        async for chunk in csv_stream(whole_rows):
+                            yield chunk
+
+                    await sink.load(about, [with_header()])
+
+                async def from_s3(size: int = size, key: str = key) -> None:
+                    assert await read_all(reader, f"s3://bench-results/store/{key}") == size
+
+                async def from_disk(size: int = size, key: str = key) -> None:
+                    uri = (Path(directory) / key).resolve().as_uri()
+                    assert await read_all(reader, uri) == size
+
                 results[f"{mb}MB"] = {
                     "result_store_s3": await measure("result store, S3", size, to_s3),
                     "plain_obstore_put_s3": await measure("plain put, S3", size, plain_put),
                     "result_store_local": await measure("result store, local", size, to_disk),
+                    "postgres_sink": await measure("PostgreSQL sink (COPY)", size, to_postgres),
+                    "download_s3": await measure("download, S3", size, from_s3),
+                    "download_local": await measure("download, local", size, from_disk),
                 }
                 row = results[f"{mb}MB"]
                 row["store_to_plain_throughput"] = round(
@@ -145,6 +189,8 @@ async def run(sizes_mb: list[int]) -> dict[str, Any]:
     finally:
         server.terminate()
         server.wait(10)
+        await (await sink.pool()).execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        await sink.close()
     return {
         "benchmark": "results",
         "chunk_bytes": CHUNK,
@@ -158,8 +204,12 @@ async def run(sizes_mb: list[int]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.results", description=__doc__)
     parser.add_argument("--sizes-mb", type=int, nargs="+", default=[10, 100, 1000])
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
+    )
     args = parser.parse_args(argv)
-    print(json.dumps(asyncio.run(run(args.sizes_mb))))
+    print(json.dumps(asyncio.run(run(args.sizes_mb, args.database_url))))
 
 
 if __name__ == "__main__":

@@ -97,6 +97,28 @@ class Backends:
             raise _problem(service, response)
         return response.json() if response.content else None
 
+    async def stream(
+        self, service: Service, path: str, *, params: dict[str, Any] | None = None
+    ) -> httpx.Response:
+        """A GET whose body is not read yet: the caller passes `aiter_bytes()` on and must
+        `aclose()` the response. A refusal is read whole (it is a short JSON) and raised."""
+        url = self.urls[service].rstrip("/") + path
+        clean = {k: v for k, v in (params or {}).items() if v not in (None, "")}
+        request = self._http.build_request("GET", url, params=clean)
+        try:
+            response = await self._http.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise ApiProblem(
+                service, 503, f"cannot reach the {service} service ({type(exc).__name__})"
+            ) from None
+        if response.status_code >= 400:
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
+            raise _problem(service, response)
+        return response
+
     async def get(self, service: Service, path: str, **params: Any) -> Any:
         return await self.call(service, "GET", path, params=params)
 

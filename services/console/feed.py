@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from aiokafka import AIOKafkaConsumer
 
@@ -54,7 +55,38 @@ def summarise(topic: str, prefix: str, value: bytes | None) -> dict[str, Any]:
         return summary
     if not isinstance(body, dict):
         return summary
-    return summary | safe_fields(body)
+    fields = safe_fields(body)
+    return summary | fields | about(fields)
+
+
+_ORIGINS = {"schedule": "a schedule's run", "collection": "a collection's week"}
+_PAGES = (
+    ("execution_id", "/executions/"),
+    ("schedule_id", "/schedules/"),
+    ("collection_id", "/collections/"),
+    ("user_id", "/users/"),
+)
+
+
+def about(fields: dict[str, Any]) -> dict[str, str]:
+    """What an event is about, in words, and the console page of it (the execution, schedule,
+    collection or user it names). Only from the event's own safe fields: a schedule's name is
+    not in its events, and looking names up per event would put the feed behind the APIs."""
+    said: dict[str, str] = {}
+    for key, page in _PAGES:
+        if isinstance(fields.get(key), str) and fields[key]:
+            said["link"] = page + quote(fields[key], safe="")
+            break
+    parts = []
+    origin = fields.get("origin")
+    if isinstance(origin, dict) and origin.get("kind") in _ORIGINS:
+        parts.append(_ORIGINS[origin["kind"]])
+    for key, word in (("workflow_id", "workflow"), ("instance_id", "on"), ("user_id", "for")):
+        if isinstance(fields.get(key), str) and fields[key]:
+            parts.append(f"{word} {fields[key]}")
+    if parts:
+        said["about"] = ", ".join(parts)
+    return said
 
 
 def safe_fields(body: dict[str, Any]) -> dict[str, Any]:

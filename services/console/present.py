@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -71,3 +72,97 @@ def filter_text(rule_filter: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 def short_hash(sha256: str, length: int = 12) -> str:
     return sha256[:length]
+
+
+def size_text(count: int | float | None) -> str:
+    """Bytes as people say them (decimal units, as storage consoles show them)."""
+    if count is None:
+        return "—"
+    value = float(count)
+    units = ["bytes", "KB", "MB", "GB", "TB"]
+    while value >= 1000 and len(units) > 1:
+        value /= 1000
+        units.pop(0)
+    if units[0] == "bytes":
+        return f"{int(value)} bytes"
+    return f"{value:.1f} {units[0]}"
+
+
+def is_number(text: str) -> bool:
+    try:
+        float(text.strip().replace(",", ""))
+    except ValueError:
+        return False
+    return True
+
+
+def numeric_columns(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> list[bool]:
+    """Which columns hold numbers (blanks aside), to right-align them as people read
+    numbers; a column with no values is text."""
+    numeric = []
+    for index in range(len(columns)):
+        values = [r[index] for r in rows if index < len(r) and r[index].strip()]
+        numeric.append(bool(values) and all(is_number(v) for v in values))
+    return numeric
+
+
+_AMC_WINDOWS = {
+    "MOST_RECENT_DAY": "most recent day",
+    "MOST_RECENT_WEEK": "most recent week",
+    "CURRENT_MONTH": "current month",
+    "PREVIOUS_MONTH": "previous month",
+    "ALL": "all data",
+}
+
+
+def _days(count: int) -> str:
+    return "1 day" if count == 1 else f"{count} days"
+
+
+def window_text(window: Mapping[str, Any] | None) -> str:
+    """A schedule's window as people say it (the scheduler's window rules,
+    services/scheduler/timing/windows.py)."""
+    if not window:
+        return "—"
+    kind = str(window.get("type", ""))
+    if kind in _AMC_WINDOWS:
+        return f"{_AMC_WINDOWS[kind]} (as AMC counts it)"
+    if kind == "LOOKBACK":
+        days, lag = int(window.get("days", 1)), int(window.get("lag_days", 2))
+        if lag == 0:
+            ending = "on the fire date"
+        elif lag == 1:
+            ending = "the day before the fire date"
+        else:
+            ending = f"{_days(lag)} before the fire date"
+        return f"{_days(days)} ending {ending}"
+    if kind == "EXPRESSION":
+        return f"from {window.get('start')} up to {window.get('end')} (end not included)"
+    return str(dict(window))
+
+
+def parameter_rows(parameters: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+    """Workflow parameters as (name, value) rows: text as it is, anything else as JSON."""
+    rows = []
+    for name, value in (parameters or {}).items():
+        shown = value if isinstance(value, str) else json.dumps(value)
+        rows.append((str(name), shown))
+    return rows
+
+
+def run_window_text(run: Mapping[str, Any]) -> str:
+    """The window one run asked AMC for: AMC's own kind in words, or its bounds (start
+    included, end not) in the run's zone."""
+    kind = str(run.get("time_window_type") or "EXPLICIT")
+    zone = run.get("time_window_time_zone") or "UTC"
+    if kind in _AMC_WINDOWS:
+        return f"{_AMC_WINDOWS[kind]} (as AMC counts it, {zone})"
+    start, end = run.get("time_window_start"), run.get("time_window_end")
+    if not start or not end:
+        return "—"
+
+    def short(value: Any) -> str:
+        text = str(value).replace("T", " ")[:16]
+        return text.removesuffix(" 00:00")
+
+    return f"{short(start)} up to {short(end)} ({zone}, end not included)"

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import parse_qsl, urlencode
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import Environment, FileSystemLoader, pass_context, select_autoescape
+from jinja2.runtime import Context
 
-from services.console import auth, store
+from services.console import auth, present, store
 from services.console.backends import ApiProblem, Backends
 from services.console.dead_letters import DeadLetters
 from services.console.feed import LiveFeed
@@ -53,7 +56,11 @@ def make_templates() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["when"] = _when
+    env.filters["when"] = _when_for_viewer
+    env.filters["size"] = present.size_text
+    env.filters["window"] = present.window_text
+    env.filters["run_window"] = present.run_window_text
+    env.filters["parameter_rows"] = present.parameter_rows
     return env
 
 
@@ -63,6 +70,38 @@ def _when(value: Any) -> str:
         return "—"
     text = str(value).replace("T", " ")
     return text[:16] + (" UTC" if text.endswith(("Z", "+00:00")) else "")
+
+
+@pass_context
+def _when_for_viewer(context: Context, value: Any) -> str:
+    """Times in the zone the viewer chose (`?tz=Europe/London` on any page), else in UTC."""
+    zone = context.get("tz")
+    return when_in(value, zone) if zone else _when(value)
+
+
+def when_in(value: Any, zone: str) -> str:
+    """An ISO 8601 time in an IANA zone, to the minute, the zone named."""
+    if not value:
+        return "—"
+    try:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return _when(value)
+    if moment.tzinfo is None:
+        return _when(value)
+    return f"{moment.astimezone(ZoneInfo(zone)):%Y-%m-%d %H:%M} {zone}"
+
+
+def viewer_zone(request: Request) -> str | None:
+    """The zone a page's `tz` query names, if it is a real IANA zone (else UTC is shown)."""
+    name = request.query_params.get("tz")
+    if not name:
+        return None
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+    return name
 
 
 # The console's routes need more than the runtime (templates, backends, feed), so what they
@@ -105,6 +144,7 @@ def render(
         csrf=principal.csrf if principal else "",
         notice=notice,
         path=request.url.path,
+        tz=viewer_zone(request),
         **context,
     )
     return HTMLResponse(html, status_code=status_code)

@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from services.poller.api import router
 from services.poller.api_instances import router as instances_router
+from services.poller.api_results import router as results_router
 from services.poller.api_workflows import router as workflows_router
 from services.poller.runtime import PollerRuntime, build_runtime, wired_runtime
 from services.poller.settings import PollerSettings
@@ -24,7 +25,7 @@ def app_for(runtime: PollerRuntime) -> FastAPI:
     """The HTTP app of a runtime built already (tests hold both)."""
     app = create_service_app(
         runtime,
-        routers=[router, instances_router, workflows_router],
+        routers=[router, results_router, instances_router, workflows_router],
         title="amc-poller",
         description="Turns run requests into AMC executions, follows them, downloads results.",
     )

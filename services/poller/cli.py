@@ -1,4 +1,4 @@
-"""`amcctl executions list|show|cancel`: the poller's management API from a terminal."""
+"""`amcctl executions list|show|cancel|result`: the poller's management API from a terminal."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
+from services.poller.cli_results import result
 from shared.cli.api import Json, call, emit
 
 app = typer.Typer(help="AMC executions run by the poller.", no_args_is_help=True)
@@ -55,6 +56,7 @@ def show_text(e: dict[str, Any]) -> str:
         lines.append(
             f"result     {result['uri']}  {result['row_count']} rows, {result['size_bytes']} bytes"
         )
+        lines.append(f"           (amcctl executions result {e['execution_id']} --head 20)")
     return "\n".join(lines)
 
 
@@ -107,3 +109,6 @@ def cancel(execution_id: ExecutionId, as_json: Json = False) -> None:
     """Cancel an execution (at AMC too, if it was submitted)."""
     cancelled = call("poller", "POST", f"/executions/{execution_id}/cancel")
     emit(cancelled) if as_json else typer.echo(_line(cancelled))
+
+
+app.command("result")(result)

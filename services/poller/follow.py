@@ -23,7 +23,7 @@ from opentelemetry import trace
 
 from services.poller import failures, flow, logic, store
 from services.poller.gateway import CircuitOpenError
-from services.poller.results import ResultFile, StoredResult, result_key
+from services.poller.results import ResultFile, StoredResult, result_context, result_key
 from services.poller.rows import ExecRow
 from services.poller.tokens import Token
 from services.poller.worker import Context, TaskSet
@@ -290,7 +290,7 @@ class Follower:
             key = result_key(
                 row.instance_id, row.run.workflow_label, row.created_at.date(), row.execution_id
             )
-            return await ctx.results.save(key, results, metadata)
+            return await ctx.results.save(key, results, metadata, result_context(row))
 
     # --- cancelling ----------------------------------------------------------------------
 

@@ -55,6 +55,7 @@ def register_handlers(
             trace_context=trace_carrier(),
             share_group=share_group,
             daily_share=daily_share,
+            fire_time=event.fire_time if isinstance(event, ScheduleDue) else None,
         )
         if row is None:
             log.info("request %s:%s already has an execution", event.origin.kind, event.origin.id)

@@ -26,11 +26,15 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 from urllib.parse import unquote, urlsplit
+from zoneinfo import ZoneInfo
 
 import obstore
 from obstore.store import from_url
 
 from services.poller.logic import CsvRowCounter
+from services.poller.result_files import ResultReader
+from services.poller.result_sink_pg import PostgresResultSink, ResultContext, shown_url
+from services.poller.rows import ExecRow
 
 CONTENT_TYPES = {".csv": "text/csv", ".json": "application/json"}
 
@@ -51,6 +55,25 @@ class StoredResult:
     files: list[str] = field(default_factory=list)
 
 
+def result_context(row: ExecRow) -> ResultContext:
+    """What a result's rows belong to, for a sink that keeps them beside the rows."""
+    return ResultContext(
+        execution_id=row.execution_id,
+        instance_id=row.instance_id,
+        workflow=row.run.workflow_label,
+        window_start=_in_zone(row.run.time_window_start, row.run.time_window_time_zone),
+        window_end=_in_zone(row.run.time_window_end, row.run.time_window_time_zone),
+        fire_time=row.fire_time,
+    )
+
+
+def _in_zone(moment: datetime | None, zone: str) -> datetime | None:
+    """A window bound as an instant: AMC takes naive local bounds with the window's zone."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=ZoneInfo(zone))
+
+
 def result_key(instance_id: str, workflow: str, day: date, execution_id: object) -> str:
     parts = (f"instance={instance_id}", f"workflow={workflow}", f"date={day.isoformat()}")
     return "/".join((*parts, f"execution={execution_id}"))
@@ -58,14 +81,23 @@ def result_key(instance_id: str, workflow: str, day: date, execution_id: object)
 
 class ResultStore(Protocol):
     async def save(
-        self, key: str, results: Sequence[ResultFile], metadata: Sequence[ResultFile]
+        self,
+        key: str,
+        results: Sequence[ResultFile],
+        metadata: Sequence[ResultFile],
+        about: ResultContext | None = None,
     ) -> StoredResult:
         """Store the CSV result files (their rows, bytes and checksum are counted) and
-        AMC's metadata files beside them, under `metadata/`."""
+        AMC's metadata files beside them, under `metadata/`. `about` says what the rows
+        belong to (a database sink records it beside them; file stores have the key)."""
         ...
 
     async def delete_older_than(self, moment: datetime) -> int:
         """Delete stored files last written before `moment`; how many went."""
+        ...
+
+    async def close(self) -> None:
+        """Release what the store holds open (a database sink's connections)."""
         ...
 
 
@@ -98,7 +130,11 @@ class LocalResultStore:
         self.root = root
 
     async def save(
-        self, key: str, results: Sequence[ResultFile], metadata: Sequence[ResultFile]
+        self,
+        key: str,
+        results: Sequence[ResultFile],
+        metadata: Sequence[ResultFile],
+        about: ResultContext | None = None,
     ) -> StoredResult:
         directory = (self.root / key).resolve()
         tally = _Tally()
@@ -138,6 +174,9 @@ class LocalResultStore:
                 path.rmdir()  # the directories a result left behind
         return deleted
 
+    async def close(self) -> None:
+        return None
+
 
 class ObjectResultStore:
     """Results in object storage under the URL's bucket and prefix."""
@@ -147,7 +186,11 @@ class ObjectResultStore:
         self._store: Any = from_url(self.url, **options)
 
     async def save(
-        self, key: str, results: Sequence[ResultFile], metadata: Sequence[ResultFile]
+        self,
+        key: str,
+        results: Sequence[ResultFile],
+        metadata: Sequence[ResultFile],
+        about: ResultContext | None = None,
     ) -> StoredResult:
         tally = _Tally()
         for file in results:
@@ -172,13 +215,89 @@ class ObjectResultStore:
             await obstore.delete_async(self._store, path)
         return len(stale)
 
+    async def close(self) -> None:
+        return None
 
-def result_store(url: str) -> ResultStore:
-    """The store a URL names: file:///dir (or a plain path) or an object-store URL."""
+
+class PostgresResultStore:
+    """Results only in PostgreSQL (services/poller/result_sink_pg.py): AMC's stream is
+    COPYed straight into the workflow's table; AMC's metadata files are not kept."""
+
+    def __init__(self, url: str) -> None:
+        self.sink = PostgresResultSink(url)
+
+    async def save(
+        self,
+        key: str,
+        results: Sequence[ResultFile],
+        metadata: Sequence[ResultFile],
+        about: ResultContext | None = None,
+    ) -> StoredResult:
+        if about is None:
+            raise ValueError("a PostgreSQL result sink needs to know what the rows belong to")
+        tally = _Tally()
+        location, _ = await self.sink.load(about, [tally.counted(f.chunks) for f in results])
+        return tally.result(location, [f.name for f in results])
+
+    async def delete_older_than(self, moment: datetime) -> int:
+        return await self.sink.delete_older_than(moment)
+
+    async def close(self) -> None:
+        await self.sink.close()
+
+
+class AlsoToPostgres:
+    """A file or object store, and each result also loaded into PostgreSQL from the stored
+    files (POLLER_RESULTS_DATABASE_URL). The store stays the result's location; a load that
+    fails fails the save, so the download is retried and the load with it (it replaces)."""
+
+    def __init__(self, store: ResultStore, url: str) -> None:
+        self.store = store
+        self.sink = PostgresResultSink(url)
+        self.reader = ResultReader()
+
+    async def save(
+        self,
+        key: str,
+        results: Sequence[ResultFile],
+        metadata: Sequence[ResultFile],
+        about: ResultContext | None = None,
+    ) -> StoredResult:
+        if about is None:
+            raise ValueError("a PostgreSQL result sink needs to know what the rows belong to")
+        stored = await self.store.save(key, results, metadata, about)
+        files = await self.reader.files(stored.uri)
+        opened = [await self.reader.open(stored.uri, f.name, files) for f in files]
+        await self.sink.load(about, opened)
+        return stored
+
+    async def delete_older_than(self, moment: datetime) -> int:
+        deleted = await self.store.delete_older_than(moment)
+        return deleted + await self.sink.delete_older_than(moment)
+
+    async def close(self) -> None:
+        await self.store.close()
+        await self.sink.close()
+
+
+def result_store(url: str, database_url: str | None = None) -> ResultStore:
+    """The store a URL names: file:///dir (or a plain path), an object-store URL, or
+    postgresql://; with `database_url`, each result is also loaded into PostgreSQL."""
+    if database_url is not None:
+        if urlsplit(database_url).scheme not in ("postgresql", "postgres"):
+            raise ValueError(
+                f"results database URL {shown_url(database_url)!r}: use postgresql://..."
+            )
+        return AlsoToPostgres(result_store(url), database_url)
     parts = urlsplit(url)
+    if parts.scheme in ("postgresql", "postgres"):
+        return PostgresResultStore(url)
     if parts.scheme in ("", "file"):
         return LocalResultStore(Path(unquote(parts.path if parts.scheme else url)))
     if parts.scheme in ("s3", "s3a", "gs", "az", "abfs", "abfss"):
         allow_http = os.environ.get("AWS_ALLOW_HTTP", "").lower() == "true"
         return ObjectResultStore(url, client_options={"allow_http": allow_http})
-    raise ValueError(f"results URL {url!r}: use file:///dir, s3://bucket/prefix, gs:// or az://")
+    raise ValueError(
+        f"results URL {shown_url(url)!r}: use file:///dir, s3://bucket/prefix, gs://, az:// "
+        "or postgresql://"
+    )

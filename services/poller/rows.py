@@ -47,6 +47,8 @@ class ExecRow:
     workflow_version: int | None = None
     # Why a QUEUED row is held back (the instance's daily cap is used up); None otherwise.
     waiting_reason: str | None = None
+    # A scheduled run's fire time (schedule.due); None for other origins.
+    fire_time: datetime | None = None
     # The access token AMC last refused for this run, by fingerprint; None once AMC accepts.
     refused_token_fp: str | None = None
     # W3C carrier of the span that created the row (the request's CONSUMER span): background
@@ -88,6 +90,7 @@ class ExecRow:
             url_refreshes=r["url_refreshes"],
             workflow_version=r["workflow_version"],
             waiting_reason=r["waiting_reason"],
+            fire_time=r["fire_time"],
             refused_token_fp=r["refused_token_fp"],
             trace_context=dict(r["trace_context"] or {}),
         )

@@ -3,7 +3,8 @@ limiter, breakers, instance directory, result store) and the background loops.
 
 Routes reach it through `RuntimeDep`, bound by `app.create_app`: the execution routes for the
 announcer (a cancel of an execution AMC does not have yet), the instance and workflow routes
-for the context (they call AMC through the loops' gateway: same rate slots, breakers, tokens).
+for the context (they call AMC through the loops' gateway: same rate slots, breakers, tokens),
+the result routes for the result reader.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from services.poller.gauges import ExecutionGauges
 from services.poller.handlers import register_handlers
 from services.poller.instances import InstanceDirectory
 from services.poller.ratelimit import InstanceRateLimiter
+from services.poller.result_files import ResultReader
 from services.poller.results import result_store
 from services.poller.retention import delete_old_results
 from services.poller.settings import PollerSettings
@@ -61,6 +63,8 @@ class PollerRuntime(ServiceRuntime):
         self.metrics = Metrics(self.registry)
         self.announcer = Announcer(self.outbox, self.metrics.completed)
         self._context: Context | None = None
+        # Reads results back for the API, from whichever store each one's URI names.
+        self.result_reader = ResultReader()
         register_handlers(self, settings, self.keys, self.announcer)
         self.gauges(ExecutionGauges(self.registry).refresh)
         self._loops_from(settings)
@@ -99,11 +103,21 @@ class PollerRuntime(ServiceRuntime):
                 self.pool,
                 self.announcer,
                 gateway,
-                result_store(settings.results_url or settings.result_dir.resolve().as_uri()),
+                result_store(
+                    settings.results_url or settings.result_dir.resolve().as_uri(),
+                    settings.results_database_url.get_secret_value()
+                    if settings.results_database_url
+                    else None,
+                ),
                 instances,
                 TokenReader(self.pool, self.keys, settings.token_expiry_margin_s),
             )
         return self._context
+
+    async def stop(self) -> None:
+        await super().stop()
+        if self._context is not None:
+            await self._stop_part("result store", self._context.results.close)
 
     def _loops_from(self, settings: PollerSettings) -> None:
         idle = settings.loop_interval_s

@@ -176,7 +176,13 @@ class PollerSettings(ServiceSettings):
     results_url: str | None = Field(
         default=None,
         description="Where results go, overriding result_dir: file:///dir, s3://bucket/prefix "
-        "(S3 or S3-compatible; credentials from AWS_* or the pod's role), gs://, az://",
+        "(S3 or S3-compatible; credentials from AWS_* or the pod's role), gs://, az://, or "
+        "postgresql://user:pass@host/db[?schema=amc_results] (a table per workflow)",
+    )
+    results_database_url: SecretStr | None = Field(
+        default=None,
+        description="Also load every result into PostgreSQL (a table per workflow), from the "
+        "stored files: postgresql://user:pass@host/db[?schema=amc_results]",
     )
     results_retention_days: float | None = Field(
         default=None, gt=0, description="Delete results older than this (unset: keep them)"

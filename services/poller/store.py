@@ -69,6 +69,7 @@ async def insert_execution(
     trace_context: Mapping[str, str] | None = None,
     share_group: str | None = None,
     daily_share: int | None = None,
+    fire_time: datetime | None = None,
 ) -> ExecRow | None:
     """The new row, or None when this origin (and attempt) already has one.
 
@@ -78,9 +79,10 @@ async def insert_execution(
     record = await conn.fetchrow(
         """INSERT INTO executions (execution_id, origin_kind, origin_id, attempt,
                 request_event_id, user_id, instance_id, workflow_id, run, status, stage,
-                waiting_token, waiting_token_since, trace_context, share_group, daily_share)
+                waiting_token, waiting_token_since, trace_context, share_group, daily_share,
+                fire_time)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'submit', $11,
-                   CASE WHEN $11 THEN now() END, $12, $13, $14)
+                   CASE WHEN $11 THEN now() END, $12, $13, $14, $15)
            ON CONFLICT ON CONSTRAINT executions_one_per_origin DO NOTHING
            RETURNING *""",
         execution_id,
@@ -97,6 +99,7 @@ async def insert_execution(
         dict(trace_context or {}),
         share_group,
         daily_share,
+        fire_time,
     )
     return None if record is None else ExecRow.of(record)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -26,29 +28,58 @@ def service_url(service: str) -> str:
     return os.environ.get(f"AMCCTL_{service.upper()}_URL", DEFAULT_URLS[service]).rstrip("/")
 
 
-def call(service: str, method: str, path: str, **kwargs: Any) -> Any:
-    """Call the API; on failure print what went wrong and what to do, and exit non-zero."""
-    headers = kwargs.pop("headers", {})
+def _auth(headers: dict[str, str]) -> dict[str, str]:
     key = os.environ.get("AMCCTL_API_KEY") or os.environ.get("API_KEY")
     if key:
         headers["Authorization"] = f"Bearer {key}"
-    url = f"{service_url(service)}{path}"
-    try:
-        response = httpx.request(method, url, headers=headers, timeout=30.0, **kwargs)
-    except httpx.HTTPError as exc:
-        typer.echo(
-            f"error: cannot reach the {service} service at {service_url(service)} ({exc}). "
-            f"Is it running? Set AMCCTL_{service.upper()}_URL to its address.",
-            err=True,
-        )
-        raise typer.Exit(2) from None
+    return headers
+
+
+def _unreachable(service: str, exc: httpx.HTTPError) -> typer.Exit:
+    typer.echo(
+        f"error: cannot reach the {service} service at {service_url(service)} ({exc}). "
+        f"Is it running? Set AMCCTL_{service.upper()}_URL to its address.",
+        err=True,
+    )
+    return typer.Exit(2)
+
+
+def _refused(response: httpx.Response) -> None:
     if response.status_code == 401:
         typer.echo("error: unauthorized: set AMCCTL_API_KEY to the service's API key", err=True)
         raise typer.Exit(2)
     if response.status_code >= 400:
         typer.echo(f"error: {response.status_code}: {_detail(response)}", err=True)
         raise typer.Exit(1)
+
+
+def call(service: str, method: str, path: str, **kwargs: Any) -> Any:
+    """Call the API; on failure print what went wrong and what to do, and exit non-zero."""
+    headers = _auth(kwargs.pop("headers", {}))
+    url = f"{service_url(service)}{path}"
+    try:
+        response = httpx.request(method, url, headers=headers, timeout=30.0, **kwargs)
+    except httpx.HTTPError as exc:
+        raise _unreachable(service, exc) from None
+    _refused(response)
     return response.json() if response.content else None
+
+
+@contextmanager
+def streamed(service: str, path: str, **kwargs: Any) -> Iterator[httpx.Response]:
+    """A GET whose body is read as it arrives (`iter_bytes`); refusals as `call` reports
+    them. No overall timeout: a large download takes as long as it takes, but a stalled one
+    (nothing for 60 s) ends."""
+    url = f"{service_url(service)}{path}"
+    timeout = httpx.Timeout(60.0, connect=30.0)
+    try:
+        with httpx.stream("GET", url, headers=_auth({}), timeout=timeout, **kwargs) as response:
+            if response.status_code >= 400:
+                response.read()
+                _refused(response)
+            yield response
+    except httpx.HTTPError as exc:
+        raise _unreachable(service, exc) from None
 
 
 def _detail(response: httpx.Response) -> str:

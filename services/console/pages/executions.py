@@ -1,18 +1,24 @@
-"""Executions: filtered list, one execution (AMC ids, error, result, trace link), cancel."""
+"""Executions: filtered list, one execution (AMC ids, error, result preview and download,
+trace link), cancel."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, Response
+import httpx
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
+from services.console.backends import ApiProblem
+from services.console.present import numeric_columns
 from services.console.web import (
     ConsoleDep,
     Pager,
     PrincipalDep,
     act,
+    audit,
     filters,
     form_of,
     offset_of,
@@ -35,6 +41,9 @@ STATUSES = (
     "TIMED_OUT",
 )
 ORIGINS = ("schedule", "collection", "external")
+# Rows of a result shown on its execution's page: enough to see its shape, few enough that
+# the page stays light on a phone.
+PREVIEW_ROWS = 20
 
 
 @router.get("", response_class=HTMLResponse)
@@ -66,6 +75,21 @@ def _trace_url(console: ConsoleDep, execution: dict[str, Any]) -> str | None:
     return template.replace("{execution_id}", execution["execution_id"]) if template else None
 
 
+async def _preview(
+    console: ConsoleDep, execution: dict[str, Any]
+) -> tuple[dict[str, Any] | None, ApiProblem | None]:
+    """The result's preview, or why there is none to show (expired, store unreachable)."""
+    if execution["result"] is None:
+        return None, None
+    path = f"/executions/{execution['execution_id']}/result/preview"
+    try:
+        preview = await console.backends.get("poller", path, rows=PREVIEW_ROWS)
+    except ApiProblem as problem:
+        return None, problem
+    preview["numeric"] = numeric_columns(preview["columns"], preview["rows"])
+    return preview, None
+
+
 async def _page(
     request: Request,
     console: ConsoleDep,
@@ -74,6 +98,7 @@ async def _page(
     **extra: Any,
 ) -> HTMLResponse:
     e = await console.backends.get("poller", f"/executions/{execution_id}")
+    preview, result_problem = await _preview(console, e)
     return render(
         request,
         console,
@@ -81,6 +106,8 @@ async def _page(
         principal,
         e=e,
         trace_url=_trace_url(console, e),
+        preview=preview,
+        result_problem=result_problem,
         **extra,
     )
 
@@ -90,6 +117,40 @@ async def show_execution(
     execution_id: UUID, request: Request, console: ConsoleDep, principal: PrincipalDep
 ) -> HTMLResponse:
     return await _page(request, console, principal, execution_id, problem=None)
+
+
+@router.get("/{execution_id}/result")
+async def download_result(
+    execution_id: UUID,
+    console: ConsoleDep,
+    principal: PrincipalDep,
+    file: Annotated[str | None, Query(min_length=1)] = None,
+) -> StreamingResponse:
+    """The result streamed through the console from the poller (which streams it from the
+    store): the browser never sees the API key or the store."""
+    upstream = await console.backends.stream(
+        "poller", f"/executions/{execution_id}/result", params={"file": file}
+    )
+    headers = {"Content-Disposition": upstream.headers.get("Content-Disposition", "attachment")}
+    if "Content-Length" in upstream.headers and "Content-Encoding" not in upstream.headers:
+        headers["Content-Length"] = upstream.headers["Content-Length"]
+    # Reading a result hands data out of the system: the audit log says who took what.
+    target = f"{execution_id} {file or 'all files'}"
+    try:
+        await audit(console, principal, "execution.download", target)
+    except BaseException:
+        await upstream.aclose()
+        raise
+    return StreamingResponse(_relay(upstream), media_type="text/csv", headers=headers)
+
+
+async def _relay(upstream: httpx.Response) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in upstream.aiter_bytes():
+            yield chunk
+    finally:
+        # Also when the browser goes away mid-download: the poller's stream ends with it.
+        await upstream.aclose()
 
 
 @router.post("/{execution_id}/cancel", response_class=HTMLResponse)

@@ -19,18 +19,29 @@
     });
   }
 
+  // One feed line: time, what happened, and what it is about, linked to its page (the
+  // server built the link from the event's ids; text goes in as text, never as HTML).
   function describe(e) {
-    var id = e.schedule_id || e.collection_id || e.execution_id || e.user_id || "";
-    return e.at.slice(11, 19) + " " + e.topic + (e.status ? " " + e.status : "") + (id ? " " + id : "");
+    var li = document.createElement("li");
+    var text = e.at.slice(11, 19) + " " + e.topic + (e.status ? " " + e.status : "");
+    li.appendChild(document.createTextNode(text + " "));
+    var what = e.about || e.schedule_id || e.collection_id || e.execution_id || e.user_id || "";
+    if (e.link) {
+      var a = document.createElement("a");
+      a.href = e.link;
+      a.textContent = what || e.link;
+      li.appendChild(a);
+    } else {
+      li.appendChild(document.createTextNode(what));
+    }
+    return li;
   }
 
   var source = new EventSource("/events");
   source.onmessage = function (message) {
     var e = JSON.parse(message.data);
     if (feed) {
-      var li = document.createElement("li");
-      li.textContent = describe(e);
-      feed.insertBefore(li, feed.firstChild);
+      feed.insertBefore(describe(e), feed.firstChild);
       while (feed.children.length > 50) { feed.removeChild(feed.lastChild); }
     }
     if (reloadOn && e.execution_id === reloadOn.getAttribute("data-reload-on")) {

@@ -58,7 +58,10 @@ def csrf_of(html: str) -> str:
 
 
 @asynccontextmanager
-async def running_console(uid: str, database_url: str, bootstrap: str) -> AsyncIterator[Console]:
+async def running_console(
+    uid: str, database_url: str, bootstrap: str, **overrides: Any
+) -> AsyncIterator[Console]:
+    """`overrides`: more console settings (e.g. `poller_url` of a poller the test serves)."""
     settings = service_settings(
         ConsoleSettings,
         service="console",
@@ -66,6 +69,7 @@ async def running_console(uid: str, database_url: str, bootstrap: str) -> AsyncI
         database_url=database_url,
         bootstrap=bootstrap,
         api_key=API_KEY,
+        **overrides,
     )
     topics = Topics(settings.kafka.topic_prefix)
     await ensure_topics(bootstrap, contract_topics(topics))

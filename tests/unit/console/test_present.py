@@ -7,7 +7,17 @@ from typing import Any
 import pytest
 
 from services.console.pages.rules import _safe
-from services.console.present import filter_text, limits_text, pick_version, redact_url
+from services.console.present import (
+    filter_text,
+    limits_text,
+    numeric_columns,
+    parameter_rows,
+    pick_version,
+    redact_url,
+    run_window_text,
+    size_text,
+    window_text,
+)
 
 SECRETS = ("hunter2", "T0KEN", "B0T", "xoxb", "ops-user", "passw0rd", "s3cr3t")
 
@@ -94,3 +104,56 @@ def test_filter_text_lists_what_narrows_the_rule() -> None:
         }
     ) == [("Event types", "execution.completed"), ("Statuses", "FAILED, TIMED_OUT")]
     assert filter_text({"new_thing_ids": ["x"]}) == [("New thing ids", "x")]
+
+
+@pytest.mark.parametrize(
+    ("window", "said"),
+    [
+        ({"type": "MOST_RECENT_DAY"}, "most recent day (as AMC counts it)"),
+        ({"type": "PREVIOUS_MONTH"}, "previous month (as AMC counts it)"),
+        (
+            {"type": "LOOKBACK", "days": 7, "lag_days": 2},
+            "7 days ending 2 days before the fire date",
+        ),
+        (
+            {"type": "LOOKBACK", "days": 1, "lag_days": 1},
+            "1 day ending the day before the fire date",
+        ),
+        ({"type": "LOOKBACK", "days": 3, "lag_days": 0}, "3 days ending on the fire date"),
+        (
+            {"type": "EXPRESSION", "start": "FIRSTDAYOFOFFSETMONTH(-1)", "end": "TODAY"},
+            "from FIRSTDAYOFOFFSETMONTH(-1) up to TODAY (end not included)",
+        ),
+        (None, "—"),
+    ],
+)
+def test_windows_read_as_people_say_them(window: dict[str, Any] | None, said: str) -> None:
+    assert window_text(window) == said
+
+
+def test_parameters_are_rows_of_name_and_value() -> None:
+    rows = parameter_rows({"brand": "Acme", "asins": ["B01", "B02"], "limit": 5})
+    assert rows == [("brand", "Acme"), ("asins", '["B01", "B02"]'), ("limit", "5")]
+    assert parameter_rows({}) == []
+
+
+def test_sizes_and_numeric_columns() -> None:
+    assert size_text(999) == "999 bytes"
+    assert size_text(4707) == "4.7 KB"
+    assert size_text(1_500_000_000) == "1.5 GB"
+    rows = [["a", "1", ""], ["b", "-2.5", "x"], ["c", "", "y"]]
+    assert numeric_columns(["name", "n", "t"], rows) == [False, True, False]
+    assert numeric_columns(["empty"], [[""]]) == [False]
+
+
+def test_a_runs_window_reads_as_bounds_in_its_zone_or_amcs_kind() -> None:
+    explicit = {
+        "time_window_type": "EXPLICIT",
+        "time_window_start": "2024-03-07T00:00:00",
+        "time_window_end": "2024-03-14T00:00:00",
+        "time_window_time_zone": "Europe/London",
+    }
+    said = run_window_text(explicit)
+    assert said == "2024-03-07 up to 2024-03-14 (Europe/London, end not included)"
+    relative = {"time_window_type": "MOST_RECENT_WEEK", "time_window_time_zone": "UTC"}
+    assert run_window_text(relative) == "most recent week (as AMC counts it, UTC)"

@@ -7,7 +7,15 @@ from urllib.parse import parse_qs
 
 from starlette.requests import Request
 
-from services.console.web import Pager, _when, filters, make_templates, offset_of
+from services.console.web import (
+    Pager,
+    _when,
+    filters,
+    make_templates,
+    offset_of,
+    viewer_zone,
+    when_in,
+)
 
 
 def request(query: str) -> Request:
@@ -111,3 +119,57 @@ def test_registry_templates_escape_what_the_apis_answer() -> None:
     assert "&lt;script&gt;" in html
     assert "global defaults" in html
     assert ">yes<" in html
+
+
+def test_a_schedules_window_and_parameters_read_as_people_say_them() -> None:
+    schedule = {
+        "id": "s-1",
+        "name": "weekly",
+        "state": "ACTIVE",
+        "paused_reason": None,
+        "cron": "0 6 * * 1",
+        "preset": None,
+        "timezone": "UTC",
+        "next_fire_at": None,
+        "next_fire_local": None,
+        "last_fire_at": None,
+        "workflow_id": "wf",
+        "instance_id": "amc1",
+        "advertiser_id": None,
+        "user_id": "u",
+        "window": {"type": "LOOKBACK", "days": 7, "lag_days": 2},
+        "parameters": {"brand": "<b>Acme</b>", "asins": ["B01"]},
+        "catch_up_policy": "latest",
+        "overlap_policy": "skip",
+        "consecutive_failures": 0,
+    }
+    html = (
+        make_templates()
+        .get_template("schedule.html")
+        .render(s=schedule, path="/schedules/s-1", principal=None, csrf="", runs=[])
+    )
+    assert '<dd id="window">7 days ending 2 days before the fire date</dd>' in html
+    assert "<td><code>brand</code></td><td>&lt;b&gt;Acme&lt;/b&gt;</td>" in html
+    assert "<td><code>asins</code></td><td>[&#34;B01&#34;]</td>" in html
+    assert "LOOKBACK" not in html
+
+
+def test_times_in_the_viewers_chosen_zone() -> None:
+    assert when_in("2026-07-01T05:30:00+00:00", "Europe/London") == "2026-07-01 06:30 Europe/London"
+    assert when_in("2026-12-01T05:30:00Z", "Europe/London") == "2026-12-01 05:30 Europe/London"
+    assert when_in(None, "UTC") == "—"
+    env = make_templates()
+    template = env.from_string("{{ t|when }}")
+    assert template.render(t="2026-07-01T05:30:00+00:00") == "2026-07-01 05:30 UTC"
+    shown = template.render(t="2026-07-01T05:30:00+00:00", tz="America/New_York")
+    assert shown == "2026-07-01 01:30 America/New_York"
+
+
+def test_only_a_real_zone_is_taken_from_the_query() -> None:
+    def asked(query: bytes) -> Request:
+        return Request({"type": "http", "query_string": query, "headers": []})
+
+    assert viewer_zone(asked(b"tz=Asia/Tokyo")) == "Asia/Tokyo"
+    assert viewer_zone(asked(b"tz=Not/AZone")) is None
+    assert viewer_zone(asked(b"tz=../../etc/passwd")) is None
+    assert viewer_zone(asked(b"")) is None
