@@ -59,6 +59,8 @@ def dump(identity: Identity, amc: Amc) -> dict[str, Any]:
             "users": [asdict(user) for user in identity.users.values()],
             "codes": {code: asdict(entry) for code, entry in identity.codes.items()},
             "access": {token: asdict(grant) for token, grant in identity.access.items()},
+            # Serials go on from here: the request log names each token by its own.
+            "issued": identity.issued,
         },
         "amc": {
             "behaviors": [b.model_dump(mode="json") for b in amc.behaviors.values()],
@@ -76,7 +78,10 @@ def _dump_instance(instance: Instance) -> dict[str, Any]:
         "sandbox": instance.sandbox,
         "name": instance.name,
         "workflows": instance.workflows,
-        "executions": [asdict(e) for e in instance.executions.values()],
+        "executions": [
+            {**asdict(e), "behavior": e.behavior.model_dump(mode="json")}
+            for e in instance.executions.values()
+        ],
         "active": [e.execution_id for e in instance.active],
         "attempts": [
             {"workflow_id": workflow_id, "window": asdict(window), "count": count}
@@ -98,9 +103,12 @@ def load(data: dict[str, Any]) -> tuple[Identity, Amc]:
         users={u["user_id"]: _User(**u) for u in kept["users"]},
         codes={code: _Code(**entry) for code, entry in kept["codes"].items()},
         access={
-            token: AccessGrant(g["user_id"], g["client_id"], g["expires_at"] + shift)
+            token: AccessGrant(
+                g["user_id"], g["client_id"], g["expires_at"] + shift, g.get("serial", 0)
+            )
             for token, g in kept["access"].items()
         },
+        issued=int(kept.get("issued", 0)),
     )
     amc = Amc(
         behaviors={
@@ -126,6 +134,7 @@ def _load_execution(raw: dict[str, Any], shift: float) -> Execution:
     values["window"] = TimeWindow(**raw["window"])
     values["outcome"] = Status(raw["outcome"])
     values["status"] = Status(raw["status"])
+    values["behavior"] = WorkflowBehavior.model_validate(raw["behavior"])
     return Execution(**values)
 
 
