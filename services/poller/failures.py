@@ -33,7 +33,9 @@ def limits(ctx: Context, row: ExecRow) -> logic.FailureLimits:
 async def after_failed_call(
     ctx: Context, row: ExecRow, token: Token, exc: ApiError, call: logic.AmcCall
 ) -> None:
-    decided = logic.after_failure(call, exc, row, token.fingerprint, limits(ctx, row), flow.now())
+    decided = logic.after_failure(
+        call, exc, row, token.fingerprint, limits(ctx, row), flow.now(), token.cached_at
+    )
     await apply(ctx, row, decided, unsent=call == "create")
 
 
@@ -107,6 +109,7 @@ async def _refused(ctx: Context, row: ExecRow, refused_fp: str, said: str, *, un
                 status=ExecutionStatus.QUEUED if unsent else None,
                 reason=f"{said}; retrying with the newer token {newer.fingerprint}",
                 refused_token_fp=refused_fp,
+                refused_at=flow.now(),
                 next_action_at=flow.now(),
             )
             return
@@ -119,5 +122,6 @@ async def _refused(ctx: Context, row: ExecRow, refused_fp: str, said: str, *, un
             unsent=unsent,
             refused_fp=refused_fp,
             refused_token_fp=refused_fp,
+            refused_at=flow.now(),
             waiting_reason=logic.waiting_reason(refused_fp, wait_s),
         )

@@ -123,6 +123,7 @@ class Follower:
             "amc_status": info.status_text or info.status.value,
             "poll_count": row.poll_count + 1,
             "refused_token_fp": None,
+            "refused_at": None,
         }
         async with ctx.pool.acquire() as conn, conn.transaction():
             if observed.download:
@@ -319,6 +320,7 @@ class Follower:
                 ctx.owner,
                 stage=store.POLL,
                 refused_token_fp=None,
+                refused_at=None,
                 failures=row.failures + 1,
                 next_action_at=flow.now(),
             )

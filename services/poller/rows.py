@@ -51,6 +51,8 @@ class ExecRow:
     fire_time: datetime | None = None
     # The access token AMC last refused for this run, by fingerprint; None once AMC accepts.
     refused_token_fp: str | None = None
+    # When AMC refused it: tokens held since before then are no newer than the refused one.
+    refused_at: datetime | None = None
     # W3C carrier of the span that created the row (the request's CONSUMER span): background
     # jobs for the row continue this trace. Never logged or shown (it is only ids, but noise).
     trace_context: dict[str, str] = field(default_factory=dict, repr=False)
@@ -92,5 +94,6 @@ class ExecRow:
             waiting_reason=r["waiting_reason"],
             fire_time=r["fire_time"],
             refused_token_fp=r["refused_token_fp"],
+            refused_at=r["refused_at"],
             trace_context=dict(r["trace_context"] or {}),
         )

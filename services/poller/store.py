@@ -45,6 +45,7 @@ _UPDATABLE = frozenset(
         "workflow_version",
         "waiting_reason",
         "refused_token_fp",
+        "refused_at",
     }
 )
 
@@ -492,15 +493,16 @@ class CachedToken:
     expires_at: datetime
     invalid: bool
     fingerprint: str | None
+    cached_at: datetime
 
 
 async def cached_token(conn: Connection, user_id: str) -> CachedToken | None:
     r = await conn.fetchrow(
-        """SELECT access_token_encrypted, expires_at, invalid, fingerprint
+        """SELECT access_token_encrypted, expires_at, invalid, fingerprint, updated_at
            FROM tokens WHERE user_id = $1""",
         user_id,
     )
-    return None if r is None else CachedToken(r[0], r[1], r[2], r[3])
+    return None if r is None else CachedToken(r[0], r[1], r[2], r[3], r[4])
 
 
 async def store_token(

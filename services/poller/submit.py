@@ -170,6 +170,7 @@ class Submitter:
                 "amc_execution_id": info.workflow_execution_id,
                 "amc_status": info.status_text or info.status.value,
                 "refused_token_fp": None,
+                "refused_at": None,
                 "workflow_version": await self._version_ran(conn, row),
                 "submitted_at": flow.now(),
                 "failures": 0,

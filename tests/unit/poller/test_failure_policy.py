@@ -140,6 +140,20 @@ class TestRefusedTokens:
         assert "amc1" in decided.error.message
         assert "The access token is invalid" in decided.error.message
 
+    def test_a_refusal_of_a_token_held_since_before_the_refusal_waits_again(self) -> None:
+        # A revocation withdraws all of a user's tokens: one the poller already held when the
+        # first was refused is no newer, and its refusal says nothing of the user's access.
+        refused = row(refused_token_fp=OLD_FP, refused_at=NOW - timedelta(seconds=5))
+        held = logic.after_failure(
+            "create", UNAUTHORIZED, refused, NEW_FP, LIMITS, NOW, NOW - timedelta(seconds=30)
+        )
+        assert (held.refused_fp, held.error) == (NEW_FP, None)
+        came_after = logic.after_failure(
+            "create", UNAUTHORIZED, refused, NEW_FP, LIMITS, NOW, NOW - timedelta(seconds=1)
+        )
+        assert came_after.error is not None
+        assert came_after.error.code == "AMC_ACCESS_DENIED"
+
     def test_the_waiting_reason_names_the_token_and_the_bound(self) -> None:
         text = logic.waiting_reason(OLD_FP, 900)
         assert OLD_FP in text
