@@ -34,7 +34,7 @@ async def after_failed_call(
     ctx: Context, row: ExecRow, token: Token, exc: ApiError, call: logic.AmcCall
 ) -> None:
     decided = logic.after_failure(
-        call, exc, row, token.fingerprint, limits(ctx, row), flow.now(), token.cached_at
+        call, exc, row, token.fingerprint, limits(ctx, row), flow.now(), token.issued_at
     )
     await apply(ctx, row, decided, unsent=call == "create")
 

@@ -94,7 +94,12 @@ def register_handlers(
                 "EVENT_ENCRYPTION_KEYS (key missing from the ring?)"
             ) from None
         await store.store_token(
-            tx.conn, event.user_id, event.access_token_encrypted, event.expires_at, fingerprint
+            tx.conn,
+            event.user_id,
+            event.access_token_encrypted,
+            event.expires_at,
+            fingerprint,
+            event.issued_at,
         )
         await store.close_token_request(tx.conn, event.user_id, fingerprint)
         cached = await store.cached_token(tx.conn, event.user_id)

@@ -215,14 +215,14 @@ def after_failure(
     token_fp: str,
     limits: FailureLimits,
     now: datetime,
-    token_cached_at: datetime | None = None,
+    token_issued_at: datetime | None = None,
 ) -> AfterFailure:
     """What a failed AMC call means for the execution that made it: the one rule for every
     call the poller makes (submitting, reconciling, polling, cancelling, asking for results).
     """
     kind = classify(exc)
     if kind == "unauthorized":
-        return after_refusal(exc, row, token_fp, token_cached_at)
+        return after_refusal(exc, row, token_fp, token_issued_at)
     retry_after = exc.retry_after if isinstance(exc, RateLimitedError) else None
     failures = row.failures + 1
     match call:
@@ -330,21 +330,21 @@ def download_later(
 
 
 def after_refusal(
-    exc: ApiError, row: ExecRow, token_fp: str, token_cached_at: datetime | None = None
+    exc: ApiError, row: ExecRow, token_fp: str, token_issued_at: datetime | None = None
 ) -> AfterFailure:
     """AMC refused the access token. The first refusal, or one of the very token already
     refused (a call that was on its way), waits for a newer token and retries once, as
     Amazon's own client retries after a refresh; a refusal of a newer token means the user
     has no access: the execution fails, naming the token refused (by fingerprint).
 
-    A token held since before the first refusal (`token_cached_at` before the row's
+    A token issued before the first refusal (`token_issued_at` before the row's
     `refused_at`) is not newer: a revocation withdraws all of a user's access tokens, so its
     refusal says nothing of the user's access and waits for a newer token again."""
     first = row.refused_token_fp
     held_before = (
-        token_cached_at is not None
+        token_issued_at is not None
         and row.refused_at is not None
-        and token_cached_at < row.refused_at
+        and token_issued_at < row.refused_at
     )
     if first is None or first == token_fp or held_before:
         return AfterFailure(refused_fp=token_fp, reason=f"AMC refused access token {token_fp}")

@@ -493,12 +493,14 @@ class CachedToken:
     expires_at: datetime
     invalid: bool
     fingerprint: str | None
-    cached_at: datetime
+    # When LWA issued it (token.refreshed's issued_at), else when it reached the poller.
+    issued_at: datetime
 
 
 async def cached_token(conn: Connection, user_id: str) -> CachedToken | None:
     r = await conn.fetchrow(
-        """SELECT access_token_encrypted, expires_at, invalid, fingerprint, updated_at
+        """SELECT access_token_encrypted, expires_at, invalid, fingerprint,
+                  coalesce(issued_at, updated_at)
            FROM tokens WHERE user_id = $1""",
         user_id,
     )
@@ -506,16 +508,23 @@ async def cached_token(conn: Connection, user_id: str) -> CachedToken | None:
 
 
 async def store_token(
-    conn: Connection, user_id: str, ciphertext: str, expires_at: datetime, fingerprint: str
+    conn: Connection,
+    user_id: str,
+    ciphertext: str,
+    expires_at: datetime,
+    fingerprint: str,
+    issued_at: datetime | None = None,
 ) -> bool:
     """Keep the token unless a later-expiring one is already cached (events may reorder).
     The refused token sent again (an answer to an older request) stays refused."""
     result = await conn.execute(
-        """INSERT INTO tokens AS t (user_id, access_token_encrypted, expires_at, fingerprint)
-           VALUES ($1, $2, $3, $4)
+        """INSERT INTO tokens AS t (user_id, access_token_encrypted, expires_at, fingerprint,
+                                   issued_at)
+           VALUES ($1, $2, $3, $4, $5)
            ON CONFLICT (user_id) DO UPDATE
                SET access_token_encrypted = excluded.access_token_encrypted,
                    expires_at = excluded.expires_at, fingerprint = excluded.fingerprint,
+                   issued_at = excluded.issued_at,
                    invalid = t.invalid AND t.fingerprint IS NOT DISTINCT FROM excluded.fingerprint,
                    updated_at = now()
                WHERE t.expires_at <= excluded.expires_at OR t.invalid""",
@@ -523,6 +532,7 @@ async def store_token(
         ciphertext,
         expires_at,
         fingerprint,
+        issued_at,
     )
     return result.endswith(" 1")
 

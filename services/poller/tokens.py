@@ -19,13 +19,13 @@ from shared.outbox import Connection
 class Token:
     """A decrypted access token and its fingerprint (what a refusal names, never the token)."""
 
-    __slots__ = ("cached_at", "fingerprint", "value")
+    __slots__ = ("fingerprint", "issued_at", "value")
 
-    def __init__(self, value: str, cached_at: datetime | None = None) -> None:
+    def __init__(self, value: str, issued_at: datetime | None = None) -> None:
         self.value = value
         self.fingerprint = token_fingerprint(value)
-        # When the poller received it (None: not from the cache).
-        self.cached_at = cached_at
+        # When LWA issued it, else when the poller received it (None: not known).
+        self.issued_at = issued_at
 
     def __repr__(self) -> str:
         return f"Token(fp={self.fingerprint})"
@@ -52,6 +52,6 @@ class TokenReader:
         if not logic.token_usable(cached.expires_at, cached.invalid, now, self._margin_s):
             return None
         try:
-            return Token(self._keys.decrypt(cached.ciphertext), cached.cached_at)
+            return Token(self._keys.decrypt(cached.ciphertext), cached.issued_at)
         except DecryptionError:
             return None

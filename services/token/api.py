@@ -189,7 +189,8 @@ async def exchange(runtime: RuntimeDep, body: CodeExchange) -> TokenView:
             status.HTTP_502_BAD_GATEWAY, f"LWA is unavailable, try again: {exc}"
         ) from None
     access = tokens.access_token.get_secret_value()
-    expires_at = tokens.expires_at(datetime.now(UTC))
+    issued_at = datetime.now(UTC)
+    expires_at = tokens.expires_at(issued_at)
     async with runtime.pool.acquire() as conn, conn.transaction():
         await store.store_grant(
             conn,
@@ -208,6 +209,7 @@ async def exchange(runtime: RuntimeDep, body: CodeExchange) -> TokenView:
                 user_id=body.user_id,
                 access_token_encrypted=runtime.vault.events.encrypt(access),
                 expires_at=expires_at,
+                issued_at=issued_at,
             ),
         )
         row = await store.get_token(conn, body.user_id)

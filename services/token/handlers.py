@@ -65,6 +65,7 @@ def register_handlers(runtime: ServiceRuntime, settings: TokenSettings, vault: V
                     user_id=user_id,
                     access_token_encrypted=vault.events.encrypt(access),
                     expires_at=locked.state.expires_at,
+                    issued_at=locked.state.last_refreshed_at,
                 )
             )
             return

@@ -90,11 +90,8 @@ def decide_request(
     `refused` answers "is the token the request names as refused by AMC our current one?"
     (None: the request names none). Our current token refused is refreshed however fresh it
     looks: AMC revokes and rotates tokens before their expiry. A request naming an older
-    token is answered with the current one only when that was issued after the request:
-    then it cannot have been withdrawn together with the refused one, and a burst of 401s
-    for one user costs one LWA call. A current token issued before the refusal may have been
-    revoked with the older one (a revocation withdraws all of a user's access tokens; seen in
-    the fault soak), so it is refreshed too.
+    token is answered with the current one, which is newer than what was refused; that is
+    also what makes a burst of 401s for one user cost one LWA call.
 
     A request naming no token gets a stored token with enough life left rather than a
     refresh, as long as the requester cannot have seen it fail: either it is newer than the
@@ -108,12 +105,9 @@ def decide_request(
         return Decision.REAUTH_REQUIRED
     if not token.has_access_token or not has_life(token.expires_at, now, min_life):
         return Decision.REFRESH
-    issued_since_request = (
-        token.last_refreshed_at is not None and token.last_refreshed_at >= requested_at
-    )
     if refused is not None:
-        return Decision.REPUBLISH if not refused and issued_since_request else Decision.REFRESH
-    if issued_since_request:
+        return Decision.REFRESH if refused else Decision.REPUBLISH
+    if token.last_refreshed_at is not None and token.last_refreshed_at >= requested_at:
         return Decision.REPUBLISH
     if token.republished_at is None or token.republished_at >= requested_at:
         return Decision.REPUBLISH

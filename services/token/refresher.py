@@ -288,7 +288,8 @@ class Refresher:
     def _seal(self, claim: Claimed, tokens: LwaTokens) -> Refreshed:
         """Encrypt at once: clear-text tokens live no longer than this call."""
         access = tokens.access_token.get_secret_value()
-        expires_at = tokens.expires_at(datetime.now(UTC))
+        issued_at = datetime.now(UTC)
+        expires_at = tokens.expires_at(issued_at)
         grant = store.Grant(
             claim=claim,
             refresh_token_enc=self._vault.storage.encrypt(tokens.refresh_token.get_secret_value()),
@@ -299,6 +300,7 @@ class Refresher:
             user_id=claim.user_id,
             access_token_encrypted=self._vault.events.encrypt(access),
             expires_at=expires_at,
+            issued_at=issued_at,
         )
         return Refreshed(grant, event, trace_carrier())
 

@@ -462,6 +462,12 @@ class TokenRefreshed(Event):
         min_length=1, description="Fernet token of the access token (shared event key)"
     )
     expires_at: AwareDatetime
+    issued_at: AwareDatetime | None = Field(
+        default=None,
+        description="When LWA issued this access token. A revocation withdraws all of a "
+        "user's access tokens, so one issued before AMC refused another is no newer than "
+        "the refused one (None: not known, from a producer that does not say).",
+    )
 
 
 class TokenRefreshFailed(Event):

@@ -141,6 +141,7 @@ EXAMPLES: tuple[Event, ...] = (
         user_id="user-42",
         access_token_encrypted="gAAAAA-example-fernet-token",
         expires_at=datetime(2024, 9, 25, 4, 11, 52, tzinfo=UTC),
+        issued_at=datetime(2024, 9, 25, 3, 11, 52, tzinfo=UTC),
     ),
     TokenRefreshFailed(
         event_id=_id(9),
