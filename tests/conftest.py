@@ -1,8 +1,14 @@
-"""Session infrastructure: one real broker and one fresh database per test run.
+"""Session infrastructure: one real broker and one fresh database per test process.
 
 KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL are used as given. Otherwise, with AMC_TESTCONTAINERS=1
 and a Docker engine, testcontainers starts Apache Kafka and PostgreSQL; without it, a local
 Tansu broker is started and a fresh database is created on the local PostgreSQL.
+
+The suite runs in pytest-xdist workers (pyproject's addopts, `--dist loadgroup`): each worker
+is its own process with its own session fixtures (broker, database, simulator, span exporter),
+and every test names its schemas, topics and groups with `uid`, so tests need not know which
+worker runs them. Tests that must not be spread over workers carry an `xdist_group`; see
+`pytest_collection_modifyitems`.
 """
 
 from __future__ import annotations
@@ -20,6 +26,24 @@ from amclocal.postgres import create_database, drop_database, local_postgres
 from shared.telemetry import setup_tracing
 
 pytest_plugins = ["tests.simfixtures"]
+
+
+# Tests using the e2e `stack` fixture (the services as processes) share one worker: under
+# loadgroup each worker that ran one would start its own copy of the whole stack.
+STACK_GROUP = "e2e-stack"
+# `./dev run`'s own test starts the launcher on the ports of its AMC_PORT_BASE: its cases must
+# never run at the same time, so they stay in one worker, one after the other.
+LOCAL_RUN_GROUP = "local-run"
+
+
+# tryfirst: xdist's worker reads the groups in its own modifyitems hook.
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "stack" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group(STACK_GROUP))
+        elif item.nodeid.startswith("tests/e2e/test_local_run.py"):
+            item.add_marker(pytest.mark.xdist_group(LOCAL_RUN_GROUP))
 
 
 def _containers_requested() -> bool:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
+import asyncpg
 import httpx
 import pytest
 
@@ -178,6 +179,27 @@ async def eventually(
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.1)
+
+
+async def wait_token_stored(settings: PollerSettings, user_id: str) -> None:
+    """Until a poller on `settings` (another process, say) has stored a valid token for the
+    user: a request sent later then finds it, whichever topic the poller reads first."""
+    conn = await asyncpg.connect(settings.database_url)
+    table = f'"{settings.schema_name}".tokens'
+    try:
+
+        async def stored() -> bool:
+            # The process creates its tables when it starts; until then there is none.
+            if not await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", table):
+                return False
+            found = await conn.fetchval(
+                f"SELECT count(*) FROM {table} WHERE user_id = $1 AND NOT invalid", user_id
+            )
+            return bool(found)
+
+        await eventually(stored, 60, "the poller to store the user's token")
+    finally:
+        await conn.close()
 
 
 async def lwa_token(base_url: str, account: SimAccount) -> str:

@@ -28,6 +28,7 @@ from tests.integration.poller.conftest import (
     external,
     lwa_token,
     run_for,
+    wait_token_stored,
 )
 from tests.integration.poller.test_crash import ROOT, subprocess_env
 from tests.support.kafka import produce
@@ -76,7 +77,7 @@ async def test_a_killed_replicas_submission_is_taken_over_within_a_lease(
         await produce(
             bootstrap, prefix + refreshed.topic, [refreshed.to_bytes()], key=refreshed.key()
         )
-        await asyncio.sleep(1.0)
+        await wait_token_stored(settings, sim_account.user_id)
         request = external(run_for(sim_account))
         await produce(bootstrap, prefix + request.topic, [request.to_bytes()], key=request.key())
 
