@@ -361,4 +361,3 @@ async def make_poller(
     yield start
     for runtime in reversed(started):
         await runtime.stop()
-        await asyncio.sleep(0.5)
