@@ -127,6 +127,7 @@ async def test_a_killed_replicas_submission_is_taken_over_within_a_lease(
     assert len(await simulator.requests(kind=RouteKind.CREATE)) == 1  # exactly once at AMC
 
 
+@pytest.mark.slow
 async def test_a_status_poll_longer_than_the_lease_keeps_its_row(
     make_poller: PollerFactory, simulator: SimControl, sim_account: SimAccount
 ) -> None:
