@@ -165,7 +165,9 @@ async def test_there_is_no_delete_on_an_execution(
 
 
 async def test_at_most_ten_run_at_once_per_instance(amc: Amc, simulator: SimControl) -> None:
-    await simulator.configure(rate_limit_per_second=0, pending_seconds=0.0, running_seconds=0.4)
+    # Long enough runs that all 15 are created before the first ends, even on a loaded
+    # machine (at 0.4 s, a busy worker saw two finish while it was still creating).
+    await simulator.configure(rate_limit_per_second=0, pending_seconds=0.0, running_seconds=2.0)
 
     created = [await amc.client.create_execution(amc.token, amc.account, WEEK) for _ in range(15)]
     states = [e.status.value for e in await simulator.executions(amc.account.instance_id)]

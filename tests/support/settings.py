@@ -9,12 +9,20 @@ from shared.config import KafkaSettings, ServiceSettings
 S = TypeVar("S", bound=ServiceSettings)
 
 
+# The local broker (Tansu) answers a consumer's first JoinGroup only after about half the
+# session timeout, rounded up to whole seconds (measured: 1 s at 1000 and 2000 ms, 2 s at 2500
+# and 3000 ms, 5 s at 10000 ms), and every service a test starts waits for that join. At 2000
+# ms a join costs 1 s instead of 2; four heartbeats still fit in one session.
+TEST_SESSION_TIMEOUT_MS = 2000
+TEST_HEARTBEAT_INTERVAL_MS = 500
+
+
 def test_kafka(bootstrap: str, uid: str) -> KafkaSettings:
     return KafkaSettings(
         bootstrap_servers=bootstrap,
         topic_prefix=f"{uid}.",
-        session_timeout_ms=3000,
-        heartbeat_interval_ms=500,
+        session_timeout_ms=TEST_SESSION_TIMEOUT_MS,
+        heartbeat_interval_ms=TEST_HEARTBEAT_INTERVAL_MS,
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import signal
 from typing import Any
 
@@ -74,7 +73,11 @@ async def test_killed_collector_resumes_and_runs_no_week_twice(
             assert done["weeks"] < 26, "the kill must land mid-collection"
 
         # While it is down, weeks in flight complete; their events wait on the broker.
-        await asyncio.sleep(1.0)
+        async def in_flight_done() -> bool:
+            # Two events per execution: submitted, then its outcome.
+            return poller.events_sent == 2 * len(poller.executions)
+
+        await wait_until(in_flight_done, timeout_s=30, what="the weeks in flight to complete")
         with service_process("collector", env):
             await _ready(http)
 

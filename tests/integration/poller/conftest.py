@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
+import asyncpg
 import httpx
 import pytest
 
@@ -181,6 +182,27 @@ async def eventually(
         await asyncio.sleep(0.1)
 
 
+async def wait_token_stored(settings: PollerSettings, user_id: str) -> None:
+    """Until a poller on `settings` (another process, say) has stored a valid token for the
+    user: a request sent later then finds it, whichever topic the poller reads first."""
+    conn = await asyncpg.connect(settings.database_url)
+    table = f'"{settings.schema_name}".tokens'
+    try:
+
+        async def stored() -> bool:
+            # The process creates its tables when it starts; until then there is none.
+            if not await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", table):
+                return False
+            found = await conn.fetchval(
+                f"SELECT count(*) FROM {table} WHERE user_id = $1 AND NOT invalid", user_id
+            )
+            return bool(found)
+
+        await eventually(stored, 60, "the poller to store the user's token")
+    finally:
+        await conn.close()
+
+
 async def lwa_token(base_url: str, account: SimAccount) -> str:
     async with LwaClient(base_url, account.client_id, account.client_secret) as lwa:
         tokens = await lwa.refresh(account.refresh_token)
@@ -339,4 +361,3 @@ async def make_poller(
     yield start
     for runtime in reversed(started):
         await runtime.stop()
-        await asyncio.sleep(0.5)

@@ -13,6 +13,8 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from amclocal.simulator import FaultRule, RouteKind, SimAccount, SimControl, WorkflowBehavior
 from shared.crypto import KeyRing
 from tests.integration.poller.conftest import (
@@ -115,6 +117,7 @@ async def test_a_refused_cancel_is_read_back_and_retried_not_taken_for_finished(
     assert sum(cancels[0].time < g.time < cancels[2].time for g in gets) >= 2
 
 
+@pytest.mark.slow
 async def test_gets_of_a_running_execution_follow_our_schedule_not_wait_until(
     make_poller: PollerFactory, simulator: SimControl, sim_account: SimAccount
 ) -> None:
@@ -237,6 +240,7 @@ async def test_a_second_401_with_a_fresh_token_fails_with_a_clear_reason(
     assert await simulator.executions("amcprivate01") == []
 
 
+@pytest.mark.slow
 async def test_results_survive_a_minute_of_failing_download_url_calls(
     make_poller: PollerFactory, simulator: SimControl, sim_account: SimAccount
 ) -> None:

@@ -25,6 +25,7 @@ from tests.integration.poller.conftest import (
     external,
     lwa_token,
     run_for,
+    wait_token_stored,
 )
 from tests.support.kafka import produce
 
@@ -95,7 +96,7 @@ async def test_kill_between_post_and_record_creates_no_second_execution(
             [refreshed.to_bytes()],
             key=refreshed.key(),
         )
-        await asyncio.sleep(1.0)
+        await wait_token_stored(settings, sim_account.user_id)
         request = external(run_for(sim_account))
         await produce(
             settings.kafka.bootstrap_servers,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from amclocal.simulator import FaultRule, RouteKind, SimAccount, SimControl, WorkflowBehavior
 from shared.contract import ScheduleDue
 from tests.integration.poller.conftest import (
@@ -107,6 +109,7 @@ async def _status_is(poller: PollerHarness, *statuses: str) -> bool:
     return bool(rows) and rows[0]["status"] in statuses
 
 
+@pytest.mark.slow
 async def test_throttling_honours_retry_after(
     make_poller: PollerFactory, simulator: SimControl, sim_account: SimAccount
 ) -> None:

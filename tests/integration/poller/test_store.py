@@ -16,6 +16,7 @@ from services.poller import store
 from services.poller.rows import ExecRow
 from shared.contract import ExecutionStatus, Origin, OriginKind, WorkflowRun
 from shared.db import apply_migrations, create_pool
+from tests.integration.poller.conftest import eventually
 
 MIGRATIONS = Path(__file__).resolve().parents[3] / "services" / "poller" / "migrations"
 
@@ -89,7 +90,15 @@ async def test_a_second_claimer_waits_for_the_instance_lock(pool: asyncpg.Pool[A
     async with pool.acquire() as conn, conn.transaction():
         mine = (await store.claim_submissions(conn, "amc-1", 3, "a", timedelta(seconds=30))).rows
         theirs = asyncio.create_task(claim(pool, 3))
-        await asyncio.sleep(0.3)
+
+        async def blocked_by_us() -> bool:
+            waiting: int = await pool.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+                conn.get_server_pid(),
+            )
+            return waiting == 1
+
+        await eventually(blocked_by_us, 30, "the second claimer to wait for our instance lock")
         assert not theirs.done()  # blocked on the per-instance lock until we commit
     assert len(mine) == 3
     assert await theirs == []  # once it had the lock, it counted our 3 as in flight

@@ -28,6 +28,7 @@ from tests.integration.poller.conftest import (
     external,
     lwa_token,
     run_for,
+    wait_token_stored,
 )
 from tests.integration.poller.test_crash import ROOT, subprocess_env
 from tests.support.kafka import produce
@@ -76,7 +77,7 @@ async def test_a_killed_replicas_submission_is_taken_over_within_a_lease(
         await produce(
             bootstrap, prefix + refreshed.topic, [refreshed.to_bytes()], key=refreshed.key()
         )
-        await asyncio.sleep(1.0)
+        await wait_token_stored(settings, sim_account.user_id)
         request = external(run_for(sim_account))
         await produce(bootstrap, prefix + request.topic, [request.to_bytes()], key=request.key())
 
@@ -126,6 +127,7 @@ async def test_a_killed_replicas_submission_is_taken_over_within_a_lease(
     assert len(await simulator.requests(kind=RouteKind.CREATE)) == 1  # exactly once at AMC
 
 
+@pytest.mark.slow
 async def test_a_status_poll_longer_than_the_lease_keeps_its_row(
     make_poller: PollerFactory, simulator: SimControl, sim_account: SimAccount
 ) -> None:

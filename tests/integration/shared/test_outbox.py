@@ -97,6 +97,7 @@ async def test_relay_publishes_everything_in_order_despite_failing_mid_batch(
     assert duplicates == 49  # the failed batch's records sent before the failure
 
 
+@pytest.mark.slow
 async def test_relay_killed_with_sigkill_loses_nothing(
     uid: str, pool: asyncpg.Pool[Any], database_url: str, kafka_bootstrap: str
 ) -> None:
