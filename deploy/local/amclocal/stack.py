@@ -410,14 +410,14 @@ async def run(var: Path, lifeline: Lifeline | None = None) -> int:
             simulator_state=var / SIMULATOR_STATE,
             on_spawn=lambda pid, name: watch(pid, name),
         )
-        say("starting the AMC/LWA simulator, migrations and the five services...")
+        say("starting the AMC/LWA simulator, migrations and the five services and the console...")
         await stack.start()
         say(
             f"AMC/LWA simulator: {stack.simulator_url}  (GET /_sim/requests shows what AMC "
             f"saw; its users, tokens, workflows and executions are kept in "
             f"{var / SIMULATOR_STATE})"
         )
-        say("all five services are ready:")
+        say("all five services and the console are ready:")
         for name in SERVICE_NAMES:
             say(f"  {name:<10} {stack.url(name)}  (/healthz /readyz /metrics /docs)")
         console_url = await stack.start_console(ports["console"])
