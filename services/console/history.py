@@ -59,9 +59,13 @@ class Duration:
 
 
 def _instant(value: Any) -> datetime | None:
-    if value is None or isinstance(value, datetime):
-        return value
-    return datetime.fromisoformat(str(value))
+    """An API's time in UTC, as the charts label their axes."""
+    if value is None:
+        return None
+    found = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    if found.tzinfo is None:
+        raise ValueError(f"a time without its zone: {value!r}")
+    return found.astimezone(UTC)
 
 
 def durations(executions: Sequence[Mapping[str, Any]]) -> list[Duration]:
@@ -88,8 +92,9 @@ class Outcome:
 def strip(runs: Sequence[Mapping[str, Any]]) -> list[Outcome]:
     """A schedule's runs as they happened, oldest first (the scheduler lists newest first)."""
     found = [
-        Outcome(_instant(r["fire_time"]) or datetime.min, str(r["state"]), r.get("execution_id"))
+        Outcome(fire_time, str(r["state"]), r.get("execution_id"))
         for r in runs
+        if (fire_time := _instant(r["fire_time"])) is not None
     ]
     return sorted(found, key=lambda o: o.fire_time)
 
