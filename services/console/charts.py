@@ -67,6 +67,12 @@ def _config(title: str, colours: Sequence[str], **more: Any) -> dict[str, Any]:
     }
 
 
+def _counts_axis(highest: int) -> list[int]:
+    """Whole-number ticks for an axis of counts (pygal would label 0.2, 0.4, ... runs)."""
+    step = max(1, -(-highest // 8))
+    return list(range(0, max(highest, 1) + step, step))
+
+
 # Each kind: its pygal class, series colours and options.
 def _runs_per_day(title: str) -> Any:
     return pygal.StackedBar(**_config(title, [COLOURS[o] for o in OUTCOMES], x_label_rotation=60))
@@ -126,6 +132,9 @@ def runs_per_day(days: Sequence[datetime], counts: dict[str, list[int]]) -> Char
     empty = [0] * len(days)
     bars = _runs_per_day(title)
     bars.x_labels = [d.strftime("%m-%d") for d in days]
+    bars.y_labels = _counts_axis(
+        max((sum(day) for day in zip(*counts.values(), strict=True)), default=0)
+    )
     for outcome in OUTCOMES:
         bars.add(outcome, counts.get(outcome, empty))
     rows = [
@@ -140,6 +149,7 @@ def daily_cap(rows: Sequence[tuple[str, int, int | None]]) -> Chart:
     key, title = "daily-cap", "Executions today against the daily cap (UTC day)"
     bars = _daily_cap(title, len(rows))
     bars.x_labels = [name for name, _, _ in rows]
+    bars.y_labels = _counts_axis(max((max(used, cap or 0) for _, used, cap in rows), default=0))
     bars.add("used", [used for _, used, _ in rows])
     bars.add("left", [max(cap - used, 0) if cap else None for _, used, cap in rows])
     table = [(name, used, cap if cap else "no cap") for name, used, cap in rows]

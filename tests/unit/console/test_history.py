@@ -66,6 +66,17 @@ def test_durations_are_submitted_to_completed_of_finished_runs_oldest_first() ->
     ]
 
 
+def test_times_without_a_zone_are_refused() -> None:
+    with pytest.raises(ValueError, match="a time without its zone"):
+        history.strip([{"fire_time": "2026-01-02T00:00:00", "state": "FAILED"}])
+
+
+def test_counts_axis_is_whole_numbers() -> None:
+    assert charts._counts_axis(0) == [0, 1]
+    assert charts._counts_axis(3) == [0, 1, 2, 3]
+    assert charts._counts_axis(40) == [0, 5, 10, 15, 20, 25, 30, 35, 40]
+
+
 def test_strip_is_oldest_first() -> None:
     runs: list[dict[str, Any]] = [
         {"fire_time": "2026-01-02T00:00:00+00:00", "state": "FAILED", "execution_id": "x"},
