@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from functools import cache
 from typing import Any
 from xml.etree import ElementTree
@@ -166,7 +167,8 @@ def run_durations(runs: Sequence[Duration]) -> Chart:
         (
             r.completed_at.strftime("%Y-%m-%d %H:%M:%S"),
             r.status,
-            f"{r.seconds / 60:.2f}",
+            # A Decimal: shown with its two places, and right-aligned as a number.
+            Decimal(f"{r.seconds / 60:.2f}"),
             r.execution_id,
         )
         for r in runs

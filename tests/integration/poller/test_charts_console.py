@@ -24,6 +24,7 @@ from tests.integration.poller.conftest import (
     run_for,
     served_poller,
 )
+from tests.integration.poller.test_result_console import _shot
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -190,8 +191,10 @@ async def test_charts_of_a_seeded_history_equal_the_databases_counts(
             assert await _drawn(page, "daily-cap", 0) == ["1"]
             assert await _drawn(page, "daily-cap", 1) == ["39"]
 
+            await _shot(page, "overview-charts")
             # Phone width: the SVG scales into the page instead of widening it.
             await page.set_viewport_size({"width": 390, "height": 844})
+            await _shot(page, "overview-charts-phone")
             box = await svg.bounding_box()
             assert box is not None
             assert box["width"] <= 390
@@ -216,6 +219,7 @@ async def test_charts_of_a_seeded_history_equal_the_databases_counts(
                 for f in finished
             ]
             assert len(shown) == len(SEEDED) + 1
+            await _shot(page, "workflow-durations")
             assert await _drawn(page, "run-durations", 0) == [f"{float(r[2]):g}" for r in shown]
             assert refused == []
             await browser.close()

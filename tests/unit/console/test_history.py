@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -138,7 +139,7 @@ def test_durations_and_strip_charts() -> None:
     t = datetime(2026, 1, 5, 10, tzinfo=UTC)
     chart = charts.run_durations([history.Duration("a", t, "SUCCEEDED", 90.0)])
     _fit_for_the_page(chart.svg, "run-durations")
-    assert chart.rows == [("2026-01-05 10:00:00", "SUCCEEDED", "1.50", "a")]
+    assert chart.rows == [("2026-01-05 10:00:00", "SUCCEEDED", Decimal("1.50"), "a")]
     strip = charts.outcome_strip(
         [history.Outcome(t, "SUCCEEDED", "x"), history.Outcome(t, "MYSTERY", None)]
     )
