@@ -8,6 +8,7 @@ import shutil
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 from playwright.async_api import ConsoleMessage, async_playwright, expect
 
@@ -69,6 +70,14 @@ async def test_a_schedules_outcome_strip_equals_its_runs(
             ) as console,
             async_playwright() as pw,
         ):
+            # The charts' stylesheet needs no session (like /static) and keeps the headers.
+            async with httpx.AsyncClient(base_url=console.url) as anonymous:
+                css = await anonymous.get("/charts.css")
+            assert css.status_code == 200
+            assert css.headers["content-type"].startswith("text/css")
+            assert "#chart-outcome-strip " in css.text
+            assert "script-src" not in css.headers["content-security-policy"]
+            assert css.headers["content-security-policy"].startswith("default-src 'self'")
             browser = await pw.chromium.launch(
                 executable_path=CHROMIUM, headless=True, args=["--no-sandbox"]
             )
