@@ -12,13 +12,15 @@ from typing import Any
 
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
+from services.console import charts, history
 from services.console.backends import SERVICES, ApiProblem
 from services.console.web import ConsoleDep, PrincipalDep, render
 
 router = APIRouter()
 KEEPALIVE_S = 15.0
+CHART_DAYS = 30
 
 
 async def _failed_last_day(console: Any) -> int | str:
@@ -44,12 +46,63 @@ async def _dead_letters(console: Any) -> int | str:
     return count
 
 
+async def _runs_per_day(console: Any) -> charts.Chart | str:
+    """Runs per UTC day and outcome over the last CHART_DAYS days, from the poller's counts
+    of runs completed after each day's start (it counts on an index; it has no per-day
+    answer, so this is one count per day and outcome)."""
+    days = history.day_starts(datetime.now(UTC).date(), CHART_DAYS)
+
+    async def counts(outcome: str) -> list[int]:
+        found = []
+        # Newest first: a later request sees more runs, never fewer, so an older day's count
+        # cannot fall below a newer day's (history.per_day).
+        for day in reversed(days):
+            answer = await console.backends.get(
+                "poller", "/executions/count", status=outcome, completed_after=day.isoformat()
+            )
+            found.append(int(answer["count"]))
+        return found[::-1]
+
+    try:
+        per_outcome = await asyncio.gather(*(counts(o) for o in history.OUTCOMES))
+    except ApiProblem as problem:
+        return f"unknown ({problem.message})"
+    return charts.runs_per_day(
+        days, history.per_day(dict(zip(history.OUTCOMES, per_outcome, strict=True)))
+    )
+
+
+async def _daily_cap(console: Any) -> charts.Chart | str:
+    """Each instance's executions today against its daily cap (`GET /instances/{id}`)."""
+    try:
+        listed = await console.backends.instances()
+        detail = await asyncio.gather(
+            *(console.backends.instance(i["instance_id"]) for i in listed)
+        )
+    except ApiProblem as problem:
+        return f"unknown ({problem.message})"
+    return charts.daily_cap(history.cap_rows(detail))
+
+
+@router.get("/charts.css")
+async def charts_css() -> Response:
+    """The charts' styles (pygal's own), as a stylesheet: the CSP allows no inline style.
+    Public like /static: it holds nothing but colours and fonts."""
+    return Response(
+        charts.stylesheet(),
+        media_type="text/css",
+        headers={"Cache-Control": "public, max-age=3600"},
+    )
+
+
 @router.get("/", response_class=HTMLResponse)
 async def overview(request: Request, console: ConsoleDep, principal: PrincipalDep) -> HTMLResponse:
-    readiness, failed, dead_letters = await asyncio.gather(
+    readiness, failed, dead_letters, per_day, cap = await asyncio.gather(
         asyncio.gather(*(console.backends.ready(s) for s in SERVICES)),
         _failed_last_day(console),
         _dead_letters(console),
+        _runs_per_day(console),
+        _daily_cap(console),
     )
     try:
         tokens = await console.backends.get("token", "/tokens/summary")
@@ -64,6 +117,8 @@ async def overview(request: Request, console: ConsoleDep, principal: PrincipalDe
         failed=failed,
         dead_letters=dead_letters,
         tokens=tokens,
+        per_day=per_day,
+        cap=cap,
         recent=list(console.feed.recent),
     )
 

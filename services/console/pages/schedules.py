@@ -9,6 +9,7 @@ from uuid import UUID
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
+from services.console import charts, history
 from services.console.backends import ApiProblem
 from services.console.pages.collections import OPTIONAL_RUN_FIELDS, drop_blank
 from services.console.web import (
@@ -137,6 +138,7 @@ async def show_schedule(
         s=schedule,
         runs=runs,
         pager=pager,
+        outcomes=charts.outcome_strip(history.strip(runs["items"])),
         problem=None,
     )
 
@@ -187,6 +189,7 @@ async def schedule_action(
             s=schedule,
             runs=runs,
             pager=pager,
+            outcomes=charts.outcome_strip(history.strip(runs["items"])),
             problem=problem,
         )
     done = {"pause": "paused", "resume": "resumed", "trigger": "triggered"}[action]

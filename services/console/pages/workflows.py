@@ -15,6 +15,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
+from services.console import charts, history
 from services.console.auth import Principal
 from services.console.backends import ApiProblem
 from services.console.present import pick_version, short_hash
@@ -144,6 +145,7 @@ async def _page(
         chosen=chosen,
         wanted=wanted,
         runs=runs["executions"],
+        durations=charts.run_durations(history.durations(runs["executions"])),
         short_hash=short_hash,
         verdict=verdict,
         problem=problem,

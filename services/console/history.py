@@ -1,0 +1,110 @@
+"""Pure rules behind the console's charts (no I/O): which UTC days a chart covers, runs per
+day by outcome from the poller's counts, run durations, and a schedule's outcome strip."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+# The ends a run can reach (shared.contract.TERMINAL_STATUSES), in the order charts stack them.
+OUTCOMES: tuple[str, ...] = ("SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT")
+# A schedule run's states (services/scheduler/logic.py RunState), ends first.
+RUN_STATES: tuple[str, ...] = (
+    *OUTCOMES,
+    "SKIPPED",
+    "RETRYING",
+    "SUBMITTED",
+    "EMITTED",
+    "BUFFERED",
+)
+
+
+def day_starts(today: date, days: int) -> list[datetime]:
+    """00:00 UTC of each of the `days` days ending with `today`, oldest first."""
+    if days < 1:
+        raise ValueError(f"days must be at least 1, not {days}")
+    first = today - timedelta(days=days - 1)
+    return [datetime.combine(first + timedelta(days=i), time(), UTC) for i in range(days)]
+
+
+def per_day(completed_after: Mapping[str, Sequence[int]]) -> dict[str, list[int]]:
+    """Runs per day and outcome from, for each outcome, how many runs completed after each
+    day's start (the poller's `/executions/count`, which has a lower bound only): a day's
+    runs are its count less the next day's; the last day's are its own count.
+
+    The counts are taken one request at a time. The console asks newest day first, so a
+    count never falls below the next day's, except when retention deleted runs between the
+    two requests: such a difference is taken as 0 rather than shown as a negative number of
+    runs. (A run that completes between two requests is shown one day early until the next
+    look.)"""
+    days: dict[str, list[int]] = {}
+    for outcome, counts in completed_after.items():
+        if any(c < 0 for c in counts):
+            raise ValueError(f"{outcome}: a count cannot be negative: {list(counts)}")
+        days[outcome] = [
+            max(counts[i] - (counts[i + 1] if i + 1 < len(counts) else 0), 0)
+            for i in range(len(counts))
+        ]
+    return days
+
+
+@dataclass(frozen=True)
+class Duration:
+    execution_id: str
+    completed_at: datetime
+    status: str
+    seconds: float
+
+
+def _instant(value: Any) -> datetime | None:
+    """An API's time in UTC, as the charts label their axes."""
+    if value is None:
+        return None
+    found = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    if found.tzinfo is None:
+        raise ValueError(f"a time without its zone: {value!r}")
+    return found.astimezone(UTC)
+
+
+def durations(executions: Sequence[Mapping[str, Any]]) -> list[Duration]:
+    """How long AMC took with each finished run (submitted to completed), oldest first. A run
+    never submitted (cancelled while queued, refused before AMC had it) has no duration at
+    AMC and is left out."""
+    found = []
+    for e in executions:
+        submitted, completed = _instant(e.get("submitted_at")), _instant(e.get("completed_at"))
+        if submitted is None or completed is None or e.get("status") not in OUTCOMES:
+            continue
+        seconds = (completed - submitted).total_seconds()
+        found.append(Duration(str(e["execution_id"]), completed, str(e["status"]), seconds))
+    return sorted(found, key=lambda d: d.completed_at)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    fire_time: datetime
+    state: str
+    execution_id: str | None
+
+
+def strip(runs: Sequence[Mapping[str, Any]]) -> list[Outcome]:
+    """A schedule's runs as they happened, oldest first (the scheduler lists newest first)."""
+    found = [
+        Outcome(fire_time, str(r["state"]), r.get("execution_id"))
+        for r in runs
+        if (fire_time := _instant(r["fire_time"])) is not None
+    ]
+    return sorted(found, key=lambda o: o.fire_time)
+
+
+def cap_rows(instances: Sequence[Mapping[str, Any]]) -> list[tuple[str, int, int | None]]:
+    """(instance, executions used today, daily cap or None without one), from the poller's
+    `GET /instances/{id}` answers."""
+    rows = []
+    for i in instances:
+        today = i["today"]
+        cap = int(today["daily_cap"])
+        rows.append((str(i.get("name") or i["instance_id"]), int(today["used"]), cap or None))
+    return rows
