@@ -1,5 +1,5 @@
 """Pure rules behind the console's charts (no I/O): which UTC days a chart covers, runs per
-day by outcome from the poller's counts, run durations, and a schedule's outcome strip."""
+day by outcome from the poller's daily counts, run durations, and a schedule's outcome strip."""
 
 from __future__ import annotations
 
@@ -29,25 +29,20 @@ def day_starts(today: date, days: int) -> list[datetime]:
     return [datetime.combine(first + timedelta(days=i), time(), UTC) for i in range(days)]
 
 
-def per_day(completed_after: Mapping[str, Sequence[int]]) -> dict[str, list[int]]:
-    """Runs per day and outcome from, for each outcome, how many runs completed after each
-    day's start (the poller's `/executions/count`, which has a lower bound only): a day's
-    runs are its count less the next day's; the last day's are its own count.
-
-    The counts are taken one request at a time. The console asks newest day first, so a
-    count never falls below the next day's, except when retention deleted runs between the
-    two requests: such a difference is taken as 0 rather than shown as a negative number of
-    runs. (A run that completes between two requests is shown one day early until the next
-    look.)"""
-    days: dict[str, list[int]] = {}
-    for outcome, counts in completed_after.items():
+def per_day(days: Sequence[datetime], answer: Sequence[Mapping[str, Any]]) -> dict[str, list[int]]:
+    """Runs per day and outcome, oldest first, for `days` (their 00:00 UTC), from the
+    poller's `/executions/daily` answer (`[{"day": "YYYY-MM-DD", "counts": {status: n}}]`);
+    a day or an outcome it does not name had none."""
+    by_day: dict[date, Mapping[str, Any]] = {}
+    for entry in answer:
+        by_day[date.fromisoformat(str(entry["day"]))] = entry["counts"]
+    found: dict[str, list[int]] = {}
+    for outcome in OUTCOMES:
+        counts = [int(by_day.get(d.date(), {}).get(outcome, 0)) for d in days]
         if any(c < 0 for c in counts):
-            raise ValueError(f"{outcome}: a count cannot be negative: {list(counts)}")
-        days[outcome] = [
-            max(counts[i] - (counts[i + 1] if i + 1 < len(counts) else 0), 0)
-            for i in range(len(counts))
-        ]
-    return days
+            raise ValueError(f"{outcome}: a count cannot be negative: {counts}")
+        found[outcome] = counts
+    return found
 
 
 @dataclass(frozen=True)

@@ -47,29 +47,14 @@ async def _dead_letters(console: Any) -> int | str:
 
 
 async def _runs_per_day(console: Any) -> charts.Chart | str:
-    """Runs per UTC day and outcome over the last CHART_DAYS days, from the poller's counts
-    of runs completed after each day's start (it counts on an index; it has no per-day
-    answer, so this is one count per day and outcome)."""
+    """Runs per UTC day and outcome over the last CHART_DAYS days, counted by the poller in
+    one grouped query (`/executions/daily`)."""
     days = history.day_starts(datetime.now(UTC).date(), CHART_DAYS)
-
-    async def counts(outcome: str) -> list[int]:
-        found = []
-        # Newest first: a later request sees more runs, never fewer, so an older day's count
-        # cannot fall below a newer day's (history.per_day).
-        for day in reversed(days):
-            answer = await console.backends.get(
-                "poller", "/executions/count", status=outcome, completed_after=day.isoformat()
-            )
-            found.append(int(answer["count"]))
-        return found[::-1]
-
     try:
-        per_outcome = await asyncio.gather(*(counts(o) for o in history.OUTCOMES))
+        answer = await console.backends.get("poller", "/executions/daily", days=CHART_DAYS)
     except ApiProblem as problem:
         return f"unknown ({problem.message})"
-    return charts.runs_per_day(
-        days, history.per_day(dict(zip(history.OUTCOMES, per_outcome, strict=True)))
-    )
+    return charts.runs_per_day(days, history.per_day(days, answer["days"]))
 
 
 async def _daily_cap(console: Any) -> charts.Chart | str:

@@ -25,19 +25,25 @@ def test_day_starts_are_utc_midnights_oldest_first() -> None:
         history.day_starts(date(2026, 3, 2), 0)
 
 
-def test_per_day_takes_each_day_less_the_next() -> None:
-    # Completed after each day's start: 10 after the first, 7 after the second, 2 today.
-    days = history.per_day({"SUCCEEDED": [10, 7, 2], "FAILED": [1, 1, 0]})
-    assert days == {"SUCCEEDED": [3, 5, 2], "FAILED": [0, 1, 0]}
-
-
-def test_per_day_shows_no_negative_day_when_retention_deleted_runs_meanwhile() -> None:
-    assert history.per_day({"FAILED": [3, 4, 1]}) == {"FAILED": [0, 3, 1]}
+def test_per_day_reads_the_pollers_daily_counts_oldest_first() -> None:
+    days = history.day_starts(date(2026, 3, 2), 3)
+    answer = [
+        {"day": "2026-02-28", "counts": {"SUCCEEDED": 3, "FAILED": 1}},
+        # A day the poller leaves out, or a status it does not name, had none.
+        {"day": "2026-03-02", "counts": {"SUCCEEDED": 2, "WAITING_FOR_TOKEN": 9}},
+    ]
+    assert history.per_day(days, answer) == {
+        "SUCCEEDED": [3, 0, 2],
+        "FAILED": [1, 0, 0],
+        "CANCELLED": [0, 0, 0],
+        "TIMED_OUT": [0, 0, 0],
+    }
 
 
 def test_per_day_refuses_negative_counts() -> None:
+    days = history.day_starts(date(2026, 3, 2), 1)
     with pytest.raises(ValueError, match="FAILED: a count cannot be negative"):
-        history.per_day({"FAILED": [1, -1]})
+        history.per_day(days, [{"day": "2026-03-02", "counts": {"FAILED": -1}}])
 
 
 def test_durations_are_submitted_to_completed_of_finished_runs_oldest_first() -> None:
