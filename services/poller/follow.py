@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from opentelemetry import trace
 
-from services.poller import failures, flow, logic, store
+from services.poller import failure_policy, failures, flow, logic, store
 from services.poller.gateway import CircuitOpenError
 from services.poller.results import ResultFile, StoredResult, result_context, result_key
 from services.poller.rows import ExecRow
@@ -250,9 +250,9 @@ class Follower:
             )
 
     async def _download_later(self, row: ExecRow, why: str) -> None:
-        """Fetching result files failed, or the breaker is open: as logic.download_later."""
+        """Fetching result files failed, or the breaker is open: see download_later."""
         ctx = self.ctx
-        decided = logic.download_later(
+        decided = failure_policy.download_later(
             row, self._since_succeeded(row), why, None, failures.limits(ctx, row)
         )
         await failures.apply(ctx, row, decided, unsent=False)

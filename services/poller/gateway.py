@@ -22,7 +22,7 @@ import httpx
 from opentelemetry import trace
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from services.poller import logic, tracing
+from services.poller import failure_policy, tracing
 from services.poller.breaker import Breakers, BreakerState
 from services.poller.instances import InstanceDirectory, Target
 from services.poller.ratelimit import InstanceRateLimiter
@@ -247,7 +247,7 @@ class AmcGateway:
         self._throttled[instance_id] = count
         if not exc.server_named:
             base_s, cap_s = self._throttle_backoff_s
-            exc.retry_after = logic.throttle_wait_s(None, count, base_s, cap_s)
+            exc.retry_after = failure_policy.throttle_wait_s(None, count, base_s, cap_s)
 
     def _note(self, endpoint: str, outcome: str) -> None:
         self.metrics.calls.labels(endpoint, outcome).inc()

@@ -25,7 +25,7 @@ from uuid import UUID
 import asyncpg
 from opentelemetry.trace import Tracer
 
-from services.poller import logic, store, tracing
+from services.poller import failure_policy, store, tracing
 from services.poller.flow import Announcer
 from services.poller.gateway import AmcGateway, CircuitOpenError
 from services.poller.instances import InstanceDirectory
@@ -84,7 +84,9 @@ class Context:
 
     def backoff(self, failures: int) -> timedelta:
         s = self.settings
-        return timedelta(seconds=logic.backoff_s(failures, s.retry_base_s, s.retry_max_s, self.rng))
+        return timedelta(
+            seconds=failure_policy.backoff_s(failures, s.retry_base_s, s.retry_max_s, self.rng)
+        )
 
 
 class TaskSet:
