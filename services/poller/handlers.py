@@ -9,7 +9,8 @@ from uuid import uuid4
 from opentelemetry import trace
 from opentelemetry.trace import Link, Span, Status, StatusCode
 
-from services.poller import failure_policy, flow, logic, store, token_store, tracing
+from services.poller import flow, logic, store, token_store, tracing
+from services.poller.exchange import failure_policy
 from services.poller.settings import PollerSettings
 from shared.consumer import PermanentError, Tx
 from shared.contract import (

@@ -9,7 +9,7 @@ from uuid import uuid4
 
 import pytest
 
-from services.poller import failure_policy
+from services.poller.exchange import failure_policy
 from services.poller.rows import ExecRow
 from shared.clients import (
     ApiError,

@@ -10,7 +10,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from services.poller import failure_policy, logic
+from services.poller import logic
+from services.poller.exchange import failure_policy
 from shared.clients import (
     AmcStatus,
     ApiError,

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from services.poller.workflow_files import (
+from services.poller.workflows.files import (
     WorkflowFile,
     WorkflowFileError,
     parse_workflow_file,

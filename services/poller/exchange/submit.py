@@ -16,8 +16,10 @@ from typing import Any
 
 from opentelemetry import trace
 
-from services.poller import claims, failures, flow, logic, registry, store, tracing
-from services.poller.instances import UnknownInstanceError
+from services.poller import claims, flow, logic, store, tracing
+from services.poller.exchange import failures
+from services.poller.instances import registry
+from services.poller.instances.directory import UnknownInstanceError
 from services.poller.rows import ExecRow
 from services.poller.worker import Context, TaskSet
 from shared.clients import ApiError, ExecutionInfo

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from services.poller import failure_policy, flow, token_store
+from services.poller import flow, token_store
+from services.poller.exchange import failure_policy
 from services.poller.worker import Context
 from shared.contract import ExecutionStatus, TokenRefreshRequested
 

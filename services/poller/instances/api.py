@@ -9,9 +9,10 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.poller import claims, flow, registry
-from services.poller.gateway import CircuitOpenError
-from services.poller.registry import Instance, Region
+from services.poller import claims, flow
+from services.poller.exchange.gateway import CircuitOpenError
+from services.poller.instances import registry
+from services.poller.instances.registry import Instance, Region
 from services.poller.runtime import PollerRuntime, RuntimeDep
 from shared.clients import ApiError
 

@@ -11,7 +11,8 @@ from typing import Any
 
 import asyncpg
 
-from services.poller import failure_policy, token_store
+from services.poller import token_store
+from services.poller.exchange import failure_policy
 from shared.crypto import DecryptionError, KeyRing, token_fingerprint
 from shared.outbox import Connection
 

@@ -7,9 +7,10 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from services.poller import claims, failure_policy, flow, logic, store, token_store
+from services.poller import claims, flow, logic, store, token_store
+from services.poller.exchange import failure_policy
+from services.poller.exchange.tokens import Token
 from services.poller.rows import ExecRow
-from services.poller.tokens import Token
 from services.poller.worker import Context
 from shared.clients import ApiError
 from shared.contract import ExecutionStatus

@@ -7,8 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
 
-from services.poller.registry import WorkflowVersion
-from services.poller.workflow_files import data_type_problem
+from services.poller.instances.registry import WorkflowVersion
+from services.poller.workflows.files import data_type_problem
 
 
 class InputParameter(BaseModel):

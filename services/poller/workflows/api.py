@@ -15,17 +15,18 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, status
 from pydantic import JsonValue
 
-from services.poller import flow, registry
-from services.poller.gateway import CircuitOpenError
-from services.poller.instances import Target
+from services.poller import flow
+from services.poller.exchange.gateway import CircuitOpenError
+from services.poller.exchange.tokens import Token
+from services.poller.instances import registry
+from services.poller.instances.directory import Target
 from services.poller.runtime import PollerRuntime, RuntimeDep
-from services.poller.tokens import Token
 from services.poller.worker import Context
-from services.poller.workflow_files import (
+from services.poller.workflows.files import (
     WorkflowFileError,
     render_workflow_file,
 )
-from services.poller.workflow_schemas import (
+from services.poller.workflows.schemas import (
     InputParameter,
     PushPlan,
     PushResult,

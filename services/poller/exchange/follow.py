@@ -21,11 +21,12 @@ from urllib.parse import urlsplit
 
 from opentelemetry import trace
 
-from services.poller import failure_policy, failures, flow, logic, store
-from services.poller.gateway import CircuitOpenError
-from services.poller.results import ResultFile, StoredResult, result_context, result_key
+from services.poller import flow, logic, store
+from services.poller.exchange import failure_policy, failures
+from services.poller.exchange.gateway import CircuitOpenError
+from services.poller.exchange.tokens import Token
+from services.poller.results.stores import ResultFile, StoredResult, result_context, result_key
 from services.poller.rows import ExecRow
-from services.poller.tokens import Token
 from services.poller.worker import Context, TaskSet
 from shared.clients import ApiError, DownloadUrls, ResultsExpiredError
 from shared.contract import ExecutionError, ExecutionStatus, ResultLocation
