@@ -13,8 +13,8 @@ from services.collector.cli import app as collections
 from services.console.cli import app as dlq
 from services.notifier.cli import app as notifications
 from services.poller.cli import app as executions
-from services.poller.cli_instances import app as instances
-from services.poller.cli_workflows import app as workflows
+from services.poller.instances.cli import app as instances
+from services.poller.workflows.cli import app as workflows
 from services.scheduler.cli import app as schedules
 from services.token.cli import app as tokens
 from shared.crypto import KeyRing

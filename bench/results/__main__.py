@@ -34,9 +34,9 @@ import boto3
 import obstore
 
 from amclocal.broker import free_port, wait_for_port
-from services.poller.result_files import ResultReader
-from services.poller.result_sink_pg import PostgresResultSink, ResultContext
-from services.poller.results import LocalResultStore, ObjectResultStore, ResultFile
+from services.poller.results.files import ResultReader
+from services.poller.results.sink_pg import PostgresResultSink, ResultContext
+from services.poller.results.stores import LocalResultStore, ObjectResultStore, ResultFile
 
 CHUNK = 64 * 1024
 ROW = b"12345,weekly-report,2024-01-01,93021,1204,77\n"

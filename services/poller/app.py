@@ -5,11 +5,11 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.poller.api import router
-from services.poller.api_instances import router as instances_router
-from services.poller.api_results import router as results_router
-from services.poller.api_workflows import router as workflows_router
+from services.poller.instances.api import router as instances_router
+from services.poller.results.api import router as results_router
 from services.poller.runtime import PollerRuntime, build_runtime, wired_runtime
 from services.poller.settings import PollerSettings
+from services.poller.workflows.api import router as workflows_router
 from shared.config import ServiceSettings
 from shared.http import create_app as create_service_app
 from shared.service import serve

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from services.poller.cli_results import result
+from services.poller.results.cli import result
 from shared.cli.api import Json, call, emit
 
 app = typer.Typer(help="AMC executions run by the poller.", no_args_is_help=True)

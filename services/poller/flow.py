@@ -14,7 +14,7 @@ from typing import Any
 
 from prometheus_client import Counter
 
-from services.poller import store
+from services.poller import store, token_store
 from services.poller.rows import ExecRow
 from shared.contract import (
     Event,
@@ -151,7 +151,7 @@ async def ask_for_token(
 ) -> None:
     """One outstanding token.refresh_requested per user, however many executions wait; one
     more when AMC refused a token the outstanding request does not name."""
-    opened = await store.open_token_request(conn, user_id, refused_fp)
+    opened = await token_store.open_token_request(conn, user_id, refused_fp)
     if opened is not None:
         await outbox.enqueue(
             conn,

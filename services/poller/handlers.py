@@ -9,7 +9,8 @@ from uuid import uuid4
 from opentelemetry import trace
 from opentelemetry.trace import Link, Span, Status, StatusCode
 
-from services.poller import flow, logic, store, tracing
+from services.poller import flow, logic, store, token_store, tracing
+from services.poller.exchange import failure_policy
 from services.poller.settings import PollerSettings
 from shared.consumer import PermanentError, Tx
 from shared.contract import (
@@ -35,8 +36,8 @@ def register_handlers(
     async def accept(tx: Tx, event: logic.RequestEvent) -> None:
         # The contract's validators already refused (to the DLQ, with the reason) a request
         # whose origin does not name it or whose time zone does not exist.
-        token = await store.cached_token(tx.conn, event.run.user_id)
-        usable = token is not None and logic.token_usable(
+        token = await token_store.cached_token(tx.conn, event.run.user_id)
+        usable = token is not None and failure_policy.token_usable(
             token.expires_at, token.invalid, flow.now(), settings.token_expiry_margin_s
         )
         status = ExecutionStatus.QUEUED if usable else ExecutionStatus.WAITING_FOR_TOKEN
@@ -93,7 +94,7 @@ def register_handlers(
                 "token.refreshed: access_token_encrypted cannot be decrypted with "
                 "EVENT_ENCRYPTION_KEYS (key missing from the ring?)"
             ) from None
-        await store.store_token(
+        await token_store.store_token(
             tx.conn,
             event.user_id,
             event.access_token_encrypted,
@@ -101,15 +102,15 @@ def register_handlers(
             fingerprint,
             event.issued_at,
         )
-        await store.close_token_request(tx.conn, event.user_id, fingerprint)
-        cached = await store.cached_token(tx.conn, event.user_id)
-        if cached is None or not logic.token_usable(
+        await token_store.close_token_request(tx.conn, event.user_id, fingerprint)
+        cached = await token_store.cached_token(tx.conn, event.user_id)
+        if cached is None or not failure_policy.token_usable(
             cached.expires_at, cached.invalid, flow.now(), settings.token_expiry_margin_s
         ):
             # Too close to expiry, or the very token AMC refused sent again (an answer to an
             # earlier request): the outstanding request, or the re-request loop, asks again.
             return
-        for row in await store.waiting_for_token(tx.conn, event.user_id, fingerprint):
+        for row in await token_store.waiting_for_token(tx.conn, event.user_id, fingerprint):
             status = (
                 ExecutionStatus.QUEUED if row.status is ExecutionStatus.WAITING_FOR_TOKEN else None
             )
@@ -136,10 +137,10 @@ def register_handlers(
                 "token refresh failed for a user, not final", extra={"user_id": event.user_id}
             )
             return
-        await store.close_token_request(tx.conn, event.user_id, None)
-        await store.invalidate_token(tx.conn, event.user_id, None)
-        error = logic.reauth_error(event.reason)
-        for row in await store.unserved_for_user(tx.conn, event.user_id):
+        await token_store.close_token_request(tx.conn, event.user_id, None)
+        await token_store.invalidate_token(tx.conn, event.user_id, None)
+        error = failure_policy.reauth_error(event.reason)
+        for row in await token_store.unserved_for_user(tx.conn, event.user_id):
             # A parked row's wait ends here, failed; one not parked yet (queued) fails in a
             # span of its own; both in the row's trace, linked to this consumer span.
             span: contextlib.AbstractContextManager[Span]

@@ -97,3 +97,7 @@ class ExecRow:
             refused_at=r["refused_at"],
             trace_context=dict(r["trace_context"] or {}),
         )
+
+
+def exec_rows(records: list[asyncpg.Record]) -> list[ExecRow]:
+    return [ExecRow.of(r) for r in records]

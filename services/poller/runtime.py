@@ -17,21 +17,21 @@ from typing import Annotated, Protocol
 import httpx
 from fastapi import Depends
 
-from services.poller.breaker import Breakers
+from services.poller.exchange.breaker import Breakers
+from services.poller.exchange.follow import Follower
+from services.poller.exchange.gateway import AmcGateway, Metrics
+from services.poller.exchange.ratelimit import InstanceRateLimiter
+from services.poller.exchange.submit import Submitter
+from services.poller.exchange.token_requests import resend_step
+from services.poller.exchange.tokens import TokenReader
 from services.poller.flow import Announcer
-from services.poller.follow import Follower
-from services.poller.gateway import AmcGateway, Metrics
 from services.poller.gauges import ExecutionGauges
 from services.poller.handlers import register_handlers
-from services.poller.instances import InstanceDirectory
-from services.poller.ratelimit import InstanceRateLimiter
-from services.poller.result_files import ResultReader
-from services.poller.results import result_store
+from services.poller.instances.directory import InstanceDirectory
+from services.poller.results.files import ResultReader
+from services.poller.results.stores import result_store
 from services.poller.retention import delete_old_results
 from services.poller.settings import PollerSettings
-from services.poller.submit import Submitter
-from services.poller.token_requests import resend_step
-from services.poller.tokens import TokenReader
 from services.poller.worker import Context, TaskSet, run_loop
 from shared.clients import AmcClient
 from shared.crypto import KeyRing

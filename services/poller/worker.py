@@ -25,14 +25,15 @@ from uuid import UUID
 import asyncpg
 from opentelemetry.trace import Tracer
 
-from services.poller import logic, store, tracing
+from services.poller import store, tracing
+from services.poller.exchange import failure_policy
+from services.poller.exchange.gateway import AmcGateway, CircuitOpenError
+from services.poller.exchange.tokens import TokenReader
 from services.poller.flow import Announcer
-from services.poller.gateway import AmcGateway, CircuitOpenError
-from services.poller.instances import InstanceDirectory
-from services.poller.results import ResultStore
+from services.poller.instances.directory import InstanceDirectory
+from services.poller.results.stores import ResultStore
 from services.poller.rows import ExecRow
 from services.poller.settings import PollerSettings
-from services.poller.tokens import TokenReader
 from shared.clients import ApiError
 from shared.consumer import TRANSIENT_ERRORS
 from shared.leases import LeaseKeeper
@@ -84,7 +85,9 @@ class Context:
 
     def backoff(self, failures: int) -> timedelta:
         s = self.settings
-        return timedelta(seconds=logic.backoff_s(failures, s.retry_base_s, s.retry_max_s, self.rng))
+        return timedelta(
+            seconds=failure_policy.backoff_s(failures, s.retry_base_s, s.retry_max_s, self.rng)
+        )
 
 
 class TaskSet:

@@ -1,9 +1,9 @@
 """HTTP clients for Login with Amazon and the Amazon Marketing Cloud reporting API."""
 
-from shared.clients.amc import (
+from shared.clients.amc import AmcClient
+from shared.clients.amc_models import (
     AmcAccount,
     AmcAccountInfo,
-    AmcClient,
     AmcInstanceInfo,
     AmcStatus,
     ChannelStatus,

@@ -6,25 +6,27 @@ from shared.contract.events import (
     CollectionCompleted,
     DeadLetter,
     ExecutionCompleted,
-    ExecutionError,
     ExecutionRequested,
-    ExecutionStatus,
     ExecutionStatusChanged,
     ExecutionSubmitted,
-    Origin,
-    OriginKind,
-    ResultLocation,
-    RunOptions,
     ScheduleDue,
     SchedulePaused,
-    TimeWindowType,
     TokenRefreshed,
     TokenRefreshFailed,
     TokenRefreshRequested,
     WeekRequested,
-    WorkflowRun,
 )
 from shared.contract.topics import Topics, dlq_topic
+from shared.contract.values import (
+    ExecutionError,
+    ExecutionStatus,
+    Origin,
+    OriginKind,
+    ResultLocation,
+    RunOptions,
+    TimeWindowType,
+    WorkflowRun,
+)
 
 __all__ = [
     "ALL_EVENTS",

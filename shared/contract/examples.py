@@ -13,20 +13,22 @@ from shared.contract.envelope import Event
 from shared.contract.events import (
     CollectionCompleted,
     ExecutionCompleted,
-    ExecutionError,
     ExecutionRequested,
-    ExecutionStatus,
     ExecutionStatusChanged,
     ExecutionSubmitted,
-    Origin,
-    OriginKind,
-    ResultLocation,
     ScheduleDue,
     SchedulePaused,
     TokenRefreshed,
     TokenRefreshFailed,
     TokenRefreshRequested,
     WeekRequested,
+)
+from shared.contract.values import (
+    ExecutionError,
+    ExecutionStatus,
+    Origin,
+    OriginKind,
+    ResultLocation,
     WorkflowRun,
 )
 

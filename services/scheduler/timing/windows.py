@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.scheduler.timing.fire_times import require_aware
 from services.scheduler.timing.zones import load_zone
-from shared.contract.events import TimeWindowType
+from shared.contract.values import TimeWindowType
 from shared.dates import ExpressionError, WeekStart, parse_expression
 
 __all__ = [

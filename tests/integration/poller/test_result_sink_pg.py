@@ -19,7 +19,7 @@ import pytest
 
 from amclocal.simulator import SimAccount, SimControl, WorkflowBehavior
 from services.poller.app import app_for
-from services.poller.result_sink_pg import PostgresResultSink, ResultContext, table_name
+from services.poller.results.sink_pg import PostgresResultSink, ResultContext, table_name
 from services.poller.runtime import PollerRuntime
 from tests.integration.poller.conftest import (
     PollerFactory,

@@ -17,7 +17,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from amclocal.simulator import FaultRule, RouteKind, SimAccount, SimControl, WorkflowBehavior
-from services.poller.results import (
+from services.poller.results.stores import (
     LocalResultStore,
     ObjectResultStore,
     ResultFile,

@@ -12,7 +12,7 @@ from uuid import uuid4
 import asyncpg
 import pytest
 
-from services.poller import store
+from services.poller import claims, store
 from services.poller.rows import ExecRow
 from shared.contract import ExecutionStatus, Origin, OriginKind, WorkflowRun
 from shared.db import apply_migrations, create_pool
@@ -61,9 +61,9 @@ async def claim(pool: asyncpg.Pool[Any], cap: int, daily_cap: int = 0) -> list[E
     return (await claim_all(pool, cap, daily_cap)).rows
 
 
-async def claim_all(pool: asyncpg.Pool[Any], cap: int, daily_cap: int = 0) -> store.Claim:
+async def claim_all(pool: asyncpg.Pool[Any], cap: int, daily_cap: int = 0) -> claims.Claim:
     async with pool.acquire() as conn, conn.transaction():
-        return await store.claim_submissions(
+        return await claims.claim_submissions(
             conn, "amc-1", cap, "me", timedelta(seconds=30), daily_cap=daily_cap
         )
 
@@ -88,7 +88,7 @@ async def test_claims_respect_the_cap_and_take_users_in_turn(pool: asyncpg.Pool[
 async def test_a_second_claimer_waits_for_the_instance_lock(pool: asyncpg.Pool[Any]) -> None:
     await queue(pool, "u", 6)
     async with pool.acquire() as conn, conn.transaction():
-        mine = (await store.claim_submissions(conn, "amc-1", 3, "a", timedelta(seconds=30))).rows
+        mine = (await claims.claim_submissions(conn, "amc-1", 3, "a", timedelta(seconds=30))).rows
         theirs = asyncio.create_task(claim(pool, 3))
 
         async def blocked_by_us() -> bool:
@@ -136,7 +136,7 @@ async def test_runs_over_the_daily_cap_wait_for_the_next_utc_day_with_a_reason(
     await queue(pool, "u", 3)
     assert len(await claim(pool, 10, daily_cap=1)) == 1
     async with pool.acquire() as conn:
-        held = await store.hold_until_tomorrow(conn, "amc-1", "cap used up")
+        held = await claims.hold_until_tomorrow(conn, "amc-1", "cap used up")
     assert held == 2
     rows = await pool.fetch(
         "SELECT next_action_at, waiting_reason, status FROM executions WHERE status = 'QUEUED'"
@@ -147,7 +147,7 @@ async def test_runs_over_the_daily_cap_wait_for_the_next_utc_day_with_a_reason(
     }
     # Not due any more: a later claim neither takes nor re-holds them.
     async with pool.acquire() as conn:
-        assert await store.hold_until_tomorrow(conn, "amc-1", "cap used up") == 0
+        assert await claims.hold_until_tomorrow(conn, "amc-1", "cap used up") == 0
     # The next day: due again, claimed, and the reason is gone.
     await pool.execute(
         "UPDATE executions SET submit_intent_at = submit_intent_at - interval '1 day',"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.poller.breaker import Breakers, BreakerState, CircuitBreaker
+from services.poller.exchange.breaker import Breakers, BreakerState, CircuitBreaker
 
 
 def state(breaker: CircuitBreaker) -> BreakerState:

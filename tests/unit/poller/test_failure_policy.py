@@ -1,4 +1,4 @@
-"""logic.after_failure: what every failed AMC call means for its execution, in one rule."""
+"""failure_policy.after_failure: what every failed AMC call means for its execution, in one rule."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from uuid import uuid4
 
 import pytest
 
-from services.poller import logic
+from services.poller.exchange import failure_policy
 from services.poller.rows import ExecRow
 from shared.clients import (
     ApiError,
@@ -24,7 +24,7 @@ from shared.crypto import token_fingerprint
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 OLD_FP, NEW_FP = token_fingerprint("Atza|old"), token_fingerprint("Atza|new")
-LIMITS = logic.FailureLimits(
+LIMITS = failure_policy.FailureLimits(
     max_transient_attempts=3,
     reconcile_give_up_s=600,
     results_unavailable_grace_s=60,
@@ -75,12 +75,14 @@ def row(**changes: Any) -> ExecRow:
     return replace(base, **changes)
 
 
-def decide(call: logic.AmcCall, exc: ApiError, r: ExecRow, fp: str = OLD_FP) -> logic.AfterFailure:
-    return logic.after_failure(call, exc, r, fp, LIMITS, NOW)
+def decide(
+    call: failure_policy.AmcCall, exc: ApiError, r: ExecRow, fp: str = OLD_FP
+) -> failure_policy.AfterFailure:
+    return failure_policy.after_failure(call, exc, r, fp, LIMITS, NOW)
 
 
 UNAUTHORIZED = UnauthorizedError("AMC answered 401: The access token is invalid", status=401)
-CALLS: list[logic.AmcCall] = ["create", "list", "get", "cancel", "download_urls"]
+CALLS: list[failure_policy.AmcCall] = ["create", "list", "get", "cancel", "download_urls"]
 
 
 class TestWhatCountsAsARefusedToken:
@@ -93,32 +95,32 @@ class TestWhatCountsAsARefusedToken:
         ],
     )
     def test_a_403_blaming_the_token(self, message: str) -> None:
-        assert logic.classify(ClientRequestError(message, status=403)) == "unauthorized"
+        assert failure_policy.classify(ClientRequestError(message, status=403)) == "unauthorized"
 
     def test_other_403s_stay_permanent(self) -> None:
         forbidden = ClientRequestError(
             "AMC answered 403: Amazon-Advertising-API-AdvertiserId has no access to this instance",
             status=403,
         )
-        assert logic.classify(forbidden) == "rejected"
+        assert failure_policy.classify(forbidden) == "rejected"
         # A token word alone, or a refusal word alone, is not enough.
-        assert logic.classify(ClientRequestError("AMC answered 403: token ok", status=403)) == (
-            "rejected"
-        )
-        assert logic.classify(ClientRequestError("AMC answered 403: invalid", status=403)) == (
-            "rejected"
-        )
+        assert failure_policy.classify(
+            ClientRequestError("AMC answered 403: token ok", status=403)
+        ) == ("rejected")
+        assert failure_policy.classify(
+            ClientRequestError("AMC answered 403: invalid", status=403)
+        ) == ("rejected")
 
     def test_a_400_naming_an_invalid_token_is_not_a_refusal(self) -> None:
         # Only 401 and 403 speak about credentials.
         bad = ClientRequestError("AMC answered 400: invalid nextToken", status=400)
-        assert logic.classify(bad) == "rejected"
+        assert failure_policy.classify(bad) == "rejected"
 
 
 class TestRefusedTokens:
     @pytest.mark.parametrize("call", CALLS)
     def test_the_first_refusal_waits_for_a_newer_token_on_every_call(
-        self, call: logic.AmcCall
+        self, call: failure_policy.AmcCall
     ) -> None:
         decided = decide(call, UNAUTHORIZED, row())
         assert decided.refused_fp == OLD_FP
@@ -144,21 +146,21 @@ class TestRefusedTokens:
         # A revocation withdraws all of a user's tokens: one the poller already held when the
         # first was refused is no newer, and its refusal says nothing of the user's access.
         refused = row(refused_token_fp=OLD_FP, refused_at=NOW - timedelta(seconds=5))
-        held = logic.after_failure(
+        held = failure_policy.after_failure(
             "create", UNAUTHORIZED, refused, NEW_FP, LIMITS, NOW, NOW - timedelta(seconds=30)
         )
         assert (held.refused_fp, held.error) == (NEW_FP, None)
-        came_after = logic.after_failure(
+        came_after = failure_policy.after_failure(
             "create", UNAUTHORIZED, refused, NEW_FP, LIMITS, NOW, NOW - timedelta(seconds=1)
         )
         assert came_after.error is not None
         assert came_after.error.code == "AMC_ACCESS_DENIED"
 
     def test_the_waiting_reason_names_the_token_and_the_bound(self) -> None:
-        text = logic.waiting_reason(OLD_FP, 900)
+        text = failure_policy.waiting_reason(OLD_FP, 900)
         assert OLD_FP in text
         assert "900s" in text
-        failed = logic.refused_wait_error(OLD_FP, 900)
+        failed = failure_policy.refused_wait_error(OLD_FP, 900)
         assert (failed.code, failed.retryable) == ("AMC_ACCESS_DENIED", False)
         assert OLD_FP in failed.message
 
@@ -208,7 +210,7 @@ class TestOtherFailures:
         )
         assert timeout.error is not None
         assert timeout.error.code == "TIMED_OUT"
-        assert logic.status_of(timeout.error) is ExecutionStatus.TIMED_OUT
+        assert failure_policy.status_of(timeout.error) is ExecutionStatus.TIMED_OUT
         follow = decide("cancel", ServerError("x", status=500), row(cancel_kind="user", failures=2))
         assert follow.fields == {"stage": "poll", "cancel_kind": None}
         assert follow.failures == 0

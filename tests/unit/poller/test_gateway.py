@@ -14,11 +14,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 from prometheus_client import CollectorRegistry
 
-from services.poller.breaker import Breakers
-from services.poller.gateway import AmcGateway, Metrics
-from services.poller.instances import Target
-from services.poller.ratelimit import InstanceRateLimiter
-from services.poller.tokens import Token
+from services.poller.exchange.breaker import Breakers
+from services.poller.exchange.gateway import AmcGateway, Metrics
+from services.poller.exchange.ratelimit import InstanceRateLimiter
+from services.poller.exchange.tokens import Token
+from services.poller.instances.directory import Target
 from shared.clients import AmcAccount, AmcClient, ApiError, RateLimitedError, TransportError
 
 ACCOUNT = AmcAccount("amc-unit", "adv", "mkt")

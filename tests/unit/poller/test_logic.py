@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from services.poller import logic
+from services.poller.exchange import failure_policy
 from shared.clients import (
     AmcStatus,
     ApiError,
@@ -128,18 +129,20 @@ class TestRunOptions:
 
 class TestTokens:
     def test_reason_decides_unknown_user_or_reauth(self) -> None:
-        assert logic.reauth_error("no token registered for this user").code == "UNKNOWN_USER"
-        assert logic.reauth_error("Unknown user u-9").code == "UNKNOWN_USER"
-        revoked = logic.reauth_error("LWA answered 400: invalid_grant")
+        assert (
+            failure_policy.reauth_error("no token registered for this user").code == "UNKNOWN_USER"
+        )
+        assert failure_policy.reauth_error("Unknown user u-9").code == "UNKNOWN_USER"
+        revoked = failure_policy.reauth_error("LWA answered 400: invalid_grant")
         assert revoked.code == "REAUTH_REQUIRED"
         assert revoked.retryable is False
 
     def test_token_expiring_within_the_margin_is_not_usable(self) -> None:
         soon = NOW + timedelta(seconds=200)
-        assert not logic.token_usable(soon, False, NOW, 300)
-        assert logic.token_usable(soon, False, NOW, 100)
-        assert not logic.token_usable(soon, True, NOW, 100)
-        assert not logic.token_usable(None, False, NOW, 0)
+        assert not failure_policy.token_usable(soon, False, NOW, 300)
+        assert failure_policy.token_usable(soon, False, NOW, 100)
+        assert not failure_policy.token_usable(soon, True, NOW, 100)
+        assert not failure_policy.token_usable(None, False, NOW, 0)
 
 
 class TestCalls:
@@ -156,11 +159,11 @@ class TestCalls:
         ],
     )
     def test_classify(self, error: ApiError, kind: str) -> None:
-        assert logic.classify(error) == kind
+        assert failure_policy.classify(error) == kind
 
     def test_backoff_grows_exponentially_with_jitter_and_a_cap(self) -> None:
         rng = random.Random(1)
-        delays = [logic.backoff_s(n, 1.0, 30.0, rng) for n in range(1, 9)]
+        delays = [failure_policy.backoff_s(n, 1.0, 30.0, rng) for n in range(1, 9)]
         for n, delay in enumerate(delays, start=1):
             step = min(30.0, 2.0 ** (n - 1))
             assert step / 2 <= delay <= step
@@ -169,9 +172,9 @@ class TestCalls:
     def test_a_429_waits_retry_after_or_backs_off_from_two_seconds(self) -> None:
         # rate-limiting.md: honour Retry-After; without it "backoff for 2 seconds ... 4
         # seconds ... 8 seconds", up to a maximum delay.
-        assert logic.throttle_wait_s(7.0, 5, 2.0, 120.0) == 7.0
+        assert failure_policy.throttle_wait_s(7.0, 5, 2.0, 120.0) == 7.0
         rng = random.Random(3)
-        waits = [logic.throttle_wait_s(None, n, 2.0, 120.0, rng) for n in range(1, 10)]
+        waits = [failure_policy.throttle_wait_s(None, n, 2.0, 120.0, rng) for n in range(1, 10)]
         for n, wait in enumerate(waits, start=1):
             step = min(120.0, 2.0 * 2 ** (n - 1))
             assert step / 2 <= wait <= step

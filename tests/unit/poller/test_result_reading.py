@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from services.poller.cli_results import table
-from services.poller.result_files import parse_preview
-from services.poller.result_sink_pg import shown_url, split_url, table_name
+from services.poller.results.cli import table
+from services.poller.results.files import parse_preview
+from services.poller.results.sink_pg import shown_url, split_url, table_name
 
 
 def test_a_cut_off_last_record_is_dropped_and_quoted_newlines_stay_in_their_field() -> None:

@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
-from services.poller.workflow_files import (
+from services.poller.workflows.files import (
     WorkflowFile,
     WorkflowFileError,
     parse_workflow_file,
     render_workflow_file,
 )
-from shared.clients.amc import WORKFLOW_SETTINGS
+from shared.clients.amc_models import WORKFLOW_SETTINGS
 
 # Every published field, with parameters in each form create-workflow.md's sample shows: an
 # INTEGER with the number 20 as its default, a STRING, and an ARRAY of STRING with a list.

@@ -15,7 +15,7 @@ from services.scheduler.timing import (
     WindowRule,
     window_for,
 )
-from shared.contract.events import TimeWindowType, WorkflowRun
+from shared.contract.values import TimeWindowType, WorkflowRun
 
 _RULE: TypeAdapter[WindowRule] = TypeAdapter(WindowRule)
 

@@ -26,7 +26,7 @@ from shared.clients import (
     ExecutionRequest,
     SavedWorkflow,
 )
-from shared.clients.amc import ExecutionOptions
+from shared.clients.amc_models import ExecutionOptions
 from shared.contract import TimeWindowType
 from tests.support.amc_samples import sample_request, sample_response
 from tests.unit.poller.test_workflow_files import EVERY_FIELD

@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.clients.amc import WORKFLOW_SETTINGS
+from shared.clients.amc_models import WORKFLOW_SETTINGS
 
 # Amazon's OpenAPI, Workflow.inputParameters.dataType.
 DATA_TYPES = frozenset(

@@ -16,8 +16,10 @@ from typing import Any
 
 from opentelemetry import trace
 
-from services.poller import failures, flow, logic, registry, store, tracing
-from services.poller.instances import UnknownInstanceError
+from services.poller import claims, flow, logic, store, tracing
+from services.poller.exchange import failures
+from services.poller.instances import registry
+from services.poller.instances.directory import UnknownInstanceError
 from services.poller.rows import ExecRow
 from services.poller.worker import Context, TaskSet
 from shared.clients import ApiError, ExecutionInfo
@@ -59,11 +61,11 @@ class Submitter:
         if self.tasks.room <= 0 or ctx.amc.open("create"):
             return busy
         async with ctx.pool.acquire() as conn:
-            instances = await store.instances_with_queued(conn)
+            instances = await claims.instances_with_queued(conn)
         for instance_id in instances:
             daily_cap = await ctx.instances.daily_cap(instance_id)
             async with ctx.pool.acquire() as conn, conn.transaction():
-                claim = await store.claim_submissions(
+                claim = await claims.claim_submissions(
                     conn,
                     instance_id,
                     await ctx.instances.max_running(instance_id),
@@ -72,7 +74,7 @@ class Submitter:
                     daily_cap=daily_cap,
                 )
                 # Dry runs too, past a full day: AMC's dryRun does not consume its quota.
-                claimed = claim.rows + await store.claim_dry_runs(
+                claimed = claim.rows + await claims.claim_dry_runs(
                     conn,
                     instance_id,
                     await ctx.instances.max_running(instance_id),
@@ -107,7 +109,7 @@ class Submitter:
     ) -> None:
         """AMC takes a limited number of executions per instance a day; rather than be
         refused, the rest of the day's runs wait, QUEUED, for the next UTC day."""
-        held = await store.hold_until_tomorrow(
+        held = await claims.hold_until_tomorrow(
             conn,
             instance_id,
             logic.daily_cap_reason(instance_id, used, daily_cap),

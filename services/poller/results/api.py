@@ -19,7 +19,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from services.poller import store
-from services.poller.result_files import (
+from services.poller.results.files import (
     InDatabaseError,
     ResultExpiredError,
     StoredFile,

@@ -12,8 +12,8 @@ from typing import Any
 
 import asyncpg
 
-from services.poller import registry
-from services.poller.registry import Instance, Region
+from services.poller.instances import registry
+from services.poller.instances.registry import Instance, Region
 from services.poller.settings import PollerSettings
 from shared.clients import AmcAccount
 from shared.contract import WorkflowRun

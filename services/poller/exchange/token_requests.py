@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from services.poller import flow, logic, store
+from services.poller import flow, token_store
+from services.poller.exchange import failure_policy
 from services.poller.worker import Context
 from shared.contract import ExecutionStatus, TokenRefreshRequested
 
@@ -14,7 +15,7 @@ async def resend_step(ctx: Context) -> bool:
     s = ctx.settings
     older_than = timedelta(seconds=s.token_request_retry_s)
     async with ctx.pool.acquire() as conn, conn.transaction():
-        stale = await store.stale_token_requests(conn, older_than, s.claim_batch_size)
+        stale = await token_store.stale_token_requests(conn, older_than, s.claim_batch_size)
         await ctx.outbox.enqueue(
             conn,
             *(
@@ -25,11 +26,11 @@ async def resend_step(ctx: Context) -> bool:
             ),
         )
         # A token that arrived already expiring wakes nobody and closes the request: ask again.
-        for user_id in await store.waiting_users_without_request(conn, s.claim_batch_size):
+        for user_id in await token_store.waiting_users_without_request(conn, s.claim_batch_size):
             await flow.ask_for_token(conn, ctx.outbox, user_id, "still no valid token")
     async with ctx.pool.acquire() as conn, conn.transaction():
         wait = timedelta(seconds=s.refused_token_wait_s)
-        for row in await store.refused_waits_past(conn, wait, s.claim_batch_size):
+        for row in await token_store.refused_waits_past(conn, wait, s.claim_batch_size):
             assert row.refused_token_fp is not None
             await flow.change(
                 conn,
@@ -37,6 +38,8 @@ async def resend_step(ctx: Context) -> bool:
                 row,
                 None,
                 status=ExecutionStatus.FAILED,
-                error=logic.refused_wait_error(row.refused_token_fp, s.refused_token_wait_s),
+                error=failure_policy.refused_wait_error(
+                    row.refused_token_fp, s.refused_token_wait_s
+                ),
             )
     return False

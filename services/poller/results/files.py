@@ -4,7 +4,7 @@ A result is read from the URI its execution recorded (`result_uri`), not from th
 poller writes to today, so a result written before POLLER_RESULTS_URL changed is still found
 where it went. Every store is read through obstore (a `file://` directory through its
 LocalStore), one code path for file, s3, gs and az; credentials are the cloud's usual ones, as
-for writing (services/poller/results.py).
+for writing (services/poller/results/stores.py).
 
 Three answers besides the bytes, which the API turns into distinct statuses:
 - the store has nothing under the URI any more (retention, a lifecycle rule, a person):

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from services.poller.workflow_files import (
+from services.poller.workflows.files import (
     WorkflowFile,
     WorkflowFileError,
     parse_param,

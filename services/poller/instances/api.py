@@ -9,9 +9,10 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.poller import flow, registry, store
-from services.poller.gateway import CircuitOpenError
-from services.poller.registry import Instance, Region
+from services.poller import claims, flow
+from services.poller.exchange.gateway import CircuitOpenError
+from services.poller.instances import registry
+from services.poller.instances.registry import Instance, Region
 from services.poller.runtime import PollerRuntime, RuntimeDep
 from shared.clients import ApiError
 
@@ -228,7 +229,7 @@ async def show_instance(runtime: RuntimeDep, instance_id: str) -> Any:
             raise HTTPException(
                 status.HTTP_404_NOT_FOUND, f"instance {instance_id} is not registered"
             )
-        today = await store.instance_today(conn, instance_id)
+        today = await claims.instance_today(conn, instance_id)
     settings = runtime.poller_settings
     cap = (
         found.max_daily_executions

@@ -11,7 +11,8 @@ from typing import Any
 
 import asyncpg
 
-from services.poller import logic, store
+from services.poller import token_store
+from services.poller.exchange import failure_policy
 from shared.crypto import DecryptionError, KeyRing, token_fingerprint
 from shared.outbox import Connection
 
@@ -44,12 +45,12 @@ class TokenReader:
         `conn` when given (inside the caller's transaction)."""
         if conn is None:
             async with self._pool.acquire() as own:
-                cached = await store.cached_token(own, user_id)
+                cached = await token_store.cached_token(own, user_id)
         else:
-            cached = await store.cached_token(conn, user_id)
+            cached = await token_store.cached_token(conn, user_id)
         if cached is None or self._keys is None:
             return None
-        if not logic.token_usable(cached.expires_at, cached.invalid, now, self._margin_s):
+        if not failure_policy.token_usable(cached.expires_at, cached.invalid, now, self._margin_s):
             return None
         try:
             return Token(self._keys.decrypt(cached.ciphertext), cached.issued_at)

@@ -1,4 +1,4 @@
-"""The one place a failed AMC call changes an execution: logic.after_failure decides, this
+"""The one place a failed AMC call changes an execution: failure_policy.after_failure decides, this
 applies it (in one transaction, guarded by the row's lease)."""
 
 from __future__ import annotations
@@ -7,9 +7,10 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from services.poller import flow, logic, store
+from services.poller import claims, flow, logic, store, token_store
+from services.poller.exchange import failure_policy
+from services.poller.exchange.tokens import Token
 from services.poller.rows import ExecRow
-from services.poller.tokens import Token
 from services.poller.worker import Context
 from shared.clients import ApiError
 from shared.contract import ExecutionStatus
@@ -17,9 +18,9 @@ from shared.contract import ExecutionStatus
 log = logging.getLogger(__name__)
 
 
-def limits(ctx: Context, row: ExecRow) -> logic.FailureLimits:
+def limits(ctx: Context, row: ExecRow) -> failure_policy.FailureLimits:
     s = ctx.settings
-    return logic.FailureLimits(
+    return failure_policy.FailureLimits(
         max_transient_attempts=s.max_transient_attempts,
         reconcile_give_up_s=s.reconcile_give_up_s,
         results_unavailable_grace_s=s.results_unavailable_grace_s,
@@ -31,15 +32,17 @@ def limits(ctx: Context, row: ExecRow) -> logic.FailureLimits:
 
 
 async def after_failed_call(
-    ctx: Context, row: ExecRow, token: Token, exc: ApiError, call: logic.AmcCall
+    ctx: Context, row: ExecRow, token: Token, exc: ApiError, call: failure_policy.AmcCall
 ) -> None:
-    decided = logic.after_failure(
+    decided = failure_policy.after_failure(
         call, exc, row, token.fingerprint, limits(ctx, row), flow.now(), token.issued_at
     )
     await apply(ctx, row, decided, unsent=call == "create")
 
 
-async def apply(ctx: Context, row: ExecRow, decided: logic.AfterFailure, *, unsent: bool) -> None:
+async def apply(
+    ctx: Context, row: ExecRow, decided: failure_policy.AfterFailure, *, unsent: bool
+) -> None:
     """Carry out what the policy decided for the row (`unsent`: AMC certainly has nothing
     for it yet, so while it waits for a token it shows WAITING_FOR_TOKEN)."""
     if decided.warning is not None:
@@ -61,7 +64,7 @@ async def apply(ctx: Context, row: ExecRow, decided: logic.AfterFailure, *, unse
                 ctx.out,
                 row,
                 ctx.owner,
-                status=logic.status_of(decided.error),
+                status=failure_policy.status_of(decided.error),
                 error=decided.error,
             )
         elif decided.reconcile:
@@ -75,7 +78,7 @@ async def apply(ctx: Context, row: ExecRow, decided: logic.AfterFailure, *, unse
                 fields["waiting_reason"] = logic.throttled_reason(
                     decided.throttled_s,
                     flow.now() + delay,
-                    await store.used_today(conn, row.instance_id),
+                    await claims.used_today(conn, row.instance_id),
                     await ctx.instances.daily_cap(row.instance_id),
                 )
             await flow.change(
@@ -98,7 +101,7 @@ async def _refused(ctx: Context, row: ExecRow, refused_fp: str, said: str, *, un
     # One transaction: no other run may see the token refused before this one's request,
     # naming it, is open.
     async with ctx.pool.acquire() as conn, conn.transaction():
-        await store.invalidate_token(conn, row.user_id, refused_fp)
+        await token_store.invalidate_token(conn, row.user_id, refused_fp)
         newer = await ctx.tokens.token(row.user_id, flow.now(), conn)
         if newer is not None and newer.fingerprint != refused_fp:
             await flow.change(
@@ -123,5 +126,5 @@ async def _refused(ctx: Context, row: ExecRow, refused_fp: str, said: str, *, un
             refused_fp=refused_fp,
             refused_token_fp=refused_fp,
             refused_at=flow.now(),
-            waiting_reason=logic.waiting_reason(refused_fp, wait_s),
+            waiting_reason=failure_policy.waiting_reason(refused_fp, wait_s),
         )

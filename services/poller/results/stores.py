@@ -32,8 +32,8 @@ import obstore
 from obstore.store import from_url
 
 from services.poller.logic import CsvRowCounter
-from services.poller.result_files import ResultReader
-from services.poller.result_sink_pg import PostgresResultSink, ResultContext, shown_url
+from services.poller.results.files import ResultReader
+from services.poller.results.sink_pg import PostgresResultSink, ResultContext, shown_url
 from services.poller.rows import ExecRow
 
 CONTENT_TYPES = {".csv": "text/csv", ".json": "application/json"}
@@ -220,7 +220,7 @@ class ObjectResultStore:
 
 
 class PostgresResultStore:
-    """Results only in PostgreSQL (services/poller/result_sink_pg.py): AMC's stream is
+    """Results only in PostgreSQL (services/poller/results/sink_pg.py): AMC's stream is
     COPYed straight into the workflow's table; AMC's metadata files are not kept."""
 
     def __init__(self, url: str) -> None:

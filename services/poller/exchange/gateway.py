@@ -1,7 +1,7 @@
 """Every AMC call the poller makes goes through here: rate slot, circuit breaker, metrics.
 
 The token for a call is handed in by the caller, read from the poller's cache by its token
-reader (services/poller/tokens.py); the gateway never reads or logs tokens itself.
+reader (services/poller/exchange/tokens.py); the gateway never reads or logs tokens itself.
 
 A failed call marks the current span (the job's "execution <job>" span) ERROR with the
 exception, whose message the clients have already redacted of tokens and URL signatures.
@@ -22,11 +22,12 @@ import httpx
 from opentelemetry import trace
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from services.poller import logic, tracing
-from services.poller.breaker import Breakers, BreakerState
-from services.poller.instances import InstanceDirectory, Target
-from services.poller.ratelimit import InstanceRateLimiter
-from services.poller.tokens import Token
+from services.poller import tracing
+from services.poller.exchange import failure_policy
+from services.poller.exchange.breaker import Breakers, BreakerState
+from services.poller.exchange.ratelimit import InstanceRateLimiter
+from services.poller.exchange.tokens import Token
+from services.poller.instances.directory import InstanceDirectory, Target
 from shared.clients import (
     AmcAccount,
     AmcAccountInfo,
@@ -247,7 +248,7 @@ class AmcGateway:
         self._throttled[instance_id] = count
         if not exc.server_named:
             base_s, cap_s = self._throttle_backoff_s
-            exc.retry_after = logic.throttle_wait_s(None, count, base_s, cap_s)
+            exc.retry_after = failure_policy.throttle_wait_s(None, count, base_s, cap_s)
 
     def _note(self, endpoint: str, outcome: str) -> None:
         self.metrics.calls.labels(endpoint, outcome).inc()

@@ -21,11 +21,12 @@ from urllib.parse import urlsplit
 
 from opentelemetry import trace
 
-from services.poller import failures, flow, logic, store
-from services.poller.gateway import CircuitOpenError
-from services.poller.results import ResultFile, StoredResult, result_context, result_key
+from services.poller import flow, logic, store
+from services.poller.exchange import failure_policy, failures
+from services.poller.exchange.gateway import CircuitOpenError
+from services.poller.exchange.tokens import Token
+from services.poller.results.stores import ResultFile, StoredResult, result_context, result_key
 from services.poller.rows import ExecRow
-from services.poller.tokens import Token
 from services.poller.worker import Context, TaskSet
 from shared.clients import ApiError, DownloadUrls, ResultsExpiredError
 from shared.contract import ExecutionError, ExecutionStatus, ResultLocation
@@ -250,9 +251,9 @@ class Follower:
             )
 
     async def _download_later(self, row: ExecRow, why: str) -> None:
-        """Fetching result files failed, or the breaker is open: as logic.download_later."""
+        """Fetching result files failed, or the breaker is open: see download_later."""
         ctx = self.ctx
-        decided = logic.download_later(
+        decided = failure_policy.download_later(
             row, self._since_succeeded(row), why, None, failures.limits(ctx, row)
         )
         await failures.apply(ctx, row, decided, unsent=False)

@@ -1,0 +1,1 @@
+"""Saved AMC workflows: files on disk, the `/workflows` API (push, plan, validate) and its CLI."""
