@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-from amclocal.broker import LocalBroker, free_port
+from amclocal.broker import LocalBroker, free_ports
 from amclocal.pgcluster import PostgresCluster
 from amclocal.postgres import create_database
 from amclocal.simulator import RouteKind, SimControl
@@ -95,13 +95,14 @@ async def _soak(cfg: SoakConfig, work: Path, rng: random.Random, result: dict[st
         found.add("lwa_client_secret", client_secret)
         found.add("api_key", keys["API_KEY"])
         found.add("encryption_key", keys["EVENT_ENCRYPTION_KEYS"], keys["TOKEN_ENCRYPTION_KEYS"])
+        *ports, simulator_port = free_ports(len(SERVICE_NAMES) + 1)
         stack = ServiceStack(
             bootstrap=bootstrap,
             database_url=dsn,
             log_dir=logs,
             keys=keys,
-            ports={name: free_port() for name in SERVICE_NAMES},
-            simulator_port=free_port(),
+            ports=dict(zip(SERVICE_NAMES, ports, strict=True)),
+            simulator_port=simulator_port,
             replicas=2,
             lwa_client_secret=client_secret,
             extra_env=SERVICE_ENV,

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 from aiokafka import AIOKafkaConsumer
 
-from amclocal.broker import LocalBroker, free_port
+from amclocal.broker import LocalBroker, free_port, free_ports
 from amclocal.demo import DEMO, register_demo, register_instance_and_workflow, register_token
 from amclocal.postgres import create_database, local_postgres
 from amclocal.runguard import (
@@ -184,9 +184,11 @@ class ServiceStack:
         output, _ = await migrate.communicate()
         if migrate.returncode != 0:
             raise RuntimeError(f"migrations failed: {output.decode().strip()}")
+        extra = [n for s in SERVICE_NAMES for n in self.replica_names(s) if n != s]
+        spare = iter(free_ports(len(extra), avoid={*self.ports.values(), self.simulator_port}))
         for service in SERVICE_NAMES:
             for name in self.replica_names(service):
-                port = self.ports[service] if name == service else free_port()
+                port = self.ports[service] if name == service else next(spare)
                 self.replica_ports[name] = port
                 self.spawn(
                     name,

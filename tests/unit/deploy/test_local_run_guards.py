@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from amclocal.broker import free_ports
 from amclocal.runguard import RunLock, StartRefusedError, check_ports
 from amclocal.simulator.config import (
     ClientRegistration,
@@ -181,3 +182,12 @@ def test_state_file_is_private_and_a_damaged_one_is_named(tmp_path: Path) -> Non
     (tmp_path / "sim.json").write_text('{"format": 99}')
     with pytest.raises(StateFileError, match=r"sim\.json cannot be read \(format 99"):
         store.read()
+
+
+def test_free_ports_are_distinct_and_avoid_the_given_ones() -> None:
+    # One at a time, the kernel may hand out one port twice and two processes of a stack
+    # then race for it (seen in the soak: a poller replica found its port taken).
+    first = free_ports(1)[0]
+    ports = free_ports(40, avoid={first})
+    assert len(set(ports)) == 40
+    assert first not in ports
