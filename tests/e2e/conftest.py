@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from amclocal.broker import free_port
+from amclocal.broker import free_ports
 from amclocal.stack import SERVICE_NAMES, ServiceStack, new_keys
 from tests.support.http import serve_app
 from tests.support.otlp import TraceStore, receiver
@@ -31,13 +31,14 @@ async def stack(
 ) -> AsyncIterator[ServiceStack]:
     uid = f"e{uuid.uuid4().hex[:8]}"
     log_dir: Path = tmp_path_factory.mktemp("stack")
+    *ports, simulator_port = free_ports(len(SERVICE_NAMES) + 1)
     running = ServiceStack(
         bootstrap=kafka_bootstrap,
         database_url=database_url,
         log_dir=log_dir,
         keys=new_keys(),
-        ports={name: free_port() for name in SERVICE_NAMES},
-        simulator_port=free_port(),
+        ports=dict(zip(SERVICE_NAMES, ports, strict=True)),
+        simulator_port=simulator_port,
         topic_prefix=f"{uid}.",
         schema_prefix=f"{uid}_",
         extra_env={
