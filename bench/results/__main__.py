@@ -11,8 +11,10 @@ JSON object; progress goes to stderr.
     python -m bench.results --database-url postgresql://...   # default: $DATABASE_URL, else
                                                 # the local server at 127.0.0.1:5432
 
-Not measured here: the console's relay of a download (it passes the poller's stream on
-unchanged; measuring it needs the console's database and broker running).
+The console's Download of the same file (a real console relaying a real poller's stream,
+`bench/results/console.py`) beside the poller's own download of it over HTTP, with the ratio
+of their throughputs. They need the broker too: $KAFKA_BOOTSTRAP_SERVERS, else a local one
+started for the run.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ from typing import Any
 import boto3
 import obstore
 
-from amclocal.broker import free_port, wait_for_port
+from amclocal.broker import LocalBroker, free_port, wait_for_port
+from bench.results.console import Relay, fetch, relay
 from services.poller.results.files import ResultReader
 from services.poller.results.sink_pg import PostgresResultSink, ResultContext
 from services.poller.results.stores import LocalResultStore, ObjectResultStore, ResultFile
@@ -116,6 +119,19 @@ async def read_all(reader: ResultReader, uri: str) -> int:
 
 
 async def run(sizes_mb: list[int], database_url: str) -> dict[str, Any]:
+    broker: LocalBroker | None = None
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if not bootstrap:
+        broker = LocalBroker()
+        bootstrap = broker.start()
+    try:
+        return await _run(sizes_mb, database_url, bootstrap)
+    finally:
+        if broker is not None:
+            broker.stop()
+
+
+async def _run(sizes_mb: list[int], database_url: str, bootstrap: str) -> dict[str, Any]:
     port = free_port()
     server = start_moto(port)
     try:
@@ -140,52 +156,79 @@ async def run(sizes_mb: list[int], database_url: str) -> dict[str, Any]:
         sink = PostgresResultSink(f"{database_url}?schema={schema}")
         with tempfile.TemporaryDirectory() as directory:
             local = LocalResultStore(Path(directory))
-            for mb in sizes_mb:
-                size = mb * 2**20
-                key = f"size={mb}"
+            chain: Relay
+            async with relay(database_url, bootstrap, Path(directory)) as chain:
+                for mb in sizes_mb:
+                    size = mb * 2**20
+                    key = f"size={mb}"
 
-                async def to_s3(size: int = size, key: str = key) -> None:
-                    files = [ResultFile("part-00000.csv", csv_stream(size))]
-                    stored = await store.save(key, files, [])
-                    assert stored.size_bytes == size
+                    async def to_s3(size: int = size, key: str = key) -> None:
+                        files = [ResultFile("part-00000.csv", csv_stream(size))]
+                        stored = await store.save(key, files, [])
+                        assert stored.size_bytes == size
 
-                async def plain_put(size: int = size, key: str = key) -> None:
-                    await obstore.put_async(plain, f"{key}.csv", csv_stream(size))
+                    async def plain_put(size: int = size, key: str = key) -> None:
+                        await obstore.put_async(plain, f"{key}.csv", csv_stream(size))
 
-                async def to_disk(size: int = size, key: str = key) -> None:
-                    await local.save(key, [ResultFile("part-00000.csv", csv_stream(size))], [])
+                    async def to_disk(size: int = size, key: str = key) -> None:
+                        await local.save(key, [ResultFile("part-00000.csv", csv_stream(size))], [])
 
-                async def to_postgres(size: int = size) -> None:
-                    about = ResultContext(uuid.uuid4(), "bench", "bench-results", None, None, None)
-                    header = b"row_id,report,day,impressions,clicks,purchases\n"
+                    async def to_postgres(size: int = size) -> None:
+                        about = ResultContext(
+                            uuid.uuid4(), "bench", "bench-results", None, None, None
+                        )
+                        header = b"row_id,report,day,impressions,clicks,purchases\n"
 
-                    async def with_header() -> AsyncIterator[bytes]:
-                        yield header
-                        whole_rows = (size - len(header)) // len(ROW) * len(ROW)
-                        async for chunk in csv_stream(whole_rows):
-                            yield chunk
+                        async def with_header() -> AsyncIterator[bytes]:
+                            yield header
+                            whole_rows = (size - len(header)) // len(ROW) * len(ROW)
+                            async for chunk in csv_stream(whole_rows):
+                                yield chunk
 
-                    await sink.load(about, [with_header()])
+                        await sink.load(about, [with_header()])
 
-                async def from_s3(size: int = size, key: str = key) -> None:
-                    assert await read_all(reader, f"s3://bench-results/store/{key}") == size
+                    async def from_s3(size: int = size, key: str = key) -> None:
+                        assert await read_all(reader, f"s3://bench-results/store/{key}") == size
 
-                async def from_disk(size: int = size, key: str = key) -> None:
+                    async def from_disk(size: int = size, key: str = key) -> None:
+                        uri = (Path(directory) / key).resolve().as_uri()
+                        assert await read_all(reader, uri) == size
+
+                    results[f"{mb}MB"] = {
+                        "result_store_s3": await measure("result store, S3", size, to_s3),
+                        "plain_obstore_put_s3": await measure("plain put, S3", size, plain_put),
+                        "result_store_local": await measure("result store, local", size, to_disk),
+                        "postgres_sink": await measure("PostgreSQL sink (COPY)", size, to_postgres),
+                        "download_s3": await measure("download, S3", size, from_s3),
+                        "download_local": await measure("download, local", size, from_disk),
+                    }
+                    row = results[f"{mb}MB"]
                     uri = (Path(directory) / key).resolve().as_uri()
-                    assert await read_all(reader, uri) == size
+                    execution_id = await chain.execution_for(uri)
+                    path = f"/executions/{execution_id}/result"
 
-                results[f"{mb}MB"] = {
-                    "result_store_s3": await measure("result store, S3", size, to_s3),
-                    "plain_obstore_put_s3": await measure("plain put, S3", size, plain_put),
-                    "result_store_local": await measure("result store, local", size, to_disk),
-                    "postgres_sink": await measure("PostgreSQL sink (COPY)", size, to_postgres),
-                    "download_s3": await measure("download, S3", size, from_s3),
-                    "download_local": await measure("download, local", size, from_disk),
-                }
-                row = results[f"{mb}MB"]
-                row["store_to_plain_throughput"] = round(
-                    row["result_store_s3"]["mb_per_s"] / row["plain_obstore_put_s3"]["mb_per_s"], 3
-                )
+                    async def from_poller(size: int = size, path: str = path) -> None:
+                        await fetch(chain.poller, path, size)
+
+                    async def from_console(size: int = size, path: str = path) -> None:
+                        await fetch(chain.console, path, size)
+
+                    row["download_poller_api"] = await measure(
+                        "download, poller API (local store)", size, from_poller
+                    )
+                    row["download_console"] = await measure(
+                        "download, console relay of the poller API", size, from_console
+                    )
+                    row["console_to_poller_throughput"] = round(
+                        row["download_console"]["mb_per_s"]
+                        / row["download_poller_api"]["mb_per_s"],
+                        3,
+                    )
+                    row["store_to_plain_throughput"] = round(
+                        row["result_store_s3"]["mb_per_s"]
+                        / row["plain_obstore_put_s3"]["mb_per_s"],
+                        3,
+                    )
     finally:
         server.terminate()
         server.wait(10)

@@ -14,13 +14,14 @@ import contextlib
 import json
 import logging
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
 from aiokafka import AIOKafkaConsumer
 
+from services.console.schedule_names import ScheduleNames
 from shared.broker import producer_options
 from shared.config import KafkaSettings
 from shared.contract import Topics
@@ -46,7 +47,9 @@ SAFE_KEYS = (
 )
 
 
-def summarise(topic: str, prefix: str, value: bytes | None) -> dict[str, Any]:
+def summarise(
+    topic: str, prefix: str, value: bytes | None, names: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     name = topic.removeprefix(prefix)
     summary: dict[str, Any] = {"topic": name, "at": datetime.now(UTC).isoformat(timespec="seconds")}
     try:
@@ -56,7 +59,7 @@ def summarise(topic: str, prefix: str, value: bytes | None) -> dict[str, Any]:
     if not isinstance(body, dict):
         return summary
     fields = safe_fields(body)
-    return summary | fields | about(fields)
+    return summary | fields | about(fields, names)
 
 
 _ORIGINS = {"schedule": "a schedule's run", "collection": "a collection's week"}
@@ -68,10 +71,11 @@ _PAGES = (
 )
 
 
-def about(fields: dict[str, Any]) -> dict[str, str]:
+def about(fields: Mapping[str, Any], names: Mapping[str, str] | None = None) -> dict[str, str]:
     """What an event is about, in words, and the console page of it (the execution, schedule,
-    collection or user it names). Only from the event's own safe fields: a schedule's name is
-    not in its events, and looking names up per event would put the feed behind the APIs."""
+    collection or user it names). From the event's own safe fields, plus the schedule's name
+    when `names` (looked up by `ScheduleNames`, a schedule's name is not in its events) has
+    it; without one the words are what the event itself says."""
     said: dict[str, str] = {}
     for key, page in _PAGES:
         if isinstance(fields.get(key), str) and fields[key]:
@@ -79,7 +83,10 @@ def about(fields: dict[str, Any]) -> dict[str, str]:
             break
     parts = []
     origin = fields.get("origin")
-    if isinstance(origin, dict) and origin.get("kind") in _ORIGINS:
+    schedule_id = fields.get("schedule_id")
+    if isinstance(schedule_id, str) and names and names.get(schedule_id):
+        parts.append(f"schedule {names[schedule_id]}")
+    elif isinstance(origin, dict) and origin.get("kind") in _ORIGINS:
         parts.append(_ORIGINS[origin["kind"]])
     for key, word in (("workflow_id", "workflow"), ("instance_id", "on"), ("user_id", "for")):
         if isinstance(fields.get(key), str) and fields[key]:
@@ -103,9 +110,16 @@ def safe_fields(body: dict[str, Any]) -> dict[str, Any]:
 
 
 class LiveFeed:
-    def __init__(self, kafka: KafkaSettings, topics: Topics, history: int = 50) -> None:
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        topics: Topics,
+        history: int = 50,
+        names: ScheduleNames | None = None,
+    ) -> None:
         self._kafka = kafka
         self._topics = topics
+        self._names = names
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
         self.recent: deque[dict[str, Any]] = deque(maxlen=history)
 
@@ -125,6 +139,19 @@ class LiveFeed:
         finally:
             self._subscribers.discard(queue)
 
+    async def named(self, summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The summaries with their schedules' names in `about`: one lookup per batch and
+        distinct schedule not cached, not one per event."""
+        if self._names is None:
+            return summaries
+        ids = [s["schedule_id"] for s in summaries if isinstance(s.get("schedule_id"), str)]
+        if not ids:
+            return summaries
+        names = await self._names.names(ids)
+        if not names:
+            return summaries
+        return [s | about(s, names) for s in summaries]
+
     async def run(self, stop: asyncio.Event) -> None:
         """Background loop: follow the topics until `stop` (the runtime restarts it on error)."""
         consumer = AIOKafkaConsumer(
@@ -139,8 +166,12 @@ class LiveFeed:
         try:
             while not stop.is_set():
                 batches = await consumer.getmany(timeout_ms=500, max_records=200)
-                for records in batches.values():
-                    for record in records:
-                        self.publish(summarise(record.topic, self._topics.prefix, record.value))
+                summaries = [
+                    summarise(record.topic, self._topics.prefix, record.value)
+                    for records in batches.values()
+                    for record in records
+                ]
+                for summary in await self.named(summaries):
+                    self.publish(summary)
         finally:
             await consumer.stop()

@@ -12,6 +12,7 @@ from pathlib import Path
 from services.console.backends import Backends
 from services.console.dead_letters import DeadLetters
 from services.console.feed import LiveFeed
+from services.console.schedule_names import ScheduleNames, scheduler_lookup
 from services.console.settings import ConsoleSettings
 from shared.runtime import ServiceRuntime
 
@@ -26,7 +27,9 @@ class ConsoleRuntime(ServiceRuntime):
         super().__init__(settings, migrations_dir=MIGRATIONS)
         self.console_settings = settings
         self.backends = Backends(settings)
-        self.feed = LiveFeed(settings.kafka, self.topics)
+        self.feed = LiveFeed(
+            settings.kafka, self.topics, names=ScheduleNames(scheduler_lookup(self.backends))
+        )
         self.dead_letters = DeadLetters(settings.kafka, self.topics)
         self.background("feed")(self.feed.run)
 
