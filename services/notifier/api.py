@@ -9,6 +9,7 @@ URL included, so the body is validated here).
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
@@ -55,20 +56,10 @@ class TestOut(BaseModel):
     error: str = Field(description="Why the channel refused (secrets removed); empty if ok")
 
 
-class DeliveryOut(BaseModel):
-    event_id: UUID
-    rule_id: UUID
-    rule_name: str
-    topic: str
-    event_type: str
-    channel: str
-    title: str
-    status: str
-    attempts: int
-    next_attempt_at: datetime
-    last_error: str | None
-    created_at: datetime
-    sent_at: datetime | None
+@dataclass(frozen=True)
+class DeliveryOut(store.DeliveryRow):
+    """A delivery as the API shows it: the stored row, field for field (one list of fields,
+    so the two cannot drift apart)."""
 
 
 def _invalid(field: str, message: str) -> RequestValidationError:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -59,22 +59,13 @@ class InstanceAdd(InstanceChange):
     sandbox: bool = False
 
 
-class InstanceView(BaseModel):
-    instance_id: str
-    advertiser_id: str
-    marketplace_id: str
-    region: Region
-    sandbox: bool
-    user_id: str | None
-    name: str | None
-    max_running: int | None
-    requests_per_second: float | None
-    max_daily_executions: int | None
-    created_at: datetime
-    updated_at: datetime
+@dataclass(frozen=True)
+class InstanceView(Instance):
+    """An instance as the API shows it: the registry's row, field for field (one list of
+    fields, so the two cannot drift apart)."""
 
     @classmethod
-    def of(cls, instance: Instance) -> InstanceView:
+    def of_instance(cls, instance: Instance) -> InstanceView:
         return cls(**vars(instance))
 
 
@@ -92,6 +83,7 @@ class TodayView(BaseModel):
     waiting_by_kind: dict[str, int] = Field(description="waiting_for_tomorrow, per origin kind")
 
 
+@dataclass(frozen=True)
 class InstanceDetail(InstanceView):
     today: TodayView
 
@@ -203,7 +195,7 @@ async def _forget(runtime: PollerRuntime, instance_id: str) -> None:
 async def list_instances(runtime: RuntimeDep) -> Any:
     async with runtime.pool.acquire() as conn:
         found = await registry.list_instances(conn)
-    return InstanceList(instances=[InstanceView.of(i) for i in found])
+    return InstanceList(instances=[InstanceView.of_instance(i) for i in found])
 
 
 @router.post("", response_model=InstanceView, status_code=status.HTTP_201_CREATED)
@@ -218,7 +210,7 @@ async def add_instance(runtime: RuntimeDep, body: InstanceAdd) -> Any:
         added = await registry.get_instance(conn, body.instance_id)
     assert added is not None
     await _forget(runtime, body.instance_id)
-    return InstanceView.of(added)
+    return InstanceView.of_instance(added)
 
 
 @router.get("/{instance_id}", response_model=InstanceDetail)
@@ -263,7 +255,7 @@ async def update_instance(runtime: RuntimeDep, instance_id: str, body: InstanceC
     await _forget(runtime, instance_id)
     if found is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"instance {instance_id} is not registered")
-    return InstanceView.of(found)
+    return InstanceView.of_instance(found)
 
 
 @router.delete("/{instance_id}", status_code=status.HTTP_204_NO_CONTENT)
