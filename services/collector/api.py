@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.collector import store
 from services.collector.logic import (
@@ -27,7 +27,7 @@ from services.collector.logic import (
 from services.collector.operations import ConflictError, NewCollection, NotFoundError
 from services.collector.runtime import CollectorRuntime, RuntimeDep
 from services.collector.store import CollectionRow, WeekRow
-from shared.dates import check_parameters
+from shared.dates import CheckedParameters
 from shared.outbox import Connection
 from shared.run_target import RunTarget, target_json
 
@@ -43,7 +43,7 @@ class CollectionCreate(RunTarget):
     model_config = ConfigDict(extra="forbid")
 
     output_format: str = Field(default="CSV", pattern="^CSV$")
-    parameters: dict[str, JsonValue] = Field(
+    parameters: CheckedParameters = Field(
         default_factory=dict,
         description="Workflow parameters. A string value starting with NAME( is a date"
         " expression (TODAY(n), FIRSTDAYOFOFFSETMONTH(n), ... see docs/schedules.md), evaluated"
@@ -70,12 +70,6 @@ class CollectionCreate(RunTarget):
         " runs come first whatever the share. 0: no share of its own. Default:"
         " COLLECTOR_DEFAULT_DAILY_SHARE",
     )
-
-    @field_validator("parameters")
-    @classmethod
-    def _valid_expressions(cls, parameters: dict[str, JsonValue]) -> dict[str, JsonValue]:
-        check_parameters(parameters)
-        return parameters
 
 
 class ProgressOut(BaseModel):

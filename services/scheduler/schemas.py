@@ -6,7 +6,7 @@ from datetime import date, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
 
 from services.scheduler.logic import RunKind, RunState, ScheduleState
 from services.scheduler.retries import RetryPolicy
@@ -19,7 +19,7 @@ from services.scheduler.timing import (
     WindowRule,
 )
 from shared.contract import RunOptions
-from shared.dates import WeekStart, check_parameters
+from shared.dates import CheckedParameters, WeekStart
 from shared.run_target import RunTarget
 
 PARAMETERS_DESCRIPTION = (
@@ -78,9 +78,7 @@ class ScheduleCreate(ScheduleSpec, RunTarget):
 
     name: str | None = Field(default=None, max_length=200, description="A label for people")
     output_format: Literal["CSV"] = "CSV"
-    parameters: dict[str, JsonValue] = Field(
-        default_factory=dict, description=PARAMETERS_DESCRIPTION
-    )
+    parameters: CheckedParameters = Field(default_factory=dict, description=PARAMETERS_DESCRIPTION)
     window: WindowRule = Field(
         default=AmcWindow(type="MOST_RECENT_DAY"),
         description="The AMC time window of each run: an AMC window type (MOST_RECENT_DAY, "
@@ -97,12 +95,6 @@ class ScheduleCreate(ScheduleSpec, RunTarget):
         description="Retries of a failed run (only failures marked retryable): each a new"
         " attempt of the same fire time with the same window and parameters. None: no retries.",
     )
-
-    @field_validator("parameters")
-    @classmethod
-    def _valid_expressions(cls, parameters: dict[str, JsonValue]) -> dict[str, JsonValue]:
-        check_parameters(parameters)
-        return parameters
 
     def spec(self) -> ScheduleSpec:
         return ScheduleSpec.model_validate(
@@ -302,22 +294,13 @@ class PreviewRequest(ScheduleSpec):
 
     count: int = Field(default=10, ge=1, le=1000)
     after: AwareDatetime | None = Field(default=None, description="Default: now")
-    parameters: dict[str, JsonValue] | None = Field(
+    parameters: CheckedParameters | None = Field(
         default=None, description="Parameters to evaluate at each fire time (optional)"
     )
     window: WindowRule | None = Field(
         default=None, description="Window rule to evaluate at each fire time (optional)"
     )
     week_start: WeekStart = Field(default="MONDAY", description=WEEK_START_DESCRIPTION)
-
-    @field_validator("parameters")
-    @classmethod
-    def _valid_expressions(
-        cls, parameters: dict[str, JsonValue] | None
-    ) -> dict[str, JsonValue] | None:
-        if parameters is not None:
-            check_parameters(parameters)
-        return parameters
 
     def spec(self) -> ScheduleSpec:
         return ScheduleSpec.model_validate(

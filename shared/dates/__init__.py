@@ -11,12 +11,18 @@ from shared.dates.expressions import (
     looks_like_expression,
     parse_expression,
 )
-from shared.dates.parameters import check_parameters, expressions_in, render_parameters
+from shared.dates.parameters import (
+    CheckedParameters,
+    check_parameters,
+    expressions_in,
+    render_parameters,
+)
 
 __all__ = [
     "FUNCTIONS",
     "MAX_OFFSET",
     "WEEKDAYS",
+    "CheckedParameters",
     "DateExpression",
     "ExpressionError",
     "WeekStart",

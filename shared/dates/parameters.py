@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from typing import Annotated
 from zoneinfo import ZoneInfo
 
-from pydantic import JsonValue
+from pydantic import AfterValidator, JsonValue
 
 from shared.dates.expressions import (
     DateExpression,
@@ -23,7 +24,7 @@ from shared.dates.expressions import (
     parse_expression,
 )
 
-__all__ = ["check_parameters", "expressions_in", "render_parameters"]
+__all__ = ["CheckedParameters", "check_parameters", "expressions_in", "render_parameters"]
 
 
 def _escaped(text: str) -> bool:
@@ -62,6 +63,17 @@ def check_parameters(
     """`parameters` unchanged when every expression in them parses; ValueError otherwise."""
     expressions_in(parameters, field)
     return parameters
+
+
+def _checked(parameters: dict[str, JsonValue]) -> dict[str, JsonValue]:
+    check_parameters(parameters)
+    return parameters
+
+
+# Request models of every service that takes workflow parameters reject a bad date
+# expression when the request arrives, not when a run is built from it later.
+CheckedParameters = Annotated[dict[str, JsonValue], AfterValidator(_checked)]
+"""Workflow parameters whose date expressions all parse (a field type for request models)."""
 
 
 def render_parameters(
