@@ -56,6 +56,29 @@ def _due_queued(t: str = "") -> str:
     return f"{_due(t)} AND NOT {_dry_run(t)}"
 
 
+# Both claims end the same way: the picked rows ($3 the owner, $4 the lease) hold the intent
+# (SUBMITTING) before anything is sent to AMC, so a crash leaves a row to reconcile.
+_MARK_PICKED_SUBMITTING = """UPDATE executions e
+           SET status = 'SUBMITTING', submit_intent_at = now(), lease_owner = $3,
+               lease_until = now() + $4::interval, updated_at = now(), waiting_reason = NULL
+           FROM picked WHERE e.execution_id = picked.execution_id
+           RETURNING e.*"""
+
+
+async def _lock_for_room(conn: Connection, instance_id: str, cap: int) -> int:
+    """Takes the instance's lock (to the end of the transaction: one claimer at a time per
+    instance) and answers how many more runs its running cap leaves room for."""
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('amc-poller-instance'), hashtext($1))", instance_id
+    )
+    in_flight = await conn.fetchval(
+        """SELECT count(*) FROM executions
+           WHERE instance_id = $1 AND status IN ('SUBMITTING', 'PENDING', 'RUNNING')""",
+        instance_id,
+    )
+    return cap - int(in_flight)
+
+
 async def claim_submissions(
     conn: Connection,
     instance_id: str,
@@ -73,18 +96,10 @@ async def claim_submissions(
     taken only while its collection has submitted fewer than that today; the rest of its due
     weeks are held for the next UTC day with the reason. A share is a share of the cap: an
     instance without one (`daily_cap` 0) has none to share, and shares do not apply."""
-    await conn.execute(
-        "SELECT pg_advisory_xact_lock(hashtext('amc-poller-instance'), hashtext($1))", instance_id
-    )
+    room = await _lock_for_room(conn, instance_id, cap)
     # Every intent today counts, refused or not: AMC does not say which of them it counts,
     # and holding back one run too many is cheaper than a refusal loop.
     used = await used_today(conn, instance_id)
-    in_flight = await conn.fetchval(
-        """SELECT count(*) FROM executions
-           WHERE instance_id = $1 AND status IN ('SUBMITTING', 'PENDING', 'RUNNING')""",
-        instance_id,
-    )
-    room = cap - int(in_flight)
     if daily_cap > 0:
         if used >= daily_cap:
             return Claim([], day_full=True, used_today=used)
@@ -116,11 +131,7 @@ async def claim_submissions(
                    LIMIT $2
                    FOR UPDATE OF e SKIP LOCKED
                )
-               UPDATE executions e
-               SET status = 'SUBMITTING', submit_intent_at = now(), lease_owner = $3,
-                   lease_until = now() + $4::interval, updated_at = now(), waiting_reason = NULL
-               FROM picked WHERE e.execution_id = picked.execution_id
-               RETURNING e.*""",
+               {_MARK_PICKED_SUBMITTING}""",
             instance_id,
             room,
             owner,
@@ -173,15 +184,7 @@ async def claim_dry_runs(
 ) -> list[ExecRow]:
     """Under the instance's lock: take the due QUEUED dry runs the running cap leaves room
     for, whatever the day's cap, oldest first, and store the intent (SUBMITTING)."""
-    await conn.execute(
-        "SELECT pg_advisory_xact_lock(hashtext('amc-poller-instance'), hashtext($1))", instance_id
-    )
-    in_flight = await conn.fetchval(
-        """SELECT count(*) FROM executions
-           WHERE instance_id = $1 AND status IN ('SUBMITTING', 'PENDING', 'RUNNING')""",
-        instance_id,
-    )
-    room = cap - int(in_flight)
+    room = await _lock_for_room(conn, instance_id, cap)
     if room <= 0:
         return []
     records = await conn.fetch(
@@ -192,11 +195,7 @@ async def claim_dry_runs(
                LIMIT $2
                FOR UPDATE SKIP LOCKED
            )
-           UPDATE executions e
-           SET status = 'SUBMITTING', submit_intent_at = now(), lease_owner = $3,
-               lease_until = now() + $4::interval, updated_at = now(), waiting_reason = NULL
-           FROM picked WHERE e.execution_id = picked.execution_id
-           RETURNING e.*""",
+           {_MARK_PICKED_SUBMITTING}""",
         instance_id,
         room,
         owner,
