@@ -88,24 +88,6 @@ def size_text(count: int | float | None) -> str:
     return f"{value:.1f} {units[0]}"
 
 
-def is_number(text: str) -> bool:
-    try:
-        float(text.strip().replace(",", ""))
-    except ValueError:
-        return False
-    return True
-
-
-def numeric_columns(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> list[bool]:
-    """Which columns hold numbers (blanks aside), to right-align them as people read
-    numbers; a column with no values is text."""
-    numeric = []
-    for index in range(len(columns)):
-        values = [r[index] for r in rows if index < len(r) and r[index].strip()]
-        numeric.append(bool(values) and all(is_number(v) for v in values))
-    return numeric
-
-
 _AMC_WINDOWS = {
     "MOST_RECENT_DAY": "most recent day",
     "MOST_RECENT_WEEK": "most recent week",

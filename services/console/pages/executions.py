@@ -12,7 +12,6 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
 from services.console.backends import ApiProblem
-from services.console.present import numeric_columns
 from services.console.web import (
     ConsoleDep,
     Pager,
@@ -25,6 +24,7 @@ from services.console.web import (
     render,
     see_other,
 )
+from shared.columns import numeric_columns
 
 router = APIRouter(prefix="/executions")
 

@@ -12,6 +12,7 @@ import httpx
 import typer
 
 from shared.cli.api import call, streamed
+from shared.columns import numeric_columns
 
 
 def _size(count: float) -> str:
@@ -22,15 +23,6 @@ def _size(count: float) -> str:
     return f"{count:.0f} B" if units[0] == "B" else f"{count:.1f} {units[0]}"
 
 
-def is_number(text: str) -> bool:
-    """A value a person reads as a number."""
-    try:
-        float(text.strip().replace(",", ""))
-    except ValueError:
-        return False
-    return True
-
-
 def table(columns: list[str], rows: list[list[str]]) -> str:
     """Plain text columns; a column whose values are numbers (blanks aside) is
     right-aligned, as people read numbers."""
@@ -38,10 +30,7 @@ def table(columns: list[str], rows: list[list[str]]) -> str:
     body = [(r + [""] * width)[:width] for r in rows]
     cells = [columns, *body]
     widths = [max(len(line[i]) for line in cells) for i in range(width)]
-    numeric = []
-    for i in range(width):
-        values = [r[i] for r in body if r[i].strip()]
-        numeric.append(bool(values) and all(is_number(v) for v in values))
+    numeric = numeric_columns(columns, body)
 
     def line(values: list[str]) -> str:
         return "  ".join(

@@ -10,7 +10,6 @@ from services.console.pages.rules import _safe
 from services.console.present import (
     filter_text,
     limits_text,
-    numeric_columns,
     parameter_rows,
     pick_version,
     redact_url,
@@ -18,6 +17,7 @@ from services.console.present import (
     size_text,
     window_text,
 )
+from shared.columns import numeric_columns
 
 SECRETS = ("hunter2", "T0KEN", "B0T", "xoxb", "ops-user", "passw0rd", "s3cr3t")
 
