@@ -86,6 +86,10 @@ class Injector:
         self.restarting: set[str] = set()  # started again, not ready yet
         self.unexpected_exits: list[dict[str, Any]] = []
         self._amc_rules: dict[str, FaultRule] = {}
+        # Users in the order their tokens are revoked, a third at a time, round and round.
+        self._revoke_order = [user_id(n) for n in range(cfg.instances)]
+        self.rng.shuffle(self._revoke_order)
+        self._revoked = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._supervising = True
 
@@ -257,9 +261,15 @@ class Injector:
 
     async def revoke_tokens(self) -> None:
         """Withdraw the access tokens of a third of the users (at least one) at once, in the
-        middle of their submissions and polls."""
-        users = [user_id(n) for n in range(self.cfg.instances)]
-        chosen = sorted(self.rng.sample(users, max(1, len(users) // 3)))
+        middle of their submissions and polls. Each revocation takes the next third, so one
+        user's tokens are not withdrawn again while the refresh that cures the last
+        revocation may still be on its way: the product retries once with a newer token
+        (issue 20), and a second revocation inside that one cycle is a denial by its rule,
+        not a fault a refresh cures."""
+        order = self._revoke_order
+        count = max(1, len(order) // 3)
+        chosen = sorted(order[(self._revoked + i) % len(order)] for i in range(count))
+        self._revoked += count
         revoked = {u: await self.sim.revoke_access_tokens(u) for u in chosen}
         self.log.add("access tokens revoked", users=revoked)
 
