@@ -77,29 +77,18 @@ class ExecutionView(BaseModel):
                 row_count=row.result_rows or 0,
                 size_bytes=row.result_bytes or 0,
             )
-        return cls(
-            execution_id=row.execution_id,
-            status=row.status,
-            origin=row.origin,
-            attempt=row.attempt,
-            user_id=row.user_id,
-            instance_id=row.instance_id,
-            workflow_id=row.run.workflow_id,
-            workflow_version=row.workflow_version,
-            run=row.run,
-            amc_execution_id=row.amc_execution_id,
-            amc_status=row.amc_status,
-            waiting_for_token=row.waiting_token,
-            cancel_requested=row.cancel_requested,
-            polls=row.poll_count,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            submitted_at=row.submitted_at,
-            completed_at=row.completed_at,
-            next_action_at=None if row.stage == store.DONE else row.next_action_at,
-            waiting_reason=row.waiting_reason,
-            error=error,
-            result=result,
+        # The row's fields by name; the API's own names and the parts built above on top
+        # (the row's other fields, such as its stage and trace context, are not shown).
+        return cls.model_validate(
+            {
+                **vars(row),
+                "workflow_id": row.run.workflow_id,
+                "waiting_for_token": row.waiting_token,
+                "polls": row.poll_count,
+                "next_action_at": None if row.stage == store.DONE else row.next_action_at,
+                "error": error,
+                "result": result,
+            }
         )
 
 

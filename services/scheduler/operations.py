@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from services.scheduler import store
 from services.scheduler.firing import Firer
-from services.scheduler.logic import RunTemplate, workflow_run
+from services.scheduler.logic import workflow_run
 from services.scheduler.runs import (
     Clock,
     due_event,
@@ -99,21 +99,10 @@ def first_fire(spec: ScheduleSpec, now: datetime) -> datetime:
     return fire
 
 
-def check_first_run(body: ScheduleCreate, fire: datetime) -> None:
+def check_first_run(body: ScheduleCreate, values: store.ScheduleValues, fire: datetime) -> None:
     """Refuse a schedule whose first run could not be built (an EXPRESSION window whose end
     is not after its start), rather than pause it at its first fire time."""
-    template = RunTemplate(
-        user_id=body.user_id,
-        instance_id=body.instance_id,
-        advertiser_id=body.advertiser_id,
-        marketplace_id=body.marketplace_id,
-        workflow_id=body.workflow_id,
-        output_format="CSV",
-        parameters=dict(body.parameters),
-        week_start=body.week_start,
-        sql_query=body.sql_query,
-        options=body.options,
-    )
+    template = template_of(values)
     try:
         workflow_run(template, body.window, fire, body.timezone)
     except ValueError as exc:
@@ -148,9 +137,10 @@ class Operations:
     async def create(self, body: ScheduleCreate) -> store.Schedule:
         now = self._now()
         next_fire_at = first_fire(body.spec(), now)
-        check_first_run(body, next_fire_at)
+        values = values_of(body)
+        check_first_run(body, values, next_fire_at)
         async with self._pool.acquire() as conn, conn.transaction():
-            row = await store.insert_schedule(conn, uuid4(), values_of(body), next_fire_at, now)
+            row = await store.insert_schedule(conn, uuid4(), values, next_fire_at, now)
             await self._firer.notify(conn)
         self._firer.wake()
         return row
@@ -207,7 +197,7 @@ class Operations:
             if values.spec != row.spec:
                 next_fire_at = first_fire(body.spec(), now)
             if next_fire_at is not None:
-                check_first_run(body, next_fire_at)
+                check_first_run(body, values, next_fire_at)
             updated = await store.update_schedule(conn, schedule_id, values, next_fire_at, now)
             await self._firer.notify(conn)
         self._firer.wake()

@@ -20,7 +20,7 @@ from opentelemetry.trace import Link, Span, Tracer
 from pydantic import TypeAdapter
 
 from services.scheduler.logic import RunTemplate
-from services.scheduler.store import DueSchedule, Schedule
+from services.scheduler.store import DueSchedule, Schedule, ScheduleValues
 from services.scheduler.timing import ScheduleSpec, WindowRule
 from shared.contract import Origin, OriginKind, RunOptions, ScheduleDue, WorkflowRun
 
@@ -46,7 +46,9 @@ def window_rule_of(text: str) -> WindowRule:
     return _WINDOW_RULE.validate_json(text)
 
 
-def template_of(row: Schedule | DueSchedule) -> RunTemplate:
+def template_of(row: Schedule | DueSchedule | ScheduleValues) -> RunTemplate:
+    """What a schedule runs: from its row, or from the values a create or update would store
+    (checked before they are)."""
     return RunTemplate(
         user_id=row.user_id,
         instance_id=row.instance_id,

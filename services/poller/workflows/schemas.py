@@ -116,15 +116,8 @@ class VersionView(BaseModel):
 
     @classmethod
     def of(cls, v: WorkflowVersion) -> VersionView:
-        return cls(
-            version=v.version,
-            sha256=v.sha256,
-            author=v.author,
-            pushed_at=v.pushed_at,
-            sql_query=v.sql_query,
-            input_parameters=v.input_parameters,
-            settings=v.settings,
-        )
+        # The stored version's fields by name (its instance and workflow ids are the page's).
+        return cls.model_validate(v, from_attributes=True)
 
 
 class WorkflowView(BaseModel):

@@ -8,14 +8,16 @@ Hot-path statements (claim, advancing next fire times) work on whole batches wit
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 import asyncpg
 
 from services.scheduler.store.rows import DueSchedule, Schedule
+from services.scheduler.timing import CatchUpPolicy, OverlapPolicy
+from shared.dates import WeekStart
 from shared.outbox import Connection
 
 SCHEDULE_COLUMNS = """id, name, user_id, instance_id, advertiser_id, marketplace_id, workflow_id,
@@ -34,38 +36,21 @@ class ScheduleValues:
     advertiser_id: str | None
     marketplace_id: str | None
     workflow_id: str | None
-    output_format: str
+    output_format: Literal["CSV"]
     parameters: dict[str, Any]
     timezone: str
     spec: dict[str, Any]
     window_rule: dict[str, Any]
-    catch_up_policy: str
-    overlap_policy: str
-    week_start: str
+    catch_up_policy: CatchUpPolicy
+    overlap_policy: OverlapPolicy
+    week_start: WeekStart
     retry_policy: dict[str, Any] | None
     sql_query: str | None
     run_options: dict[str, Any]
 
     def args(self) -> tuple[Any, ...]:
-        return (
-            self.name,
-            self.user_id,
-            self.instance_id,
-            self.advertiser_id,
-            self.marketplace_id,
-            self.workflow_id,
-            self.output_format,
-            self.parameters,
-            self.timezone,
-            self.spec,
-            self.window_rule,
-            self.catch_up_policy,
-            self.overlap_policy,
-            self.week_start,
-            self.retry_policy,
-            self.sql_query,
-            self.run_options,
-        )
+        """The values in field order: the order of the columns the INSERT and UPDATE name."""
+        return astuple(self)
 
 
 # --- a person's schedules ------------------------------------------------------------------
