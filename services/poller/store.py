@@ -172,42 +172,47 @@ async def cancelled_while_queued(conn: Connection, limit: int) -> list[ExecRow]:
     return exec_rows(records)
 
 
+# What the two lease claims take: a condition (its own args from $4) on top of a free lease.
+_UNRESOLVED_SUBMISSIONS = "stage = 'submit' AND status = 'SUBMITTING' AND NOT waiting_token"
+_DUE_IN_STAGE = "stage = $4 AND NOT waiting_token AND next_action_at <= now()"
+
+
 async def claim_unresolved_submissions(
     conn: Connection, owner: str, lease: timedelta, limit: int
 ) -> list[ExecRow]:
     """SUBMITTING rows whose owner is gone (crash, lease expired) or who asked to re-check."""
-    records = await conn.fetch(
-        """UPDATE executions e SET lease_owner = $1, lease_until = now() + $2::interval,
-                                   updated_at = now()
-           FROM (SELECT execution_id FROM executions
-                 WHERE stage = 'submit' AND status = 'SUBMITTING' AND NOT waiting_token
-                   AND (lease_until IS NULL OR lease_until < now())
-                 ORDER BY submit_intent_at LIMIT $3 FOR UPDATE SKIP LOCKED) due
-           WHERE e.execution_id = due.execution_id
-           RETURNING e.*""",
-        owner,
-        lease,
-        limit,
-    )
-    return exec_rows(records)
+    return await _claim(conn, _UNRESOLVED_SUBMISSIONS, "submit_intent_at", owner, lease, limit)
 
 
 async def claim_stage(
     conn: Connection, stage: str, owner: str, lease: timedelta, limit: int
 ) -> list[ExecRow]:
+    return await _claim(conn, _DUE_IN_STAGE, "next_action_at", owner, lease, limit, stage)
+
+
+async def _claim(
+    conn: Connection,
+    where: str,
+    order_by: str,
+    owner: str,
+    lease: timedelta,
+    limit: int,
+    *args: object,
+) -> list[ExecRow]:
+    """Lease to `owner` up to `limit` rows that match `where` (its own args from $4) and whose
+    lease is free or expired, first by `order_by`."""
     records = await conn.fetch(
-        """UPDATE executions e SET lease_owner = $2, lease_until = now() + $3::interval,
+        f"""UPDATE executions e SET lease_owner = $1, lease_until = now() + $2::interval,
                                    updated_at = now()
            FROM (SELECT execution_id FROM executions
-                 WHERE stage = $1 AND NOT waiting_token AND next_action_at <= now()
-                   AND (lease_until IS NULL OR lease_until < now())
-                 ORDER BY next_action_at LIMIT $4 FOR UPDATE SKIP LOCKED) due
+                 WHERE {where} AND (lease_until IS NULL OR lease_until < now())
+                 ORDER BY {order_by} LIMIT $3 FOR UPDATE SKIP LOCKED) due
            WHERE e.execution_id = due.execution_id
            RETURNING e.*""",
-        stage,
         owner,
         lease,
         limit,
+        *args,
     )
     return exec_rows(records)
 

@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from services.console.backends import ApiProblem
 from services.console.web import (
+    Console,
     ConsoleDep,
     Pager,
     PrincipalDep,
@@ -103,12 +104,18 @@ async def create_collection(
     return see_other(f"/collections/{created['id']}", "created")
 
 
+async def _collection(console: Console, collection_id: UUID) -> tuple[Any, Any]:
+    """A collection and its weeks, as the collector shows them."""
+    c = await console.backends.get("collector", f"/collections/{collection_id}")
+    weeks = await console.backends.get("collector", f"/collections/{collection_id}/weeks")
+    return c, weeks
+
+
 @router.get("/{collection_id}", response_class=HTMLResponse)
 async def show_collection(
     collection_id: UUID, request: Request, console: ConsoleDep, principal: PrincipalDep
 ) -> HTMLResponse:
-    c = await console.backends.get("collector", f"/collections/{collection_id}")
-    weeks = await console.backends.get("collector", f"/collections/{collection_id}/weeks")
+    c, weeks = await _collection(console, collection_id)
     return render(request, console, "collection.html", principal, c=c, weeks=weeks, problem=None)
 
 
@@ -117,8 +124,7 @@ async def grid_fragment(
     collection_id: UUID, request: Request, console: ConsoleDep, principal: PrincipalDep
 ) -> HTMLResponse:
     """Progress and week grid alone: swapped in live as weeks move."""
-    c = await console.backends.get("collector", f"/collections/{collection_id}")
-    weeks = await console.backends.get("collector", f"/collections/{collection_id}/weeks")
+    c, weeks = await _collection(console, collection_id)
     return render(request, console, "_grid.html", principal, c=c, weeks=weeks)
 
 
@@ -138,8 +144,7 @@ async def collection_action(
         f"/collections/{collection_id}/{action}",
     )
     if problem is not None:
-        c = await console.backends.get("collector", f"/collections/{collection_id}")
-        weeks = await console.backends.get("collector", f"/collections/{collection_id}/weeks")
+        c, weeks = await _collection(console, collection_id)
         return render(
             request,
             console,

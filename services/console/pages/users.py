@@ -21,7 +21,15 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from services.console import auth, store
 from services.console.backends import ApiProblem
-from services.console.web import ConsoleDep, PrincipalDep, audit, filters, form_of, render
+from services.console.web import (
+    Console,
+    ConsoleDep,
+    PrincipalDep,
+    audit,
+    filters,
+    form_of,
+    render,
+)
 from shared.clients.lwa import LwaRegion
 
 router = APIRouter()
@@ -108,6 +116,15 @@ async def connect(request: Request, console: ConsoleDep, principal: PrincipalDep
     return RedirectResponse(f"{authorize}?{query}", status_code=303)
 
 
+def _connected(
+    request: Request, console: Console, user_id: str | None, message: str, status_code: int = 200
+) -> HTMLResponse:
+    """The page the LWA callback ends on (no session: it is a cross-site redirect)."""
+    return render(
+        request, console, "connected.html", None, status_code, user_id=user_id, message=message
+    )
+
+
 @router.get("/oauth/callback", response_class=HTMLResponse)
 async def callback(
     request: Request,
@@ -119,14 +136,12 @@ async def callback(
     async with console.runtime.pool.acquire() as conn:
         pending = await store.take_oauth_state(conn, auth.hash_id(state)) if state else None
     if pending is None:
-        return render(
+        return _connected(
             request,
             console,
-            "connected.html",
             None,
-            status_code=400,
-            user_id=None,
-            message="This sign-in link is unknown, used or expired: start again from Users.",
+            "This sign-in link is unknown, used or expired: start again from Users.",
+            400,
         )
     principal_name, user_id, region = pending
     who = auth.Principal(principal_name, "oauth", "")
@@ -134,14 +149,8 @@ async def callback(
         # LWA's error codes (access_denied, ...) are fixed words, safe to show.
         problem = ApiProblem("lwa", 400, error[:50] or "no code returned")
         await audit(console, who, "user.connect", user_id, problem)
-        return render(
-            request,
-            console,
-            "connected.html",
-            None,
-            status_code=400,
-            user_id=user_id,
-            message=f"Amazon did not authorize: {problem.message}.",
+        return _connected(
+            request, console, user_id, f"Amazon did not authorize: {problem.message}.", 400
         )
     try:
         await console.backends.post(
@@ -160,21 +169,14 @@ async def callback(
         await audit(
             console, who, "user.connect", user_id, ApiProblem("token", problem.status, "refused")
         )
-        return render(
+        return _connected(
             request,
             console,
-            "connected.html",
-            None,
-            status_code=502,
-            user_id=user_id,
-            message=f"The token service could not exchange the code (HTTP {problem.status}).",
+            user_id,
+            f"The token service could not exchange the code (HTTP {problem.status}).",
+            502,
         )
     await audit(console, who, "user.connect", user_id)
-    return render(
-        request,
-        console,
-        "connected.html",
-        None,
-        user_id=user_id,
-        message=f"User {user_id} is connected: tokens are stored and refreshed.",
+    return _connected(
+        request, console, user_id, f"User {user_id} is connected: tokens are stored and refreshed."
     )

@@ -1,6 +1,7 @@
 """SQL against the scheduler's own schema, by table: `schedules.py` (a person's schedules and
 the firing loop's claim), `runs.py` (runs, attempts, executions, outcomes, history); the rows
-they return are typed (`rows.py`). Callers use `store.<name>` whatever the module.
+they return are typed (`rows.py`); the list endpoints' page and count (`paging.py`). Callers
+use `store.<name>` whatever the module.
 """
 
 from services.scheduler.store.rows import DueSchedule, Run, RunStats, Schedule

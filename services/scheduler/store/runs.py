@@ -14,6 +14,7 @@ from uuid import UUID
 
 import asyncpg
 
+from services.scheduler.store.paging import page
 from services.scheduler.store.rows import Run, RunStats
 from shared.outbox import Connection
 
@@ -340,19 +341,17 @@ async def list_runs(
 ) -> tuple[list[Run], int]:
     where = """schedule_id = $1 AND ($2::text IS NULL OR state = $2)
                AND ($3::text IS NULL OR kind = $3)"""
-    rows = await conn.fetch(
-        f"""SELECT {RUN_COLUMNS} FROM schedule_runs WHERE {where}
-            ORDER BY fire_time DESC LIMIT $4 OFFSET $5""",
-        schedule_id,
-        state,
-        kind,
-        limit,
-        offset,
+    rows, total = await page(
+        conn,
+        RUN_COLUMNS,
+        "schedule_runs",
+        where,
+        "fire_time DESC",
+        (schedule_id, state, kind),
+        limit=limit,
+        offset=offset,
     )
-    total = await conn.fetchval(
-        f"SELECT count(*) FROM schedule_runs WHERE {where}", schedule_id, state, kind
-    )
-    return [Run.of(r) for r in rows], int(total)
+    return [Run.of(r) for r in rows], total
 
 
 async def run_stats(conn: Connection, schedule_id: UUID) -> RunStats:

@@ -15,6 +15,7 @@ from uuid import UUID
 
 import asyncpg
 
+from services.scheduler.store.paging import page
 from services.scheduler.store.rows import DueSchedule, Schedule
 from services.scheduler.timing import CatchUpPolicy, OverlapPolicy
 from shared.dates import WeekStart
@@ -101,19 +102,17 @@ async def list_schedules(
 ) -> tuple[list[Schedule], int]:
     where = """($1::text IS NULL OR user_id = $1) AND ($2::text IS NULL OR instance_id = $2)
                AND ($3::text IS NULL OR state = $3)"""
-    rows = await conn.fetch(
-        f"""SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE {where}
-            ORDER BY created_at, id LIMIT $4 OFFSET $5""",
-        user_id,
-        instance_id,
-        state,
-        limit,
-        offset,
+    rows, total = await page(
+        conn,
+        SCHEDULE_COLUMNS,
+        "schedules",
+        where,
+        "created_at, id",
+        (user_id, instance_id, state),
+        limit=limit,
+        offset=offset,
     )
-    total = await conn.fetchval(
-        f"SELECT count(*) FROM schedules WHERE {where}", user_id, instance_id, state
-    )
-    return [Schedule.of(r) for r in rows], int(total)
+    return [Schedule.of(r) for r in rows], total
 
 
 async def update_schedule(
@@ -123,17 +122,26 @@ async def update_schedule(
     next_fire_at: datetime | None,
     now: datetime,
 ) -> Schedule:
-    row: asyncpg.Record | None = await conn.fetchrow(
-        f"""UPDATE schedules SET name = $2, user_id = $3, instance_id = $4, advertiser_id = $5,
-                marketplace_id = $6, workflow_id = $7, output_format = $8, parameters = $9,
-                timezone = $10, spec = $11, window_rule = $12, catch_up_policy = $13,
-                overlap_policy = $14, week_start = $15, retry_policy = $16,
-                sql_query = $17, run_options = $18, next_fire_at = $19, updated_at = $20
-            WHERE id = $1 RETURNING {SCHEDULE_COLUMNS}""",
+    return await _change(
+        conn,
         schedule_id,
+        """name = $2, user_id = $3, instance_id = $4, advertiser_id = $5, marketplace_id = $6,
+           workflow_id = $7, output_format = $8, parameters = $9, timezone = $10, spec = $11,
+           window_rule = $12, catch_up_policy = $13, overlap_policy = $14, week_start = $15,
+           retry_policy = $16, sql_query = $17, run_options = $18, next_fire_at = $19,
+           updated_at = $20""",
         *values.args(),
         next_fire_at,
         now,
+    )
+
+
+async def _change(conn: Connection, schedule_id: UUID, assignments: str, *args: object) -> Schedule:
+    """One schedule's row after `UPDATE ... SET assignments` ($1 is its id, `args` from $2)."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        f"UPDATE schedules SET {assignments} WHERE id = $1 RETURNING {SCHEDULE_COLUMNS}",
+        schedule_id,
+        *args,
     )
     assert row is not None
     return Schedule.of(row)
@@ -145,31 +153,26 @@ async def delete_schedule(conn: Connection, schedule_id: UUID) -> bool:
 
 
 async def pause(conn: Connection, schedule_id: UUID, reason: str, now: datetime) -> Schedule:
-    row: asyncpg.Record | None = await conn.fetchrow(
-        f"""UPDATE schedules SET state = 'PAUSED', paused_reason = $2, paused_at = $3,
-                updated_at = $3
-            WHERE id = $1 RETURNING {SCHEDULE_COLUMNS}""",
+    return await _change(
+        conn,
         schedule_id,
+        "state = 'PAUSED', paused_reason = $2, paused_at = $3, updated_at = $3",
         reason,
         now,
     )
-    assert row is not None
-    return Schedule.of(row)
 
 
 async def resume(
     conn: Connection, schedule_id: UUID, next_fire_at: datetime | None, now: datetime
 ) -> Schedule:
-    row: asyncpg.Record | None = await conn.fetchrow(
-        f"""UPDATE schedules SET state = 'ACTIVE', paused_reason = NULL, paused_at = NULL,
-                consecutive_failures = 0, next_fire_at = $2, updated_at = $3
-            WHERE id = $1 RETURNING {SCHEDULE_COLUMNS}""",
+    return await _change(
+        conn,
         schedule_id,
+        """state = 'ACTIVE', paused_reason = NULL, paused_at = NULL, consecutive_failures = 0,
+           next_fire_at = $2, updated_at = $3""",
         next_fire_at,
         now,
     )
-    assert row is not None
-    return Schedule.of(row)
 
 
 # --- firing --------------------------------------------------------------------------------
