@@ -28,6 +28,7 @@ from services.collector.operations import ConflictError, NewCollection, NotFound
 from services.collector.runtime import CollectorRuntime, RuntimeDep
 from services.collector.store import CollectionRow, WeekRow
 from shared.dates import CheckedParameters
+from shared.not_found import found
 from shared.outbox import Connection
 from shared.run_target import RunTarget, target_json
 
@@ -185,9 +186,7 @@ def _week_out(w: WeekRow, time_zone: str) -> WeekOut:
 async def _get(runtime: CollectorRuntime, collection_id: UUID) -> CollectionOut:
     async with runtime.pool.acquire() as conn:
         c = await store.get_collection(conn, collection_id)
-        if c is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"collection {collection_id} not found")
-        return await _out(conn, c)
+        return await _out(conn, found(c, f"collection {collection_id} not found"))
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=CollectionOut)
@@ -253,9 +252,9 @@ async def list_weeks(
     status_: Annotated[WeekStatus | None, Query(alias="status")] = None,
 ) -> list[WeekOut]:
     async with runtime.pool.acquire() as conn:
-        c = await store.get_collection(conn, collection_id)
-        if c is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"collection {collection_id} not found")
+        c = found(
+            await store.get_collection(conn, collection_id), f"collection {collection_id} not found"
+        )
         weeks = await store.list_weeks(conn, collection_id, status=status_)
     return [_week_out(w, c.time_zone) for w in weeks]
 

@@ -15,6 +15,7 @@ from services.poller import flow, logic, store, tracing
 from services.poller.rows import ExecRow
 from services.poller.runtime import RuntimeDep
 from shared.contract import ExecutionStatus, Origin, OriginKind, WorkflowRun
+from shared.not_found import found
 
 router = APIRouter(prefix="/executions", tags=["executions"])
 
@@ -177,9 +178,7 @@ async def daily_counts(
 async def show_execution(runtime: RuntimeDep, execution_id: UUID) -> ExecutionView:
     async with runtime.pool.acquire() as conn:
         row = await store.get_execution(conn, execution_id)
-    if row is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"execution {execution_id} not found")
-    return ExecutionView.of(row)
+    return ExecutionView.of(found(row, f"execution {execution_id} not found"))
 
 
 @router.post(
@@ -190,9 +189,7 @@ async def cancel_execution(runtime: RuntimeDep, execution_id: UUID) -> Any:
     CANCELLED once AMC shows it so."""
     announcer = runtime.announcer
     async with runtime.pool.acquire() as conn, conn.transaction():
-        row = await store.lock(conn, execution_id)
-        if row is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"execution {execution_id} not found")
+        row = found(await store.lock(conn, execution_id), f"execution {execution_id} not found")
         if row.status.is_terminal:
             raise HTTPException(
                 status.HTTP_409_CONFLICT,

@@ -72,11 +72,7 @@ def schedule_out(row: store.Schedule) -> ScheduleOut:
 
 
 def run_out(row: store.Run) -> RunOut:
-    return RunOut.model_validate(row, from_attributes=True)
-
-
-def _next_offset(offset: int, count: int, total: int) -> int | None:
-    return offset + count if offset + count < total else None
+    return RunOut.of_run(row)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ScheduleOut)
@@ -98,13 +94,7 @@ async def list_schedules(
     rows, total = await runtime.operations.list_schedules(
         user_id=user_id, instance_id=instance_id, state=state, limit=limit, offset=offset
     )
-    return SchedulePage(
-        items=[schedule_out(r) for r in rows],
-        total=total,
-        limit=limit,
-        offset=offset,
-        next_offset=_next_offset(offset, len(rows), total),
-    )
+    return SchedulePage.of([schedule_out(r) for r in rows], total, limit, offset)
 
 
 @router.post("/preview", response_model=PreviewOut)
@@ -214,13 +204,7 @@ async def schedule_runs(
     rows, total = await runtime.operations.runs(
         schedule_id, state=state, kind=kind, limit=limit, offset=offset
     )
-    return RunPage(
-        items=[run_out(r) for r in rows],
-        total=total,
-        limit=limit,
-        offset=offset,
-        next_offset=_next_offset(offset, len(rows), total),
-    )
+    return RunPage.of([run_out(r) for r in rows], total, limit, offset)
 
 
 @router.get("/{schedule_id}/stats", response_model=StatsOut)

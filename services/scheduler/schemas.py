@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
 from datetime import date, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Generic, Literal, Self, TypeVar
 from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
 
-from services.scheduler.logic import RunKind, RunState, ScheduleState
+from services.scheduler.logic import RunState, ScheduleState
 from services.scheduler.retries import RetryPolicy
+from services.scheduler.store import Run
 from services.scheduler.timing import (
     AmcWindow,
     CatchUpPolicy,
@@ -169,45 +171,46 @@ class ScheduleOut(BaseModel):
     updated_at: datetime
 
 
-class SchedulePage(BaseModel):
-    items: list[ScheduleOut]
+Item = TypeVar("Item")
+
+
+class Page(BaseModel, Generic[Item]):
+    """One page of a list and where the next one starts."""
+
+    items: list[Item]
     total: int
     limit: int
     offset: int
     next_offset: int | None = Field(description="Offset of the next page; null on the last")
 
-
-class RunOut(BaseModel):
-    id: UUID
-    schedule_id: UUID
-    fire_time: datetime
-    kind: RunKind
-    state: RunState
-    skip_reason: str | None
-    run: dict[str, Any] | None = Field(
-        description="The workflow run as sent: its concrete time window and parameter values"
-    )
-    execution_id: UUID | None
-    amc_execution_id: str | None
-    error_code: str | None
-    error_message: str | None
-    result_uri: str | None
-    row_count: int | None
-    created_at: datetime
-    emitted_at: datetime | None
-    submitted_at: datetime | None
-    completed_at: datetime | None
-    attempt: int = Field(description="The run's current (or last) attempt, 1 for the first")
-    retry_at: datetime | None = Field(description="When a RETRYING run's next attempt is due")
-    duration_s: float | None = Field(description="From emission to completion")
+    @classmethod
+    def of(cls, items: list[Item], total: int, limit: int, offset: int) -> Self:
+        end = offset + len(items)
+        return cls(
+            items=items,
+            total=total,
+            limit=limit,
+            offset=offset,
+            next_offset=end if end < total else None,
+        )
 
 
-class RunPage(BaseModel):
+class SchedulePage(Page[ScheduleOut]):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class RunOut(Run):
+    """A run as the API shows it: its stored row, field for field (one list of fields, so the
+    two cannot drift apart; the row marks what is not shown)."""
+
+    @classmethod
+    def of_run(cls, row: Run) -> RunOut:
+        return cls(**{f.name: getattr(row, f.name) for f in fields(row)})
+
+
+class RunPage(Page[RunOut]):
     items: list[RunOut] = Field(description="Newest fire time first")
-    total: int
-    limit: int
-    offset: int
-    next_offset: int | None
 
 
 class StatsOut(BaseModel):

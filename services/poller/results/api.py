@@ -28,6 +28,7 @@ from services.poller.results.files import (
 from services.poller.rows import ExecRow
 from services.poller.runtime import PollerRuntime, RuntimeDep
 from shared.contract import ExecutionStatus
+from shared.not_found import found
 
 router = APIRouter(prefix="/executions", tags=["results"])
 
@@ -51,8 +52,7 @@ class ResultPreview(BaseModel):
 async def _row_with_result(runtime: PollerRuntime, execution_id: UUID) -> ExecRow:
     async with runtime.pool.acquire() as conn:
         row = await store.get_execution(conn, execution_id)
-    if row is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"execution {execution_id} not found")
+    row = found(row, f"execution {execution_id} not found")
     if row.result_uri is None:
         if row.status.is_terminal:
             why = f"it ended {row.status.value} without a result"

@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 from uuid import UUID
 
 import asyncpg
+from pydantic import Field
 
 from services.scheduler.logic import RunKind, RunState, ScheduleState
 from services.scheduler.timing import CatchUpPolicy, OverlapPolicy
@@ -79,7 +80,9 @@ class DueSchedule(_ScheduleBase):
 
 @dataclass(frozen=True, slots=True)
 class Run(_Row):
-    """A whole `schedule_runs` row (`RUN_COLUMNS`); `run` is the workflow run as sent."""
+    """A whole `schedule_runs` row (`RUN_COLUMNS`), which is also what the API shows of a run
+    (`schemas.RunOut`), so the field list exists once: the event id stays the scheduler's own
+    (not shown) and the duration is derived when the row is read."""
 
     id: UUID
     schedule_id: UUID
@@ -87,8 +90,13 @@ class Run(_Row):
     kind: RunKind
     state: RunState
     skip_reason: str | None
-    run: dict[str, Any] | None
-    event_id: UUID | None
+    run: Annotated[
+        dict[str, Any] | None,
+        Field(
+            description="The workflow run as sent: its concrete time window and parameter values"
+        ),
+    ]
+    event_id: Annotated[UUID | None, Field(exclude=True)]
     execution_id: UUID | None
     amc_execution_id: str | None
     error_code: str | None
@@ -99,15 +107,19 @@ class Run(_Row):
     emitted_at: datetime | None
     submitted_at: datetime | None
     completed_at: datetime | None
-    attempt: int
-    retry_at: datetime | None
+    attempt: Annotated[
+        int, Field(description="The run's current (or last) attempt, 1 for the first")
+    ]
+    retry_at: Annotated[
+        datetime | None, Field(description="When a RETRYING run's next attempt is due")
+    ]
+    duration_s: Annotated[float | None, Field(description="From emission to completion")]
 
-    @property
-    def duration_s(self) -> float | None:
-        """From emission to completion."""
-        if self.completed_at is None or self.emitted_at is None:
-            return None
-        return (self.completed_at - self.emitted_at).total_seconds()
+    @classmethod
+    def of(cls, record: asyncpg.Record) -> Self:
+        emitted, completed = record["emitted_at"], record["completed_at"]
+        duration = None if completed is None or emitted is None else completed - emitted
+        return cls(**record, duration_s=None if duration is None else duration.total_seconds())
 
 
 @dataclass(frozen=True, slots=True)
