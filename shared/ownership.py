@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -106,10 +107,12 @@ class Ownership:
         *,
         check_every_s: float = CHECK_EVERY_S,
         check_timeout_s: float = CHECK_TIMEOUT_S,
+        connect: Callable[[], Awaitable[asyncpg.Connection[Any]]] | None = None,
     ) -> None:
         self.name = name
         self.key = new_key()
         self._dsn = dsn
+        self._connect = connect or self._dedicated
         self._check_every_s = check_every_s
         self._check_timeout_s = check_timeout_s
         self._conn: asyncpg.Connection[Any] | None = None
@@ -172,7 +175,7 @@ class Ownership:
         """Open the dedicated connection if needed and try the lock; True once held."""
         if self._conn is None or self._conn.is_closed():
             self._conn = None
-            self._conn = await asyncpg.connect(self._dsn, server_settings=SERVER_KEEPALIVES)
+            self._conn = await self._connect()
             self._conn.add_termination_listener(lambda _: self._lost())
         taken = await self._conn.fetchval(
             "SELECT pg_try_advisory_lock($1, $2)", OWNER_LOCK_CLASS, self.key
@@ -181,6 +184,9 @@ class Ownership:
             self._held.set()
             log.info("%s: holding owner lock %d", self.name, self.key)
         return bool(taken)
+
+    async def _dedicated(self) -> asyncpg.Connection[Any]:
+        return await asyncpg.connect(self._dsn, server_settings=SERVER_KEEPALIVES)
 
     async def _drop(self) -> None:
         self._lost()
