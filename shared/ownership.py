@@ -130,12 +130,7 @@ class Ownership:
     async def start(self) -> None:
         """Take the lock; a key another session holds (a chance in 2^31) is replaced first."""
         while not await self._take():
-            if self._conn is None:
-                raise ConnectionError("could not open the owner connection")
             self.key = new_key()
-
-    async def wait_held(self) -> None:
-        await self._held.wait()
 
     async def watch(self, stop: asyncio.Event) -> None:
         """Check the session until stop; after a loss, retake the same key once the server
@@ -176,7 +171,7 @@ class Ownership:
         if self._conn is None or self._conn.is_closed():
             self._conn = None
             self._conn = await self._connect()
-            self._conn.add_termination_listener(lambda _: self._lost())
+            self._conn.add_termination_listener(self._ended)
         taken = await self._conn.fetchval(
             "SELECT pg_try_advisory_lock($1, $2)", OWNER_LOCK_CLASS, self.key
         )
@@ -193,6 +188,11 @@ class Ownership:
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.terminate()
+
+    def _ended(self, conn: object) -> None:
+        # Only the current session's end counts: an old one may report after a retake.
+        if conn is self._conn:
+            self._lost()
 
     def _lost(self) -> None:
         self._held.clear()
