@@ -27,6 +27,7 @@ from shared.consumer import ConsumerMetrics, EventConsumer
 from shared.contract import Topics
 from shared.db import apply_migrations, create_pool
 from shared.outbox import Outbox, OutboxRelay
+from shared.ownership import Ownership
 from shared.publisher import KafkaRecordPublisher
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ class ServiceRuntime:
         *,
         migrations_dir: Path,
         run_migrations: bool = True,
+        owner_lock: bool = False,
     ) -> None:
         self.settings = settings
         self.name = settings.service_name
@@ -75,6 +77,10 @@ class ServiceRuntime:
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
         self._pool: asyncpg.Pool[Any] | None = None
+        # Services whose replicas own rows while working on them (shared/ownership.py).
+        self.ownership = (
+            Ownership(settings.database_url, f"{self.name} owner") if owner_lock else None
+        )
         self.relay: OutboxRelay | None = None
         self._outbox_backlog = Gauge(
             "amc_outbox_backlog", "Outbox rows not yet published", registry=self.registry
@@ -134,6 +140,9 @@ class ServiceRuntime:
         self._pool = await create_pool(
             s.database_url, self.schema, min_size=s.db_pool_min, max_size=s.db_pool_max
         )
+        if self.ownership is not None:
+            # Before any loop runs: a claim needs the owner's lock held.
+            await self.ownership.start()
         self.consumer.attach_pool(self._pool)
         self.consumer.install()
         await self.broker.start()
@@ -149,6 +158,9 @@ class ServiceRuntime:
         )
         self._stop.clear()
         self._tasks = [asyncio.create_task(self.relay.run(), name=f"{self.name}:outbox")]
+        if self.ownership is not None:
+            watch = self.ownership.watch(self._stop)
+            self._tasks.append(asyncio.create_task(watch, name=f"{self.name}:ownership"))
         self._tasks += [
             asyncio.create_task(self._supervise(name, loop), name=f"{self.name}:{name}")
             for name, loop in self._loops
@@ -186,6 +198,9 @@ class ServiceRuntime:
             await asyncio.gather(*pending, return_exceptions=True)
         await self._stop_part("outbox publisher", self.publisher.stop)
         await self._stop_part("broker", self.broker.stop)
+        if self.ownership is not None:
+            # Last of the loops' parts: jobs drained above kept their rows until here.
+            await self._stop_part("owner lock", self.ownership.close)
         if self._pool is not None:
             await self._pool.close()
             self._pool = None

@@ -5,7 +5,10 @@ the one holding claimed work is killed with SIGKILL, and the time from the kill 
 other replica has done that work is measured; the killed replica is replaced before the next
 round. Prints one JSON object: p50 and max per service, for today's settings ("after") and,
 for the services with leases, the lease settings they had before ("before": POLLER_LEASE_S=90,
-TOKEN_CLAIM_LEASE_S=120).
+TOKEN_CLAIM_LEASE_S=120). The poller's and token service's rows record their owner's session
+lock (shared/ownership.py), so a kill frees them at once whatever the lease: the baseline is
+the scheduler's and collector's takeover in the same run (row locks of a transaction the dead
+client held, which PostgreSQL drops the moment the connection closes).
 
 - poller: the killed replica posted an execution to AMC (the simulator) and had not recorded
   the answer yet; resumed when the other one has reconciled it (AMC's execution id recorded).

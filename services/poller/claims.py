@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from services.poller import logic
 from services.poller.rows import ExecRow, exec_rows
+from shared import ownership
 from shared.outbox import Connection
 
 
@@ -56,12 +57,16 @@ def _due_queued(t: str = "") -> str:
     return f"{_due(t)} AND NOT {_dry_run(t)}"
 
 
-# Both claims end the same way: the picked rows ($3 the owner, $4 the lease) hold the intent
-# (SUBMITTING) before anything is sent to AMC, so a crash leaves a row to reconcile.
-_MARK_PICKED_SUBMITTING = """UPDATE executions e
+# Both claims end the same way: the picked rows ($3 the owner, $4 the lease, $K its owner
+# lock key, which must be held: shared/ownership.py) hold the intent (SUBMITTING) before
+# anything is sent to AMC, so a crash leaves a row to reconcile.
+def _mark_picked_submitting(key: str) -> str:
+    return f"""UPDATE executions e
            SET status = 'SUBMITTING', submit_intent_at = now(), lease_owner = $3,
-               lease_until = now() + $4::interval, updated_at = now(), waiting_reason = NULL
+               lease_until = now() + $4::interval, lease_key = {key}::integer,
+               updated_at = now(), waiting_reason = NULL
            FROM picked WHERE e.execution_id = picked.execution_id
+             AND {ownership.may_act(f"{key}::integer")}
            RETURNING e.*"""
 
 
@@ -86,6 +91,7 @@ async def claim_submissions(
     owner: str,
     lease: timedelta,
     daily_cap: int = 0,
+    key: int | None = None,
 ) -> Claim:
     """Under the instance's lock: take as many QUEUED rows as the running cap and the day's
     cap (0: none) leave room for, and store the intent (SUBMITTING) before anything is sent.
@@ -131,12 +137,13 @@ async def claim_submissions(
                    LIMIT $2
                    FOR UPDATE OF e SKIP LOCKED
                )
-               {_MARK_PICKED_SUBMITTING}""",
+               {_mark_picked_submitting("$6")}""",
             instance_id,
             room,
             owner,
             lease,
             daily_cap > 0,
+            key,
         )
     held = await _hold_spent_shares(conn, instance_id) if daily_cap > 0 else 0
     return Claim(exec_rows(records), used_today=used + len(records), share_held=held)
@@ -180,7 +187,12 @@ async def _hold_spent_shares(conn: Connection, instance_id: str) -> int:
 
 
 async def claim_dry_runs(
-    conn: Connection, instance_id: str, cap: int, owner: str, lease: timedelta
+    conn: Connection,
+    instance_id: str,
+    cap: int,
+    owner: str,
+    lease: timedelta,
+    key: int | None = None,
 ) -> list[ExecRow]:
     """Under the instance's lock: take the due QUEUED dry runs the running cap leaves room
     for, whatever the day's cap, oldest first, and store the intent (SUBMITTING)."""
@@ -195,11 +207,12 @@ async def claim_dry_runs(
                LIMIT $2
                FOR UPDATE SKIP LOCKED
            )
-           {_MARK_PICKED_SUBMITTING}""",
+           {_mark_picked_submitting("$5")}""",
         instance_id,
         room,
         owner,
         lease,
+        key,
     )
     return exec_rows(records)
 

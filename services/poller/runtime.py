@@ -57,7 +57,7 @@ class _ClaimLoop(Protocol):
 
 class PollerRuntime(ServiceRuntime):
     def __init__(self, settings: PollerSettings) -> None:
-        super().__init__(settings, migrations_dir=MIGRATIONS)
+        super().__init__(settings, migrations_dir=MIGRATIONS, owner_lock=True)
         self.poller_settings = settings
         self.keys = _key_ring(settings)
         self.metrics = Metrics(self.registry)
@@ -111,6 +111,7 @@ class PollerRuntime(ServiceRuntime):
                 ),
                 instances,
                 TokenReader(self.pool, self.keys, settings.token_expiry_margin_s),
+                ownership=self.ownership,
             )
         return self._context
 

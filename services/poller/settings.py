@@ -29,7 +29,12 @@ class PollerSettings(ServiceSettings):
         description="API host per region (NA, EU, FE) when not Amazon's; NA falls back to "
         "amc_base_url, EU and FE to advertising-api-eu/-fe.amazon.com",
     )
-    amc_http_timeout_s: float = Field(default=30.0, gt=0)
+    amc_http_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Timeout of one AMC call; also how long after a dead replica's submission "
+        "intent AMC's silence counts as 'not submitted' (its POST may still arrive)",
+    )
     event_encryption_keys: SecretStr | None = Field(
         default=None,
         description="Fernet keys (comma-separated) that open token.refreshed access tokens",
@@ -110,8 +115,9 @@ class PollerSettings(ServiceSettings):
     lease_s: float = Field(
         default=10.0,
         gt=0,
-        description="How long a claim lasts unless renewed: about the time another replica "
-        "waits to take over the rows of a replica that died",
+        description="How long a claim lasts unless renewed: frees the rows of a replica that "
+        "lives but stalls, and carries deferred retries (a replica that died loses its rows "
+        "at once, with its database session's owner lock)",
     )
     lease_renew_s: float | None = Field(
         default=None,

@@ -8,6 +8,7 @@ from typing import Any
 from uuid import UUID
 
 from services.poller.rows import ExecRow, exec_rows
+from shared import ownership
 from shared.contract import ExecutionStatus, Origin, WorkflowRun
 from shared.outbox import Connection
 
@@ -108,10 +109,12 @@ async def update(
     *,
     release: bool = True,
 ) -> bool:
-    """Change some columns; with an owner, only while that owner holds the lease.
+    """Change some columns; with an owner, only while that owner holds the lease and its
+    owner lock (shared/ownership.py).
 
-    Returns False when the lease was lost (another replica took over): the caller must then
-    drop what it learnt, since the new owner acts on its own view.
+    Returns False when the lease was lost (another replica took over, or this replica's owner
+    session ended): the caller must then drop what it learnt, since the row's next owner acts
+    on its own view.
     """
     unknown = set(fields) - _UPDATABLE
     if unknown:
@@ -120,10 +123,11 @@ async def update(
     sets = [f"{name} = ${i + 3}" for i, name in enumerate(names)]
     sets.append("updated_at = now()")
     if release:
-        sets += ["lease_owner = NULL", "lease_until = NULL"]
+        sets += ["lease_owner = NULL", "lease_until = NULL", "lease_key = NULL"]
     result = await conn.execute(
         f"""UPDATE executions SET {", ".join(sets)}
-            WHERE execution_id = $1 AND ($2::text IS NULL OR lease_owner = $2)""",
+            WHERE execution_id = $1
+              AND ($2::text IS NULL OR (lease_owner = $2 AND {ownership.may_act("lease_key")}))""",
         execution_id,
         owner,
         *(fields[n] for n in names),
@@ -141,9 +145,9 @@ async def defer(
 ) -> None:
     """Keep the lease, but only until `retry_in` from now: then any replica may retry."""
     await conn.execute(
-        """UPDATE executions SET lease_until = now() + $3::interval,
-                                 failures = coalesce($4, failures), updated_at = now()
-           WHERE execution_id = $1 AND lease_owner = $2""",
+        f"""UPDATE executions SET lease_until = now() + $3::interval,
+                                  failures = coalesce($4, failures), updated_at = now()
+            WHERE execution_id = $1 AND lease_owner = $2 AND {ownership.may_act("lease_key")}""",
         execution_id,
         owner,
         retry_in,
@@ -160,6 +164,10 @@ async def lock(conn: Connection, execution_id: UUID) -> ExecRow | None:
 
 # --- claiming work (the daily cap's claims are claims.py) ---------------------------------
 
+# A row no live owner holds: never claimed, its lease ran out, or its owner's session ended
+# (shared/ownership.py: at once after a crash, without waiting for the lease).
+_FREE = f"(lease_until IS NULL OR lease_until < now() OR {ownership.gone('lease_key')})"
+
 
 async def cancelled_while_queued(conn: Connection, limit: int) -> list[ExecRow]:
     """QUEUED rows whose cancel arrived while their submission was under way."""
@@ -172,47 +180,52 @@ async def cancelled_while_queued(conn: Connection, limit: int) -> list[ExecRow]:
     return exec_rows(records)
 
 
-# What the two lease claims take: a condition (its own args from $4) on top of a free lease.
-_UNRESOLVED_SUBMISSIONS = "stage = 'submit' AND status = 'SUBMITTING' AND NOT waiting_token"
-_DUE_IN_STAGE = "stage = $4 AND NOT waiting_token AND next_action_at <= now()"
-
-
 async def claim_unresolved_submissions(
-    conn: Connection, owner: str, lease: timedelta, limit: int
-) -> list[ExecRow]:
-    """SUBMITTING rows whose owner is gone (crash, lease expired) or who asked to re-check."""
-    return await _claim(conn, _UNRESOLVED_SUBMISSIONS, "submit_intent_at", owner, lease, limit)
-
-
-async def claim_stage(
-    conn: Connection, stage: str, owner: str, lease: timedelta, limit: int
-) -> list[ExecRow]:
-    return await _claim(conn, _DUE_IN_STAGE, "next_action_at", owner, lease, limit, stage)
-
-
-async def _claim(
-    conn: Connection,
-    where: str,
-    order_by: str,
-    owner: str,
-    lease: timedelta,
-    limit: int,
-    *args: object,
-) -> list[ExecRow]:
-    """Lease to `owner` up to `limit` rows that match `where` (its own args from $4) and whose
-    lease is free or expired, first by `order_by`."""
+    conn: Connection, owner: str, lease: timedelta, limit: int, key: int | None = None
+) -> list[tuple[ExecRow, bool]]:
+    """SUBMITTING rows whose owner is gone (crash, lease expired) or who asked to re-check,
+    each with whether its owner's lock was gone (it may have died with its POST on the way
+    to AMC). `key`: the claimer's owner lock (shared/ownership.py), which must be held."""
     records = await conn.fetch(
         f"""UPDATE executions e SET lease_owner = $1, lease_until = now() + $2::interval,
-                                   updated_at = now()
-           FROM (SELECT execution_id FROM executions
-                 WHERE {where} AND (lease_until IS NULL OR lease_until < now())
-                 ORDER BY {order_by} LIMIT $3 FOR UPDATE SKIP LOCKED) due
-           WHERE e.execution_id = due.execution_id
-           RETURNING e.*""",
+                                    lease_key = $4, updated_at = now()
+            FROM (SELECT execution_id, {ownership.gone("lease_key")} AS orphaned
+                  FROM executions
+                  WHERE stage = 'submit' AND status = 'SUBMITTING' AND NOT waiting_token
+                    AND {_FREE} AND {ownership.may_act("$4::integer")}
+                  ORDER BY submit_intent_at LIMIT $3 FOR UPDATE SKIP LOCKED) due
+            WHERE e.execution_id = due.execution_id
+            RETURNING e.*, due.orphaned""",
         owner,
         lease,
         limit,
-        *args,
+        key,
+    )
+    return [(ExecRow.of(r), bool(r["orphaned"])) for r in records]
+
+
+async def claim_stage(
+    conn: Connection,
+    stage: str,
+    owner: str,
+    lease: timedelta,
+    limit: int,
+    key: int | None = None,
+) -> list[ExecRow]:
+    records = await conn.fetch(
+        f"""UPDATE executions e SET lease_owner = $2, lease_until = now() + $3::interval,
+                                    lease_key = $5, updated_at = now()
+            FROM (SELECT execution_id FROM executions
+                  WHERE stage = $1 AND NOT waiting_token AND next_action_at <= now()
+                    AND {_FREE} AND {ownership.may_act("$5::integer")}
+                  ORDER BY next_action_at LIMIT $4 FOR UPDATE SKIP LOCKED) due
+            WHERE e.execution_id = due.execution_id
+            RETURNING e.*""",
+        stage,
+        owner,
+        lease,
+        limit,
+        key,
     )
     return exec_rows(records)
 
@@ -309,8 +322,9 @@ async def renew_leases(
     A lease already run out is not revived (another replica may have taken the row over),
     and one set further ahead (a deferred retry) is never shortened."""
     result = await conn.execute(
-        """UPDATE executions SET lease_until = greatest(lease_until, now() + $3::interval)
-           WHERE execution_id = ANY($1::uuid[]) AND lease_owner = $2 AND lease_until > now()""",
+        f"""UPDATE executions SET lease_until = greatest(lease_until, now() + $3::interval)
+            WHERE execution_id = ANY($1::uuid[]) AND lease_owner = $2 AND lease_until > now()
+              AND {ownership.may_act("lease_key")}""",
         list(execution_ids),
         owner,
         lease,

@@ -2,9 +2,11 @@
 
 Loops claim due rows with FOR UPDATE SKIP LOCKED and a short lease (committed at once), then
 call AMC outside any transaction, then record the answer in a new transaction that checks the
-lease is still theirs. While a job runs, its row's lease is renewed (`Context.leases`), so a
-replica that dies gives its rows up within one lease, whatever call it was in. Any number of
-replicas can run these loops side by side.
+lease is still theirs. Each claimed row records the replica's owner lock key
+(`Context.ownership`, shared/ownership.py): a replica that dies gives its rows up at once, as
+its database session ends, whatever call it was in. While a job runs, its row's lease is
+renewed (`Context.leases`): the lease frees the rows of a replica that lives but stalls. Any
+number of replicas can run these loops side by side.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from shared.clients import ApiError
 from shared.consumer import TRANSIENT_ERRORS
 from shared.leases import LeaseKeeper
 from shared.outbox import Outbox
+from shared.ownership import Ownership
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +68,8 @@ class Context:
     rng: random.Random = field(default_factory=random.Random)
     tracer: Tracer = field(default_factory=tracing.tracer)
     leases: LeaseKeeper[UUID] = field(init=False)
+    # The replica's owner lock; None (tests of single loops): rows are held by leases alone.
+    ownership: Ownership | None = None
 
     def __post_init__(self) -> None:
         self.leases = LeaseKeeper(
@@ -78,6 +83,16 @@ class Context:
     @property
     def outbox(self) -> Outbox:
         return self.out.outbox
+
+    @property
+    def owner_key(self) -> int | None:
+        return None if self.ownership is None else self.ownership.key
+
+    @property
+    def owns(self) -> bool:
+        """This replica's view of its owner lock: without it, no outside call is started
+        (the database refuses its claims and writes anyway)."""
+        return self.ownership is None or self.ownership.held
 
     @property
     def lease(self) -> timedelta:

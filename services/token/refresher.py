@@ -3,9 +3,11 @@
 Two entry points share one path: `run_cycle` (proactive: every token expiring within the
 buffer) and `run_requested` (on-demand: tokens with a pending token.refresh_requested).
 Rows are claimed with FOR UPDATE SKIP LOCKED and a short lease, so any number of replicas
-split the work and a token is refreshed once per cycle. The lease is renewed while the
-refresh runs (from the claim until its outcome is stored), so a crashed replica's claims are
-free again within one lease however long LWA takes. Claims are taken only when a
+split the work and a token is refreshed once per cycle. Each claim records the replica's
+owner lock key (shared/ownership.py), so a crashed replica's claims are free at once, as its
+database session ends, however long LWA takes; outcomes are stored only while that lock is
+held. The lease is renewed while the refresh runs (from the claim until its outcome is
+stored): it frees the claims of a replica that lives but stalls. Claims are taken only when a
 concurrency slot is free, so a claimed row never waits long before its call.
 """
 
@@ -41,6 +43,7 @@ from shared.crypto import DecryptionError
 from shared.doorbell import Doorbell
 from shared.leases import LeaseKeeper
 from shared.outbox import Outbox
+from shared.ownership import Ownership
 from shared.telemetry import continue_trace, trace_carrier
 
 log = logging.getLogger(__name__)
@@ -119,6 +122,7 @@ class Refresher:
         tracer: trace.Tracer | None = None,
         listen_dsn: str | None = None,
         schema: str = "token",
+        ownership: Ownership | None = None,
     ) -> None:
         self._listen_dsn = listen_dsn
         self._channel = refresh_channel(schema)
@@ -129,6 +133,8 @@ class Refresher:
         self._lwa = lwa
         self._metrics = metrics
         self.replica = replica or replica_name()
+        # The replica's owner lock; None: claims are held by their expiry alone.
+        self._ownership = ownership
         self._tracer = tracer or trace.get_tracer("amc.token")
 
     # --- the two triggers ------------------------------------------------------------------
@@ -138,7 +144,9 @@ class Refresher:
         s = self._settings
 
         async def claim(conn: Any, n: int) -> list[Claimed]:
-            return await store.claim_due(conn, self.replica, n, s.claim_lease_s, s.refresh_buffer_s)
+            return await store.claim_due(
+                conn, self.replica, n, s.claim_lease_s, s.refresh_buffer_s, self._owner_key
+            )
 
         with self._tracer.start_as_current_span("token.refresh_cycle"):
             result = await self._drain(claim, "cycle")
@@ -157,9 +165,15 @@ class Refresher:
         s = self._settings
 
         async def claim(conn: Any, n: int) -> list[Claimed]:
-            return await store.claim_requested(conn, self.replica, n, s.claim_lease_s)
+            return await store.claim_requested(
+                conn, self.replica, n, s.claim_lease_s, self._owner_key
+            )
 
         return await self._drain(claim, "request")
+
+    @property
+    def _owner_key(self) -> int | None:
+        return None if self._ownership is None else self._ownership.key
 
     async def _drain(self, claim: Claimer, trigger: str) -> CycleResult:
         """Claim and refresh until nothing is left, at most `concurrency` calls in flight.
@@ -271,6 +285,11 @@ class Refresher:
             refresh_token = self._vault.storage.decrypt(claim.refresh_token_enc)
         except DecryptionError:
             return await self._reauth(claim, logic.UNDECRYPTABLE_REASON)
+        if self._ownership is not None and not self._ownership.held:
+            # The owner session ended since the claim: another replica may refresh this
+            # token now, and two refreshes of one user must never run at once.
+            log.warning("owner lock lost; not refreshing user %s", claim.user_id)
+            return CycleResult(lost_claims=1)
         self._metrics.lwa_calls.inc()
         started = time.perf_counter()
         try:

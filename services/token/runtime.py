@@ -29,7 +29,7 @@ class TokenRuntime(ServiceRuntime):
     test give the LWA client its own HTTP client."""
 
     def __init__(self, settings: TokenSettings, *, lwa_http: httpx.AsyncClient | None = None):
-        super().__init__(settings, migrations_dir=MIGRATIONS)
+        super().__init__(settings, migrations_dir=MIGRATIONS, owner_lock=True)
         self.token_settings = settings
         self.vault = Vault.from_settings(settings)
         self.lwa = LwaPool(
@@ -50,6 +50,7 @@ class TokenRuntime(ServiceRuntime):
             tracer=self.tracer,
             listen_dsn=settings.database_url,
             schema=self.schema,
+            ownership=self.ownership,
         )
         register_handlers(self, settings, self.vault)
         self.gauges(TokenGauges(self.registry).refresh)

@@ -54,8 +54,9 @@ class TokenSettings(ServiceSettings):
     claim_lease_s: float = Field(
         default=10.0,
         gt=0,
-        description="How long a replica's claim on a token lasts unless renewed: about the "
-        "time another replica waits to take over the refreshes of a replica that died",
+        description="How long a replica's claim on a token lasts unless renewed: frees the "
+        "claims of a replica that lives but stalls (a replica that died loses its claims at "
+        "once, with its database session's owner lock)",
     )
     claim_renew_s: float | None = Field(
         default=None,

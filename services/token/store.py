@@ -11,10 +11,17 @@ from uuid import UUID
 import asyncpg
 
 from services.token.logic import StoredToken, TokenStatus
+from shared import ownership
 from shared.clients.lwa import LwaRegion
 from shared.outbox import Connection
 
-_CLAIM_FREE = "(claim_expires_at IS NULL OR claim_expires_at < now())"
+# A claim no live replica holds: none, run out, or its owner's session ended (at once after a
+# crash, shared/ownership.py).
+_CLAIM_FREE = (
+    f"(claim_expires_at IS NULL OR claim_expires_at < now() OR {ownership.gone('claim_key')})"
+)
+# Only the claim's owner, while it holds its owner lock, records the outcome.
+_CLAIM_HELD = ownership.may_act("claim_key")
 _ATTEMPT_DUE = "(next_attempt_at IS NULL OR next_attempt_at <= now())"
 
 
@@ -47,17 +54,20 @@ def _claimed(rows: list[asyncpg.Record]) -> list[Claimed]:
     ]
 
 
-def _claim_sql(condition: str, order: str) -> str:
+def _claim_sql(condition: str, order: str, key: str) -> str:
+    """Claims as replica $1 (at most $2 rows, lease $3 s) with owner lock `key`, which the
+    claimer must hold (shared/ownership.py)."""
     return f"""
         WITH picked AS (
             SELECT user_id FROM tokens
             WHERE status = 'ACTIVE' AND {_CLAIM_FREE} AND {_ATTEMPT_DUE} AND {condition}
+              AND {ownership.may_act(f"{key}::integer")}
             ORDER BY {order}
             LIMIT $2
             FOR UPDATE SKIP LOCKED
         )
         UPDATE tokens t
-        SET claim_id = gen_random_uuid(), claimed_by = $1,
+        SET claim_id = gen_random_uuid(), claimed_by = $1, claim_key = {key}::integer,
             claim_expires_at = now() + make_interval(secs => $3), updated_at = now()
         FROM picked WHERE t.user_id = picked.user_id
         RETURNING t.user_id, t.claim_id, t.refresh_token_enc, t.consecutive_failures,
@@ -67,22 +77,29 @@ def _claim_sql(condition: str, order: str) -> str:
 _CLAIM_DUE = _claim_sql(
     "(expires_at IS NULL OR expires_at <= now() + make_interval(secs => $4))",
     "expires_at NULLS FIRST",
+    "$5",
 )
-_CLAIM_REQUESTED = _claim_sql("refresh_requested_at IS NOT NULL", "refresh_requested_at")
+_CLAIM_REQUESTED = _claim_sql("refresh_requested_at IS NOT NULL", "refresh_requested_at", "$4")
 
 
 async def claim_due(
-    conn: Connection, replica: str, limit: int, lease_s: float, buffer_s: float
+    conn: Connection,
+    replica: str,
+    limit: int,
+    lease_s: float,
+    buffer_s: float,
+    key: int | None = None,
 ) -> list[Claimed]:
-    """Claim active tokens expiring within the buffer (the proactive cycle)."""
-    return _claimed(await conn.fetch(_CLAIM_DUE, replica, limit, lease_s, buffer_s))
+    """Claim active tokens expiring within the buffer (the proactive cycle); `key`: the
+    replica's owner lock (None: the claim is held by its expiry alone)."""
+    return _claimed(await conn.fetch(_CLAIM_DUE, replica, limit, lease_s, buffer_s, key))
 
 
 async def claim_requested(
-    conn: Connection, replica: str, limit: int, lease_s: float
+    conn: Connection, replica: str, limit: int, lease_s: float, key: int | None = None
 ) -> list[Claimed]:
     """Claim tokens with a pending on-demand request."""
-    return _claimed(await conn.fetch(_CLAIM_REQUESTED, replica, limit, lease_s))
+    return _claimed(await conn.fetch(_CLAIM_REQUESTED, replica, limit, lease_s, key))
 
 
 async def renew_claims(conn: Connection, claims: Sequence[tuple[str, UUID]], lease_s: float) -> int:
@@ -91,10 +108,10 @@ async def renew_claims(conn: Connection, claims: Sequence[tuple[str, UUID]], lea
     A finished claim (its id cleared) or one already run out (another replica may have
     claimed the row since) is left alone."""
     result = await conn.execute(
-        """UPDATE tokens t SET claim_expires_at = now() + make_interval(secs => $3)
-           FROM unnest($1::text[], $2::uuid[]) AS v(user_id, claim_id)
-           WHERE t.user_id = v.user_id AND t.claim_id = v.claim_id
-             AND t.claim_expires_at > now()""",
+        f"""UPDATE tokens t SET claim_expires_at = now() + make_interval(secs => $3)
+            FROM unnest($1::text[], $2::uuid[]) AS v(user_id, claim_id)
+            WHERE t.user_id = v.user_id AND t.claim_id = v.claim_id
+              AND t.claim_expires_at > now() AND {ownership.may_act("t.claim_key")}""",
         [user_id for user_id, _ in claims],
         [claim_id for _, claim_id in claims],
         lease_s,
@@ -115,19 +132,21 @@ class Grant:
 async def finish_successes(conn: Connection, grants: list[Grant], key_fp: str) -> set[str]:
     """Store refreshed grants in one statement; returns the users stored.
 
-    A grant whose claim was lost (lease expired and taken over, or the user re-registered)
-    is not stored: what the newer writer stored wins.
+    A grant whose claim was lost (lease expired or owner session ended and taken over, or
+    the user re-registered) is not stored: what the newer writer stored wins.
     """
     rows = await conn.fetch(
-        """UPDATE tokens t SET refresh_token_enc = v.refresh_enc, access_token_enc = v.access_enc,
+        f"""UPDATE tokens t SET refresh_token_enc = v.refresh_enc, access_token_enc = v.access_enc,
                   expires_at = v.expires_at, key_fp = $6, status = 'ACTIVE',
                   last_refreshed_at = now(), republished_at = NULL, consecutive_failures = 0,
                   last_error = NULL, next_attempt_at = NULL,
                   refresh_requested_at = NULL, refresh_trace = NULL,
-                  claim_id = NULL, claimed_by = NULL, claim_expires_at = NULL, updated_at = now()
+                  claim_id = NULL, claimed_by = NULL, claim_expires_at = NULL, claim_key = NULL,
+                  updated_at = now()
            FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[])
                 AS v(user_id, claim_id, refresh_enc, access_enc, expires_at)
            WHERE t.user_id = v.user_id AND t.claim_id = v.claim_id
+             AND {ownership.may_act("t.claim_key")}
            RETURNING t.user_id""",
         [g.claim.user_id for g in grants],
         [g.claim.claim_id for g in grants],
@@ -141,11 +160,12 @@ async def finish_successes(conn: Connection, grants: list[Grant], key_fp: str) -
 
 async def finish_reauth(conn: Connection, claim: Claimed, reason: str) -> bool:
     done = await conn.fetchval(
-        """UPDATE tokens SET status = 'REAUTH_REQUIRED', last_error = $3,
+        f"""UPDATE tokens SET status = 'REAUTH_REQUIRED', last_error = $3,
                   consecutive_failures = consecutive_failures + 1, next_attempt_at = NULL,
                   refresh_requested_at = NULL, refresh_trace = NULL,
-                  claim_id = NULL, claimed_by = NULL, claim_expires_at = NULL, updated_at = now()
-           WHERE user_id = $1 AND claim_id = $2
+                  claim_id = NULL, claimed_by = NULL, claim_expires_at = NULL, claim_key = NULL,
+                  updated_at = now()
+           WHERE user_id = $1 AND claim_id = $2 AND {_CLAIM_HELD}
            RETURNING true""",
         claim.user_id,
         claim.claim_id,
@@ -165,11 +185,12 @@ async def finish_retry(
 ) -> bool:
     """Record a transient failure; `answered` clears a pending request that got its answer."""
     done = await conn.fetchval(
-        """UPDATE tokens SET consecutive_failures = $3, last_error = $4,
+        f"""UPDATE tokens SET consecutive_failures = $3, last_error = $4,
                   next_attempt_at = now() + make_interval(secs => $5),
                   refresh_requested_at = CASE WHEN $6 THEN NULL ELSE refresh_requested_at END,
-                  claim_id = NULL, claimed_by = NULL, claim_expires_at = NULL, updated_at = now()
-           WHERE user_id = $1 AND claim_id = $2
+                  claim_id = NULL, claimed_by = NULL, claim_expires_at = NULL, claim_key = NULL,
+                  updated_at = now()
+           WHERE user_id = $1 AND claim_id = $2 AND {_CLAIM_HELD}
            RETURNING true""",
         claim.user_id,
         claim.claim_id,
@@ -272,7 +293,8 @@ async def store_grant(
                status = 'ACTIVE', last_refreshed_at = EXCLUDED.last_refreshed_at,
                republished_at = NULL, consecutive_failures = 0, last_error = NULL,
                next_attempt_at = NULL, refresh_requested_at = EXCLUDED.refresh_requested_at,
-               claim_id = NULL, claimed_by = NULL, claim_expires_at = NULL, updated_at = now()
+               claim_id = NULL, claimed_by = NULL, claim_expires_at = NULL, claim_key = NULL,
+               updated_at = now()
            RETURNING (xmax = 0)""",
         user_id,
         refresh_token_enc,

@@ -54,7 +54,9 @@ class StageLoop:
         if room <= 0 or ctx.amc.open(self.endpoint):
             return False
         async with ctx.pool.acquire() as conn, conn.transaction():
-            rows = await store.claim_stage(conn, self.stage, ctx.owner, ctx.lease, room)
+            rows = await store.claim_stage(
+                conn, self.stage, ctx.owner, ctx.lease, room, ctx.owner_key
+            )
         for row in rows:
             self.tasks.spawn(self.stage, row, self.job(row))
         return bool(rows)

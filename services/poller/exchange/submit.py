@@ -2,9 +2,12 @@
 
 The intent (SUBMITTING, with its time) is committed before the POST. If the process dies
 between the POST and recording AMC's answer, or the answer is ambiguous (5xx, timeout), the
-row stays SUBMITTING; once its lease ends it is reconciled against AMC's list of executions
-(creation time around the intent, workflow id, time window) and only if AMC has none is it
-queued to be submitted again.
+row stays SUBMITTING; once its owner is gone (its owner lock released: at once after a crash)
+or its lease ends it is reconciled against AMC's list of executions (creation time around the
+intent, workflow id, time window) and only if AMC has none is it queued to be submitted
+again. A row taken from an owner that died may have had its POST on the wire: "AMC has none"
+counts only once the intent is older than a POST may take (amc_http_timeout_s); before that
+the reconciler looks again then.
 """
 
 from __future__ import annotations
@@ -42,10 +45,10 @@ class Submitter:
         if self.tasks.room > 0 and not ctx.amc.open("list"):
             async with ctx.pool.acquire() as conn, conn.transaction():
                 unresolved = await store.claim_unresolved_submissions(
-                    conn, ctx.owner, ctx.lease, self.tasks.room
+                    conn, ctx.owner, ctx.lease, self.tasks.room, ctx.owner_key
                 )
-            for row in unresolved:
-                self.tasks.spawn("reconcile", row, self.reconcile(row))
+            for row, orphaned in unresolved:
+                self.tasks.spawn("reconcile", row, self.reconcile(row, orphaned=orphaned))
             busy = bool(unresolved)
         async with ctx.pool.acquire() as conn, conn.transaction():
             for row in await store.cancelled_while_queued(conn, ctx.settings.claim_batch_size):
@@ -72,6 +75,7 @@ class Submitter:
                     ctx.owner,
                     ctx.lease,
                     daily_cap=daily_cap,
+                    key=ctx.owner_key,
                 )
                 # Dry runs too, past a full day: AMC's dryRun does not consume its quota.
                 claimed = claim.rows + await claims.claim_dry_runs(
@@ -80,6 +84,7 @@ class Submitter:
                     await ctx.instances.max_running(instance_id),
                     ctx.owner,
                     ctx.lease,
+                    ctx.owner_key,
                 )
                 if claim.day_full:
                     await self._hold_for_the_day(conn, instance_id, claim.used_today, daily_cap)
@@ -146,6 +151,11 @@ class Submitter:
             await self._wait_for_token(row, "no valid access token cached", unsent=True)
             return
         request = logic.amc_request(row.run, sandbox=target.sandbox)
+        if not ctx.owns:
+            # This replica's owner session ended since the claim: the row is another
+            # replica's to reconcile (it finds nothing at AMC and submits it then).
+            log.warning("owner lock lost before submitting %s; not posting", row.execution_id)
+            return
         try:
             info = await ctx.amc.create(token, target, request)
         except ApiError as exc:
@@ -234,7 +244,8 @@ class Submitter:
 
     # --- reconciling an interrupted submission -------------------------------------------
 
-    async def reconcile(self, row: ExecRow) -> None:
+    async def reconcile(self, row: ExecRow, *, orphaned: bool = False) -> None:
+        """`orphaned`: taken from an owner whose lock was gone (it may have died mid-POST)."""
         ctx = self.ctx
         assert row.submit_intent_at is not None
         token = await ctx.tokens.token(row.user_id, flow.now())
@@ -263,6 +274,12 @@ class Submitter:
                 extra={"execution_id": row.execution_id},
             )
             await self._accepted(row, match, "reconciled with an execution already submitted")
+            return
+        settled = row.submit_intent_at + timedelta(seconds=ctx.settings.amc_http_timeout_s)
+        if orphaned and flow.now() < settled:
+            # The dead owner's POST may still reach AMC: look again once it cannot.
+            async with ctx.pool.acquire() as conn:
+                await store.defer(conn, row.execution_id, ctx.owner, settled - flow.now())
             return
         async with ctx.pool.acquire() as conn, conn.transaction():
             if row.cancel_requested:
