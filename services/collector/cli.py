@@ -7,27 +7,8 @@ from typing import Annotated, Any
 import typer
 
 from services.collector.logic import progress_bar
-from shared.cli.api import (
-    Advertiser,
-    DisableAggregationControls,
-    IgnoreDataGaps,
-    Instance,
-    Json,
-    Marketplace,
-    OutputFormat,
-    Param,
-    Parameters,
-    RequireSyntheticData,
-    RunOptionFlags,
-    SqlFile,
-    TimeoutS,
-    User,
-    Workflow,
-    call,
-    emit,
-    run_label,
-    workflow_run_fields,
-)
+from shared.cli.api import Json, call, emit, run_label
+from shared.cli.run_target import run_target_options
 
 app = typer.Typer(help="Historical collections (one AMC execution per week).", no_args_is_help=True)
 
@@ -76,9 +57,9 @@ def show_text(c: dict[str, Any]) -> str:
 
 
 @app.command("create")
+@run_target_options
 def create(
-    user: User,
-    instance: Instance,
+    target: dict[str, Any],
     start: Annotated[str, typer.Option(help="First day, YYYY-MM-DD")],
     end: Annotated[str, typer.Option(help="Last day, YYYY-MM-DD (inclusive)")],
     week_start: Annotated[str, typer.Option(help="MONDAY or SUNDAY")] = "MONDAY",
@@ -95,35 +76,11 @@ def create(
             " daily cap (default: the collector's; 0: no share)"
         ),
     ] = None,
-    advertiser: Advertiser = None,
-    marketplace: Marketplace = None,
-    workflow: Workflow = None,
-    sql_file: SqlFile = None,
-    timeout_s: TimeoutS = None,
-    ignore_data_gaps: IgnoreDataGaps = False,
-    require_synthetic_data: RequireSyntheticData = False,
-    disable_aggregation_controls: DisableAggregationControls = False,
-    output_format: OutputFormat = "CSV",
-    parameters: Parameters = None,
-    param: Param = None,
     as_json: Json = False,
 ) -> None:
     """Create a collection: one execution per week from start to end."""
     body: dict[str, Any] = {
-        **workflow_run_fields(
-            user=user,
-            instance=instance,
-            advertiser=advertiser,
-            marketplace=marketplace,
-            workflow=workflow,
-            output_format=output_format,
-            parameters=parameters,
-            param=param,
-            sql_file=sql_file,
-            flags=RunOptionFlags(
-                timeout_s, ignore_data_gaps, require_synthetic_data, disable_aggregation_controls
-            ),
-        ),
+        **target,
         "start_date": start,
         "end_date": end,
         "week_start_day": week_start,

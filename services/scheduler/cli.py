@@ -20,25 +20,21 @@ from shared.cli.api import (
     Advertiser,
     DisableAggregationControls,
     IgnoreDataGaps,
-    Instance,
     Json,
     Marketplace,
-    OutputFormat,
     Param,
     Parameters,
     RequireSyntheticData,
     RunOptionFlags,
     SqlFile,
     TimeoutS,
-    User,
-    Workflow,
     call,
     emit,
     json_object,
     sql_text,
     workflow_parameters,
-    workflow_run_fields,
 )
+from shared.cli.run_target import run_target_options
 
 WeekStartOption = Annotated[
     str, typer.Option(help="First day of a week for the week date expressions (MONDAY...SUNDAY)")
@@ -80,9 +76,9 @@ def show(schedule_id: str, as_json: Json = False) -> None:
 
 
 @app.command("create")
+@run_target_options
 def create(
-    user: User,
-    instance: Instance,
+    target: dict[str, Any],
     timezone: Annotated[str, typer.Option(help="IANA time zone, e.g. Europe/London")],
     cron: Annotated[str | None, typer.Option(help="5-field cron expression")] = None,
     preset: Annotated[
@@ -102,37 +98,13 @@ def create(
         float, typer.Option(help="Seconds before the first retry (doubling, capped at 900)")
     ] = 60.0,
     overlap: Annotated[str, typer.Option(help="skip, allow or buffer_one")] = "skip",
-    advertiser: Advertiser = None,
-    marketplace: Marketplace = None,
-    workflow: Workflow = None,
-    sql_file: SqlFile = None,
-    timeout_s: TimeoutS = None,
-    ignore_data_gaps: IgnoreDataGaps = False,
-    require_synthetic_data: RequireSyntheticData = False,
-    disable_aggregation_controls: DisableAggregationControls = False,
-    output_format: OutputFormat = "CSV",
     name: Annotated[str | None, typer.Option(help="A label")] = None,
-    parameters: Parameters = None,
-    param: Param = None,
     as_json: Json = False,
 ) -> None:
     """Create a schedule (give --cron or --preset)."""
     body: dict[str, Any] = {
         "name": name,
-        **workflow_run_fields(
-            user=user,
-            instance=instance,
-            advertiser=advertiser,
-            marketplace=marketplace,
-            workflow=workflow,
-            output_format=output_format,
-            parameters=parameters,
-            param=param,
-            sql_file=sql_file,
-            flags=RunOptionFlags(
-                timeout_s, ignore_data_gaps, require_synthetic_data, disable_aggregation_controls
-            ),
-        ),
+        **target,
         "timezone": timezone,
         "cron": cron,
         "preset": json_object(preset, "--preset") if preset else None,
