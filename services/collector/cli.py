@@ -8,7 +8,7 @@ import typer
 
 from services.collector.logic import progress_bar
 from shared.cli.api import Json, call, emit, run_label
-from shared.cli.run_target import run_target_options
+from shared.cli.options import run_target_options
 
 app = typer.Typer(help="Historical collections (one AMC execution per week).", no_args_is_help=True)
 

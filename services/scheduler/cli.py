@@ -34,7 +34,7 @@ from shared.cli.api import (
     sql_text,
     workflow_parameters,
 )
-from shared.cli.run_target import run_target_options
+from shared.cli.options import run_target_options
 
 WeekStartOption = Annotated[
     str, typer.Option(help="First day of a week for the week date expressions (MONDAY...SUNDAY)")
@@ -75,6 +75,19 @@ def show(schedule_id: str, as_json: Json = False) -> None:
         typer.echo(show_text(found, stats))
 
 
+def _timing(
+    timezone: str | None, cron: str | None, preset: str | None, start: str | None, end: str | None
+) -> dict[str, Any]:
+    """When a schedule fires, as create and update send it (None: not given)."""
+    return {
+        "timezone": timezone,
+        "cron": cron,
+        "preset": json_object(preset, "--preset") if preset else None,
+        "start_date": start,
+        "end_date": end,
+    }
+
+
 @app.command("create")
 @run_target_options
 def create(
@@ -105,11 +118,7 @@ def create(
     body: dict[str, Any] = {
         "name": name,
         **target,
-        "timezone": timezone,
-        "cron": cron,
-        "preset": json_object(preset, "--preset") if preset else None,
-        "start_date": start,
-        "end_date": end,
+        **_timing(timezone, cron, preset, start, end),
         "window": parse_window(window),
         "catch_up_policy": catch_up,
         "overlap_policy": overlap,
@@ -179,11 +188,7 @@ def update(
         )
     body: dict[str, Any] = {
         "name": name,
-        "timezone": timezone,
-        "cron": cron,
-        "preset": json_object(preset, "--preset") if preset else None,
-        "start_date": start,
-        "end_date": end,
+        **_timing(timezone, cron, preset, start, end),
         "window": parse_window(window) if window else None,
         "user_id": user,
         "instance_id": instance,
