@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from services.collector.logic import progress_bar
-from shared.cli.api import Json, call, emit, run_label
+from shared.cli.api import Json, call, emit, print_answer, print_list, run_label
 from shared.cli.options import run_target_options
 
 app = typer.Typer(help="Historical collections (one AMC execution per week).", no_args_is_help=True)
@@ -93,11 +93,7 @@ def create(
         body["max_attempts"] = max_attempts
     if daily_share is not None:
         body["daily_share"] = daily_share
-    created = call("collector", "POST", "/collections", json=body)
-    if as_json:
-        emit(created)
-    else:
-        typer.echo(show_text(created))
+    print_answer(call("collector", "POST", "/collections", json=body), as_json, show_text)
 
 
 @app.command("list")
@@ -107,27 +103,23 @@ def list_(
     as_json: Json = False,
 ) -> None:
     """List collections, newest first."""
-    params: dict[str, Any] = {"limit": limit}
-    if status:
-        params["status"] = status.upper()
+    params = {"limit": limit, "status": status.upper() if status else None}
     found = call("collector", "GET", "/collections", params=params)
-    if as_json:
-        emit(found)
-        return
-    if not found:
-        typer.echo("no collections")
-    for c in found:
-        typer.echo(_summary(c))
+    print_list(found, as_json, found, _summary, None if found else "no collections")
 
 
 @app.command("show")
 def show(collection_id: str, as_json: Json = False) -> None:
     """A collection with its progress bar, week counts and estimated time left."""
-    found = call("collector", "GET", f"/collections/{collection_id}")
-    if as_json:
-        emit(found)
-    else:
-        typer.echo(show_text(found))
+    print_answer(call("collector", "GET", f"/collections/{collection_id}"), as_json, show_text)
+
+
+def _week_line(w: dict[str, Any]) -> str:
+    error = f"  {w['error_code']}: {w['error_message']}" if w["error_code"] else ""
+    return (
+        f"{w['seq']:>4}  {w['week_start']} .. {w['week_end']}  {w['status']:<9} "
+        f"attempt {w['attempt']}/{w['attempt_limit']}  {w['id']}{error}"
+    )
 
 
 @app.command("weeks")
@@ -137,17 +129,9 @@ def weeks(
     as_json: Json = False,
 ) -> None:
     """The weeks of a collection with their state, attempt and error."""
-    params = {"status": status.upper()} if status else {}
+    params = {"status": status.upper() if status else None}
     found = call("collector", "GET", f"/collections/{collection_id}/weeks", params=params)
-    if as_json:
-        emit(found)
-        return
-    for w in found:
-        error = f"  {w['error_code']}: {w['error_message']}" if w["error_code"] else ""
-        typer.echo(
-            f"{w['seq']:>4}  {w['week_start']} .. {w['week_end']}  {w['status']:<9} "
-            f"attempt {w['attempt']}/{w['attempt_limit']}  {w['id']}{error}"
-        )
+    print_list(found, as_json, found, _week_line)
 
 
 @app.command("retry")

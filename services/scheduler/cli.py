@@ -13,6 +13,8 @@ from services.scheduler.cli_text import (
     parse_instant,
     parse_window,
     preview_line,
+    rerun_line,
+    run_line,
     schedule_line,
     show_text,
 )
@@ -31,6 +33,8 @@ from shared.cli.api import (
     call,
     emit,
     json_object,
+    print_answer,
+    print_list,
     sql_text,
     workflow_parameters,
 )
@@ -53,15 +57,10 @@ def list_schedules(
     as_json: Json = False,
 ) -> None:
     """List schedules."""
-    params = {"user_id": user, "instance_id": instance, "state": state}
-    query = {k: v for k, v in params.items() if v is not None} | {"limit": limit, "offset": offset}
-    page = call("scheduler", "GET", "/schedules", params=query)
-    if as_json:
-        emit(page)
-        return
-    for s in page["items"]:
-        typer.echo(schedule_line(s))
-    typer.echo(f"{len(page['items'])} of {page['total']} schedule(s)")
+    query = {"user_id": user, "instance_id": instance, "state": state}
+    page = call("scheduler", "GET", "/schedules", params=query | {"limit": limit, "offset": offset})
+    summary = f"{len(page['items'])} of {page['total']} schedule(s)"
+    print_list(page, as_json, page["items"], schedule_line, summary)
 
 
 @app.command("show")
@@ -127,13 +126,8 @@ def create(
         if retry_attempts
         else None,
     }
-    created = call(
-        "scheduler", "POST", "/schedules", json={k: v for k, v in body.items() if v is not None}
-    )
-    if as_json:
-        emit(created)
-    else:
-        typer.echo(schedule_line(created))
+    given = {k: v for k, v in body.items() if v is not None}
+    print_answer(call("scheduler", "POST", "/schedules", json=given), as_json, schedule_line)
 
 
 @app.command("update")
@@ -237,10 +231,7 @@ def trigger(
 ) -> None:
     """Run now (a manual run)."""
     run = call("scheduler", "POST", f"/schedules/{schedule_id}/trigger", json={"force": force})
-    if as_json:
-        emit(run)
-    else:
-        typer.echo(f"run {run['id']} {run['state']} (fire time {run['fire_time']})")
+    print_answer(run, as_json, lambda r: f"run {r['id']} {r['state']} (fire time {r['fire_time']})")
 
 
 @app.command("history")
@@ -255,17 +246,10 @@ def history(
     as_json: Json = False,
 ) -> None:
     """Run history, newest first."""
-    query: dict[str, Any] = {"limit": limit, "offset": offset}
-    query |= {k: v for k, v in {"state": state, "kind": kind}.items() if v is not None}
+    query = {"limit": limit, "offset": offset, "state": state, "kind": kind}
     page = call("scheduler", "GET", f"/schedules/{schedule_id}/runs", params=query)
-    if as_json:
-        emit(page)
-        return
-    for r in page["items"]:
-        detail = r["skip_reason"] or r["error_message"] or r["result_uri"] or ""
-        attempt = f" (attempt {r['attempt']})" if r.get("attempt", 1) > 1 else ""
-        typer.echo(f"{r['fire_time']}  {r['kind']:<9} {r['state']:<9} {detail}{attempt}")
-    typer.echo(f"{len(page['items'])} of {page['total']} run(s)")
+    summary = f"{len(page['items'])} of {page['total']} run(s)"
+    print_list(page, as_json, page["items"], run_line, summary)
 
 
 @app.command("rerun")
@@ -289,12 +273,8 @@ def rerun(
     if run:
         body["run_ids"] = run
     result = call("scheduler", "POST", f"/schedules/{schedule_id}/rerun", json=body)
-    if as_json:
-        emit(result)
-        return
-    for r in result["runs"]:
-        typer.echo(f"{r['fire_time']}  attempt {r['attempt']}  {r['state']}  run {r['id']}")
-    typer.echo(f"{result['rerun']} run(s) sent again")
+    summary = f"{result['rerun']} run(s) sent again"
+    print_list(result, as_json, result["runs"], rerun_line, summary)
 
 
 @app.command("delete")

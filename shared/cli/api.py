@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,8 +54,11 @@ def _refused(response: httpx.Response) -> None:
 
 
 def call(service: str, method: str, path: str, **kwargs: Any) -> Any:
-    """Call the API; on failure print what went wrong and what to do, and exit non-zero."""
+    """Call the API; on failure print what went wrong and what to do, and exit non-zero.
+    Query parameters that are None (options not given) are left out."""
     headers = _auth(kwargs.pop("headers", {}))
+    if "params" in kwargs:
+        kwargs["params"] = {k: v for k, v in kwargs["params"].items() if v is not None}
     url = f"{service_url(service)}{path}"
     try:
         response = httpx.request(method, url, headers=headers, timeout=30.0, **kwargs)
@@ -97,6 +100,32 @@ def _detail(response: httpx.Response) -> str:
 
 def emit(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, default=str))
+
+
+def print_answer(answer: Any, as_json: bool, text: Callable[[Any], str]) -> None:
+    """Print an answer: its raw JSON with --json, else `text` of it for people."""
+    if as_json:
+        emit(answer)
+    else:
+        typer.echo(text(answer))
+
+
+def print_list(
+    answer: Any,
+    as_json: bool,
+    items: Iterable[dict[str, Any]],
+    line: Callable[[dict[str, Any]], str],
+    summary: str | None = None,
+) -> None:
+    """Print a listing: the raw JSON answer with --json, else a line per item and the
+    summary (a count, say) after them."""
+    if as_json:
+        emit(answer)
+        return
+    for item in items:
+        typer.echo(line(item))
+    if summary is not None:
+        typer.echo(summary)
 
 
 def json_object(raw: str, option: str) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from shared.cli.api import Json, call, emit
+from shared.cli.api import Json, call, print_answer, print_list
 from shared.cli.options import option_group
 
 app = typer.Typer(help="AMC instances runs may name (the poller's registry).", no_args_is_help=True)
@@ -86,20 +86,15 @@ def add(
 ) -> None:
     """Register an instance; runs may then name only it."""
     ids = {"instance_id": instance_id, "advertiser_id": advertiser, "marketplace_id": marketplace}
-    added = call("poller", "POST", "/instances", json=ids | registration)
-    emit(added) if as_json else typer.echo(_line(added))
+    print_answer(call("poller", "POST", "/instances", json=ids | registration), as_json, _line)
 
 
 @app.command("list")
 def list_instances(as_json: Json = False) -> None:
     """Every registered instance."""
     found = call("poller", "GET", "/instances")
-    if as_json:
-        emit(found)
-        return
-    for instance in found["instances"]:
-        typer.echo(_line(instance))
-    typer.echo(f"{len(found['instances'])} instance(s)")
+    instances = found["instances"]
+    print_list(found, as_json, instances, _line, f"{len(instances)} instance(s)")
 
 
 def _kinds(counts: dict[str, int]) -> str:
@@ -123,11 +118,7 @@ def today_text(t: dict[str, Any]) -> str:
 def show(instance_id: str, as_json: Json = False) -> None:
     """The instance, today's use of its daily cap and the runs waiting for tomorrow."""
     found = call("poller", "GET", f"/instances/{instance_id}")
-    if as_json:
-        emit(found)
-        return
-    typer.echo(_line(found))
-    typer.echo(today_text(found["today"]))
+    print_answer(found, as_json, lambda i: f"{_line(i)}\n{today_text(i['today'])}")
 
 
 @app.command("update")
@@ -146,8 +137,7 @@ def update(
     if not body:
         typer.echo("error: nothing to change: give at least one option", err=True)
         raise typer.Exit(1)
-    changed = call("poller", "PATCH", f"/instances/{instance_id}", json=body)
-    emit(changed) if as_json else typer.echo(_line(changed))
+    print_answer(call("poller", "PATCH", f"/instances/{instance_id}", json=body), as_json, _line)
 
 
 @app.command("remove")
@@ -169,15 +159,15 @@ def discover(
     found = call(
         "poller", "POST", "/instances/discover", json={"user_id": user, "register": register}
     )
-    if as_json:
-        emit(found)
-        return
-    for i in found["instances"]:
+    visible = found["instances"]
+
+    def line(i: dict[str, Any]) -> str:
         new = " (registered now)" if i["instance_id"] in found["newly_registered"] else ""
         known = "registered" if i["registered"] else "not registered"
         sandbox = " sandbox" if i["sandbox"] else ""
-        typer.echo(
+        return (
             f"{i['instance_id']:<20} {i['region']}{sandbox}  account {i['account_id']} "
             f"({i['account_name']})  {known}{new}"
         )
-    typer.echo(f"{len(found['instances'])} instance(s) visible to {user}")
+
+    print_list(found, as_json, visible, line, f"{len(visible)} instance(s) visible to {user}")
