@@ -9,26 +9,25 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from uuid import UUID
 
-from shared.contract.envelope import Event
-from shared.contract.events import (
+# Written against the contract's public names, as another producer would write them.
+from shared.contract import (
     CollectionCompleted,
+    Event,
     ExecutionCompleted,
+    ExecutionError,
     ExecutionRequested,
+    ExecutionStatus,
     ExecutionStatusChanged,
     ExecutionSubmitted,
+    Origin,
+    OriginKind,
+    ResultLocation,
     ScheduleDue,
     SchedulePaused,
     TokenRefreshed,
     TokenRefreshFailed,
     TokenRefreshRequested,
     WeekRequested,
-)
-from shared.contract.values import (
-    ExecutionError,
-    ExecutionStatus,
-    Origin,
-    OriginKind,
-    ResultLocation,
     WorkflowRun,
 )
 
@@ -66,6 +65,20 @@ def _run(**changes: object) -> WorkflowRun:
 
 
 _EXTERNAL = Origin(kind=OriginKind.EXTERNAL, id="crm-sync-2024-09-25")
+
+_COMPLETED = ExecutionCompleted(
+    event_id=_id(6),
+    occurred_at=_AT,
+    execution_id=_EXECUTION,
+    origin=_EXTERNAL,
+    status="SUCCEEDED",
+    amc_execution_id=_AMC_EXECUTION,
+    instance_id="amcexample01",
+    user_id="user-42",
+    result=ResultLocation(
+        uri="file:///var/results/amcexample01/0b6c3e8e", row_count=1520, size_bytes=88211
+    ),
+)
 
 EXAMPLES: tuple[Event, ...] = (
     ScheduleDue(
@@ -117,19 +130,7 @@ EXAMPLES: tuple[Event, ...] = (
         status=ExecutionStatus.RUNNING,
         amc_execution_id=_AMC_EXECUTION,
     ),
-    ExecutionCompleted(
-        event_id=_id(6),
-        occurred_at=_AT,
-        execution_id=_EXECUTION,
-        origin=_EXTERNAL,
-        status="SUCCEEDED",
-        amc_execution_id=_AMC_EXECUTION,
-        instance_id="amcexample01",
-        user_id="user-42",
-        result=ResultLocation(
-            uri="file:///var/results/amcexample01/0b6c3e8e", row_count=1520, size_bytes=88211
-        ),
-    ),
+    _COMPLETED,
     TokenRefreshRequested(
         event_id=_id(7),
         occurred_at=_AT,
@@ -171,14 +172,11 @@ EXAMPLES: tuple[Event, ...] = (
 )
 
 # A failed completion too: the rule that a non-SUCCEEDED one carries its error.
-FAILED_COMPLETION = ExecutionCompleted(
-    event_id=_id(12),
-    occurred_at=_AT,
-    execution_id=_EXECUTION,
-    origin=_EXTERNAL,
-    status="FAILED",
-    amc_execution_id=_AMC_EXECUTION,
-    instance_id="amcexample01",
-    user_id="user-42",
-    error=ExecutionError(code="AMC_FAILED", message="Column x not found", retryable=True),
+FAILED_COMPLETION = ExecutionCompleted.model_validate(
+    _COMPLETED.model_dump(exclude={"result"})
+    | {
+        "event_id": _id(12),
+        "status": "FAILED",
+        "error": ExecutionError(code="AMC_FAILED", message="Column x not found", retryable=True),
+    }
 )
