@@ -250,26 +250,24 @@ class AmcGateway:
             base_s, cap_s = self._throttle_backoff_s
             exc.retry_after = failure_policy.throttle_wait_s(None, count, base_s, cap_s)
 
+    async def _on(self, endpoint: str, at: Target, call: Callable[[], Awaitable[T]]) -> T:
+        """A call to the instance's API, at the rate the caller resolved for it."""
+        return await self._call(endpoint, at.account.instance_id, call, at.requests_per_second)
+
     def _note(self, endpoint: str, outcome: str) -> None:
         self.metrics.calls.labels(endpoint, outcome).inc()
         state = self.breakers[endpoint].state
         self.metrics.breaker_open.labels(endpoint).set(1 if state is BreakerState.OPEN else 0)
 
     async def create(self, token: Token, at: Target, request: ExecutionRequest) -> ExecutionInfo:
-        return await self._call(
-            "create",
-            at.account.instance_id,
-            lambda: self.client.create_execution(token.value, at.account, request),
-            at.requests_per_second,
+        return await self._on(
+            "create", at, lambda: self.client.create_execution(token.value, at.account, request)
         )
 
     async def get(self, token: Token, at: Target, amc_id: str) -> ExecutionInfo:
         self.metrics.polls.inc()
-        return await self._call(
-            "get",
-            at.account.instance_id,
-            lambda: self.client.get_execution(token.value, at.account, amc_id),
-            at.requests_per_second,
+        return await self._on(
+            "get", at, lambda: self.client.get_execution(token.value, at.account, amc_id)
         )
 
     async def list_executions(
@@ -279,13 +277,12 @@ class AmcGateway:
         found: list[ExecutionInfo] = []
         next_token: str | None = None
         while True:
-            page = await self._call(
+            page = await self._on(
                 "list",
-                at.account.instance_id,
+                at,
                 partial(
                     self.client.list_executions_page, token.value, at.account, low, high, next_token
                 ),
-                at.requests_per_second,
             )
             found.extend(page.executions)
             if page.next_token is None:
@@ -293,19 +290,13 @@ class AmcGateway:
             next_token = page.next_token
 
     async def cancel(self, token: Token, at: Target, amc_id: str) -> None:
-        await self._call(
-            "cancel",
-            at.account.instance_id,
-            lambda: self.client.cancel_execution(token.value, at.account, amc_id),
-            at.requests_per_second,
+        await self._on(
+            "cancel", at, lambda: self.client.cancel_execution(token.value, at.account, amc_id)
         )
 
     async def download_urls(self, token: Token, at: Target, amc_id: str) -> DownloadUrls:
-        return await self._call(
-            "download_urls",
-            at.account.instance_id,
-            lambda: self.client.download_urls(token.value, at.account, amc_id),
-            at.requests_per_second,
+        return await self._on(
+            "download_urls", at, lambda: self.client.download_urls(token.value, at.account, amc_id)
         )
 
     async def discover(self, token: Token) -> list[tuple[AmcAccountInfo, list[AmcInstanceInfo]]]:
