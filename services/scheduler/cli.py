@@ -19,17 +19,7 @@ from services.scheduler.cli_text import (
     show_text,
 )
 from shared.cli.api import (
-    Advertiser,
-    DisableAggregationControls,
-    IgnoreDataGaps,
     Json,
-    Marketplace,
-    Param,
-    Parameters,
-    RequireSyntheticData,
-    RunOptionFlags,
-    SqlFile,
-    TimeoutS,
     call,
     emit,
     json_object,
@@ -38,7 +28,19 @@ from shared.cli.api import (
     sql_text,
     workflow_parameters,
 )
-from shared.cli.options import run_target_options
+from shared.cli.options import (
+    Advertiser,
+    DisableAggregationControls,
+    IgnoreDataGaps,
+    Marketplace,
+    Param,
+    Parameters,
+    RequireSyntheticData,
+    RunOptionFlags,
+    SqlFile,
+    TimeoutS,
+    run_target_options,
+)
 
 WeekStartOption = Annotated[
     str, typer.Option(help="First day of a week for the week date expressions (MONDAY...SUNDAY)")
