@@ -44,6 +44,23 @@ class KafkaSettings(BaseSettings):
     heartbeat_interval_ms: int = Field(default=3_000, ge=100)
 
 
+class LwaAppSettings(BaseSettings):
+    """The Login with Amazon app the services act for (one app, so LWA_CLIENT_ID serves all)."""
+
+    lwa_client_id: str = Field(
+        default="",
+        description="LWA app client id (also LWA_CLIENT_ID); AMC calls send it as the "
+        "Amazon-Advertising-API-ClientId header",
+    )
+
+
+class RetrySettings(BaseSettings):
+    """Backoff after a transient failure: the wait doubles from the base up to the cap."""
+
+    retry_base_s: float = Field(default=1.0, gt=0, description="First backoff after a failure")
+    retry_max_s: float = Field(default=60.0, gt=0, description="Longest backoff")
+
+
 class ServiceSettings(BaseSettings):
     """Base for a service's settings. Subclasses set `model_config` with their env prefix."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
 import uvicorn
 from fastapi import FastAPI
@@ -10,9 +11,12 @@ from fastapi import FastAPI
 from shared.config import ServiceSettings
 from shared.telemetry import setup_logging, setup_tracing
 
+S = TypeVar("S", bound=ServiceSettings)
 
-def serve(settings: ServiceSettings, build_app: Callable[[ServiceSettings], FastAPI]) -> None:
-    """Run one service until SIGTERM/SIGINT; uvicorn then runs the graceful shutdown."""
+
+def serve(settings: S, build_app: Callable[[S], FastAPI]) -> None:
+    """Run one service until SIGTERM/SIGINT; uvicorn then runs the graceful shutdown.
+    `build_app` takes the service's own settings class (checked by mypy, not at run time)."""
     setup_logging(settings.log_level)
     setup_tracing(f"amc-{settings.service_name}")
     uvicorn.run(

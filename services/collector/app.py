@@ -7,14 +7,11 @@ from fastapi import FastAPI
 from services.collector.api import router
 from services.collector.runtime import CollectorRuntime, build_runtime, wired_runtime
 from services.collector.settings import CollectorSettings
-from shared.config import ServiceSettings
 from shared.http import create_app as create_http_app
 from shared.service import serve
 
 
-def create_app(settings: ServiceSettings) -> FastAPI:
-    if not isinstance(settings, CollectorSettings):
-        raise TypeError("the collector needs CollectorSettings")
+def create_app(settings: CollectorSettings) -> FastAPI:
     return app_for(build_runtime(settings))
 
 

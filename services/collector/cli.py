@@ -7,27 +7,8 @@ from typing import Annotated, Any
 import typer
 
 from services.collector.logic import progress_bar
-from shared.cli.api import (
-    Advertiser,
-    DisableAggregationControls,
-    IgnoreDataGaps,
-    Instance,
-    Json,
-    Marketplace,
-    OutputFormat,
-    Param,
-    Parameters,
-    RequireSyntheticData,
-    RunOptionFlags,
-    SqlFile,
-    TimeoutS,
-    User,
-    Workflow,
-    call,
-    emit,
-    run_label,
-    workflow_run_fields,
-)
+from shared.cli.api import Json, call, emit, print_answer, print_list, run_label
+from shared.cli.options import run_target_options
 
 app = typer.Typer(help="Historical collections (one AMC execution per week).", no_args_is_help=True)
 
@@ -76,9 +57,9 @@ def show_text(c: dict[str, Any]) -> str:
 
 
 @app.command("create")
+@run_target_options
 def create(
-    user: User,
-    instance: Instance,
+    target: dict[str, Any],
     start: Annotated[str, typer.Option(help="First day, YYYY-MM-DD")],
     end: Annotated[str, typer.Option(help="Last day, YYYY-MM-DD (inclusive)")],
     week_start: Annotated[str, typer.Option(help="MONDAY or SUNDAY")] = "MONDAY",
@@ -95,35 +76,11 @@ def create(
             " daily cap (default: the collector's; 0: no share)"
         ),
     ] = None,
-    advertiser: Advertiser = None,
-    marketplace: Marketplace = None,
-    workflow: Workflow = None,
-    sql_file: SqlFile = None,
-    timeout_s: TimeoutS = None,
-    ignore_data_gaps: IgnoreDataGaps = False,
-    require_synthetic_data: RequireSyntheticData = False,
-    disable_aggregation_controls: DisableAggregationControls = False,
-    output_format: OutputFormat = "CSV",
-    parameters: Parameters = None,
-    param: Param = None,
     as_json: Json = False,
 ) -> None:
     """Create a collection: one execution per week from start to end."""
     body: dict[str, Any] = {
-        **workflow_run_fields(
-            user=user,
-            instance=instance,
-            advertiser=advertiser,
-            marketplace=marketplace,
-            workflow=workflow,
-            output_format=output_format,
-            parameters=parameters,
-            param=param,
-            sql_file=sql_file,
-            flags=RunOptionFlags(
-                timeout_s, ignore_data_gaps, require_synthetic_data, disable_aggregation_controls
-            ),
-        ),
+        **target,
         "start_date": start,
         "end_date": end,
         "week_start_day": week_start,
@@ -136,11 +93,7 @@ def create(
         body["max_attempts"] = max_attempts
     if daily_share is not None:
         body["daily_share"] = daily_share
-    created = call("collector", "POST", "/collections", json=body)
-    if as_json:
-        emit(created)
-    else:
-        typer.echo(show_text(created))
+    print_answer(call("collector", "POST", "/collections", json=body), as_json, show_text)
 
 
 @app.command("list")
@@ -150,27 +103,23 @@ def list_(
     as_json: Json = False,
 ) -> None:
     """List collections, newest first."""
-    params: dict[str, Any] = {"limit": limit}
-    if status:
-        params["status"] = status.upper()
+    params = {"limit": limit, "status": status.upper() if status else None}
     found = call("collector", "GET", "/collections", params=params)
-    if as_json:
-        emit(found)
-        return
-    if not found:
-        typer.echo("no collections")
-    for c in found:
-        typer.echo(_summary(c))
+    print_list(found, as_json, found, _summary, None if found else "no collections")
 
 
 @app.command("show")
 def show(collection_id: str, as_json: Json = False) -> None:
     """A collection with its progress bar, week counts and estimated time left."""
-    found = call("collector", "GET", f"/collections/{collection_id}")
-    if as_json:
-        emit(found)
-    else:
-        typer.echo(show_text(found))
+    print_answer(call("collector", "GET", f"/collections/{collection_id}"), as_json, show_text)
+
+
+def _week_line(w: dict[str, Any]) -> str:
+    error = f"  {w['error_code']}: {w['error_message']}" if w["error_code"] else ""
+    return (
+        f"{w['seq']:>4}  {w['week_start']} .. {w['week_end']}  {w['status']:<9} "
+        f"attempt {w['attempt']}/{w['attempt_limit']}  {w['id']}{error}"
+    )
 
 
 @app.command("weeks")
@@ -180,17 +129,9 @@ def weeks(
     as_json: Json = False,
 ) -> None:
     """The weeks of a collection with their state, attempt and error."""
-    params = {"status": status.upper()} if status else {}
+    params = {"status": status.upper() if status else None}
     found = call("collector", "GET", f"/collections/{collection_id}/weeks", params=params)
-    if as_json:
-        emit(found)
-        return
-    for w in found:
-        error = f"  {w['error_code']}: {w['error_message']}" if w["error_code"] else ""
-        typer.echo(
-            f"{w['seq']:>4}  {w['week_start']} .. {w['week_end']}  {w['status']:<9} "
-            f"attempt {w['attempt']}/{w['attempt_limit']}  {w['id']}{error}"
-        )
+    print_list(found, as_json, found, _week_line)
 
 
 @app.command("retry")

@@ -28,7 +28,6 @@ from services.console.pages import workflows as workflow_pages
 from services.console.runtime import ConsoleRuntime, build_runtime
 from services.console.settings import ConsoleSettings
 from services.console.web import Console, make_templates, render, wired_console
-from shared.config import ServiceSettings
 from shared.http import create_app as create_http_app
 from shared.service import serve
 
@@ -56,9 +55,7 @@ def security_headers_for(settings: ConsoleSettings) -> dict[str, str]:
     }
 
 
-def create_app(settings: ServiceSettings) -> FastAPI:
-    if not isinstance(settings, ConsoleSettings):
-        raise TypeError("the console needs ConsoleSettings")
+def create_app(settings: ConsoleSettings) -> FastAPI:
     return app_for(build_runtime(settings))
 
 

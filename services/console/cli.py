@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from shared.cli.api import Json, call, emit
+from shared.cli.api import Json, call, emit, print_list
 
 app = typer.Typer(help="Dead letters: list them, replay them.", no_args_is_help=True)
 
@@ -29,17 +29,11 @@ def list_letters(
     as_json: Json = False,
 ) -> None:
     """The newest dead letters with their reason, and who replayed them."""
-    params: dict[str, Any] = {"limit": limit}
-    if topic:
-        params["topic"] = topic
-    found = call("console", "GET", "/api/dead-letters", params=params)
-    if as_json:
-        emit(found)
-        return
-    for x in found["letters"]:
-        typer.echo(_line(x))
-    if not found["letters"]:
-        typer.echo("no dead letters")
+    found = call(
+        "console", "GET", "/api/dead-letters", params={"limit": limit, "topic": topic or None}
+    )
+    letters = found["letters"]
+    print_list(found, as_json, letters, _line, None if letters else "no dead letters")
 
 
 @app.command("replay")

@@ -6,10 +6,10 @@ from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from shared.clients.lwa import LWA_AUTHORIZE_URLS, LwaRegion
-from shared.config import ServiceSettings
+from shared.config import LwaAppSettings, ServiceSettings
 
 
-class ConsoleSettings(ServiceSettings):
+class ConsoleSettings(ServiceSettings, LwaAppSettings):
     model_config = SettingsConfigDict(env_prefix="CONSOLE_", extra="ignore", populate_by_name=True)
 
     service_name: str = "console"
@@ -51,7 +51,6 @@ class ConsoleSettings(ServiceSettings):
         default=LWA_AUTHORIZE_URLS[LwaRegion.FE],
         description="The same for users in the Far East (FE)",
     )
-    lwa_client_id: str | None = Field(default=None, description="LWA app (also LWA_CLIENT_ID)")
     lwa_scope: str = "advertising::campaign_management"
     trace_url_template: str | None = Field(
         default=None,

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from services.notifier import store
 from services.notifier.channels import send, url_problem
 from services.notifier.logic import Message, RuleFilter, Severity, channel_of, redact
-from services.notifier.runtime import RuntimeDep
+from services.notifier.runtime import NotifierRuntime, RuntimeDep
 from shared.crypto import DecryptionError
 
 router = APIRouter(prefix="/notifications", tags=["notifications"])
@@ -41,10 +41,14 @@ class RuleCreate(BaseModel):
 
 
 class RuleOut(BaseModel):
+    """A rule as answered, read from its store row (its `url` is the row's redacted URL)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
     id: UUID
     name: str
     channel: str = Field(description="The URL's scheme")
-    url: str = Field(description="Redacted: scheme and host only")
+    url: str = Field(validation_alias="url_redacted", description="Redacted: scheme and host only")
     filter: RuleFilter
     created_at: datetime
 
@@ -89,15 +93,12 @@ async def _parse_rule(request: Request) -> RuleCreate:
     return rule
 
 
-def _out(rule: store.RuleRow) -> RuleOut:
-    return RuleOut(
-        id=rule.id,
-        name=rule.name,
-        channel=rule.channel,
-        url=rule.url_redacted,
-        filter=rule.filter,
-        created_at=rule.created_at,
-    )
+async def _rule_or_404(runtime: NotifierRuntime, rule_id: UUID) -> store.RuleRow:
+    async with runtime.pool.acquire() as conn:
+        rule = await store.get_rule(conn, rule_id)
+    if rule is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"rule {rule_id} not found")
+    return rule
 
 
 @router.post(
@@ -123,22 +124,18 @@ async def add_rule(request: Request, runtime: RuntimeDep) -> RuleOut:
             url_encrypted=runtime.keys.encrypt(url),
             rule_filter=rule.filter,
         )
-    return _out(row)
+    return RuleOut.model_validate(row)
 
 
 @router.get("/rules", response_model=list[RuleOut])
 async def list_rules(runtime: RuntimeDep) -> list[RuleOut]:
     async with runtime.pool.acquire() as conn:
-        return [_out(r) for r in await store.active_rules(conn)]
+        return [RuleOut.model_validate(r) for r in await store.active_rules(conn)]
 
 
 @router.get("/rules/{rule_id}", response_model=RuleOut)
 async def show_rule(rule_id: UUID, runtime: RuntimeDep) -> RuleOut:
-    async with runtime.pool.acquire() as conn:
-        rule = await store.get_rule(conn, rule_id)
-    if rule is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"rule {rule_id} not found")
-    return _out(rule)
+    return RuleOut.model_validate(await _rule_or_404(runtime, rule_id))
 
 
 @router.delete("/rules/{rule_id}", status_code=status.HTTP_204_NO_CONTENT)
@@ -153,10 +150,7 @@ async def remove_rule(rule_id: UUID, runtime: RuntimeDep) -> Response:
 @router.post("/rules/{rule_id}/test", response_model=TestOut)
 async def test_rule(rule_id: UUID, runtime: RuntimeDep) -> TestOut:
     """Send a sample message through the rule's channel now and report what happened."""
-    async with runtime.pool.acquire() as conn:
-        rule = await store.get_rule(conn, rule_id)
-    if rule is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"rule {rule_id} not found")
+    rule = await _rule_or_404(runtime, rule_id)
     sample = Message(
         f"Test message for rule {rule.name!r}",
         f"This is a test of notification rule {rule.name} ({rule.id}) through "

@@ -7,7 +7,6 @@ from fastapi import FastAPI
 from services.notifier.api import router
 from services.notifier.runtime import NotifierRuntime, build_runtime, wired_runtime
 from services.notifier.settings import NotifierSettings
-from shared.config import ServiceSettings
 from shared.http import create_app as create_http_app
 from shared.service import serve
 
@@ -19,9 +18,7 @@ encrypted, shown redacted.
 """
 
 
-def create_app(settings: ServiceSettings) -> FastAPI:
-    if not isinstance(settings, NotifierSettings):
-        raise TypeError("the notifier needs NotifierSettings")
+def create_app(settings: NotifierSettings) -> FastAPI:
     return app_for(build_runtime(settings))
 
 

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from shared.cli.api import Json, call, emit
+from shared.cli.api import Json, call, emit, print_answer, print_list
 
 app = typer.Typer(help="Notification rules and deliveries.", no_args_is_help=True)
 rules = typer.Typer(help="Which events go to which channel.", no_args_is_help=True)
@@ -17,6 +17,14 @@ def _rule_line(r: dict[str, Any]) -> str:
     f = r["filter"]
     what = ", ".join(f"{k}={','.join(v)}" for k, v in f.items() if v) or "every event"
     return f"{r['id']}  {r['name']:<20} {r['url']:<32} {what}"
+
+
+def _delivery_line(d: dict[str, Any]) -> str:
+    error = f"  {d['last_error']}" if d["last_error"] and d["status"] != "SENT" else ""
+    return (
+        f"{d['created_at'][:19]}  {d['status']:<9} {d['attempts']:>2}x  "
+        f"{d['channel']:<8} {d['rule_name']:<16} {d['title']}{error}"
+    )
 
 
 @rules.command("add")
@@ -60,22 +68,14 @@ def add(
             "collection_ids": collection or [],
         },
     }
-    created = call("notifier", "POST", "/notifications/rules", json=body)
-    if as_json:
-        emit(created)
-    else:
-        typer.echo(_rule_line(created))
+    print_answer(call("notifier", "POST", "/notifications/rules", json=body), as_json, _rule_line)
 
 
 @rules.command("list")
 def list_rules(as_json: Json = False) -> None:
     """The rules in force (URLs shown redacted)."""
     found = call("notifier", "GET", "/notifications/rules")
-    if as_json:
-        emit(found)
-        return
-    for r in found:
-        typer.echo(_rule_line(r))
+    print_list(found, as_json, found, _rule_line)
 
 
 @rules.command("remove")
@@ -106,16 +106,6 @@ def deliveries(
     as_json: Json = False,
 ) -> None:
     """Recent deliveries, newest first."""
-    params: dict[str, Any] = {"limit": limit}
-    if status:
-        params["status"] = status
+    params = {"limit": limit, "status": status or None}
     found = call("notifier", "GET", "/notifications/deliveries", params=params)
-    if as_json:
-        emit(found)
-        return
-    for d in found:
-        error = f"  {d['last_error']}" if d["last_error"] and d["status"] != "SENT" else ""
-        typer.echo(
-            f"{d['created_at'][:19]}  {d['status']:<9} {d['attempts']:>2}x  "
-            f"{d['channel']:<8} {d['rule_name']:<16} {d['title']}{error}"
-        )
+    print_list(found, as_json, found, _delivery_line)

@@ -10,14 +10,11 @@ from services.poller.results.api import router as results_router
 from services.poller.runtime import PollerRuntime, build_runtime, wired_runtime
 from services.poller.settings import PollerSettings
 from services.poller.workflows.api import router as workflows_router
-from shared.config import ServiceSettings
 from shared.http import create_app as create_service_app
 from shared.service import serve
 
 
-def create_app(settings: ServiceSettings) -> FastAPI:
-    if not isinstance(settings, PollerSettings):
-        raise TypeError("the poller needs PollerSettings")
+def create_app(settings: PollerSettings) -> FastAPI:
     return app_for(build_runtime(settings))
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from services.poller.results.cli import result
-from shared.cli.api import Json, call, emit
+from shared.cli.api import Json, call, print_answer, print_list
 
 app = typer.Typer(help="AMC executions run by the poller.", no_args_is_help=True)
 
@@ -83,15 +83,10 @@ def list_executions(
         "limit": limit,
         "offset": offset,
     }
-    answer = call(
-        "poller", "GET", "/executions", params={k: v for k, v in params.items() if v is not None}
-    )
-    if as_json:
-        emit(answer)
-        return
-    for execution in answer["executions"]:
-        typer.echo(_line(execution))
-    typer.echo(f"{len(answer['executions'])} execution(s) from offset {answer['offset']}")
+    answer = call("poller", "GET", "/executions", params=params)
+    executions = answer["executions"]
+    summary = f"{len(executions)} execution(s) from offset {answer['offset']}"
+    print_list(answer, as_json, executions, _line, summary)
 
 
 ExecutionId = Annotated[str, typer.Argument(help="Execution id (UUID)")]
@@ -100,15 +95,13 @@ ExecutionId = Annotated[str, typer.Argument(help="Execution id (UUID)")]
 @app.command("show")
 def show(execution_id: ExecutionId, as_json: Json = False) -> None:
     """Show one execution: status, AMC id, error or result location."""
-    found = call("poller", "GET", f"/executions/{execution_id}")
-    emit(found) if as_json else typer.echo(show_text(found))
+    print_answer(call("poller", "GET", f"/executions/{execution_id}"), as_json, show_text)
 
 
 @app.command("cancel")
 def cancel(execution_id: ExecutionId, as_json: Json = False) -> None:
     """Cancel an execution (at AMC too, if it was submitted)."""
-    cancelled = call("poller", "POST", f"/executions/{execution_id}/cancel")
-    emit(cancelled) if as_json else typer.echo(_line(cancelled))
+    print_answer(call("poller", "POST", f"/executions/{execution_id}/cancel"), as_json, _line)
 
 
 app.command("result")(result)

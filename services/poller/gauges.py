@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import asyncpg
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import CollectorRegistry
 
 from services.poller import store
 from shared.contract import ExecutionStatus
+from shared.gauges import CountGauge
 
 # Only the statuses an execution passes through. The table keeps every finished execution
 # for good, so counting terminal statuses would read the whole history on every scrape of
@@ -21,18 +19,13 @@ from shared.contract import ExecutionStatus
 LIVE_STATES = tuple(s for s in ExecutionStatus if not s.is_terminal)
 
 
-class ExecutionGauges:
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.executions = Gauge(
-            "amc_executions",
-            "Executions not yet finished, by status (the same on every replica: use max). "
-            "Finished ones: amc_poller_executions_completed_total{status}.",
-            ["state"],
-            registry=registry,
-        )
-
-    async def refresh(self, pool: asyncpg.Pool[Any]) -> None:
-        async with pool.acquire() as conn:
-            counts = await store.live_by_status(conn)
-        for state in LIVE_STATES:
-            self.executions.labels(state.value).set(counts.get(state.value, 0))
+def execution_gauges(registry: CollectorRegistry) -> CountGauge:
+    return CountGauge(
+        registry,
+        "amc_executions",
+        "Executions not yet finished, by status (the same on every replica: use max). "
+        "Finished ones: amc_poller_executions_completed_total{status}.",
+        label="state",
+        values=[state.value for state in LIVE_STATES],
+        count=store.live_by_status,
+    )

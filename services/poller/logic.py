@@ -46,25 +46,30 @@ def share_of(event: RequestEvent) -> tuple[str | None, int | None]:
     return None, None
 
 
+# The run's fields that AMC's create request takes under the same names.
+_REQUEST_FIELDS = frozenset(
+    {
+        "workflow_id",
+        "sql_query",
+        "time_window_type",
+        "time_window_start",
+        "time_window_end",
+        "time_window_time_zone",
+    }
+)
+
+
 def amc_request(run: WorkflowRun, sandbox: bool = False) -> ExecutionRequest:
     """The create request for a run. A sandbox instance holds synthetic data only, and AMC
-    runs nothing there that does not ask for it (requireSyntheticData)."""
-    options = run.options
+    runs nothing there that does not ask for it (requireSyntheticData). The run's options
+    are AMC's options under the same names."""
+    options = run.options.model_dump()
+    if sandbox:
+        options["require_synthetic_data"] = True
     return ExecutionRequest(
-        workflow_id=run.workflow_id,
-        sql_query=run.sql_query,
-        time_window_type=run.time_window_type,
-        time_window_start=run.time_window_start,
-        time_window_end=run.time_window_end,
-        time_window_time_zone=run.time_window_time_zone,
+        **run.model_dump(include=set(_REQUEST_FIELDS)),
         parameter_values=run.parameters,
-        options=ExecutionOptions(
-            workflow_execution_timeout_s=options.workflow_execution_timeout_s,
-            ignore_data_gaps=options.ignore_data_gaps,
-            require_synthetic_data=True if sandbox else options.require_synthetic_data,
-            disable_aggregation_controls=options.disable_aggregation_controls,
-            dry_run=options.dry_run,
-        ),
+        options=ExecutionOptions(**options),
     )
 
 

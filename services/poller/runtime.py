@@ -25,7 +25,7 @@ from services.poller.exchange.submit import Submitter
 from services.poller.exchange.token_requests import resend_step
 from services.poller.exchange.tokens import TokenReader
 from services.poller.flow import Announcer
-from services.poller.gauges import ExecutionGauges
+from services.poller.gauges import execution_gauges
 from services.poller.handlers import register_handlers
 from services.poller.instances.directory import InstanceDirectory
 from services.poller.results.files import ResultReader
@@ -66,7 +66,7 @@ class PollerRuntime(ServiceRuntime):
         # Reads results back for the API, from whichever store each one's URI names.
         self.result_reader = ResultReader()
         register_handlers(self, settings, self.keys, self.announcer)
-        self.gauges(ExecutionGauges(self.registry).refresh)
+        self.gauges(execution_gauges(self.registry).refresh)
         self._loops_from(settings)
 
     async def context(self) -> Context:

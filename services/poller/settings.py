@@ -7,11 +7,11 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from shared.config import ServiceSettings
+from shared.config import LwaAppSettings, RetrySettings, ServiceSettings
 from shared.leases import renewal_interval
 
 
-class PollerSettings(ServiceSettings):
+class PollerSettings(ServiceSettings, LwaAppSettings, RetrySettings):
     model_config = SettingsConfigDict(env_prefix="POLLER_", extra="ignore", populate_by_name=True)
 
     service_name: str = "poller"
@@ -20,9 +20,6 @@ class PollerSettings(ServiceSettings):
     amc_base_url: str = Field(
         default="https://advertising-api.amazon.com",
         description="Base URL of the AMC reporting API",
-    )
-    lwa_client_id: str = Field(
-        default="", description="LWA client id: the Amazon-Advertising-API-ClientId header"
     )
     amc_region_urls: dict[str, str] = Field(
         default_factory=dict,
@@ -128,8 +125,6 @@ class PollerSettings(ServiceSettings):
     reconcile_skew_s: float = Field(
         default=300.0, ge=0, description="Clock allowance around a submission when reconciling"
     )
-    retry_base_s: float = Field(default=1.0, gt=0)
-    retry_max_s: float = Field(default=60.0, gt=0)
     throttle_base_s: float = Field(
         default=2.0,
         gt=0,

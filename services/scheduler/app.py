@@ -8,16 +8,13 @@ from services.scheduler.api import DESCRIPTION, install_error_handlers, router
 from services.scheduler.runs import Clock, system_clock
 from services.scheduler.runtime import SchedulerRuntime, build_runtime, wired_runtime
 from services.scheduler.settings import SchedulerSettings
-from shared.config import ServiceSettings
 from shared.http import create_app as create_http_app
 from shared.service import serve
 
 
 def create_app(
-    settings: ServiceSettings, *, now: Clock = system_clock, consume: bool = True
+    settings: SchedulerSettings, *, now: Clock = system_clock, consume: bool = True
 ) -> FastAPI:
-    if not isinstance(settings, SchedulerSettings):
-        raise TypeError("the scheduler needs SchedulerSettings")
     return app_for(build_runtime(settings, now=now, consume=consume))
 
 

@@ -13,31 +13,33 @@ from services.scheduler.cli_text import (
     parse_instant,
     parse_window,
     preview_line,
+    rerun_line,
+    run_line,
     schedule_line,
     show_text,
 )
 from shared.cli.api import (
+    Json,
+    call,
+    emit,
+    json_object,
+    print_answer,
+    print_list,
+    sql_text,
+    workflow_parameters,
+)
+from shared.cli.options import (
     Advertiser,
     DisableAggregationControls,
     IgnoreDataGaps,
-    Instance,
-    Json,
     Marketplace,
-    OutputFormat,
     Param,
     Parameters,
     RequireSyntheticData,
     RunOptionFlags,
     SqlFile,
     TimeoutS,
-    User,
-    Workflow,
-    call,
-    emit,
-    json_object,
-    sql_text,
-    workflow_parameters,
-    workflow_run_fields,
+    run_target_options,
 )
 
 WeekStartOption = Annotated[
@@ -57,15 +59,10 @@ def list_schedules(
     as_json: Json = False,
 ) -> None:
     """List schedules."""
-    params = {"user_id": user, "instance_id": instance, "state": state}
-    query = {k: v for k, v in params.items() if v is not None} | {"limit": limit, "offset": offset}
-    page = call("scheduler", "GET", "/schedules", params=query)
-    if as_json:
-        emit(page)
-        return
-    for s in page["items"]:
-        typer.echo(schedule_line(s))
-    typer.echo(f"{len(page['items'])} of {page['total']} schedule(s)")
+    query = {"user_id": user, "instance_id": instance, "state": state}
+    page = call("scheduler", "GET", "/schedules", params=query | {"limit": limit, "offset": offset})
+    summary = f"{len(page['items'])} of {page['total']} schedule(s)"
+    print_list(page, as_json, page["items"], schedule_line, summary)
 
 
 @app.command("show")
@@ -79,10 +76,23 @@ def show(schedule_id: str, as_json: Json = False) -> None:
         typer.echo(show_text(found, stats))
 
 
+def _timing(
+    timezone: str | None, cron: str | None, preset: str | None, start: str | None, end: str | None
+) -> dict[str, Any]:
+    """When a schedule fires, as create and update send it (None: not given)."""
+    return {
+        "timezone": timezone,
+        "cron": cron,
+        "preset": json_object(preset, "--preset") if preset else None,
+        "start_date": start,
+        "end_date": end,
+    }
+
+
 @app.command("create")
+@run_target_options
 def create(
-    user: User,
-    instance: Instance,
+    target: dict[str, Any],
     timezone: Annotated[str, typer.Option(help="IANA time zone, e.g. Europe/London")],
     cron: Annotated[str | None, typer.Option(help="5-field cron expression")] = None,
     preset: Annotated[
@@ -102,42 +112,14 @@ def create(
         float, typer.Option(help="Seconds before the first retry (doubling, capped at 900)")
     ] = 60.0,
     overlap: Annotated[str, typer.Option(help="skip, allow or buffer_one")] = "skip",
-    advertiser: Advertiser = None,
-    marketplace: Marketplace = None,
-    workflow: Workflow = None,
-    sql_file: SqlFile = None,
-    timeout_s: TimeoutS = None,
-    ignore_data_gaps: IgnoreDataGaps = False,
-    require_synthetic_data: RequireSyntheticData = False,
-    disable_aggregation_controls: DisableAggregationControls = False,
-    output_format: OutputFormat = "CSV",
     name: Annotated[str | None, typer.Option(help="A label")] = None,
-    parameters: Parameters = None,
-    param: Param = None,
     as_json: Json = False,
 ) -> None:
     """Create a schedule (give --cron or --preset)."""
     body: dict[str, Any] = {
         "name": name,
-        **workflow_run_fields(
-            user=user,
-            instance=instance,
-            advertiser=advertiser,
-            marketplace=marketplace,
-            workflow=workflow,
-            output_format=output_format,
-            parameters=parameters,
-            param=param,
-            sql_file=sql_file,
-            flags=RunOptionFlags(
-                timeout_s, ignore_data_gaps, require_synthetic_data, disable_aggregation_controls
-            ),
-        ),
-        "timezone": timezone,
-        "cron": cron,
-        "preset": json_object(preset, "--preset") if preset else None,
-        "start_date": start,
-        "end_date": end,
+        **target,
+        **_timing(timezone, cron, preset, start, end),
         "window": parse_window(window),
         "catch_up_policy": catch_up,
         "overlap_policy": overlap,
@@ -146,13 +128,8 @@ def create(
         if retry_attempts
         else None,
     }
-    created = call(
-        "scheduler", "POST", "/schedules", json={k: v for k, v in body.items() if v is not None}
-    )
-    if as_json:
-        emit(created)
-    else:
-        typer.echo(schedule_line(created))
+    given = {k: v for k, v in body.items() if v is not None}
+    print_answer(call("scheduler", "POST", "/schedules", json=given), as_json, schedule_line)
 
 
 @app.command("update")
@@ -207,11 +184,7 @@ def update(
         )
     body: dict[str, Any] = {
         "name": name,
-        "timezone": timezone,
-        "cron": cron,
-        "preset": json_object(preset, "--preset") if preset else None,
-        "start_date": start,
-        "end_date": end,
+        **_timing(timezone, cron, preset, start, end),
         "window": parse_window(window) if window else None,
         "user_id": user,
         "instance_id": instance,
@@ -260,10 +233,7 @@ def trigger(
 ) -> None:
     """Run now (a manual run)."""
     run = call("scheduler", "POST", f"/schedules/{schedule_id}/trigger", json={"force": force})
-    if as_json:
-        emit(run)
-    else:
-        typer.echo(f"run {run['id']} {run['state']} (fire time {run['fire_time']})")
+    print_answer(run, as_json, lambda r: f"run {r['id']} {r['state']} (fire time {r['fire_time']})")
 
 
 @app.command("history")
@@ -278,17 +248,10 @@ def history(
     as_json: Json = False,
 ) -> None:
     """Run history, newest first."""
-    query: dict[str, Any] = {"limit": limit, "offset": offset}
-    query |= {k: v for k, v in {"state": state, "kind": kind}.items() if v is not None}
+    query = {"limit": limit, "offset": offset, "state": state, "kind": kind}
     page = call("scheduler", "GET", f"/schedules/{schedule_id}/runs", params=query)
-    if as_json:
-        emit(page)
-        return
-    for r in page["items"]:
-        detail = r["skip_reason"] or r["error_message"] or r["result_uri"] or ""
-        attempt = f" (attempt {r['attempt']})" if r.get("attempt", 1) > 1 else ""
-        typer.echo(f"{r['fire_time']}  {r['kind']:<9} {r['state']:<9} {detail}{attempt}")
-    typer.echo(f"{len(page['items'])} of {page['total']} run(s)")
+    summary = f"{len(page['items'])} of {page['total']} run(s)"
+    print_list(page, as_json, page["items"], run_line, summary)
 
 
 @app.command("rerun")
@@ -312,12 +275,8 @@ def rerun(
     if run:
         body["run_ids"] = run
     result = call("scheduler", "POST", f"/schedules/{schedule_id}/rerun", json=body)
-    if as_json:
-        emit(result)
-        return
-    for r in result["runs"]:
-        typer.echo(f"{r['fire_time']}  attempt {r['attempt']}  {r['state']}  run {r['id']}")
-    typer.echo(f"{result['rerun']} run(s) sent again")
+    summary = f"{result['rerun']} run(s) sent again"
+    print_list(result, as_json, result["runs"], rerun_line, summary)
 
 
 @app.command("delete")

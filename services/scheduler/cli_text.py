@@ -65,6 +65,18 @@ def schedule_line(s: dict[str, Any]) -> str:
     )
 
 
+def run_line(r: dict[str, Any]) -> str:
+    """A run of the history."""
+    detail = r["skip_reason"] or r["error_message"] or r["result_uri"] or ""
+    attempt = f" (attempt {r['attempt']})" if r.get("attempt", 1) > 1 else ""
+    return f"{r['fire_time']}  {r['kind']:<9} {r['state']:<9} {detail}{attempt}"
+
+
+def rerun_line(r: dict[str, Any]) -> str:
+    """A run sent again by `rerun`."""
+    return f"{r['fire_time']}  attempt {r['attempt']}  {r['state']}  run {r['id']}"
+
+
 def show_text(s: dict[str, Any], stats: dict[str, Any]) -> str:
     when = f"cron {s['cron']}" if s["cron"] else f"preset {json.dumps(s['preset'])}"
     rate = stats["success_rate"]

@@ -35,6 +35,7 @@ from services.scheduler.timing import (
 from services.scheduler.timing import next_fire_times as _next_fire_times
 from shared.contract import RunOptions, WorkflowRun
 from shared.dates import WeekStart, render_parameters
+from shared.run_target import TARGET_FIELDS
 
 RunKind = Literal["SCHEDULED", "MANUAL", "CATCH_UP", "BACKFILL"]
 RunState = Literal[
@@ -224,7 +225,8 @@ def auto_pause_reason(failures: int) -> str:
 @dataclass(frozen=True)
 class RunTemplate:
     """The workflow-run fields of a schedule: everything but the time window. A saved
-    workflow or inline SQL; account ids both or neither (the contract's WorkflowRun checks)."""
+    workflow or inline SQL; account ids both or neither (the contract's WorkflowRun checks).
+    Its run fields are run_target's TARGET_FIELDS, passed to the WorkflowRun by name."""
 
     user_id: str
     instance_id: str
@@ -245,13 +247,7 @@ def workflow_run(
     parameters with their date expressions evaluated, both at `fire_time` in the zone."""
     window = _window(rule, fire_time, timezone, template.week_start)
     return WorkflowRun(
-        user_id=template.user_id,
-        instance_id=template.instance_id,
-        advertiser_id=template.advertiser_id,
-        marketplace_id=template.marketplace_id,
-        workflow_id=template.workflow_id,
-        sql_query=template.sql_query,
-        output_format=template.output_format,
+        **{name: getattr(template, name) for name in TARGET_FIELDS},
         parameters=render_parameters(
             template.parameters, fire_time, load_zone(timezone), template.week_start
         ),
@@ -259,5 +255,4 @@ def workflow_run(
         time_window_start=window.start,
         time_window_end=window.end,
         time_window_time_zone=timezone,
-        options=template.options,
     )

@@ -7,7 +7,6 @@ from fastapi import FastAPI
 from services.token.api import router
 from services.token.runtime import TokenRuntime, build_runtime, wired_runtime
 from services.token.settings import TokenSettings
-from shared.config import ServiceSettings
 from shared.http import create_app as create_http_app
 from shared.service import serve
 
@@ -29,9 +28,7 @@ def app_for(runtime: TokenRuntime) -> FastAPI:
     return app
 
 
-def create_app(settings: ServiceSettings) -> FastAPI:
-    if not isinstance(settings, TokenSettings):
-        raise TypeError("the token service needs TokenSettings")
+def create_app(settings: TokenSettings) -> FastAPI:
     return app_for(build_runtime(settings))
 
 

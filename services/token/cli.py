@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from shared.cli.api import Json, call, emit
+from shared.cli.api import Json, call, emit, print_list
 from shared.clients.lwa import LwaRegion
 
 app = typer.Typer(help="Users' LWA tokens (the token service).", no_args_is_help=True)
@@ -23,6 +23,11 @@ def status(
     emit(call("token", "GET", path))
 
 
+def _token_line(t: dict[str, Any]) -> str:
+    failing = f"  {t['consecutive_failures']} failed" if t["consecutive_failures"] else ""
+    return f"{t['user_id']:<24} {t['status']:<16} expires {t['expires_at'] or '-'}{failing}"
+
+
 @app.command("list")
 def list_tokens(
     status_filter: Annotated[
@@ -37,26 +42,16 @@ def list_tokens(
     items: list[Any] = []
     cursor = after
     while True:
-        params: dict[str, Any] = {"limit": limit}
-        if status_filter:
-            params["status"] = status_filter.upper()
-        if cursor:
-            params["after"] = cursor
+        status = status_filter.upper() if status_filter else None
+        params = {"limit": limit, "status": status, "after": cursor or None}
         page = call("token", "GET", "/tokens", params=params)
         items += page["items"]
         cursor = page["next_after"]
         if not all_pages or not cursor:
             break
-    if as_json:
-        emit({"items": items, "next_after": cursor})
-        return
-    for t in items:
-        failing = f"  {t['consecutive_failures']} failed" if t["consecutive_failures"] else ""
-        typer.echo(
-            f"{t['user_id']:<24} {t['status']:<16} expires {t['expires_at'] or '-'}{failing}"
-        )
     more = f"; more after {cursor} (--after {cursor})" if cursor else ""
-    typer.echo(f"{len(items)} user(s){more}")
+    answer = {"items": items, "next_after": cursor}
+    print_list(answer, as_json, items, _token_line, f"{len(items)} user(s){more}")
 
 
 @app.command("register")

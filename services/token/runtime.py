@@ -14,7 +14,7 @@ from fastapi import Depends
 
 from services.token.handlers import register_handlers
 from services.token.lwa_pool import LwaPool
-from services.token.metrics import TokenGauges
+from services.token.metrics import token_gauges
 from services.token.refresher import Refresher, RefreshMetrics
 from services.token.settings import TokenSettings
 from services.token.vault import Vault
@@ -53,7 +53,7 @@ class TokenRuntime(ServiceRuntime):
             ownership=self.ownership,
         )
         register_handlers(self, settings, self.vault)
-        self.gauges(TokenGauges(self.registry).refresh)
+        self.gauges(token_gauges(self.registry).refresh)
         self.background("refresh-cycle")(self.refresher.proactive_loop)
         self.background("refresh-requests")(self.refresher.on_demand_loop)
 

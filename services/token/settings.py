@@ -6,11 +6,11 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.clients.lwa import LWA_TOKEN_HOSTS, LwaRegion
-from shared.config import ServiceSettings
+from shared.config import LwaAppSettings, RetrySettings, ServiceSettings
 from shared.leases import renewal_interval
 
 
-class TokenSettings(ServiceSettings):
+class TokenSettings(ServiceSettings, LwaAppSettings, RetrySettings):
     model_config = SettingsConfigDict(env_prefix="TOKEN_", extra="ignore", populate_by_name=True)
 
     service_name: str = "token"
@@ -27,7 +27,6 @@ class TokenSettings(ServiceSettings):
         default=LWA_TOKEN_HOSTS[LwaRegion.FE],
         description="LWA token host of users registered in the Far East (FE)",
     )
-    lwa_client_id: str = Field(default="", description="LWA app client id (also LWA_CLIENT_ID)")
     lwa_client_secret: SecretStr = Field(default=SecretStr(""), description="LWA app secret")
     lwa_timeout_s: float = Field(default=10.0, gt=0, description="Timeout of one LWA call")
 
@@ -67,8 +66,6 @@ class TokenSettings(ServiceSettings):
     on_demand_poll_s: float = Field(
         default=1.0, gt=0, description="Fallback poll for requested refreshes (NOTIFY wakes too)"
     )
-    retry_base_s: float = Field(default=1.0, gt=0, description="First backoff after a failure")
-    retry_max_s: float = Field(default=60.0, gt=0, description="Longest backoff")
     failure_threshold: int = Field(
         default=5, ge=1, description="Failures in a row before token.refresh_failed is sent"
     )

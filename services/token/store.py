@@ -119,6 +119,13 @@ async def renew_claims(conn: Connection, claims: Sequence[tuple[str, UUID]], lea
     return int(result.split()[-1])
 
 
+# What ends a claim, whatever its outcome: the row is free for the next cycle or replica.
+_RELEASE = (
+    "claim_id = NULL, claimed_by = NULL, claim_expires_at = NULL, claim_key = NULL, "
+    "updated_at = now()"
+)
+
+
 @dataclass(frozen=True)
 class Grant:
     """A refreshed grant, sealed under the storage key, for the claim it answers."""
@@ -140,9 +147,7 @@ async def finish_successes(conn: Connection, grants: list[Grant], key_fp: str) -
                   expires_at = v.expires_at, key_fp = $6, status = 'ACTIVE',
                   last_refreshed_at = now(), republished_at = NULL, consecutive_failures = 0,
                   last_error = NULL, next_attempt_at = NULL,
-                  refresh_requested_at = NULL, refresh_trace = NULL,
-                  claim_id = NULL, claimed_by = NULL, claim_expires_at = NULL, claim_key = NULL,
-                  updated_at = now()
+                  refresh_requested_at = NULL, refresh_trace = NULL, {_RELEASE}
            FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[])
                 AS v(user_id, claim_id, refresh_enc, access_enc, expires_at)
            WHERE t.user_id = v.user_id AND t.claim_id = v.claim_id
@@ -158,20 +163,30 @@ async def finish_successes(conn: Connection, grants: list[Grant], key_fp: str) -
     return {r["user_id"] for r in rows}
 
 
-async def finish_reauth(conn: Connection, claim: Claimed, reason: str) -> bool:
+async def _finish(conn: Connection, claim: Claimed, changes: str, *args: object) -> bool:
+    """Apply `changes` (SET items; their parameters from $3 on) to the claimed row and release
+    it. A lost claim (run out, its owner's session ended and taken over, or the user
+    re-registered) changes nothing."""
     done = await conn.fetchval(
-        f"""UPDATE tokens SET status = 'REAUTH_REQUIRED', last_error = $3,
-                  consecutive_failures = consecutive_failures + 1, next_attempt_at = NULL,
-                  refresh_requested_at = NULL, refresh_trace = NULL,
-                  claim_id = NULL, claimed_by = NULL, claim_expires_at = NULL, claim_key = NULL,
-                  updated_at = now()
-           WHERE user_id = $1 AND claim_id = $2 AND {_CLAIM_HELD}
-           RETURNING true""",
+        f"""UPDATE tokens SET {changes}, {_RELEASE}
+            WHERE user_id = $1 AND claim_id = $2 AND {_CLAIM_HELD}
+            RETURNING true""",
         claim.user_id,
         claim.claim_id,
-        reason,
+        *args,
     )
     return bool(done)
+
+
+async def finish_reauth(conn: Connection, claim: Claimed, reason: str) -> bool:
+    return await _finish(
+        conn,
+        claim,
+        """status = 'REAUTH_REQUIRED', last_error = $3,
+           consecutive_failures = consecutive_failures + 1, next_attempt_at = NULL,
+           refresh_requested_at = NULL, refresh_trace = NULL""",
+        reason,
+    )
 
 
 async def finish_retry(
@@ -184,22 +199,17 @@ async def finish_retry(
     answered: bool,
 ) -> bool:
     """Record a transient failure; `answered` clears a pending request that got its answer."""
-    done = await conn.fetchval(
-        f"""UPDATE tokens SET consecutive_failures = $3, last_error = $4,
-                  next_attempt_at = now() + make_interval(secs => $5),
-                  refresh_requested_at = CASE WHEN $6 THEN NULL ELSE refresh_requested_at END,
-                  claim_id = NULL, claimed_by = NULL, claim_expires_at = NULL, claim_key = NULL,
-                  updated_at = now()
-           WHERE user_id = $1 AND claim_id = $2 AND {_CLAIM_HELD}
-           RETURNING true""",
-        claim.user_id,
-        claim.claim_id,
+    return await _finish(
+        conn,
+        claim,
+        """consecutive_failures = $3, last_error = $4,
+           next_attempt_at = now() + make_interval(secs => $5),
+           refresh_requested_at = CASE WHEN $6 THEN NULL ELSE refresh_requested_at END""",
         failures,
         error,
         next_attempt_in_s,
         answered,
     )
-    return bool(done)
 
 
 # --- on-demand requests (inside the consumer's transaction) ------------------------------

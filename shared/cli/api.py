@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -54,8 +53,11 @@ def _refused(response: httpx.Response) -> None:
 
 
 def call(service: str, method: str, path: str, **kwargs: Any) -> Any:
-    """Call the API; on failure print what went wrong and what to do, and exit non-zero."""
+    """Call the API; on failure print what went wrong and what to do, and exit non-zero.
+    Query parameters that are None (options not given) are left out."""
     headers = _auth(kwargs.pop("headers", {}))
+    if "params" in kwargs:
+        kwargs["params"] = {k: v for k, v in kwargs["params"].items() if v is not None}
     url = f"{service_url(service)}{path}"
     try:
         response = httpx.request(method, url, headers=headers, timeout=30.0, **kwargs)
@@ -99,6 +101,32 @@ def emit(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, default=str))
 
 
+def print_answer(answer: Any, as_json: bool, text: Callable[[Any], str]) -> None:
+    """Print an answer: its raw JSON with --json, else `text` of it for people."""
+    if as_json:
+        emit(answer)
+    else:
+        typer.echo(text(answer))
+
+
+def print_list(
+    answer: Any,
+    as_json: bool,
+    items: Iterable[dict[str, Any]],
+    line: Callable[[dict[str, Any]], str],
+    summary: str | None = None,
+) -> None:
+    """Print a listing: the raw JSON answer with --json, else a line per item and the
+    summary (a count, say) after them."""
+    if as_json:
+        emit(answer)
+        return
+    for item in items:
+        typer.echo(line(item))
+    if summary is not None:
+        typer.echo(summary)
+
+
 def json_object(raw: str, option: str) -> dict[str, Any]:
     """Parse an option's JSON object, or fail naming the option."""
     try:
@@ -121,119 +149,8 @@ def workflow_parameters(raw: str | None, pairs: list[str]) -> dict[str, Any]:
     return params
 
 
-# Options every command that names a workflow run takes (schedules and collections alike).
+# Every command that prints an answer takes it.
 Json = Annotated[bool, typer.Option("--json", help="Print the raw JSON answer")]
-User = Annotated[str, typer.Option(help="User whose AMC token is used")]
-Instance = Annotated[str, typer.Option(help="AMC instance id")]
-Advertiser = Annotated[
-    str | None,
-    typer.Option(help="Advertiser id (with --marketplace; neither: the instance registry's)"),
-]
-Marketplace = Annotated[
-    str | None,
-    typer.Option(help="Marketplace id (with --advertiser; neither: the instance registry's)"),
-]
-Workflow = Annotated[str | None, typer.Option(help="Saved AMC workflow id (or --sql-file)")]
-SqlFile = Annotated[
-    Path | None,
-    typer.Option(
-        "--sql-file",
-        help="Inline SQL for ad hoc runs, read from this file (or --workflow)",
-        exists=True,
-        dir_okay=False,
-        readable=True,
-    ),
-]
-OutputFormat = Annotated[str, typer.Option(help="CSV, AMC's only result format")]
-Parameters = Annotated[str | None, typer.Option(help="Workflow parameters as a JSON object")]
-Param = Annotated[list[str] | None, typer.Option(help="One workflow parameter, NAME=VALUE")]
-# AMC's run options: unset ones are not sent, and AMC's defaults apply.
-TimeoutS = Annotated[
-    int | None,
-    typer.Option(
-        "--timeout-s",
-        min=900,
-        max=86_400,
-        help="AMC's workflowExecutionTimeoutSeconds (900-86400)",
-    ),
-]
-IgnoreDataGaps = Annotated[
-    bool, typer.Option("--ignore-data-gaps", help="AMC's ignoreDataGaps: run despite data gaps")
-]
-RequireSyntheticData = Annotated[
-    bool, typer.Option("--require-synthetic-data", help="AMC's requireSyntheticData")
-]
-DisableAggregationControls = Annotated[
-    bool,
-    typer.Option(
-        "--disable-aggregation-controls",
-        help="AMC's disableAggregationControls (sandbox instances only)",
-    ),
-]
-
-
-@dataclass(frozen=True)
-class RunOptionFlags:
-    """The run-option flags of a command, as given."""
-
-    timeout_s: int | None = None
-    ignore_data_gaps: bool = False
-    require_synthetic_data: bool = False
-    disable_aggregation_controls: bool = False
-
-    def options(self) -> dict[str, Any]:
-        """AMC's run options the flags set; a flag not given leaves AMC's default."""
-        chosen: dict[str, Any] = {
-            "workflow_execution_timeout_s": self.timeout_s,
-            "ignore_data_gaps": self.ignore_data_gaps or None,
-            "require_synthetic_data": self.require_synthetic_data or None,
-            "disable_aggregation_controls": self.disable_aggregation_controls or None,
-        }
-        return {k: v for k, v in chosen.items() if v is not None}
-
-
-def workflow_run_fields(
-    *,
-    user: str,
-    instance: str,
-    advertiser: str | None,
-    marketplace: str | None,
-    workflow: str | None,
-    output_format: str,
-    parameters: str | None,
-    param: list[str] | None,
-    sql_file: Path | None = None,
-    flags: RunOptionFlags | None = None,
-) -> dict[str, Any]:
-    """The workflow-run part of a create request, from the options above. Refuses, naming
-    the options, what the service would refuse: both or neither of --workflow and
-    --sql-file, one of --advertiser and --marketplace without the other."""
-    if (workflow is None) == (sql_file is None):
-        raise typer.BadParameter(
-            "give exactly one: a saved workflow (--workflow) or inline SQL (--sql-file)",
-            param_hint="'--workflow' / '--sql-file'",
-        )
-    if (advertiser is None) != (marketplace is None):
-        raise typer.BadParameter(
-            "give both or neither (neither: the instance registry's)",
-            param_hint="'--advertiser' / '--marketplace'",
-        )
-    fields: dict[str, Any] = {
-        "user_id": user,
-        "instance_id": instance,
-        "output_format": output_format,
-        "parameters": workflow_parameters(parameters, param or []),
-    }
-    if advertiser is not None:
-        fields |= {"advertiser_id": advertiser, "marketplace_id": marketplace}
-    if workflow is not None:
-        fields["workflow_id"] = workflow
-    if sql_file is not None:
-        fields["sql_query"] = sql_text(sql_file)
-    options = (flags or RunOptionFlags()).options()
-    if options:
-        fields["options"] = options
-    return fields
 
 
 def run_label(run: dict[str, Any]) -> str:

@@ -9,28 +9,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from uuid import UUID
 
-from shared.contract.envelope import Event
-from shared.contract.events import (
-    CollectionCompleted,
-    ExecutionCompleted,
-    ExecutionRequested,
-    ExecutionStatusChanged,
-    ExecutionSubmitted,
-    ScheduleDue,
-    SchedulePaused,
-    TokenRefreshed,
-    TokenRefreshFailed,
-    TokenRefreshRequested,
-    WeekRequested,
-)
-from shared.contract.values import (
-    ExecutionError,
-    ExecutionStatus,
-    Origin,
-    OriginKind,
-    ResultLocation,
-    WorkflowRun,
-)
+# Written against the contract's public names, as another producer would write them.
+from shared import contract
 
 _AT = datetime(2024, 9, 25, 3, 11, 52, tzinfo=UTC)
 _EXECUTION = UUID("0b6c3e8e-6c2a-4c55-9d1f-3e0a7d1c9b10")
@@ -49,7 +29,7 @@ def _id(n: int) -> UUID:
     return UUID(int=n, version=4)
 
 
-def _run(**changes: object) -> WorkflowRun:
+def _run(**changes: object) -> contract.WorkflowRun:
     values: dict[str, object] = {
         "user_id": "user-42",
         "instance_id": "amcexample01",
@@ -62,22 +42,36 @@ def _run(**changes: object) -> WorkflowRun:
         "parameters": {"campaign_id": "c-1"},
     }
     values.update(changes)
-    return WorkflowRun.model_validate(values)
+    return contract.WorkflowRun.model_validate(values)
 
 
-_EXTERNAL = Origin(kind=OriginKind.EXTERNAL, id="crm-sync-2024-09-25")
+_EXTERNAL = contract.Origin(kind=contract.OriginKind.EXTERNAL, id="crm-sync-2024-09-25")
 
-EXAMPLES: tuple[Event, ...] = (
-    ScheduleDue(
+_COMPLETED = contract.ExecutionCompleted(
+    event_id=_id(6),
+    occurred_at=_AT,
+    execution_id=_EXECUTION,
+    origin=_EXTERNAL,
+    status="SUCCEEDED",
+    amc_execution_id=_AMC_EXECUTION,
+    instance_id="amcexample01",
+    user_id="user-42",
+    result=contract.ResultLocation(
+        uri="file:///var/results/amcexample01/0b6c3e8e", row_count=1520, size_bytes=88211
+    ),
+)
+
+EXAMPLES: tuple[contract.Event, ...] = (
+    contract.ScheduleDue(
         event_id=_id(1),
         occurred_at=_AT,
         schedule_id=_SCHEDULE,
         run_id=_RUN,
         fire_time=_AT,
-        origin=Origin(kind=OriginKind.SCHEDULE, id=str(_RUN)),
+        origin=contract.Origin(kind=contract.OriginKind.SCHEDULE, id=str(_RUN)),
         run=_run(),
     ),
-    WeekRequested(
+    contract.WeekRequested(
         event_id=_id(2),
         occurred_at=_AT,
         collection_id=_COLLECTION,
@@ -85,21 +79,21 @@ EXAMPLES: tuple[Event, ...] = (
         week_start=date(2024, 1, 1),
         week_end=date(2024, 1, 7),
         attempt=1,
-        origin=Origin(kind=OriginKind.COLLECTION, id=str(_WEEK)),
+        origin=contract.Origin(kind=contract.OriginKind.COLLECTION, id=str(_WEEK)),
         run=_run(
             time_window_start=datetime(2024, 1, 1, tzinfo=UTC),
             time_window_end=datetime(2024, 1, 8, tzinfo=UTC),
             time_window_time_zone="UTC",
         ),
     ),
-    ExecutionRequested(
+    contract.ExecutionRequested(
         event_id=_id(3),
         occurred_at=_AT,
         request_id=_EXTERNAL.id,
         origin=_EXTERNAL,
         run=_run(),
     ),
-    ExecutionSubmitted(
+    contract.ExecutionSubmitted(
         event_id=_id(4),
         occurred_at=_AT,
         execution_id=_EXECUTION,
@@ -108,36 +102,24 @@ EXAMPLES: tuple[Event, ...] = (
         user_id="user-42",
         origin=_EXTERNAL,
     ),
-    ExecutionStatusChanged(
+    contract.ExecutionStatusChanged(
         event_id=_id(5),
         occurred_at=_AT,
         execution_id=_EXECUTION,
         origin=_EXTERNAL,
-        previous_status=ExecutionStatus.PENDING,
-        status=ExecutionStatus.RUNNING,
+        previous_status=contract.ExecutionStatus.PENDING,
+        status=contract.ExecutionStatus.RUNNING,
         amc_execution_id=_AMC_EXECUTION,
     ),
-    ExecutionCompleted(
-        event_id=_id(6),
-        occurred_at=_AT,
-        execution_id=_EXECUTION,
-        origin=_EXTERNAL,
-        status="SUCCEEDED",
-        amc_execution_id=_AMC_EXECUTION,
-        instance_id="amcexample01",
-        user_id="user-42",
-        result=ResultLocation(
-            uri="file:///var/results/amcexample01/0b6c3e8e", row_count=1520, size_bytes=88211
-        ),
-    ),
-    TokenRefreshRequested(
+    _COMPLETED,
+    contract.TokenRefreshRequested(
         event_id=_id(7),
         occurred_at=_AT,
         user_id="user-42",
         reason="AMC refused access token 3f2a9c1be07d",
         refused_token_fp="3f2a9c1be07d",
     ),
-    TokenRefreshed(
+    contract.TokenRefreshed(
         event_id=_id(8),
         occurred_at=_AT,
         user_id="user-42",
@@ -145,21 +127,21 @@ EXAMPLES: tuple[Event, ...] = (
         expires_at=datetime(2024, 9, 25, 4, 11, 52, tzinfo=UTC),
         issued_at=datetime(2024, 9, 25, 3, 11, 52, tzinfo=UTC),
     ),
-    TokenRefreshFailed(
+    contract.TokenRefreshFailed(
         event_id=_id(9),
         occurred_at=_AT,
         user_id="user-42",
         reauth_required=True,
         reason="invalid_grant: the refresh token was revoked",
     ),
-    SchedulePaused(
+    contract.SchedulePaused(
         event_id=_id(10),
         occurred_at=_AT,
         schedule_id=_SCHEDULE,
         reason="3 consecutive failed runs",
         consecutive_failures=3,
     ),
-    CollectionCompleted(
+    contract.CollectionCompleted(
         event_id=_id(11),
         occurred_at=_AT,
         collection_id=_COLLECTION,
@@ -171,14 +153,13 @@ EXAMPLES: tuple[Event, ...] = (
 )
 
 # A failed completion too: the rule that a non-SUCCEEDED one carries its error.
-FAILED_COMPLETION = ExecutionCompleted(
-    event_id=_id(12),
-    occurred_at=_AT,
-    execution_id=_EXECUTION,
-    origin=_EXTERNAL,
-    status="FAILED",
-    amc_execution_id=_AMC_EXECUTION,
-    instance_id="amcexample01",
-    user_id="user-42",
-    error=ExecutionError(code="AMC_FAILED", message="Column x not found", retryable=True),
+FAILED_COMPLETION = contract.ExecutionCompleted.model_validate(
+    _COMPLETED.model_dump(exclude={"result"})
+    | {
+        "event_id": _id(12),
+        "status": "FAILED",
+        "error": contract.ExecutionError(
+            code="AMC_FAILED", message="Column x not found", retryable=True
+        ),
+    }
 )

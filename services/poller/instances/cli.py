@@ -6,12 +6,18 @@ from typing import Annotated, Any
 
 import typer
 
-from shared.cli.api import Json, call, emit
+from shared.cli.api import Json, call, print_answer, print_list
+from shared.cli.options import option_group
 
 app = typer.Typer(help="AMC instances runs may name (the poller's registry).", no_args_is_help=True)
 
-Region = Annotated[str | None, typer.Option(help="NA, EU or FE (picks AMC's API host)")]
-Sandbox = Annotated[bool | None, typer.Option("--sandbox/--no-sandbox", help="A sandbox instance")]
+Region = Annotated[
+    str | None, typer.Option(help="NA, EU or FE (picks AMC's API host; a new instance: NA)")
+]
+Sandbox = Annotated[
+    bool | None,
+    typer.Option("--sandbox/--no-sandbox", help="A sandbox instance (a new one: not)"),
+]
 User = Annotated[str | None, typer.Option("--user", help="User whose token manages workflows")]
 Name = Annotated[str | None, typer.Option(help="A name for people")]
 MaxRunning = Annotated[
@@ -42,51 +48,53 @@ def _line(i: dict[str, Any]) -> str:
     )
 
 
-def _fields(**values: Any) -> dict[str, Any]:
-    return {k: v for k, v in values.items() if v is not None}
-
-
-@app.command("add")
-def add(
-    instance_id: str,
-    advertiser: Annotated[str, typer.Option(help="AMC account (advertiser) id")],
-    marketplace: Annotated[str, typer.Option(help="Marketplace id")],
-    region: Region = "NA",
-    sandbox: Sandbox = False,
+def _registration(
+    *,
+    region: Region = None,
+    sandbox: Sandbox = None,
     user: User = None,
     name: Name = None,
     max_running: MaxRunning = None,
     rate: Rate = None,
     max_daily: MaxDaily = None,
+) -> dict[str, Any]:
+    """What `add` and `update` send beyond the ids: only what is given, so `update` keeps
+    the rest and `add` takes the API's defaults."""
+    given = {
+        "region": region,
+        "sandbox": sandbox,
+        "user_id": user,
+        "name": name,
+        "max_running": max_running,
+        "requests_per_second": rate,
+        "max_daily_executions": max_daily,
+    }
+    return {k: v for k, v in given.items() if v is not None}
+
+
+registration_options = option_group("registration", _registration)
+
+
+@app.command("add")
+@registration_options
+def add(
+    instance_id: str,
+    advertiser: Annotated[str, typer.Option(help="AMC account (advertiser) id")],
+    marketplace: Annotated[str, typer.Option(help="Marketplace id")],
+    registration: dict[str, Any],
     as_json: Json = False,
 ) -> None:
     """Register an instance; runs may then name only it."""
-    body = _fields(
-        instance_id=instance_id,
-        advertiser_id=advertiser,
-        marketplace_id=marketplace,
-        region=region,
-        sandbox=sandbox,
-        user_id=user,
-        name=name,
-        max_running=max_running,
-        requests_per_second=rate,
-        max_daily_executions=max_daily,
-    )
-    added = call("poller", "POST", "/instances", json=body)
-    emit(added) if as_json else typer.echo(_line(added))
+    ids = {"instance_id": instance_id, "advertiser_id": advertiser, "marketplace_id": marketplace}
+    print_answer(call("poller", "POST", "/instances", json=ids | registration), as_json, _line)
 
 
 @app.command("list")
 def list_instances(as_json: Json = False) -> None:
     """Every registered instance."""
     found = call("poller", "GET", "/instances")
-    if as_json:
-        emit(found)
-        return
-    for instance in found["instances"]:
-        typer.echo(_line(instance))
-    typer.echo(f"{len(found['instances'])} instance(s)")
+    instances = found["instances"]
+    print_list(found, as_json, instances, _line, f"{len(instances)} instance(s)")
 
 
 def _kinds(counts: dict[str, int]) -> str:
@@ -110,44 +118,26 @@ def today_text(t: dict[str, Any]) -> str:
 def show(instance_id: str, as_json: Json = False) -> None:
     """The instance, today's use of its daily cap and the runs waiting for tomorrow."""
     found = call("poller", "GET", f"/instances/{instance_id}")
-    if as_json:
-        emit(found)
-        return
-    typer.echo(_line(found))
-    typer.echo(today_text(found["today"]))
+    print_answer(found, as_json, lambda i: f"{_line(i)}\n{today_text(i['today'])}")
 
 
 @app.command("update")
+@registration_options
 def update(
     instance_id: str,
     advertiser: Annotated[str | None, typer.Option(help="AMC account (advertiser) id")] = None,
     marketplace: Annotated[str | None, typer.Option(help="Marketplace id")] = None,
-    region: Region = None,
-    sandbox: Sandbox = None,
-    user: User = None,
-    name: Name = None,
-    max_running: MaxRunning = None,
-    rate: Rate = None,
-    max_daily: MaxDaily = None,
+    *,
+    registration: dict[str, Any],
     as_json: Json = False,
 ) -> None:
     """Change what is given; the rest stays."""
-    body = _fields(
-        advertiser_id=advertiser,
-        marketplace_id=marketplace,
-        region=region,
-        sandbox=sandbox,
-        user_id=user,
-        name=name,
-        max_running=max_running,
-        requests_per_second=rate,
-        max_daily_executions=max_daily,
-    )
+    ids = {"advertiser_id": advertiser, "marketplace_id": marketplace}
+    body = {k: v for k, v in ids.items() if v is not None} | registration
     if not body:
         typer.echo("error: nothing to change: give at least one option", err=True)
         raise typer.Exit(1)
-    changed = call("poller", "PATCH", f"/instances/{instance_id}", json=body)
-    emit(changed) if as_json else typer.echo(_line(changed))
+    print_answer(call("poller", "PATCH", f"/instances/{instance_id}", json=body), as_json, _line)
 
 
 @app.command("remove")
@@ -169,15 +159,15 @@ def discover(
     found = call(
         "poller", "POST", "/instances/discover", json={"user_id": user, "register": register}
     )
-    if as_json:
-        emit(found)
-        return
-    for i in found["instances"]:
+    visible = found["instances"]
+
+    def line(i: dict[str, Any]) -> str:
         new = " (registered now)" if i["instance_id"] in found["newly_registered"] else ""
         known = "registered" if i["registered"] else "not registered"
         sandbox = " sandbox" if i["sandbox"] else ""
-        typer.echo(
+        return (
             f"{i['instance_id']:<20} {i['region']}{sandbox}  account {i['account_id']} "
             f"({i['account_name']})  {known}{new}"
         )
-    typer.echo(f"{len(found['instances'])} instance(s) visible to {user}")
+
+    print_list(found, as_json, visible, line, f"{len(visible)} instance(s) visible to {user}")

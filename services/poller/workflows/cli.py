@@ -15,7 +15,7 @@ from services.poller.workflows.files import (
     parse_workflow_file,
     render_workflow_file,
 )
-from shared.cli.api import Json, call, emit
+from shared.cli.api import Json, call, emit, print_list
 
 app = typer.Typer(help="Saved AMC workflows and their versions.", no_args_is_help=True)
 
@@ -121,16 +121,17 @@ def _versions(w: dict[str, Any]) -> str:
     return f"version {last['version']} by {last['author']} at {last['pushed_at']}"
 
 
+def _workflow_line(w: dict[str, Any]) -> str:
+    return f"{w['workflow_id']:<32} {_versions(w)}"
+
+
 @app.command("list")
 def list_workflows(instance: Instance, as_json: Json = False) -> None:
     """The workflows saved at AMC on an instance, with the last version pushed through us."""
     found = call("poller", "GET", f"/workflows/{instance}")
-    if as_json:
-        emit(found)
-        return
-    for w in found["workflows"]:
-        typer.echo(f"{w['workflow_id']:<32} {_versions(w)}")
-    typer.echo(f"{len(found['workflows'])} workflow(s)")
+    workflows = found["workflows"]
+    summary = f"{len(workflows)} workflow(s)"
+    print_list(found, as_json, workflows, _workflow_line, summary)
 
 
 @app.command("show")

@@ -9,7 +9,8 @@ import pytest
 import typer
 from pydantic import ValidationError
 
-from shared.cli.api import RunOptionFlags, run_label, workflow_run_fields
+from shared.cli.api import run_label
+from shared.cli.options import RunOptionFlags, workflow_run_fields
 from shared.contract import RunOptions
 from shared.run_target import RunTarget, check_target, target_json
 
