@@ -4,8 +4,9 @@
 context that was current, and NOTIFYs the relay (delivered only if the transaction commits).
 `OutboxRelay` publishes pending rows in id order as a batch (sends them all, then awaits every
 acknowledgement), then marks them sent in one statement. A crash between publish and mark
-republishes the batch: delivery is at-least-once and consumers de-duplicate by `event_id`. One relay per schema publishes at a
-time (transaction-scoped advisory lock), which keeps per-key order with any replica count.
+republishes the batch: delivery is at-least-once and consumers de-duplicate by `event_id`.
+One relay per schema publishes at a time (transaction-scoped advisory lock), which keeps
+per-key order with any replica count.
 """
 
 from __future__ import annotations
