@@ -1,13 +1,14 @@
 """Idempotent, transactional consumption with dead-lettering.
 
 Each service has one Kafka consumer (one group member per process, which the broker handles
-best) subscribed to all topics it handles. Records arrive in batches; for each batch:
+best) subscribed to all topics it handles. It takes the records a fetch returns as one batch:
 
-1. One transaction; each record in its own savepoint and its own span (continuing the trace
-   from the record's headers): decode and validate against the contract, record `event_id`
-   in `processed_events` (a redelivery stops here), run the handler, which may change state
-   and enqueue events through the outbox. A record that is invalid, or whose handler raises
-   a non-transient error, rolls back its savepoint only and is marked for the DLQ.
+1. One transaction (shared/consumer_batch.py): decode and validate each record against the
+   contract, record every `event_id` in `processed_events` with one insert (a redelivered
+   event stops there), run the handlers, which may change state and enqueue events through
+   the outbox; each record has its own span, continuing the trace from its headers. A record
+   that is invalid, or whose handler raises a non-transient error, is applied again in a
+   savepoint that it alone rolls back, and is marked for the DLQ; the others commit.
 2. After the commit: publish the dead letters to `<topic>.dlq` with the reason.
 3. Commit the Kafka offsets only after both.
 
@@ -41,9 +42,10 @@ from tenacity import (
 )
 
 from shared.config import KafkaSettings
+from shared.consumer_batch import BatchApplier, Outcome, Route
 from shared.contract import DeadLetter, Event, InvalidEventError, Topics, decode_event
 from shared.outbox import Connection, Outbox
-from shared.telemetry import continue_trace, event_span_attributes
+from shared.telemetry import continue_trace
 
 log = logging.getLogger(__name__)
 
@@ -113,18 +115,26 @@ def _decode_dead_letter(raw: bytes) -> tuple[UUID, DeadLetter]:
 class _Route(Generic[E]):
     model: type[E]
     handler: Handler[E]
+    outbox: Outbox
 
     def decode(self, raw: bytes) -> tuple[UUID, E]:
         event = decode_event(self.model, raw)
         return event.event_id, event
 
+    async def handle(self, conn: Connection, topic: str, event: E) -> None:
+        await self.handler(Tx(conn, self.outbox, topic), event)
+
 
 @dataclass
 class _DeadLetterRoute:
     handler: DeadLetterHandler
+    outbox: Outbox
 
     def decode(self, raw: bytes) -> tuple[UUID, DeadLetter]:
         return _decode_dead_letter(raw)
+
+    async def handle(self, conn: Connection, topic: str, event: DeadLetter) -> None:
+        await self.handler(Tx(conn, self.outbox, topic), event)
 
 
 @dataclass
@@ -180,7 +190,8 @@ class EventConsumer:
         self._max_attempts = max_attempts
         self._batch_size = batch_size
         self._tracer = trace.get_tracer("amc.consumer")
-        self._routes: dict[str, _Route[Any] | _DeadLetterRoute] = {}
+        self._routes: dict[str, Route] = {}
+        self._applier = BatchApplier(routes=self._routes, group_id=group_id, retryable=RETRYABLE)
 
     def attach_pool(self, pool: asyncpg.Pool[Any]) -> None:
         self._pool = pool
@@ -198,7 +209,7 @@ class EventConsumer:
         name = self._topics.name(model.topic)
         if name in self._routes:
             raise ValueError(f"{model.topic} already has a handler")
-        self._routes[name] = _Route(model, handler)
+        self._routes[name] = _Route(model, handler, self._outbox)
 
     def on_dead_letters(
         self, source: type[Event]
@@ -211,7 +222,7 @@ class EventConsumer:
             name = self._topics.dlq(source.topic)
             if name in self._routes:
                 raise ValueError(f"{source.topic} dead letters already have a handler")
-            self._routes[name] = _DeadLetterRoute(handler)
+            self._routes[name] = _DeadLetterRoute(handler, self._outbox)
             return handler
 
         return register
@@ -280,8 +291,12 @@ class EventConsumer:
             self._lag_failed = True
             log.log(level, "could not read consumer lag (amc_consumer_lag goes stale): %r", exc)
 
-    async def _handle_batch(self, records: tuple[Any, ...]) -> list[_Outcome]:
-        """Apply a batch in one transaction, each event in its own savepoint, with retries."""
+    async def _handle_batch(self, records: tuple[Any, ...]) -> list[Outcome]:
+        """Apply a batch in one transaction (see shared/consumer_batch.py), with retries."""
+        if self._pool is None:
+            raise RuntimeError("consumer has no database pool attached")
+        pool = self._pool
+        items = self._applier.decode(records)
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(RETRYABLE),
             wait=wait_exponential_jitter(multiplier=0.1, max=5.0),
@@ -290,61 +305,8 @@ class EventConsumer:
         )
         async for attempt in retrying:
             with attempt:
-                return await self._apply_batch(records)
+                return await self._applier.apply(pool, items)
         raise AssertionError("unreachable")  # pragma: no cover
-
-    async def _apply_batch(self, records: tuple[Any, ...]) -> list[_Outcome]:
-        if self._pool is None:
-            raise RuntimeError("consumer has no database pool attached")
-        async with self._pool.acquire() as conn, conn.transaction():
-            return [await self._apply_one(conn, record) for record in records]
-
-    async def _apply_one(self, conn: Connection, record: Any) -> _Outcome:
-        topic: str = record.topic
-        headers = {k: v.decode(errors="replace") for k, v in record.headers}
-        with self._tracer.start_as_current_span(
-            f"{topic} process",
-            context=propagate.extract(headers),
-            kind=SpanKind.CONSUMER,
-            attributes={
-                "messaging.system": "kafka",
-                "messaging.operation.type": "process",
-                "messaging.destination.name": topic,
-                "messaging.consumer.group.name": self._group_id,
-                "messaging.destination.partition.id": str(record.partition),
-                "messaging.kafka.offset": record.offset,
-                "messaging.kafka.message.key": (record.key or b"").decode(errors="replace"),
-            },
-        ) as span:
-            route = self._routes[topic]
-            try:
-                event_id, event = route.decode(record.value or b"")
-            except InvalidEventError as exc:
-                span.set_status(Status(StatusCode.ERROR, "invalid event"))
-                return ("dead_lettered", str(exc), "InvalidEventError")
-            span.set_attribute("messaging.message.id", str(event_id))
-            if isinstance(event, Event):
-                span.set_attributes(event_span_attributes(event))
-            try:
-                async with conn.transaction():  # a savepoint: one bad event spoils nothing else
-                    first = await conn.fetchval(
-                        """INSERT INTO processed_events (event_id, topic) VALUES ($1, $2)
-                           ON CONFLICT DO NOTHING RETURNING true""",
-                        event_id,
-                        topic,
-                    )
-                    if not first:
-                        span.set_attribute("amc.duplicate", True)
-                        return ("duplicate", "", "")
-                    await route.handler(Tx(conn, self._outbox, topic), event)
-            except RETRYABLE:
-                raise
-            except Exception as exc:  # a handler bug must not block the partition forever
-                log.exception("handler for %s failed permanently", topic, extra={"topic": topic})
-                span.record_exception(exc)
-                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-                return ("dead_lettered", f"{type(exc).__name__}: {exc}", type(exc).__name__)
-        return ("processed", "", "")
 
     async def _dead_letter(self, record: Any, reason: str, kind: str) -> None:
         topic: str = record.topic
@@ -389,6 +351,3 @@ class EventConsumer:
             await self._broker.publish(
                 letter.model_dump_json().encode(), topic=dlq, key=key, headers=headers
             )
-
-
-_Outcome = tuple[str, str, str]  # (processed|duplicate|dead_lettered, reason, error type)

@@ -2,10 +2,11 @@
 
 `Outbox.enqueue` writes the event in the caller's transaction, together with the trace
 context that was current, and NOTIFYs the relay (delivered only if the transaction commits).
-`OutboxRelay` publishes pending rows in id order, waits for the broker's acknowledgement,
-then marks them sent. A crash between publish and mark republishes the batch: delivery is
-at-least-once and consumers de-duplicate by `event_id`. One relay per schema publishes at a
-time (transaction-scoped advisory lock), which keeps per-key order with any replica count.
+`OutboxRelay` publishes pending rows in id order as a batch (sends them all, then awaits every
+acknowledgement), then marks them sent in one statement. A crash between publish and mark
+republishes the batch: delivery is at-least-once and consumers de-duplicate by `event_id`.
+One relay per schema publishes at a time (transaction-scoped advisory lock), which keeps
+per-key order with any replica count.
 """
 
 from __future__ import annotations
@@ -65,15 +66,23 @@ class Outbox:
             raise ValueError(f"{len(trace_contexts)} trace contexts given for {len(events)} events")
         else:
             carriers = trace_contexts
-        await conn.executemany(
-            f"""INSERT INTO {self._table} (event_id, topic, message_key, payload, headers)
-                VALUES ($1, $2, $3, $4, $5)""",
-            [
-                (e.event_id, self.topics.name(e.topic), e.key(), e.to_bytes(), dict(c))
-                for e, c in zip(events, carriers, strict=True)
-            ],
+        # One statement, one round trip: a handler that emits pays for it in every event. Ids
+        # follow the order of `events`, which is the order the relay publishes them in.
+        await conn.execute(
+            f"""WITH stored AS (
+                    INSERT INTO {self._table} (event_id, topic, message_key, payload, headers)
+                    SELECT event_id, topic, message_key, payload, headers
+                    FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::bytea[], $5::jsonb[])
+                         WITH ORDINALITY AS e (event_id, topic, message_key, payload, headers, n)
+                    ORDER BY n)
+                SELECT pg_notify($6, '')""",
+            [e.event_id for e in events],
+            [self.topics.name(e.topic) for e in events],
+            [e.key() for e in events],
+            [e.to_bytes() for e in events],
+            [dict(c) for c in carriers],
+            self._channel,
         )
-        await conn.execute("SELECT pg_notify($1, '')", self._channel)
 
 
 @dataclass(frozen=True)
@@ -124,13 +133,16 @@ class OutboxRelay:
     async def relay_once(self) -> int:
         """Publish one batch of pending events; returns how many were sent."""
         async with self._pool.acquire() as conn, conn.transaction():
-            if not await conn.fetchval(
-                "SELECT pg_try_advisory_xact_lock(hashtext($1))", self._lock_key
-            ):
-                return 0
+            # One round trip takes the lock (no rows when another relay holds it) and reads
+            # the batch. The commit need not wait for the disk: a mark lost in a database crash
+            # only publishes the batch again, which consumers de-duplicate.
             records = await conn.fetch(
-                f"""SELECT id, topic, message_key, payload, headers FROM {self._table}
-                    WHERE sent_at IS NULL ORDER BY id LIMIT $1""",
+                f"""WITH owner AS (
+                        SELECT pg_try_advisory_xact_lock(hashtext($1)) AS held,
+                               set_config('synchronous_commit', 'off', true))
+                    SELECT id, topic, message_key, payload, headers FROM {self._table}, owner
+                    WHERE owner.held AND sent_at IS NULL ORDER BY id LIMIT $2""",
+                self._lock_key,
                 self._batch_size,
             )
             if not records:

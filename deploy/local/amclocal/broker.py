@@ -73,9 +73,16 @@ def wait_for_port(host: str, port: int, timeout_s: float = 10.0) -> None:
 class LocalBroker:
     """One Tansu process on 127.0.0.1; `bootstrap` is what KAFKA_BOOTSTRAP_SERVERS takes."""
 
-    def __init__(self, port: int | None = None, log_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        log_path: Path | None = None,
+        advertised_port: int | None = None,
+    ) -> None:
         self.port = port or free_port()
         self.log_path = log_path
+        # Clients connect where the broker's metadata sends them: a test puts a proxy there.
+        self.advertised_port = advertised_port or self.port
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -84,7 +91,7 @@ class LocalBroker:
 
     @property
     def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"127.0.0.1:{self.advertised_port}"
 
     def start(self) -> str:
         url = f"tcp://127.0.0.1:{self.port}"
@@ -96,7 +103,7 @@ class LocalBroker:
                 "--listener-url",
                 url,
                 "--advertised-listener-url",
-                url,
+                f"tcp://127.0.0.1:{self.advertised_port}",
                 "--storage-engine",
                 "memory://tansu/",
             ],

@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaTimeoutError
 
 from shared.contract import ExecutionRequested, Topics
 from shared.db import apply_migrations, create_pool
@@ -95,6 +96,46 @@ async def test_relay_publishes_everything_in_order_despite_failing_mid_batch(
         records = await reader.wait_count(len(events) + 49)
     duplicates = assert_complete_and_ordered(records, events)
     assert duplicates == 49  # the failed batch's records sent before the failure
+
+
+async def test_relay_marks_nothing_sent_when_an_acknowledgement_fails_mid_batch(
+    uid: str, pool: asyncpg.Pool[Any], kafka_bootstrap: str
+) -> None:
+    topics = Topics(f"{uid}.")
+    topic = topics.name(ExecutionRequested.topic)
+    await ensure_topics(kafka_bootstrap, [topic], partitions=4)
+    events = await enqueue(pool, Outbox(uid, topics), 300)
+
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    await producer.start()
+    calls = {"n": 0, "fail_at": 150}
+
+    async def refused_once(
+        topic: str, key: bytes, payload: bytes, headers: dict[str, str]
+    ) -> Awaitable[Any]:
+        # Every record reaches the broker, but one acknowledgement is lost (a timeout).
+        sent: asyncio.Future[Any] = await producer.send(topic, payload, key=key)
+        calls["n"] += 1
+        if calls["n"] != calls["fail_at"]:
+            return sent
+        refused: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        sent.add_done_callback(
+            lambda _: refused.set_exception(KafkaTimeoutError("no acknowledgement"))
+        )
+        return refused
+
+    relay = OutboxRelay(pool, uid, refused_once, batch_size=300)
+    with pytest.raises(KafkaTimeoutError):
+        await relay.relay_once()
+    assert await pool.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NOT NULL") == 0
+
+    assert await relay.relay_once() == len(events)
+    await producer.stop()
+    assert await pool.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL") == 0
+    async with TopicReader(kafka_bootstrap, topic) as reader:
+        records = await reader.wait_count(2 * len(events))
+    # The failed batch went out whole, and again: every event twice, consumers de-duplicate.
+    assert assert_complete_and_ordered(records, events) == len(events)
 
 
 @pytest.mark.slow
