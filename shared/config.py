@@ -42,6 +42,21 @@ class KafkaSettings(BaseSettings):
     ssl_cafile: str | None = None
     session_timeout_ms: int = Field(default=10_000, ge=1000)
     heartbeat_interval_ms: int = Field(default=3_000, ge=100)
+    fetch_max_wait_ms: int = Field(
+        default=500,
+        ge=0,
+        description="How long the broker may hold a consumer's fetch while nothing is new."
+        " Kafka answers as soon as a record arrives, so this costs no latency there; a broker"
+        " that sits out much of the wait (Tansu, the local one: 500 ms gives about 80 ms from"
+        " produce to consume, 20 ms about 8) makes it the consumer's reaction time",
+    )
+    poll_timeout_ms: int = Field(
+        default=20,
+        ge=1,
+        description="How long a consumer's poll waits for records. FastStream's batch"
+        " subscriber sleeps as long again after a poll that found nothing, so a record that"
+        " arrives then waits up to this long: an idle consumer wakes twice per this period",
+    )
 
 
 class LwaAppSettings(BaseSettings):

@@ -28,7 +28,7 @@ from services.collector.logic import (
     week_window,
 )
 from services.collector.settings import CollectorSettings
-from services.collector.store import CollectionRow, WeekRow
+from services.collector.store import CollectionRow, KnownExecution, WeekRow
 from shared.contract import (
     CollectionCompleted,
     ExecutionCompleted,
@@ -189,10 +189,7 @@ class Engine:
         if c.status is not CollectionStatus.ACTIVE:
             return 0
         started_ns = time.time_ns()
-        free = c.max_in_flight - await store.count_in_flight(conn, c.id)
-        if free <= 0:
-            return 0
-        weeks = await store.request_due_weeks(conn, c.id, free)
+        weeks = await store.request_due_weeks(conn, c.id, c.max_in_flight)
         if weeks:
             kinds: list[DispatchKind] = ["first" if w.attempt == 1 else "retry" for w in weeks]
             await self._request(conn, c, list(zip(weeks, kinds, strict=True)), started_ns)
@@ -200,7 +197,8 @@ class Engine:
 
     async def settle(self, conn: Connection, c: CollectionRow) -> None:
         """Dispatch what may go, then finish the collection if nothing is left open."""
-        await self.dispatch(conn, c)
+        if await self.dispatch(conn, c):
+            return  # a week just requested is open: nothing to finish
         counts = await store.week_counts(conn, c.id)
         open_weeks = sum(counts.get(s, 0) for s in ("PENDING", "REQUESTED", "RUNNING"))
         if c.status in OPEN_COLLECTION and open_weeks == 0:
@@ -260,11 +258,11 @@ class Engine:
     async def on_submitted(
         self, conn: Connection, week_id: UUID, event: ExecutionSubmitted
     ) -> None:
-        found = await self._lock(conn, week_id)
+        found = await self._lock(conn, week_id, event.execution_id)
         if found is None:
             return
-        _, week = found
-        if await store.known_execution(conn, event.execution_id) is not None:
+        _, week, known = found
+        if known is not None:
             return  # already recorded, or already finished (completion overtook submission)
         if week.status is not WeekStatus.REQUESTED:
             # Not waiting for an execution: a late event of an earlier attempt.
@@ -275,17 +273,17 @@ class Engine:
                 week.status.value,
             )
             return
-        await store.record_execution(conn, event.execution_id, week_id, week.attempt, "RUNNING")
-        await store.mark_running(conn, week_id, event.execution_id, event.amc_execution_id)
+        await store.mark_running(
+            conn, week_id, week.attempt, event.execution_id, event.amc_execution_id
+        )
 
     async def on_completed(
         self, conn: Connection, week_id: UUID, event: ExecutionCompleted
     ) -> None:
-        found = await self._lock(conn, week_id)
+        found = await self._lock(conn, week_id, event.execution_id)
         if found is None:
             return
-        c, week = found
-        known = await store.known_execution(conn, event.execution_id)
+        c, week, known = found
         current = (
             known.attempt == week.attempt and not known.finished
             if known is not None
@@ -303,11 +301,15 @@ class Engine:
                 week.status.value,
             )
             return
-        await store.record_execution(conn, event.execution_id, week_id, week.attempt, event.status)
         outcome = classify(event.status, event.error)
         if outcome == "succeeded":
             await store.mark_succeeded(
-                conn, week_id, event.execution_id, event.amc_execution_id, event.result
+                conn,
+                week_id,
+                week.attempt,
+                event.execution_id,
+                event.amc_execution_id,
+                event.result,
             )
             self.metrics.weeks_finished.labels("succeeded").inc()
         else:
@@ -323,7 +325,9 @@ class Engine:
             await store.mark_failed(
                 conn,
                 week_id,
+                week.attempt,
                 event.execution_id,
+                event.status,
                 event.amc_execution_id,
                 event.error,
                 retry_in_s=wait,
@@ -331,17 +335,20 @@ class Engine:
             self.metrics.weeks_finished.labels("retry" if retry else "failed").inc()
         await self.settle(conn, c)
 
-    async def _lock(self, conn: Connection, week_id: UUID) -> tuple[CollectionRow, WeekRow] | None:
-        """The week's collection (locked first, as everywhere) and the week."""
-        collection_id = await store.collection_of_week(conn, week_id)
-        if collection_id is None:
+    async def _lock(
+        self, conn: Connection, week_id: UUID, execution_id: UUID
+    ) -> tuple[CollectionRow, WeekRow, KnownExecution | None] | None:
+        """The week's collection (locked first, as everywhere), then the week and what is
+        known of the execution, read under that lock."""
+        c = await store.lock_collection_of_week(conn, week_id)
+        if c is None:
             log.info("event for unknown week %s ignored", week_id)
             return None
-        c = await store.lock_collection(conn, collection_id)
-        week = await store.lock_week(conn, week_id)
-        if c is None or week is None:
+        found = await store.lock_week(conn, week_id, execution_id)
+        if found is None:
             return None
-        return c, week
+        week, known = found
+        return c, week, known
 
     # --- maintenance --------------------------------------------------------------------------
 

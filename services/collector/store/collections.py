@@ -94,6 +94,16 @@ async def lock_collection(
     return CollectionRow.of(row) if row else None
 
 
+async def lock_collection_of_week(conn: Connection, week_id: UUID) -> CollectionRow | None:
+    """`lock_collection` of the collection a week belongs to (None: no such week)."""
+    row = await conn.fetchrow(
+        f"""SELECT {_COLLECTION_COLUMNS} FROM collections
+            WHERE id = (SELECT collection_id FROM collection_weeks WHERE id = $1) FOR UPDATE""",
+        week_id,
+    )
+    return CollectionRow.of(row) if row else None
+
+
 async def list_collections(
     conn: Connection, *, status: CollectionStatus | None, limit: int, offset: int
 ) -> list[CollectionRow]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import date, datetime
 from typing import Any
 from uuid import UUID
@@ -64,7 +64,9 @@ class WeekRow:
 
     @classmethod
     def of(cls, r: asyncpg.Record) -> WeekRow:
-        return cls(**{**dict(r), "status": WeekStatus(r["status"])})
+        """From a row with (at least) the week's columns: a query may select more."""
+        values = {f.name: r[f.name] for f in fields(cls)}
+        return cls(**{**values, "status": WeekStatus(r["status"])})
 
 
 @dataclass(frozen=True)

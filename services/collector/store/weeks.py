@@ -7,6 +7,7 @@ Callers hold the collection's row lock (see collections.py) while they change it
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import fields
 from uuid import UUID
 
 from services.collector.logic import WeekStatus
@@ -14,9 +15,9 @@ from services.collector.store.rows import KnownExecution, WeekRow
 from shared.contract import ExecutionError, ResultLocation
 from shared.outbox import Connection
 
-_WEEK_COLUMNS = """id, collection_id, seq, week_start, week_end, status, attempt,
-    attempt_limit, not_before, requested_at, request_count, submitted_at, finished_at,
-    execution_id, amc_execution_id, error_code, error_message, result_uri, row_count"""
+_WEEK_FIELDS = [f.name for f in fields(WeekRow)]
+_WEEK_COLUMNS = ", ".join(_WEEK_FIELDS)
+_WEEK_COLUMNS_OF_W = ", ".join(f"w.{name}" for name in _WEEK_FIELDS)
 
 
 async def week_counts(conn: Connection, collection_id: UUID) -> dict[str, int]:
@@ -79,31 +80,34 @@ async def list_weeks(
     return [WeekRow.of(r) for r in rows]
 
 
-async def collection_of_week(conn: Connection, week_id: UUID) -> UUID | None:
-    value: UUID | None = await conn.fetchval(
-        "SELECT collection_id FROM collection_weeks WHERE id = $1", week_id
-    )
-    return value
-
-
-async def lock_week(conn: Connection, week_id: UUID) -> WeekRow | None:
+async def lock_week(
+    conn: Connection, week_id: UUID, execution_id: UUID
+) -> tuple[WeekRow, KnownExecution | None] | None:
+    """The week (locked) and what is known of one execution of it, in one round trip. Read
+    after its collection is locked, so both are the state the last holder of that lock left."""
     row = await conn.fetchrow(
-        f"SELECT {_WEEK_COLUMNS} FROM collection_weeks WHERE id = $1 FOR UPDATE", week_id
+        f"""SELECT {_WEEK_COLUMNS_OF_W}, e.attempt AS known_attempt, e.status AS known_status
+            FROM collection_weeks w
+            LEFT JOIN week_executions e ON e.execution_id = $2
+            WHERE w.id = $1 FOR UPDATE OF w""",
+        week_id,
+        execution_id,
     )
-    return WeekRow.of(row) if row else None
-
-
-async def count_in_flight(conn: Connection, collection_id: UUID) -> int:
-    n: int = await conn.fetchval(
-        """SELECT count(*) FROM collection_weeks
-           WHERE collection_id = $1 AND status IN ('REQUESTED', 'RUNNING')""",
-        collection_id,
+    if row is None:
+        return None
+    known = row["known_attempt"]
+    return (
+        WeekRow.of(row),
+        KnownExecution(known, row["known_status"]) if known is not None else None,
     )
-    return n
 
 
-async def request_due_weeks(conn: Connection, collection_id: UUID, limit: int) -> list[WeekRow]:
-    """Move up to `limit` due PENDING weeks (in week order) to REQUESTED with a new attempt."""
+async def request_due_weeks(
+    conn: Connection, collection_id: UUID, max_in_flight: int
+) -> list[WeekRow]:
+    """Move due PENDING weeks (in week order) to REQUESTED with a new attempt, as many as
+    keep the weeks in flight within `max_in_flight`: the count and the change are one round
+    trip, which matters because every completion of a week asks for the next."""
     rows = await conn.fetch(
         f"""UPDATE collection_weeks SET status = 'REQUESTED', attempt = attempt + 1,
                    requested_at = now(), request_count = request_count + 1, not_before = NULL,
@@ -112,10 +116,14 @@ async def request_due_weeks(conn: Connection, collection_id: UUID, limit: int) -
             WHERE id IN (SELECT id FROM collection_weeks
                          WHERE collection_id = $1 AND status = 'PENDING'
                            AND (not_before IS NULL OR not_before <= now())
-                         ORDER BY seq LIMIT $2 FOR UPDATE)
+                         ORDER BY seq
+                         LIMIT greatest($2 - (SELECT count(*) FROM collection_weeks
+                                              WHERE collection_id = $1
+                                                AND status IN ('REQUESTED', 'RUNNING')), 0)
+                         FOR UPDATE)
             RETURNING {_WEEK_COLUMNS}""",
         collection_id,
-        limit,
+        max_in_flight,
     )
     return sorted((WeekRow.of(r) for r in rows), key=lambda w: w.seq)
 
@@ -135,15 +143,27 @@ async def rerequest_stale_weeks(
     return [WeekRow.of(r) for r in rows]
 
 
+# Each outcome of an execution is recorded with the week's change in one statement: the
+# execution's row (which attempt it ran, where it ended), then the week.
+_RECORD_EXECUTION = """WITH recorded AS (
+    INSERT INTO week_executions (execution_id, week_id, attempt, status)
+    VALUES ($2, $1, $3, $4)
+    ON CONFLICT (execution_id) DO UPDATE SET status = $4, recorded_at = now())
+"""
+
+
 async def mark_running(
-    conn: Connection, week_id: UUID, execution_id: UUID, amc_execution_id: str
+    conn: Connection, week_id: UUID, attempt: int, execution_id: UUID, amc_execution_id: str
 ) -> None:
     await conn.execute(
-        """UPDATE collection_weeks SET status = 'RUNNING', submitted_at = now(),
-                  execution_id = $2, amc_execution_id = $3
-           WHERE id = $1""",
+        _RECORD_EXECUTION
+        + """UPDATE collection_weeks SET status = 'RUNNING', submitted_at = now(),
+                    execution_id = $2, amc_execution_id = $5
+             WHERE id = $1""",
         week_id,
         execution_id,
+        attempt,
+        "RUNNING",
         amc_execution_id,
     )
 
@@ -151,17 +171,21 @@ async def mark_running(
 async def mark_succeeded(
     conn: Connection,
     week_id: UUID,
+    attempt: int,
     execution_id: UUID,
     amc_execution_id: str | None,
     result: ResultLocation | None,
 ) -> None:
     await conn.execute(
-        """UPDATE collection_weeks SET status = 'SUCCEEDED', finished_at = now(),
-                  execution_id = $2, amc_execution_id = coalesce($3, amc_execution_id),
-                  result_uri = $4, row_count = $5, error_code = NULL, error_message = NULL
-           WHERE id = $1""",
+        _RECORD_EXECUTION
+        + """UPDATE collection_weeks SET status = 'SUCCEEDED', finished_at = now(),
+                    execution_id = $2, amc_execution_id = coalesce($5, amc_execution_id),
+                    result_uri = $6, row_count = $7, error_code = NULL, error_message = NULL
+             WHERE id = $1""",
         week_id,
         execution_id,
+        attempt,
+        "SUCCEEDED",
         amc_execution_id,
         result.uri if result else None,
         result.row_count if result else None,
@@ -171,7 +195,9 @@ async def mark_succeeded(
 async def mark_failed(
     conn: Connection,
     week_id: UUID,
+    attempt: int,
     execution_id: UUID,
+    execution_status: str,
     amc_execution_id: str | None,
     error: ExecutionError | None,
     *,
@@ -179,16 +205,19 @@ async def mark_failed(
 ) -> None:
     """Record a failure: back to PENDING after a wait when `retry_in_s` is set, else FAILED."""
     await conn.execute(
-        """UPDATE collection_weeks SET
-                  status = CASE WHEN $6::float8 IS NULL THEN 'FAILED' ELSE 'PENDING' END,
-                  not_before = CASE WHEN $6::float8 IS NULL THEN NULL
-                                    ELSE now() + make_interval(secs => $6) END,
-                  finished_at = now(), execution_id = $2,
-                  amc_execution_id = coalesce($3, amc_execution_id),
-                  error_code = $4, error_message = $5
-           WHERE id = $1""",
+        _RECORD_EXECUTION
+        + """UPDATE collection_weeks SET
+                    status = CASE WHEN $8::float8 IS NULL THEN 'FAILED' ELSE 'PENDING' END,
+                    not_before = CASE WHEN $8::float8 IS NULL THEN NULL
+                                      ELSE now() + make_interval(secs => $8) END,
+                    finished_at = now(), execution_id = $2,
+                    amc_execution_id = coalesce($5, amc_execution_id),
+                    error_code = $6, error_message = $7
+             WHERE id = $1""",
         week_id,
         execution_id,
+        attempt,
+        execution_status,
         amc_execution_id,
         error.code if error else "INTERNAL",
         error.message if error else "failed without an error",
@@ -233,27 +262,3 @@ async def reset_failed_weeks(
         extra_attempts,
     )
     return int(result.split()[-1])
-
-
-# --- executions of weeks ---------------------------------------------------------------------
-
-
-async def known_execution(conn: Connection, execution_id: UUID) -> KnownExecution | None:
-    row = await conn.fetchrow(
-        "SELECT attempt, status FROM week_executions WHERE execution_id = $1", execution_id
-    )
-    return KnownExecution(row["attempt"], row["status"]) if row else None
-
-
-async def record_execution(
-    conn: Connection, execution_id: UUID, week_id: UUID, attempt: int, status: str
-) -> None:
-    await conn.execute(
-        """INSERT INTO week_executions (execution_id, week_id, attempt, status)
-           VALUES ($1, $2, $3, $4)
-           ON CONFLICT (execution_id) DO UPDATE SET status = $4, recorded_at = now()""",
-        execution_id,
-        week_id,
-        attempt,
-        status,
-    )
