@@ -73,7 +73,7 @@ async def start_simulator() -> tuple[subprocess.Popen[bytes], str]:
     proc = spawn_simulator(port)
     url = f"http://127.0.0.1:{port}"
     async with httpx.AsyncClient() as http:
-        for _ in range(200):
+        for _ in range(1200):  # a loaded machine takes its time to import the simulator
             try:
                 if (await http.get(f"{url}/_sim/healthz")).is_success:
                     return proc, url
