@@ -4,6 +4,11 @@ The LWA simulator runs as its own process with a fixed latency on the token endp
 the CPU seconds measured here are the token service's own (refresh loop, encryption,
 database writes, outbox relay to Kafka). Prints one JSON object.
 
+Two baselines come from the same run: the bound, N / concurrency x latency (LWA's own pace,
+what no client can beat), and a bare pass just before the cycle: the same N refreshes,
+`concurrency` at once, through the service's LWA client and nothing else (no database, no
+encryption, no events): what this machine and the simulator allow at that moment.
+
     python -m bench.token                       # 10,000 tokens, 50 ms LWA latency
     python -m bench.token --tokens 200          # smoke run
 """
@@ -68,7 +73,7 @@ async def start_simulator() -> tuple[subprocess.Popen[bytes], str]:
     proc = spawn_simulator(port)
     url = f"http://127.0.0.1:{port}"
     async with httpx.AsyncClient() as http:
-        for _ in range(200):
+        for _ in range(1200):  # a loaded machine takes its time to import the simulator
             try:
                 if (await http.get(f"{url}/_sim/healthz")).is_success:
                     return proc, url
@@ -89,6 +94,19 @@ async def register_users(sim: SimControl, n: int) -> list[tuple[str, str]]:
 
     await asyncio.gather(*(one(u) for u in users))
     return users
+
+
+async def bare_refreshes(runtime: TokenRuntime, users: list[tuple[str, str]], n: int) -> float:
+    """Wall seconds of the same refreshes with nothing around the calls, `n` at once."""
+    tokens = iter([t for _, t in users])
+
+    async def caller() -> None:
+        for token in tokens:
+            await runtime.lwa.refresh(token)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(caller() for _ in range(n)))
+    return time.perf_counter() - started
 
 
 async def run(
@@ -136,6 +154,10 @@ async def run(
                             for u, t in users
                         ],
                     )
+                bare_cpu_before = time.process_time()
+                bare_wall = await bare_refreshes(runtime, users, concurrency)
+                bare_cpu = time.process_time() - bare_cpu_before
+                calls_before = len(await sim.requests(kind=RouteKind.TOKEN))
                 sim_cpu_before = process_cpu_seconds(proc.pid)
                 cpu_before = time.process_time()
                 started = time.perf_counter()
@@ -152,7 +174,7 @@ async def run(
                 published_wall = time.perf_counter() - started
                 total_cpu = time.process_time() - cpu_before
                 sim_cpu = process_cpu_seconds(proc.pid) - sim_cpu_before
-                lwa_calls = len(await sim.requests(kind=RouteKind.TOKEN))
+                lwa_calls = len(await sim.requests(kind=RouteKind.TOKEN)) - calls_before
                 fresh = await runtime.pool.fetchval(
                     "SELECT count(*) FROM tokens WHERE expires_at > now() + interval '30 minutes'"
                 )
@@ -165,6 +187,7 @@ async def run(
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+    bound = n / concurrency * latency_ms / 1000
     return {
         "benchmark": "token.refresh_cycle",
         "tokens": n,
@@ -172,6 +195,12 @@ async def run(
         "concurrency": concurrency,
         "wall_seconds_refresh_all": round(refresh_wall, 3),
         "wall_seconds_until_all_published": round(published_wall, 3),
+        "bound_seconds": round(bound, 3),
+        "ratio_to_bound": round(published_wall / bound, 3),
+        "bare_lwa_seconds": round(bare_wall, 3),
+        "ratio_to_bare_lwa": round(published_wall / bare_wall, 3),
+        "bare_lwa_cpu_ms_per_call": round(bare_cpu / n * 1000, 3),
+        "cpu_ms_per_token": round(total_cpu / n * 1000, 3),
         "lwa_calls": lwa_calls,
         "cpu_seconds": round(total_cpu, 3),
         "cpu_seconds_during_refresh": round(refresh_cpu, 3),

@@ -1,23 +1,25 @@
-"""LWA clients spread over several small HTTP connection pools.
+"""LWA clients as lanes: one HTTP connection per call in flight, taken and given back.
 
 httpcore's pool does work proportional to (waiting requests x open connections) on every
-state change, so one pool of 50+ connections spends most of the service's CPU on
-bookkeeping. Several pools of a few connections each, used in turn, keep the same number
-of calls in flight at a fraction of the cost (measured with bench/token).
+state change, so one pool of 50 connections spends most of the service's CPU on
+bookkeeping; even several pools of a few connections used in turn cost about twice what a
+call needs, and a call may queue in a busy pool while a connection elsewhere idles. Here a
+lane is a client of exactly one keep-alive connection: a call takes an idle lane of its
+region and gives it back, so the pool's bookkeeping is constant per call and a call never
+waits while a lane is free (measured with bench/token).
 """
 
 from __future__ import annotations
 
-import itertools
-import math
-from collections.abc import Mapping
+import asyncio
+import contextlib
+import ssl
+from collections.abc import AsyncIterator, Mapping
 from typing import Protocol
 
 import httpx
 
 from shared.clients.lwa import LwaClient, LwaRegion, LwaTokens
-
-CONNECTIONS_PER_POOL = 4
 
 
 class LwaGrants(Protocol):
@@ -43,29 +45,42 @@ class LwaPool:
         http: httpx.AsyncClient | None = None,
     ) -> None:
         self._owned: list[httpx.AsyncClient] = []
-        if http is not None:  # one given client (tests observe LWA's answers through it)
-            pools = [http]
-        else:
-            count = max(1, math.ceil(concurrency / CONNECTIONS_PER_POOL))
-            size = math.ceil(concurrency / count)
-            limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
-            self._owned = [httpx.AsyncClient(limits=limits) for _ in range(count)]
-            pools = self._owned
-        # The pools are shared by the regions: a connection belongs to one host anyway.
-        self._next = {
-            region: itertools.cycle(
-                [LwaClient(base_urls[region], client_id, client_secret, p, timeout) for p in pools]
-            )
-            for region in LwaRegion
-        }
+        self._idle: dict[LwaRegion, asyncio.LifoQueue[LwaClient]] = {}
+        # One TLS context for all lanes: building one costs milliseconds.
+        tls = ssl.create_default_context()
+        one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        for region in LwaRegion:
+            idle: asyncio.LifoQueue[LwaClient] = asyncio.LifoQueue()
+            # A given client (tests observe LWA's answers through it) is every lane at once.
+            for _ in range(concurrency):
+                lane = http
+                if lane is None:
+                    lane = httpx.AsyncClient(verify=tls, limits=one)
+                    self._owned.append(lane)
+                idle.put_nowait(
+                    LwaClient(base_urls[region], client_id, client_secret, lane, timeout)
+                )
+            self._idle[region] = idle
+
+    @contextlib.asynccontextmanager
+    async def _lane(self, region: LwaRegion) -> AsyncIterator[LwaClient]:
+        # LIFO: the lanes used last have warm connections; the others may expire idle.
+        idle = self._idle[region]
+        client = await idle.get()
+        try:
+            yield client
+        finally:
+            idle.put_nowait(client)
 
     async def refresh(self, refresh_token: str, region: LwaRegion = LwaRegion.NA) -> LwaTokens:
-        return await next(self._next[region]).refresh(refresh_token)
+        async with self._lane(region) as lwa:
+            return await lwa.refresh(refresh_token)
 
     async def exchange_code(
         self, code: str, redirect_uri: str, region: LwaRegion = LwaRegion.NA
     ) -> LwaTokens:
-        return await next(self._next[region]).exchange_code(code, redirect_uri)
+        async with self._lane(region) as lwa:
+            return await lwa.exchange_code(code, redirect_uri)
 
     async def aclose(self) -> None:
         for http in self._owned:

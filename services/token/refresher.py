@@ -7,8 +7,10 @@ split the work and a token is refreshed once per cycle. Each claim records the r
 owner lock key (shared/ownership.py), so a crashed replica's claims are free at once, as its
 database session ends, however long LWA takes; outcomes are stored only while that lock is
 held. The lease is renewed while the refresh runs (from the claim until its outcome is
-stored): it frees the claims of a replica that lives but stalls. Claims are taken only when a
-concurrency slot is free, so a claimed row never waits long before its call.
+stored): it frees the claims of a replica that lives but stalls. A drain is a pipeline
+(pipeline.py): `concurrency` calls in flight throughout, rows claimed ahead by at most half of
+that (so a claimed row starts within about one call's time), finished refreshes stored in
+batches.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID
 
 import asyncpg
 from opentelemetry import trace
@@ -34,6 +35,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from services.token import logic, store
 from services.token.logic import FailureKind
 from services.token.lwa_pool import LwaGrants
+from services.token.pipeline import CycleResult, Drain, Key, Outcome, Refreshed
 from services.token.settings import TokenSettings
 from services.token.store import Claimed
 from services.token.vault import Vault
@@ -76,33 +78,6 @@ class RefreshMetrics:
         self.lwa_seconds = Histogram(
             "amc_token_lwa_seconds", "Duration of one LWA token call", registry=self.registry
         )
-
-
-@dataclass(frozen=True)
-class CycleResult:
-    claimed: int = 0
-    refreshed: int = 0
-    reauth_required: int = 0
-    failed: int = 0
-    lost_claims: int = 0
-
-    def __add__(self, other: CycleResult) -> CycleResult:
-        return CycleResult(
-            self.claimed + other.claimed,
-            self.refreshed + other.refreshed,
-            self.reauth_required + other.reauth_required,
-            self.failed + other.failed,
-            self.lost_claims + other.lost_claims,
-        )
-
-
-@dataclass(frozen=True)
-class Refreshed:
-    """A successful LWA answer, already encrypted, waiting to be stored with others."""
-
-    grant: store.Grant
-    event: TokenRefreshed
-    trace_context: dict[str, str]
 
 
 Claimer = Callable[[Any, int], Awaitable[list[Claimed]]]
@@ -176,74 +151,40 @@ class Refresher:
         return None if self._ownership is None else self._ownership.key
 
     async def _drain(self, claim: Claimer, trigger: str) -> CycleResult:
-        """Claim and refresh until nothing is left, at most `concurrency` calls in flight.
+        """Claim and refresh until nothing is left, `concurrency` calls in flight throughout
+        (services/token/pipeline.py)."""
 
-        New rows are claimed once half the slots are free: fewer claim round trips than one
-        per finished call, and a claimed row starts within one LWA call's time. Successful
-        refreshes finished by then are stored together in one transaction.
-        """
-        limit = self._settings.concurrency
-        running: set[asyncio.Task[CycleResult | Refreshed]] = set()
-        held: dict[asyncio.Task[CycleResult | Refreshed], tuple[str, UUID]] = {}
-        total = CycleResult()
-        exhausted = False
+        async def claim_rows(n: int) -> list[Claimed]:
+            # One statement: atomic without a transaction around it.
+            async with self._pool().acquire() as conn:
+                return await claim(conn, n)
+
+        async def refresh(row: Claimed) -> Outcome:
+            return await self._refresh(row, trigger)
+
+        async def store_fresh(fresh: list[Refreshed]) -> CycleResult:
+            stored = await self._store(fresh)
+            self._metrics.outcomes.labels(trigger, "refreshed").inc(stored.refreshed)
+            self._metrics.outcomes.labels(trigger, "lost_claim").inc(stored.lost_claims)
+            return stored
+
         # Each drain renews its own claims, so only a live drain keeps a token claimed.
         async with self._leases(trigger).running() as leases:
-            try:
-                while True:
-                    free = limit - len(running)
-                    if not exhausted and free >= max(1, limit // 2):
-                        async with self._pool().acquire() as conn, conn.transaction():
-                            claims = await claim(conn, free)
-                        exhausted = len(claims) < free
-                        total += CycleResult(claimed=len(claims))
-                        for c in claims:
-                            task = asyncio.create_task(self._refresh(c, trigger))
-                            running.add(task)
-                            held[task] = (c.user_id, c.claim_id)
-                            leases.hold(held[task])
-                    if not running:
-                        return total
-                    done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-                    # Renewed until stored: a successful refresh is written in _collect.
-                    total += await self._collect([t.result() for t in done], trigger)
-                    leases.release_all(held.pop(t) for t in done)
-            finally:
-                # Cancelled (shutdown): let the calls in flight finish and store what they got,
-                # so a refresh token that LWA just replaced is never lost.
-                if running:
-                    results = await asyncio.gather(*running, return_exceptions=True)
-                    total += await self._collect(
-                        [r for r in results if isinstance(r, CycleResult | Refreshed)], trigger
-                    )
+            drain = Drain(self._settings.concurrency, claim_rows, refresh, store_fresh, leases)
+            return await drain.run()
 
-    def _leases(self, trigger: str) -> LeaseKeeper[tuple[str, UUID]]:
+    def _leases(self, trigger: str) -> LeaseKeeper[Key]:
         lease_s = self._settings.claim_lease_s
 
-        async def renew(claims: Sequence[tuple[str, UUID]]) -> int:
+        async def renew(claims: Sequence[Key]) -> int:
             async with self._pool().acquire() as conn:
                 return await store.renew_claims(conn, claims, lease_s)
 
         return LeaseKeeper(f"token {trigger} claims", renew, self._settings.claim_renew_interval_s)
 
-    async def _collect(self, results: list[CycleResult | Refreshed], trigger: str) -> CycleResult:
-        total = CycleResult()
-        fresh: list[Refreshed] = []
-        for result in results:
-            if isinstance(result, Refreshed):
-                fresh.append(result)
-            else:
-                total += result
-        if fresh:
-            stored = await self._store(fresh)
-            total += stored
-            self._metrics.outcomes.labels(trigger, "refreshed").inc(stored.refreshed)
-            self._metrics.outcomes.labels(trigger, "lost_claim").inc(stored.lost_claims)
-        return total
-
     # --- one token -------------------------------------------------------------------------
 
-    async def _refresh(self, claim: Claimed, trigger: str) -> CycleResult | Refreshed:
+    async def _refresh(self, claim: Claimed, trigger: str) -> Outcome:
         with self._span(claim, trigger) as span:
             try:
                 result = await self._refresh_one(claim)
@@ -280,7 +221,7 @@ class Refresher:
             links=[Link(cycle)] if cycle.is_valid and not claim.trace_context else [],
         )
 
-    async def _refresh_one(self, claim: Claimed) -> CycleResult | Refreshed:
+    async def _refresh_one(self, claim: Claimed) -> Outcome:
         try:
             refresh_token = self._vault.storage.decrypt(claim.refresh_token_enc)
         except DecryptionError:

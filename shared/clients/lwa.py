@@ -70,7 +70,8 @@ class LwaClient(HttpClientBase):
         http: httpx.AsyncClient | None = None,
         timeout: float = 10.0,
     ) -> None:
-        self._token_url = base_url.rstrip("/") + _GRANT_PATH
+        # Parsed once: httpx parses a string URL again on every call.
+        self._token_url = httpx.URL(base_url.rstrip("/") + _GRANT_PATH)
         self._client_id = client_id
         self._client_secret = client_secret
         super().__init__(http)

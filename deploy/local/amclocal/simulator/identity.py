@@ -65,6 +65,11 @@ class Identity:
     # which one a refused request carried.
     withdrawn: dict[str, AccessGrant] = field(default_factory=dict)
     issued: int = 0
+    # Refresh token -> user, rebuilt from `users` when it misses or is stale: a scan of all
+    # users per refresh made a benchmark of 10,000 users quadratic. Not kept (persist.py).
+    _by_refresh: dict[str, _User] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def register_client(self, reg: ClientRegistration) -> None:
         self.clients[reg.client_id] = reg.client_secret
@@ -125,13 +130,27 @@ class Identity:
     def _user_for_refresh(self, refresh_token: str, client_id: str) -> _User:
         if not refresh_token:
             raise LwaError(400, "invalid_request", "The request is missing refresh_token")
-        user = next((u for u in self.users.values() if u.refresh_token == refresh_token), None)
+        user = self._find_refresh(refresh_token)
         if user is None or user.revoked:
             raise LwaError(
                 400, "invalid_grant", "The request has an invalid grant parameter : refresh_token"
             )
         if user.client_id is not None and user.client_id != client_id:
             raise LwaError(400, "unauthorized_client", "Not authorized for requested operation")
+        return user
+
+    def _find_refresh(self, refresh_token: str) -> _User | None:
+        """The first user (in registration order) holding this refresh token, as a scan finds it."""
+        user = self._by_refresh.get(refresh_token)
+        if (
+            user is None
+            or user.refresh_token != refresh_token
+            or self.users.get(user.user_id) is not user
+        ):
+            self._by_refresh = {}
+            for u in self.users.values():
+                self._by_refresh.setdefault(u.refresh_token, u)
+            user = self._by_refresh.get(refresh_token)
         return user
 
     def _user_for_code(self, form: dict[str, str], client_id: str) -> _User:
