@@ -62,13 +62,17 @@ class Submitter:
             return busy
         async with ctx.pool.acquire() as conn:
             instances = await claims.instances_with_queued(conn)
-        for instance_id in instances:
+        for queued in instances:
+            instance_id = queued.instance_id
             daily_cap = await ctx.instances.daily_cap(instance_id)
+            cap = await ctx.instances.max_running(instance_id)
+            if queued.nothing_to_claim(cap, daily_cap):
+                continue
             async with ctx.pool.acquire() as conn, conn.transaction():
                 claim = await claims.claim_submissions(
                     conn,
                     instance_id,
-                    await ctx.instances.max_running(instance_id),
+                    cap,
                     ctx.owner,
                     ctx.lease,
                     daily_cap=daily_cap,
@@ -77,7 +81,7 @@ class Submitter:
                 claimed = claim.rows + await claims.claim_dry_runs(
                     conn,
                     instance_id,
-                    await ctx.instances.max_running(instance_id),
+                    cap,
                     ctx.owner,
                     ctx.lease,
                 )
