@@ -11,13 +11,44 @@ from shared import ownership
 from shared.outbox import Connection
 
 
-async def instances_with_queued(conn: Connection) -> list[str]:
+@dataclass(frozen=True)
+class Queued:
+    """An instance with due QUEUED runs, and what a claim there would count first."""
+
+    instance_id: str
+    in_flight: int  # SUBMITTING, PENDING, RUNNING: against its running cap
+    used_today: int  # submission intents since 00:00 UTC: against its daily cap
+    shared: bool  # some of those runs have a daily share (a collection's weeks)
+
+    def nothing_to_claim(self, cap: int, daily_cap: int) -> bool:
+        """No room to run more, and nothing a claim would hold for the next day (the day's
+        cap is not reached, no share to spend): a claim would take and change nothing."""
+        if self.in_flight < cap:
+            return False
+        return daily_cap == 0 or (self.used_today < daily_cap and not self.shared)
+
+
+async def instances_with_queued(conn: Connection) -> list[Queued]:
+    """In one statement: while instances sit at their running cap with runs queued behind,
+    the submitter looks at them without a transaction and a lock per instance."""
     rows = await conn.fetch(
-        """SELECT DISTINCT instance_id FROM executions
-           WHERE stage = 'submit' AND status = 'QUEUED' AND NOT waiting_token
-             AND next_action_at <= now()"""
+        f"""SELECT q.instance_id, q.shared,
+                   (SELECT count(*) FROM executions f
+                    WHERE f.instance_id = q.instance_id
+                      AND f.status IN ('SUBMITTING', 'PENDING', 'RUNNING')) AS in_flight,
+                   (SELECT count(*) FROM executions d
+                    WHERE d.instance_id = q.instance_id AND d.submit_intent_at >= {_TODAY}
+                      AND NOT {_dry_run("d.")}) AS used_today
+            FROM (SELECT instance_id, bool_or(daily_share IS NOT NULL) AS shared
+                  FROM executions
+                  WHERE stage = 'submit' AND status = 'QUEUED' AND NOT waiting_token
+                    AND next_action_at <= now()
+                  GROUP BY instance_id) q"""
     )
-    return [r["instance_id"] for r in rows]
+    return [
+        Queued(r["instance_id"], int(r["in_flight"]), int(r["used_today"]), bool(r["shared"]))
+        for r in rows
+    ]
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,12 @@ class PollerSettings(ServiceSettings, LwaAppSettings, RetrySettings):
         "minutes')",
     )
     max_concurrent_polls: int = Field(default=50, ge=1)
+    poll_write_window_s: float = Field(
+        default=0.2,
+        ge=0,
+        description="Polls that find an execution unchanged are stored together: a batch is "
+        "written this long after its first poll (one statement instead of one per poll)",
+    )
     validate_poll_intervals_s: list[float] = Field(
         default=[0.25, 0.5, 1.0, 2.0],
         description="Delay before each status poll of a dry run (`workflows validate`); the "

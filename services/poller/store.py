@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -133,6 +134,41 @@ async def update(
         *(fields[n] for n in names),
     )
     return result.endswith(" 1")
+
+
+@dataclass(frozen=True)
+class PollSeen:
+    """A poll that found the execution where it was: only its bookkeeping changes."""
+
+    execution_id: UUID
+    amc_status: str
+    poll_count: int
+    next_action_at: datetime
+
+
+async def record_polls(conn: Connection, owner: str, polls: Sequence[PollSeen]) -> set[UUID]:
+    """Store many such polls in one statement, each only while `owner` still holds its row
+    (and releasing it, as `update` does); returns the rows written. Nothing is announced: the
+    status did not change. A poll that also cleared failures or a refused token clears them
+    here too, as the poll's own write would have."""
+    records = await conn.fetch(
+        f"""UPDATE executions e
+            SET amc_status = p.amc_status, poll_count = p.poll_count,
+                next_action_at = p.next_action_at, failures = 0, refused_token_fp = NULL,
+                refused_at = NULL, updated_at = now(),
+                lease_owner = NULL, lease_until = NULL, lease_key = NULL
+            FROM unnest($2::uuid[], $3::text[], $4::int[], $5::timestamptz[])
+                 AS p(execution_id, amc_status, poll_count, next_action_at)
+            WHERE e.execution_id = p.execution_id AND e.lease_owner = $1
+              AND {ownership.may_act("e.lease_key")}
+            RETURNING e.execution_id""",
+        owner,
+        [p.execution_id for p in polls],
+        [p.amc_status for p in polls],
+        [p.poll_count for p in polls],
+        [p.next_action_at for p in polls],
+    )
+    return {r["execution_id"] for r in records}
 
 
 async def defer(

@@ -29,6 +29,17 @@ async def cached_token(conn: Connection, user_id: str) -> CachedToken | None:
     return None if r is None else CachedToken(r[0], r[1], r[2], r[3], r[4])
 
 
+async def cached_tokens(conn: Connection, user_ids: list[str]) -> dict[str, CachedToken]:
+    """`cached_token` of several users in one round trip (those with none are left out)."""
+    rows = await conn.fetch(
+        """SELECT user_id, access_token_encrypted, expires_at, invalid, fingerprint,
+                  coalesce(issued_at, updated_at)
+           FROM tokens WHERE user_id = ANY($1::text[])""",
+        user_ids,
+    )
+    return {r[0]: CachedToken(r[1], r[2], r[3], r[4], r[5]) for r in rows}
+
+
 async def store_token(
     conn: Connection,
     user_id: str,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Coroutine
-from datetime import timedelta
+from datetime import datetime, timedelta
 from posixpath import basename
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,22 +24,29 @@ from opentelemetry import trace
 from services.poller import flow, logic, store
 from services.poller.exchange import failure_policy, failures
 from services.poller.exchange.gateway import CircuitOpenError
+from services.poller.exchange.poll_writes import PollWrites
 from services.poller.exchange.tokens import Token
 from services.poller.results.stores import ResultFile, StoredResult, result_context, result_key
 from services.poller.rows import ExecRow
+from services.poller.store import PollSeen
+from services.poller.token_store import CachedToken
 from services.poller.worker import Context, TaskSet
 from shared.clients import ApiError, DownloadUrls, ResultsExpiredError
 from shared.contract import ExecutionError, ExecutionStatus, ResultLocation
 
 log = logging.getLogger(__name__)
 
-Job = Callable[[ExecRow], Coroutine[Any, Any, None]]
+# A job gets its row and the user's cached token as read with the claim (None: none cached).
+Job = Callable[[ExecRow, CachedToken | None], Coroutine[Any, Any, None]]
 
 
 class StageLoop:
     """Claims due rows of one stage and runs `job` on each, at most `limit` at a time.
 
-    Each job is a span "execution <stage>" (poll, download, cancel) in its row's trace."""
+    One claim is one statement (atomic without a transaction of its own), followed on the
+    same connection by one read of the claimed users' tokens: a poll makes no token query of
+    its own. Each job is a span "execution <stage>" (poll, download, cancel) in its row's
+    trace."""
 
     def __init__(self, ctx: Context, stage: str, endpoint: str, limit: int, job: Job) -> None:
         self.ctx = ctx
@@ -53,12 +60,13 @@ class StageLoop:
         room = min(self.tasks.room, ctx.settings.claim_batch_size)
         if room <= 0 or ctx.amc.open(self.endpoint):
             return False
-        async with ctx.pool.acquire() as conn, conn.transaction():
+        async with ctx.pool.acquire() as conn:
             rows = await store.claim_stage(
                 conn, self.stage, ctx.owner, ctx.lease, room, ctx.owner_key
             )
+            tokens = await ctx.tokens.read_many(conn, (row.user_id for row in rows))
         for row in rows:
-            self.tasks.spawn(self.stage, row, self.job(row))
+            self.tasks.spawn(self.stage, row, self.job(row, tokens.get(row.user_id)))
         return bool(rows)
 
 
@@ -71,9 +79,10 @@ class Follower:
             ctx, store.DOWNLOAD, "download_urls", max(s.max_concurrent_polls // 5, 2), self.download
         )
         self.cancels = StageLoop(ctx, store.CANCEL, "cancel", 10, self.cancel)
+        self.poll_writes = PollWrites(ctx.pool, ctx.owner, s.poll_write_window_s)
 
-    async def _token_or_wait(self, row: ExecRow) -> Token | None:
-        token = await self.ctx.tokens.token(row.user_id, flow.now())
+    async def _token_or_wait(self, row: ExecRow, cached: CachedToken | None) -> Token | None:
+        token = self.ctx.tokens.usable(cached, flow.now())
         if token is None:
             async with self.ctx.pool.acquire() as conn, conn.transaction():
                 await flow.wait_for_token(
@@ -88,9 +97,8 @@ class Follower:
 
     # --- polling -------------------------------------------------------------------------
 
-    async def poll(self, row: ExecRow) -> None:
+    async def poll(self, row: ExecRow, cached: CachedToken | None) -> None:
         ctx = self.ctx
-        s = ctx.settings
         assert row.amc_execution_id is not None
         timeout_s = self._timeout_s(row)
         if row.cancel_kind is None and logic.timed_out(row.submitted_at, flow.now(), timeout_s):
@@ -106,7 +114,7 @@ class Follower:
                     next_action_at=flow.now(),
                 )
             return
-        token = await self._token_or_wait(row)
+        token = await self._token_or_wait(row, cached)
         if token is None:
             return
         span = trace.get_current_span()
@@ -128,6 +136,12 @@ class Follower:
             "refused_token_fp": None,
             "refused_at": None,
         }
+        ended = observed.download or observed.error is not None or observed.status.is_terminal
+        cancel_again = row.cancel_kind is not None and row.stage == store.POLL
+        if not ended and not cancel_again and observed.status is row.status:
+            # Still where it was: bookkeeping only, stored with other such polls (no event).
+            await self._poll_seen(row, common["amc_status"], now, timeout_s)
+            return
         async with ctx.pool.acquire() as conn, conn.transaction():
             if observed.download:
                 await flow.change(
@@ -156,7 +170,7 @@ class Follower:
                     amc_finished_seen_at=now,
                     **common,
                 )
-            elif row.cancel_kind is not None and row.stage == store.POLL:
+            elif cancel_again:
                 # A cancel that AMC refused or left unanswered: it runs on; try again.
                 await flow.change(
                     conn,
@@ -169,10 +183,7 @@ class Follower:
                     **common,
                 )
             else:
-                deadline = None
-                if row.submitted_at is not None and row.cancel_kind is None:
-                    deadline = row.submitted_at + timedelta(seconds=timeout_s)
-                when = logic.next_poll_at(now, row.poll_count + 1, s.poll_intervals_s, deadline)
+                when = self._next_poll_at(row, now, timeout_s)
                 await flow.change(
                     conn,
                     ctx.out,
@@ -184,12 +195,31 @@ class Follower:
                     **common,
                 )
 
+    def _next_poll_at(self, row: ExecRow, now: datetime, timeout_s: float) -> datetime:
+        deadline = None
+        if row.submitted_at is not None and row.cancel_kind is None:
+            deadline = row.submitted_at + timedelta(seconds=timeout_s)
+        intervals = self.ctx.settings.poll_intervals_s
+        return logic.next_poll_at(now, row.poll_count + 1, intervals, deadline)
+
+    async def _poll_seen(
+        self, row: ExecRow, amc_status: str, now: datetime, timeout_s: float
+    ) -> None:
+        when = self._next_poll_at(row, now, timeout_s)
+        seen = PollSeen(row.execution_id, amc_status, row.poll_count + 1, when)
+        if not await self.poll_writes.record(seen):
+            log.info(
+                "lost the lease of %s during its poll; its new owner polls it",
+                row.execution_id,
+                extra={"execution_id": row.execution_id},
+            )
+
     # --- downloading ---------------------------------------------------------------------
 
-    async def download(self, row: ExecRow) -> None:
+    async def download(self, row: ExecRow, cached: CachedToken | None) -> None:
         ctx = self.ctx
         assert row.amc_execution_id is not None
-        token = await self._token_or_wait(row)
+        token = await self._token_or_wait(row, cached)
         if token is None:
             return
         try:
@@ -298,13 +328,13 @@ class Follower:
 
     # --- cancelling ----------------------------------------------------------------------
 
-    async def cancel(self, row: ExecRow) -> None:
+    async def cancel(self, row: ExecRow, cached: CachedToken | None) -> None:
         """PUT status CANCELLED, then read the execution back (as Amazon's client does): its
         status at AMC decides. A refused cancel is re-read and retried, never taken for
         'already finished'."""
         ctx = self.ctx
         assert row.amc_execution_id is not None
-        token = await self._token_or_wait(row)
+        token = await self._token_or_wait(row, cached)
         if token is None:
             return
         try:

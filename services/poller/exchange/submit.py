@@ -42,36 +42,35 @@ class Submitter:
     async def step(self) -> bool:
         ctx = self.ctx
         busy = False
+        # Most steps find nothing to do: each look is one statement, with no transaction
+        # around it unless it found work.
         if self.tasks.room > 0 and not ctx.amc.open("list"):
-            async with ctx.pool.acquire() as conn, conn.transaction():
+            async with ctx.pool.acquire() as conn:
                 unresolved = await store.claim_unresolved_submissions(
                     conn, ctx.owner, ctx.lease, self.tasks.room, ctx.owner_key
                 )
             for row, orphaned in unresolved:
                 self.tasks.spawn("reconcile", row, self.reconcile(row, orphaned=orphaned))
             busy = bool(unresolved)
-        async with ctx.pool.acquire() as conn, conn.transaction():
-            for row in await store.cancelled_while_queued(conn, ctx.settings.claim_batch_size):
-                with tracing.job_span(ctx.tracer, "cancel", row):
-                    await flow.change(
-                        conn,
-                        ctx.out,
-                        row,
-                        None,
-                        status=ExecutionStatus.CANCELLED,
-                        error=logic.error("CANCELLED", "cancelled on request before AMC had it"),
-                    )
+        async with ctx.pool.acquire() as conn:
+            # A probe, its lock gone with the statement; the rows are taken in a transaction.
+            if await store.cancelled_while_queued(conn, 1):
+                await self._cancel_queued(conn)
         if self.tasks.room <= 0 or ctx.amc.open("create"):
             return busy
         async with ctx.pool.acquire() as conn:
             instances = await claims.instances_with_queued(conn)
-        for instance_id in instances:
+        for queued in instances:
+            instance_id = queued.instance_id
             daily_cap = await ctx.instances.daily_cap(instance_id)
+            cap = await ctx.instances.max_running(instance_id)
+            if queued.nothing_to_claim(cap, daily_cap):
+                continue
             async with ctx.pool.acquire() as conn, conn.transaction():
                 claim = await claims.claim_submissions(
                     conn,
                     instance_id,
-                    await ctx.instances.max_running(instance_id),
+                    cap,
                     ctx.owner,
                     ctx.lease,
                     daily_cap=daily_cap,
@@ -81,7 +80,7 @@ class Submitter:
                 claimed = claim.rows + await claims.claim_dry_runs(
                     conn,
                     instance_id,
-                    await ctx.instances.max_running(instance_id),
+                    cap,
                     ctx.owner,
                     ctx.lease,
                     ctx.owner_key,
@@ -108,6 +107,21 @@ class Submitter:
                 self.tasks.spawn("submit", row, self.submit(row))
             busy = busy or bool(claimed)
         return busy
+
+    async def _cancel_queued(self, conn: Connection) -> None:
+        """QUEUED rows whose cancel arrived while their submission was under way end here."""
+        ctx = self.ctx
+        async with conn.transaction():
+            for row in await store.cancelled_while_queued(conn, ctx.settings.claim_batch_size):
+                with tracing.job_span(ctx.tracer, "cancel", row):
+                    await flow.change(
+                        conn,
+                        ctx.out,
+                        row,
+                        None,
+                        status=ExecutionStatus.CANCELLED,
+                        error=logic.error("CANCELLED", "cancelled on request before AMC had it"),
+                    )
 
     async def _hold_for_the_day(
         self, conn: Connection, instance_id: str, used: int, daily_cap: int
