@@ -69,7 +69,7 @@ async def run_baseline(
         store = SQLAlchemyDataStore(engine, schema=schema)
         broker = LocalEventBroker()
         async with AsyncScheduler(store, broker) as scheduler:
-            # How long adding takes here, from a few schedules a year away (then removed).
+            # How long adding takes here, from a few schedules weeks away (then removed).
             probe_started = time.perf_counter()
             probes = [f"probe{i}" for i in range(PROBES)]
             for key in probes:

@@ -48,6 +48,10 @@ def notify_channel(schema: str) -> str:
     return f"amc_scheduler_{schema}"[:63]
 
 
+# Preparing ahead starts at least this long before a fire time.
+LEAD_MARGIN_S = 0.1
+
+
 @dataclass
 class FiringMetrics:
     registry: CollectorRegistry
@@ -122,6 +126,8 @@ class Firer:
     ) -> None:
         self._pool_of = pool_of
         self._after_commit = after_commit
+        # Seconds to prepare one due schedule (claim, plan, write), as last measured.
+        self._prepare_s_each = 0.002
         self._outbox = outbox
         self._settings = settings
         self._now = now
@@ -161,9 +167,10 @@ class Firer:
                 try:
                     claimed = await self.fire_due()
                     earliest = await store.earliest_due(self._pool_of())
+                    lead = await self._lead_before(earliest)
                     if (
                         earliest is not None
-                        and self._within_lead(earliest)
+                        and 0 < (earliest - self._now()).total_seconds() <= lead
                         and await self.fire_ahead(earliest)
                     ):
                         continue  # committed at its fire time: look for the next one at once
@@ -179,8 +186,8 @@ class Firer:
                     # A millisecond past the fire time, so the wake-up does not come a hair early;
                     # when it is further away than the lead, wake up the lead before it.
                     until = (earliest - self._now()).total_seconds() + 0.001
-                    if until > self._settings.fire_ahead_s:
-                        until -= self._settings.fire_ahead_s
+                    if until > lead:
+                        until -= lead
                     delay = min(max(until, 0.0), delay)
                     if delay == 0.0 and not claimed:
                         # Due rows we could not claim are held by another replica (or by an
@@ -190,9 +197,15 @@ class Firer:
         finally:
             await self._bell.close()
 
-    def _within_lead(self, earliest: datetime) -> bool:
-        until = (earliest - self._now()).total_seconds()
-        return 0 < until <= self._settings.fire_ahead_s
+    async def _lead_before(self, at: datetime | None) -> float:
+        """How long before `at` to start preparing what is due then: the time its schedules
+        took to prepare so far, doubled, at most `fire_ahead_s`. No longer, so the relay
+        publishes the runs fired last before the next preparation takes the event loop."""
+        most = self._settings.fire_ahead_s
+        if at is None or not 0 < (at - self._now()).total_seconds() <= most:
+            return most
+        due = await store.count_due(self._pool_of(), at)
+        return min(most, LEAD_MARGIN_S + 2 * due * self._prepare_s_each)
 
     # --- claiming and firing -------------------------------------------------------------
 
@@ -281,8 +294,11 @@ class Firer:
                     left = (at - self._now()).total_seconds()
                     if fired.claimed < self._settings.claim_batch_size or left < took:
                         break
-                if not any(b.claimed for b in batches):
+                claimed = sum(b.claimed for b in batches)
+                if not claimed:
                     return 0
+                took = time.perf_counter() - started
+                self._prepare_s_each = (self._prepare_s_each + took / claimed) / 2
                 left = (at - self._now()).total_seconds()
                 if left > 0:
                     await asyncio.sleep(left)
@@ -290,7 +306,7 @@ class Firer:
             end_together(spans, exc)
             raise
         self._committed(batches, spans, started)
-        return sum(b.claimed for b in batches)
+        return claimed
 
     async def _fire_into(
         self, conn: Connection, now: datetime, spans: list[Span], started_ns: int
