@@ -17,6 +17,9 @@ steady: N schedules whose fire times are spread over `--spread-s` seconds in `--
         here (an upper bound: it includes the reader's fetch) and to the record timestamp.
         `--spread-s 3600` runs the real hour.
 
+Both report the scheduler process's CPU seconds over the scenario (scheduler_cpu_s), a
+figure other load on a shared machine moves far less than the wall times.
+
 baseline: the same schedules at the same fire times, run by APScheduler 4.0.0a6 with its
         PostgreSQL data store on the same database (apscheduler_side.py), right after ours;
         reported: when all jobs ran (burst) and job lateness (steady), and the ratio
@@ -93,6 +96,13 @@ def service(env: Infra, schema: str, port: int) -> Iterator[subprocess.Popen[byt
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process used so far: unlike wall time, barely moved by
+    other work on a shared machine."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def wait_ready(port: int) -> None:
@@ -176,13 +186,14 @@ async def scenario(env: Infra, name: str, count: int, fire_times_of: Any) -> dic
     await apply_migrations(env.database_url, schema, MIGRATIONS)
     port = free_port()
     received = Received()
-    with service(env, schema, port):
+    with service(env, schema, port) as proc:
         await wait_ready(port)
         await asyncio.sleep(2.0)  # let start-up work settle
         fire_times: list[datetime] = fire_times_of(datetime.now(UTC))
         reader = asyncio.create_task(
             read(env.bootstrap, topics.name(ScheduleDue.topic), count, received)
         )
+        cpu_before = cpu_s(proc.pid)
         seeded = time.perf_counter()
         await seed(env, schema, fire_times)
         seed_s = time.perf_counter() - seeded
@@ -190,6 +201,7 @@ async def scenario(env: Infra, name: str, count: int, fire_times_of: Any) -> dic
         written = asyncio.create_task(runs_written(env, schema, count))
         await asyncio.wait_for(reader, timeout=max(120.0, last_fire - time.time() + 120))
         written_at = await written
+        cpu = cpu_s(proc.pid) - cpu_before
     late_at = [received.at[k] - received.fire_times[k].timestamp() for k in received.at]
     late_stamp = [
         received.stamped[k] - received.fire_times[k].timestamp() for k in received.stamped
@@ -199,6 +211,7 @@ async def scenario(env: Infra, name: str, count: int, fire_times_of: Any) -> dic
         "events": len(received.at),
         "records": received.records,
         "seed_s": round(seed_s, 3),
+        "scheduler_cpu_s": round(cpu, 2),
         "late_at": late_at,
         "late_stamp": late_stamp,
     }
@@ -265,6 +278,7 @@ async def main() -> None:
             "drained_s_received": round(drained, 3),
             "drained_s_record_timestamp": round(max(burst["late_stamp"]), 3),
             "first_received_s": round(min(burst["late_at"]), 3),
+            "scheduler_cpu_s": burst["scheduler_cpu_s"],
             "target_s": 1.0,
         }
         if not args.no_baseline:
@@ -284,6 +298,7 @@ async def main() -> None:
                 "spread_s": args.spread_s,
                 "slots": args.slots,
                 "per_slot": n // args.slots,
+                "scheduler_cpu_s": steady["scheduler_cpu_s"],
                 "lateness_ms_received": lateness_ms(steady["late_at"]),
                 "lateness_ms_record_timestamp": lateness_ms(steady["late_stamp"]),
                 "target_p99_ms": 50,
