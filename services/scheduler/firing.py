@@ -6,6 +6,9 @@ changes a schedule, possibly on another replica). Each batch of due schedules is
 `FOR UPDATE SKIP LOCKED`; its run rows (unique per schedule and fire time), new next fire times
 and outbox events are written in that one transaction, so any number of replicas fire each
 fire time exactly once, and a crash at any point either fires a batch completely or not at all.
+What is due a moment later is claimed and written ahead (`fire_ahead`) in one transaction that
+commits at its fire time, so the runs appear when due, not a batch's work after; the lead is
+the time those schedules took to prepare (doubled), at most `fire_ahead_s`.
 
 Each emitted run is its own trace: a root span "schedule fire" from the start of its batch to
 the commit, under which its `schedule.due` is published (and everything downstream follows).
