@@ -107,7 +107,8 @@ def cpu_s(pid: int) -> float:
 
 async def wait_ready(port: int) -> None:
     async with httpx.AsyncClient() as http:
-        for _ in range(300):
+        # Two minutes: start-up alone takes tens of seconds on a busy shared machine.
+        for _ in range(1200):
             try:
                 if (await http.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
                     return
