@@ -6,6 +6,9 @@ changes a schedule, possibly on another replica). Each batch of due schedules is
 `FOR UPDATE SKIP LOCKED`; its run rows (unique per schedule and fire time), new next fire times
 and outbox events are written in that one transaction, so any number of replicas fire each
 fire time exactly once, and a crash at any point either fires a batch completely or not at all.
+What is due a moment later is claimed and written ahead (`fire_ahead`) in one transaction that
+commits at its fire time, so the runs appear when due, not a batch's work after; the lead is
+the time those schedules took to prepare (doubled), at most `fire_ahead_s`.
 
 Each emitted run is its own trace: a root span "schedule fire" from the start of its batch to
 the commit, under which its `schedule.due` is published (and everything downstream follows).
@@ -20,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import asyncpg
 from opentelemetry import trace
@@ -28,20 +31,9 @@ from opentelemetry.trace import Span, Tracer
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from services.scheduler import store
-from services.scheduler.logic import (
-    FiringConfig,
-    plan_firing,
-    workflow_run,
-)
-from services.scheduler.runs import (
-    Clock,
-    due_event,
-    new_ids,
-    spec_of,
-    start_fire_span,
-    template_of,
-    window_rule_of,
-)
+from services.scheduler.batch import Batch, plan_batch
+from services.scheduler.logic import FiringConfig
+from services.scheduler.runs import Clock, due_event, start_fire_span
 from services.scheduler.settings import SchedulerSettings
 from shared.contract import (
     ScheduleDue,
@@ -57,6 +49,10 @@ log = logging.getLogger(__name__)
 
 def notify_channel(schema: str) -> str:
     return f"amc_scheduler_{schema}"[:63]
+
+
+# Preparing ahead starts at least this long before a fire time.
+LEAD_MARGIN_S = 0.1
 
 
 @dataclass
@@ -110,14 +106,13 @@ class FiringMetrics:
 
 
 @dataclass(frozen=True)
-class _Batch:
-    runs: list[store.NewRun]
+class _Fired:
+    """One claimed batch as written: its plan, the run ids inserted and the events sent."""
+
+    claimed: int
+    batch: Batch
+    inserted: set[UUID]
     events: list[ScheduleDue]
-    kinds: list[str]  # of each event's run
-    ids: list[UUID]
-    next_fire_ats: list[datetime | None]
-    last_fire_ats: list[datetime | None]
-    broken: list[tuple[UUID, str]]
 
 
 class Firer:
@@ -130,8 +125,12 @@ class Firer:
         now: Clock,
         metrics: FiringMetrics,
         tracer: Tracer | None = None,
+        after_commit: Callable[[], None] = lambda: None,
     ) -> None:
         self._pool_of = pool_of
+        self._after_commit = after_commit
+        # Seconds to prepare one due schedule (claim, plan, write), as last measured.
+        self._prepare_s_each = 0.002
         self._outbox = outbox
         self._settings = settings
         self._now = now
@@ -171,6 +170,13 @@ class Firer:
                 try:
                     claimed = await self.fire_due()
                     earliest = await store.earliest_due(self._pool_of())
+                    lead = await self._lead_before(earliest)
+                    if (
+                        earliest is not None
+                        and 0 < (earliest - self._now()).total_seconds() <= lead
+                        and await self.fire_ahead(earliest)
+                    ):
+                        continue  # committed at its fire time: look for the next one at once
                     backoff = 0.2
                 except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                     log.warning("firing loop failed, retrying in %.1fs: %s", backoff, exc)
@@ -180,8 +186,11 @@ class Firer:
                 await self._bell.listen()
                 delay = self._settings.max_sleep_s
                 if earliest is not None:
-                    # A millisecond past the fire time, so the wake-up does not come a hair early.
+                    # A millisecond past the fire time, so the wake-up does not come a hair early;
+                    # when it is further away than the lead, wake up the lead before it.
                     until = (earliest - self._now()).total_seconds() + 0.001
+                    if until > lead:
+                        until -= lead
                     delay = min(max(until, 0.0), delay)
                     if delay == 0.0 and not claimed:
                         # Due rows we could not claim are held by another replica (or by an
@@ -190,6 +199,16 @@ class Firer:
                 await self._bell.sleep(stop, delay)
         finally:
             await self._bell.close()
+
+    async def _lead_before(self, at: datetime | None) -> float:
+        """How long before `at` to start preparing what is due then: the time its schedules
+        took to prepare so far, doubled, at most `fire_ahead_s`. No longer, so the relay
+        publishes the runs fired last before the next preparation takes the event loop."""
+        most = self._settings.fire_ahead_s
+        if at is None or not 0 < (at - self._now()).total_seconds() <= most:
+            return most
+        due = await store.count_due(self._pool_of(), at)
+        return min(most, LEAD_MARGIN_S + 2 * due * self._prepare_s_each)
 
     # --- claiming and firing -------------------------------------------------------------
 
@@ -244,121 +263,98 @@ class Firer:
         return len(rows)
 
     async def fire_batch(self) -> int:
+        """Fire one batch of schedules due now; returns how many schedules it claimed."""
         started = time.perf_counter()
-        started_ns = time.time_ns()
-        limit = self._settings.claim_batch_size
         spans: list[Span] = []
         try:
             async with self._pool_of().acquire() as conn, conn.transaction():
-                now = self._now()
-                rows = await store.claim_due(conn, now, limit)
-                if not rows:
-                    return 0
-                stale_before = now - timedelta(seconds=self._settings.run_stale_after_s)
-                counts = await store.open_run_counts(conn, [r.id for r in rows], stale_before)
-                batch = self._plan(rows, counts, now)
-                inserted = await store.insert_runs(conn, batch.runs)
-                events: list[ScheduleDue] = []
-                for event, kind in zip(batch.events, batch.kinds, strict=True):
-                    if event.run_id in inserted:
-                        events.append(event)
-                        spans.append(
-                            start_fire_span(self._tracer, event, kind, start_time=started_ns)
-                        )
-                await store.advance(conn, batch.ids, batch.next_fire_ats, batch.last_fire_ats)
-                # Each run's schedule.due is published under its own run's span.
-                await self._outbox.enqueue(
-                    conn, *events, trace_contexts=[trace_carrier(span) for span in spans]
-                )
-                for schedule_id, reason in batch.broken:
-                    await self._pause_broken(conn, schedule_id, reason, now)
+                fired = await self._fire_into(conn, self._now(), spans, time.time_ns())
         except BaseException as exc:
             end_together(spans, exc)
             raise
-        end_together(spans)
-        committed = self._now()
-        for run in batch.runs:
-            if run.id in inserted:
-                self._metrics.runs.labels(run.kind, run.state).inc()
-        for event in events:
-            self._metrics.lateness.observe(max(0.0, (committed - event.fire_time).total_seconds()))
-        self._metrics.batch_seconds.observe(time.perf_counter() - started)
-        return len(rows)
+        self._committed([fired], spans, started)
+        return fired.claimed
 
-    def _plan(
-        self, rows: Sequence[store.DueSchedule], counts: dict[UUID, tuple[int, int]], now: datetime
-    ) -> _Batch:
-        batch = _Batch([], [], [], [], [], [], [])
-        ids = new_ids(2 * len(rows) + 64)
-        for row in rows:
-            schedule_id: UUID = row.id
-            try:
-                spec = spec_of(row.spec_text)
-                running, buffered = counts.get(schedule_id, (0, 0))
-                plan = plan_firing(
-                    spec,
-                    row.next_fire_at,
-                    now,
-                    catch_up=row.catch_up_policy,
-                    overlap=row.overlap_policy,
-                    running=running > 0,
-                    buffered=buffered > 0,
-                    cfg=self.cfg,
+    async def fire_ahead(self, at: datetime) -> int:
+        """Prepare the schedules due at `at` (a moment away) and commit them at `at`.
+
+        Batch after batch is claimed and written in one transaction while the next batch can
+        still be ready by `at`; the commit then waits for `at`, so the runs and events appear
+        at their fire time rather than a batch's work after it. What was not prepared in time
+        is fired after `at` by `fire_due`. The claimed schedules stay locked until the commit:
+        a change to one of them in that short lead waits for it, as if made after the fire.
+        Returns how many schedules were claimed; with none, nothing waits for `at`."""
+        started = time.perf_counter()
+        spans: list[Span] = []
+        batches: list[_Fired] = []
+        try:
+            async with self._pool_of().acquire() as conn, conn.transaction():
+                while True:
+                    round_started = time.perf_counter()
+                    fired = await self._fire_into(conn, at, spans, time.time_ns())
+                    batches.append(fired)
+                    took = time.perf_counter() - round_started
+                    left = (at - self._now()).total_seconds()
+                    if fired.claimed < self._settings.claim_batch_size or left < took:
+                        break
+                claimed = sum(b.claimed for b in batches)
+                if not claimed:
+                    return 0
+                took = time.perf_counter() - started
+                self._prepare_s_each = (self._prepare_s_each + took / claimed) / 2
+                left = (at - self._now()).total_seconds()
+                if left > 0:
+                    await asyncio.sleep(left)
+        except BaseException as exc:
+            end_together(spans, exc)
+            raise
+        self._committed(batches, spans, started)
+        return claimed
+
+    async def _fire_into(
+        self, conn: Connection, now: datetime, spans: list[Span], started_ns: int
+    ) -> _Fired:
+        """Claim up to a batch of schedules due at `now` and write their runs, next fire
+        times and events in `conn`'s transaction; each emitted run's span joins `spans`."""
+        rows = await store.claim_due(conn, now, self._settings.claim_batch_size)
+        if not rows:
+            return _Fired(0, plan_batch([], {}, now, self.cfg), set(), [])
+        stale_before = now - timedelta(seconds=self._settings.run_stale_after_s)
+        counts = await store.open_run_counts(conn, [r.id for r in rows], stale_before)
+        batch = plan_batch(rows, counts, now, self.cfg)
+        inserted = await store.insert_runs(conn, batch.runs)
+        events: list[ScheduleDue] = []
+        batch_spans: list[Span] = []
+        for event, kind in zip(batch.events, batch.kinds, strict=True):
+            if event.run_id in inserted:
+                events.append(event)
+                batch_spans.append(
+                    start_fire_span(self._tracer, event, kind, start_time=started_ns)
                 )
-                rule = window_rule_of(row.window_rule_text)
-                template = template_of(row)
-                runs: list[store.NewRun] = []
-                events: list[ScheduleDue] = []
-                kinds: list[str] = []
-                for planned in plan.runs:
-                    run_id = next(ids, None) or uuid4()
-                    run_json: str | None = None
-                    event_id: UUID | None = None
-                    if planned.state != "SKIPPED":
-                        work = workflow_run(template, rule, planned.fire_time, spec.timezone)
-                        run_json = work.model_dump_json()
-                        if planned.state == "EMITTED":
-                            event = due_event(
-                                schedule_id,
-                                run_id,
-                                planned.fire_time,
-                                work,
-                                now,
-                                next(ids, None) or uuid4(),
-                            )
-                            event_id = event.event_id
-                            events.append(event)
-                            kinds.append(planned.kind)
-                    runs.append(
-                        store.NewRun(
-                            id=run_id,
-                            schedule_id=schedule_id,
-                            fire_time=planned.fire_time,
-                            kind=planned.kind,
-                            state=planned.state,
-                            skip_reason=planned.skip_reason,
-                            run_json=run_json,
-                            event_id=event_id,
-                            created_at=now,
-                            emitted_at=now if planned.state == "EMITTED" else None,
-                        )
-                    )
-                if plan.unrecorded:
-                    log.warning(
-                        "schedule %s missed more fire times than are recorded one by one",
-                        schedule_id,
-                    )
-            except Exception as exc:  # one broken schedule must not block the others
-                log.exception("schedule %s cannot be fired; pausing it", schedule_id)
-                batch.broken.append((schedule_id, f"cannot be fired: {type(exc).__name__}: {exc}"))
-                continue
-            batch.runs.extend(runs)
-            batch.events.extend(events)
-            batch.kinds.extend(kinds)
-            batch.ids.append(schedule_id)
-            batch.next_fire_ats.append(plan.next_fire_at)
-            batch.last_fire_ats.append(plan.runs[-1].fire_time if plan.runs else None)
-        return batch
+        spans.extend(batch_spans)
+        await store.advance(conn, batch.ids, batch.next_fire_ats, batch.last_fire_ats)
+        # Each run's schedule.due is published under its own run's span.
+        await self._outbox.enqueue(
+            conn, *events, trace_contexts=[trace_carrier(span) for span in batch_spans]
+        )
+        for schedule_id, reason in batch.broken:
+            await self._pause_broken(conn, schedule_id, reason, now)
+        return _Fired(len(rows), batch, inserted, events)
+
+    def _committed(self, batches: Sequence[_Fired], spans: Sequence[Span], started: float) -> None:
+        """After the commit: end the runs' spans, wake the relay, count and time the runs."""
+        end_together(spans)
+        if spans:
+            self._after_commit()
+        committed = self._now()
+        for fired in batches:
+            for run in fired.batch.runs:
+                if run.id in fired.inserted:
+                    self._metrics.runs.labels(run.kind, run.state).inc()
+            for event in fired.events:
+                lateness = (committed - event.fire_time).total_seconds()
+                self._metrics.lateness.observe(max(0.0, lateness))
+        self._metrics.batch_seconds.observe(time.perf_counter() - started)
 
     async def _pause_broken(
         self, conn: Connection, schedule_id: UUID, reason: str, now: datetime

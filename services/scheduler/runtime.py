@@ -43,10 +43,16 @@ class SchedulerRuntime(ServiceRuntime):
             now=now,
             metrics=FiringMetrics(self.registry),
             tracer=self.tracer,
+            after_commit=self._wake_relay,
         )
         if consume:
             handlers.register(self, handlers.Outcomes(settings, now, self.tracer))
         self.background("firing")(self._fire)
+
+    def _wake_relay(self) -> None:
+        # Fired runs are published at once, without waiting for the relay's NOTIFY.
+        if self.relay is not None:
+            self.relay.wake()
 
     async def _fire(self, stop: asyncio.Event) -> None:
         await self.firer.run(stop)

@@ -42,6 +42,13 @@ class SchedulerSettings(ServiceSettings):
     claim_batch_size: int = Field(
         default=500, ge=1, le=10_000, description="Due schedules claimed per transaction"
     )
+    fire_ahead_s: float = Field(
+        default=2.0,
+        ge=0,
+        description="Schedules due within this lead are claimed and written ahead, and "
+        "committed at their fire time (0: claimed at the fire time). A change to such a "
+        "schedule inside the lead waits for that commit and applies from the next fire time",
+    )
     max_sleep_s: float = Field(
         default=30.0,
         gt=0,

@@ -217,6 +217,14 @@ async def advance(
     )
 
 
+async def count_due(conn: Connection | asyncpg.Pool[Any], at: datetime) -> int:
+    """Active schedules due at `at` or before (read from the claim's index)."""
+    count = await conn.fetchval(
+        "SELECT count(*) FROM schedules WHERE state = 'ACTIVE' AND next_fire_at <= $1", at
+    )
+    return int(count)
+
+
 async def earliest_due(conn: Connection | asyncpg.Pool[Any]) -> datetime | None:
     """The earliest next fire time or retry of an active schedule."""
     value: datetime | None = await conn.fetchval(
