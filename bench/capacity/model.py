@@ -154,8 +154,10 @@ class Limit:
     demand: float
     capacity: float
     remedy: str
-    # Whether demand grows with the advertisers (AMC's per-instance limits do not).
-    grows: bool = True
+    # "resource": capacity the system buys (replicas, partitions, the database), which a
+    # growing workload runs out of; "amc": AMC's per-instance limits, which do not grow
+    # with advertisers; "setting": a default that throttles by design until raised.
+    kind: str = "resource"
 
     @property
     def used(self) -> float:
@@ -188,9 +190,9 @@ class Plan:
 
     @property
     def first_to_run_out(self) -> Limit:
-        """Of the limits that grow with the workload, the one closest to its capacity: the
-        first a growing workload meets."""
-        return max((lim for lim in self.limits if lim.grows), key=lambda lim: lim.used)
+        """Of the resources, the one closest to its capacity: the first a growing workload
+        meets."""
+        return max((lim for lim in self.limits if lim.kind == "resource"), key=lambda x: x.used)
 
 
 def polls_per_execution(intervals_s: tuple[float, ...], seconds: float) -> int:
@@ -322,7 +324,7 @@ def plan(
             s.daily_executions_per_instance,
             "runs past the cap wait for 00:00 UTC: lower COLLECTOR_DEFAULT_DAILY_SHARE or "
             "ask Amazon for a higher cap (amcctl instances update I --max-daily N)",
-            grows=False,
+            kind="amc",
         ),
         Limit(
             "POLLER_MAX_RUNNING_PER_INSTANCE (AMC's running executions per instance)",
@@ -330,7 +332,7 @@ def plan(
             s.max_running_per_instance,
             "runs queue in the poller until one ends: spread the schedules' minutes or "
             "lower a collection's max_weeks_in_flight",
-            grows=False,
+            kind="amc",
         ),
         Limit(
             "COLLECTOR_MAX_ACTIVE_COLLECTIONS (collections dispatching at once)",
@@ -339,6 +341,7 @@ def plan(
             f"the rest queue: {w.collections} collections finish after "
             f"{collection_days:.0f} days; raise it (each collection's daily share already "
             "bounds its instance)",
+            kind="setting",
         ),
         Limit(
             "Kafka partitions of the busiest topic (one consumer per partition)",
