@@ -59,17 +59,21 @@ class Sampler:
         finally:
             await conn.close()
 
+    def spent(self) -> dict[str, float]:
+        """CPU seconds per service since start()."""
+        by_service: dict[str, float] = {}
+        for name, pid in self.pids.items():
+            used = cpu_seconds(pid) - self.cpu_before[name]
+            by_service[service_of(name)] = by_service.get(service_of(name), 0.0) + used
+        return by_service
+
     async def stop(self) -> dict[str, Any]:
         if self.task is not None:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
-        by_service: dict[str, float] = {}
-        for name, pid in self.pids.items():
-            spent = cpu_seconds(pid) - self.cpu_before[name]
-            by_service[service_of(name)] = by_service.get(service_of(name), 0.0) + spent
         return {
-            "cpu_seconds": {k: round(v, 2) for k, v in sorted(by_service.items())},
+            "cpu_seconds": {k: round(v, 2) for k, v in sorted(self.spent().items())},
             "pg_connections_peak": self.peak,
         }
 

@@ -102,11 +102,11 @@ class Costs:
     """Per-unit costs. CPU in milliseconds of one core; sizes in bytes per row, table plus
     indexes. Where each was measured: COST_SOURCES."""
 
-    scheduler_cpu_ms_per_fire: float = 1.0
-    poller_cpu_ms_per_execution: float = 30.0
-    poller_cpu_ms_per_poll: float = 5.0
-    token_cpu_ms_per_refresh: float = 1.25
-    cpu_ms_per_event: float = 1.0  # outbox enqueue + relay + idempotent consume
+    scheduler_cpu_ms_per_fire: float = 1.585
+    poller_cpu_ms_per_execution: float = 82.4
+    poller_cpu_ms_per_poll: float = 16.07
+    token_cpu_ms_per_refresh: float = 5.35
+    cpu_ms_per_event: float = 2.5  # outbox enqueue + relay + idempotent consume
     status_changes_per_execution: float = 4.0
     row_bytes: dict[str, float] = field(
         default_factory=lambda: {
@@ -119,12 +119,20 @@ class Costs:
     )
 
 
+# `python -m bench.capacity.unitcost` on main at e64193d, 2026-12-07 14:33 UTC, on the
+# shared 2-core machine at load 12-17 (other helpers' benches): CPU time, not wall time,
+# but cache contention inflates it; rerun on a quiet machine and replace.
+UNITCOST_RUN = "bench.capacity.unitcost, main e64193d, 2026-12-07 14:33 UTC"
 COST_SOURCES: dict[str, str] = {
-    "scheduler_cpu_ms_per_fire": "placeholder until measured",
-    "poller_cpu_ms_per_execution": "placeholder until measured",
-    "poller_cpu_ms_per_poll": "placeholder until measured",
-    "token_cpu_ms_per_refresh": "issue 24 (bench.token, 10,000 tokens)",
-    "cpu_ms_per_event": "placeholder until measured",
+    "scheduler_cpu_ms_per_fire": f"{UNITCOST_RUN}: bench.scheduler --schedules 2000 "
+    "--skip-steady, the scheduler process's CPU / 2000 (start-up included: an upper bound)",
+    "poller_cpu_ms_per_execution": f"{UNITCOST_RUN}: bench.poller short (200 executions, "
+    "453 polls, 23.8 s) and long (40, 841 polls, 16.8 s) solved for two unknowns",
+    "poller_cpu_ms_per_poll": f"{UNITCOST_RUN}: as poller_cpu_ms_per_execution (the long "
+    "scenario's idle loop time lands here: an upper bound)",
+    "token_cpu_ms_per_refresh": f"{UNITCOST_RUN}: bench.token --tokens 2000, 10.7 s",
+    "cpu_ms_per_event": f"{UNITCOST_RUN}: bench.outbox's pipeline, 5000 events (enqueue in "
+    "transactions of 10, relay, idempotent consumer), 12.5 s in one process",
     "status_changes_per_execution": "placeholder until measured",
     "row_bytes": "placeholder until measured",
 }

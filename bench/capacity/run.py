@@ -55,6 +55,7 @@ class RunConfig:
     poll_intervals: tuple[float, ...] = (2.0, 3.0, 5.0)
     replicas: int = 1
     settle_minutes: float = 20.0
+    idle_s: float = 30.0
 
     def workload(self) -> Workload:
         return replace_timing(Workload().scaled(self.scale), self)
@@ -225,14 +226,24 @@ async def run(cfg: RunConfig) -> dict[str, Any]:
                 say(f"provisioning {w.advertisers} users, {w.instances} instances")
                 pairs = await provision(w, sim, stack)
             pids = {name: proc.pid for name, proc in stack.processes.items()}
+            # A quiet minute first: what each service spends doing nothing (its loops,
+            # consumers' fetches and heartbeats), per replica and second.
+            idle = Sampler(env.database_url, pids)
+            await idle.start()
+            await asyncio.sleep(cfg.idle_s)
+            quiet = idle.spent()
+            await idle.stop()
+            out["idle_cpu_ms_per_replica_s"] = {
+                svc: round(cpu / cfg.idle_s / cfg.replicas * 1000, 2) for svc, cpu in quiet.items()
+            }
             sampler = Sampler(env.database_url, pids)
-            await sampler.start()
             before = await event_counts(env.bootstrap, stack.topics)
-            start = (datetime.now(UTC) + timedelta(seconds=70)).replace(second=0, microsecond=0)
+            start = (datetime.now(UTC) + timedelta(seconds=80)).replace(second=0, microsecond=0)
             fires = fire_instants(w, start, cfg.minutes)
             say(f"seeding {len(fires)} schedules, first fire {start.time()}")
             await seed_schedules(env.database_url, pairs, w, fires)
             await asyncio.sleep(max(0.0, (start - datetime.now(UTC)).total_seconds()))
+            await sampler.start()
             say(f"creating {w.collections} collections of {w.weeks_per_collection} weeks")
             await create_collections(stack, pairs, w)
             expected = w.schedules + w.collections * w.weeks_per_collection
