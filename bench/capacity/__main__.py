@@ -16,6 +16,7 @@ import asyncio
 import json
 import sys
 from dataclasses import asdict, replace
+from pathlib import Path
 from typing import Any
 
 from bench.capacity.model import Costs, Plan, Settings, Workload, growth, run_totals
@@ -52,11 +53,12 @@ def ratio(model: float, measured: float) -> float | None:
 
 
 def compare(
-    w: Workload, s: Settings, c: Costs, replicas: int, measured: dict[str, Any]
+    w: Workload, s: Settings, c: Costs, replicas: int, wall_s: float, measured: dict[str, Any]
 ) -> dict[str, Any]:
     """Model vs measurement for the run. Each user's token is refreshed once (the poller
-    asks when it has none), so the model is given users refreshes."""
-    model = run_totals(w, s, c, refreshes=w.users)
+    asks when it has none), so the model is given users refreshes; each service's
+    replicas were alive for the run's wall time."""
+    model = run_totals(w, s, c, refreshes=w.users, replica_seconds=replicas * wall_s)
     rows: dict[str, Any] = {}
 
     def row(key: str, predicted: float, got: float) -> None:
@@ -95,6 +97,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--replicas", type=int, default=d.replicas)
     p.add_argument("--settle-minutes", type=float, default=d.settle_minutes)
     p.add_argument("--model-only", action="store_true", help="print the model, run nothing")
+    p.add_argument(
+        "--compare", metavar="FILE", help="compare the model with a saved run's output; no run"
+    )
     a = p.parse_args(argv)
     cfg = RunConfig(
         scale=a.scale,
@@ -110,12 +115,22 @@ def main(argv: list[str] | None = None) -> None:
         "costs": asdict(costs),
         "plan": {f"{f:g}x": summary(p) for f, p in growth(Workload(), c=costs).items()},
     }
-    if not a.model_only:
+    if a.compare:
+        result = json.loads(Path(a.compare).read_text())["check"]
+        cfg = replace(
+            cfg,
+            scale=result["workload"]["scale"],
+            pending_s=result["workload"]["amc_pending_s"],
+            running_s=result["workload"]["amc_running_s"],
+            replicas=result.get("replicas", cfg.replicas),
+        )
+    elif not a.model_only:
         result = asyncio.run(run(cfg))
+    if a.compare or not a.model_only:
         settings = replace(Settings(), poll_intervals_s=cfg.poll_intervals)
-        out["check"] = result | {
-            "compare": compare(cfg.workload(), settings, costs, cfg.replicas, result["measured"])
-        }
+        wall = result["wall_seconds_from_first_fire"]
+        rows = compare(cfg.workload(), settings, costs, cfg.replicas, wall, result["measured"])
+        out["check"] = result | {"compare": rows}
     json.dump(out, sys.stdout, indent=1)
     print()
 

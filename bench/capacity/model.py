@@ -26,12 +26,13 @@ TOPICS = (
 )
 SERVICES = ("scheduler", "poller", "collector", "token", "notifier", "console")
 # Which service consumes which of TOPICS (docs/architecture.md's event contract); the
-# notifier follows only the notification topics, which this workload hardly produces.
+# notifier reads execution.completed (failed runs) and notification topics this workload
+# hardly produces.
 CONSUMERS = {
     "schedule.due": ("poller",),
     "week.requested": ("poller",),
     "execution.submitted": ("scheduler", "collector"),
-    "execution.completed": ("scheduler", "collector"),
+    "execution.completed": ("scheduler", "collector", "notifier"),
     "execution.status_changed": (),
     "token.refreshed": ("poller",),
 }
@@ -107,14 +108,16 @@ class Costs:
     poller_cpu_ms_per_poll: float = 16.07
     token_cpu_ms_per_refresh: float = 5.35
     cpu_ms_per_event: float = 2.5  # outbox enqueue + relay + idempotent consume
-    status_changes_per_execution: float = 4.0
+    status_changes_per_execution: float = 6.0
+    # A replica's CPU while it has nothing to do: its loops, fetches and heartbeats.
+    idle_cpu_ms_per_s: float = 25.0
     row_bytes: dict[str, float] = field(
         default_factory=lambda: {
-            "scheduler.schedule_runs": 1000.0,
-            "poller.executions": 3000.0,
-            "collector.collection_weeks": 500.0,
-            "outbox": 1500.0,
-            "processed_events": 150.0,
+            "scheduler.schedule_runs": 1753.0,
+            "poller.executions": 4713.0,
+            "collector.collection_weeks": 1148.0,
+            "outbox": 1399.0,
+            "processed_events": 276.0,
         }
     )
 
@@ -123,6 +126,7 @@ class Costs:
 # shared 2-core machine at load 12-17 (other helpers' benches): CPU time, not wall time,
 # but cache contention inflates it; rerun on a quiet machine and replace.
 UNITCOST_RUN = "bench.capacity.unitcost, main e64193d, 2026-12-07 14:33 UTC"
+SMOKE_RUN = "bench.capacity --scale 0.01, main e64193d, 2026-12-07 14:40 UTC"
 COST_SOURCES: dict[str, str] = {
     "scheduler_cpu_ms_per_fire": f"{UNITCOST_RUN}: bench.scheduler --schedules 2000 "
     "--skip-steady, the scheduler process's CPU / 2000 (start-up included: an upper bound)",
@@ -133,8 +137,12 @@ COST_SOURCES: dict[str, str] = {
     "token_cpu_ms_per_refresh": f"{UNITCOST_RUN}: bench.token --tokens 2000, 10.7 s",
     "cpu_ms_per_event": f"{UNITCOST_RUN}: bench.outbox's pipeline, 5000 events (enqueue in "
     "transactions of 10, relay, idempotent consumer), 12.5 s in one process",
-    "status_changes_per_execution": "placeholder until measured",
-    "row_bytes": "placeholder until measured",
+    "status_changes_per_execution": f"{SMOKE_RUN}: 3942 execution.status_changed for 657 "
+    "executions",
+    "idle_cpu_ms_per_s": f"{SMOKE_RUN}: the token and notifier processes, which had almost "
+    "no work, spent 6.1 s and 11.1 s in 387 s",
+    "row_bytes": f"{SMOKE_RUN}: pg_total_relation_size / rows (small tables: page overhead "
+    "makes these upper bounds)",
 }
 
 
@@ -252,11 +260,16 @@ def cpu_ms(events: dict[str, float], polls: float, c: Costs) -> dict[str, float]
 
 
 def run_totals(
-    w: Workload, s: Settings | None = None, c: Costs | None = None, refreshes: float = 0.0
+    w: Workload,
+    s: Settings | None = None,
+    c: Costs | None = None,
+    refreshes: float = 0.0,
+    replica_seconds: float = 0.0,
 ) -> dict[str, dict[str, float]]:
     """What one pass of the workload costs in all: every schedule fires once and every
-    collection runs all its weeks (the check's run). Events per topic, polls, CPU seconds
-    per service, rows of the big tables."""
+    collection runs all its weeks (the check's run), with each service's replicas alive
+    for `replica_seconds` in all. Events per topic, polls, CPU seconds per service, rows of
+    the big tables."""
     s, c = s or Settings(), c or Costs()
     fires = float(w.schedules)
     weeks = float(w.collections * w.weeks_per_collection)
@@ -268,7 +281,10 @@ def run_totals(
     return {
         "events": events,
         "work": {"executions": fires + weeks, "polls": polls},
-        "cpu_seconds": {svc: ms / 1000 for svc, ms in cpu_ms(events, polls, c).items()},
+        "cpu_seconds": {
+            svc: (ms + replica_seconds * c.idle_cpu_ms_per_s) / 1000
+            for svc, ms in cpu_ms(events, polls, c).items()
+        },
         "rows": {
             "scheduler.schedule_runs": fires,
             "poller.executions": fires + weeks,
@@ -279,8 +295,10 @@ def run_totals(
     }
 
 
-def replicas_for(cores: float, ceilings: Ceilings) -> int:
-    per_replica = ceilings.cores_per_replica * ceilings.utilisation
+def replicas_for(cores: float, idle: float, ceilings: Ceilings) -> int:
+    """Replicas to carry `cores` of work at the target utilisation, each also spending
+    `idle` cores on its own upkeep."""
+    per_replica = ceilings.cores_per_replica * ceilings.utilisation - idle
     return max(ceilings.min_replicas, math.ceil(cores / per_replica))
 
 
@@ -305,8 +323,9 @@ def plan(
     events = flow(fires_s, weeks_s, w.users / s.token_refresh_every_s, c)
     polls_s = (fires_s + weeks_s) * polls
     consumed = consumed_by(events)
-    cores = {svc: ms / 1000 for svc, ms in cpu_ms(events, polls_s, c).items()}
-    replicas = {svc: replicas_for(cores[svc], ceil) for svc in SERVICES}
+    work = {svc: ms / 1000 for svc, ms in cpu_ms(events, polls_s, c).items()}
+    replicas = {svc: replicas_for(work[svc], c.idle_cpu_ms_per_s / 1000, ceil) for svc in SERVICES}
+    cores = {svc: work[svc] + replicas[svc] * c.idle_cpu_ms_per_s / 1000 for svc in SERVICES}
     partitions = {}
     for topic in TOPICS:
         readers = max((replicas[svc] for svc in CONSUMERS[topic]), default=1)

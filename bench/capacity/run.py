@@ -195,7 +195,12 @@ async def execution_counts(dsn: str) -> dict[str, int]:
 
 async def run(cfg: RunConfig) -> dict[str, Any]:
     w = cfg.workload()
-    out: dict[str, Any] = {"workload": {"scale": cfg.scale, **w.__dict__}}
+    out: dict[str, Any] = {
+        "workload": {"scale": cfg.scale, **w.__dict__},
+        "replicas": cfg.replicas,
+        "poll_intervals_s": list(cfg.poll_intervals),
+        "fires_spread_minutes": cfg.minutes,
+    }
     work = Path(tempfile.mkdtemp(prefix="amc-capacity-"))
     async with infra() as env:
         *ports, sim_port = free_ports(len(SERVICE_NAMES) + 1)
