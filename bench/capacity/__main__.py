@@ -38,6 +38,7 @@ def summary(p: Plan) -> dict[str, Any]:
         "replicas": p.replicas,
         "partitions": p.partitions,
         "pg_connections_max": p.pg_connections,
+        "pg_connections_expected": round(p.pg_connections_expected),
         "pg_commits_per_s": round(p.pg_commits_per_s),
         "db_gb_after_days": {k: round(v / 1e9, 2) for k, v in p.db_bytes.items()},
         "limits": [

@@ -109,6 +109,8 @@ class Costs:
     token_cpu_ms_per_refresh: float = 5.35
     cpu_ms_per_event: float = 2.5  # outbox enqueue + relay + idempotent consume
     status_changes_per_execution: float = 6.0
+    # Connections a busy replica really holds (its pool grows on demand up to the max).
+    pg_connections_per_replica: float = 6.6
     # A replica's CPU while it has nothing to do: its loops, fetches and heartbeats.
     idle_cpu_ms_per_s: float = 25.0
     row_bytes: dict[str, float] = field(
@@ -141,6 +143,7 @@ COST_SOURCES: dict[str, str] = {
     "executions",
     "idle_cpu_ms_per_s": f"{SMOKE_RUN}: the token and notifier processes, which had almost "
     "no work, spent 6.1 s and 11.1 s in 387 s",
+    "pg_connections_per_replica": f"{SMOKE_RUN}: 33 connections at most for 5 services",
     "row_bytes": f"{SMOKE_RUN}: pg_total_relation_size / rows (small tables: page overhead "
     "makes these upper bounds)",
 }
@@ -154,8 +157,9 @@ class Ceilings:
     cores_per_replica: float = 1.0  # one Python process uses at most one core
     utilisation: float = 0.5  # size for twice the peak
     min_replicas: int = 2
-    # bench.outbox: one consumer handling one transaction per event.
-    events_per_s_per_partition: float = 1300.0
+    # A partition is read by one consumer, one transaction per event: one core over
+    # Costs.cpu_ms_per_event (2.5 ms: 400 events/s).
+    events_per_s_per_partition: float = 400.0
     pg_max_connections: int = 100  # PostgreSQL's default max_connections
     pg_commits_per_s: float = 5000.0  # assumption: a 4-core managed PostgreSQL
     pg_bytes: float = 500e9  # assumption: one database's disk
@@ -196,6 +200,7 @@ class Plan:
     replicas: dict[str, int]
     partitions: dict[str, int]
     pg_connections: int
+    pg_connections_expected: float
     pg_commits_per_s: float
     db_bytes: dict[str, float]
     limits: list[Limit]
@@ -326,11 +331,10 @@ def plan(
     work = {svc: ms / 1000 for svc, ms in cpu_ms(events, polls_s, c).items()}
     replicas = {svc: replicas_for(work[svc], c.idle_cpu_ms_per_s / 1000, ceil) for svc in SERVICES}
     cores = {svc: work[svc] + replicas[svc] * c.idle_cpu_ms_per_s / 1000 for svc in SERVICES}
-    partitions = {}
-    for topic in TOPICS:
-        readers = max((replicas[svc] for svc in CONSUMERS[topic]), default=1)
-        by_rate = math.ceil(events[topic] / (ceil.events_per_s_per_partition * ceil.utilisation))
-        partitions[topic] = max(PARTITIONS_NOW[topic], readers, by_rate)
+    # Status polls, submissions and refreshes are claimed from tables, so replicas beyond
+    # a topic's partitions still share them: partitions follow the consumed events' rate.
+    per_partition = ceil.events_per_s_per_partition * ceil.utilisation
+    partitions = {t: max(PARTITIONS_NOW[t], math.ceil(events[t] / per_partition)) for t in TOPICS}
     per_replica = s.db_pool_max + s.connections_outside_pool
     # The console keeps no pool of another service's; its own sessions table has one.
     connections = sum(replicas.values()) * per_replica
@@ -343,7 +347,7 @@ def plan(
     at_once = w.schedules_per_instance * w.runs_per_schedule_per_day * w.on_the_hour_share + (
         s.weeks_in_flight if w.collections else 0
     )
-    hot = max(events.values())
+    hot = max(events[t] for t in TOPICS if CONSUMERS[t])
     limits = [
         Limit(
             "POLLER_DAILY_EXECUTIONS_PER_INSTANCE (AMC's cap per instance and day)",
@@ -371,16 +375,10 @@ def plan(
             kind="setting",
         ),
         Limit(
-            "Kafka partitions of the busiest topic (one consumer per partition)",
+            "Kafka partitions of the busiest consumed topic (one consumer per partition)",
             hot,
-            ceil.events_per_s_per_partition * max(PARTITIONS_NOW.values()),
+            per_partition * PARTITIONS_NOW["execution.completed"],
             "add partitions (plan them ahead: adding moves keys) or batch the consumers",
-        ),
-        Limit(
-            "replicas of a consuming service vs its topics' partitions",
-            max(replicas[svc] for t in TOPICS for svc in CONSUMERS[t]),
-            min(PARTITIONS_NOW.values()),
-            "raise the topics' partitions to at least the replicas (kafka-topics component)",
         ),
         Limit(
             "PostgreSQL max_connections",
@@ -415,6 +413,7 @@ def plan(
         replicas=replicas,
         partitions=partitions,
         pg_connections=connections,
+        pg_connections_expected=sum(replicas.values()) * c.pg_connections_per_replica,
         pg_commits_per_s=commits,
         db_bytes=db,
         limits=limits,

@@ -7,7 +7,6 @@ from dataclasses import replace
 import pytest
 
 from bench.capacity.model import (
-    CONSUMERS,
     TOPICS,
     Ceilings,
     Costs,
@@ -60,11 +59,15 @@ def test_replicas_never_below_the_minimum_and_grow_with_cost():
     assert dear.replicas["poller"] > cheap.replicas["poller"]
 
 
-def test_partitions_hold_every_consuming_replica():
-    p = plan(Workload(), c=Costs(poller_cpu_ms_per_poll=1000.0))
+def test_partitions_follow_the_consumed_rate_not_the_claiming_replicas():
+    base = plan(Workload())
+    # Dearer polls need more poller replicas, but polls are claimed, not consumed.
+    assert plan(Workload(), c=Costs(poller_cpu_ms_per_poll=1000.0)).partitions == base.partitions
+    slow = plan(Workload(), ceil=Ceilings(events_per_s_per_partition=0.1))
     for topic in TOPICS:
-        for service in CONSUMERS[topic]:
-            assert p.partitions[topic] >= p.replicas[service]
+        assert slow.partitions[topic] >= base.partitions[topic]
+    assert slow.partitions["execution.completed"] > base.partitions["execution.completed"]
+    assert named(slow, "Kafka partitions")
 
 
 def test_connections_are_pools_times_replicas():
