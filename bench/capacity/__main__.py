@@ -58,8 +58,13 @@ def compare(
 ) -> dict[str, Any]:
     """Model vs measurement for the run. Each user's token is refreshed once (the poller
     asks when it has none), so the model is given users refreshes; each service's
-    replicas were alive for the run's wall time."""
-    model = run_totals(w, s, c, refreshes=w.users, replica_seconds=replicas * wall_s)
+    replicas were alive for the run's wall time. A run that stopped before every
+    execution ended is compared for the executions that did."""
+    expected = w.schedules + w.collections * w.weeks_per_collection
+    left = max(0, int(measured.get("left_executions", 0)))
+    model = run_totals(
+        w, s, c, refreshes=w.users, replica_seconds=replicas * wall_s, done=expected - left
+    )
     rows: dict[str, Any] = {}
 
     def row(key: str, predicted: float, got: float) -> None:
@@ -67,7 +72,7 @@ def compare(
 
     for topic, n in model["events"].items():
         row(f"events.{topic}", n, measured["events"].get(topic, 0))
-    row("executions", model["work"]["executions"], measured["executions"])
+    row("executions", model["work"]["executions"], measured["executions"] - left)
     row("polls", model["work"]["polls"], measured["polls"])
     for svc, seconds in model["cpu_seconds"].items():
         if svc in measured["cpu_seconds"]:
@@ -130,7 +135,8 @@ def main(argv: list[str] | None = None) -> None:
     if a.compare or not a.model_only:
         settings = replace(Settings(), poll_intervals_s=cfg.poll_intervals)
         wall = result["wall_seconds_from_first_fire"]
-        rows = compare(cfg.workload(), settings, costs, cfg.replicas, wall, result["measured"])
+        measured = result["measured"] | {"left_executions": result["settle"]["left"]["executions"]}
+        rows = compare(cfg.workload(), settings, costs, cfg.replicas, wall, measured)
         out["check"] = result | {"compare": rows}
     json.dump(out, sys.stdout, indent=1)
     print()

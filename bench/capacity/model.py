@@ -226,10 +226,12 @@ def polls_per_execution(intervals_s: tuple[float, ...], seconds: float) -> int:
     return len(waited) + math.ceil((seconds - waited[-1]) / intervals_s[-1])
 
 
-def flow(fires: float, weeks: float, refreshes: float, c: Costs) -> dict[str, float]:
+def flow(
+    fires: float, weeks: float, refreshes: float, c: Costs, started: float | None = None
+) -> dict[str, float]:
     """Events per topic (per second, or in all) for fires, collection weeks and token
-    refreshes (per second, or in all)."""
-    started = fires + weeks
+    refreshes (per second, or in all); `started`: executions, when not one per request."""
+    started = fires + weeks if started is None else started
     return {
         "schedule.due": fires,
         "week.requested": weeks,
@@ -270,22 +272,22 @@ def run_totals(
     c: Costs | None = None,
     refreshes: float = 0.0,
     replica_seconds: float = 0.0,
+    done: float | None = None,
 ) -> dict[str, dict[str, float]]:
     """What one pass of the workload costs in all: every schedule fires once and every
     collection runs all its weeks (the check's run), with each service's replicas alive
     for `replica_seconds` in all. Events per topic, polls, CPU seconds per service, rows of
-    the big tables."""
+    the big tables. `done`: executions that ended, when a run stopped before all did."""
     s, c = s or Settings(), c or Costs()
     fires = float(w.schedules)
     weeks = float(w.collections * w.weeks_per_collection)
-    polls = (fires + weeks) * polls_per_execution(
-        s.poll_intervals_s, w.amc_pending_s + w.amc_running_s
-    )
-    events = flow(fires, weeks, refreshes, c)
+    ended = fires + weeks if done is None else done
+    polls = ended * polls_per_execution(s.poll_intervals_s, w.amc_pending_s + w.amc_running_s)
+    events = flow(fires, weeks, refreshes, c, started=ended)
     consumed = consumed_by(events)
     return {
         "events": events,
-        "work": {"executions": fires + weeks, "polls": polls},
+        "work": {"executions": ended, "polls": polls},
         "cpu_seconds": {
             svc: (ms + replica_seconds * c.idle_cpu_ms_per_s) / 1000
             for svc, ms in cpu_ms(events, polls, c).items()

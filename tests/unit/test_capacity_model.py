@@ -146,3 +146,11 @@ def test_a_runs_cpu_is_linear_in_the_unit_costs():
     fires = w.schedules * Costs().scheduler_cpu_ms_per_fire / 1000
     assert doubled["scheduler"] == pytest.approx(base["scheduler"] + fires)
     assert doubled["poller"] == base["poller"]
+
+
+def test_a_run_stopped_early_counts_ended_executions_and_every_request():
+    w = Workload(advertisers=10, collections=0)
+    full, half = run_totals(w), run_totals(w, done=w.schedules / 2)
+    assert half["events"]["schedule.due"] == full["events"]["schedule.due"]
+    assert half["work"]["polls"] == pytest.approx(full["work"]["polls"] / 2)
+    assert half["events"]["execution.completed"] == pytest.approx(w.schedules / 2)
