@@ -10,6 +10,8 @@ from bench.capacity.model import (
     TOPICS,
     Ceilings,
     Costs,
+    Limit,
+    Plan,
     Settings,
     Workload,
     growth,
@@ -21,23 +23,23 @@ from bench.capacity.model import (
 INTERVALS = (5.0, 10.0, 15.0, 30.0, 60.0)
 
 
-def test_one_poll_when_the_execution_ends_before_the_first():
+def test_one_poll_when_the_execution_ends_before_the_first() -> None:
     assert polls_per_execution(INTERVALS, 3.0) == 1
 
 
 @pytest.mark.parametrize("k", range(1, len(INTERVALS) + 1))
-def test_polls_end_with_the_first_poll_at_or_after_the_end(k):
+def test_polls_end_with_the_first_poll_at_or_after_the_end(k: int) -> None:
     ends = sum(INTERVALS[:k])
     assert polls_per_execution(INTERVALS, ends) == k
     assert polls_per_execution(INTERVALS, ends + 0.1) == k + 1
 
 
-def test_after_the_schedule_the_last_interval_repeats():
+def test_after_the_schedule_the_last_interval_repeats() -> None:
     base = polls_per_execution(INTERVALS, 1000.0)
     assert polls_per_execution(INTERVALS, 1000.0 + 10 * INTERVALS[-1]) == base + 10
 
 
-def test_doubling_advertisers_doubles_polls_events_and_poller_cpu():
+def test_doubling_advertisers_doubles_polls_events_and_poller_cpu() -> None:
     one, two = plan(Workload(collections=0)), plan(Workload(advertisers=2000, collections=0))
     assert two.polls_per_s == pytest.approx(2 * one.polls_per_s)
     for topic in TOPICS:
@@ -45,21 +47,21 @@ def test_doubling_advertisers_doubles_polls_events_and_poller_cpu():
     assert two.cores["poller"] == pytest.approx(2 * one.cores["poller"])
 
 
-def test_longer_executions_cost_more_polls_not_more_executions():
+def test_longer_executions_cost_more_polls_not_more_executions() -> None:
     short = plan(Workload(amc_running_s=60, collections=0))
     long = plan(Workload(amc_running_s=3600, collections=0))
     assert long.polls_per_s > short.polls_per_s
     assert long.events_per_s["execution.submitted"] == short.events_per_s["execution.submitted"]
 
 
-def test_replicas_never_below_the_minimum_and_grow_with_cost():
+def test_replicas_never_below_the_minimum_and_grow_with_cost() -> None:
     cheap = plan(Workload(), c=Costs(poller_cpu_ms_per_poll=0.001))
     dear = plan(Workload(), c=Costs(poller_cpu_ms_per_poll=1000.0))
     assert min(cheap.replicas.values()) >= Ceilings().min_replicas
     assert dear.replicas["poller"] > cheap.replicas["poller"]
 
 
-def test_partitions_follow_the_consumed_rate_not_the_claiming_replicas():
+def test_partitions_follow_the_consumed_rate_not_the_claiming_replicas() -> None:
     base = plan(Workload())
     # Dearer polls need more poller replicas, but polls are claimed, not consumed.
     assert plan(Workload(), c=Costs(poller_cpu_ms_per_poll=1000.0)).partitions == base.partitions
@@ -70,7 +72,7 @@ def test_partitions_follow_the_consumed_rate_not_the_claiming_replicas():
     assert named(slow, "Kafka partitions")
 
 
-def test_connections_are_pools_times_replicas():
+def test_connections_are_pools_times_replicas() -> None:
     settings = Settings()
     p = plan(Workload(), settings)
     per_replica = settings.db_pool_max + settings.connections_outside_pool
@@ -79,7 +81,7 @@ def test_connections_are_pools_times_replicas():
     assert smaller.pg_connections < p.pg_connections
 
 
-def test_kept_tables_grow_with_days_the_outbox_only_up_to_its_retention():
+def test_kept_tables_grow_with_days_the_outbox_only_up_to_its_retention() -> None:
     short, long = plan(Workload(days=30)), plan(Workload(days=60))
     assert long.db_bytes["poller.executions"] == pytest.approx(
         2 * short.db_bytes["poller.executions"]
@@ -87,18 +89,18 @@ def test_kept_tables_grow_with_days_the_outbox_only_up_to_its_retention():
     assert long.db_bytes["outbox"] == short.db_bytes["outbox"]
 
 
-def named(p, setting):
+def named(p: Plan, setting: str) -> list[Limit]:
     return [lim for lim in p.exceeded if setting in lim.name]
 
 
-def test_more_runs_per_instance_than_amcs_cap_names_the_cap():
+def test_more_runs_per_instance_than_amcs_cap_names_the_cap() -> None:
     within = plan(Workload(schedules_per_instance=5, collections=0))
     over = plan(Workload(schedules_per_instance=40, collections=0))
     assert not named(within, "POLLER_DAILY_EXECUTIONS_PER_INSTANCE")
     assert named(over, "POLLER_DAILY_EXECUTIONS_PER_INSTANCE")
 
 
-def test_more_collections_than_may_be_active_names_that_setting_and_takes_longer():
+def test_more_collections_than_may_be_active_names_that_setting_and_takes_longer() -> None:
     few = plan(Workload(collections=Settings().max_active_collections))
     many = plan(Workload(collections=4 * Settings().max_active_collections))
     assert not named(few, "COLLECTOR_MAX_ACTIVE_COLLECTIONS")
@@ -106,13 +108,13 @@ def test_more_collections_than_may_be_active_names_that_setting_and_takes_longer
     assert many.collection_days == pytest.approx(4 * few.collection_days)
 
 
-def test_a_small_connection_limit_is_the_first_to_run_out():
+def test_a_small_connection_limit_is_the_first_to_run_out() -> None:
     p = plan(Workload(), ceil=Ceilings(pg_max_connections=10))
     assert "max_connections" in p.first_to_run_out.name
     assert p.first_to_run_out in p.exceeded
 
 
-def test_the_first_to_run_out_is_a_resource():
+def test_the_first_to_run_out_is_a_resource() -> None:
     # AMC's per-instance cap and the active-collection setting are far over here, yet
     # neither is capacity to buy.
     p = plan(Workload(schedules_per_instance=100, collections=1000))
@@ -121,14 +123,14 @@ def test_the_first_to_run_out_is_a_resource():
     assert named(p, "COLLECTOR_MAX_ACTIVE_COLLECTIONS")[0].kind == "setting"
 
 
-def test_growth_scales_advertisers_and_collections():
+def test_growth_scales_advertisers_and_collections() -> None:
     plans = growth(Workload(), (1, 10))
     assert plans[10].workload.advertisers == 10 * plans[1].workload.advertisers
     assert plans[10].workload.collections == 10 * plans[1].workload.collections
     assert plans[10].pg_commits_per_s > plans[1].pg_commits_per_s
 
 
-def test_a_run_polls_each_execution_by_the_schedule():
+def test_a_run_polls_each_execution_by_the_schedule() -> None:
     w = Workload(advertisers=10, collections=2)
     totals = run_totals(w)
     per = polls_per_execution(Settings().poll_intervals_s, w.amc_pending_s + w.amc_running_s)
@@ -138,7 +140,7 @@ def test_a_run_polls_each_execution_by_the_schedule():
     assert totals["events"]["execution.completed"] == executions
 
 
-def test_a_runs_cpu_is_linear_in_the_unit_costs():
+def test_a_runs_cpu_is_linear_in_the_unit_costs() -> None:
     w = Workload(advertisers=10)
     base = run_totals(w, c=Costs())["cpu_seconds"]
     dear = Costs(scheduler_cpu_ms_per_fire=2 * Costs().scheduler_cpu_ms_per_fire)
@@ -148,7 +150,7 @@ def test_a_runs_cpu_is_linear_in_the_unit_costs():
     assert doubled["poller"] == base["poller"]
 
 
-def test_a_run_stopped_early_counts_ended_executions_and_every_request():
+def test_a_run_stopped_early_counts_ended_executions_and_every_request() -> None:
     w = Workload(advertisers=10, collections=0)
     full, half = run_totals(w), run_totals(w, done=w.schedules / 2)
     assert half["events"]["schedule.due"] == full["events"]["schedule.due"]
