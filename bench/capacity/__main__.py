@@ -102,6 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--running-s", type=float, default=d.running_s)
     p.add_argument("--replicas", type=int, default=d.replicas)
     p.add_argument("--settle-minutes", type=float, default=d.settle_minutes)
+    p.add_argument("--keep", action="store_true", help="keep the run's logs and results")
     p.add_argument("--model-only", action="store_true", help="print the model, run nothing")
     p.add_argument(
         "--compare", metavar="FILE", help="compare the model with a saved run's output; no run"
@@ -114,6 +115,7 @@ def main(argv: list[str] | None = None) -> None:
         running_s=a.running_s,
         replicas=a.replicas,
         settle_minutes=a.settle_minutes,
+        keep=a.keep,
     )
     costs = Costs()
     out: dict[str, Any] = {

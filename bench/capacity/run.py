@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -56,6 +57,7 @@ class RunConfig:
     replicas: int = 1
     settle_minutes: float = 20.0
     idle_s: float = 30.0
+    keep: bool = False
 
     def workload(self) -> Workload:
         return replace_timing(Workload().scaled(self.scale), self)
@@ -264,5 +266,8 @@ async def run(cfg: RunConfig) -> dict[str, Any]:
             out["measured"] = measured
         finally:
             stack.stop()
-    out["work_dir"] = str(work)
+            # Logs and result files: kept only when asked (a 1/10 run writes 150 MB).
+            if not cfg.keep:
+                shutil.rmtree(work, ignore_errors=True)
+    out["work_dir"] = str(work) if cfg.keep else None
     return out
