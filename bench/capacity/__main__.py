@@ -19,7 +19,8 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from bench.capacity.model import Costs, Plan, Settings, Workload, growth, run_totals
+from bench.capacity.costs import Costs
+from bench.capacity.model import Plan, Settings, Workload, growth, run_totals
 from bench.capacity.run import RunConfig, run
 
 

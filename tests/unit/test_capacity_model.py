@@ -6,10 +6,10 @@ from dataclasses import replace
 
 import pytest
 
+from bench.capacity.costs import Costs
 from bench.capacity.model import (
     TOPICS,
     Ceilings,
-    Costs,
     Limit,
     Plan,
     Settings,
