@@ -97,6 +97,12 @@ class ServiceSettings(BaseSettings):
     outbox_poll_interval_s: float = Field(default=1.0, gt=0)
     outbox_batch_size: int = Field(default=500, ge=1)
     outbox_retention_hours: float = Field(default=72.0, gt=0)
+    processed_events_retention_days: float = Field(
+        default=14.0,
+        gt=0,
+        description="Ids of handled events are kept this long to skip redeliveries; keep it "
+        "longer than the topics' retention, or a replay from old offsets handles events again",
+    )
     graceful_timeout_s: float = Field(default=20.0, gt=0)
     log_level: str = "INFO"
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)

@@ -28,6 +28,9 @@ from shared.doorbell import Doorbell
 
 log = logging.getLogger(__name__)
 
+# Rows one prune statement deletes at most.
+_PRUNE_BATCH = 5000
+
 if TYPE_CHECKING:
     Connection: TypeAlias = asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]
 else:
@@ -113,6 +116,7 @@ class OutboxRelay:
         batch_size: int = 500,
         poll_interval_s: float = 1.0,
         retention: timedelta = timedelta(hours=72),
+        processed_retention: timedelta = timedelta(days=14),
         on_published: Callable[[Sequence[OutboxRow]], None] | None = None,
     ) -> None:
         self._pool = pool
@@ -122,6 +126,8 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._poll_interval_s = poll_interval_s
         self._retention = retention
+        self._processed_retention = processed_retention
+        self._processed = f"{quote_ident(schema)}.processed_events"
         self._on_published = on_published
         self._bell = Doorbell(notify_channel(schema), dsn=listen_dsn, what="outbox")
         self._stopping = asyncio.Event()
@@ -174,10 +180,32 @@ class OutboxRelay:
             otel_context.detach(token)
 
     async def prune(self) -> int:
-        result = await self._pool.execute(
-            f"DELETE FROM {self._table} WHERE sent_at < now() - $1::interval", self._retention
-        )
-        return int(result.split()[-1])
+        """Delete sent outbox rows past their retention, and the ids of handled events past
+        theirs (the consumers' de-duplication needs an id only while its record can still be
+        redelivered); returns the rows deleted. Deletes go in bounded batches so no pass holds
+        many row locks or one long transaction."""
+        deleted = 0
+        for statement, keep in (
+            (
+                f"""DELETE FROM {self._table} WHERE id IN (
+                        SELECT id FROM {self._table}
+                        WHERE sent_at < now() - $1::interval LIMIT $2)""",
+                self._retention,
+            ),
+            (
+                f"""DELETE FROM {self._processed} WHERE event_id IN (
+                        SELECT event_id FROM {self._processed}
+                        WHERE processed_at < now() - $1::interval LIMIT $2)""",
+                self._processed_retention,
+            ),
+        ):
+            while True:
+                result = await self._pool.execute(statement, keep, _PRUNE_BATCH)
+                count = int(result.split()[-1])
+                deleted += count
+                if count < _PRUNE_BATCH:
+                    break
+        return deleted
 
     async def run(self) -> None:
         """Relay until `stop()`; then drain what is pending. Errors back off and retry."""

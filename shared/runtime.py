@@ -155,6 +155,7 @@ class ServiceRuntime:
             batch_size=s.outbox_batch_size,
             poll_interval_s=s.outbox_poll_interval_s,
             retention=timedelta(hours=s.outbox_retention_hours),
+            processed_retention=timedelta(days=s.processed_events_retention_days),
         )
         self._stop.clear()
         self._tasks = [asyncio.create_task(self.relay.run(), name=f"{self.name}:outbox")]

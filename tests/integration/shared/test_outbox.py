@@ -8,8 +8,10 @@ import signal
 import sys
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import asyncpg
 import pytest
@@ -185,3 +187,47 @@ async def test_relay_killed_with_sigkill_loses_nothing(
         await asyncio.sleep(0.5)
         await reader.poll()
     assert_complete_and_ordered(reader.records, events)
+
+
+async def test_prune_keeps_what_a_redelivery_needs_and_deletes_the_rest(
+    pool: asyncpg.Pool[Any], uid: str
+) -> None:
+    """Sent rows past the outbox retention and handled ids past theirs go; unsent rows and
+    recent ids stay, however old."""
+
+    async def no_publish(
+        topic: str, key: bytes, payload: bytes, headers: dict[str, str]
+    ) -> Awaitable[Any]:
+        raise AssertionError("prune publishes nothing")
+
+    relay = OutboxRelay(pool, uid, no_publish, retention=timedelta(hours=1))
+    events = await enqueue(pool, Outbox(uid, Topics(f"{uid}.")), 4)
+    ids = [e.event_id for e in events]
+    async with pool.acquire() as conn:
+        await conn.execute(
+            """UPDATE outbox SET sent_at = now() - interval '2 hours',
+                                 created_at = now() - interval '3 hours'
+               WHERE event_id = ANY($1::uuid[])""",
+            ids[:2],
+        )
+        await conn.execute("UPDATE outbox SET sent_at = now() WHERE event_id = $1", ids[2])
+        await conn.execute(
+            "UPDATE outbox SET created_at = now() - interval '30 days' WHERE event_id = $1", ids[3]
+        )
+        await conn.executemany(
+            "INSERT INTO processed_events (event_id, topic, processed_at) VALUES ($1, 't', $2)",
+            [
+                (uuid4(), datetime.now(UTC) - timedelta(days=15)),
+                (uuid4(), datetime.now(UTC) - timedelta(days=15)),
+                (ids[0], datetime.now(UTC) - timedelta(days=13)),
+            ],
+        )
+
+    assert await relay.prune() == 4
+
+    left = {r["event_id"] for r in await pool.fetch("SELECT event_id FROM outbox")}
+    assert left == {ids[2], ids[3]}  # sent an hour ago at most, and never sent
+    assert [r["event_id"] for r in await pool.fetch("SELECT event_id FROM processed_events")] == [
+        ids[0]
+    ]
+    assert await relay.prune() == 0
