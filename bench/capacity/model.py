@@ -98,6 +98,7 @@ class Settings:
     # Connections a replica holds beside its pool (the outbox doorbell's LISTEN).
     connections_outside_pool: int = 1
     outbox_retention_hours: float = 72.0  # <SERVICE>_OUTBOX_RETENTION_HOURS
+    processed_events_retention_days: float = 14.0  # <SERVICE>_PROCESSED_EVENTS_RETENTION_DAYS
 
 
 @dataclass(frozen=True)
@@ -351,7 +352,7 @@ def plan(
             "PostgreSQL size (one database's disk)",
             sum(db.values()),
             ceil.pg_bytes,
-            "prune processed_events and old runs/executions; move the poller's schema to "
+            "prune old runs/executions; move the poller's schema to "
             "its own database; read replicas for the console's list pages",
         ),
     ]
@@ -374,8 +375,9 @@ def plan(
 
 
 def db_bytes(w: Workload, s: Settings, c: Costs) -> dict[str, float]:
-    """Bytes of the big tables after `w.days`: runs, executions and processed events are
-    kept (nothing prunes them), outbox rows for `outbox_retention_hours` after sending."""
+    """Bytes of the big tables after `w.days`: runs and executions are kept (nothing prunes
+    them), outbox rows for `outbox_retention_hours` after sending, handled event ids for
+    `processed_events_retention_days`."""
     fires_day = w.schedules * w.runs_per_schedule_per_day
     weeks_day = min(w.collections, s.max_active_collections) * s.collection_daily_share
     weeks_kept = min(w.collections * w.weeks_per_collection, weeks_day * w.days)
@@ -386,13 +388,14 @@ def db_bytes(w: Workload, s: Settings, c: Costs) -> dict[str, float]:
     events_day = executions_day * (3 + c.status_changes_per_execution) + refreshes_day
     consumed_day = executions_day * 5 + refreshes_day
     outbox_days = min(w.days, s.outbox_retention_hours / 24)
+    processed_days = min(w.days, s.processed_events_retention_days)
     rb = c.row_bytes
     return {
         "scheduler.schedule_runs": fires_day * w.days * rb["scheduler.schedule_runs"],
         "poller.executions": executions_day * w.days * rb["poller.executions"],
         "collector.collection_weeks": weeks_kept * rb["collector.collection_weeks"],
         "outbox": events_day * outbox_days * rb["outbox"],
-        "processed_events": consumed_day * w.days * rb["processed_events"],
+        "processed_events": consumed_day * processed_days * rb["processed_events"],
     }
 
 
