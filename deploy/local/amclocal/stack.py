@@ -419,10 +419,12 @@ async def run(var: Path, lifeline: Lifeline | None = None) -> int:
             f"saw; its users, tokens, workflows and executions are kept in "
             f"{var / SIMULATOR_STATE})"
         )
+        # Said only once all six answer /readyz: the console starts after the five (it needs
+        # their APIs), so "ready" before it would send someone to a port that refuses them.
+        console_url = await stack.start_console(ports["console"])
         say("all five services and the console are ready:")
         for name in SERVICE_NAMES:
             say(f"  {name:<10} {stack.url(name)}  (/healthz /readyz /metrics /docs)")
-        console_url = await stack.start_console(ports["console"])
         say(f"  {'console':<10} {console_url}  (sign in with the API key below)")
         # On the console only: run.log is a log, and the key is kept in keys.json anyway.
         OUT.write(f"[amc] for amcctl: export AMCCTL_API_KEY={stack.keys['API_KEY']}", to_log=False)
