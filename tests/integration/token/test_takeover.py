@@ -3,7 +3,9 @@
 Replica A is a process that claims a token and hangs in a slow LWA call; while it lives,
 replica B cannot take the token. Killed with SIGKILL, A's database session ends and with it
 its owner lock (shared/ownership.py): B refreshes the token, once, long before A's claim
-would have run out.
+would have run out. With a short lease, a live A renews its claim across several leases: the
+lease is the fallback for an owner whose lock outlives its work, so it must not lapse while
+the work goes on.
 """
 
 from __future__ import annotations
@@ -25,7 +27,13 @@ from tests.support.processes import service_env, service_process
 LONG_LEASE_S = 600.0
 
 
-def replica_a_env(h: TokenHarness, uid: str, database_url: str, bootstrap: str) -> dict[str, str]:
+# Short enough that the test outlives several: a claim held past them was renewed.
+SHORT_LEASE_S = 2.0
+
+
+def replica_a_env(
+    h: TokenHarness, uid: str, database_url: str, bootstrap: str, lease_s: float = LONG_LEASE_S
+) -> dict[str, str]:
     s = h.settings
     return service_env(
         "token",
@@ -39,7 +47,7 @@ def replica_a_env(h: TokenHarness, uid: str, database_url: str, bootstrap: str) 
         lwa_timeout_s="60",
         encryption_keys=s.encryption_keys.get_secret_value(),
         event_encryption_keys=s.event_encryption_keys.get_secret_value(),
-        claim_lease_s=str(LONG_LEASE_S),
+        claim_lease_s=str(lease_s),
         refresh_initial_delay_s="0",  # a proactive cycle at start: it claims the token
         refresh_interval_s="3600",
     )
@@ -98,3 +106,32 @@ async def test_a_killed_replicas_claim_is_taken_over_before_it_runs_out(
     # A's hung call and B's: the token was refreshed (stored) once, by B.
     assert await h.lwa_calls() == 2
     assert (await h.service.refresher.run_cycle()).claimed == 0
+
+
+@pytest.mark.slow
+async def test_a_live_replica_renews_its_claim_across_several_leases(
+    token_service: TokenHarness, uid: str, database_url: str, kafka_bootstrap: str
+) -> None:
+    h = token_service
+    await h.seed("u1", await h.sim_user("u1"), expires_in=timedelta(seconds=30))
+    await h.sim.add_fault(FaultRule(kinds=[RouteKind.TOKEN], latency_ms=60_000))
+    env = replica_a_env(h, uid, database_url, kafka_bootstrap, lease_s=SHORT_LEASE_S)
+    with service_process("token", env) as a:
+
+        async def a_calling_lwa() -> bool:
+            claimed_by = (await _row(h, "u1"))["claimed_by"]
+            mine = claimed_by is not None and claimed_by.endswith(f":{a.pid}")
+            return mine and await h.lwa_calls() == 1
+
+        await wait_until(a_calling_lwa, timeout_s=60, what="replica A's claim and LWA call")
+        held = await _row(h, "u1")
+        await asyncio.sleep(3 * SHORT_LEASE_S)
+        still = await _row(h, "u1")
+        # The same claim, still in force three leases later, and moved forward since.
+        assert still["claim_id"] == held["claim_id"]
+        assert still["claim_expires_at"] > still["db_now"]
+        assert still["claim_expires_at"] > held["claim_expires_at"]
+        assert (await h.service.refresher.run_cycle()).claimed == 0
+        a.send_signal(signal.SIGKILL)
+        a.wait()
+    await h.sim.clear_faults()
