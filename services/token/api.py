@@ -120,12 +120,11 @@ class RotationAnswer(BaseModel):
 
 
 def _view(row: store.TokenRow, current_fp: str) -> TokenView:
-    claimed = row.claim_expires_at is not None and row.claim_expires_at > datetime.now(UTC)
     return TokenView.model_validate(
         {
             **asdict(row),
             "refresh_requested": row.refresh_requested_at is not None,
-            "claimed_by": row.claimed_by if claimed else None,
+            "claimed_by": row.claimed_by if row.claim_held else None,
             "key_current": row.key_fp == current_fp,
         }
     )

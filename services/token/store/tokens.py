@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 import asyncpg
 
+from shared import ownership
 from shared.clients.lwa import LwaRegion
 from shared.outbox import Connection
 
@@ -62,9 +63,14 @@ async def delete_token(conn: Connection, user_id: str) -> bool:
 
 # --- reading -----------------------------------------------------------------------------
 
-_PUBLIC_COLUMNS = """user_id, status, expires_at, last_refreshed_at, consecutive_failures,
+# A claim is in force while its lease runs and its owner lives: a killed replica's claim
+# is free at once (shared/ownership.py), and is shown so, not until its lease runs out.
+_CLAIM_HELD = f"(claim_expires_at > now() AND {ownership.may_act('claim_key')})"
+
+_PUBLIC_COLUMNS = f"""user_id, status, expires_at, last_refreshed_at, consecutive_failures,
                      last_error, next_attempt_at, refresh_requested_at, claimed_by,
-                     claim_expires_at, key_fp, created_at, updated_at, lwa_region"""
+                     claim_expires_at, {_CLAIM_HELD} AS claim_held, key_fp, created_at,
+                     updated_at, lwa_region"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +87,7 @@ class TokenRow:
     refresh_requested_at: datetime | None
     claimed_by: str | None
     claim_expires_at: datetime | None
+    claim_held: bool  # the claim is in force: its lease runs and its owner lives
     key_fp: str
     created_at: datetime
     updated_at: datetime
@@ -114,7 +121,7 @@ async def list_tokens(
 
 async def summary(conn: Connection, *, buffer_s: float, key_fp: str) -> dict[str, Any]:
     row = await conn.fetchrow(
-        """SELECT count(*) AS total,
+        f"""SELECT count(*) AS total,
                   count(*) FILTER (WHERE status = 'ACTIVE') AS active,
                   count(*) FILTER (WHERE status = 'REAUTH_REQUIRED') AS reauth_required,
                   count(*) FILTER (WHERE status = 'ACTIVE' AND (expires_at IS NULL
@@ -123,7 +130,7 @@ async def summary(conn: Connection, *, buffer_s: float, key_fp: str) -> dict[str
                   count(*) FILTER (WHERE consecutive_failures > 0 AND status = 'ACTIVE')
                       AS failing,
                   count(*) FILTER (WHERE refresh_requested_at IS NOT NULL) AS requested,
-                  count(*) FILTER (WHERE claim_expires_at > now()) AS claimed,
+                  count(*) FILTER (WHERE {_CLAIM_HELD}) AS claimed,
                   count(*) FILTER (WHERE key_fp <> $2) AS under_old_key,
                   min(expires_at) FILTER (WHERE status = 'ACTIVE') AS next_expiry
            FROM tokens""",

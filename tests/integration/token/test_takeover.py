@@ -87,11 +87,19 @@ async def test_a_killed_replicas_claim_is_taken_over_before_it_runs_out(
         assert (await h.service.refresher.run_cycle()).claimed == 0
         still = await _row(h, "u1")
         assert (still["claim_id"], still["claim_key"]) == (held["claim_id"], held["claim_key"])
+        assert (await h.api("GET", "/tokens/u1")).json()["claimed_by"] == held["claimed_by"]
 
         a.send_signal(signal.SIGKILL)
         a.wait()
         killed_at = time.monotonic()
     await h.sim.clear_faults()
+
+    async def shown_free() -> bool:
+        return (await h.api("GET", "/tokens/u1")).json()["claimed_by"] is None
+
+    # Before anyone takes it over, and far inside A's lease: the API no longer names A.
+    await wait_until(shown_free, timeout_s=30, what="the API to stop naming dead replica A")
+    assert (await _row(h, "u1"))["claim_id"] == held["claim_id"]
 
     refreshed = 0
     while not refreshed:
