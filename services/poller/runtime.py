@@ -34,11 +34,15 @@ from services.poller.retention import delete_old_results
 from services.poller.settings import PollerSettings
 from services.poller.worker import Context, TaskSet, run_loop
 from shared.clients import AmcClient
+from shared.clients.lanes import LaneTransport
 from shared.crypto import KeyRing
 from shared.http import Wired
 from shared.runtime import ServiceRuntime
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+# Connections to one AMC host at most (the bound the shared pool had): polls, submissions
+# and downloads in flight; POLLER_MAX_CONCURRENT_POLLS bounds the polls among them.
+AMC_LANES = 200
 
 
 def _key_ring(settings: PollerSettings) -> KeyRing:
@@ -73,9 +77,9 @@ class PollerRuntime(ServiceRuntime):
         """Built once the pool exists (the runtime creates it on start)."""
         settings = self.poller_settings
         if self._context is None:
-            http = httpx.AsyncClient(
-                limits=httpx.Limits(max_connections=200, max_keepalive_connections=100)
-            )
+            # Lanes, not httpcore's pool: its cost per request grows with the square of the
+            # connections open, and polls keep many open (shared/clients/lanes.py).
+            http = httpx.AsyncClient(transport=LaneTransport(AMC_LANES))
             client = AmcClient(
                 settings.amc_base_url,
                 settings.lwa_client_id,
