@@ -1,24 +1,19 @@
-"""LWA clients as lanes: one HTTP connection per call in flight, taken and given back.
+"""LWA clients, one per region, over one client of lanes (shared/clients/lanes.py).
 
 httpcore's pool does work proportional to (waiting requests x open connections) on every
-state change, so one pool of 50 connections spends most of the service's CPU on
-bookkeeping; even several pools of a few connections used in turn cost about twice what a
-call needs, and a call may queue in a busy pool while a connection elsewhere idles. Here a
-lane is a client of exactly one keep-alive connection: a call takes an idle lane of its
-region and gives it back, so the pool's bookkeeping is constant per call and a call never
-waits while a lane is free (measured with bench/token).
+state change, so one pool of 50 connections spent most of the service's CPU on bookkeeping;
+with lanes each call in flight has a keep-alive connection of its own, taken and given back,
+and a call waits only while all `concurrency` lanes of its region's host are busy.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import ssl
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Protocol
 
 import httpx
 
+from shared.clients.lanes import LaneTransport
 from shared.clients.lwa import LwaClient, LwaRegion, LwaTokens
 
 
@@ -44,44 +39,22 @@ class LwaPool:
         timeout: float,
         http: httpx.AsyncClient | None = None,
     ) -> None:
-        self._owned: list[httpx.AsyncClient] = []
-        self._idle: dict[LwaRegion, asyncio.LifoQueue[LwaClient]] = {}
-        # One TLS context for all lanes: building one costs milliseconds.
-        tls = ssl.create_default_context()
-        one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-        for region in LwaRegion:
-            idle: asyncio.LifoQueue[LwaClient] = asyncio.LifoQueue()
-            # A given client (tests observe LWA's answers through it) is every lane at once.
-            for _ in range(concurrency):
-                lane = http
-                if lane is None:
-                    lane = httpx.AsyncClient(verify=tls, limits=one)
-                    self._owned.append(lane)
-                idle.put_nowait(
-                    LwaClient(base_urls[region], client_id, client_secret, lane, timeout)
-                )
-            self._idle[region] = idle
-
-    @contextlib.asynccontextmanager
-    async def _lane(self, region: LwaRegion) -> AsyncIterator[LwaClient]:
-        # LIFO: the lanes used last have warm connections; the others may expire idle.
-        idle = self._idle[region]
-        client = await idle.get()
-        try:
-            yield client
-        finally:
-            idle.put_nowait(client)
+        # A given client (tests observe LWA's answers through it) carries every call.
+        self._owned = http is None
+        self._http = http or httpx.AsyncClient(transport=LaneTransport(concurrency))
+        self._regions = {
+            region: LwaClient(base_urls[region], client_id, client_secret, self._http, timeout)
+            for region in LwaRegion
+        }
 
     async def refresh(self, refresh_token: str, region: LwaRegion = LwaRegion.NA) -> LwaTokens:
-        async with self._lane(region) as lwa:
-            return await lwa.refresh(refresh_token)
+        return await self._regions[region].refresh(refresh_token)
 
     async def exchange_code(
         self, code: str, redirect_uri: str, region: LwaRegion = LwaRegion.NA
     ) -> LwaTokens:
-        async with self._lane(region) as lwa:
-            return await lwa.exchange_code(code, redirect_uri)
+        return await self._regions[region].exchange_code(code, redirect_uri)
 
     async def aclose(self) -> None:
-        for http in self._owned:
-            await http.aclose()
+        if self._owned:
+            await self._http.aclose()
