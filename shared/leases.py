@@ -16,19 +16,11 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable, Sequence
 from typing import Generic, TypeVar
 
-import asyncpg
+from shared.db.errors import DATABASE_TROUBLE
 
 log = logging.getLogger(__name__)
 
 K = TypeVar("K", bound=Hashable)
-
-# What a renewal may meet and live through: the next beat tries again.
-_RENEWAL_TROUBLE: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-)
 
 # At most this share of the lease passes between renewals, so two renewals in a row can fail
 # (a slow database, a pause of the process) before the lease runs out.
@@ -130,6 +122,6 @@ class LeaseKeeper(Generic[K]):
     async def _beat(self) -> None:
         try:
             await self.renew_once()
-        except _RENEWAL_TROUBLE as exc:
+        except DATABASE_TROUBLE as exc:
             # The next beat tries again; the lease outlives two missed beats.
             log.warning("%s: could not renew leases, retrying: %s", self.name, exc)

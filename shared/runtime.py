@@ -19,13 +19,15 @@ from typing import Any
 import asyncpg
 from aiokafka.errors import KafkaError
 from opentelemetry import trace
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import CollectorRegistry
 
 from shared.broker import make_broker
 from shared.config import ServiceSettings
 from shared.consumer import ConsumerMetrics, EventConsumer
 from shared.contract import Topics
 from shared.db import apply_migrations, create_pool
+from shared.db.errors import DATABASE_TROUBLE
+from shared.metrics import MetricSet
 from shared.outbox import Outbox, OutboxRelay
 from shared.ownership import Ownership
 from shared.publisher import KafkaRecordPublisher
@@ -82,13 +84,10 @@ class ServiceRuntime:
             Ownership(settings.database_url, f"{self.name} owner") if owner_lock else None
         )
         self.relay: OutboxRelay | None = None
-        self._outbox_backlog = Gauge(
-            "amc_outbox_backlog", "Outbox rows not yet published", registry=self.registry
-        )
-        self._outbox_age = Gauge(
-            "amc_outbox_oldest_age_seconds",
-            "Age of the oldest unpublished outbox row",
-            registry=self.registry,
+        metric = MetricSet(self.registry)
+        self._outbox_backlog = metric.gauge("amc_outbox_backlog", "Outbox rows not yet published")
+        self._outbox_age = metric.gauge(
+            "amc_outbox_oldest_age_seconds", "Age of the oldest unpublished outbox row"
         )
 
     @property
@@ -120,7 +119,7 @@ class ServiceRuntime:
             try:
                 async with asyncio.timeout(timeout_s):
                     await refresh(self._pool)
-            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except DATABASE_TROUBLE as exc:
                 log.warning("could not refresh gauges (%s): %s", refresh.__name__, exc)
 
     async def _outbox_gauges(self, pool: asyncpg.Pool[Any]) -> None:

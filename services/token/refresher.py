@@ -23,14 +23,13 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 from opentelemetry import trace
 from opentelemetry.trace import Link, Span, Status, StatusCode
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry
 
 from services.token import logic, store
 from services.token.logic import FailureKind
@@ -44,6 +43,7 @@ from shared.contract import TokenRefreshed, TokenRefreshFailed
 from shared.crypto import DecryptionError
 from shared.doorbell import Doorbell
 from shared.leases import LeaseKeeper
+from shared.metrics import MetricSet
 from shared.outbox import Outbox
 from shared.ownership import Ownership
 from shared.telemetry import continue_trace, trace_carrier
@@ -60,23 +60,15 @@ def replica_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-@dataclass
 class RefreshMetrics:
-    registry: CollectorRegistry
-    outcomes: Counter = field(init=False)
-    lwa_calls: Counter = field(init=False)
-    lwa_seconds: Histogram = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.outcomes = Counter(
-            "amc_token_refreshes",
-            "Refresh attempts by trigger and outcome",
-            ["trigger", "outcome"],
-            registry=self.registry,
+    def __init__(self, registry: CollectorRegistry) -> None:
+        metric = MetricSet(registry)
+        self.outcomes = metric.counter(
+            "amc_token_refreshes", "Refresh attempts by trigger and outcome", "trigger", "outcome"
         )
-        self.lwa_calls = Counter("amc_token_lwa_calls", "Calls to LWA", registry=self.registry)
-        self.lwa_seconds = Histogram(
-            "amc_token_lwa_seconds", "Duration of one LWA token call", registry=self.registry
+        self.lwa_calls = metric.counter("amc_token_lwa_calls", "Calls to LWA")
+        self.lwa_seconds = metric.histogram(
+            "amc_token_lwa_seconds", "Duration of one LWA token call"
         )
 
 
