@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterab
 from typing import Generic, TypeVar
 
 from shared.db.errors import DATABASE_TROUBLE
+from shared.pause import pause
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +97,7 @@ class LeaseKeeper(Generic[K]):
             if stop.is_set():
                 await asyncio.sleep(self.every_s)
             else:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.every_s)
+                await pause(stop, self.every_s)
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[LeaseKeeper[K]]:
@@ -114,8 +114,7 @@ class LeaseKeeper(Generic[K]):
 
     async def _until(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.every_s)
+            await pause(stop, self.every_s)
             if not stop.is_set():
                 await self._beat()
 

@@ -36,6 +36,7 @@ from typing import Any
 import asyncpg
 
 from shared.db.errors import DATABASE_TROUBLE
+from shared.pause import pause
 
 log = logging.getLogger(__name__)
 
@@ -130,8 +131,7 @@ class Ownership:
         """Check the session until stop; after a loss, retake the same key once the server
         has let the old session go."""
         while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self._check_every_s)
+            await pause(stop, self._check_every_s)
             if stop.is_set():
                 return
             if self.held and await self._check():

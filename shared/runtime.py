@@ -9,7 +9,6 @@ drain the outbox, close the broker and the pool, flush spans.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -30,6 +29,7 @@ from shared.db.errors import DATABASE_TROUBLE
 from shared.metrics import MetricSet
 from shared.outbox import Outbox, OutboxRelay
 from shared.ownership import Ownership
+from shared.pause import pause
 from shared.publisher import KafkaRecordPublisher
 
 log = logging.getLogger(__name__)
@@ -175,8 +175,7 @@ class ServiceRuntime:
                 return
             except Exception:
                 log.exception("%s loop %s crashed; restarting in 1 s", self.name, name)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), 1.0)
+                await pause(self._stop, 1.0)
 
     async def stop(self) -> None:
         for subscriber in self.broker.subscribers:

@@ -46,6 +46,7 @@ from shared.leases import LeaseKeeper
 from shared.metrics import MetricSet
 from shared.outbox import Outbox
 from shared.ownership import Ownership
+from shared.pause import pause
 from shared.telemetry import continue_trace, trace_carrier
 
 log = logging.getLogger(__name__)
@@ -326,12 +327,10 @@ class Refresher:
 
     async def proactive_loop(self, stop: asyncio.Event) -> None:
         """A cycle at start (after the initial delay), then every interval."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), self._settings.refresh_initial_delay_s)
+        await pause(stop, self._settings.refresh_initial_delay_s)
         while not stop.is_set():
             await self._guarded(self.run_cycle, stop, "refresh cycle")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self._settings.refresh_interval_s)
+            await pause(stop, self._settings.refresh_interval_s)
 
     async def on_demand_loop(self, stop: asyncio.Event) -> None:
         """Woken by NOTIFY from the request handler; polls as a fallback (and for backoffs)."""
