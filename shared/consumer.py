@@ -23,7 +23,7 @@ import collections
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 from uuid import UUID, uuid5
@@ -35,7 +35,7 @@ from faststream.message import StreamMessage
 from faststream.middlewares import AckPolicy
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry
 from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
@@ -46,6 +46,7 @@ from tenacity import (
 from shared.config import KafkaSettings
 from shared.consumer_batch import BatchApplier, Outcome, Route
 from shared.contract import DeadLetter, Event, InvalidEventError, Topics, decode_event
+from shared.metrics import MetricSet
 from shared.outbox import Connection, Outbox
 from shared.telemetry import continue_trace
 
@@ -139,31 +140,20 @@ class _DeadLetterRoute:
         await self.handler(Tx(conn, self.outbox, topic), event)
 
 
-@dataclass
 class ConsumerMetrics:
-    registry: CollectorRegistry
-    consumed: Counter = field(init=False)
-    latency: Histogram = field(init=False)
-    lag: Gauge = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.lag = Gauge(
+    def __init__(self, registry: CollectorRegistry) -> None:
+        metric = MetricSet(registry)
+        self.lag = metric.gauge(
             "amc_consumer_lag",
             "Records behind the end of the log, for the partitions this replica owns",
-            ["topic", "partition"],
-            registry=self.registry,
+            "topic",
+            "partition",
         )
-        self.consumed = Counter(
-            "amc_events_consumed",
-            "Events consumed, by topic and outcome",
-            ["topic", "outcome"],
-            registry=self.registry,
+        self.consumed = metric.counter(
+            "amc_events_consumed", "Events consumed, by topic and outcome", "topic", "outcome"
         )
-        self.latency = Histogram(
-            "amc_handler_seconds",
-            "Time to handle one event, transaction included",
-            ["topic"],
-            registry=self.registry,
+        self.latency = metric.histogram(
+            "amc_handler_seconds", "Time to handle one event, transaction included", "topic"
         )
 
 

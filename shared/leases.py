@@ -16,19 +16,12 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable, Sequence
 from typing import Generic, TypeVar
 
-import asyncpg
+from shared.db.errors import DATABASE_TROUBLE
+from shared.pause import pause
 
 log = logging.getLogger(__name__)
 
 K = TypeVar("K", bound=Hashable)
-
-# What a renewal may meet and live through: the next beat tries again.
-_RENEWAL_TROUBLE: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-)
 
 # At most this share of the lease passes between renewals, so two renewals in a row can fail
 # (a slow database, a pause of the process) before the lease runs out.
@@ -104,8 +97,7 @@ class LeaseKeeper(Generic[K]):
             if stop.is_set():
                 await asyncio.sleep(self.every_s)
             else:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.every_s)
+                await pause(stop, self.every_s)
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[LeaseKeeper[K]]:
@@ -122,14 +114,13 @@ class LeaseKeeper(Generic[K]):
 
     async def _until(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.every_s)
+            await pause(stop, self.every_s)
             if not stop.is_set():
                 await self._beat()
 
     async def _beat(self) -> None:
         try:
             await self.renew_once()
-        except _RENEWAL_TROUBLE as exc:
+        except DATABASE_TROUBLE as exc:
             # The next beat tries again; the lease outlives two missed beats.
             log.warning("%s: could not renew leases, retrying: %s", self.name, exc)

@@ -35,6 +35,9 @@ from typing import Any
 
 import asyncpg
 
+from shared.db.errors import DATABASE_TROUBLE
+from shared.pause import pause
+
 log = logging.getLogger(__name__)
 
 # The first key of every owner lock ('AMC1' in ASCII); the second is the owner's random key.
@@ -83,14 +86,6 @@ def new_key() -> int:
     return secrets.randbelow(KEY_MAX) + 1
 
 
-_LOST: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-)
-
-
 class Ownership:
     """This replica's owner lock: taken on start, checked every `check_every_s`, retaken on the
     same key after the session was lost, released on close.
@@ -136,13 +131,12 @@ class Ownership:
         """Check the session until stop; after a loss, retake the same key once the server
         has let the old session go."""
         while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self._check_every_s)
+            await pause(stop, self._check_every_s)
             if stop.is_set():
                 return
             if self.held and await self._check():
                 continue
-            with contextlib.suppress(*_LOST):
+            with contextlib.suppress(*DATABASE_TROUBLE):
                 if not await self._take():
                     log.warning("%s: lock %d still held by the lost session", self.name, self.key)
 
@@ -150,7 +144,7 @@ class Ownership:
         self._lost()
         conn, self._conn = self._conn, None
         if conn is not None:
-            with contextlib.suppress(*_LOST):
+            with contextlib.suppress(*DATABASE_TROUBLE):
                 await conn.close(timeout=self._check_timeout_s)
 
     async def _check(self) -> bool:
@@ -161,7 +155,7 @@ class Ownership:
             async with asyncio.timeout(self._check_timeout_s):
                 await conn.fetchval("SELECT 1")
             return True
-        except _LOST as exc:
+        except DATABASE_TROUBLE as exc:
             log.error("%s: owner session lost, no longer claiming or recording: %s", self.name, exc)
             await self._drop()
             return False

@@ -9,7 +9,6 @@ drain the outbox, close the broker and the pool, flush spans.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -19,15 +18,18 @@ from typing import Any
 import asyncpg
 from aiokafka.errors import KafkaError
 from opentelemetry import trace
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import CollectorRegistry
 
 from shared.broker import make_broker
 from shared.config import ServiceSettings
 from shared.consumer import ConsumerMetrics, EventConsumer
 from shared.contract import Topics
 from shared.db import apply_migrations, create_pool
+from shared.db.errors import DATABASE_TROUBLE
+from shared.metrics import MetricSet
 from shared.outbox import Outbox, OutboxRelay
 from shared.ownership import Ownership
+from shared.pause import pause
 from shared.publisher import KafkaRecordPublisher
 
 log = logging.getLogger(__name__)
@@ -82,13 +84,10 @@ class ServiceRuntime:
             Ownership(settings.database_url, f"{self.name} owner") if owner_lock else None
         )
         self.relay: OutboxRelay | None = None
-        self._outbox_backlog = Gauge(
-            "amc_outbox_backlog", "Outbox rows not yet published", registry=self.registry
-        )
-        self._outbox_age = Gauge(
-            "amc_outbox_oldest_age_seconds",
-            "Age of the oldest unpublished outbox row",
-            registry=self.registry,
+        metric = MetricSet(self.registry)
+        self._outbox_backlog = metric.gauge("amc_outbox_backlog", "Outbox rows not yet published")
+        self._outbox_age = metric.gauge(
+            "amc_outbox_oldest_age_seconds", "Age of the oldest unpublished outbox row"
         )
 
     @property
@@ -120,7 +119,7 @@ class ServiceRuntime:
             try:
                 async with asyncio.timeout(timeout_s):
                     await refresh(self._pool)
-            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except DATABASE_TROUBLE as exc:
                 log.warning("could not refresh gauges (%s): %s", refresh.__name__, exc)
 
     async def _outbox_gauges(self, pool: asyncpg.Pool[Any]) -> None:
@@ -176,8 +175,7 @@ class ServiceRuntime:
                 return
             except Exception:
                 log.exception("%s loop %s crashed; restarting in 1 s", self.name, name)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), 1.0)
+                await pause(self._stop, 1.0)
 
     async def stop(self) -> None:
         for subscriber in self.broker.subscribers:

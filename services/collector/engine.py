@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Link, Span, Tracer
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry
 
 from services.collector import store
 from services.collector.logic import (
@@ -39,6 +39,7 @@ from shared.contract import (
     WorkflowRun,
 )
 from shared.dates import WeekStart, render_parameters
+from shared.metrics import MetricSet
 from shared.outbox import Connection, Outbox
 from shared.telemetry import end_together, link_to, trace_carrier
 
@@ -56,59 +57,38 @@ DISPATCH_SPAN = "week dispatch"
 DispatchKind = Literal["first", "retry", "reconcile"]
 
 
-@dataclass
 class CollectorMetrics:
-    registry: CollectorRegistry
-    weeks_requested: Counter = field(init=False)
-    weeks_finished: Counter = field(init=False)
-    collections_finished: Counter = field(init=False)
-    collections: Gauge = field(init=False)
-    weeks_in_flight: Gauge = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.weeks_requested = Counter(
+    def __init__(self, registry: CollectorRegistry) -> None:
+        metric = MetricSet(registry)
+        self.weeks_requested = metric.counter(
             "amc_collector_weeks_requested",
             "week.requested events emitted, by kind (first, retry, reconcile)",
-            ["kind"],
-            registry=self.registry,
+            "kind",
         )
-        self.weeks_finished = Counter(
+        self.weeks_finished = metric.counter(
             "amc_collector_week_outcomes",
             "Execution outcomes recorded for weeks (succeeded, retry, failed)",
-            ["outcome"],
-            registry=self.registry,
+            "outcome",
         )
-        self.collections_finished = Counter(
-            "amc_collector_collections_finished",
-            "Collections that reached a final state",
-            ["status"],
-            registry=self.registry,
+        self.collections_finished = metric.counter(
+            "amc_collector_collections_finished", "Collections that reached a final state", "status"
         )
-        self.collections = Gauge(
+        self.collections = metric.gauge(
             "amc_collector_collections",
             "Collections by state (refreshed by the maintenance loop)",
-            ["status"],
-            registry=self.registry,
+            "status",
         )
-        self.weeks_in_flight = Gauge(
-            "amc_collector_weeks_in_flight",
-            "Weeks requested or running, all collections",
-            registry=self.registry,
+        self.weeks_in_flight = metric.gauge(
+            "amc_collector_weeks_in_flight", "Weeks requested or running, all collections"
         )
 
 
+@dataclass
 class Engine:
-    def __init__(
-        self,
-        settings: CollectorSettings,
-        outbox: Outbox,
-        metrics: CollectorMetrics,
-        tracer: Tracer | None = None,
-    ) -> None:
-        self.settings = settings
-        self.outbox = outbox
-        self.metrics = metrics
-        self.tracer = tracer or trace.get_tracer("amc.collector")
+    settings: CollectorSettings
+    outbox: Outbox
+    metrics: CollectorMetrics
+    tracer: Tracer = field(default_factory=lambda: trace.get_tracer("amc.collector"))
 
     # --- dispatching ------------------------------------------------------------------------
 

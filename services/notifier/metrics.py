@@ -5,31 +5,29 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry
 
 from services.notifier import store
+from shared.metrics import MetricSet
 
 
 class NotifierMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.deliveries = Counter(
+        metric = MetricSet(registry)
+        self.deliveries = metric.counter(
             "amc_notifier_deliveries",
             "Delivery attempts by channel (URL scheme) and outcome: sent, retry (failed, "
             "tried again later), failed (given up)",
-            ["channel", "outcome"],
-            registry=registry,
+            "channel",
+            "outcome",
         )
-        self.pending = Gauge(
-            "amc_notifier_deliveries_pending",
-            "Deliveries not yet sent, by channel",
-            ["channel"],
-            registry=registry,
+        self.pending = metric.gauge(
+            "amc_notifier_deliveries_pending", "Deliveries not yet sent, by channel", "channel"
         )
-        self.failing = Gauge(
+        self.failing = metric.gauge(
             "amc_notifier_deliveries_failing",
             "Pending deliveries whose last try failed, by channel",
-            ["channel"],
-            registry=registry,
+            "channel",
         )
 
     async def refresh(self, pool: asyncpg.Pool[Any]) -> None:

@@ -20,7 +20,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -28,7 +28,7 @@ from uuid import UUID
 import asyncpg
 from opentelemetry import trace
 from opentelemetry.trace import Span, Tracer
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry
 
 from services.scheduler import store
 from services.scheduler.batch import Batch, plan_batch
@@ -41,6 +41,7 @@ from shared.contract import (
     WorkflowRun,
 )
 from shared.doorbell import Doorbell
+from shared.metrics import MetricSet
 from shared.outbox import Connection, Outbox
 from shared.telemetry import end_together, trace_carrier
 
@@ -55,23 +56,18 @@ def notify_channel(schema: str) -> str:
 LEAD_MARGIN_S = 0.1
 
 
-@dataclass
 class FiringMetrics:
-    registry: CollectorRegistry
-    runs: Counter = field(init=False)
-    lateness: Histogram = field(init=False)
-    batch_seconds: Histogram = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.runs = Counter(
+    def __init__(self, registry: CollectorRegistry) -> None:
+        metric = MetricSet(registry)
+        self.runs = metric.counter(
             "amc_scheduler_runs",
             "Schedule runs written by the firing loop, by kind and state",
-            ["kind", "state"],
-            registry=self.registry,
+            "kind",
+            "state",
         )
         # Sub-second buckets for a healthy loop; 60/300/900/3600 s for the AmcScheduleLate
         # alert (p95 > 300 s) and for catch-up after an outage.
-        self.lateness = Histogram(
+        self.lateness = metric.histogram(
             "amc_schedule_lateness_seconds",
             "Lateness of emitted schedule runs: time from a run's fire time to the commit of "
             "the run and its schedule.due event (in the outbox, to be published)",
@@ -96,12 +92,9 @@ class FiringMetrics:
                 3600,
                 7200,
             ),
-            registry=self.registry,
         )
-        self.batch_seconds = Histogram(
-            "amc_scheduler_claim_batch_seconds",
-            "Time to claim and fire one batch of due schedules",
-            registry=self.registry,
+        self.batch_seconds = metric.histogram(
+            "amc_scheduler_claim_batch_seconds", "Time to claim and fire one batch of due schedules"
         )
 
 

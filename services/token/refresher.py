@@ -30,7 +30,7 @@ from typing import Any
 import asyncpg
 from opentelemetry import trace
 from opentelemetry.trace import Link, Span, Status, StatusCode
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry
 
 from services.token import logic, store
 from services.token.logic import FailureKind
@@ -44,8 +44,10 @@ from shared.contract import TokenRefreshed, TokenRefreshFailed
 from shared.crypto import DecryptionError
 from shared.doorbell import Doorbell
 from shared.leases import LeaseKeeper
+from shared.metrics import MetricSet
 from shared.outbox import Outbox
 from shared.ownership import Ownership
+from shared.pause import pause
 from shared.telemetry import continue_trace, trace_carrier
 
 log = logging.getLogger(__name__)
@@ -60,70 +62,48 @@ def replica_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-@dataclass
 class RefreshMetrics:
-    registry: CollectorRegistry
-    outcomes: Counter = field(init=False)
-    lwa_calls: Counter = field(init=False)
-    lwa_seconds: Histogram = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.outcomes = Counter(
-            "amc_token_refreshes",
-            "Refresh attempts by trigger and outcome",
-            ["trigger", "outcome"],
-            registry=self.registry,
+    def __init__(self, registry: CollectorRegistry) -> None:
+        metric = MetricSet(registry)
+        self.outcomes = metric.counter(
+            "amc_token_refreshes", "Refresh attempts by trigger and outcome", "trigger", "outcome"
         )
-        self.lwa_calls = Counter("amc_token_lwa_calls", "Calls to LWA", registry=self.registry)
-        self.lwa_seconds = Histogram(
-            "amc_token_lwa_seconds", "Duration of one LWA token call", registry=self.registry
+        self.lwa_calls = metric.counter("amc_token_lwa_calls", "Calls to LWA")
+        self.lwa_seconds = metric.histogram(
+            "amc_token_lwa_seconds", "Duration of one LWA token call"
         )
 
 
 Claimer = Callable[[Any, int], Awaitable[list[Claimed]]]
 
 
+@dataclass(kw_only=True)
 class Refresher:
-    def __init__(
-        self,
-        *,
-        pool: Callable[[], asyncpg.Pool[Any]],
-        outbox: Outbox,
-        settings: TokenSettings,
-        vault: Vault,
-        lwa: LwaGrants,
-        metrics: RefreshMetrics,
-        replica: str | None = None,
-        tracer: trace.Tracer | None = None,
-        listen_dsn: str | None = None,
-        schema: str = "token",
-        ownership: Ownership | None = None,
-    ) -> None:
-        self._listen_dsn = listen_dsn
-        self._channel = refresh_channel(schema)
-        self._pool = pool
-        self._outbox = outbox
-        self._settings = settings
-        self._vault = vault
-        self._lwa = lwa
-        self._metrics = metrics
-        self.replica = replica or replica_name()
-        # The replica's owner lock; None: claims are held by their expiry alone.
-        self._ownership = ownership
-        self._tracer = tracer or trace.get_tracer("amc.token")
+    pool: Callable[[], asyncpg.Pool[Any]]
+    outbox: Outbox
+    settings: TokenSettings
+    vault: Vault
+    lwa: LwaGrants
+    metrics: RefreshMetrics
+    replica: str = field(default_factory=replica_name)
+    tracer: trace.Tracer = field(default_factory=lambda: trace.get_tracer("amc.token"))
+    listen_dsn: str | None = None
+    schema: str = "token"
+    # The replica's owner lock; None: claims are held by their expiry alone.
+    ownership: Ownership | None = None
 
     # --- the two triggers ------------------------------------------------------------------
 
     async def run_cycle(self) -> CycleResult:
         """Refresh every active token that expires within the buffer (one proactive cycle)."""
-        s = self._settings
+        s = self.settings
 
         async def claim(conn: Any, n: int) -> list[Claimed]:
             return await store.claim_due(
                 conn, self.replica, n, s.claim_lease_s, s.refresh_buffer_s, self._owner_key
             )
 
-        with self._tracer.start_as_current_span("token.refresh_cycle"):
+        with self.tracer.start_as_current_span("token.refresh_cycle"):
             result = await self._drain(claim, "cycle")
         if result.claimed:
             log.info(
@@ -137,7 +117,7 @@ class Refresher:
 
     async def run_requested(self) -> CycleResult:
         """Refresh the tokens with a pending on-demand request."""
-        s = self._settings
+        s = self.settings
 
         async def claim(conn: Any, n: int) -> list[Claimed]:
             return await store.claim_requested(
@@ -148,7 +128,7 @@ class Refresher:
 
     @property
     def _owner_key(self) -> int | None:
-        return None if self._ownership is None else self._ownership.key
+        return None if self.ownership is None else self.ownership.key
 
     async def _drain(self, claim: Claimer, trigger: str) -> CycleResult:
         """Claim and refresh until nothing is left, `concurrency` calls in flight throughout
@@ -156,7 +136,7 @@ class Refresher:
 
         async def claim_rows(n: int) -> list[Claimed]:
             # One statement: atomic without a transaction around it.
-            async with self._pool().acquire() as conn:
+            async with self.pool().acquire() as conn:
                 return await claim(conn, n)
 
         async def refresh(row: Claimed) -> Outcome:
@@ -164,23 +144,23 @@ class Refresher:
 
         async def store_fresh(fresh: list[Refreshed]) -> CycleResult:
             stored = await self._store(fresh)
-            self._metrics.outcomes.labels(trigger, "refreshed").inc(stored.refreshed)
-            self._metrics.outcomes.labels(trigger, "lost_claim").inc(stored.lost_claims)
+            self.metrics.outcomes.labels(trigger, "refreshed").inc(stored.refreshed)
+            self.metrics.outcomes.labels(trigger, "lost_claim").inc(stored.lost_claims)
             return stored
 
         # Each drain renews its own claims, so only a live drain keeps a token claimed.
         async with self._leases(trigger).running() as leases:
-            drain = Drain(self._settings.concurrency, claim_rows, refresh, store_fresh, leases)
+            drain = Drain(self.settings.concurrency, claim_rows, refresh, store_fresh, leases)
             return await drain.run()
 
     def _leases(self, trigger: str) -> LeaseKeeper[Key]:
-        lease_s = self._settings.claim_lease_s
+        lease_s = self.settings.claim_lease_s
 
         async def renew(claims: Sequence[Key]) -> int:
-            async with self._pool().acquire() as conn:
+            async with self.pool().acquire() as conn:
                 return await store.renew_claims(conn, claims, lease_s)
 
-        return LeaseKeeper(f"token {trigger} claims", renew, self._settings.claim_renew_interval_s)
+        return LeaseKeeper(f"token {trigger} claims", renew, self.settings.claim_renew_interval_s)
 
     # --- one token -------------------------------------------------------------------------
 
@@ -202,7 +182,7 @@ class Refresher:
                     if result.reauth_required
                     else "failed"
                 )
-                self._metrics.outcomes.labels(trigger, outcome).inc()
+                self.metrics.outcomes.labels(trigger, outcome).inc()
                 if outcome != "lost_claim":
                     span.set_status(Status(StatusCode.ERROR, outcome))
             span.set_attribute("amc.token.outcome", outcome)
@@ -214,7 +194,7 @@ class Refresher:
         cycle of thousands of tokens would otherwise be one unreadable trace."""
         cycle = trace.get_current_span().get_span_context()
         return continue_trace(
-            self._tracer,
+            self.tracer,
             "token refresh",
             claim.trace_context,
             attributes={"amc.user_id": claim.user_id, "amc.token.trigger": trigger},
@@ -223,26 +203,26 @@ class Refresher:
 
     async def _refresh_one(self, claim: Claimed) -> Outcome:
         try:
-            refresh_token = self._vault.storage.decrypt(claim.refresh_token_enc)
+            refresh_token = self.vault.storage.decrypt(claim.refresh_token_enc)
         except DecryptionError:
             return await self._reauth(claim, logic.UNDECRYPTABLE_REASON)
-        if self._ownership is not None and not self._ownership.held:
+        if self.ownership is not None and not self.ownership.held:
             # The owner session ended since the claim: another replica may refresh this
             # token now, and two refreshes of one user must never run at once.
             log.warning("owner lock lost; not refreshing user %s", claim.user_id)
             return CycleResult(lost_claims=1)
-        self._metrics.lwa_calls.inc()
+        self.metrics.lwa_calls.inc()
         started = time.perf_counter()
         try:
-            with self._tracer.start_as_current_span("lwa.refresh"):
-                tokens = await self._lwa.refresh(refresh_token, claim.region)
+            with self.tracer.start_as_current_span("lwa.refresh"):
+                tokens = await self.lwa.refresh(refresh_token, claim.region)
         except Exception as exc:
             failure = logic.classify(exc)
             if failure.kind is FailureKind.REAUTH:
                 return await self._reauth(claim, failure.message)
             return await self._record_failure(claim, failure)
         finally:
-            self._metrics.lwa_seconds.observe(time.perf_counter() - started)
+            self.metrics.lwa_seconds.observe(time.perf_counter() - started)
         return self._seal(claim, tokens)
 
     def _seal(self, claim: Claimed, tokens: LwaTokens) -> Refreshed:
@@ -252,25 +232,25 @@ class Refresher:
         expires_at = tokens.expires_at(issued_at)
         grant = store.Grant(
             claim=claim,
-            refresh_token_enc=self._vault.storage.encrypt(tokens.refresh_token.get_secret_value()),
-            access_token_enc=self._vault.storage.encrypt(access),
+            refresh_token_enc=self.vault.storage.encrypt(tokens.refresh_token.get_secret_value()),
+            access_token_enc=self.vault.storage.encrypt(access),
             expires_at=expires_at,
         )
         event = TokenRefreshed(
             user_id=claim.user_id,
-            access_token_encrypted=self._vault.events.encrypt(access),
+            access_token_encrypted=self.vault.events.encrypt(access),
             expires_at=expires_at,
             issued_at=issued_at,
         )
         return Refreshed(grant, event, trace_carrier())
 
     async def _store(self, fresh: list[Refreshed]) -> CycleResult:
-        async with self._pool().acquire() as conn, conn.transaction():
+        async with self.pool().acquire() as conn, conn.transaction():
             stored = await store.finish_successes(
-                conn, [r.grant for r in fresh], self._vault.current_fp
+                conn, [r.grant for r in fresh], self.vault.current_fp
             )
             kept = [r for r in fresh if r.event.user_id in stored]
-            await self._outbox.enqueue(
+            await self.outbox.enqueue(
                 conn,
                 *(r.event for r in kept),
                 trace_contexts=[r.trace_context for r in kept],
@@ -283,17 +263,17 @@ class Refresher:
 
     async def _reauth(self, claim: Claimed, reason: str) -> CycleResult:
         log.warning("user %s must authorize again: %s", claim.user_id, reason)
-        async with self._pool().acquire() as conn, conn.transaction():
+        async with self.pool().acquire() as conn, conn.transaction():
             if not await store.finish_reauth(conn, claim, reason):
                 return CycleResult(lost_claims=1)
-            await self._outbox.enqueue(
+            await self.outbox.enqueue(
                 conn,
                 TokenRefreshFailed(user_id=claim.user_id, reauth_required=True, reason=reason),
             )
         return CycleResult(reauth_required=1)
 
     async def _record_failure(self, claim: Claimed, failure: logic.Failure) -> CycleResult:
-        s = self._settings
+        s = self.settings
         outcome = logic.after_transient_failure(
             claim.consecutive_failures,
             threshold=s.failure_threshold,
@@ -309,7 +289,7 @@ class Refresher:
             outcome.next_attempt_in_s,
             failure.message,
         )
-        async with self._pool().acquire() as conn, conn.transaction():
+        async with self.pool().acquire() as conn, conn.transaction():
             kept = await store.finish_retry(
                 conn,
                 claim,
@@ -322,7 +302,7 @@ class Refresher:
                 return CycleResult(lost_claims=1)
             if outcome.report:
                 reason = f"refresh failed {outcome.failures} times in a row: {failure.message}"
-                await self._outbox.enqueue(
+                await self.outbox.enqueue(
                     conn,
                     TokenRefreshFailed(
                         user_id=claim.user_id, reauth_required=False, reason=reason[:2000]
@@ -334,22 +314,20 @@ class Refresher:
 
     async def proactive_loop(self, stop: asyncio.Event) -> None:
         """A cycle at start (after the initial delay), then every interval."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), self._settings.refresh_initial_delay_s)
+        await pause(stop, self.settings.refresh_initial_delay_s)
         while not stop.is_set():
             await self._guarded(self.run_cycle, stop, "refresh cycle")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self._settings.refresh_interval_s)
+            await pause(stop, self.settings.refresh_interval_s)
 
     async def on_demand_loop(self, stop: asyncio.Event) -> None:
         """Woken by NOTIFY from the request handler; polls as a fallback (and for backoffs)."""
-        bell = Doorbell(self._channel, dsn=self._listen_dsn, what="refresh requests")
+        bell = Doorbell(refresh_channel(self.schema), dsn=self.listen_dsn, what="refresh requests")
         await bell.listen()
         try:
             while not stop.is_set():
                 bell.clear()
                 await self._guarded(self.run_requested, stop, "on-demand refresh")
-                await bell.sleep(stop, self._settings.on_demand_poll_s)
+                await bell.sleep(stop, self.settings.on_demand_poll_s)
                 await bell.listen()
         finally:
             await bell.close()

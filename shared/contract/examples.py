@@ -7,10 +7,13 @@ contract tests decode each one as the consumers do.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from typing import TypeVar
 from uuid import UUID
 
 # Written against the contract's public names, as another producer would write them.
 from shared import contract
+
+E = TypeVar("E", bound=contract.Event)
 
 _AT = datetime(2024, 9, 25, 3, 11, 52, tzinfo=UTC)
 _EXECUTION = UUID("0b6c3e8e-6c2a-4c55-9d1f-3e0a7d1c9b10")
@@ -27,6 +30,11 @@ _COLLECTION, _WEEK = (
 
 def _id(n: int) -> UUID:
     return UUID(int=n, version=4)
+
+
+def _event(model: type[E], n: int, **fields: object) -> E:
+    """Example `n` of `model`: every example happened at one moment, each has its own id."""
+    return model.model_validate({"event_id": _id(n), "occurred_at": _AT, **fields})
 
 
 def _run(**changes: object) -> contract.WorkflowRun:
@@ -47,9 +55,9 @@ def _run(**changes: object) -> contract.WorkflowRun:
 
 _EXTERNAL = contract.Origin(kind=contract.OriginKind.EXTERNAL, id="crm-sync-2024-09-25")
 
-_COMPLETED = contract.ExecutionCompleted(
-    event_id=_id(6),
-    occurred_at=_AT,
+_COMPLETED = _event(
+    contract.ExecutionCompleted,
+    6,
     execution_id=_EXECUTION,
     origin=_EXTERNAL,
     status="SUCCEEDED",
@@ -62,18 +70,18 @@ _COMPLETED = contract.ExecutionCompleted(
 )
 
 EXAMPLES: tuple[contract.Event, ...] = (
-    contract.ScheduleDue(
-        event_id=_id(1),
-        occurred_at=_AT,
+    _event(
+        contract.ScheduleDue,
+        1,
         schedule_id=_SCHEDULE,
         run_id=_RUN,
         fire_time=_AT,
         origin=contract.Origin(kind=contract.OriginKind.SCHEDULE, id=str(_RUN)),
         run=_run(),
     ),
-    contract.WeekRequested(
-        event_id=_id(2),
-        occurred_at=_AT,
+    _event(
+        contract.WeekRequested,
+        2,
         collection_id=_COLLECTION,
         week_id=_WEEK,
         week_start=date(2024, 1, 1),
@@ -86,25 +94,25 @@ EXAMPLES: tuple[contract.Event, ...] = (
             time_window_time_zone="UTC",
         ),
     ),
-    contract.ExecutionRequested(
-        event_id=_id(3),
-        occurred_at=_AT,
+    _event(
+        contract.ExecutionRequested,
+        3,
         request_id=_EXTERNAL.id,
         origin=_EXTERNAL,
         run=_run(),
     ),
-    contract.ExecutionSubmitted(
-        event_id=_id(4),
-        occurred_at=_AT,
+    _event(
+        contract.ExecutionSubmitted,
+        4,
         execution_id=_EXECUTION,
         amc_execution_id=_AMC_EXECUTION,
         instance_id="amcexample01",
         user_id="user-42",
         origin=_EXTERNAL,
     ),
-    contract.ExecutionStatusChanged(
-        event_id=_id(5),
-        occurred_at=_AT,
+    _event(
+        contract.ExecutionStatusChanged,
+        5,
         execution_id=_EXECUTION,
         origin=_EXTERNAL,
         previous_status=contract.ExecutionStatus.PENDING,
@@ -112,38 +120,38 @@ EXAMPLES: tuple[contract.Event, ...] = (
         amc_execution_id=_AMC_EXECUTION,
     ),
     _COMPLETED,
-    contract.TokenRefreshRequested(
-        event_id=_id(7),
-        occurred_at=_AT,
+    _event(
+        contract.TokenRefreshRequested,
+        7,
         user_id="user-42",
         reason="AMC refused access token 3f2a9c1be07d",
         refused_token_fp="3f2a9c1be07d",
     ),
-    contract.TokenRefreshed(
-        event_id=_id(8),
-        occurred_at=_AT,
+    _event(
+        contract.TokenRefreshed,
+        8,
         user_id="user-42",
         access_token_encrypted="gAAAAA-example-fernet-token",
         expires_at=datetime(2024, 9, 25, 4, 11, 52, tzinfo=UTC),
         issued_at=datetime(2024, 9, 25, 3, 11, 52, tzinfo=UTC),
     ),
-    contract.TokenRefreshFailed(
-        event_id=_id(9),
-        occurred_at=_AT,
+    _event(
+        contract.TokenRefreshFailed,
+        9,
         user_id="user-42",
         reauth_required=True,
         reason="invalid_grant: the refresh token was revoked",
     ),
-    contract.SchedulePaused(
-        event_id=_id(10),
-        occurred_at=_AT,
+    _event(
+        contract.SchedulePaused,
+        10,
         schedule_id=_SCHEDULE,
         reason="3 consecutive failed runs",
         consecutive_failures=3,
     ),
-    contract.CollectionCompleted(
-        event_id=_id(11),
-        occurred_at=_AT,
+    _event(
+        contract.CollectionCompleted,
+        11,
         collection_id=_COLLECTION,
         status="COMPLETED_WITH_FAILURES",
         weeks_total=52,

@@ -20,7 +20,7 @@ from typing import TypeVar
 
 import httpx
 from opentelemetry import trace
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry
 
 from services.poller import tracing
 from services.poller.exchange import failure_policy
@@ -42,6 +42,7 @@ from shared.clients import (
     ServerError,
     TransportError,
 )
+from shared.metrics import MetricSet
 
 T = TypeVar("T")
 
@@ -59,53 +60,44 @@ _INSTANCE_PUSH_BACK_MAX_S = 60.0
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.calls = Counter(
-            "amc_poller_amc_calls",
-            "AMC calls by endpoint and outcome",
-            ["endpoint", "outcome"],
-            registry=registry,
+        metric = MetricSet(registry)
+        self.calls = metric.counter(
+            "amc_poller_amc_calls", "AMC calls by endpoint and outcome", "endpoint", "outcome"
         )
-        self.latency = Histogram(
-            "amc_poller_amc_call_seconds", "AMC call latency", ["endpoint"], registry=registry
+        self.latency = metric.histogram(
+            "amc_poller_amc_call_seconds", "AMC call latency", "endpoint"
         )
-        self.breaker_open = Gauge(
-            "amc_poller_breaker_open",
-            "1 while an endpoint's circuit breaker is open",
-            ["endpoint"],
-            registry=registry,
+        self.breaker_open = metric.gauge(
+            "amc_poller_breaker_open", "1 while an endpoint's circuit breaker is open", "endpoint"
         )
-        self.completed = Counter(
-            "amc_poller_executions_completed",
-            "Executions that reached a terminal status",
-            ["status"],
-            registry=registry,
+        self.completed = metric.counter(
+            "amc_poller_executions_completed", "Executions that reached a terminal status", "status"
         )
-        self.daily_cap_parked = Counter(
+        self.daily_cap_parked = metric.counter(
             "amc_poller_daily_cap_parked",
             "Runs held back until the next UTC day because the instance's daily cap on "
             "executions created through the API was used up",
-            ["amc_instance"],
-            registry=registry,
+            "amc_instance",
         )
-        self.polls = Counter("amc_poller_polls", "Status polls sent to AMC", registry=registry)
-        self.unknown_status = Counter(
+        self.polls = metric.counter("amc_poller_polls", "Status polls sent to AMC")
+        self.unknown_status = metric.counter(
             "amc_poller_unknown_amc_status",
             "Status answers whose execution status neither Amazon's OpenAPI nor its own "
             "client names (followed as running, until the execution timeout)",
-            ["status"],
-            registry=registry,
+            "status",
         )
-        self.downloaded_bytes = Counter(
-            "amc_poller_downloaded_bytes", "Result bytes written to the store", registry=registry
+        self.downloaded_bytes = metric.counter(
+            "amc_poller_downloaded_bytes", "Result bytes written to the store"
         )
         # What AmcThrottled divides: rate(status="429") / rate(all), per amc_instance.
-        self.api_requests = Counter(
+        self.api_requests = metric.counter(
             "amc_api_requests",
             "HTTP requests to an AMC instance's API, by the status it answered ('timeout' or "
             "'transport_error' when there was no answer). Result downloads from pre-signed "
             "storage URLs are not the instance's API and are not counted.",
-            ["amc_instance", "endpoint", "status"],
-            registry=registry,
+            "amc_instance",
+            "endpoint",
+            "status",
         )
 
 
