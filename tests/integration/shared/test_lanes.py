@@ -98,12 +98,12 @@ async def test_each_origin_has_lanes_of_its_own(server: Server) -> None:
     async with (
         await asyncio.start_server(other.handle, "127.0.0.1", other.port),
         httpx.AsyncClient(transport=LaneTransport(1)) as http,
+        http.stream("GET", f"{server.url}/held") as held,
     ):
-        async with http.stream("GET", f"{server.url}/held") as held:
-            # The first origin's only lane is taken; the second origin's is free.
-            assert (await asyncio.wait_for(http.get(f"{other.url}/x"), 10)).text == "/x"
-            server.release.set()
-            await held.aread()
+        # The first origin's only lane is taken; the second origin's is free.
+        assert (await asyncio.wait_for(http.get(f"{other.url}/x"), 10)).text == "/x"
+        server.release.set()
+        await held.aread()
     assert (server.opened, other.opened) == (1, 1)
 
 
