@@ -23,6 +23,8 @@ def serve(settings: S, build_app: Callable[[S], FastAPI]) -> None:
         build_app(settings),
         host=settings.http_host,
         port=settings.http_port,
+        # uvloop where it is installed (everywhere but Windows, pyproject.toml).
+        loop="auto",
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=int(settings.graceful_timeout_s),
