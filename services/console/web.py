@@ -250,6 +250,49 @@ class Pager:
         return f"{self.offset + 1}-{last}{total}{page}{pages}"
 
 
+@dataclass(frozen=True)
+class Listing:
+    """What a list page was asked for: its filters (kept in its pager's links) and where
+    its page starts."""
+
+    query: dict[str, str]
+    offset: int
+    limit: int
+
+    @classmethod
+    def of(cls, request: Request, console: Console, *filter_names: str) -> Listing:
+        return cls(filters(request, *filter_names), offset_of(request), console.settings.page_size)
+
+    async def fetch(self, console: Console, service: Any, path: str) -> Any:
+        """The page from a service's list endpoint, filtered as asked."""
+        return await console.backends.get(
+            service, path, **self.query, limit=self.limit, offset=self.offset
+        )
+
+    def render(
+        self,
+        request: Request,
+        console: Console,
+        template: str,
+        principal: auth.Principal,
+        items: list[Any],
+        total: int | None = None,
+        **context: Any,
+    ) -> HTMLResponse:
+        """The list page: its `items`, its filters (`query`) and its `pager`."""
+        pager = Pager(self.offset, self.limit, len(items), total, self.query)
+        return render(
+            request,
+            console,
+            template,
+            principal,
+            items=items,
+            query=self.query,
+            pager=pager,
+            **context,
+        )
+
+
 def filters(request: Request, *names: str) -> dict[str, str]:
     return {n: v for n in names if (v := request.query_params.get(n, "").strip())}
 

@@ -12,32 +12,20 @@ from services.console.backends import ApiProblem
 from services.console.web import (
     Console,
     ConsoleDep,
-    Pager,
+    Listing,
     PrincipalDep,
     act,
-    filters,
     form_of,
-    offset_of,
     render,
     render_form,
     see_other,
 )
+from shared.run_target import TARGET_TEXT_FIELDS
 
 router = APIRouter(prefix="/collections")
 
 ACTIONS = {"retry": "retried", "pause": "paused", "resume": "resumed", "cancel": "cancelled"}
-FORM_FIELDS = (
-    "user_id",
-    "instance_id",
-    "advertiser_id",
-    "marketplace_id",
-    "workflow_id",
-    "sql_query",
-    "start_date",
-    "end_date",
-    "time_zone",
-    "max_weeks_in_flight",
-)
+FORM_FIELDS = (*TARGET_TEXT_FIELDS, "start_date", "end_date", "time_zone", "max_weeks_in_flight")
 
 # A run names a workflow or carries SQL, and may leave the account ids to the instance
 # registry: a blank box is a field not given, which the service tells from an empty value.
@@ -54,15 +42,9 @@ def drop_blank(body: dict[str, Any], names: tuple[str, ...]) -> None:
 async def list_collections(
     request: Request, console: ConsoleDep, principal: PrincipalDep
 ) -> HTMLResponse:
-    query = filters(request, "status")
-    offset, limit = offset_of(request), console.settings.page_size
-    items = await console.backends.get(
-        "collector", "/collections", **query, limit=limit, offset=offset
-    )
-    pager = Pager(offset, limit, len(items), None, query)
-    return render(
-        request, console, "collections.html", principal, items=items, query=query, pager=pager
-    )
+    listing = Listing.of(request, console, "status")
+    items = await listing.fetch(console, "collector", "/collections")
+    return listing.render(request, console, "collections.html", principal, items)
 
 
 def _new_form(

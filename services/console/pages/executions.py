@@ -14,13 +14,11 @@ from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from services.console.backends import ApiProblem
 from services.console.web import (
     ConsoleDep,
-    Pager,
+    Listing,
     PrincipalDep,
     act,
     audit,
-    filters,
     form_of,
-    offset_of,
     render,
     see_other,
 )
@@ -50,21 +48,23 @@ PREVIEW_ROWS = 20
 async def list_executions(
     request: Request, console: ConsoleDep, principal: PrincipalDep
 ) -> HTMLResponse:
-    query = filters(
-        request, "status", "instance_id", "workflow_id", "user_id", "origin_kind", "origin_id"
+    listing = Listing.of(
+        request,
+        console,
+        "status",
+        "instance_id",
+        "workflow_id",
+        "user_id",
+        "origin_kind",
+        "origin_id",
     )
-    offset, limit = offset_of(request), console.settings.page_size
-    page = await console.backends.get("poller", "/executions", **query, limit=limit, offset=offset)
-    items = page["executions"]
-    pager = Pager(offset, limit, len(items), None, query)
-    return render(
+    page = await listing.fetch(console, "poller", "/executions")
+    return listing.render(
         request,
         console,
         "executions.html",
         principal,
-        items=items,
-        query=query,
-        pager=pager,
+        page["executions"],
         statuses=STATUSES,
         origins=ORIGINS,
     )

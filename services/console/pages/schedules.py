@@ -14,11 +14,11 @@ from services.console.backends import ApiProblem
 from services.console.pages.collections import OPTIONAL_RUN_FIELDS, drop_blank
 from services.console.web import (
     ConsoleDep,
+    Listing,
     Pager,
     PrincipalDep,
     act,
     audit,
-    filters,
     form_of,
     offset_of,
     render,
@@ -48,14 +48,10 @@ FORM_FIELDS = (
 async def list_schedules(
     request: Request, console: ConsoleDep, principal: PrincipalDep
 ) -> HTMLResponse:
-    query = filters(request, "state", "user_id", "instance_id")
-    offset, limit = offset_of(request), console.settings.page_size
-    page = await console.backends.get(
-        "scheduler", "/schedules", **query, limit=limit, offset=offset
-    )
-    pager = Pager(offset, limit, len(page["items"]), page["total"], query)
-    return render(
-        request, console, "schedules.html", principal, page=page, query=query, pager=pager
+    listing = Listing.of(request, console, "state", "user_id", "instance_id")
+    page = await listing.fetch(console, "scheduler", "/schedules")
+    return listing.render(
+        request, console, "schedules.html", principal, page["items"], page["total"]
     )
 
 
