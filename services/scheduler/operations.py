@@ -20,13 +20,14 @@ from services.scheduler.runs import (
     Clock,
     due_event,
     run_span_attributes,
+    send_again,
     template_of,
     window_rule_of,
 )
 from services.scheduler.schemas import SPEC_FIELDS, ScheduleCreate, ScheduleUpdate
 from services.scheduler.settings import SchedulerSettings
 from services.scheduler.timing import ScheduleSpec, next_fire_time
-from shared.contract import SchedulePaused, WorkflowRun
+from shared.contract import SchedulePaused
 from shared.outbox import Connection, Outbox
 
 
@@ -320,19 +321,7 @@ class Operations:
                 await self._found(conn, schedule_id, lock=True)
                 now = self._now()
                 rows = await store.lock_rerunnable(conn, schedule_id, since, run_ids)
-                events = []
-                for row in rows:
-                    attempt = row.attempt + 1
-                    event = due_event(
-                        schedule_id,
-                        row.id,
-                        row.fire_time,
-                        WorkflowRun.model_validate(row.run),
-                        now,
-                        attempt=attempt,
-                    )
-                    await store.start_attempt(conn, row.id, attempt, event.event_id, now)
-                    events.append(event)
+                events = [await send_again(conn, row, now) for row in rows]
                 await self._outbox.enqueue(conn, *events)
                 return [await _run(conn, row.id) for row in rows]
 
