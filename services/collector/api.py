@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, fields
 from datetime import date, datetime
 from typing import Annotated, Any
 from uuid import UUID
@@ -26,7 +26,7 @@ from services.collector.logic import (
 )
 from services.collector.operations import ConflictError, NewCollection, NotFoundError
 from services.collector.runtime import CollectorRuntime, RuntimeDep
-from services.collector.store import CollectionRow, WeekRow
+from services.collector.store import CollectionRow, ShownWeek, WeekRow
 from shared.dates import CheckedParameters
 from shared.not_found import found
 from shared.outbox import Connection
@@ -109,26 +109,13 @@ class CollectionOut(BaseModel):
     progress: ProgressOut
 
 
-class WeekOut(BaseModel):
-    id: UUID
-    seq: int
-    week_start: date
-    week_end: date
+@dataclass(frozen=True)
+class WeekOut(ShownWeek):
+    """A week as the API shows it: its row's shown columns, its window and retry time."""
+
     time_window_start: datetime
     time_window_end: datetime
-    status: WeekStatus
-    attempt: int
-    attempt_limit: int
     retry_not_before: datetime | None
-    requested_at: datetime | None
-    submitted_at: datetime | None
-    finished_at: datetime | None
-    execution_id: UUID | None
-    amc_execution_id: str | None
-    error_code: str | None
-    error_message: str | None
-    result_uri: str | None
-    row_count: int | None
 
 
 class RetryRequest(BaseModel):
@@ -173,13 +160,9 @@ def _view(c: CollectionRow, counts: dict[str, int], mean: float | None) -> Colle
 
 def _week_out(w: WeekRow, time_zone: str) -> WeekOut:
     start, end = week_window(w.week_start, w.week_end, time_zone)
-    return WeekOut.model_validate(
-        {
-            **asdict(w),
-            "time_window_start": start,
-            "time_window_end": end,
-            "retry_not_before": w.not_before,
-        }
+    shown = {f.name: getattr(w, f.name) for f in fields(ShownWeek)}
+    return WeekOut(
+        **shown, time_window_start=start, time_window_end=end, retry_not_before=w.not_before
     )
 
 

@@ -23,6 +23,7 @@ from services.collector.store.collections import (
 from services.collector.store.rows import (
     CollectionRow,
     KnownExecution,
+    ShownWeek,
     WeekRow,
 )
 from services.collector.store.weeks import (
@@ -45,6 +46,7 @@ __all__ = [
     "ADMISSION_LOCK",
     "CollectionRow",
     "KnownExecution",
+    "ShownWeek",
     "WeekRow",
     "cancel_pending_weeks",
     "collections_unsettled",

@@ -41,18 +41,18 @@ class CollectionRow:
 
 
 @dataclass(frozen=True)
-class WeekRow:
+class ShownWeek:
+    """The columns of a week that the API shows as they are (`api.WeekOut`), so the two
+    lists cannot drift apart."""
+
     id: UUID
-    collection_id: UUID
     seq: int
     week_start: date
     week_end: date
     status: WeekStatus
     attempt: int
     attempt_limit: int
-    not_before: datetime | None
     requested_at: datetime | None
-    request_count: int
     submitted_at: datetime | None
     finished_at: datetime | None
     execution_id: UUID | None
@@ -61,6 +61,13 @@ class WeekRow:
     error_message: str | None
     result_uri: str | None
     row_count: int | None
+
+
+@dataclass(frozen=True)
+class WeekRow(ShownWeek):
+    collection_id: UUID
+    not_before: datetime | None
+    request_count: int
 
     @classmethod
     def of(cls, r: asyncpg.Record) -> WeekRow:
