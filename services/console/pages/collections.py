@@ -8,7 +8,6 @@ from uuid import UUID
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from services.console.backends import ApiProblem
 from services.console.web import (
     Console,
     ConsoleDep,
@@ -24,6 +23,7 @@ from shared.run_target import TARGET_TEXT_FIELDS
 
 router = APIRouter(prefix="/collections")
 
+NEW_FORM = "collection_new.html"
 ACTIONS = {"retry": "retried", "pause": "paused", "resume": "resumed", "cancel": "cancelled"}
 FORM_FIELDS = (*TARGET_TEXT_FIELDS, "start_date", "end_date", "time_zone", "max_weeks_in_flight")
 
@@ -47,21 +47,12 @@ async def list_collections(
     return listing.render(request, console, "collections.html", principal, items)
 
 
-def _new_form(
-    request: Request,
-    console: ConsoleDep,
-    principal: PrincipalDep,
-    values: dict[str, str],
-    problem: ApiProblem | None = None,
-) -> HTMLResponse:
-    return render_form(request, console, "collection_new.html", principal, values, problem)
-
-
 @router.get("/new", response_class=HTMLResponse)
 async def new_collection(
     request: Request, console: ConsoleDep, principal: PrincipalDep
 ) -> HTMLResponse:
-    return _new_form(request, console, principal, {"time_zone": "UTC", "max_weeks_in_flight": "2"})
+    defaults = {"time_zone": "UTC", "max_weeks_in_flight": "2"}
+    return render_form(request, console, NEW_FORM, principal, defaults)
 
 
 @router.post("/new", response_class=HTMLResponse)
@@ -82,7 +73,7 @@ async def create_collection(
         body,
     )
     if problem is not None:
-        return _new_form(request, console, principal, form, problem)
+        return render_form(request, console, NEW_FORM, principal, form, problem)
     return see_other(f"/collections/{created['id']}", "created")
 
 

@@ -28,6 +28,7 @@ from services.console.web import (
 
 router = APIRouter(prefix="/schedules")
 
+NEW_FORM = "schedule_new.html"
 WINDOWS = ("MOST_RECENT_DAY", "MOST_RECENT_WEEK", "CURRENT_MONTH", "PREVIOUS_MONTH")
 FORM_FIELDS = (
     "name",
@@ -55,23 +56,12 @@ async def list_schedules(
     )
 
 
-def _new_form(
-    request: Request,
-    console: ConsoleDep,
-    principal: PrincipalDep,
-    values: dict[str, str],
-    problem: ApiProblem | None = None,
-) -> HTMLResponse:
-    return render_form(
-        request, console, "schedule_new.html", principal, values, problem, windows=WINDOWS
-    )
-
-
 @router.get("/new", response_class=HTMLResponse)
 async def new_schedule(
     request: Request, console: ConsoleDep, principal: PrincipalDep
 ) -> HTMLResponse:
-    return _new_form(request, console, principal, {"timezone": "UTC", "window": WINDOWS[0]})
+    defaults = {"timezone": "UTC", "window": WINDOWS[0]}
+    return render_form(request, console, NEW_FORM, principal, defaults, windows=WINDOWS)
 
 
 def _schedule_body(form: dict[str, str]) -> dict[str, Any]:
@@ -104,7 +94,7 @@ async def create_schedule(
         _schedule_body(form),
     )
     if problem is not None:
-        return _new_form(request, console, principal, form, problem)
+        return render_form(request, console, NEW_FORM, principal, form, problem, windows=WINDOWS)
     return see_other(f"/schedules/{created['id']}", "created")
 
 

@@ -28,7 +28,7 @@ from services.poller.exchange.gateway import CircuitOpenError
 from services.poller.exchange.poll_writes import PollWrites
 from services.poller.exchange.tokens import Token
 from services.poller.instances.directory import Target
-from services.poller.results.stores import ResultFile, StoredResult, result_context, result_key
+from services.poller.results.stores import ResultFile, result_context, result_key
 from services.poller.rows import ExecRow
 from services.poller.store import PollSeen
 from services.poller.token_store import CachedToken
@@ -204,15 +204,8 @@ class Follower:
         except (ApiError, OSError, CircuitOpenError) as exc:
             await self._download_later(row, f"fetching the result files failed: {exc}")
             return
-        result = ResultLocation(
-            uri=stored.uri,
-            row_count=stored.row_count,
-            size_bytes=stored.size_bytes,
-            checksum=stored.checksum,
-            files=stored.files,
-        )
         ctx.amc.metrics.downloaded_bytes.inc(stored.size_bytes)
-        await ctx.change(row, status=ExecutionStatus.SUCCEEDED, result=result)
+        await ctx.change(row, status=ExecutionStatus.SUCCEEDED, result=stored)
 
     async def _urls_expired(self, row: ExecRow, exc: ResultsExpiredError) -> None:
         """Storage refused a URL (expired: they live 10 minutes). Fresh URLs come from AMC,
@@ -256,7 +249,7 @@ class Follower:
         seen = row.amc_finished_seen_at or row.updated_at
         return flow.now() - seen
 
-    async def _save(self, row: ExecRow, urls: DownloadUrls) -> StoredResult:
+    async def _save(self, row: ExecRow, urls: DownloadUrls) -> ResultLocation:
         """Every result file (AMC splits large results, up to 5) and AMC's metadata files."""
         ctx = self.ctx
         async with contextlib.AsyncExitStack() as stack:

@@ -22,7 +22,7 @@ import os
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -36,6 +36,7 @@ from services.poller.logic import CsvRowCounter
 from services.poller.results.files import ResultReader
 from services.poller.results.sink_pg import PostgresResultSink, ResultContext, shown_url
 from services.poller.rows import ExecRow
+from shared.contract import ResultLocation
 
 CONTENT_TYPES = {".csv": "text/csv", ".json": "application/json"}
 
@@ -45,15 +46,6 @@ class ResultFile(NamedTuple):
 
     name: str
     chunks: AsyncIterator[bytes]
-
-
-@dataclass(frozen=True)
-class StoredResult:
-    uri: str
-    row_count: int
-    size_bytes: int
-    checksum: str
-    files: list[str] = field(default_factory=list)
 
 
 def result_context(row: ExecRow) -> ResultContext:
@@ -100,7 +92,7 @@ class ResultStore(ABC):
         results: Sequence[ResultFile],
         metadata: Sequence[ResultFile],
         about: ResultContext | None = None,
-    ) -> StoredResult:
+    ) -> ResultLocation:
         """Store the CSV result files (their rows, bytes and checksum are counted) and
         AMC's metadata files beside them, under `metadata/`. `about` says what the rows
         belong to (a database sink records it beside them; file stores have the key)."""
@@ -145,8 +137,12 @@ class _Tally:
         self.rows += counter.rows
         self.size += counter.size
 
-    def result(self, uri: str, files: list[str]) -> StoredResult:
-        return StoredResult(uri, self.rows, self.size, f"sha256:{self.sha.hexdigest()}", files)
+    def result(self, uri: str, files: list[str]) -> ResultLocation:
+        """Where the result went, as its execution.completed event carries it."""
+        checksum = f"sha256:{self.sha.hexdigest()}"
+        return ResultLocation(
+            uri=uri, row_count=self.rows, size_bytes=self.size, checksum=checksum, files=files
+        )
 
 
 class LocalResultStore(ResultStore):
