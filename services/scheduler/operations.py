@@ -156,17 +156,11 @@ class Operations:
         user_id: str | None,
         instance_id: str | None,
         state: str | None,
-        limit: int,
-        offset: int,
+        paging: store.Paging,
     ) -> tuple[list[store.Schedule], int]:
         async with self._pool.acquire() as conn:
             return await store.list_schedules(
-                conn,
-                user_id=user_id,
-                instance_id=instance_id,
-                state=state,
-                limit=limit,
-                offset=offset,
+                conn, user_id=user_id, instance_id=instance_id, state=state, paging=paging
             )
 
     async def update(self, schedule_id: UUID, patch: ScheduleUpdate) -> store.Schedule:
@@ -331,14 +325,11 @@ class Operations:
         *,
         state: str | None,
         kind: str | None,
-        limit: int,
-        offset: int,
+        paging: store.Paging,
     ) -> tuple[list[store.Run], int]:
         async with self._pool.acquire() as conn:
             await self._found(conn, schedule_id)
-            return await store.list_runs(
-                conn, schedule_id, state=state, kind=kind, limit=limit, offset=offset
-            )
+            return await store.list_runs(conn, schedule_id, state=state, kind=kind, paging=paging)
 
     async def stats(self, schedule_id: UUID) -> tuple[store.Schedule, store.RunStats]:
         async with self._pool.acquire() as conn:
