@@ -120,13 +120,19 @@ async def signed_in(request: Request, console: ConsoleDep) -> auth.Principal:
 PrincipalDep = Annotated[auth.Principal, Depends(signed_in)]
 
 
-async def form_of(request: Request, principal: auth.Principal) -> dict[str, str]:
+async def _checked_form(request: Request, principal: PrincipalDep) -> dict[str, str]:
     """The urlencoded form of a POST, after its CSRF token was checked (the stdlib parses it:
     no multipart dependency for forms that never upload files)."""
     body = (await request.body()).decode("utf-8", "replace")
     form = dict(parse_qsl(body, keep_blank_values=True))
     auth.check_csrf(principal, form.pop("csrf", None))
     return form
+
+
+# A POST's form, its CSRF token checked before the route runs; a route that needs only the
+# check (its form has nothing else) names CSRF_CHECKED among its dependencies.
+FormDep = Annotated[dict[str, str], Depends(_checked_form)]
+CSRF_CHECKED = Depends(_checked_form)
 
 
 def render(
@@ -211,6 +217,16 @@ async def act(
         return None, problem
     await audit(console, principal, action, target)
     return answer, None
+
+
+async def act_on(
+    console: Console, principal: auth.Principal, service: Any, kind: str, item: object, action: str
+) -> ApiProblem | None:
+    """POST `action` on one item of a service's list (`/{kind}s/{item}/{action}`), audited
+    as `{kind}.{action}`; the service's refusal, if it refused."""
+    path = f"/{kind}s/{item}/{action}"
+    _, problem = await act(console, principal, f"{kind}.{action}", str(item), service, path)
+    return problem
 
 
 @dataclass(frozen=True)

@@ -8,13 +8,17 @@ from uuid import UUID
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
+from services.console.auth import Principal
+from services.console.backends import ApiProblem
 from services.console.web import (
+    CSRF_CHECKED,
     Console,
     ConsoleDep,
+    FormDep,
     Listing,
     PrincipalDep,
     act,
-    form_of,
+    act_on,
     render,
     render_form,
     see_other,
@@ -57,9 +61,8 @@ async def new_collection(
 
 @router.post("/new", response_class=HTMLResponse)
 async def create_collection(
-    request: Request, console: ConsoleDep, principal: PrincipalDep
+    request: Request, console: ConsoleDep, principal: PrincipalDep, form: FormDep
 ) -> Response:
-    form = await form_of(request, principal)
     body: dict[str, Any] = {k: form.get(k, "").strip() for k in FORM_FIELDS}
     body["max_weeks_in_flight"] = body["max_weeks_in_flight"] or None
     drop_blank(body, OPTIONAL_RUN_FIELDS)
@@ -84,12 +87,33 @@ async def _collection(console: Console, collection_id: UUID) -> tuple[Any, Any]:
     return c, weeks
 
 
+async def _page(
+    request: Request,
+    console: Console,
+    principal: Principal,
+    collection_id: UUID,
+    problem: ApiProblem | None = None,
+) -> HTMLResponse:
+    """The collection's page; with the collector's refusal of an action, shown beside it."""
+    c, weeks = await _collection(console, collection_id)
+    status_code = problem.status if problem is not None else 200
+    return render(
+        request,
+        console,
+        "collection.html",
+        principal,
+        status_code=status_code,
+        c=c,
+        weeks=weeks,
+        problem=problem,
+    )
+
+
 @router.get("/{collection_id}", response_class=HTMLResponse)
 async def show_collection(
     collection_id: UUID, request: Request, console: ConsoleDep, principal: PrincipalDep
 ) -> HTMLResponse:
-    c, weeks = await _collection(console, collection_id)
-    return render(request, console, "collection.html", principal, c=c, weeks=weeks, problem=None)
+    return await _page(request, console, principal, collection_id)
 
 
 @router.get("/{collection_id}/grid", response_class=HTMLResponse)
@@ -101,31 +125,13 @@ async def grid_fragment(
     return render(request, console, "_grid.html", principal, c=c, weeks=weeks)
 
 
-@router.post("/{collection_id}/{action}", response_class=HTMLResponse)
+@router.post("/{collection_id}/{action}", response_class=HTMLResponse, dependencies=[CSRF_CHECKED])
 async def collection_action(
     collection_id: UUID, action: str, request: Request, console: ConsoleDep, principal: PrincipalDep
 ) -> Response:
-    await form_of(request, principal)
     if action not in ACTIONS:
         return Response(status_code=404)
-    _, problem = await act(
-        console,
-        principal,
-        f"collection.{action}",
-        str(collection_id),
-        "collector",
-        f"/collections/{collection_id}/{action}",
-    )
+    problem = await act_on(console, principal, "collector", "collection", collection_id, action)
     if problem is not None:
-        c, weeks = await _collection(console, collection_id)
-        return render(
-            request,
-            console,
-            "collection.html",
-            principal,
-            status_code=problem.status,
-            c=c,
-            weeks=weeks,
-            problem=problem,
-        )
+        return await _page(request, console, principal, collection_id, problem)
     return see_other(f"/collections/{collection_id}", ACTIONS[action])

@@ -13,12 +13,12 @@ from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
 from services.console.backends import ApiProblem
 from services.console.web import (
+    CSRF_CHECKED,
     ConsoleDep,
     Listing,
     PrincipalDep,
-    act,
+    act_on,
     audit,
-    form_of,
     render,
     see_other,
 )
@@ -153,19 +153,11 @@ async def _relay(upstream: httpx.Response) -> AsyncIterator[bytes]:
         await upstream.aclose()
 
 
-@router.post("/{execution_id}/cancel", response_class=HTMLResponse)
+@router.post("/{execution_id}/cancel", response_class=HTMLResponse, dependencies=[CSRF_CHECKED])
 async def cancel_execution(
     execution_id: UUID, request: Request, console: ConsoleDep, principal: PrincipalDep
 ) -> Response:
-    await form_of(request, principal)
-    _, problem = await act(
-        console,
-        principal,
-        "execution.cancel",
-        str(execution_id),
-        "poller",
-        f"/executions/{execution_id}/cancel",
-    )
+    problem = await act_on(console, principal, "poller", "execution", execution_id, "cancel")
     if problem is not None:
         return await _page(
             request,

@@ -20,7 +20,7 @@ from services.console import charts, history
 from services.console.auth import Principal
 from services.console.backends import ApiProblem
 from services.console.present import pick_version, short_hash
-from services.console.web import Console, ConsoleDep, PrincipalDep, act, form_of, render
+from services.console.web import Console, ConsoleDep, FormDep, PrincipalDep, act, render
 
 router = APIRouter(prefix="/workflows")
 
@@ -76,11 +76,10 @@ async def show_workflow(
 
 @router.post("/{instance_id}/{workflow_id}/validate", response_class=HTMLResponse)
 async def validate_workflow(
-    at: WorkflowDep, request: Request, console: ConsoleDep, principal: PrincipalDep
+    at: WorkflowDep, request: Request, console: ConsoleDep, principal: PrincipalDep, form: FormDep
 ) -> HTMLResponse:
     """AMC's verdict on the version shown (or AMC's own definition) from a dry run: nothing
     runs and nothing counts towards the instance's daily cap (the poller's validate)."""
-    form = await form_of(request, principal)
     w = await console.backends.workflow(at.instance_id, at.workflow_id)
     chosen = pick_version(w["versions"], form.get("version") or None)
     if chosen is not None:
