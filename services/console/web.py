@@ -219,6 +219,14 @@ async def act(
     return answer, None
 
 
+async def act_new(
+    console: Console, principal: auth.Principal, service: Any, kind: str, label: str, body: Any
+) -> tuple[Any, ApiProblem | None]:
+    """POST a new item to a service's list (`/{kind}s`), audited as `{kind}.create` of
+    `label`: what the service made of it, or its refusal."""
+    return await act(console, principal, f"{kind}.create", label, service, f"/{kind}s", body)
+
+
 async def act_on(
     console: Console, principal: auth.Principal, service: Any, kind: str, item: object, action: str
 ) -> ApiProblem | None:

@@ -8,8 +8,6 @@ from uuid import UUID
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from services.console.auth import Principal
-from services.console.backends import ApiProblem
 from services.console.web import (
     CSRF_CHECKED,
     Console,
@@ -17,7 +15,7 @@ from services.console.web import (
     FormDep,
     Listing,
     PrincipalDep,
-    act,
+    act_new,
     act_on,
     render,
     render_form,
@@ -66,15 +64,8 @@ async def create_collection(
     body: dict[str, Any] = {k: form.get(k, "").strip() for k in FORM_FIELDS}
     body["max_weeks_in_flight"] = body["max_weeks_in_flight"] or None
     drop_blank(body, OPTIONAL_RUN_FIELDS)
-    created, problem = await act(
-        console,
-        principal,
-        "collection.create",
-        body.get("workflow_id") or "(new)",
-        "collector",
-        "/collections",
-        body,
-    )
+    label = body.get("workflow_id") or "(new)"
+    created, problem = await act_new(console, principal, "collector", "collection", label, body)
     if problem is not None:
         return render_form(request, console, NEW_FORM, principal, form, problem)
     return see_other(f"/collections/{created['id']}", "created")
@@ -87,33 +78,12 @@ async def _collection(console: Console, collection_id: UUID) -> tuple[Any, Any]:
     return c, weeks
 
 
-async def _page(
-    request: Request,
-    console: Console,
-    principal: Principal,
-    collection_id: UUID,
-    problem: ApiProblem | None = None,
-) -> HTMLResponse:
-    """The collection's page; with the collector's refusal of an action, shown beside it."""
-    c, weeks = await _collection(console, collection_id)
-    status_code = problem.status if problem is not None else 200
-    return render(
-        request,
-        console,
-        "collection.html",
-        principal,
-        status_code=status_code,
-        c=c,
-        weeks=weeks,
-        problem=problem,
-    )
-
-
 @router.get("/{collection_id}", response_class=HTMLResponse)
 async def show_collection(
     collection_id: UUID, request: Request, console: ConsoleDep, principal: PrincipalDep
 ) -> HTMLResponse:
-    return await _page(request, console, principal, collection_id)
+    c, weeks = await _collection(console, collection_id)
+    return render(request, console, "collection.html", principal, c=c, weeks=weeks, problem=None)
 
 
 @router.get("/{collection_id}/grid", response_class=HTMLResponse)
@@ -133,5 +103,15 @@ async def collection_action(
         return Response(status_code=404)
     problem = await act_on(console, principal, "collector", "collection", collection_id, action)
     if problem is not None:
-        return await _page(request, console, principal, collection_id, problem)
+        c, weeks = await _collection(console, collection_id)
+        return render(
+            request,
+            console,
+            "collection.html",
+            principal,
+            status_code=problem.status,
+            c=c,
+            weeks=weeks,
+            problem=problem,
+        )
     return see_other(f"/collections/{collection_id}", ACTIONS[action])

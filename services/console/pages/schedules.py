@@ -21,7 +21,7 @@ from services.console.web import (
     Listing,
     Pager,
     PrincipalDep,
-    act,
+    act_new,
     act_on,
     audit,
     offset_of,
@@ -87,15 +87,8 @@ def _schedule_body(form: dict[str, str]) -> dict[str, Any]:
 async def create_schedule(
     request: Request, console: ConsoleDep, principal: PrincipalDep, form: FormDep
 ) -> Response:
-    created, problem = await act(
-        console,
-        principal,
-        "schedule.create",
-        form.get("name") or "(new)",
-        "scheduler",
-        "/schedules",
-        _schedule_body(form),
-    )
+    label, body = form.get("name") or "(new)", _schedule_body(form)
+    created, problem = await act_new(console, principal, "scheduler", "schedule", label, body)
     if problem is not None:
         return render_form(request, console, NEW_FORM, principal, form, problem, windows=WINDOWS)
     return see_other(f"/schedules/{created['id']}", "created")
