@@ -214,21 +214,17 @@ async def schedule_stats(schedule_id: UUID, runtime: RuntimeDep) -> StatsOut:
     row, stats = await runtime.operations.stats(schedule_id)
     finished = stats.succeeded + stats.failed + stats.cancelled
     mean = stats.mean_duration_s
-    return StatsOut(
-        schedule_id=schedule_id,
-        state=row.state,
-        runs=stats.runs,
-        succeeded=stats.succeeded,
-        failed=stats.failed,
-        cancelled=stats.cancelled,
-        skipped=stats.skipped,
-        in_flight=stats.in_flight,
-        success_rate=stats.succeeded / finished if finished else None,
-        consecutive_failures=row.consecutive_failures,
-        last_run_at=stats.last_run_at,
-        last_run_state=stats.last_run_state,
-        next_fire_at=row.next_fire_at if row.state == "ACTIVE" else None,
-        mean_duration_s=float(mean) if mean is not None else None,
+    # The counts by their names; the schedule's own fields and what is derived on top.
+    return StatsOut.model_validate(
+        {
+            **asdict(stats),
+            "mean_duration_s": float(mean) if mean is not None else None,
+            "success_rate": stats.succeeded / finished if finished else None,
+            "schedule_id": schedule_id,
+            "state": row.state,
+            "consecutive_failures": row.consecutive_failures,
+            "next_fire_at": row.next_fire_at if row.state == "ACTIVE" else None,
+        }
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
@@ -47,25 +48,17 @@ def invalid(field: str, message: str, value: Any = None) -> RequestValidationErr
 
 
 def values_of(body: ScheduleCreate) -> store.ScheduleValues:
-    return store.ScheduleValues(
-        name=body.name,
-        user_id=body.user_id,
-        instance_id=body.instance_id,
-        advertiser_id=body.advertiser_id,
-        marketplace_id=body.marketplace_id,
-        workflow_id=body.workflow_id,
-        output_format=body.output_format,
-        parameters=dict(body.parameters),
-        timezone=body.timezone,
-        spec=body.spec().model_dump(mode="json", exclude_none=True),
-        window_rule=body.window.model_dump(mode="json"),
-        catch_up_policy=body.catch_up_policy,
-        overlap_policy=body.overlap_policy,
-        week_start=body.week_start,
-        retry_policy=body.retry.model_dump(mode="json") if body.retry else None,
-        sql_query=body.sql_query,
-        run_options=body.options.model_dump(mode="json", exclude_none=True),
-    )
+    """The columns a create (or a whole update) writes: the body's fields by name, and these
+    in the form the table keeps them."""
+    kept: dict[str, Any] = {
+        "parameters": dict(body.parameters),
+        "spec": body.spec().model_dump(mode="json", exclude_none=True),
+        "window_rule": body.window.model_dump(mode="json"),
+        "retry_policy": body.retry.model_dump(mode="json") if body.retry else None,
+        "run_options": body.options.model_dump(mode="json", exclude_none=True),
+    }
+    names = (f.name for f in fields(store.ScheduleValues) if f.name not in kept)
+    return store.ScheduleValues(**{name: getattr(body, name) for name in names}, **kept)
 
 
 def body_of(row: store.Schedule) -> dict[str, Any]:
