@@ -135,7 +135,7 @@ class Follower:
         if observed.unknown:
             ctx.amc.metrics.unknown_status.labels(info.status_text[:64]).inc()
         now = flow.now()
-        common: dict[str, Any] = {
+        fields: dict[str, Any] = {
             "amc_status": info.status_text or info.status.value,
             "poll_count": row.poll_count + 1,
             "refused_token_fp": None,
@@ -145,26 +145,26 @@ class Follower:
         cancel_again = row.cancel_kind is not None and row.stage == store.POLL
         if not ended and not cancel_again and observed.status is row.status:
             # Still where it was: bookkeeping only, stored with other such polls (no event).
-            await self._poll_seen(row, common["amc_status"], now, timeout_s)
+            await self._poll_seen(row, fields["amc_status"], now, timeout_s)
             return
         if observed.download:
             status, error = ExecutionStatus.RUNNING, None
-            common.update(
+            fields.update(
                 stage=store.DOWNLOAD, amc_finished_seen_at=now, next_action_at=now, failures=0
             )
         elif observed.error is not None or observed.status.is_terminal:
             status, error = observed.status, observed.error
             if observed.status is ExecutionStatus.CANCELLED and row.cancel_kind is not None:
                 status, error = self._cancelled(row)
-            common.update(amc_finished_seen_at=now)
+            fields.update(amc_finished_seen_at=now)
         elif cancel_again:
             # A cancel that AMC refused or left unanswered: it runs on; try again.
             status, error = observed.status, None
-            common.update(stage=store.CANCEL, next_action_at=now + ctx.backoff(row.failures))
+            fields.update(stage=store.CANCEL, next_action_at=now + ctx.backoff(row.failures))
         else:
             status, error = observed.status, None
-            common.update(next_action_at=self._next_poll_at(row, now, timeout_s), failures=0)
-        await ctx.change(row, status=status, error=error, **common)
+            fields.update(next_action_at=self._next_poll_at(row, now, timeout_s), failures=0)
+        await ctx.change(row, status=status, error=error, **fields)
 
     def _next_poll_at(self, row: ExecRow, now: datetime, timeout_s: float) -> datetime:
         deadline = None
