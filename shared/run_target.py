@@ -16,20 +16,18 @@ from shared.contract import RunOptions, TimeWindowType, WorkflowRun
 
 NonEmpty = Annotated[str, Field(min_length=1, max_length=256)]
 
+# Who runs what where: a RunTarget's text fields, in the order a form asks for them.
+TARGET_TEXT_FIELDS = (
+    "user_id",
+    "instance_id",
+    "advertiser_id",
+    "marketplace_id",
+    "workflow_id",
+    "sql_query",
+)
 # The fields a RunTarget hands to WorkflowRun: everything but the time window and parameters
 # (parameters hold date expressions until each run renders them).
-TARGET_FIELDS = frozenset(
-    {
-        "user_id",
-        "instance_id",
-        "advertiser_id",
-        "marketplace_id",
-        "workflow_id",
-        "sql_query",
-        "output_format",
-        "options",
-    }
-)
+TARGET_FIELDS = frozenset({*TARGET_TEXT_FIELDS, "output_format", "options"})
 
 
 class RunTarget(BaseModel):

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict
+from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
@@ -26,7 +26,7 @@ from services.collector.logic import (
 )
 from services.collector.operations import ConflictError, NewCollection, NotFoundError
 from services.collector.runtime import CollectorRuntime, RuntimeDep
-from services.collector.store import CollectionRow, WeekRow
+from services.collector.store import CollectionRow, ShownCollection, ShownWeek, WeekRow, shown
 from shared.dates import CheckedParameters
 from shared.not_found import found
 from shared.outbox import Connection
@@ -90,45 +90,23 @@ class ProgressOut(BaseModel):
     cap_estimate: str = Field(description='For people: "156 week(s) at 20 a day: 8 day(s)"')
 
 
-class CollectionOut(BaseModel):
-    id: UUID
-    status: CollectionStatus
-    run: dict[str, Any]
-    start_date: date
-    end_date: date
-    week_start_day: str
-    time_zone: str
+@dataclass(frozen=True)
+class CollectionOut(ShownCollection):
+    """A collection as the API shows it: its row's shown columns, with the API's own names
+    for the rest, and its progress."""
+
     granularity: Granularity
     max_weeks_in_flight: int
-    max_attempts: int
-    daily_share: int = Field(description="Weeks submitted per UTC day at most; 0: no share")
-    created_at: datetime
-    updated_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
     progress: ProgressOut
 
 
-class WeekOut(BaseModel):
-    id: UUID
-    seq: int
-    week_start: date
-    week_end: date
+@dataclass(frozen=True)
+class WeekOut(ShownWeek):
+    """A week as the API shows it: its row's shown columns, its window and retry time."""
+
     time_window_start: datetime
     time_window_end: datetime
-    status: WeekStatus
-    attempt: int
-    attempt_limit: int
     retry_not_before: datetime | None
-    requested_at: datetime | None
-    submitted_at: datetime | None
-    finished_at: datetime | None
-    execution_id: UUID | None
-    amc_execution_id: str | None
-    error_code: str | None
-    error_message: str | None
-    result_uri: str | None
-    row_count: int | None
 
 
 class RetryRequest(BaseModel):
@@ -159,27 +137,21 @@ def _view(c: CollectionRow, counts: dict[str, int], mean: float | None) -> Colle
         finished=c.finished_at is not None,
         daily_share=c.daily_share,
     )
-    # The row's fields by name; the API's own names and the progress on top (extra row
-    # fields, such as the trace context, are not part of the answer).
-    return CollectionOut.model_validate(
-        {
-            **asdict(c),
-            "granularity": Granularity(c.granularity),
-            "max_weeks_in_flight": c.max_in_flight,
-            "progress": ProgressOut.model_validate(p, from_attributes=True),
-        }
+    return CollectionOut(
+        **shown(c, ShownCollection),
+        granularity=Granularity(c.granularity),
+        max_weeks_in_flight=c.max_in_flight,
+        progress=ProgressOut.model_validate(p, from_attributes=True),
     )
 
 
 def _week_out(w: WeekRow, time_zone: str) -> WeekOut:
     start, end = week_window(w.week_start, w.week_end, time_zone)
-    return WeekOut.model_validate(
-        {
-            **asdict(w),
-            "time_window_start": start,
-            "time_window_end": end,
-            "retry_not_before": w.not_before,
-        }
+    return WeekOut(
+        **shown(w, ShownWeek),
+        time_window_start=start,
+        time_window_end=end,
+        retry_not_before=w.not_before,
     )
 
 

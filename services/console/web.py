@@ -120,13 +120,19 @@ async def signed_in(request: Request, console: ConsoleDep) -> auth.Principal:
 PrincipalDep = Annotated[auth.Principal, Depends(signed_in)]
 
 
-async def form_of(request: Request, principal: auth.Principal) -> dict[str, str]:
+async def _checked_form(request: Request, principal: PrincipalDep) -> dict[str, str]:
     """The urlencoded form of a POST, after its CSRF token was checked (the stdlib parses it:
     no multipart dependency for forms that never upload files)."""
     body = (await request.body()).decode("utf-8", "replace")
     form = dict(parse_qsl(body, keep_blank_values=True))
     auth.check_csrf(principal, form.pop("csrf", None))
     return form
+
+
+# A POST's form, its CSRF token checked before the route runs; a route that needs only the
+# check (its form has nothing else) names CSRF_CHECKED among its dependencies.
+FormDep = Annotated[dict[str, str], Depends(_checked_form)]
+CSRF_CHECKED = Depends(_checked_form)
 
 
 def render(
@@ -213,6 +219,24 @@ async def act(
     return answer, None
 
 
+async def act_new(
+    console: Console, principal: auth.Principal, service: Any, kind: str, label: str, body: Any
+) -> tuple[Any, ApiProblem | None]:
+    """POST a new item to a service's list (`/{kind}s`), audited as `{kind}.create` of
+    `label`: what the service made of it, or its refusal."""
+    return await act(console, principal, f"{kind}.create", label, service, f"/{kind}s", body)
+
+
+async def act_on(
+    console: Console, principal: auth.Principal, service: Any, kind: str, item: object, action: str
+) -> ApiProblem | None:
+    """POST `action` on one item of a service's list (`/{kind}s/{item}/{action}`), audited
+    as `{kind}.{action}`; the service's refusal, if it refused."""
+    path = f"/{kind}s/{item}/{action}"
+    _, problem = await act(console, principal, f"{kind}.{action}", str(item), service, path)
+    return problem
+
+
 @dataclass(frozen=True)
 class Pager:
     """Offset pagination links that keep the page's filters."""
@@ -248,6 +272,49 @@ class Pager:
         page = f" (page {self.offset // self.limit + 1}"
         pages = f" of {max(1, math.ceil(self.total / self.limit))})" if self.total else ")"
         return f"{self.offset + 1}-{last}{total}{page}{pages}"
+
+
+@dataclass(frozen=True)
+class Listing:
+    """What a list page was asked for: its filters (kept in its pager's links) and where
+    its page starts."""
+
+    query: dict[str, str]
+    offset: int
+    limit: int
+
+    @classmethod
+    def of(cls, request: Request, console: Console, *filter_names: str) -> Listing:
+        return cls(filters(request, *filter_names), offset_of(request), console.settings.page_size)
+
+    async def fetch(self, console: Console, service: Any, path: str) -> Any:
+        """The page from a service's list endpoint, filtered as asked."""
+        return await console.backends.get(
+            service, path, **self.query, limit=self.limit, offset=self.offset
+        )
+
+    def render(
+        self,
+        request: Request,
+        console: Console,
+        template: str,
+        principal: auth.Principal,
+        items: list[Any],
+        total: int | None = None,
+        **context: Any,
+    ) -> HTMLResponse:
+        """The list page: its `items`, its filters (`query`) and its `pager`."""
+        pager = Pager(self.offset, self.limit, len(items), total, self.query)
+        return render(
+            request,
+            console,
+            template,
+            principal,
+            items=items,
+            query=self.query,
+            pager=pager,
+            **context,
+        )
 
 
 def filters(request: Request, *names: str) -> dict[str, str]:

@@ -61,27 +61,6 @@ def status_changed(
     )
 
 
-def completed(
-    row: ExecRow,
-    status: ExecutionStatus,
-    *,
-    error: ExecutionError | None = None,
-    result: ResultLocation | None = None,
-    amc_execution_id: str | None = None,
-) -> ExecutionCompleted:
-    return ExecutionCompleted(
-        execution_id=row.execution_id,
-        origin=row.origin,
-        status=status.value,  # only terminal statuses reach here
-        amc_execution_id=amc_execution_id or row.amc_execution_id,
-        instance_id=row.instance_id,
-        user_id=row.user_id,
-        error=error,
-        result=result,
-        dry_run=row.run.options.dry_run is True,
-    )
-
-
 def submitted(row: ExecRow, amc_execution_id: str) -> ExecutionSubmitted:
     return ExecutionSubmitted(
         execution_id=row.execution_id,
@@ -133,7 +112,17 @@ async def change(
             )
         if status.is_terminal:
             events.append(
-                completed(row, status, error=error, result=result, amc_execution_id=amc_id)
+                ExecutionCompleted(
+                    execution_id=row.execution_id,
+                    origin=row.origin,
+                    status=status.value,
+                    amc_execution_id=amc_id,
+                    instance_id=row.instance_id,
+                    user_id=row.user_id,
+                    error=error,
+                    result=result,
+                    dry_run=row.run.options.dry_run is True,
+                )
             )
     if "waiting_token" in sets and sets["waiting_token"] != row.waiting_token:
         # The start of the "token wait" span, ended when a token.refreshed resumes the row.

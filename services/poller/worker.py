@@ -27,11 +27,10 @@ from uuid import UUID
 import asyncpg
 from opentelemetry.trace import Tracer
 
-from services.poller import store, tracing
+from services.poller import flow, store, tracing
 from services.poller.exchange import failure_policy
 from services.poller.exchange.gateway import AmcGateway, CircuitOpenError
 from services.poller.exchange.tokens import TokenReader
-from services.poller.flow import Announcer
 from services.poller.instances.directory import InstanceDirectory
 from services.poller.results.stores import ResultStore
 from services.poller.rows import ExecRow
@@ -59,7 +58,7 @@ def owner_name() -> str:
 class Context:
     settings: PollerSettings
     pool: asyncpg.Pool[Any]
-    out: Announcer
+    out: flow.Announcer
     amc: AmcGateway
     results: ResultStore
     instances: InstanceDirectory
@@ -97,6 +96,16 @@ class Context:
     @property
     def lease(self) -> timedelta:
         return timedelta(seconds=self.settings.lease_s)
+
+    async def change(self, row: ExecRow, **fields: Any) -> bool:
+        """`flow.change` of a row this replica holds, in a transaction of its own."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            return await flow.change(conn, self.out, row, self.owner, **fields)
+
+    async def wait_for_token(self, row: ExecRow, reason: str, *, unsent: bool) -> None:
+        """`flow.wait_for_token` of a row this replica holds, in a transaction of its own."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await flow.wait_for_token(conn, self.out, row, self.owner, reason, unsent=unsent)
 
     def backoff(self, failures: int) -> timedelta:
         s = self.settings

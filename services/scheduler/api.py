@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, FastAPI, Query, Request, Response, status
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, ValidationError
@@ -46,8 +46,14 @@ DESCRIPTION = (
     "learns each run's outcome from `execution.*` events. It never calls AMC.\n\n" + TIME_RULES
 )
 
-Limit = Annotated[int, Query(ge=1, le=500)]
-Offset = Annotated[int, Query(ge=0)]
+
+def paging(
+    limit: Annotated[int, Query(ge=1, le=500)] = 50, offset: Annotated[int, Query(ge=0)] = 0
+) -> store.Paging:
+    return store.Paging(limit, offset)
+
+
+PagingDep = Annotated[store.Paging, Depends(paging)]
 
 
 def schedule_out(row: store.Schedule) -> ScheduleOut:
@@ -84,17 +90,16 @@ async def create_schedule(body: ScheduleCreate, runtime: RuntimeDep) -> Schedule
 @router.get("", response_model=SchedulePage)
 async def list_schedules(
     runtime: RuntimeDep,
+    paging: PagingDep,
     user_id: str | None = None,
     instance_id: str | None = None,
     state: ScheduleState | None = None,
-    limit: Limit = 50,
-    offset: Offset = 0,
 ) -> SchedulePage:
     """Schedules, oldest first, filtered by user, AMC instance and state."""
     rows, total = await runtime.operations.list_schedules(
-        user_id=user_id, instance_id=instance_id, state=state, limit=limit, offset=offset
+        user_id=user_id, instance_id=instance_id, state=state, paging=paging
     )
-    return SchedulePage.of([schedule_out(r) for r in rows], total, limit, offset)
+    return SchedulePage.of([schedule_out(r) for r in rows], total, paging)
 
 
 @router.post("/preview", response_model=PreviewOut)
@@ -195,16 +200,13 @@ async def rerun_schedule(schedule_id: UUID, body: RerunRequest, runtime: Runtime
 async def schedule_runs(
     schedule_id: UUID,
     runtime: RuntimeDep,
+    paging: PagingDep,
     state: RunState | None = None,
     kind: RunKind | None = None,
-    limit: Limit = 50,
-    offset: Offset = 0,
 ) -> RunPage:
     """Run history, newest fire time first, skipped fire times included."""
-    rows, total = await runtime.operations.runs(
-        schedule_id, state=state, kind=kind, limit=limit, offset=offset
-    )
-    return RunPage.of([run_out(r) for r in rows], total, limit, offset)
+    rows, total = await runtime.operations.runs(schedule_id, state=state, kind=kind, paging=paging)
+    return RunPage.of([run_out(r) for r in rows], total, paging)
 
 
 @router.get("/{schedule_id}/stats", response_model=StatsOut)
@@ -212,21 +214,17 @@ async def schedule_stats(schedule_id: UUID, runtime: RuntimeDep) -> StatsOut:
     row, stats = await runtime.operations.stats(schedule_id)
     finished = stats.succeeded + stats.failed + stats.cancelled
     mean = stats.mean_duration_s
-    return StatsOut(
-        schedule_id=schedule_id,
-        state=row.state,
-        runs=stats.runs,
-        succeeded=stats.succeeded,
-        failed=stats.failed,
-        cancelled=stats.cancelled,
-        skipped=stats.skipped,
-        in_flight=stats.in_flight,
-        success_rate=stats.succeeded / finished if finished else None,
-        consecutive_failures=row.consecutive_failures,
-        last_run_at=stats.last_run_at,
-        last_run_state=stats.last_run_state,
-        next_fire_at=row.next_fire_at if row.state == "ACTIVE" else None,
-        mean_duration_s=float(mean) if mean is not None else None,
+    # The counts by their names; the schedule's own fields and what is derived on top.
+    return StatsOut.model_validate(
+        {
+            **asdict(stats),
+            "mean_duration_s": float(mean) if mean is not None else None,
+            "success_rate": stats.succeeded / finished if finished else None,
+            "schedule_id": schedule_id,
+            "state": row.state,
+            "consecutive_failures": row.consecutive_failures,
+            "next_fire_at": row.next_fire_at if row.state == "ACTIVE" else None,
+        }
     )
 
 

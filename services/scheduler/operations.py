@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
@@ -20,13 +21,14 @@ from services.scheduler.runs import (
     Clock,
     due_event,
     run_span_attributes,
+    send_again,
     template_of,
     window_rule_of,
 )
 from services.scheduler.schemas import SPEC_FIELDS, ScheduleCreate, ScheduleUpdate
 from services.scheduler.settings import SchedulerSettings
 from services.scheduler.timing import ScheduleSpec, next_fire_time
-from shared.contract import SchedulePaused, WorkflowRun
+from shared.contract import SchedulePaused
 from shared.outbox import Connection, Outbox
 
 
@@ -46,25 +48,17 @@ def invalid(field: str, message: str, value: Any = None) -> RequestValidationErr
 
 
 def values_of(body: ScheduleCreate) -> store.ScheduleValues:
-    return store.ScheduleValues(
-        name=body.name,
-        user_id=body.user_id,
-        instance_id=body.instance_id,
-        advertiser_id=body.advertiser_id,
-        marketplace_id=body.marketplace_id,
-        workflow_id=body.workflow_id,
-        output_format=body.output_format,
-        parameters=dict(body.parameters),
-        timezone=body.timezone,
-        spec=body.spec().model_dump(mode="json", exclude_none=True),
-        window_rule=body.window.model_dump(mode="json"),
-        catch_up_policy=body.catch_up_policy,
-        overlap_policy=body.overlap_policy,
-        week_start=body.week_start,
-        retry_policy=body.retry.model_dump(mode="json") if body.retry else None,
-        sql_query=body.sql_query,
-        run_options=body.options.model_dump(mode="json", exclude_none=True),
-    )
+    """The columns a create (or a whole update) writes: the body's fields by name, and these
+    in the form the table keeps them."""
+    kept: dict[str, Any] = {
+        "parameters": dict(body.parameters),
+        "spec": body.spec().model_dump(mode="json", exclude_none=True),
+        "window_rule": body.window.model_dump(mode="json"),
+        "retry_policy": body.retry.model_dump(mode="json") if body.retry else None,
+        "run_options": body.options.model_dump(mode="json", exclude_none=True),
+    }
+    names = (f.name for f in fields(store.ScheduleValues) if f.name not in kept)
+    return store.ScheduleValues(**{name: getattr(body, name) for name in names}, **kept)
 
 
 def body_of(row: store.Schedule) -> dict[str, Any]:
@@ -155,17 +149,11 @@ class Operations:
         user_id: str | None,
         instance_id: str | None,
         state: str | None,
-        limit: int,
-        offset: int,
+        paging: store.Paging,
     ) -> tuple[list[store.Schedule], int]:
         async with self._pool.acquire() as conn:
             return await store.list_schedules(
-                conn,
-                user_id=user_id,
-                instance_id=instance_id,
-                state=state,
-                limit=limit,
-                offset=offset,
+                conn, user_id=user_id, instance_id=instance_id, state=state, paging=paging
             )
 
     async def update(self, schedule_id: UUID, patch: ScheduleUpdate) -> store.Schedule:
@@ -320,19 +308,7 @@ class Operations:
                 await self._found(conn, schedule_id, lock=True)
                 now = self._now()
                 rows = await store.lock_rerunnable(conn, schedule_id, since, run_ids)
-                events = []
-                for row in rows:
-                    attempt = row.attempt + 1
-                    event = due_event(
-                        schedule_id,
-                        row.id,
-                        row.fire_time,
-                        WorkflowRun.model_validate(row.run),
-                        now,
-                        attempt=attempt,
-                    )
-                    await store.start_attempt(conn, row.id, attempt, event.event_id, now)
-                    events.append(event)
+                events = [await send_again(conn, row, now) for row in rows]
                 await self._outbox.enqueue(conn, *events)
                 return [await _run(conn, row.id) for row in rows]
 
@@ -342,14 +318,11 @@ class Operations:
         *,
         state: str | None,
         kind: str | None,
-        limit: int,
-        offset: int,
+        paging: store.Paging,
     ) -> tuple[list[store.Run], int]:
         async with self._pool.acquire() as conn:
             await self._found(conn, schedule_id)
-            return await store.list_runs(
-                conn, schedule_id, state=state, kind=kind, limit=limit, offset=offset
-            )
+            return await store.list_runs(conn, schedule_id, state=state, kind=kind, paging=paging)
 
     async def stats(self, schedule_id: UUID) -> tuple[store.Schedule, store.RunStats]:
         async with self._pool.acquire() as conn:

@@ -19,10 +19,12 @@ from opentelemetry import context as otel_context
 from opentelemetry.trace import Link, Span, Tracer
 from pydantic import TypeAdapter
 
+from services.scheduler import store
 from services.scheduler.logic import RunTemplate
-from services.scheduler.store import DueSchedule, Schedule, ScheduleValues
+from services.scheduler.store import DueSchedule, Run, Schedule, ScheduleValues
 from services.scheduler.timing import ScheduleSpec, WindowRule
 from shared.contract import Origin, OriginKind, RunOptions, ScheduleDue, WorkflowRun
+from shared.outbox import Connection
 
 Clock = Callable[[], datetime]
 
@@ -130,3 +132,12 @@ def due_event(
         run=run,
         occurred_at=now,
     )
+
+
+async def send_again(conn: Connection, row: Run, now: datetime) -> ScheduleDue:
+    """The run's next attempt: the run as first sent (same run id, fire time, window and
+    parameters), its row EMITTED again; the event is the caller's to enqueue."""
+    run = WorkflowRun.model_validate(row.run)
+    event = due_event(row.schedule_id, row.id, row.fire_time, run, now, attempt=row.attempt + 1)
+    await store.start_attempt(conn, row.id, event.attempt, event.event_id, now)
+    return event

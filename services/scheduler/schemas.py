@@ -11,7 +11,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
 
 from services.scheduler.logic import RunState, ScheduleState
 from services.scheduler.retries import RetryPolicy
-from services.scheduler.store import Run
+from services.scheduler.store import Paging, Run
 from services.scheduler.timing import (
     AmcWindow,
     CatchUpPolicy,
@@ -184,13 +184,13 @@ class Page(BaseModel, Generic[Item]):
     next_offset: int | None = Field(description="Offset of the next page; null on the last")
 
     @classmethod
-    def of(cls, items: list[Item], total: int, limit: int, offset: int) -> Self:
-        end = offset + len(items)
+    def of(cls, items: list[Item], total: int, paging: Paging) -> Self:
+        end = paging.offset + len(items)
         return cls(
             items=items,
             total=total,
-            limit=limit,
-            offset=offset,
+            limit=paging.limit,
+            offset=paging.offset,
             next_offset=end if end < total else None,
         )
 

@@ -23,7 +23,10 @@ from services.collector.store.collections import (
 from services.collector.store.rows import (
     CollectionRow,
     KnownExecution,
+    ShownCollection,
+    ShownWeek,
     WeekRow,
+    shown,
 )
 from services.collector.store.weeks import (
     cancel_pending_weeks,
@@ -45,6 +48,8 @@ __all__ = [
     "ADMISSION_LOCK",
     "CollectionRow",
     "KnownExecution",
+    "ShownCollection",
+    "ShownWeek",
     "WeekRow",
     "cancel_pending_weeks",
     "collections_unsettled",
@@ -69,6 +74,7 @@ __all__ = [
     "rerequest_stale_weeks",
     "reset_failed_weeks",
     "set_status",
+    "shown",
     "status_totals",
     "week_counts",
     "weeks_in_flight_total",

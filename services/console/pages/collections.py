@@ -8,36 +8,26 @@ from uuid import UUID
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from services.console.backends import ApiProblem
 from services.console.web import (
+    CSRF_CHECKED,
     Console,
     ConsoleDep,
-    Pager,
+    FormDep,
+    Listing,
     PrincipalDep,
-    act,
-    filters,
-    form_of,
-    offset_of,
+    act_new,
+    act_on,
     render,
     render_form,
     see_other,
 )
+from shared.run_target import TARGET_TEXT_FIELDS
 
 router = APIRouter(prefix="/collections")
 
+NEW_FORM = "collection_new.html"
 ACTIONS = {"retry": "retried", "pause": "paused", "resume": "resumed", "cancel": "cancelled"}
-FORM_FIELDS = (
-    "user_id",
-    "instance_id",
-    "advertiser_id",
-    "marketplace_id",
-    "workflow_id",
-    "sql_query",
-    "start_date",
-    "end_date",
-    "time_zone",
-    "max_weeks_in_flight",
-)
+FORM_FIELDS = (*TARGET_TEXT_FIELDS, "start_date", "end_date", "time_zone", "max_weeks_in_flight")
 
 # A run names a workflow or carries SQL, and may leave the account ids to the instance
 # registry: a blank box is a field not given, which the service tells from an empty value.
@@ -54,53 +44,30 @@ def drop_blank(body: dict[str, Any], names: tuple[str, ...]) -> None:
 async def list_collections(
     request: Request, console: ConsoleDep, principal: PrincipalDep
 ) -> HTMLResponse:
-    query = filters(request, "status")
-    offset, limit = offset_of(request), console.settings.page_size
-    items = await console.backends.get(
-        "collector", "/collections", **query, limit=limit, offset=offset
-    )
-    pager = Pager(offset, limit, len(items), None, query)
-    return render(
-        request, console, "collections.html", principal, items=items, query=query, pager=pager
-    )
-
-
-def _new_form(
-    request: Request,
-    console: ConsoleDep,
-    principal: PrincipalDep,
-    values: dict[str, str],
-    problem: ApiProblem | None = None,
-) -> HTMLResponse:
-    return render_form(request, console, "collection_new.html", principal, values, problem)
+    listing = Listing.of(request, console, "status")
+    items = await listing.fetch(console, "collector", "/collections")
+    return listing.render(request, console, "collections.html", principal, items)
 
 
 @router.get("/new", response_class=HTMLResponse)
 async def new_collection(
     request: Request, console: ConsoleDep, principal: PrincipalDep
 ) -> HTMLResponse:
-    return _new_form(request, console, principal, {"time_zone": "UTC", "max_weeks_in_flight": "2"})
+    defaults = {"time_zone": "UTC", "max_weeks_in_flight": "2"}
+    return render_form(request, console, NEW_FORM, principal, defaults)
 
 
 @router.post("/new", response_class=HTMLResponse)
 async def create_collection(
-    request: Request, console: ConsoleDep, principal: PrincipalDep
+    request: Request, console: ConsoleDep, principal: PrincipalDep, form: FormDep
 ) -> Response:
-    form = await form_of(request, principal)
     body: dict[str, Any] = {k: form.get(k, "").strip() for k in FORM_FIELDS}
     body["max_weeks_in_flight"] = body["max_weeks_in_flight"] or None
     drop_blank(body, OPTIONAL_RUN_FIELDS)
-    created, problem = await act(
-        console,
-        principal,
-        "collection.create",
-        body.get("workflow_id") or "(new)",
-        "collector",
-        "/collections",
-        body,
-    )
+    label = body.get("workflow_id") or "(new)"
+    created, problem = await act_new(console, principal, "collector", "collection", label, body)
     if problem is not None:
-        return _new_form(request, console, principal, form, problem)
+        return render_form(request, console, NEW_FORM, principal, form, problem)
     return see_other(f"/collections/{created['id']}", "created")
 
 
@@ -128,21 +95,13 @@ async def grid_fragment(
     return render(request, console, "_grid.html", principal, c=c, weeks=weeks)
 
 
-@router.post("/{collection_id}/{action}", response_class=HTMLResponse)
+@router.post("/{collection_id}/{action}", response_class=HTMLResponse, dependencies=[CSRF_CHECKED])
 async def collection_action(
     collection_id: UUID, action: str, request: Request, console: ConsoleDep, principal: PrincipalDep
 ) -> Response:
-    await form_of(request, principal)
     if action not in ACTIONS:
         return Response(status_code=404)
-    _, problem = await act(
-        console,
-        principal,
-        f"collection.{action}",
-        str(collection_id),
-        "collector",
-        f"/collections/{collection_id}/{action}",
-    )
+    problem = await act_on(console, principal, "collector", "collection", collection_id, action)
     if problem is not None:
         c, weeks = await _collection(console, collection_id)
         return render(

@@ -75,7 +75,7 @@ async def list_letters(
 async def replay_letters(
     request: Request, console: ConsoleDep, principal: PrincipalDep
 ) -> HTMLResponse:
-    # Parsed here rather than with form_of: the checkboxes repeat one name.
+    # Parsed here rather than as a FormDep: the checkboxes repeat one name.
     form = parse_qs((await request.body()).decode("utf-8", "replace"))
     auth.check_csrf(principal, _first(form, "csrf"))
     topic = _first(form, "topic").strip()

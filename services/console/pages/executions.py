@@ -13,14 +13,12 @@ from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
 from services.console.backends import ApiProblem
 from services.console.web import (
+    CSRF_CHECKED,
     ConsoleDep,
-    Pager,
+    Listing,
     PrincipalDep,
-    act,
+    act_on,
     audit,
-    filters,
-    form_of,
-    offset_of,
     render,
     see_other,
 )
@@ -50,21 +48,23 @@ PREVIEW_ROWS = 20
 async def list_executions(
     request: Request, console: ConsoleDep, principal: PrincipalDep
 ) -> HTMLResponse:
-    query = filters(
-        request, "status", "instance_id", "workflow_id", "user_id", "origin_kind", "origin_id"
+    listing = Listing.of(
+        request,
+        console,
+        "status",
+        "instance_id",
+        "workflow_id",
+        "user_id",
+        "origin_kind",
+        "origin_id",
     )
-    offset, limit = offset_of(request), console.settings.page_size
-    page = await console.backends.get("poller", "/executions", **query, limit=limit, offset=offset)
-    items = page["executions"]
-    pager = Pager(offset, limit, len(items), None, query)
-    return render(
+    page = await listing.fetch(console, "poller", "/executions")
+    return listing.render(
         request,
         console,
         "executions.html",
         principal,
-        items=items,
-        query=query,
-        pager=pager,
+        page["executions"],
         statuses=STATUSES,
         origins=ORIGINS,
     )
@@ -153,19 +153,11 @@ async def _relay(upstream: httpx.Response) -> AsyncIterator[bytes]:
         await upstream.aclose()
 
 
-@router.post("/{execution_id}/cancel", response_class=HTMLResponse)
+@router.post("/{execution_id}/cancel", response_class=HTMLResponse, dependencies=[CSRF_CHECKED])
 async def cancel_execution(
     execution_id: UUID, request: Request, console: ConsoleDep, principal: PrincipalDep
 ) -> Response:
-    await form_of(request, principal)
-    _, problem = await act(
-        console,
-        principal,
-        "execution.cancel",
-        str(execution_id),
-        "poller",
-        f"/executions/{execution_id}/cancel",
-    )
+    problem = await act_on(console, principal, "poller", "execution", execution_id, "cancel")
     if problem is not None:
         return await _page(
             request,

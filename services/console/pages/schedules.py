@@ -10,16 +10,20 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from services.console import charts, history
+from services.console.auth import Principal
 from services.console.backends import ApiProblem
 from services.console.pages.collections import OPTIONAL_RUN_FIELDS, drop_blank
 from services.console.web import (
+    CSRF_CHECKED,
+    Console,
     ConsoleDep,
+    FormDep,
+    Listing,
     Pager,
     PrincipalDep,
-    act,
+    act_new,
+    act_on,
     audit,
-    filters,
-    form_of,
     offset_of,
     render,
     render_form,
@@ -28,6 +32,7 @@ from services.console.web import (
 
 router = APIRouter(prefix="/schedules")
 
+NEW_FORM = "schedule_new.html"
 WINDOWS = ("MOST_RECENT_DAY", "MOST_RECENT_WEEK", "CURRENT_MONTH", "PREVIOUS_MONTH")
 FORM_FIELDS = (
     "name",
@@ -48,26 +53,10 @@ FORM_FIELDS = (
 async def list_schedules(
     request: Request, console: ConsoleDep, principal: PrincipalDep
 ) -> HTMLResponse:
-    query = filters(request, "state", "user_id", "instance_id")
-    offset, limit = offset_of(request), console.settings.page_size
-    page = await console.backends.get(
-        "scheduler", "/schedules", **query, limit=limit, offset=offset
-    )
-    pager = Pager(offset, limit, len(page["items"]), page["total"], query)
-    return render(
-        request, console, "schedules.html", principal, page=page, query=query, pager=pager
-    )
-
-
-def _new_form(
-    request: Request,
-    console: ConsoleDep,
-    principal: PrincipalDep,
-    values: dict[str, str],
-    problem: ApiProblem | None = None,
-) -> HTMLResponse:
-    return render_form(
-        request, console, "schedule_new.html", principal, values, problem, windows=WINDOWS
+    listing = Listing.of(request, console, "state", "user_id", "instance_id")
+    page = await listing.fetch(console, "scheduler", "/schedules")
+    return listing.render(
+        request, console, "schedules.html", principal, page["items"], page["total"]
     )
 
 
@@ -75,7 +64,8 @@ def _new_form(
 async def new_schedule(
     request: Request, console: ConsoleDep, principal: PrincipalDep
 ) -> HTMLResponse:
-    return _new_form(request, console, principal, {"timezone": "UTC", "window": WINDOWS[0]})
+    defaults = {"timezone": "UTC", "window": WINDOWS[0]}
+    return render_form(request, console, NEW_FORM, principal, defaults, windows=WINDOWS)
 
 
 def _schedule_body(form: dict[str, str]) -> dict[str, Any]:
@@ -95,52 +85,53 @@ def _schedule_body(form: dict[str, str]) -> dict[str, Any]:
 
 @router.post("/new", response_class=HTMLResponse)
 async def create_schedule(
-    request: Request, console: ConsoleDep, principal: PrincipalDep
+    request: Request, console: ConsoleDep, principal: PrincipalDep, form: FormDep
 ) -> Response:
-    form = await form_of(request, principal)
-    created, problem = await act(
-        console,
-        principal,
-        "schedule.create",
-        form.get("name") or "(new)",
-        "scheduler",
-        "/schedules",
-        _schedule_body(form),
-    )
+    label, body = form.get("name") or "(new)", _schedule_body(form)
+    created, problem = await act_new(console, principal, "scheduler", "schedule", label, body)
     if problem is not None:
-        return _new_form(request, console, principal, form, problem)
+        return render_form(request, console, NEW_FORM, principal, form, problem, windows=WINDOWS)
     return see_other(f"/schedules/{created['id']}", "created")
 
 
-async def _runs(console: ConsoleDep, schedule_id: UUID, offset: int) -> dict[str, Any]:
-    runs: dict[str, Any] = await console.backends.get(
-        "scheduler",
-        f"/schedules/{schedule_id}/runs",
-        limit=console.settings.page_size,
-        offset=offset,
+async def _runs(console: Console, schedule_id: UUID, offset: int) -> tuple[Any, Pager]:
+    """A page of the schedule's runs, newest first, and its pager."""
+    limit = console.settings.page_size
+    path = f"/schedules/{schedule_id}/runs"
+    runs = await console.backends.get("scheduler", path, limit=limit, offset=offset)
+    return runs, Pager(offset, limit, len(runs["items"]), runs["total"], {})
+
+
+async def _page(
+    request: Request,
+    console: Console,
+    principal: Principal,
+    schedule_id: UUID,
+    offset: int,
+    problem: ApiProblem | None = None,
+) -> HTMLResponse:
+    """The schedule's page; with the scheduler's refusal of an action, shown beside it."""
+    schedule = await console.backends.get("scheduler", f"/schedules/{schedule_id}")
+    runs, pager = await _runs(console, schedule_id, offset)
+    return render(
+        request,
+        console,
+        "schedule.html",
+        principal,
+        status_code=problem.status if problem is not None else 200,
+        s=schedule,
+        runs=runs,
+        pager=pager,
+        outcomes=charts.outcome_strip(history.strip(runs["items"])),
+        problem=problem,
     )
-    return runs
 
 
 @router.get("/{schedule_id}", response_class=HTMLResponse)
 async def show_schedule(
     schedule_id: UUID, request: Request, console: ConsoleDep, principal: PrincipalDep
 ) -> HTMLResponse:
-    offset = offset_of(request)
-    schedule = await console.backends.get("scheduler", f"/schedules/{schedule_id}")
-    runs = await _runs(console, schedule_id, offset)
-    pager = Pager(offset, console.settings.page_size, len(runs["items"]), runs["total"], {})
-    return render(
-        request,
-        console,
-        "schedule.html",
-        principal,
-        s=schedule,
-        runs=runs,
-        pager=pager,
-        outcomes=charts.outcome_strip(history.strip(runs["items"])),
-        problem=None,
-    )
+    return await _page(request, console, principal, schedule_id, offset_of(request))
 
 
 @router.get("/{schedule_id}/runs", response_class=HTMLResponse)
@@ -148,17 +139,14 @@ async def runs_fragment(
     schedule_id: UUID, request: Request, console: ConsoleDep, principal: PrincipalDep
 ) -> HTMLResponse:
     """The run table alone: the schedule page swaps it in when the live feed moves."""
-    offset = offset_of(request)
-    runs = await _runs(console, schedule_id, offset)
-    pager = Pager(offset, console.settings.page_size, len(runs["items"]), runs["total"], {})
+    runs, pager = await _runs(console, schedule_id, offset_of(request))
     return render(request, console, "_runs.html", principal, runs=runs, pager=pager)
 
 
-@router.post("/{schedule_id}/{action}", response_class=HTMLResponse)
+@router.post("/{schedule_id}/{action}", response_class=HTMLResponse, dependencies=[CSRF_CHECKED])
 async def schedule_action(
     schedule_id: UUID, action: str, request: Request, console: ConsoleDep, principal: PrincipalDep
 ) -> Response:
-    await form_of(request, principal)
     if action not in ("pause", "resume", "trigger"):
         await audit(
             console,
@@ -168,29 +156,8 @@ async def schedule_action(
             ApiProblem("console", 404, "unknown action"),
         )
         return Response(status_code=404)
-    _, problem = await act(
-        console,
-        principal,
-        f"schedule.{action}",
-        str(schedule_id),
-        "scheduler",
-        f"/schedules/{schedule_id}/{action}",
-    )
+    problem = await act_on(console, principal, "scheduler", "schedule", schedule_id, action)
     if problem is not None:
-        schedule = await console.backends.get("scheduler", f"/schedules/{schedule_id}")
-        runs = await _runs(console, schedule_id, 0)
-        pager = Pager(0, console.settings.page_size, len(runs["items"]), runs["total"], {})
-        return render(
-            request,
-            console,
-            "schedule.html",
-            principal,
-            status_code=problem.status,
-            s=schedule,
-            runs=runs,
-            pager=pager,
-            outcomes=charts.outcome_strip(history.strip(runs["items"])),
-            problem=problem,
-        )
+        return await _page(request, console, principal, schedule_id, 0, problem)
     done = {"pause": "paused", "resume": "resumed", "trigger": "triggered"}[action]
     return see_other(f"/schedules/{schedule_id}", done)

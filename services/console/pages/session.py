@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from services.console import auth
-from services.console.web import ConsoleDep, PrincipalDep, form_of, render, see_other
+from services.console.web import CSRF_CHECKED, ConsoleDep, render, see_other
 
 router = APIRouter()
 
@@ -75,9 +75,8 @@ async def signin(request: Request, console: ConsoleDep) -> Response:
     return response
 
 
-@router.post("/signout")
-async def signout(request: Request, console: ConsoleDep, principal: PrincipalDep) -> Response:
-    await form_of(request, principal)
+@router.post("/signout", dependencies=[CSRF_CHECKED])
+async def signout(request: Request, console: ConsoleDep) -> Response:
     await auth.end_session(console.runtime, console.settings, request)
     response = see_other("/signin", "signed-out")
     response.delete_cookie(auth.COOKIE, path="/")

@@ -24,10 +24,10 @@ from services.console.backends import ApiProblem
 from services.console.web import (
     Console,
     ConsoleDep,
+    FormDep,
     PrincipalDep,
     audit,
     filters,
-    form_of,
     render,
 )
 from shared.clients.lwa import LwaRegion
@@ -71,8 +71,9 @@ async def show_user(
 
 
 @router.post("/users/connect")
-async def connect(request: Request, console: ConsoleDep, principal: PrincipalDep) -> Response:
-    form = await form_of(request, principal)
+async def connect(
+    request: Request, console: ConsoleDep, principal: PrincipalDep, form: FormDep
+) -> Response:
     user_id = form.get("user_id", "").strip()
     region_name = form.get("region", LwaRegion.NA.value)
     client_id = console.settings.lwa_client_id

@@ -9,17 +9,18 @@ than as an error page.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 
 from services.console import charts, history
 from services.console.auth import Principal
 from services.console.backends import ApiProblem
 from services.console.present import pick_version, short_hash
-from services.console.web import Console, ConsoleDep, PrincipalDep, act, form_of, render
+from services.console.web import Console, ConsoleDep, FormDep, PrincipalDep, act, render
 
 router = APIRouter(prefix="/workflows")
 
@@ -55,29 +56,31 @@ async def list_workflows(
     )
 
 
+@dataclass(frozen=True)
+class WorkflowAt:
+    """The workflow a page is about, from its path."""
+
+    instance_id: str
+    workflow_id: str
+
+
+WorkflowDep = Annotated[WorkflowAt, Depends()]
+
+
 @router.get("/{instance_id}/{workflow_id}", response_class=HTMLResponse)
 async def show_workflow(
-    instance_id: str,
-    workflow_id: str,
-    request: Request,
-    console: ConsoleDep,
-    principal: PrincipalDep,
+    at: WorkflowDep, request: Request, console: ConsoleDep, principal: PrincipalDep
 ) -> HTMLResponse:
-    return await _page(request, console, principal, instance_id, workflow_id)
+    return await _page(request, console, principal, at)
 
 
 @router.post("/{instance_id}/{workflow_id}/validate", response_class=HTMLResponse)
 async def validate_workflow(
-    instance_id: str,
-    workflow_id: str,
-    request: Request,
-    console: ConsoleDep,
-    principal: PrincipalDep,
+    at: WorkflowDep, request: Request, console: ConsoleDep, principal: PrincipalDep, form: FormDep
 ) -> HTMLResponse:
     """AMC's verdict on the version shown (or AMC's own definition) from a dry run: nothing
     runs and nothing counts towards the instance's daily cap (the poller's validate)."""
-    form = await form_of(request, principal)
-    w = await console.backends.workflow(instance_id, workflow_id)
+    w = await console.backends.workflow(at.instance_id, at.workflow_id)
     chosen = pick_version(w["versions"], form.get("version") or None)
     if chosen is not None:
         sql, parameters, settings = (
@@ -91,24 +94,23 @@ async def validate_workflow(
         held.pop("workflowId", None)
         settings = held
     else:
-        return await _page(request, console, principal, instance_id, workflow_id)
+        return await _page(request, console, principal, at)
     body = {"sql_query": sql, "input_parameters": parameters, "settings": settings}
     verdict, problem = await act(
         console,
         principal,
         "workflow.validate",
-        f"{instance_id}/{workflow_id}",
+        f"{at.instance_id}/{at.workflow_id}",
         "poller",
         # Quoted: the id is the operator's text and must not add path segments.
-        f"/workflows/{quote(instance_id, safe='')}/validate",
+        f"/workflows/{quote(at.instance_id, safe='')}/validate",
         body,
     )
     return await _page(
         request,
         console,
         principal,
-        instance_id,
-        workflow_id,
+        at,
         verdict=verdict,
         problem=problem,
         version=form.get("version") or None,
@@ -119,20 +121,19 @@ async def _page(
     request: Request,
     console: Console,
     principal: Principal,
-    instance_id: str,
-    workflow_id: str,
+    at: WorkflowAt,
     verdict: dict[str, Any] | None = None,
     problem: ApiProblem | None = None,
     version: str | None = None,
 ) -> HTMLResponse:
-    w = await console.backends.workflow(instance_id, workflow_id)
+    w = await console.backends.workflow(at.instance_id, at.workflow_id)
     wanted = version or request.query_params.get("version")
     chosen = pick_version(w["versions"], wanted)
     runs = await console.backends.get(
         "poller",
         "/executions",
-        instance_id=instance_id,
-        workflow_id=workflow_id,
+        instance_id=at.instance_id,
+        workflow_id=at.workflow_id,
         limit=console.settings.page_size,
     )
     return render(

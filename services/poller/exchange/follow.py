@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from posixpath import basename
-from typing import Any
+from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
 from opentelemetry import trace
@@ -26,7 +27,8 @@ from services.poller.exchange import failure_policy, failures
 from services.poller.exchange.gateway import CircuitOpenError
 from services.poller.exchange.poll_writes import PollWrites
 from services.poller.exchange.tokens import Token
-from services.poller.results.stores import ResultFile, StoredResult, result_context, result_key
+from services.poller.instances.directory import Target
+from services.poller.results.stores import ResultFile, result_context, result_key
 from services.poller.rows import ExecRow
 from services.poller.store import PollSeen
 from services.poller.token_store import CachedToken
@@ -38,6 +40,16 @@ log = logging.getLogger(__name__)
 
 # A job gets its row and the user's cached token as read with the claim (None: none cached).
 Job = Callable[[ExecRow, CachedToken | None], Coroutine[Any, Any, None]]
+T = TypeVar("T")
+# One call about an execution at AMC: the gateway's get, download_urls or cancel.
+Ask = Callable[[Token, Target, str], Awaitable[T]]
+
+
+@dataclass(frozen=True)
+class Asked(Generic[T]):
+    """AMC's answer to a call that went through (a cancel's answer is None)."""
+
+    answer: T
 
 
 class StageLoop:
@@ -81,56 +93,49 @@ class Follower:
         self.cancels = StageLoop(ctx, store.CANCEL, "cancel", 10, self.cancel)
         self.poll_writes = PollWrites(ctx.pool, ctx.owner, s.poll_write_window_s)
 
-    async def _token_or_wait(self, row: ExecRow, cached: CachedToken | None) -> Token | None:
+    async def _at_amc(
+        self, row: ExecRow, cached: CachedToken | None, call: failure_policy.AmcCall, ask: Ask[T]
+    ) -> Asked[T] | None:
+        """`ask` AMC about the row's execution with the user's token at the row's instance.
+        None when the row was left to wait for a token or the failed call was applied."""
+        assert row.amc_execution_id is not None
         token = self.ctx.tokens.usable(cached, flow.now())
         if token is None:
-            async with self.ctx.pool.acquire() as conn, conn.transaction():
-                await flow.wait_for_token(
-                    conn,
-                    self.ctx.out,
-                    row,
-                    self.ctx.owner,
-                    "no valid access token cached",
-                    unsent=False,
-                )
-        return token
+            await self.ctx.wait_for_token(row, "no valid access token cached", unsent=False)
+            return None
+        try:
+            target = await self.ctx.instances.resolve(row.run)
+            return Asked(await ask(token, target, row.amc_execution_id))
+        except ApiError as exc:
+            await failures.after_failed_call(self.ctx, row, token, exc, call)
+            return None
 
     # --- polling -------------------------------------------------------------------------
 
     async def poll(self, row: ExecRow, cached: CachedToken | None) -> None:
         ctx = self.ctx
-        assert row.amc_execution_id is not None
         timeout_s = self._timeout_s(row)
         if row.cancel_kind is None and logic.timed_out(row.submitted_at, flow.now(), timeout_s):
-            async with ctx.pool.acquire() as conn, conn.transaction():
-                await flow.change(
-                    conn,
-                    ctx.out,
-                    row,
-                    ctx.owner,
-                    stage=store.CANCEL,
-                    cancel_kind="timeout",
-                    failures=0,
-                    next_action_at=flow.now(),
-                )
-            return
-        token = await self._token_or_wait(row, cached)
-        if token is None:
+            await ctx.change(
+                row,
+                stage=store.CANCEL,
+                cancel_kind="timeout",
+                failures=0,
+                next_action_at=flow.now(),
+            )
             return
         span = trace.get_current_span()
         span.set_attribute("amc.poll_count", row.poll_count + 1)  # this poll's number, from 1
-        try:
-            target = await ctx.instances.resolve(row.run)
-            info = await ctx.amc.get(token, target, row.amc_execution_id)
-        except ApiError as exc:
-            await failures.after_failed_call(ctx, row, token, exc, "get")
+        asked = await self._at_amc(row, cached, "get", ctx.amc.get)
+        if asked is None:
             return
+        info = asked.answer
         span.set_attribute("amc.amc_status", info.status_text or info.status.value)
         observed = logic.interpret(info, dry_run=row.run.options.dry_run is True)
         if observed.unknown:
             ctx.amc.metrics.unknown_status.labels(info.status_text[:64]).inc()
         now = flow.now()
-        common: dict[str, Any] = {
+        fields: dict[str, Any] = {
             "amc_status": info.status_text or info.status.value,
             "poll_count": row.poll_count + 1,
             "refused_token_fp": None,
@@ -140,60 +145,26 @@ class Follower:
         cancel_again = row.cancel_kind is not None and row.stage == store.POLL
         if not ended and not cancel_again and observed.status is row.status:
             # Still where it was: bookkeeping only, stored with other such polls (no event).
-            await self._poll_seen(row, common["amc_status"], now, timeout_s)
+            await self._poll_seen(row, fields["amc_status"], now, timeout_s)
             return
-        async with ctx.pool.acquire() as conn, conn.transaction():
-            if observed.download:
-                await flow.change(
-                    conn,
-                    ctx.out,
-                    row,
-                    ctx.owner,
-                    status=ExecutionStatus.RUNNING,
-                    stage=store.DOWNLOAD,
-                    amc_finished_seen_at=now,
-                    next_action_at=now,
-                    failures=0,
-                    **common,
-                )
-            elif observed.error is not None or observed.status.is_terminal:
-                status, error = observed.status, observed.error
-                if observed.status is ExecutionStatus.CANCELLED and row.cancel_kind is not None:
-                    status, error = self._cancelled(row)
-                await flow.change(
-                    conn,
-                    ctx.out,
-                    row,
-                    ctx.owner,
-                    status=status,
-                    error=error,
-                    amc_finished_seen_at=now,
-                    **common,
-                )
-            elif cancel_again:
-                # A cancel that AMC refused or left unanswered: it runs on; try again.
-                await flow.change(
-                    conn,
-                    ctx.out,
-                    row,
-                    ctx.owner,
-                    status=observed.status,
-                    stage=store.CANCEL,
-                    next_action_at=now + ctx.backoff(row.failures),
-                    **common,
-                )
-            else:
-                when = self._next_poll_at(row, now, timeout_s)
-                await flow.change(
-                    conn,
-                    ctx.out,
-                    row,
-                    ctx.owner,
-                    status=observed.status,
-                    next_action_at=when,
-                    failures=0,
-                    **common,
-                )
+        if observed.download:
+            status, error = ExecutionStatus.RUNNING, None
+            fields.update(
+                stage=store.DOWNLOAD, amc_finished_seen_at=now, next_action_at=now, failures=0
+            )
+        elif observed.error is not None or observed.status.is_terminal:
+            status, error = observed.status, observed.error
+            if observed.status is ExecutionStatus.CANCELLED and row.cancel_kind is not None:
+                status, error = self._cancelled(row)
+            fields.update(amc_finished_seen_at=now)
+        elif cancel_again:
+            # A cancel that AMC refused or left unanswered: it runs on; try again.
+            status, error = observed.status, None
+            fields.update(stage=store.CANCEL, next_action_at=now + ctx.backoff(row.failures))
+        else:
+            status, error = observed.status, None
+            fields.update(next_action_at=self._next_poll_at(row, now, timeout_s), failures=0)
+        await ctx.change(row, status=status, error=error, **fields)
 
     def _next_poll_at(self, row: ExecRow, now: datetime, timeout_s: float) -> datetime:
         deadline = None
@@ -218,39 +189,23 @@ class Follower:
 
     async def download(self, row: ExecRow, cached: CachedToken | None) -> None:
         ctx = self.ctx
-        assert row.amc_execution_id is not None
-        token = await self._token_or_wait(row, cached)
-        if token is None:
-            return
         try:
-            target = await ctx.instances.resolve(row.run)
-            urls = await ctx.amc.download_urls(token, target, row.amc_execution_id)
-        except ApiError as exc:
-            await failures.after_failed_call(ctx, row, token, exc, "download_urls")
-            return
+            asked = await self._at_amc(row, cached, "download_urls", ctx.amc.download_urls)
         except CircuitOpenError as exc:
             await self._download_later(row, f"{exc}")
             return
+        if asked is None:
+            return
         try:
-            stored = await self._save(row, urls)
+            stored = await self._save(row, asked.answer)
         except ResultsExpiredError as exc:
             await self._urls_expired(row, exc)
             return
         except (ApiError, OSError, CircuitOpenError) as exc:
             await self._download_later(row, f"fetching the result files failed: {exc}")
             return
-        result = ResultLocation(
-            uri=stored.uri,
-            row_count=stored.row_count,
-            size_bytes=stored.size_bytes,
-            checksum=stored.checksum,
-            files=stored.files,
-        )
         ctx.amc.metrics.downloaded_bytes.inc(stored.size_bytes)
-        async with ctx.pool.acquire() as conn, conn.transaction():
-            await flow.change(
-                conn, ctx.out, row, ctx.owner, status=ExecutionStatus.SUCCEEDED, result=result
-            )
+        await ctx.change(row, status=ExecutionStatus.SUCCEEDED, result=stored)
 
     async def _urls_expired(self, row: ExecRow, exc: ResultsExpiredError) -> None:
         """Storage refused a URL (expired: they live 10 minutes). Fresh URLs come from AMC,
@@ -272,15 +227,7 @@ class Follower:
             exc,
             extra={"execution_id": row.execution_id},
         )
-        async with ctx.pool.acquire() as conn, conn.transaction():
-            await flow.change(
-                conn,
-                ctx.out,
-                row,
-                ctx.owner,
-                url_refreshes=refreshes,
-                next_action_at=flow.now(),
-            )
+        await ctx.change(row, url_refreshes=refreshes, next_action_at=flow.now())
 
     async def _download_later(self, row: ExecRow, why: str) -> None:
         """Fetching result files failed, or the breaker is open: see download_later."""
@@ -291,11 +238,7 @@ class Follower:
         await failures.apply(ctx, row, decided, unsent=False)
 
     async def _end_without_results(self, row: ExecRow, error: ExecutionError) -> None:
-        ctx = self.ctx
-        async with ctx.pool.acquire() as conn, conn.transaction():
-            await flow.change(
-                conn, ctx.out, row, ctx.owner, status=ExecutionStatus.FAILED, error=error
-            )
+        await self.ctx.change(row, status=ExecutionStatus.FAILED, error=error)
 
     def _timeout_s(self, row: ExecRow) -> float:
         s = self.ctx.settings
@@ -306,7 +249,7 @@ class Follower:
         seen = row.amc_finished_seen_at or row.updated_at
         return flow.now() - seen
 
-    async def _save(self, row: ExecRow, urls: DownloadUrls) -> StoredResult:
+    async def _save(self, row: ExecRow, urls: DownloadUrls) -> ResultLocation:
         """Every result file (AMC splits large results, up to 5) and AMC's metadata files."""
         ctx = self.ctx
         async with contextlib.AsyncExitStack() as stack:
@@ -332,31 +275,18 @@ class Follower:
         """PUT status CANCELLED, then read the execution back (as Amazon's client does): its
         status at AMC decides. A refused cancel is re-read and retried, never taken for
         'already finished'."""
-        ctx = self.ctx
-        assert row.amc_execution_id is not None
-        token = await self._token_or_wait(row, cached)
-        if token is None:
-            return
-        try:
-            target = await ctx.instances.resolve(row.run)
-            await ctx.amc.cancel(token, target, row.amc_execution_id)
-        except ApiError as exc:
-            await failures.after_failed_call(ctx, row, token, exc, "cancel")
+        if await self._at_amc(row, cached, "cancel", self.ctx.amc.cancel) is None:
             return
         # Each attempt counts, accepted or not: a cancel AMC takes but never carries out ends
         # after max_transient_attempts like a refused one.
-        async with ctx.pool.acquire() as conn, conn.transaction():
-            await flow.change(
-                conn,
-                ctx.out,
-                row,
-                ctx.owner,
-                stage=store.POLL,
-                refused_token_fp=None,
-                refused_at=None,
-                failures=row.failures + 1,
-                next_action_at=flow.now(),
-            )
+        await self.ctx.change(
+            row,
+            stage=store.POLL,
+            refused_token_fp=None,
+            refused_at=None,
+            failures=row.failures + 1,
+            next_action_at=flow.now(),
+        )
 
     def _cancelled(self, row: ExecRow) -> tuple[ExecutionStatus, ExecutionError]:
         """AMC shows CANCELLED after our cancel: our reason for it."""

@@ -150,19 +150,12 @@ class Submitter:
         try:
             target = await ctx.instances.resolve(row.run)
         except UnknownInstanceError as exc:
-            async with ctx.pool.acquire() as conn, conn.transaction():
-                await flow.change(
-                    conn,
-                    ctx.out,
-                    row,
-                    ctx.owner,
-                    status=ExecutionStatus.FAILED,
-                    error=logic.error("UNKNOWN_INSTANCE", str(exc)),
-                )
+            error = logic.error("UNKNOWN_INSTANCE", str(exc))
+            await ctx.change(row, status=ExecutionStatus.FAILED, error=error)
             return
         token = await ctx.tokens.token(row.user_id, flow.now())
         if token is None:
-            await self._wait_for_token(row, "no valid access token cached", unsent=True)
+            await ctx.wait_for_token(row, "no valid access token cached", unsent=True)
             return
         request = logic.amc_request(row.run, sandbox=target.sandbox)
         if not ctx.owns:
@@ -250,12 +243,6 @@ class Submitter:
         latest = await registry.latest_version(conn, row.instance_id, row.run.workflow_id)
         return None if latest is None else latest.version
 
-    async def _wait_for_token(self, row: ExecRow, reason: str, *, unsent: bool) -> None:
-        async with self.ctx.pool.acquire() as conn, conn.transaction():
-            await flow.wait_for_token(
-                conn, self.ctx.out, row, self.ctx.owner, reason, unsent=unsent
-            )
-
     # --- reconciling an interrupted submission -------------------------------------------
 
     async def reconcile(self, row: ExecRow, *, orphaned: bool = False) -> None:
@@ -264,7 +251,7 @@ class Submitter:
         assert row.submit_intent_at is not None
         token = await ctx.tokens.token(row.user_id, flow.now())
         if token is None:
-            await self._wait_for_token(row, "no valid access token cached", unsent=False)
+            await ctx.wait_for_token(row, "no valid access token cached", unsent=False)
             return
         skew = timedelta(seconds=ctx.settings.reconcile_skew_s)
         low = row.submit_intent_at - skew
@@ -295,36 +282,26 @@ class Submitter:
             async with ctx.pool.acquire() as conn:
                 await store.defer(conn, row.execution_id, ctx.owner, settled - flow.now())
             return
-        async with ctx.pool.acquire() as conn, conn.transaction():
-            if row.cancel_requested:
-                await flow.change(
-                    conn,
-                    ctx.out,
-                    row,
-                    ctx.owner,
-                    status=ExecutionStatus.CANCELLED,
-                    error=logic.error("CANCELLED", "cancelled before AMC had it"),
-                )
-            elif row.failures >= ctx.settings.max_transient_attempts:
-                await flow.change(
-                    conn,
-                    ctx.out,
-                    row,
-                    ctx.owner,
-                    status=ExecutionStatus.FAILED,
-                    error=logic.error(
-                        "AMC_UNAVAILABLE",
-                        f"AMC did not accept the submission after {row.failures} attempts",
-                    ),
-                )
-            else:
-                await flow.change(
-                    conn,
-                    ctx.out,
-                    row,
-                    ctx.owner,
-                    status=ExecutionStatus.QUEUED,
-                    reason="reconciled: AMC has no such execution; submitting again",
-                    next_action_at=flow.now()
-                    + (ctx.backoff(row.failures) if row.failures else timedelta(0)),
-                )
+        if row.cancel_requested:
+            await ctx.change(
+                row,
+                status=ExecutionStatus.CANCELLED,
+                error=logic.error("CANCELLED", "cancelled before AMC had it"),
+            )
+        elif row.failures >= ctx.settings.max_transient_attempts:
+            await ctx.change(
+                row,
+                status=ExecutionStatus.FAILED,
+                error=logic.error(
+                    "AMC_UNAVAILABLE",
+                    f"AMC did not accept the submission after {row.failures} attempts",
+                ),
+            )
+        else:
+            await ctx.change(
+                row,
+                status=ExecutionStatus.QUEUED,
+                reason="reconciled: AMC has no such execution; submitting again",
+                next_action_at=flow.now()
+                + (ctx.backoff(row.failures) if row.failures else timedelta(0)),
+            )

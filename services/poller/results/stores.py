@@ -20,11 +20,12 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo
 
@@ -35,6 +36,7 @@ from services.poller.logic import CsvRowCounter
 from services.poller.results.files import ResultReader
 from services.poller.results.sink_pg import PostgresResultSink, ResultContext, shown_url
 from services.poller.rows import ExecRow
+from shared.contract import ResultLocation
 
 CONTENT_TYPES = {".csv": "text/csv", ".json": "application/json"}
 
@@ -44,15 +46,6 @@ class ResultFile(NamedTuple):
 
     name: str
     chunks: AsyncIterator[bytes]
-
-
-@dataclass(frozen=True)
-class StoredResult:
-    uri: str
-    row_count: int
-    size_bytes: int
-    checksum: str
-    files: list[str] = field(default_factory=list)
 
 
 def result_context(row: ExecRow) -> ResultContext:
@@ -79,26 +72,52 @@ def result_key(instance_id: str, workflow: str, day: date, execution_id: object)
     return "/".join((*parts, f"execution={execution_id}"))
 
 
-class ResultStore(Protocol):
+@dataclass(frozen=True)
+class _Save:
+    """One save as a store writes it: the result files' chunks are counted as they pass."""
+
+    key: str
+    results: list[ResultFile]
+    metadata: Sequence[ResultFile]
+    about: ResultContext | None
+
+
+class ResultStore(ABC):
+    """A place for results. Each kind writes a save's files its own way (`_keep`); the
+    counting of rows, bytes and checksum is done here, the same for all."""
+
     async def save(
         self,
         key: str,
         results: Sequence[ResultFile],
         metadata: Sequence[ResultFile],
         about: ResultContext | None = None,
-    ) -> StoredResult:
+    ) -> ResultLocation:
         """Store the CSV result files (their rows, bytes and checksum are counted) and
         AMC's metadata files beside them, under `metadata/`. `about` says what the rows
         belong to (a database sink records it beside them; file stores have the key)."""
-        ...
+        tally = _Tally()
+        counted = [ResultFile(f.name, tally.counted(f.chunks)) for f in results]
+        uri = await self._keep(_Save(key, counted, metadata, about))
+        return tally.result(uri, [f.name for f in results])
 
+    @abstractmethod
+    async def _keep(self, save: _Save) -> str:
+        """Write the files of one save; the result's location."""
+
+    @abstractmethod
     async def delete_older_than(self, moment: datetime) -> int:
         """Delete stored files last written before `moment`; how many went."""
-        ...
 
+    @abstractmethod
     async def close(self) -> None:
         """Release what the store holds open (a database sink's connections)."""
-        ...
+
+
+def _about(save: _Save) -> ResultContext:
+    if save.about is None:
+        raise ValueError("a PostgreSQL result sink needs to know what the rows belong to")
+    return save.about
 
 
 class _Tally:
@@ -118,31 +137,26 @@ class _Tally:
         self.rows += counter.rows
         self.size += counter.size
 
-    def result(self, uri: str, files: list[str]) -> StoredResult:
-        return StoredResult(uri, self.rows, self.size, f"sha256:{self.sha.hexdigest()}", files)
+    def result(self, uri: str, files: list[str]) -> ResultLocation:
+        """Where the result went, as its execution.completed event carries it."""
+        checksum = f"sha256:{self.sha.hexdigest()}"
+        return ResultLocation(
+            uri=uri, row_count=self.rows, size_bytes=self.size, checksum=checksum, files=files
+        )
 
 
-class LocalResultStore:
+class LocalResultStore(ResultStore):
     """Streams each file to `<root>/<key>/<name>`, written under a temporary name and
     renamed when complete, so a half-written file is never taken for a result."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    async def save(
-        self,
-        key: str,
-        results: Sequence[ResultFile],
-        metadata: Sequence[ResultFile],
-        about: ResultContext | None = None,
-    ) -> StoredResult:
-        directory = (self.root / key).resolve()
-        tally = _Tally()
-        for file in results:
-            await self._write(directory, file.name, tally.counted(file.chunks))
-        for file in metadata:
+    async def _keep(self, save: _Save) -> str:
+        directory = (self.root / save.key).resolve()
+        for file in (*save.results, *save.metadata):
             await self._write(directory, file.name, file.chunks)
-        return tally.result(directory.as_uri(), [f.name for f in results])
+        return directory.as_uri()
 
     @staticmethod
     async def _write(directory: Path, name: str, chunks: AsyncIterator[bytes]) -> None:
@@ -178,26 +192,17 @@ class LocalResultStore:
         return None
 
 
-class ObjectResultStore:
+class ObjectResultStore(ResultStore):
     """Results in object storage under the URL's bucket and prefix."""
 
     def __init__(self, url: str, **options: Any) -> None:
         self.url = url.rstrip("/")
         self._store: Any = from_url(self.url, **options)
 
-    async def save(
-        self,
-        key: str,
-        results: Sequence[ResultFile],
-        metadata: Sequence[ResultFile],
-        about: ResultContext | None = None,
-    ) -> StoredResult:
-        tally = _Tally()
-        for file in results:
-            await self._put(f"{key}/{file.name}", tally.counted(file.chunks))
-        for file in metadata:
-            await self._put(f"{key}/{file.name}", file.chunks)
-        return tally.result(f"{self.url}/{key}", [f.name for f in results])
+    async def _keep(self, save: _Save) -> str:
+        for file in (*save.results, *save.metadata):
+            await self._put(f"{save.key}/{file.name}", file.chunks)
+        return f"{self.url}/{save.key}"
 
     async def _put(self, path: str, chunks: AsyncIterator[bytes]) -> None:
         kind = CONTENT_TYPES.get(Path(path).suffix, "application/octet-stream")
@@ -219,25 +224,16 @@ class ObjectResultStore:
         return None
 
 
-class PostgresResultStore:
+class PostgresResultStore(ResultStore):
     """Results only in PostgreSQL (services/poller/results/sink_pg.py): AMC's stream is
     COPYed straight into the workflow's table; AMC's metadata files are not kept."""
 
     def __init__(self, url: str) -> None:
         self.sink = PostgresResultSink(url)
 
-    async def save(
-        self,
-        key: str,
-        results: Sequence[ResultFile],
-        metadata: Sequence[ResultFile],
-        about: ResultContext | None = None,
-    ) -> StoredResult:
-        if about is None:
-            raise ValueError("a PostgreSQL result sink needs to know what the rows belong to")
-        tally = _Tally()
-        location, _ = await self.sink.load(about, [tally.counted(f.chunks) for f in results])
-        return tally.result(location, [f.name for f in results])
+    async def _keep(self, save: _Save) -> str:
+        location, _ = await self.sink.load(_about(save), [f.chunks for f in save.results])
+        return location
 
     async def delete_older_than(self, moment: datetime) -> int:
         return await self.sink.delete_older_than(moment)
@@ -246,7 +242,7 @@ class PostgresResultStore:
         await self.sink.close()
 
 
-class AlsoToPostgres:
+class AlsoToPostgres(ResultStore):
     """A file or object store, and each result also loaded into PostgreSQL from the stored
     files (POLLER_RESULTS_DATABASE_URL). The store stays the result's location; a load that
     fails fails the save, so the download is retried and the load with it (it replaces)."""
@@ -256,20 +252,13 @@ class AlsoToPostgres:
         self.sink = PostgresResultSink(url)
         self.reader = ResultReader()
 
-    async def save(
-        self,
-        key: str,
-        results: Sequence[ResultFile],
-        metadata: Sequence[ResultFile],
-        about: ResultContext | None = None,
-    ) -> StoredResult:
-        if about is None:
-            raise ValueError("a PostgreSQL result sink needs to know what the rows belong to")
-        stored = await self.store.save(key, results, metadata, about)
-        files = await self.reader.files(stored.uri)
-        opened = [await self.reader.open(stored.uri, f.name, files) for f in files]
+    async def _keep(self, save: _Save) -> str:
+        about = _about(save)
+        uri = await self.store._keep(save)
+        files = await self.reader.files(uri)
+        opened = [await self.reader.open(uri, f.name, files) for f in files]
         await self.sink.load(about, opened)
-        return stored
+        return uri
 
     async def delete_older_than(self, moment: datetime) -> int:
         deleted = await self.store.delete_older_than(moment)

@@ -4,6 +4,7 @@ they return are typed (`rows.py`); the list endpoints' page and count (`paging.p
 use `store.<name>` whatever the module.
 """
 
+from services.scheduler.store.paging import Paging
 from services.scheduler.store.rows import DueSchedule, Run, RunStats, Schedule
 from services.scheduler.store.runs import (
     NOT_RERUNNABLE_ERRORS,
@@ -58,6 +59,7 @@ __all__ = [
     "KnownExecution",
     "NewRun",
     "Outcome",
+    "Paging",
     "Run",
     "RunStats",
     "Schedule",

@@ -4,10 +4,19 @@ endpoints (schedules, a schedule's runs) answer with."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import asyncpg
 
 from shared.outbox import Connection
+
+
+@dataclass(frozen=True)
+class Paging:
+    """Which page of a list: at most `limit` rows from the `offset`-th."""
+
+    limit: int
+    offset: int
 
 
 async def page(
@@ -17,9 +26,7 @@ async def page(
     where: str,
     order_by: str,
     args: Sequence[object],
-    *,
-    limit: int,
-    offset: int,
+    paging: Paging,
 ) -> tuple[list[asyncpg.Record], int]:
     """`where` names `args` as $1..$n; the page's limit and offset follow them."""
     n = len(args)
@@ -27,8 +34,8 @@ async def page(
         f"""SELECT {columns} FROM {table} WHERE {where}
             ORDER BY {order_by} LIMIT ${n + 1} OFFSET ${n + 2}""",
         *args,
-        limit,
-        offset,
+        paging.limit,
+        paging.offset,
     )
     total = await conn.fetchval(f"SELECT count(*) FROM {table} WHERE {where}", *args)
     return rows, int(total)

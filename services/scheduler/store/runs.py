@@ -14,7 +14,7 @@ from uuid import UUID
 
 import asyncpg
 
-from services.scheduler.store.paging import page
+from services.scheduler.store.paging import Paging, page
 from services.scheduler.store.rows import Run, RunStats
 from shared.outbox import Connection
 
@@ -336,8 +336,7 @@ async def list_runs(
     *,
     state: str | None,
     kind: str | None,
-    limit: int,
-    offset: int,
+    paging: Paging,
 ) -> tuple[list[Run], int]:
     where = """schedule_id = $1 AND ($2::text IS NULL OR state = $2)
                AND ($3::text IS NULL OR kind = $3)"""
@@ -348,8 +347,7 @@ async def list_runs(
         where,
         "fire_time DESC",
         (schedule_id, state, kind),
-        limit=limit,
-        offset=offset,
+        paging,
     )
     return [Run.of(r) for r in rows], total
 

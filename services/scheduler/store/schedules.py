@@ -15,7 +15,7 @@ from uuid import UUID
 
 import asyncpg
 
-from services.scheduler.store.paging import page
+from services.scheduler.store.paging import Paging, page
 from services.scheduler.store.rows import DueSchedule, Schedule
 from services.scheduler.timing import CatchUpPolicy, OverlapPolicy
 from shared.dates import WeekStart
@@ -97,8 +97,7 @@ async def list_schedules(
     user_id: str | None,
     instance_id: str | None,
     state: str | None,
-    limit: int,
-    offset: int,
+    paging: Paging,
 ) -> tuple[list[Schedule], int]:
     where = """($1::text IS NULL OR user_id = $1) AND ($2::text IS NULL OR instance_id = $2)
                AND ($3::text IS NULL OR state = $3)"""
@@ -109,8 +108,7 @@ async def list_schedules(
         where,
         "created_at, id",
         (user_id, instance_id, state),
-        limit=limit,
-        offset=offset,
+        paging,
     )
     return [Schedule.of(r) for r in rows], total
 
