@@ -29,7 +29,7 @@ class NotifierRuntime(ServiceRuntime):
     """The shared runtime plus the notifier's key ring, handlers and sender loop."""
 
     def __init__(self, settings: NotifierSettings) -> None:
-        super().__init__(settings, migrations_dir=MIGRATIONS)
+        super().__init__(settings, migrations_dir=MIGRATIONS, owner_lock=True)
         keys = settings.encryption_keys.get_secret_value()
         if not keys.strip():
             raise MissingKeysError(
@@ -39,7 +39,7 @@ class NotifierRuntime(ServiceRuntime):
         self.notifier_settings = settings
         self.keys = KeyRing.from_csv(keys)
         self.metrics = NotifierMetrics(self.registry)
-        self.sender = Sender(lambda: self.pool, settings, self.keys, self.metrics)
+        self.sender = Sender(lambda: self.pool, settings, self.keys, self.metrics, self.ownership)
         handlers.register(self)
         self.gauges(self.metrics.refresh)
         self.background("sender")(self.sender.run)

@@ -1,6 +1,7 @@
 """The sender loop: claim due deliveries, send each through its channel, record the outcome.
 
-Each claim is a short transaction (FOR UPDATE SKIP LOCKED, then a lease on the row), the
+Each claim is a short transaction (FOR UPDATE SKIP LOCKED, then a lease on the row and the
+replica's owner lock key, so a killed replica's deliveries are due again at once), the
 sending happens outside any transaction, and each delivery is sent and recorded on its own,
 so a channel that fails or hangs delays only its own deliveries. Any number of replicas may
 run this loop.
@@ -22,6 +23,7 @@ from services.notifier.logic import gives_up, retry_delay
 from services.notifier.metrics import NotifierMetrics
 from services.notifier.settings import NotifierSettings
 from shared.crypto import DecryptionError, KeyRing
+from shared.ownership import Ownership
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +35,11 @@ class Sender:
         settings: NotifierSettings,
         keys: KeyRing,
         metrics: NotifierMetrics,
+        ownership: Ownership | None = None,
     ) -> None:
         self._pool = pool
+        # The replica's owner lock; None: claims are held by their lease alone.
+        self._ownership = ownership
         self._settings = settings
         self._keys = keys
         self._metrics = metrics
@@ -71,6 +76,7 @@ class Sender:
                 conn,
                 limit=self._settings.send_batch_size,
                 lease_s=self._settings.claim_lease_s,
+                owner_key=None if self._ownership is None else self._ownership.key,
             )
 
     async def _deliver(self, delivery: store.Claimed) -> None:

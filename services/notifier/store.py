@@ -11,6 +11,7 @@ from uuid import UUID, uuid4
 import asyncpg
 
 from services.notifier.logic import Message, RuleFilter, Severity
+from shared import ownership
 from shared.outbox import Connection
 
 DELIVERY_STATUSES = ("PENDING", "SENT", "FAILED", "CANCELLED")
@@ -157,20 +158,28 @@ async def record_delivery(
     return bool(inserted)
 
 
-async def claim_due(conn: Connection, *, limit: int, lease_s: float) -> list[Claimed]:
+# Due: its time has come, or the replica that claimed it is gone (its lease may run on).
+_DUE = f"(next_attempt_at <= now() OR {ownership.gone('claim_key')})"
+
+
+async def claim_due(
+    conn: Connection, *, limit: int, lease_s: float, owner_key: int | None = None
+) -> list[Claimed]:
     """Claim due deliveries: each counts one attempt and is hidden from other senders for
-    `lease_s` (the lease). A sender that dies leaves them due again when the lease ends."""
+    `lease_s` (the lease), or until the claimer's owner lock `owner_key` is gone
+    (shared/ownership.py): a sender that dies leaves them due again at once. A claimer with
+    a key claims only while it holds that lock."""
     claim_id = uuid4()
     rows = await conn.fetch(
-        """WITH due AS (
+        f"""WITH due AS (
                SELECT event_id, rule_id FROM deliveries
-               WHERE status = 'PENDING' AND next_attempt_at <= now()
+               WHERE status = 'PENDING' AND {_DUE} AND {ownership.may_act("$4::integer")}
                ORDER BY next_attempt_at
                LIMIT $1
                FOR UPDATE SKIP LOCKED
            )
            UPDATE deliveries d
-           SET attempts = d.attempts + 1, claim_id = $2, updated_at = now(),
+           SET attempts = d.attempts + 1, claim_id = $2, claim_key = $4, updated_at = now(),
                next_attempt_at = now() + make_interval(secs => $3)
            FROM due, rules r
            WHERE d.event_id = due.event_id AND d.rule_id = due.rule_id AND r.id = d.rule_id
@@ -179,6 +188,7 @@ async def claim_due(conn: Connection, *, limit: int, lease_s: float) -> list[Cla
         limit,
         claim_id,
         lease_s,
+        owner_key,
     )
     return [
         Claimed(
@@ -194,11 +204,19 @@ async def claim_due(conn: Connection, *, limit: int, lease_s: float) -> list[Cla
     ]
 
 
+# An outcome is recorded only under the claim it was sent under, and only while the
+# claimer's owner lock lives: once it is gone, another replica may already be sending.
+_MINE = (
+    "event_id = $1 AND rule_id = $2 AND claim_id = $3 AND status = 'PENDING' AND "
+    + ownership.may_act("claim_key")
+)
+
+
 async def mark_sent(conn: Connection, claimed: Claimed) -> bool:
     done = await conn.fetchval(
-        """UPDATE deliveries SET status = 'SENT', sent_at = now(), updated_at = now(),
-                  claim_id = NULL
-           WHERE event_id = $1 AND rule_id = $2 AND claim_id = $3 AND status = 'PENDING'
+        f"""UPDATE deliveries SET status = 'SENT', sent_at = now(), updated_at = now(),
+                  claim_id = NULL, claim_key = NULL
+           WHERE {_MINE}
            RETURNING true""",
         claimed.event_id,
         claimed.rule_id,
@@ -212,12 +230,12 @@ async def mark_failed(
 ) -> bool:
     """Record a failed try: due again in `retry_in_s`, or FAILED for good when None."""
     done = await conn.fetchval(
-        """UPDATE deliveries
-           SET last_error = $4, updated_at = now(), claim_id = NULL,
+        f"""UPDATE deliveries
+           SET last_error = $4, updated_at = now(), claim_id = NULL, claim_key = NULL,
                status = CASE WHEN $5::float8 IS NULL THEN 'FAILED' ELSE 'PENDING' END,
                next_attempt_at = CASE WHEN $5::float8 IS NULL THEN next_attempt_at
                                       ELSE now() + make_interval(secs => $5::float8) END
-           WHERE event_id = $1 AND rule_id = $2 AND claim_id = $3 AND status = 'PENDING'
+           WHERE {_MINE}
            RETURNING true""",
         claimed.event_id,
         claimed.rule_id,
