@@ -1,6 +1,7 @@
 """Scheduler benchmark: a burst of due schedules, and steady-state lateness. One JSON object.
 
     python -m bench.scheduler [--schedules 10000] [--spread-s 120] [--slots 60] [--no-baseline]
+                              [--skip-steady] [--traced] [--profile PATH]
 
 The scheduler runs as its own process (`python -m services.scheduler`, default settings) on a
 local Tansu broker and a fresh PostgreSQL database (or KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL
@@ -67,8 +68,28 @@ class Received:
     records: int = 0
 
 
+@dataclass(frozen=True)
+class Options:
+    """How the scheduler process runs: under cProfile (stats written to `profile` + the
+    scenario's name on exit), and with tracing on (spans built and exported as in a deployment
+    with Jaeger; here to a port nobody listens on, so the cost is the service's alone)."""
+
+    profile: str | None = None
+    traced: bool = False
+
+
 @contextmanager
-def service(env: Infra, schema: str, port: int) -> Iterator[subprocess.Popen[bytes]]:
+def service(
+    env: Infra, schema: str, port: int, options: Options, name: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    tracing = (
+        {
+            "OTEL_TRACES_EXPORTER": "otlp",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{free_port()}",
+        }
+        if options.traced
+        else {}
+    )
     proc_env = {
         **os.environ,
         "SCHEDULER_DATABASE_URL": env.database_url,
@@ -80,9 +101,11 @@ def service(env: Infra, schema: str, port: int) -> Iterator[subprocess.Popen[byt
         "KAFKA_SESSION_TIMEOUT_MS": "3000",
         "KAFKA_HEARTBEAT_INTERVAL_MS": "500",
         "LOG_LEVEL": "WARNING",
+        **tracing,
     }
+    profiler = ["-m", "cProfile", "-o", f"{options.profile}.{name}"] if options.profile else []
     proc = subprocess.Popen(
-        [sys.executable, "-m", "services.scheduler"],
+        [sys.executable, *profiler, "-m", "services.scheduler"],
         cwd=ROOT,
         env=proc_env,
         stdout=subprocess.DEVNULL,
@@ -180,14 +203,16 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-async def scenario(env: Infra, name: str, count: int, fire_times_of: Any) -> dict[str, Any]:
+async def scenario(
+    env: Infra, name: str, count: int, fire_times_of: Any, options: Options
+) -> dict[str, Any]:
     schema = f"{env.uid}_{name}"
     topics = Topics(f"{env.uid}.{schema}.")
     await ensure_topics(env.bootstrap, contract_topics(topics))
     await apply_migrations(env.database_url, schema, MIGRATIONS)
     port = free_port()
     received = Received()
-    with service(env, schema, port) as proc:
+    with service(env, schema, port, options, name) as proc:
         await wait_ready(port)
         await asyncio.sleep(2.0)  # let start-up work settle
         fire_times: list[datetime] = fire_times_of(datetime.now(UTC))
@@ -257,7 +282,14 @@ async def main() -> None:
     parser.add_argument(
         "--no-baseline", action="store_true", help="skip APScheduler's run of the same schedules"
     )
+    parser.add_argument(
+        "--profile", metavar="PATH", help="profile the scheduler: cProfile stats to PATH.<scenario>"
+    )
+    parser.add_argument(
+        "--traced", action="store_true", help="the scheduler builds and exports its spans"
+    )
     args = parser.parse_args()
+    options = Options(args.profile, args.traced)
     n = args.schedules
     out: dict[str, Any] = {"benchmark": "scheduler", "schedules": n, "cpus": os.cpu_count()}
     step = args.spread_s / args.slots
@@ -270,7 +302,7 @@ async def main() -> None:
         return [start + timedelta(seconds=step * (i % args.slots)) for i in range(n)]
 
     async with infra() as env:
-        burst = await scenario(env, "burst", n, burst_times)
+        burst = await scenario(env, "burst", n, burst_times, options)
         drained = max(burst["late_at"])
         out["burst"] = {
             "runs_written_s": burst["runs_written_s"],
@@ -291,7 +323,7 @@ async def main() -> None:
                 peer["ratio_baseline_over_ours"] = round(max(late) / drained, 1)
             out["burst"]["baseline"] = peer
         if not args.skip_steady:
-            steady = await scenario(env, "steady", n, spread)
+            steady = await scenario(env, "steady", n, spread, options)
             p99 = percentile(steady["late_at"], 99)
             out["steady"] = {
                 "events": steady["events"],
