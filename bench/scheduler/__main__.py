@@ -103,9 +103,20 @@ def service(
         "LOG_LEVEL": "WARNING",
         **tracing,
     }
-    profiler = ["-m", "cProfile", "-o", f"{options.profile}.{name}"] if options.profile else []
+    command = (
+        [
+            "-m",
+            "cProfile",
+            "-o",
+            f"{options.profile}.{name}",
+            "-m",
+            "bench.scheduler.profiled_service",
+        ]
+        if options.profile
+        else ["-m", "services.scheduler"]
+    )
     proc = subprocess.Popen(
-        [sys.executable, *profiler, "-m", "services.scheduler"],
+        [sys.executable, *command],
         cwd=ROOT,
         env=proc_env,
         stdout=subprocess.DEVNULL,
