@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -28,7 +29,8 @@ from uuid import UUID
 import asyncpg
 from opentelemetry import trace
 from opentelemetry.trace import Span, Tracer
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import Counter as MetricCounter
 
 from services.scheduler import store
 from services.scheduler.batch import Batch, plan_batch
@@ -58,12 +60,12 @@ LEAD_MARGIN_S = 0.1
 @dataclass
 class FiringMetrics:
     registry: CollectorRegistry
-    runs: Counter = field(init=False)
+    runs: MetricCounter = field(init=False)
     lateness: Histogram = field(init=False)
     batch_seconds: Histogram = field(init=False)
 
     def __post_init__(self) -> None:
-        self.runs = Counter(
+        self.runs = MetricCounter(
             "amc_scheduler_runs",
             "Schedule runs written by the firing loop, by kind and state",
             ["kind", "state"],
@@ -347,13 +349,18 @@ class Firer:
         if spans:
             self._after_commit()
         committed = self._now()
+        # Counted per kind and state: a burst is thousands of runs of a few of each, and the
+        # relay waits for this before it publishes them.
+        written: Counter[tuple[str, str]] = Counter()
         for fired in batches:
-            for run in fired.batch.runs:
-                if run.id in fired.inserted:
-                    self._metrics.runs.labels(run.kind, run.state).inc()
+            written.update(
+                (run.kind, run.state) for run in fired.batch.runs if run.id in fired.inserted
+            )
             for event in fired.events:
                 lateness = (committed - event.fire_time).total_seconds()
                 self._metrics.lateness.observe(max(0.0, lateness))
+        for (kind, state), count in written.items():
+            self._metrics.runs.labels(kind, state).inc(count)
         self._metrics.batch_seconds.observe(time.perf_counter() - started)
 
     async def _pause_broken(
