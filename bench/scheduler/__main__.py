@@ -1,6 +1,8 @@
 """Scheduler benchmark: a burst of due schedules, and steady-state lateness. One JSON object.
 
     python -m bench.scheduler [--schedules 10000] [--spread-s 120] [--slots 60] [--no-baseline]
+                              [--skip-burst] [--skip-steady] [--fetch-max-wait-ms 20]
+                              [--traced] [--profile PATH]
 
 The scheduler runs as its own process (`python -m services.scheduler`, default settings) on a
 local Tansu broker and a fresh PostgreSQL database (or KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL
@@ -20,6 +22,15 @@ steady: N schedules whose fire times are spread over `--spread-s` seconds in `--
 Both report the scheduler process's CPU seconds over the scenario (scheduler_cpu_s), a
 figure other load on a shared machine moves far less than the wall times.
 
+Receipt here lags the record timestamp by the reader's fetch: Tansu holds a fetch for much of
+`fetch_max_wait_ms` even when records arrive meanwhile (Kafka answers at once), so receipt is
+up to that much later than the broker had the record (`--fetch-max-wait-ms`, 20 by default).
+
+--traced: the scheduler builds its spans and exports them over OTLP/HTTP, as to Jaeger, to an
+        endpoint in this process that counts them by name (spans_exported): what tracing
+        costs, and whether every run's spans arrive. --profile PATH: the scheduler runs under
+        cProfile, stats written to PATH.burst and PATH.steady.
+
 baseline: the same schedules at the same fire times, run by APScheduler 4.0.0a6 with its
         PostgreSQL data store on the same database (apscheduler_side.py), right after ours;
         reported: when all jobs ran (burst) and job lateness (steady), and the ratio
@@ -37,7 +48,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -50,6 +61,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from amclocal.broker import free_port
 from bench.infra import Infra, infra
 from bench.scheduler.apscheduler_side import run_baseline
+from bench.scheduler.span_sink import span_sink
 from services.scheduler.runtime import MIGRATIONS
 from shared.contract import ScheduleDue, Topics
 from shared.db import apply_migrations
@@ -67,8 +79,31 @@ class Received:
     records: int = 0
 
 
+@dataclass(frozen=True)
+class Options:
+    """How the scheduler process runs: under cProfile (stats written to `profile` + the
+    scenario's name on exit), and with tracing on (spans built and exported as in a deployment
+    with Jaeger; here to a port nobody listens on, so the cost is the service's alone)."""
+
+    profile: str | None = None
+    traced: bool = False
+    fetch_max_wait_ms: int = 20
+
+
 @contextmanager
-def service(env: Infra, schema: str, port: int) -> Iterator[subprocess.Popen[bytes]]:
+def service(
+    env: Infra, schema: str, port: int, options: Options, name: str, sink_port: int | None
+) -> Iterator[subprocess.Popen[bytes]]:
+    tracing = (
+        {
+            "OTEL_TRACES_EXPORTER": "otlp",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink_port}",
+            # As deployed (deploy/k8s/base/scheduler.yaml): room for a burst's 2N spans.
+            "OTEL_BSP_MAX_QUEUE_SIZE": "32768",
+        }
+        if sink_port is not None
+        else {}
+    )
     proc_env = {
         **os.environ,
         "SCHEDULER_DATABASE_URL": env.database_url,
@@ -80,9 +115,22 @@ def service(env: Infra, schema: str, port: int) -> Iterator[subprocess.Popen[byt
         "KAFKA_SESSION_TIMEOUT_MS": "3000",
         "KAFKA_HEARTBEAT_INTERVAL_MS": "500",
         "LOG_LEVEL": "WARNING",
+        **tracing,
     }
+    command = (
+        [
+            "-m",
+            "cProfile",
+            "-o",
+            f"{options.profile}.{name}",
+            "-m",
+            "bench.scheduler.profiled_service",
+        ]
+        if options.profile
+        else ["-m", "services.scheduler"]
+    )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "services.scheduler"],
+        [sys.executable, *command],
         cwd=ROOT,
         env=proc_env,
         stdout=subprocess.DEVNULL,
@@ -136,9 +184,13 @@ async def seed(env: Infra, schema: str, fire_times: list[datetime]) -> None:
         await conn.close()
 
 
-async def read(bootstrap: str, topic: str, expected: int, received: Received) -> None:
+async def read(
+    bootstrap: str, topic: str, expected: int, received: Received, fetch_max_wait_ms: int
+) -> None:
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=20
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        fetch_max_wait_ms=fetch_max_wait_ms,
     )
     await consumer.start()
     try:
@@ -180,19 +232,31 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-async def scenario(env: Infra, name: str, count: int, fire_times_of: Any) -> dict[str, Any]:
+async def scenario(
+    env: Infra, name: str, count: int, fire_times_of: Any, options: Options
+) -> dict[str, Any]:
     schema = f"{env.uid}_{name}"
     topics = Topics(f"{env.uid}.{schema}.")
     await ensure_topics(env.bootstrap, contract_topics(topics))
     await apply_migrations(env.database_url, schema, MIGRATIONS)
     port = free_port()
     received = Received()
-    with service(env, schema, port) as proc:
+    sink_port = free_port() if options.traced else None
+    with (
+        span_sink(sink_port) if sink_port is not None else nullcontext() as sink,
+        service(env, schema, port, options, name, sink_port) as proc,
+    ):
         await wait_ready(port)
         await asyncio.sleep(2.0)  # let start-up work settle
         fire_times: list[datetime] = fire_times_of(datetime.now(UTC))
         reader = asyncio.create_task(
-            read(env.bootstrap, topics.name(ScheduleDue.topic), count, received)
+            read(
+                env.bootstrap,
+                topics.name(ScheduleDue.topic),
+                count,
+                received,
+                options.fetch_max_wait_ms,
+            )
         )
         cpu_before = cpu_s(proc.pid)
         seeded = time.perf_counter()
@@ -215,6 +279,8 @@ async def scenario(env: Infra, name: str, count: int, fire_times_of: Any) -> dic
         "scheduler_cpu_s": round(cpu, 2),
         "late_at": late_at,
         "late_stamp": late_stamp,
+        # Counted once the service has stopped (it flushes its spans on the way out).
+        "spans": dict(sink.by_name) if sink is not None else None,
     }
 
 
@@ -253,11 +319,20 @@ async def main() -> None:
     parser.add_argument("--schedules", type=int, default=10_000)
     parser.add_argument("--spread-s", type=float, default=120.0)
     parser.add_argument("--slots", type=int, default=60)
+    parser.add_argument("--skip-burst", action="store_true")
     parser.add_argument("--skip-steady", action="store_true")
+    parser.add_argument("--fetch-max-wait-ms", type=int, default=20)
     parser.add_argument(
         "--no-baseline", action="store_true", help="skip APScheduler's run of the same schedules"
     )
+    parser.add_argument(
+        "--profile", metavar="PATH", help="profile the scheduler: cProfile stats to PATH.<scenario>"
+    )
+    parser.add_argument(
+        "--traced", action="store_true", help="the scheduler builds and exports its spans"
+    )
     args = parser.parse_args()
+    options = Options(args.profile, args.traced, args.fetch_max_wait_ms)
     n = args.schedules
     out: dict[str, Any] = {"benchmark": "scheduler", "schedules": n, "cpus": os.cpu_count()}
     step = args.spread_s / args.slots
@@ -270,28 +345,31 @@ async def main() -> None:
         return [start + timedelta(seconds=step * (i % args.slots)) for i in range(n)]
 
     async with infra() as env:
-        burst = await scenario(env, "burst", n, burst_times)
-        drained = max(burst["late_at"])
-        out["burst"] = {
-            "runs_written_s": burst["runs_written_s"],
-            "events": burst["events"],
-            "records": burst["records"],
-            "drained_s_received": round(drained, 3),
-            "drained_s_record_timestamp": round(max(burst["late_stamp"]), 3),
-            "first_received_s": round(min(burst["late_at"]), 3),
-            "scheduler_cpu_s": burst["scheduler_cpu_s"],
-            "target_s": 1.0,
-        }
-        if not args.no_baseline:
-            peer = await baseline(env, "burst", n, burst_times)
-            if "late" in peer:
-                late = peer.pop("late")
-                peer["all_ran_s"] = round(max(late), 3)
-                peer["first_ran_s"] = round(min(late), 3)
-                peer["ratio_baseline_over_ours"] = round(max(late) / drained, 1)
-            out["burst"]["baseline"] = peer
+        if not args.skip_burst:
+            burst = await scenario(env, "burst", n, burst_times, options)
+            drained = max(burst["late_at"])
+            out["burst"] = {
+                "runs_written_s": burst["runs_written_s"],
+                "events": burst["events"],
+                "records": burst["records"],
+                "drained_s_received": round(drained, 3),
+                "drained_s_record_timestamp": round(max(burst["late_stamp"]), 3),
+                "first_received_s": round(min(burst["late_at"]), 3),
+                "scheduler_cpu_s": burst["scheduler_cpu_s"],
+                "target_s": 1.0,
+            }
+            if burst["spans"] is not None:
+                out["burst"]["spans_exported"] = burst["spans"]
+            if not args.no_baseline:
+                peer = await baseline(env, "burst", n, burst_times)
+                if "late" in peer:
+                    late = peer.pop("late")
+                    peer["all_ran_s"] = round(max(late), 3)
+                    peer["first_ran_s"] = round(min(late), 3)
+                    peer["ratio_baseline_over_ours"] = round(max(late) / drained, 1)
+                out["burst"]["baseline"] = peer
         if not args.skip_steady:
-            steady = await scenario(env, "steady", n, spread)
+            steady = await scenario(env, "steady", n, spread, options)
             p99 = percentile(steady["late_at"], 99)
             out["steady"] = {
                 "events": steady["events"],
@@ -304,6 +382,8 @@ async def main() -> None:
                 "lateness_ms_record_timestamp": lateness_ms(steady["late_stamp"]),
                 "target_p99_ms": 50,
             }
+            if steady["spans"] is not None:
+                out["steady"]["spans_exported"] = steady["spans"]
             if not args.no_baseline:
                 peer = await baseline(env, "steady", n, spread)
                 if "late" in peer:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -340,13 +341,18 @@ class Firer:
         if spans:
             self._after_commit()
         committed = self._now()
+        # Counted per kind and state: a burst is thousands of runs of a few of each, and the
+        # relay waits for this before it publishes them.
+        written: Counter[tuple[str, str]] = Counter()
         for fired in batches:
-            for run in fired.batch.runs:
-                if run.id in fired.inserted:
-                    self._metrics.runs.labels(run.kind, run.state).inc()
+            written.update(
+                (run.kind, run.state) for run in fired.batch.runs if run.id in fired.inserted
+            )
             for event in fired.events:
                 lateness = (committed - event.fire_time).total_seconds()
                 self._metrics.lateness.observe(max(0.0, lateness))
+        for (kind, state), count in written.items():
+            self._metrics.runs.labels(kind, state).inc(count)
         self._metrics.batch_seconds.observe(time.perf_counter() - started)
 
     async def _pause_broken(

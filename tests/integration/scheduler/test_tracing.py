@@ -107,6 +107,13 @@ async def test_each_fired_run_is_its_own_trace_rooted_at_schedule_fire(
     les = {s.labels["le"] for s in lateness.samples if s.name.endswith("_bucket")}
     assert {"0.1", "1.0", "60.0", "300.0", "900.0", "3600.0"} <= les
     assert "amc_scheduler_claim_lateness_seconds" not in families
+    # Both runs counted, by kind and state.
+    written = {
+        (s.labels["kind"], s.labels["state"]): s.value
+        for s in families["amc_scheduler_runs"].samples
+        if s.name.endswith("_total")
+    }
+    assert written == {("SCHEDULED", "EMITTED"): 2}
 
 
 async def test_a_failed_batch_ends_its_run_spans_with_error(
