@@ -16,7 +16,8 @@ once the first is handled, or handles it if the first was dead-lettered.
 A route with a batch handler (`BatchRoute`) takes each run of its records that stand next to
 each other in the batch in one call, so a handler that is a plain insert costs one statement
 per run rather than one per record; every record keeps its own span. Should that call fail,
-the pass is rolled back and every record of the run is applied again alone, in a savepoint.
+the pass is rolled back and every record of the run is applied again alone, in a savepoint
+(one more pass for each run that fails).
 
 Transient errors are not caught here: the caller retries the whole batch.
 """
@@ -36,7 +37,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from shared.contract import Event, InvalidEventError
 from shared.outbox import Connection
-from shared.telemetry import event_span_attributes
+from shared.telemetry import event_span_attributes, tracing_installed
 
 log = logging.getLogger(__name__)
 
@@ -285,6 +286,13 @@ class BatchApplier:
         record = item.record
         topic: str = record.topic
         headers = {k: v.decode(errors="replace") for k, v in record.headers}
+        args: dict[str, Any] = {
+            "name": f"{topic} process",
+            "context": propagate.extract(headers),
+            "kind": SpanKind.CONSUMER,
+        }
+        if not tracing_installed():
+            return args  # the no-op span passes the context on and drops what it is given
         attributes: dict[str, Any] = {
             "messaging.system": "kafka",
             "messaging.operation.type": "process",
@@ -298,12 +306,8 @@ class BatchApplier:
             attributes["messaging.message.id"] = str(item.event_id)
         if isinstance(item.event, Event):
             attributes.update(event_span_attributes(item.event))
-        return {
-            "name": f"{topic} process",
-            "context": propagate.extract(headers),
-            "kind": SpanKind.CONSUMER,
-            "attributes": attributes,
-        }
+        args["attributes"] = attributes
+        return args
 
 
 def _joins_run(item: Item, first: Item) -> bool:
