@@ -126,6 +126,7 @@ class BatchApplier:
         self._group_id = group_id
         self._retryable = retryable
         self._tracer = trace.get_tracer("amc.consumer")
+        self._traced = True  # whether spans are recorded, looked up once per batch
 
     def decode(self, records: Sequence[Any]) -> list[Item]:
         batched = {
@@ -143,6 +144,7 @@ class BatchApplier:
         return items
 
     async def apply(self, pool: asyncpg.Pool[Any], items: Sequence[Item]) -> list[Outcome]:
+        self._traced = tracing_installed()
         guards = Guards(len(items))
         seen: set[UUID] = set()
         for index, item in enumerate(items):
@@ -291,7 +293,7 @@ class BatchApplier:
             "context": propagate.extract(headers),
             "kind": SpanKind.CONSUMER,
         }
-        if not tracing_installed():
+        if not self._traced:
             return args  # the no-op span passes the context on and drops what it is given
         attributes: dict[str, Any] = {
             "messaging.system": "kafka",
