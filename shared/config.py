@@ -97,6 +97,9 @@ class ServiceSettings(BaseSettings):
     outbox_poll_interval_s: float = Field(default=1.0, gt=0)
     outbox_batch_size: int = Field(default=500, ge=1)
     outbox_retention_hours: float = Field(default=72.0, gt=0)
+    consumer_batch_size: int = Field(
+        default=500, ge=1, description="Most records one consumer transaction applies"
+    )
     processed_events_retention_days: float = Field(
         default=14.0,
         gt=0,

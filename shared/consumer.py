@@ -22,7 +22,7 @@ import asyncio
 import collections
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
@@ -34,7 +34,7 @@ from faststream.kafka.annotations import KafkaMessage
 from faststream.message import StreamMessage
 from faststream.middlewares import AckPolicy
 from opentelemetry import propagate, trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from prometheus_client import CollectorRegistry
 from tenacity import (
     AsyncRetrying,
@@ -89,7 +89,18 @@ class Tx:
         await self.outbox.enqueue(self.conn, *events)
 
 
+@dataclass
+class BatchTx(Tx):
+    """What a batch handler gets: a `Tx` and the span of each of its events, in their order.
+    No span is current during the call: an event emitted for one of them should carry that
+    one's trace, `tx.outbox.enqueue(tx.conn, *out, trace_contexts=[trace_carrier(span)...])`
+    (shared/telemetry.py), not `emit`."""
+
+    spans: Sequence[Span] = ()
+
+
 Handler = Callable[[Tx, E], Awaitable[None]]
+BatchHandler = Callable[[BatchTx, Sequence[E]], Awaitable[None]]
 DeadLetterHandler = Callable[[Tx, DeadLetter], Awaitable[None]]
 
 # Namespace of the ids given to dead letters, which carry no event_id of their own.
@@ -126,6 +137,25 @@ class _Route(Generic[E]):
 
     async def handle(self, conn: Connection, topic: str, event: E) -> None:
         await self.handler(Tx(conn, self.outbox, topic), event)
+
+
+@dataclass
+class _BatchRoute(Generic[E]):
+    model: type[E]
+    handler: BatchHandler[E]
+    outbox: Outbox
+
+    def decode(self, raw: bytes) -> tuple[UUID, E]:
+        event = decode_event(self.model, raw)
+        return event.event_id, event
+
+    async def handle(self, conn: Connection, topic: str, event: E) -> None:
+        await self.handle_many(conn, topic, [event], [trace.get_current_span()])
+
+    async def handle_many(
+        self, conn: Connection, topic: str, events: Sequence[E], spans: Sequence[Span]
+    ) -> None:
+        await self.handler(BatchTx(conn, self.outbox, topic, spans), events)
 
 
 @dataclass
@@ -209,6 +239,22 @@ class EventConsumer:
         if name in self._routes:
             raise ValueError(f"{model.topic} already has a handler")
         self._routes[name] = _Route(model, handler, self._outbox)
+
+    def on_batch(self, model: type[E]) -> Callable[[BatchHandler[E]], BatchHandler[E]]:
+        """Register a handler that takes the events of one type in a batch together:
+        `@consumer.on_batch(ExecutionRequested)`, `async def h(tx: BatchTx, events)`. Worth
+        it where handling is a plain insert: one statement for the batch, not one per event.
+        It may be called with any part of the batch (a part that failed is retried one event
+        at a time, each in a savepoint); the guarantees are those of `on`."""
+
+        def register(handler: BatchHandler[E]) -> BatchHandler[E]:
+            name = self._topics.name(model.topic)
+            if name in self._routes:
+                raise ValueError(f"{model.topic} already has a handler")
+            self._routes[name] = _BatchRoute(model, handler, self._outbox)
+            return handler
+
+        return register
 
     def on_dead_letters(
         self, source: type[Event]

@@ -13,6 +13,12 @@ three passes however many of its records fail. A record whose event id repeats a
 of the same batch (the relay sent it twice) always gets a savepoint, which makes it a duplicate
 once the first is handled, or handles it if the first was dead-lettered.
 
+A route with a batch handler (`BatchRoute`) takes each run of its records that stand next to
+each other in the batch in one call, so a handler that is a plain insert costs one statement
+per run rather than one per record; every record keeps its own span. Should that call fail,
+the pass is rolled back and every record of the run is applied again alone, in a savepoint
+(one more pass for each run that fails).
+
 Transient errors are not caught here: the caller retries the whole batch.
 """
 
@@ -22,7 +28,7 @@ import logging
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 from uuid import UUID
 
 import asyncpg
@@ -31,7 +37,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from shared.contract import Event, InvalidEventError
 from shared.outbox import Connection
-from shared.telemetry import event_span_attributes
+from shared.telemetry import event_span_attributes, tracing_installed
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +52,15 @@ class Route(Protocol):
     async def handle(self, conn: Connection, topic: str, event: Any) -> None: ...
 
 
+@runtime_checkable
+class BatchRoute(Route, Protocol):
+    """A route whose handler also takes many events at once, each with its record's span."""
+
+    async def handle_many(
+        self, conn: Connection, topic: str, events: Sequence[Any], spans: Sequence[Span]
+    ) -> None: ...
+
+
 @dataclass(frozen=True)
 class Item:
     """A record with its decoding, which does not change between passes."""
@@ -55,6 +70,7 @@ class Item:
     event_id: UUID | None = None
     event: Any = None
     invalid: str = ""  # why the record could not be decoded
+    batch: BatchRoute | None = None  # the route, when it takes runs of records in one call
 
 
 @dataclass
@@ -89,6 +105,15 @@ class HandlerFailed(Exception):
         self.index = index
 
 
+class RunFailed(Exception):
+    """A batch handler failed for good on a run of records: this pass is void, and which
+    record it was is not known, so each of them is applied alone next time."""
+
+    def __init__(self, indexes: range) -> None:
+        super().__init__(indexes)
+        self.indexes = indexes
+
+
 class BatchApplier:
     def __init__(
         self,
@@ -101,8 +126,12 @@ class BatchApplier:
         self._group_id = group_id
         self._retryable = retryable
         self._tracer = trace.get_tracer("amc.consumer")
+        self._traced = True  # whether spans are recorded, looked up once per batch
 
     def decode(self, records: Sequence[Any]) -> list[Item]:
+        batched = {
+            topic: route for topic, route in self._routes.items() if isinstance(route, BatchRoute)
+        }
         items = []
         for record in records:
             route = self._routes[record.topic]
@@ -111,10 +140,11 @@ class BatchApplier:
             except InvalidEventError as exc:
                 items.append(Item(record, route, invalid=str(exc)))
             else:
-                items.append(Item(record, route, event_id, event))
+                items.append(Item(record, route, event_id, event, batch=batched.get(record.topic)))
         return items
 
     async def apply(self, pool: asyncpg.Pool[Any], items: Sequence[Item]) -> list[Outcome]:
+        self._traced = tracing_installed()
         guards = Guards(len(items))
         seen: set[UUID] = set()
         for index, item in enumerate(items):
@@ -128,6 +158,8 @@ class BatchApplier:
                     return await self._pass(conn, items, guards)
             except HandlerFailed as failed:
                 guards.failed(failed.index)
+            except RunFailed as failed:
+                guards.indexes.update(failed.indexes)
 
     async def _pass(self, conn: Connection, items: Sequence[Item], guards: Guards) -> list[Outcome]:
         plain = [
@@ -137,26 +169,74 @@ class BatchApplier:
         ]
         fresh = await self._record(conn, plain)
         outcomes: list[Outcome] = []
-        for index, item in enumerate(items):
-            with self._span(item) as span:
-                if item.event_id is None:
-                    span.set_status(Status(StatusCode.ERROR, "invalid event"))
-                    outcomes.append(("dead_lettered", item.invalid, "InvalidEventError"))
-                elif index in guards:
-                    outcomes.append(await self._guarded(conn, item, span))
-                elif item.event_id not in fresh:
-                    span.set_attribute("amc.duplicate", True)
-                    outcomes.append(("duplicate", "", ""))
-                else:
-                    try:
-                        await item.route.handle(conn, item.record.topic, item.event)
-                    except self._retryable:
-                        raise
-                    except Exception as exc:
-                        # Logged when it fails again in its savepoint, in the next pass.
-                        log.debug("handler failed outside a savepoint; applying the batch again")
-                        raise HandlerFailed(index) from exc
-                    outcomes.append(("processed", "", ""))
+        index = 0
+        while index < len(items):
+            item = items[index]
+            if item.batch is not None and index not in guards:
+                end = index + 1
+                while end < len(items) and end not in guards and _joins_run(items[end], item):
+                    end += 1
+                outcomes += await self._run(conn, items, range(index, end), fresh)
+                index = end
+            else:
+                outcomes.append(await self._one(conn, item, index, guards, fresh))
+                index += 1
+        return outcomes
+
+    async def _one(
+        self, conn: Connection, item: Item, index: int, guards: Guards, fresh: set[UUID]
+    ) -> Outcome:
+        with self._span(item) as span:
+            if item.event_id is None:
+                span.set_status(Status(StatusCode.ERROR, "invalid event"))
+                return ("dead_lettered", item.invalid, "InvalidEventError")
+            if index in guards:
+                return await self._guarded(conn, item, span)
+            if item.event_id not in fresh:
+                span.set_attribute("amc.duplicate", True)
+                return ("duplicate", "", "")
+            try:
+                await item.route.handle(conn, item.record.topic, item.event)
+            except self._retryable:
+                raise
+            except Exception as exc:
+                # Logged when it fails again in its savepoint, in the next pass.
+                log.debug("handler failed outside a savepoint; applying the batch again")
+                raise HandlerFailed(index) from exc
+            return ("processed", "", "")
+
+    async def _run(
+        self, conn: Connection, items: Sequence[Item], run: range, fresh: set[UUID]
+    ) -> list[Outcome]:
+        """Hand a run of one batch route's records to its handler in one call."""
+        first = items[run.start]
+        assert first.batch is not None
+        spans = [self._start_span(items[index]) for index in run]
+        events: list[Any] = []
+        handled: list[Span] = []
+        outcomes: list[Outcome] = []
+        for index, span in zip(run, spans, strict=True):
+            if items[index].event_id in fresh:
+                events.append(items[index].event)
+                handled.append(span)
+                outcomes.append(("processed", "", ""))
+            else:
+                span.set_attribute("amc.duplicate", True)
+                outcomes.append(("duplicate", "", ""))
+        try:
+            if events:
+                await first.batch.handle_many(conn, first.record.topic, events, handled)
+        except BaseException as exc:
+            for span in handled:
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+            if isinstance(exc, self._retryable) or not isinstance(exc, Exception):
+                raise
+            log.debug("batch handler failed; applying each of its records alone")
+            raise RunFailed(run) from exc
+        finally:
+            for span in spans:
+                span.end()
         return outcomes
 
     async def _record(self, conn: Connection, items: Sequence[Item]) -> set[UUID]:
@@ -197,9 +277,24 @@ class BatchApplier:
 
     def _span(self, item: Item) -> AbstractContextManager[Span]:
         """The record's span, continuing the trace from its headers, made current."""
+        return self._tracer.start_as_current_span(**self._span_args(item))
+
+    def _start_span(self, item: Item) -> Span:
+        """The record's span, not made current: a run's records are handled together."""
+        return self._tracer.start_span(**self._span_args(item))
+
+    def _span_args(self, item: Item) -> dict[str, Any]:
+        """The record's span continues the trace from its headers."""
         record = item.record
         topic: str = record.topic
         headers = {k: v.decode(errors="replace") for k, v in record.headers}
+        args: dict[str, Any] = {
+            "name": f"{topic} process",
+            "context": propagate.extract(headers),
+            "kind": SpanKind.CONSUMER,
+        }
+        if not self._traced:
+            return args  # the no-op span passes the context on and drops what it is given
         attributes: dict[str, Any] = {
             "messaging.system": "kafka",
             "messaging.operation.type": "process",
@@ -213,9 +308,10 @@ class BatchApplier:
             attributes["messaging.message.id"] = str(item.event_id)
         if isinstance(item.event, Event):
             attributes.update(event_span_attributes(item.event))
-        return self._tracer.start_as_current_span(
-            f"{topic} process",
-            context=propagate.extract(headers),
-            kind=SpanKind.CONSUMER,
-            attributes=attributes,
-        )
+        args["attributes"] = attributes
+        return args
+
+
+def _joins_run(item: Item, first: Item) -> bool:
+    """A decoded record of the same route continues a run; anything else ends it."""
+    return item.route is first.route and item.event_id is not None

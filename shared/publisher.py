@@ -10,6 +10,7 @@ and nothing else. Consumers are still FastStream subscribers.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -19,6 +20,9 @@ from prometheus_client import CollectorRegistry, Counter
 
 from shared.broker import producer_options
 from shared.config import KafkaSettings
+from shared.telemetry import tracing_installed
+
+_CONTENT_TYPE = ("content-type", b"application/json")
 
 
 class KafkaRecordPublisher:
@@ -38,6 +42,9 @@ class KafkaRecordPublisher:
             ["topic", "outcome"],
             registry=registry,
         )
+        # A label lookup per record costs more than the rest of its count: children are kept.
+        self._children: dict[tuple[str, str], Counter] = {}
+        self._counters: dict[str, Callable[[asyncio.Future[Any]], None]] = {}
 
     async def start(self) -> None:
         producer = AIOKafkaProducer(
@@ -61,6 +68,16 @@ class KafkaRecordPublisher:
     ) -> asyncio.Future[Any]:
         if self._producer is None:
             raise RuntimeError("the Kafka publisher is not started")
+        if not tracing_installed():
+            # No span to build: the headers already carry the trace context on.
+            untraced: asyncio.Future[Any] = await self._producer.send(
+                topic,
+                payload,
+                key=key,
+                headers=[_CONTENT_TYPE, *((k, v.encode()) for k, v in headers.items())],
+            )
+            untraced.add_done_callback(self._counter(topic))
+            return untraced
         span = self._tracer.start_span(
             f"send {topic}",
             kind=SpanKind.PRODUCER,
@@ -90,13 +107,28 @@ class KafkaRecordPublisher:
         return sent
 
     def _finish(self, span: Span, topic: str, error: BaseException | None) -> None:
-        if error is None:
-            self._published.labels(topic, "acknowledged").inc()
-        else:
-            self._published.labels(topic, "failed").inc()
+        self._count(topic, error)
+        if error is not None:
             span.record_exception(error)
             span.set_status(Status(StatusCode.ERROR, type(error).__name__))
         span.end()
+
+    def _count(self, topic: str, error: BaseException | None) -> None:
+        outcome = "acknowledged" if error is None else "failed"
+        child = self._children.get((topic, outcome))
+        if child is None:
+            child = self._children[(topic, outcome)] = self._published.labels(topic, outcome)
+        child.inc()
+
+    def _counter(self, topic: str) -> Callable[[asyncio.Future[Any]], None]:
+        counter = self._counters.get(topic)
+        if counter is None:
+
+            def counter(done: asyncio.Future[Any]) -> None:
+                self._count(topic, _error_of(done))
+
+            self._counters[topic] = counter
+        return counter
 
 
 def _error_of(done: asyncio.Future[Any]) -> BaseException | None:

@@ -73,6 +73,9 @@ class ServiceRuntime:
             group_id=f"{settings.kafka.topic_prefix}amc-{self.name}",
             kafka=settings.kafka,
             metrics=ConsumerMetrics(self.registry),
+            # Each batch costs a transaction and an offset commit whatever its size: a relay
+            # that publishes hundreds at a time is best followed in batches as large.
+            batch_size=settings.consumer_batch_size,
         )
         self._loops: list[tuple[str, Loop]] = []
         self._gauges: list[GaugeRefresher] = [self._outbox_gauges]

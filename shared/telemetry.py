@@ -240,6 +240,14 @@ def end_together(spans: Sequence[Span], error: BaseException | None = None) -> N
         span.end(end_time=end_time)
 
 
+def tracing_installed() -> bool:
+    """Whether spans go anywhere. Without a provider the API's tracer only passes the trace
+    context on, which per-record work can do itself, without building a span for each."""
+    return not isinstance(
+        trace.get_tracer_provider(), (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
+    )
+
+
 def shutdown_tracing() -> None:
     if _provider is not None:
         _provider.force_flush(timeout_millis=5000)

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from opentelemetry import trace
+from opentelemetry.trace import Span
 
 from shared.config import ServiceSettings
-from shared.consumer import PermanentError, Tx
+from shared.consumer import BatchTx, PermanentError, Tx
 from shared.contract import ExecutionRequested, Origin, OriginKind, WorkflowRun
 from shared.runtime import ServiceRuntime
 
 MIGRATIONS = Path(__file__).with_name("probe_migrations")
+
+REFUSED_WORKFLOW = "reject-me"
 
 
 def request(request_id: str, seq: int = 0) -> ExecutionRequested:
@@ -31,20 +35,43 @@ def request(request_id: str, seq: int = 0) -> ExecutionRequested:
     )
 
 
-def probe_runtime(settings: ServiceSettings) -> ServiceRuntime:
+def _trace_id(span: Span) -> str | None:
+    context = span.get_span_context()
+    return format(context.trace_id, "032x") if context.is_valid else None
+
+
+def probe_runtime(settings: ServiceSettings, *, batch_handler: bool = True) -> ServiceRuntime:
+    """The probe, handling a batch's events in one insert, or (`batch_handler=False`) one
+    event at a time, as most services do."""
     runtime = ServiceRuntime(settings, migrations_dir=MIGRATIONS)
 
-    @runtime.consumer.on(ExecutionRequested)
-    async def on_request(tx: Tx, event: ExecutionRequested) -> None:
-        if event.run.workflow_id == "reject-me":
-            raise PermanentError("workflow reject-me is refused by the probe")
-        span = trace.get_current_span().get_span_context()
-        await tx.conn.execute(
-            "INSERT INTO seen (event_id, request_id, seq, trace_id) VALUES ($1, $2, $3, $4)",
-            event.event_id,
-            event.request_id,
-            event.run.parameters.get("seq", 0),
-            format(span.trace_id, "032x") if span.is_valid else None,
-        )
+    if batch_handler:
+
+        @runtime.consumer.on_batch(ExecutionRequested)
+        async def on_requests(tx: BatchTx, events: Sequence[ExecutionRequested]) -> None:
+            if any(event.run.workflow_id == REFUSED_WORKFLOW for event in events):
+                raise PermanentError(f"workflow {REFUSED_WORKFLOW} is refused by the probe")
+            await tx.conn.execute(
+                """INSERT INTO seen (event_id, request_id, seq, trace_id)
+                   SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[])""",
+                [event.event_id for event in events],
+                [event.request_id for event in events],
+                [event.run.parameters.get("seq", 0) for event in events],
+                [_trace_id(span) for span in tx.spans],
+            )
+
+    else:
+
+        @runtime.consumer.on(ExecutionRequested)
+        async def on_request(tx: Tx, event: ExecutionRequested) -> None:
+            if event.run.workflow_id == REFUSED_WORKFLOW:
+                raise PermanentError(f"workflow {REFUSED_WORKFLOW} is refused by the probe")
+            await tx.conn.execute(
+                "INSERT INTO seen (event_id, request_id, seq, trace_id) VALUES ($1, $2, $3, $4)",
+                event.event_id,
+                event.request_id,
+                event.run.parameters.get("seq", 0),
+                _trace_id(trace.get_current_span()),
+            )
 
     return runtime

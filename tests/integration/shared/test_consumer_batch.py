@@ -50,11 +50,18 @@ def refused(request_id: str) -> ExecutionRequested:
     )
 
 
+@pytest.mark.parametrize("batch_handler", [False, True], ids=["per event", "batch handler"])
 @pytest.mark.parametrize("poison_at", [(10,), (5, 15)], ids=["one poison", "two poisons"])
 async def test_poison_records_of_a_batch_are_dead_lettered_and_the_rest_commit(
-    uid: str, database_url: str, kafka_bootstrap: str, poison_at: tuple[int, ...]
+    uid: str,
+    database_url: str,
+    kafka_bootstrap: str,
+    poison_at: tuple[int, ...],
+    batch_handler: bool,
 ) -> None:
-    runtime = probe_runtime(probe_settings(uid, database_url, kafka_bootstrap))
+    runtime = probe_runtime(
+        probe_settings(uid, database_url, kafka_bootstrap), batch_handler=batch_handler
+    )
     topic = runtime.topics.name(ExecutionRequested.topic)
     await ensure_topics(kafka_bootstrap, contract_topics(runtime.topics))
     events = [

@@ -17,6 +17,7 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaTimeoutError
+from opentelemetry import trace
 
 from shared.contract import ExecutionRequested, Topics
 from shared.db import apply_migrations, create_pool
@@ -231,3 +232,34 @@ async def test_prune_keeps_what_a_redelivery_needs_and_deletes_the_rest(
         ids[0]
     ]
     assert await relay.prune() == 0
+
+
+@pytest.mark.parametrize("traced", [False, True], ids=["no tracing", "tracing"])
+async def test_relay_publishes_each_row_under_its_stored_trace_context(
+    uid: str, pool: asyncpg.Pool[Any], monkeypatch: pytest.MonkeyPatch, traced: bool
+) -> None:
+    monkeypatch.setattr("shared.outbox.tracing_installed", lambda: traced)
+    trace_id = "0af7651916cd43dd8448eb211c80319c"
+    stored = {"traceparent": f"00-{trace_id}-b7ad6b7169203331-01"}
+    async with pool.acquire() as conn, conn.transaction():
+        await Outbox(uid, Topics(f"{uid}.")).enqueue(conn, request("r"), trace_contexts=[stored])
+    published: list[tuple[dict[str, str], str | None]] = []
+
+    async def capture(
+        topic: str, key: bytes, payload: bytes, headers: dict[str, str]
+    ) -> Awaitable[Any]:
+        current = trace.get_current_span().get_span_context()
+        published.append((headers, format(current.trace_id, "032x") if current.is_valid else None))
+        acknowledged = asyncio.get_running_loop().create_future()
+        acknowledged.set_result(None)
+        return acknowledged
+
+    assert await OutboxRelay(pool, uid, capture).relay_once() == 1
+    [(headers, current)] = published
+    if traced:
+        # The publisher's span is a child of the stored context, and injects its own.
+        assert current == trace_id
+        assert "traceparent" not in headers
+    else:
+        # No span to make: the stored context goes out as it is.
+        assert headers == stored

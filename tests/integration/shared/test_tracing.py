@@ -17,9 +17,13 @@ from tests.integration.probe import probe_runtime, request
 from tests.support.settings import service_settings
 
 
-@pytest.fixture
+@pytest.fixture(params=[False, True], ids=["per event", "batch handler"])
 async def probe(
-    spans: InMemorySpanExporter, uid: str, database_url: str, kafka_bootstrap: str
+    request: pytest.FixtureRequest,
+    spans: InMemorySpanExporter,
+    uid: str,
+    database_url: str,
+    kafka_bootstrap: str,
 ) -> AsyncIterator[ServiceRuntime]:
     settings = service_settings(
         ServiceSettings,
@@ -28,7 +32,7 @@ async def probe(
         database_url=database_url,
         bootstrap=kafka_bootstrap,
     )
-    runtime = probe_runtime(settings)
+    runtime = probe_runtime(settings, batch_handler=request.param)
     await ensure_topics(kafka_bootstrap, contract_topics(runtime.topics))
     await runtime.start()
     yield runtime

@@ -1,8 +1,17 @@
-"""Which records of a batch get a savepoint after handler failures."""
+"""Which records of a batch get a savepoint after handler failures, and how a batch route's
+runs of records are handed to it."""
 
 from __future__ import annotations
 
-from shared.consumer_batch import Guards
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, cast
+from uuid import NAMESPACE_DNS, UUID, uuid5
+
+from opentelemetry.trace import INVALID_SPAN, Span
+
+from shared.consumer_batch import BatchApplier, Guards
 
 
 def test_no_record_is_guarded_before_a_failure() -> None:
@@ -31,3 +40,133 @@ def test_records_guarded_in_advance_do_not_count_as_failures() -> None:
     guards = Guards(10, indexes={1})
     guards.failed(5)
     assert [i for i in range(10) if i in guards] == [1, 5]
+
+
+class FakeConn:
+    """Enough of a connection for BatchApplier: processed_events as a set, and transactions
+    (savepoints included) that put back what they changed when they fail."""
+
+    def __init__(self, processed: set[UUID], handled: list[str]) -> None:
+        self.processed = processed
+        self.handled = handled
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        processed, handled = set(self.processed), list(self.handled)
+        try:
+            yield
+        except BaseException:
+            self.processed.clear()
+            self.processed.update(processed)
+            self.handled[:] = handled
+            raise
+
+    async def fetch(self, sql: str, ids: list[UUID], topics: list[str]) -> list[dict[str, UUID]]:
+        fresh = [i for i in ids if i not in self.processed]
+        self.processed.update(fresh)
+        return [{"event_id": i} for i in fresh]
+
+    async def fetchval(self, sql: str, event_id: UUID, topic: str) -> bool | None:
+        if event_id in self.processed:
+            return None
+        self.processed.add(event_id)
+        return True
+
+
+class FakePool:
+    def __init__(self) -> None:
+        self.processed: set[UUID] = set()
+        self.handled: list[str] = []
+        self.calls: list[list[str]] = []
+
+    @asynccontextmanager
+    async def acquire(self) -> AsyncIterator[FakeConn]:
+        yield FakeConn(self.processed, self.handled)
+
+
+@dataclass
+class Record:
+    topic: str
+    value: bytes
+    offset: int
+    partition: int = 0
+    key: bytes | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+def ids(names: Sequence[str]) -> dict[str, UUID]:
+    return {name: uuid5(NAMESPACE_DNS, name) for name in names}
+
+
+@dataclass
+class OneAtATime:
+    """A route whose handler takes one event: `bad` refuses."""
+
+    pool: FakePool
+
+    def decode(self, raw: bytes) -> tuple[UUID, Any]:
+        return uuid5(NAMESPACE_DNS, raw.decode()), raw.decode()
+
+    async def handle(self, conn: Any, topic: str, event: Any) -> None:
+        if event == "bad":
+            raise ValueError("refused")
+        conn.handled.append(event)
+        self.pool.calls.append([event])
+
+
+@dataclass
+class Together(OneAtATime):
+    """A batch route: a call that holds `bad` fails whole."""
+
+    async def handle(self, conn: Any, topic: str, event: Any) -> None:
+        await self.handle_many(conn, topic, [event], [INVALID_SPAN])
+
+    async def handle_many(
+        self, conn: Any, topic: str, events: Sequence[Any], spans: Sequence[Span]
+    ) -> None:
+        assert len(spans) == len(events)
+        if "bad" in events:
+            raise ValueError("refused")
+        conn.handled.extend(events)
+        self.pool.calls.append(list(events))
+
+
+def applier(pool: FakePool) -> BatchApplier:
+    return BatchApplier(
+        routes={"many": Together(pool), "one": OneAtATime(pool)},
+        group_id="test",
+        retryable=(OSError,),
+    )
+
+
+async def apply(pool: FakePool, records: Sequence[tuple[str, str]]) -> list[str]:
+    batch = applier(pool)
+    items = batch.decode([Record(t, v.encode(), i) for i, (t, v) in enumerate(records)])
+    outcomes = await batch.apply(cast(Any, pool), items)
+    return [outcome for outcome, _, _ in outcomes]
+
+
+async def test_a_batch_route_takes_each_run_of_its_records_in_one_call() -> None:
+    pool = FakePool()
+    records = [("many", "a"), ("many", "b"), ("one", "c"), ("many", "d"), ("many", "e")]
+    assert await apply(pool, records) == ["processed"] * 5
+    assert pool.calls == [["a", "b"], ["c"], ["d", "e"]]
+    assert pool.handled == ["a", "b", "c", "d", "e"]
+
+
+async def test_a_failing_run_is_applied_again_one_record_at_a_time() -> None:
+    pool = FakePool()
+    records = [("many", "a"), ("many", "bad"), ("many", "c"), ("one", "d")]
+    assert await apply(pool, records) == ["processed", "dead_lettered", "processed", "processed"]
+    # The failed call was rolled back; each record of its run then went alone.
+    assert pool.calls == [["a"], ["c"], ["d"]]
+    assert pool.handled == ["a", "c", "d"]
+    assert pool.processed == set(ids(["a", "c", "d"]).values())
+
+
+async def test_records_handled_before_are_left_out_of_the_call() -> None:
+    pool = FakePool()
+    pool.processed.update(ids(["b"]).values())
+    records = [("many", "a"), ("many", "b"), ("many", "c")]
+    assert await apply(pool, records) == ["processed", "duplicate", "processed"]
+    assert pool.calls == [["a", "c"]]
