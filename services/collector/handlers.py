@@ -27,7 +27,7 @@ def _week(origin: Origin) -> UUID:
     return week_id
 
 
-def _parts(
+def in_parts(
     events: Sequence[E], spans: Sequence[Span]
 ) -> Iterator[tuple[list[tuple[UUID, E]], list[SpanContext]]]:
     """The collections' events (others are not ours) with their weeks and spans, in parts in
@@ -55,10 +55,10 @@ def _parts(
 def register(runtime: ServiceRuntime, engine: Engine) -> None:
     @runtime.consumer.on_batch(ExecutionSubmitted)
     async def on_submitted(tx: BatchTx, events: Sequence[ExecutionSubmitted]) -> None:
-        for part, _ in _parts(events, tx.spans):
+        for part, _ in in_parts(events, tx.spans):
             await engine.on_submitted_many(tx.conn, part)
 
     @runtime.consumer.on_batch(ExecutionCompleted)
     async def on_completed(tx: BatchTx, events: Sequence[ExecutionCompleted]) -> None:
-        for part, causes in _parts(events, tx.spans):
+        for part, causes in in_parts(events, tx.spans):
             await engine.on_completed_many(tx.conn, part, causes)
