@@ -53,6 +53,12 @@ def week_start_of(c: CollectionRow) -> WeekStart:
 OPEN_COLLECTION = (CollectionStatus.QUEUED, CollectionStatus.ACTIVE, CollectionStatus.PAUSED)
 
 DISPATCH_SPAN = "week dispatch"
+# amc_collector_week_outcomes' label of each state an outcome leaves its week in.
+_OUTCOME_LABELS = {
+    WeekStatus.SUCCEEDED: "succeeded",
+    WeekStatus.PENDING: "retry",
+    WeekStatus.FAILED: "failed",
+}
 DispatchKind = Literal["first", "retry", "reconcile"]
 
 
@@ -310,7 +316,7 @@ class Engine:
         current span), which the week requests they lead to link to."""
         found = await self._lock(conn, [(w, event.execution_id) for w, event in completions])
         outcomes: list[store.Outcome] = []
-        settle: dict[UUID, list[SpanContext]] = {}
+        causes_of: dict[UUID, list[SpanContext]] = {}  # the collections to settle
         for index, (week_id, event) in enumerate(completions):
             if week_id not in found:
                 continue
@@ -318,15 +324,17 @@ class Engine:
             outcome = self._outcome(c, week, known, event)
             if outcome is not None:
                 outcomes.append(outcome)
-                settle.setdefault(c.id, [])
+                causes_of.setdefault(c.id, [])
                 if index < len(causes):
-                    settle[c.id].append(causes[index])
+                    causes_of[c.id].append(causes[index])
         if not outcomes:
             return
         await store.mark_finished(conn, outcomes)
+        for outcome in outcomes:
+            self.metrics.weeks_finished.labels(_OUTCOME_LABELS[outcome.week_status]).inc()
         collections = {c.id: c for c, _, _ in found.values()}
-        for collection_id in sorted(settle):
-            await self.settle(conn, collections[collection_id], settle[collection_id])
+        for collection_id in sorted(causes_of):
+            await self.settle(conn, collections[collection_id], causes_of[collection_id])
 
     def _outcome(
         self,
@@ -363,13 +371,10 @@ class Engine:
             event.amc_execution_id,
         )
         if outcome == "succeeded":
-            self.metrics.weeks_finished.labels("succeeded").inc()
-            return replace(base, execution_status="SUCCEEDED", result=event.result)
+            return replace(base, result=event.result)
         cancelled = c.status is CollectionStatus.CANCELLED
         if not should_retry(outcome, week.attempt, week.attempt_limit, cancelled=cancelled):
-            self.metrics.weeks_finished.labels("failed").inc()
             return replace(base, week_status=WeekStatus.FAILED, error=event.error)
-        self.metrics.weeks_finished.labels("retry").inc()
         wait = backoff_s(
             week.attempt, self.settings.retry_backoff_s, self.settings.retry_backoff_max_s
         )
