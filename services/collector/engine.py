@@ -8,14 +8,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Link, Span, Tracer
+from opentelemetry.trace import Link, Span, SpanContext, Tracer
 from prometheus_client import CollectorRegistry
 
 from services.collector import store
@@ -54,6 +54,12 @@ def week_start_of(c: CollectionRow) -> WeekStart:
 OPEN_COLLECTION = (CollectionStatus.QUEUED, CollectionStatus.ACTIVE, CollectionStatus.PAUSED)
 
 DISPATCH_SPAN = "week dispatch"
+# amc_collector_week_outcomes' label of each state an outcome leaves its week in.
+_OUTCOME_LABELS = {
+    WeekStatus.SUCCEEDED: "succeeded",
+    WeekStatus.PENDING: "retry",
+    WeekStatus.FAILED: "failed",
+}
 DispatchKind = Literal["first", "retry", "reconcile"]
 
 
@@ -122,18 +128,20 @@ class Engine:
         c: CollectionRow,
         weeks: Sequence[tuple[WeekRow, DispatchKind]],
         started_ns: int,
+        causes: Sequence[SpanContext] = (),
     ) -> None:
         """Enqueue week.requested for `weeks`, each published under its own root span
         "week dispatch" (one trace per week request), linked to the collection's creation
-        trace and to whatever caused the dispatch (an API call, a previous week's outcome).
+        trace and to whatever caused the dispatch (`causes`, else the current span: an API
+        call, the outcomes of previous weeks).
         The spans end once the events are in the outbox; the caller commits."""
         links: list[Link] = link_to(c.trace_context)
-        cause = trace.get_current_span().get_span_context()
-        if cause.is_valid and all(
-            (link.context.trace_id, link.context.span_id) != (cause.trace_id, cause.span_id)
-            for link in links
-        ):
-            links.append(Link(cause))
+        for cause in causes or [trace.get_current_span().get_span_context()]:
+            if cause.is_valid and all(
+                (link.context.trace_id, link.context.span_id) != (cause.trace_id, cause.span_id)
+                for link in links
+            ):
+                links.append(Link(cause))
         events = [self.week_requested(c, w) for w, _ in weeks]
         root = otel_context.Context()
         spans: list[Span] = [
@@ -164,7 +172,9 @@ class Engine:
         for _, kind in weeks:
             self.metrics.weeks_requested.labels(kind).inc()
 
-    async def dispatch(self, conn: Connection, c: CollectionRow) -> int:
+    async def dispatch(
+        self, conn: Connection, c: CollectionRow, causes: Sequence[SpanContext] = ()
+    ) -> int:
         """Request due pending weeks up to the collection's limit; returns how many."""
         if c.status is not CollectionStatus.ACTIVE:
             return 0
@@ -172,12 +182,14 @@ class Engine:
         weeks = await store.request_due_weeks(conn, c.id, c.max_in_flight)
         if weeks:
             kinds: list[DispatchKind] = ["first" if w.attempt == 1 else "retry" for w in weeks]
-            await self._request(conn, c, list(zip(weeks, kinds, strict=True)), started_ns)
+            await self._request(conn, c, list(zip(weeks, kinds, strict=True)), started_ns, causes)
         return len(weeks)
 
-    async def settle(self, conn: Connection, c: CollectionRow) -> None:
+    async def settle(
+        self, conn: Connection, c: CollectionRow, causes: Sequence[SpanContext] = ()
+    ) -> None:
         """Dispatch what may go, then finish the collection if nothing is left open."""
-        if await self.dispatch(conn, c):
+        if await self.dispatch(conn, c, causes):
             return  # a week just requested is open: nothing to finish
         counts = await store.week_counts(conn, c.id)
         open_weeks = sum(counts.get(s, 0) for s in ("PENDING", "REQUESTED", "RUNNING"))
@@ -238,32 +250,80 @@ class Engine:
     async def on_submitted(
         self, conn: Connection, week_id: UUID, event: ExecutionSubmitted
     ) -> None:
-        found = await self._lock(conn, week_id, event.execution_id)
-        if found is None:
-            return
-        _, week, known = found
-        if known is not None:
-            return  # already recorded, or already finished (completion overtook submission)
-        if week.status is not WeekStatus.REQUESTED:
-            # Not waiting for an execution: a late event of an earlier attempt.
-            log.info(
-                "submission %s of week %s ignored (%s)",
-                event.execution_id,
-                week_id,
-                week.status.value,
+        await self.on_submitted_many(conn, [(week_id, event)])
+
+    async def on_submitted_many(
+        self, conn: Connection, submissions: Sequence[tuple[UUID, ExecutionSubmitted]]
+    ) -> None:
+        """Record executions that started; a week appears at most once in `submissions`."""
+        found = await self._lock(conn, [(w, event.execution_id) for w, event in submissions])
+        running: list[store.Submission] = []
+        for week_id, event in submissions:
+            if week_id not in found:
+                continue
+            _, week, known = found[week_id]
+            if known is not None:
+                continue  # already recorded, or finished (completion overtook submission)
+            if week.status is not WeekStatus.REQUESTED:
+                # Not waiting for an execution: a late event of an earlier attempt.
+                log.info(
+                    "submission %s of week %s ignored (%s)",
+                    event.execution_id,
+                    week_id,
+                    week.status.value,
+                )
+                continue
+            running.append(
+                store.Submission(week_id, week.attempt, event.execution_id, event.amc_execution_id)
             )
-            return
-        await store.mark_running(
-            conn, week_id, week.attempt, event.execution_id, event.amc_execution_id
-        )
+        if running:
+            await store.mark_running(conn, running)
 
     async def on_completed(
         self, conn: Connection, week_id: UUID, event: ExecutionCompleted
     ) -> None:
-        found = await self._lock(conn, week_id, event.execution_id)
-        if found is None:
+        await self.on_completed_many(conn, [(week_id, event)])
+
+    async def on_completed_many(
+        self,
+        conn: Connection,
+        completions: Sequence[tuple[UUID, ExecutionCompleted]],
+        causes: Sequence[SpanContext] = (),
+    ) -> None:
+        """Record how executions ended, then dispatch once per collection for all of them: a
+        wave of completions costs a few statements, not a few per completion. A week appears
+        at most once in `completions`; `causes` are their spans, in order (default: the
+        current span), which the week requests they lead to link to."""
+        found = await self._lock(conn, [(w, event.execution_id) for w, event in completions])
+        outcomes: list[store.Outcome] = []
+        causes_of: dict[UUID, list[SpanContext]] = {}  # the collections to settle
+        for index, (week_id, event) in enumerate(completions):
+            if week_id not in found:
+                continue
+            c, week, known = found[week_id]
+            outcome = self._outcome(c, week, known, event)
+            if outcome is not None:
+                outcomes.append(outcome)
+                causes_of.setdefault(c.id, [])
+                if index < len(causes):
+                    causes_of[c.id].append(causes[index])
+        if not outcomes:
             return
-        c, week, known = found
+        await store.mark_finished(conn, outcomes)
+        for outcome in outcomes:
+            self.metrics.weeks_finished.labels(_OUTCOME_LABELS[outcome.week_status]).inc()
+        collections = {c.id: c for c, _, _ in found.values()}
+        for collection_id in sorted(causes_of):
+            await self.settle(conn, collections[collection_id], causes_of[collection_id])
+
+    def _outcome(
+        self,
+        c: CollectionRow,
+        week: WeekRow,
+        known: KnownExecution | None,
+        event: ExecutionCompleted,
+    ) -> store.Outcome | None:
+        """Where a completion leaves its week; None when it is not the current attempt's."""
         current = (
             known.attempt == week.attempt and not known.finished
             if known is not None
@@ -276,59 +336,51 @@ class Engine:
             log.info(
                 "completion %s of week %s ignored (attempt %s, %s)",
                 event.execution_id,
-                week_id,
+                week.id,
                 week.attempt,
                 week.status.value,
             )
-            return
+            return None
         outcome = classify(event.status, event.error)
+        base = store.Outcome(
+            week.id,
+            week.attempt,
+            event.execution_id,
+            event.status,
+            WeekStatus.SUCCEEDED,
+            event.amc_execution_id,
+        )
         if outcome == "succeeded":
-            await store.mark_succeeded(
-                conn,
-                week_id,
-                week.attempt,
-                event.execution_id,
-                event.amc_execution_id,
-                event.result,
-            )
-            self.metrics.weeks_finished.labels("succeeded").inc()
-        else:
-            cancelled = c.status is CollectionStatus.CANCELLED
-            retry = should_retry(outcome, week.attempt, week.attempt_limit, cancelled=cancelled)
-            wait = (
-                backoff_s(
-                    week.attempt, self.settings.retry_backoff_s, self.settings.retry_backoff_max_s
-                )
-                if retry
-                else None
-            )
-            await store.mark_failed(
-                conn,
-                week_id,
-                week.attempt,
-                event.execution_id,
-                event.status,
-                event.amc_execution_id,
-                event.error,
-                retry_in_s=wait,
-            )
-            self.metrics.weeks_finished.labels("retry" if retry else "failed").inc()
-        await self.settle(conn, c)
+            return replace(base, result=event.result)
+        cancelled = c.status is CollectionStatus.CANCELLED
+        if not should_retry(outcome, week.attempt, week.attempt_limit, cancelled=cancelled):
+            return replace(base, week_status=WeekStatus.FAILED, error=event.error)
+        wait = backoff_s(
+            week.attempt, self.settings.retry_backoff_s, self.settings.retry_backoff_max_s
+        )
+        return replace(base, week_status=WeekStatus.PENDING, error=event.error, retry_in_s=wait)
 
     async def _lock(
-        self, conn: Connection, week_id: UUID, execution_id: UUID
-    ) -> tuple[CollectionRow, WeekRow, KnownExecution | None] | None:
-        """The week's collection (locked first, as everywhere), then the week and what is
-        known of the execution, read under that lock."""
-        c = await store.lock_collection_of_week(conn, week_id)
-        if c is None:
-            log.info("event for unknown week %s ignored", week_id)
-            return None
-        found = await store.lock_week(conn, week_id, execution_id)
-        if found is None:
-            return None
-        week, known = found
-        return c, week, known
+        self, conn: Connection, executions: Sequence[tuple[UUID, UUID]]
+    ) -> dict[UUID, tuple[CollectionRow, WeekRow, KnownExecution | None]]:
+        """Of each (week id, execution id), by week id: the week's collection (all of them
+        locked first, as everywhere), then the week and what is known of the execution, read
+        under that lock."""
+        week_ids = [week_id for week_id, _ in executions]
+        collections = await store.lock_collections_of_weeks(conn, week_ids)
+        if not collections:
+            for week_id in week_ids:
+                log.info("event for unknown week %s ignored", week_id)
+            return {}
+        weeks = await store.lock_weeks(conn, executions)
+        for week_id in week_ids:
+            if week_id not in weeks:
+                log.info("event for unknown week %s ignored", week_id)
+        return {
+            week_id: (collections[week.collection_id], week, known)
+            for week_id, (week, known) in weeks.items()
+            if week.collection_id in collections  # locked: a week never changes collection
+        }
 
     # --- maintenance --------------------------------------------------------------------------
 

@@ -94,14 +94,19 @@ async def lock_collection(
     return CollectionRow.of(row) if row else None
 
 
-async def lock_collection_of_week(conn: Connection, week_id: UUID) -> CollectionRow | None:
-    """`lock_collection` of the collection a week belongs to (None: no such week)."""
-    row = await conn.fetchrow(
+async def lock_collections_of_weeks(
+    conn: Connection, week_ids: Sequence[UUID]
+) -> dict[UUID, CollectionRow]:
+    """`lock_collection` of the collections the weeks belong to, in id order (the order every
+    multi-collection lock takes, so that two of them cannot deadlock), by id; a week that
+    does not exist adds none."""
+    rows = await conn.fetch(
         f"""SELECT {_COLLECTION_COLUMNS} FROM collections
-            WHERE id = (SELECT collection_id FROM collection_weeks WHERE id = $1) FOR UPDATE""",
-        week_id,
+            WHERE id IN (SELECT collection_id FROM collection_weeks WHERE id = ANY($1::uuid[]))
+            ORDER BY id FOR UPDATE""",
+        list(week_ids),
     )
-    return CollectionRow.of(row) if row else None
+    return {r["id"]: CollectionRow.of(r) for r in rows}
 
 
 async def list_collections(

@@ -7,7 +7,7 @@ Callers hold the collection's row lock (see collections.py) while they change it
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from uuid import UUID
 
 from services.collector.logic import WeekStatus
@@ -80,26 +80,30 @@ async def list_weeks(
     return [WeekRow.of(r) for r in rows]
 
 
-async def lock_week(
-    conn: Connection, week_id: UUID, execution_id: UUID
-) -> tuple[WeekRow, KnownExecution | None] | None:
-    """The week (locked) and what is known of one execution of it, in one round trip. Read
-    after its collection is locked, so both are the state the last holder of that lock left."""
-    row = await conn.fetchrow(
+async def lock_weeks(
+    conn: Connection, executions: Sequence[tuple[UUID, UUID]]
+) -> dict[UUID, tuple[WeekRow, KnownExecution | None]]:
+    """Of each (week id, execution id): the week (locked, in id order) and what is known of
+    that execution of it, in one round trip for all. Read after their collections are
+    locked, so each is the state the last holder of those locks left; absent weeks are left
+    out."""
+    rows = await conn.fetch(
         f"""SELECT {_WEEK_COLUMNS_OF_W}, e.attempt AS known_attempt, e.status AS known_status
-            FROM collection_weeks w
-            LEFT JOIN week_executions e ON e.execution_id = $2
-            WHERE w.id = $1 FOR UPDATE OF w""",
-        week_id,
-        execution_id,
+            FROM unnest($1::uuid[], $2::uuid[]) AS asked (week_id, execution_id)
+            JOIN collection_weeks w ON w.id = asked.week_id
+            LEFT JOIN week_executions e ON e.execution_id = asked.execution_id
+            ORDER BY w.id FOR UPDATE OF w""",
+        [week_id for week_id, _ in executions],
+        [execution_id for _, execution_id in executions],
     )
-    if row is None:
-        return None
-    known = row["known_attempt"]
-    return (
-        WeekRow.of(row),
-        KnownExecution(known, row["known_status"]) if known is not None else None,
-    )
+    found: dict[UUID, tuple[WeekRow, KnownExecution | None]] = {}
+    for row in rows:
+        known = row["known_attempt"]
+        found[row["id"]] = (
+            WeekRow.of(row),
+            KnownExecution(known, row["known_status"]) if known is not None else None,
+        )
+    return found
 
 
 async def request_due_weeks(
@@ -143,86 +147,102 @@ async def rerequest_stale_weeks(
     return [WeekRow.of(r) for r in rows]
 
 
-# Each outcome of an execution is recorded with the week's change in one statement: the
-# execution's row (which attempt it ran, where it ended), then the week.
-_RECORD_EXECUTION = """WITH recorded AS (
+@dataclass(frozen=True)
+class Submission:
+    """An execution that started the current attempt of its week."""
+
+    week_id: UUID
+    attempt: int
+    execution_id: UUID
+    amc_execution_id: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an execution of a week ended, and where that leaves the week: SUCCEEDED, FAILED,
+    or PENDING again for a retry after `retry_in_s`."""
+
+    week_id: UUID
+    attempt: int
+    execution_id: UUID
+    execution_status: str
+    week_status: WeekStatus
+    amc_execution_id: str | None
+    result: ResultLocation | None = None
+    error: ExecutionError | None = None
+    retry_in_s: float | None = None
+
+
+# Executions are recorded with their weeks' changes in one statement: the executions' rows
+# (which attempt each ran, where it ended), then the weeks. Every completion of a week asks
+# for the next, so a batch of them costs one round trip here, not one each.
+_RECORD_EXECUTIONS = """WITH recorded AS (
     INSERT INTO week_executions (execution_id, week_id, attempt, status)
-    VALUES ($2, $1, $3, $4)
-    ON CONFLICT (execution_id) DO UPDATE SET status = $4, recorded_at = now())
+    SELECT execution_id, week_id, attempt, status
+    FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::text[])
+         AS e (week_id, execution_id, attempt, status)
+    ON CONFLICT (execution_id) DO UPDATE SET status = excluded.status, recorded_at = now())
 """
 
 
-async def mark_running(
-    conn: Connection, week_id: UUID, attempt: int, execution_id: UUID, amc_execution_id: str
-) -> None:
+async def mark_running(conn: Connection, submissions: Sequence[Submission]) -> None:
     await conn.execute(
-        _RECORD_EXECUTION
-        + """UPDATE collection_weeks SET status = 'RUNNING', submitted_at = now(),
-                    execution_id = $2, amc_execution_id = $5
-             WHERE id = $1""",
-        week_id,
-        execution_id,
-        attempt,
-        "RUNNING",
-        amc_execution_id,
+        _RECORD_EXECUTIONS
+        + """UPDATE collection_weeks w SET status = 'RUNNING', submitted_at = now(),
+                    execution_id = s.execution_id, amc_execution_id = s.amc_execution_id
+             FROM unnest($1::uuid[], $2::uuid[], $5::text[])
+                  AS s (week_id, execution_id, amc_execution_id)
+             WHERE w.id = s.week_id""",
+        [s.week_id for s in submissions],
+        [s.execution_id for s in submissions],
+        [s.attempt for s in submissions],
+        ["RUNNING"] * len(submissions),
+        [s.amc_execution_id for s in submissions],
     )
 
 
-async def mark_succeeded(
-    conn: Connection,
-    week_id: UUID,
-    attempt: int,
-    execution_id: UUID,
-    amc_execution_id: str | None,
-    result: ResultLocation | None,
-) -> None:
+async def mark_finished(conn: Connection, outcomes: Sequence[Outcome]) -> None:
+    """Record outcomes: a success keeps its result and clears the error; a failure keeps the
+    error, and goes back to PENDING until `retry_in_s` has passed when it is to be retried."""
     await conn.execute(
-        _RECORD_EXECUTION
-        + """UPDATE collection_weeks SET status = 'SUCCEEDED', finished_at = now(),
-                    execution_id = $2, amc_execution_id = coalesce($5, amc_execution_id),
-                    result_uri = $6, row_count = $7, error_code = NULL, error_message = NULL
-             WHERE id = $1""",
-        week_id,
-        execution_id,
-        attempt,
-        "SUCCEEDED",
-        amc_execution_id,
-        result.uri if result else None,
-        result.row_count if result else None,
+        _RECORD_EXECUTIONS
+        + """UPDATE collection_weeks w SET
+                    status = o.week_status,
+                    not_before = CASE WHEN o.week_status = 'SUCCEEDED' THEN w.not_before
+                                      WHEN o.retry_in_s IS NULL THEN NULL
+                                      ELSE now() + make_interval(secs => o.retry_in_s) END,
+                    finished_at = now(), execution_id = o.execution_id,
+                    amc_execution_id = coalesce(o.amc_execution_id, w.amc_execution_id),
+                    result_uri = CASE WHEN o.week_status = 'SUCCEEDED' THEN o.result_uri
+                                      ELSE w.result_uri END,
+                    row_count = CASE WHEN o.week_status = 'SUCCEEDED' THEN o.row_count
+                                     ELSE w.row_count END,
+                    error_code = o.error_code, error_message = o.error_message
+             FROM unnest($1::uuid[], $2::uuid[], $5::text[], $6::text[], $7::text[],
+                         $8::int8[], $9::text[], $10::text[], $11::float8[])
+                  AS o (week_id, execution_id, week_status, amc_execution_id, result_uri,
+                        row_count, error_code, error_message, retry_in_s)
+             WHERE w.id = o.week_id""",
+        [o.week_id for o in outcomes],
+        [o.execution_id for o in outcomes],
+        [o.attempt for o in outcomes],
+        [o.execution_status for o in outcomes],
+        [o.week_status.value for o in outcomes],
+        [o.amc_execution_id for o in outcomes],
+        [o.result.uri if o.result else None for o in outcomes],
+        [o.result.row_count if o.result else None for o in outcomes],
+        [_error(o)[0] for o in outcomes],
+        [_error(o)[1] for o in outcomes],
+        [o.retry_in_s for o in outcomes],
     )
 
 
-async def mark_failed(
-    conn: Connection,
-    week_id: UUID,
-    attempt: int,
-    execution_id: UUID,
-    execution_status: str,
-    amc_execution_id: str | None,
-    error: ExecutionError | None,
-    *,
-    retry_in_s: float | None,
-) -> None:
-    """Record a failure: back to PENDING after a wait when `retry_in_s` is set, else FAILED."""
-    await conn.execute(
-        _RECORD_EXECUTION
-        + """UPDATE collection_weeks SET
-                    status = CASE WHEN $8::float8 IS NULL THEN 'FAILED' ELSE 'PENDING' END,
-                    not_before = CASE WHEN $8::float8 IS NULL THEN NULL
-                                      ELSE now() + make_interval(secs => $8) END,
-                    finished_at = now(), execution_id = $2,
-                    amc_execution_id = coalesce($5, amc_execution_id),
-                    error_code = $6, error_message = $7
-             WHERE id = $1""",
-        week_id,
-        execution_id,
-        attempt,
-        execution_status,
-        amc_execution_id,
-        error.code if error else "INTERNAL",
-        error.message if error else "failed without an error",
-        retry_in_s,
-    )
+def _error(o: Outcome) -> tuple[str | None, str | None]:
+    if o.week_status is WeekStatus.SUCCEEDED:
+        return None, None
+    if o.error is None:
+        return "INTERNAL", "failed without an error"
+    return o.error.code, o.error.message
 
 
 async def cancel_pending_weeks(conn: Connection, collection_id: UUID) -> int:

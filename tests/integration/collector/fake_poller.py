@@ -1,9 +1,10 @@
 """A stand-in for the poller: reads week.requested, answers with execution.* events.
 
 Like the real poller it creates exactly one execution per (origin id, attempt) (a repeated
-request is only counted), submits it, and completes it after `duration_s`. A plan
-decides each execution's outcome from the request; `hold()` keeps executions from
-completing until `release()`, so tests can look at a moment without racing the clock.
+request is only counted), submits it, and completes it `duration_s` after reading the
+request. A plan decides each execution's outcome from the request; `hold()` keeps
+executions from completing until `release()`, so tests can look at a moment without racing
+the clock.
 """
 
 from __future__ import annotations
@@ -170,6 +171,9 @@ class FakePoller:
         task.add_done_callback(self._tasks.discard)
 
     async def _execute(self, e: Execution) -> None:
+        # The execution runs from the moment it is accepted, while its submission is being
+        # published (as AMC's runs while the poller publishes), not after that publish.
+        finishes = asyncio.get_running_loop().time() + self.duration_s
         r = e.request
         amc_id = f"amc-{e.execution_id.hex[:12]}"
         await self._send(
@@ -181,7 +185,7 @@ class FakePoller:
                 origin=r.origin,
             )
         )
-        await asyncio.sleep(self.duration_s)
+        await asyncio.sleep(finishes - asyncio.get_running_loop().time())
         await self._released.wait()
         self.in_flight -= 1
         e.completed = True

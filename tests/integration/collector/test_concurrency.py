@@ -125,3 +125,52 @@ async def test_late_events_of_an_earlier_attempt_change_nothing(
         assert await week_states(runtime, cid) == {"SUCCEEDED": 1}
         done = await collector.wait_status(str(cid), "COMPLETED", timeout_s=10)
         assert done["progress"]["counts"]["SUCCEEDED"] == 1
+
+
+async def test_a_batch_of_completions_is_recorded_together_and_dispatched_once(
+    uid: str, database_url: str, kafka_bootstrap: str
+) -> None:
+    # What the consumer's batch handler does with a wave: all outcomes in one call.
+    settings = settings_for(
+        uid, database_url, kafka_bootstrap, retry_backoff_s=60.0, retry_backoff_max_s=60.0
+    )
+    async with running_collector(settings) as collector:
+        runtime = collector.runtime
+        cid = UUID((await collector.create(max_weeks_in_flight=8))["id"])
+        weeks = await requested_weeks(runtime, cid)
+        assert len(weeks) == 8
+        stale = weeks[7]
+        await apply(runtime, submitted(stale["id"], uuid.uuid4()))
+        batch = [
+            *((w["id"], completed(w["id"], uuid.uuid4())) for w in weeks[:6]),
+            (weeks[6]["id"], completed(weeks[6]["id"], uuid.uuid4(), ok=False)),
+            # Not the execution the week is running: ignored, the week stays in flight.
+            (stale["id"], completed(stale["id"], uuid.uuid4())),
+            (uuid.uuid4(), completed(uuid.uuid4(), uuid.uuid4())),  # no such week
+        ]
+        async with runtime.pool.acquire() as conn, conn.transaction():
+            await runtime.engine.on_completed_many(conn, batch)
+
+        # Six succeeded, one waits for its retry: seven slots freed, seven next weeks requested.
+        assert await week_states(runtime, cid) == {
+            "SUCCEEDED": 6,
+            "PENDING": 18 - 7 + 1,
+            "REQUESTED": 7,
+            "RUNNING": 1,
+        }
+        failed = await runtime.pool.fetchrow(
+            "SELECT status, error_code, not_before > now() AS waits FROM collection_weeks"
+            " WHERE id = $1",
+            weeks[6]["id"],
+        )
+        assert failed is not None
+        assert (failed["status"], failed["error_code"], failed["waits"]) == (
+            "PENDING",
+            "AMC_UNAVAILABLE",
+            True,
+        )
+        succeeded = await runtime.pool.fetch(
+            "SELECT result_uri, row_count, error_code FROM collection_weeks WHERE id = ANY($1)",
+            [w["id"] for w in weeks[:6]],
+        )
+        assert {tuple(r) for r in succeeded} == {("file:///r.csv", 1, None)}
