@@ -2,14 +2,37 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from amclocal.broker import LocalBroker
 from amclocal.postgres import create_database, drop_database, local_postgres
+
+T = TypeVar("T")
+
+
+def event_loop_name() -> str:
+    """The loop the services run on: uvicorn picks uvloop when it is installed."""
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return "asyncio"
+    return "uvloop"
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """Run a benchmark that hosts a service in this process on the loop the service would run
+    on when deployed (shared/service.py), so its CPU figures are the deployed ones."""
+    if event_loop_name() == "uvloop":
+        import uvloop
+
+        return uvloop.run(main)
+    return asyncio.run(main)
 
 
 @dataclass(frozen=True)

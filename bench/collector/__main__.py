@@ -28,6 +28,8 @@ from aiokafka import AIOKafkaProducer
 
 from amclocal.broker import LocalBroker
 from amclocal.postgres import create_database, drop_database, local_postgres
+from bench.infra import event_loop_name
+from bench.infra import run as run_on_service_loop
 from services.collector.logic import WeekStartDay
 from services.collector.operations import NewCollection
 from services.collector.runtime import CollectorRuntime
@@ -109,6 +111,7 @@ async def bench(weeks: int, limit: int, duration_s: float) -> dict[str, Any]:
         ideal = weeks / limit * duration_s
         return {
             "benchmark": "collector",
+            "event_loop": event_loop_name(),
             "weeks": weeks,
             "max_weeks_in_flight": limit,
             "execution_duration_s": duration_s,
@@ -200,7 +203,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("faststream").setLevel(logging.WARNING)
-    print(json.dumps(asyncio.run(bench(args.weeks, args.limit, args.duration))))
+    print(json.dumps(run_on_service_loop(bench(args.weeks, args.limit, args.duration))))
 
 
 if __name__ == "__main__":

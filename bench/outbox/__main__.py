@@ -23,7 +23,8 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from bench.infra import Infra, infra
+from bench.infra import Infra, event_loop_name, infra
+from bench.infra import run as run_on_service_loop
 from shared.config import KafkaSettings, ServiceSettings
 from shared.db import create_pool
 from shared.topics_admin import contract_topics, ensure_topics
@@ -134,6 +135,7 @@ async def main() -> None:
         json.dumps(
             {
                 "benchmark": "outbox",
+                "event_loop": event_loop_name(),
                 "events": args.events,
                 "events_per_second": {k: round(v, 1) for k, v in rate.items()},
                 "seconds": {
@@ -154,4 +156,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run_on_service_loop(main())

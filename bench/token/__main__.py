@@ -32,7 +32,8 @@ import httpx
 
 from amclocal.broker import free_port
 from amclocal.simulator import FaultRule, RouteKind, SimControl
-from bench.infra import Infra, infra
+from bench.infra import Infra, event_loop_name, infra
+from bench.infra import run as run_on_service_loop
 from services.token.runtime import TokenRuntime
 from services.token.settings import TokenSettings
 from shared.config import KafkaSettings
@@ -190,6 +191,7 @@ async def run(
     bound = n / concurrency * latency_ms / 1000
     return {
         "benchmark": "token.refresh_cycle",
+        "event_loop": event_loop_name(),
         "tokens": n,
         "lwa_latency_ms": latency_ms,
         "concurrency": concurrency,
@@ -233,7 +235,7 @@ def main() -> None:
 
     # FastStream logs to stdout; keep stdout for the one JSON object.
     with contextlib.redirect_stdout(sys.stderr):
-        result = asyncio.run(go())
+        result = run_on_service_loop(go())
     print(json.dumps(result))
 
 
