@@ -96,6 +96,13 @@ class ServiceSettings(BaseSettings):
     )
     outbox_poll_interval_s: float = Field(default=1.0, gt=0)
     outbox_batch_size: int = Field(default=500, ge=1)
+    outbox_min_batch_interval_s: float = Field(
+        default=0.01,
+        ge=0,
+        description="While commits keep coming, the relay starts a batch at most this often, "
+        "so a stream of small commits goes out in fewer, larger batches; each event may wait "
+        "up to this long for its batch",
+    )
     outbox_retention_hours: float = Field(default=72.0, gt=0)
     consumer_batch_size: int = Field(
         default=500, ge=1, description="Most records one consumer transaction applies"

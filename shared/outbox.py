@@ -120,7 +120,7 @@ class OutboxRelay:
         listen_dsn: str | None = None,
         batch_size: int = 500,
         poll_interval_s: float = 1.0,
-        min_batch_interval_s: float = 0.05,
+        min_batch_interval_s: float = 0.01,
         retention: timedelta = timedelta(hours=72),
         processed_retention: timedelta = timedelta(days=14),
         on_published: Callable[[Sequence[OutboxRow]], None] | None = None,

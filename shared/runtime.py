@@ -156,6 +156,7 @@ class ServiceRuntime:
             listen_dsn=s.database_url,
             batch_size=s.outbox_batch_size,
             poll_interval_s=s.outbox_poll_interval_s,
+            min_batch_interval_s=s.outbox_min_batch_interval_s,
             retention=timedelta(hours=s.outbox_retention_hours),
             processed_retention=timedelta(days=s.processed_events_retention_days),
         )

@@ -1,8 +1,8 @@
 """Outbox pipeline throughput beside its two ceilings, in one run.
 
-pipeline: enqueue N events (transactions of --tx-size) -> relay (batches: send all, await
-          the acknowledgements, mark sent) -> Kafka -> idempotent consumer (one transaction
-          and one offset commit per fetched batch) -> handled.
+pipeline: enqueue N events (transactions of --tx-size, --writers of them at once) -> relay
+          (batches: send all, await the acknowledgements, mark sent) -> Kafka -> idempotent
+          consumer (one transaction and one offset commit per fetched batch) -> handled.
 kafka:    bare aiokafka produce of N records, then consume them (no group).
 postgres: N sequential one-row transactions: the pipeline's ceiling with one transaction per
           event.
@@ -26,6 +26,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from bench.infra import Infra, event_loop_name, infra
 from bench.infra import run as run_on_service_loop
 from shared.config import KafkaSettings, ServiceSettings
+from shared.contract import ExecutionRequested
 from shared.db import create_pool
 from shared.topics_admin import contract_topics, ensure_topics
 from tests.integration.probe import probe_runtime, request
@@ -33,7 +34,7 @@ from tests.integration.probe import probe_runtime, request
 GOAL_RATIO_TO_KAFKA = 0.30
 
 
-async def pipeline(env: Infra, n: int, tx_size: int) -> tuple[float, float]:
+async def pipeline(env: Infra, n: int, tx_size: int, writers: int) -> tuple[float, float]:
     settings = ServiceSettings(
         service_name="benchprobe",
         database_url=env.database_url,
@@ -57,10 +58,17 @@ async def pipeline(env: Infra, n: int, tx_size: int) -> tuple[float, float]:
         # Let the consumer join its group before the clock starts.
         await asyncio.sleep(4)
         events = [request(f"key-{i % 50}", seq=i) for i in range(n)]
+        batches = [events[i : i + tx_size] for i in range(0, n, tx_size)]
+
+        async def write(mine: list[list[ExecutionRequested]]) -> None:
+            for batch in mine:
+                async with runtime.pool.acquire() as conn, conn.transaction():
+                    await runtime.outbox.enqueue(conn, *batch)
+
         started = time.perf_counter()
-        for i in range(0, n, tx_size):
-            async with runtime.pool.acquire() as conn, conn.transaction():
-                await runtime.outbox.enqueue(conn, *events[i : i + tx_size])
+        # Several writers commit at once, as a service's concurrent handlers do: one alone is
+        # bound by its own commits' round trips, and the pipeline would wait on it.
+        await asyncio.gather(*(write(batches[w::writers]) for w in range(writers)))
         relayed = 0.0
         while await runtime.pool.fetchval("SELECT count(*) FROM seen") < n:
             if not relayed and not await runtime.pool.fetchval(
@@ -120,11 +128,14 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=5000)
     parser.add_argument("--tx-size", type=int, default=10, help="events per enqueue transaction")
+    parser.add_argument(
+        "--writers", type=int, default=4, help="enqueue transactions in flight at once"
+    )
     args = parser.parse_args()
     async with infra() as env:
         kafka_s = await bare_kafka(env, args.events)
         pg_s = await bare_postgres(env, args.events)
-        pipe_s, relay_s = await pipeline(env, args.events, args.tx_size)
+        pipe_s, relay_s = await pipeline(env, args.events, args.tx_size, args.writers)
     rate = {
         "pipeline": args.events / pipe_s,
         "relay_only": args.events / relay_s,
@@ -137,6 +148,7 @@ async def main() -> None:
                 "benchmark": "outbox",
                 "event_loop": event_loop_name(),
                 "events": args.events,
+                "enqueue": {"events_per_transaction": args.tx_size, "writers": args.writers},
                 "events_per_second": {k: round(v, 1) for k, v in rate.items()},
                 "seconds": {
                     "pipeline": round(pipe_s, 3),
