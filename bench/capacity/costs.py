@@ -15,11 +15,11 @@ class Costs:
     """Per-unit costs. CPU in milliseconds of one core; sizes in bytes per row, table plus
     indexes. Where each was measured: COST_SOURCES."""
 
-    scheduler_cpu_ms_per_fire: float = 1.585
-    poller_cpu_ms_per_execution: float = 82.4
-    poller_cpu_ms_per_poll: float = 16.07
-    token_cpu_ms_per_refresh: float = 5.35
-    cpu_ms_per_event: float = 2.5  # outbox enqueue + relay + idempotent consume
+    scheduler_cpu_ms_per_fire: float = 0.58
+    poller_cpu_ms_per_execution: float = 26.12
+    poller_cpu_ms_per_poll: float = 3.466
+    token_cpu_ms_per_refresh: float = 1.042
+    cpu_ms_per_event: float = 0.234  # outbox enqueue + relay + idempotent consume
     status_changes_per_execution: float = 6.0
     # Connections a busy replica really holds (its pool grows on demand up to the max).
     pg_connections_per_replica: float = 6.6
@@ -36,21 +36,21 @@ class Costs:
     )
 
 
-# `python -m bench.capacity.unitcost` on main at e64193d, 2026-12-07 14:33 UTC, on the
-# shared 2-core machine at load 12-17 (other helpers' benches): CPU time, not wall time,
-# but cache contention inflates it; rerun on a quiet machine and replace.
-UNITCOST_RUN = "bench.capacity.unitcost, main e64193d, 2026-12-07 14:33 UTC"
+# `python -m bench.capacity.unitcost` on main at 688ad5f, 2026-12-07 18:23 UTC, on the 2-core
+# machine with nothing else running (load under 1): services on uvloop, AMC and LWA called
+# through lanes, batched consumers.
+UNITCOST_RUN = "bench.capacity.unitcost, main 688ad5f, 2026-12-07 18:23 UTC"
 SMOKE_RUN = "bench.capacity --scale 0.01, main e64193d, 2026-12-07 14:40 UTC"
 COST_SOURCES: dict[str, str] = {
     "scheduler_cpu_ms_per_fire": f"{UNITCOST_RUN}: bench.scheduler --schedules 2000 "
     "--skip-steady, the scheduler process's CPU / 2000 (start-up included: an upper bound)",
     "poller_cpu_ms_per_execution": f"{UNITCOST_RUN}: bench.poller short (200 executions, "
-    "453 polls, 23.8 s) and long (40, 841 polls, 16.8 s) solved for two unknowns",
+    "472 polls, 6.86 s) and long (40, 1291 polls, 5.52 s) solved for two unknowns",
     "poller_cpu_ms_per_poll": f"{UNITCOST_RUN}: as poller_cpu_ms_per_execution (the long "
     "scenario's idle loop time lands here: an upper bound)",
-    "token_cpu_ms_per_refresh": f"{UNITCOST_RUN}: bench.token --tokens 2000, 10.7 s",
+    "token_cpu_ms_per_refresh": f"{UNITCOST_RUN}: bench.token --tokens 2000, 2.08 s",
     "cpu_ms_per_event": f"{UNITCOST_RUN}: bench.outbox's pipeline, 5000 events (enqueue in "
-    "transactions of 10, relay, idempotent consumer), 12.5 s in one process",
+    "transactions of 10, relay, idempotent consumer), 1.17 s in one process",
     "status_changes_per_execution": f"{SMOKE_RUN}: 3942 execution.status_changed for 657 "
     "executions",
     "idle_cpu_ms_per_s": f"{SMOKE_RUN}: the token and notifier processes, which had almost "

@@ -40,7 +40,11 @@ def test_after_the_schedule_the_last_interval_repeats() -> None:
 
 
 def test_doubling_advertisers_doubles_polls_events_and_poller_cpu() -> None:
-    one, two = plan(Workload(collections=0)), plan(Workload(advertisers=2000, collections=0))
+    # Without an idle cost per replica: the replicas' upkeep does not grow with the work (at
+    # the minimum replica count it stays put), the work does.
+    busy = Costs(idle_cpu_ms_per_s=0.0)
+    one = plan(Workload(collections=0), c=busy)
+    two = plan(Workload(advertisers=2000, collections=0), c=busy)
     assert two.polls_per_s == pytest.approx(2 * one.polls_per_s)
     for topic in TOPICS:
         assert two.events_per_s[topic] == pytest.approx(2 * one.events_per_s[topic])
