@@ -10,12 +10,14 @@ import asyncio
 import difflib
 import itertools
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, status
 from pydantic import JsonValue
 
-from services.poller import flow
+from services.poller import flow, token_store
+from services.poller.exchange import failure_policy
 from services.poller.exchange.gateway import CircuitOpenError
 from services.poller.exchange.tokens import Token
 from services.poller.instances import registry
@@ -44,7 +46,36 @@ from shared.contract.values import TimeWindowType
 router = APIRouter(prefix="/workflows", tags=["workflows"])
 
 
-async def _managed(runtime: PollerRuntime, instance_id: str) -> tuple[Context, AmcAccount, Token]:
+@dataclass(frozen=True)
+class _Managed:
+    """What a call to AMC on an instance's behalf needs: the gateway, the instance's account,
+    its managing user and that user's access token."""
+
+    ctx: Context
+    account: AmcAccount
+    user_id: str
+    token: Token
+
+    async def failed(self, exc: ApiError | CircuitOpenError) -> HTTPException:
+        """The answer to a failed AMC call. A refused access token is never sent again: a
+        newer one is asked for (as a run would), and the caller is told to try again soon."""
+        if isinstance(exc, ApiError) and failure_policy.token_refused(exc):
+            fp = self.token.fingerprint
+            async with self.ctx.pool.acquire() as conn, conn.transaction():
+                await token_store.invalidate_token(conn, self.user_id, fp)
+                await flow.ask_for_token(
+                    conn, self.ctx.outbox, self.user_id, f"AMC refused token {fp}", fp
+                )
+            return HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                f"AMC refused the access token {fp} of user {self.user_id} ({exc}); a newer "
+                "one was asked for: try again in a few seconds",
+                headers={"Retry-After": "5"},
+            )
+        return _amc_failed(exc)
+
+
+async def _managed(runtime: PollerRuntime, instance_id: str) -> _Managed:
     """The gateway, the instance's account and its managing user's access token."""
     ctx = await runtime.context()
     instance = await ctx.instances.get(instance_id, fresh=True)
@@ -67,7 +98,7 @@ async def _managed(runtime: PollerRuntime, instance_id: str) -> tuple[Context, A
             "try again in a few seconds",
             headers={"Retry-After": "5"},
         )
-    return ctx, account, token
+    return _Managed(ctx, account, instance.user_id, token)
 
 
 def _amc_failed(exc: ApiError | CircuitOpenError) -> HTTPException:
@@ -76,17 +107,15 @@ def _amc_failed(exc: ApiError | CircuitOpenError) -> HTTPException:
     return HTTPException(status.HTTP_502_BAD_GATEWAY, f"AMC: {exc}")
 
 
-async def _at_amc(
-    ctx: Context, token: Token, account: AmcAccount, workflow_id: str
-) -> SavedWorkflow | None:
+async def _at_amc(m: _Managed, workflow_id: str) -> SavedWorkflow | None:
     try:
-        return await ctx.amc.get_workflow(token, account, workflow_id)
+        return await m.ctx.amc.get_workflow(m.token, m.account, workflow_id)
     except ClientRequestError as exc:
         if exc.status == 404:
             return None
-        raise _amc_failed(exc) from None
+        raise await m.failed(exc) from None
     except (ApiError, CircuitOpenError) as exc:
-        raise _amc_failed(exc) from None
+        raise await m.failed(exc) from None
 
 
 def _text(workflow: SavedWorkflow | None) -> list[str]:
@@ -148,11 +177,11 @@ def _wanted(current: SavedWorkflow | None, workflow_id: str, body: WorkflowPush)
 
 async def _pushed(
     runtime: PollerRuntime, instance_id: str, workflow_id: str, body: WorkflowPush
-) -> tuple[Context, AmcAccount, Token, SavedWorkflow, PushPlan]:
-    ctx, account, token = await _managed(runtime, instance_id)
-    current = await _at_amc(ctx, token, account, workflow_id)
+) -> tuple[_Managed, SavedWorkflow, PushPlan]:
+    m = await _managed(runtime, instance_id)
+    current = await _at_amc(m, workflow_id)
     wanted = _wanted(current, workflow_id, body)
-    return ctx, account, token, wanted, _plan(current, wanted)
+    return m, wanted, _plan(current, wanted)
 
 
 @router.post("/{instance_id}/{workflow_id}/plan", response_model=PushPlan)
@@ -160,19 +189,21 @@ async def plan_push(
     runtime: RuntimeDep, instance_id: str, workflow_id: str, body: WorkflowPush
 ) -> Any:
     """What a push would do (create, update or nothing), with the difference: sends nothing."""
-    return (await _pushed(runtime, instance_id, workflow_id, body))[4]
+    return (await _pushed(runtime, instance_id, workflow_id, body))[2]
 
 
 @router.put("/{instance_id}/{workflow_id}", response_model=PushResult)
 async def push(runtime: RuntimeDep, instance_id: str, workflow_id: str, body: WorkflowPush) -> Any:
     """Create or update the workflow at AMC, and keep the pushed definition as a version
     (the same definition as the latest version makes none)."""
-    ctx, account, token, wanted, plan = await _pushed(runtime, instance_id, workflow_id, body)
+    m, wanted, plan = await _pushed(runtime, instance_id, workflow_id, body)
     if plan.action != "unchanged":
         try:
-            await ctx.amc.push_workflow(token, account, wanted, exists=plan.action == "update")
+            await m.ctx.amc.push_workflow(
+                m.token, m.account, wanted, exists=plan.action == "update"
+            )
         except (ApiError, CircuitOpenError) as exc:
-            raise _amc_failed(exc) from None
+            raise await m.failed(exc) from None
     async with runtime.pool.acquire() as conn, conn.transaction():
         version, new = await registry.add_version(conn, instance_id, wanted, body.author)
     return PushResult(
@@ -186,11 +217,11 @@ async def push(runtime: RuntimeDep, instance_id: str, workflow_id: str, body: Wo
 
 @router.get("/{instance_id}", response_model=WorkflowList)
 async def list_workflows(runtime: RuntimeDep, instance_id: str) -> Any:
-    ctx, account, token = await _managed(runtime, instance_id)
+    m = await _managed(runtime, instance_id)
     try:
-        at_amc = await ctx.amc.list_workflows(token, account)
+        at_amc = await m.ctx.amc.list_workflows(m.token, m.account)
     except (ApiError, CircuitOpenError) as exc:
-        raise _amc_failed(exc) from None
+        raise await m.failed(exc) from None
     async with runtime.pool.acquire() as conn:
         views = [
             WorkflowView(
@@ -209,8 +240,7 @@ async def list_workflows(runtime: RuntimeDep, instance_id: str) -> Any:
 
 @router.get("/{instance_id}/{workflow_id}", response_model=WorkflowView)
 async def show(runtime: RuntimeDep, instance_id: str, workflow_id: str) -> Any:
-    ctx, account, token = await _managed(runtime, instance_id)
-    current = await _at_amc(ctx, token, account, workflow_id)
+    current = await _at_amc(await _managed(runtime, instance_id), workflow_id)
     async with runtime.pool.acquire() as conn:
         versions = await registry.versions(conn, instance_id, workflow_id)
     if current is None and not versions:
@@ -228,17 +258,17 @@ async def show(runtime: RuntimeDep, instance_id: str, workflow_id: str) -> Any:
 @router.delete("/{instance_id}/{workflow_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete(runtime: RuntimeDep, instance_id: str, workflow_id: str) -> None:
     """Delete it at AMC; the versions pushed through us stay as its history."""
-    ctx, account, token = await _managed(runtime, instance_id)
+    m = await _managed(runtime, instance_id)
     try:
-        await ctx.amc.delete_workflow(token, account, workflow_id)
+        await m.ctx.amc.delete_workflow(m.token, m.account, workflow_id)
     except ClientRequestError as exc:
         if exc.status == 404:
             raise HTTPException(
                 status.HTTP_404_NOT_FOUND, f"workflow {workflow_id} is not at AMC"
             ) from None
-        raise _amc_failed(exc) from None
+        raise await m.failed(exc) from None
     except (ApiError, CircuitOpenError) as exc:
-        raise _amc_failed(exc) from None
+        raise await m.failed(exc) from None
 
 
 async def _verdict(ctx: Context, token: Token, at: Target, amc_id: str) -> Verdict:
@@ -274,7 +304,8 @@ async def validate(runtime: RuntimeDep, instance_id: str, body: WorkflowCheck) -
     """AMC's verdict on the SQL and parameters through a dry run (Amazon's OpenAPI, dryRun:
     "validate workflow executions (e.g., the sqlQuery) without consuming quotas or compute
     resources"): nothing runs, no execution of ours is made, and the daily cap is untouched."""
-    ctx, _, token = await _managed(runtime, instance_id)
+    m = await _managed(runtime, instance_id)
+    ctx, token = m.ctx, m.token
     instance = await ctx.instances.get(instance_id)
     if instance is None:  # removed since _managed looked
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"instance {instance_id} is not registered")
@@ -299,12 +330,12 @@ async def validate(runtime: RuntimeDep, instance_id: str, body: WorkflowCheck) -
     try:
         created = await ctx.amc.create(token, at, check)
     except ClientRequestError as exc:
-        if exc.status in (400, 422):
+        if exc.status in (400, 422) and not failure_policy.token_refused(exc):
             return Verdict(valid=False, status="REFUSED", reason=str(exc), amc_execution_id=None)
-        raise _amc_failed(exc) from None
+        raise await m.failed(exc) from None
     except (ApiError, CircuitOpenError) as exc:
-        raise _amc_failed(exc) from None
+        raise await m.failed(exc) from None
     try:
         return await _verdict(ctx, token, at, created.workflow_execution_id)
     except (ApiError, CircuitOpenError) as exc:
-        raise _amc_failed(exc) from None
+        raise await m.failed(exc) from None

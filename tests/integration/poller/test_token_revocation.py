@@ -19,15 +19,17 @@ from services.token import store as token_store
 from services.token.app import app_for
 from services.token.runtime import TokenRuntime
 from shared.contract import TokenRefreshed, TokenRefreshRequested
-from shared.crypto import token_fingerprint
+from shared.crypto import KeyRing, token_fingerprint
 from shared.topics_admin import contract_topics, ensure_topics
 from tests.integration.poller.conftest import (
     PollerFactory,
     PollerHarness,
+    SettingsFactory,
     completed_events,
     eventually,
     external,
     run_for,
+    served_poller,
     started,
 )
 from tests.integration.token.harness import settings_for
@@ -208,3 +210,45 @@ async def test_a_run_waits_for_a_newer_token_with_its_reason_shown_then_gives_up
     assert {q.refused_token_fp for q in asked} == {refused}
     creates = await simulator.requests(kind=RouteKind.CREATE)
     assert [c.status for c in creates] == [401], "never retried with the refused token"
+
+
+async def test_a_token_refused_to_a_workflow_push_asks_for_a_newer_one_and_a_retry_passes(
+    poller_settings: SettingsFactory,
+    simulator: SimControl,
+    sim_account: SimAccount,
+    keys: KeyRing,
+    token_service: TokenRuntime,
+) -> None:
+    settings = poller_settings(api_key="revocation-test-key")
+    async with served_poller(settings, simulator, sim_account, keys) as (_, http, _):
+        added = await http.post(
+            "/instances",
+            json={
+                "instance_id": sim_account.instance_id,
+                "advertiser_id": sim_account.advertiser_id,
+                "marketplace_id": sim_account.marketplace_id,
+                "user_id": sim_account.user_id,
+            },
+        )
+        assert added.is_success, added.text
+        lwa_before = len(await simulator.requests(kind=RouteKind.TOKEN))
+        assert await simulator.revoke_access_tokens(sim_account.user_id) >= 1
+        path = f"/workflows/{sim_account.instance_id}/wf-after-revocation"
+        body = {"sql_query": "SELECT campaign FROM dsp_impressions", "author": "ana"}
+
+        refused = await http.put(path, json=body)
+        assert refused.status_code == 503, refused.text
+        assert refused.headers["Retry-After"] == "5"
+        detail = refused.json()["detail"]
+        assert "AMC refused the access token" in detail
+        assert "try again" in detail
+
+        async def pushed() -> bool:
+            return (await http.put(path, json=body)).status_code == 200
+
+        # The refusal asked the token service for a newer token; with it the push passes.
+        await eventually(pushed, what="the push to pass with a newer token")
+    lwa_calls = len(await simulator.requests(kind=RouteKind.TOKEN))
+    assert lwa_calls == lwa_before + 1, "one refresh, asked for by the refusal"
+    refused_requests = [r for r in await simulator.requests() if r.status == 401]
+    assert len(refused_requests) == 1, "the refused token was sent once, never again"
