@@ -21,6 +21,9 @@ from services.notifier import store
 from services.notifier.logic import Message, RuleFilter, Severity
 from shared.db import apply_migrations, create_pool
 from shared.ownership import Ownership
+from tests.support.ownership import owners, terminate
+
+__all__ = ["owners"]  # the fixture, from tests.support.ownership
 
 MIGRATIONS = Path(services.notifier.__file__).with_name("migrations")
 HOUR_S = 3600.0
@@ -33,18 +36,6 @@ async def pool(database_url: str, uid: str) -> AsyncIterator[asyncpg.Pool[Any]]:
     pool = await create_pool(database_url, schema, max_size=4)
     yield pool
     await pool.close()
-
-
-@pytest.fixture
-async def owners(database_url: str) -> AsyncIterator[tuple[Ownership, Ownership]]:
-    a, b = Ownership(database_url, "a"), Ownership(database_url, "b")
-    await a.start()
-    await b.start()
-    try:
-        yield a, b
-    finally:
-        await a.close()
-        await b.close()
 
 
 async def pending(pool: asyncpg.Pool[Any]) -> None:
@@ -70,11 +61,6 @@ async def pending(pool: asyncpg.Pool[Any]) -> None:
 async def claim(pool: asyncpg.Pool[Any], who: Ownership) -> list[store.Claimed]:
     async with pool.acquire() as conn, conn.transaction():
         return await store.claim_due(conn, limit=10, lease_s=HOUR_S, owner_key=who.key)
-
-
-async def terminate(pool: asyncpg.Pool[Any], who: Ownership) -> None:
-    """End the owner's session; returns once its backend exited (its locks released)."""
-    assert await pool.fetchval("SELECT pg_terminate_backend($1, 30000)", who.backend_pid)
 
 
 async def test_a_live_owners_delivery_is_not_claimed_again(

@@ -9,34 +9,21 @@ POST on the way; A's follow-up write (AMC's answer) is refused, whether or not B
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
 import asyncpg
-import pytest
 
 from services.poller import claims, store
 from services.poller.rows import ExecRow
 from shared.contract import ExecutionStatus
 from shared.ownership import Ownership
 from tests.integration.poller.test_store import pool, queue
+from tests.support.ownership import owners, terminate
 
-__all__ = ["pool"]  # the fixture, shared with test_store
+__all__ = ["owners", "pool"]  # fixtures, from test_store and tests.support.ownership
 
 HOUR = timedelta(hours=1)
-
-
-@pytest.fixture
-async def owners(database_url: str) -> AsyncIterator[tuple[Ownership, Ownership]]:
-    a, b = Ownership(database_url, "a"), Ownership(database_url, "b")
-    await a.start()
-    await b.start()
-    try:
-        yield a, b
-    finally:
-        await a.close()
-        await b.close()
 
 
 async def submit_claim(pool: asyncpg.Pool[Any], who: Ownership) -> list[ExecRow]:
@@ -59,11 +46,6 @@ async def answer(pool: asyncpg.Pool[Any], who: Ownership, row: ExecRow) -> bool:
             who.name,
             {"amc_execution_id": "amc-exec-1", "status": ExecutionStatus.PENDING.value},
         )
-
-
-async def terminate(pool: asyncpg.Pool[Any], who: Ownership) -> None:
-    """End the owner's session; returns once its backend exited (its locks released)."""
-    assert await pool.fetchval("SELECT pg_terminate_backend($1, 30000)", who.backend_pid)
 
 
 async def test_a_live_owners_intent_is_not_taken(

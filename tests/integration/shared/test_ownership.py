@@ -19,8 +19,11 @@ import pytest
 from shared import ownership
 from shared.ownership import OWNER_LOCK_CLASS, Ownership
 from tests.integration.token.harness import wait_until
+from tests.support.ownership import owners, terminate
 
 HOUR = 3600.0
+
+__all__ = ["owners"]  # the fixture, from tests.support.ownership
 
 
 @pytest.fixture
@@ -38,18 +41,6 @@ async def conn(database_url: str, uid: str) -> AsyncIterator[asyncpg.Connection[
     finally:
         await c.execute(f'DROP SCHEMA "{uid}" CASCADE')
         await c.close()
-
-
-@pytest.fixture
-async def owners(database_url: str) -> AsyncIterator[tuple[Ownership, Ownership]]:
-    a, b = Ownership(database_url, "a"), Ownership(database_url, "b")
-    await a.start()
-    await b.start()
-    try:
-        yield a, b
-    finally:
-        await a.close()
-        await b.close()
 
 
 async def claim(conn: asyncpg.Connection[Any], who: Ownership) -> bool:
@@ -74,14 +65,6 @@ async def follow_up(conn: asyncpg.Connection[Any], who: Ownership) -> bool:
         who.name,
     )
     return done == "UPDATE 1"
-
-
-async def terminate(conn: asyncpg.Connection[Any], who: Ownership) -> None:
-    """End the owner's session as a crash or a dropped connection would; returns once the
-    backend has exited (PostgreSQL released its locks by then)."""
-    pid = who.backend_pid
-    assert pid is not None
-    assert await conn.fetchval("SELECT pg_terminate_backend($1, 30000)", pid)
 
 
 async def test_an_owner_alive_keeps_its_row(
