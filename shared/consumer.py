@@ -128,28 +128,28 @@ def _decode_dead_letter(raw: bytes) -> tuple[UUID, DeadLetter]:
 
 
 @dataclass
-class _Route(Generic[E]):
+class _Decoding(Generic[E]):
+    """What every route of a contract event does first: decode it against its model."""
+
     model: type[E]
-    handler: Handler[E]
     outbox: Outbox
 
     def decode(self, raw: bytes) -> tuple[UUID, E]:
         event = decode_event(self.model, raw)
         return event.event_id, event
+
+
+@dataclass
+class _Route(_Decoding[E]):
+    handler: Handler[E]
 
     async def handle(self, conn: Connection, topic: str, event: E) -> None:
         await self.handler(Tx(conn, self.outbox, topic), event)
 
 
 @dataclass
-class _BatchRoute(Generic[E]):
-    model: type[E]
+class _BatchRoute(_Decoding[E]):
     handler: BatchHandler[E]
-    outbox: Outbox
-
-    def decode(self, raw: bytes) -> tuple[UUID, E]:
-        event = decode_event(self.model, raw)
-        return event.event_id, event
 
     async def handle(self, conn: Connection, topic: str, event: E) -> None:
         await self.handle_many(conn, topic, [event], [trace.get_current_span()])
@@ -254,7 +254,7 @@ class EventConsumer:
         name = self._topics.name(model.topic)
         if name in self._routes:
             raise ValueError(f"{model.topic} already has a handler")
-        self._routes[name] = _Route(model, handler, self._outbox)
+        self._routes[name] = _Route(model, self._outbox, handler)
 
     def on_batch(self, model: type[E]) -> Callable[[BatchHandler[E]], BatchHandler[E]]:
         """Register a handler that takes the events of one type in a batch together:
@@ -267,7 +267,7 @@ class EventConsumer:
             name = self._topics.name(model.topic)
             if name in self._routes:
                 raise ValueError(f"{model.topic} already has a handler")
-            self._routes[name] = _BatchRoute(model, handler, self._outbox)
+            self._routes[name] = _BatchRoute(model, self._outbox, handler)
             return handler
 
         return register
