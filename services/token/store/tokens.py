@@ -65,11 +65,11 @@ async def delete_token(conn: Connection, user_id: str) -> bool:
 
 # A claim is in force while its lease runs and its owner lives: a killed replica's claim
 # is free at once (shared/ownership.py), and is shown so, not until its lease runs out.
-_CLAIM_HELD = f"(claim_expires_at > now() AND {ownership.may_act('claim_key')})"
+_CLAIM_IN_FORCE = f"(claim_expires_at > now() AND {ownership.may_act('claim_key')})"
 
 _PUBLIC_COLUMNS = f"""user_id, status, expires_at, last_refreshed_at, consecutive_failures,
                      last_error, next_attempt_at, refresh_requested_at, claimed_by,
-                     claim_expires_at, {_CLAIM_HELD} AS claim_held, key_fp, created_at,
+                     claim_expires_at, {_CLAIM_IN_FORCE} AS claim_held, key_fp, created_at,
                      updated_at, lwa_region"""
 
 
@@ -130,7 +130,7 @@ async def summary(conn: Connection, *, buffer_s: float, key_fp: str) -> dict[str
                   count(*) FILTER (WHERE consecutive_failures > 0 AND status = 'ACTIVE')
                       AS failing,
                   count(*) FILTER (WHERE refresh_requested_at IS NOT NULL) AS requested,
-                  count(*) FILTER (WHERE {_CLAIM_HELD}) AS claimed,
+                  count(*) FILTER (WHERE {_CLAIM_IN_FORCE}) AS claimed,
                   count(*) FILTER (WHERE key_fp <> $2) AS under_old_key,
                   min(expires_at) FILTER (WHERE status = 'ACTIVE') AS next_expiry
            FROM tokens""",
