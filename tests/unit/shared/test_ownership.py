@@ -7,6 +7,8 @@ the SQL, is tested on a real PostgreSQL in tests/integration/shared/test_ownersh
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import asyncpg
@@ -75,6 +77,20 @@ def owner(server: FakeServer) -> Ownership:
     return Ownership("unused", "test", check_every_s=0.01, connect=server.connect)
 
 
+@contextlib.asynccontextmanager
+async def watched(server: FakeServer) -> AsyncIterator[Ownership]:
+    """A started owner whose session watcher runs until the block ends."""
+    o = owner(server)
+    await o.start()
+    stop = asyncio.Event()
+    watcher = asyncio.create_task(o.watch(stop))
+    try:
+        yield o
+    finally:
+        stop.set()
+        await watcher
+
+
 async def settle(condition: Any) -> None:
     """Let the watcher run until `condition()` holds (it checks every 10 ms)."""
     deadline = asyncio.get_running_loop().time() + 5
@@ -108,30 +124,19 @@ async def test_a_key_another_session_holds_is_replaced_on_start() -> None:
 
 async def test_a_lost_session_is_noticed_and_the_same_key_retaken() -> None:
     server = FakeServer()
-    o = owner(server)
-    await o.start()
-    key = o.key
-    stop = asyncio.Event()
-    watcher = asyncio.create_task(o.watch(stop))
-    try:
+    async with watched(server) as o:
+        key = o.key
         server.sessions[0].drop(server_notices=True)
         await settle(lambda: len(server.sessions) == 2 and o.held)
         # The same key: rows nobody took over meanwhile are this owner's again.
         assert o.key == key
         assert server.locks[key] is server.sessions[1]
-    finally:
-        stop.set()
-        await watcher
 
 
 async def test_the_key_is_not_retaken_while_the_server_keeps_the_lost_session() -> None:
     server = FakeServer()
-    o = owner(server)
-    await o.start()
-    key = o.key
-    stop = asyncio.Event()
-    watcher = asyncio.create_task(o.watch(stop))
-    try:
+    async with watched(server) as o:
+        key = o.key
         old = server.sessions[0]
         tries = server.tries
         old.drop(server_notices=False)  # partitioned: the server still holds the lock
@@ -142,6 +147,3 @@ async def test_the_key_is_not_retaken_while_the_server_keeps_the_lost_session() 
         await settle(lambda: o.held)
         assert o.key == key
         assert server.locks[key] is server.sessions[-1]
-    finally:
-        stop.set()
-        await watcher
