@@ -189,11 +189,12 @@ class ConsumerMetrics:
         )
 
 
-async def _records_only(msg: StreamMessage[Any]) -> None:
-    """`_consume` reads the raw records (and decodes each against the contract itself): this
-    spares FastStream parsing every body of the batch as JSON, unasked (measured: 6% of the
-    consumer's time)."""
-    return None
+async def _message_itself(msg: StreamMessage[Any]) -> StreamMessage[Any]:
+    """`_consume` takes the message itself as its body and decodes each raw record against the
+    contract. This spares FastStream parsing every body of the batch as JSON, unasked
+    (measured: 6% of the consumer's time), and a `Context`-annotated parameter, which
+    fast_depends resolves in a worker thread: a thread hop per batch."""
+    return msg
 
 
 def _poll(
@@ -304,12 +305,12 @@ class EventConsumer:
             session_timeout_ms=self._kafka.session_timeout_ms,
             heartbeat_interval_ms=self._kafka.heartbeat_interval_ms,
             title=f"{self._group_id}:events",
-            decoder=_records_only,
+            decoder=_message_itself,
         )
         subscriber(self._consume)
         vars(subscriber)["get_msg"] = _poll(self._batch_size, self._kafka.poll_timeout_ms)
 
-    async def _consume(self, msg: KafkaMessage) -> None:
+    async def _consume(self, msg: Any) -> None:
         records: tuple[Any, ...] = tuple(msg.raw_message)
         if not records:
             return

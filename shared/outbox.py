@@ -14,19 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 import asyncpg
-from opentelemetry import context as otel_context
 from opentelemetry import propagate
 
 from shared.contract import Event, Topics
 from shared.db.pool import quote_ident
 from shared.doorbell import Doorbell
-from shared.telemetry import tracing_installed
 
 log = logging.getLogger(__name__)
 
@@ -100,14 +98,13 @@ class OutboxRow:
 
 
 class Publisher(Protocol):
-    """Sends one record; the returned awaitable resolves once the broker has acknowledged it.
+    """Publishes a batch of rows in their order and returns once the broker has acknowledged
+    every record; raises if any was not (the relay then publishes the batch again).
 
-    With tracing installed, the record's trace context is the current one and `headers` carry
-    none; without, `headers` carry it (`traceparent`) and go out as they are."""
+    Each row's `headers` carry the trace context that was current when it was enqueued: the
+    records continue that trace."""
 
-    async def __call__(
-        self, topic: str, key: bytes, payload: bytes, headers: dict[str, str]
-    ) -> Awaitable[Any]: ...
+    async def __call__(self, rows: Sequence[OutboxRow]) -> None: ...
 
 
 class OutboxRelay:
@@ -123,7 +120,6 @@ class OutboxRelay:
         min_batch_interval_s: float = 0.01,
         retention: timedelta = timedelta(hours=72),
         processed_retention: timedelta = timedelta(days=14),
-        on_published: Callable[[Sequence[OutboxRow]], None] | None = None,
     ) -> None:
         self._pool = pool
         self._schema = schema
@@ -135,7 +131,6 @@ class OutboxRelay:
         self._retention = retention
         self._processed_retention = processed_retention
         self._processed = f"{quote_ident(schema)}.processed_events"
-        self._on_published = on_published
         self._bell = Doorbell(notify_channel(schema), dsn=listen_dsn, what="outbox")
         self._stopping = asyncio.Event()
         self._lock_key = f"amc-outbox:{schema}"
@@ -164,35 +159,12 @@ class OutboxRelay:
                 OutboxRow(r["id"], r["topic"], r["message_key"], r["payload"], r["headers"])
                 for r in records
             ]
-            if tracing_installed():
-                confirmations = [await self._publish_traced(row) for row in rows]
-            else:
-                # The stored headers already carry the enqueuing trace's context, which is all
-                # the no-op tracer would have put there.
-                confirmations = [
-                    await self._publish(row.topic, row.key, row.payload, row.headers)
-                    for row in rows
-                ]
-            await asyncio.gather(*confirmations)
+            await self._publish(rows)
             await conn.execute(
                 f"UPDATE {self._table} SET sent_at = now() WHERE id = ANY($1::bigint[])",
                 [row.id for row in rows],
             )
-        if self._on_published:
-            self._on_published(rows)
         return len(rows)
-
-    async def _publish_traced(self, row: OutboxRow) -> Awaitable[Any]:
-        # Publish under the trace context of the transaction that enqueued the event, so the
-        # consumer's span continues the original trace rather than starting a new one.
-        token = otel_context.attach(propagate.extract(row.headers))
-        try:
-            headers = {
-                k: v for k, v in row.headers.items() if k not in ("traceparent", "tracestate")
-            }
-            return await self._publish(row.topic, row.key, row.payload, headers)
-        finally:
-            otel_context.detach(token)
 
     async def prune(self) -> int:
         """Delete sent outbox rows past their retention, and the ids of handled events past

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Awaitable
-from typing import Any
+from collections.abc import Sequence
 
 from aiokafka import AIOKafkaProducer
 
 from shared.db import create_pool
-from shared.outbox import OutboxRelay
+from shared.outbox import OutboxRelay, OutboxRow
 
 
 async def main(dsn: str, schema: str, bootstrap: str, batch: int) -> None:
@@ -18,13 +17,13 @@ async def main(dsn: str, schema: str, bootstrap: str, batch: int) -> None:
     await producer.start()
     pool = await create_pool(dsn, schema)
 
-    async def publish(
-        topic: str, key: bytes, payload: bytes, headers: dict[str, str]
-    ) -> Awaitable[Any]:
-        # Slow enough that a kill lands inside a batch: some records sent, none marked.
-        await asyncio.sleep(0.002)
-        sent: Awaitable[Any] = await producer.send(topic, payload, key=key)
-        return sent
+    async def publish(rows: Sequence[OutboxRow]) -> None:
+        acks = []
+        for row in rows:
+            # Slow enough that a kill lands inside a batch: some records sent, none marked.
+            await asyncio.sleep(0.002)
+            acks.append(await producer.send(row.topic, row.payload, key=row.key))
+        await asyncio.gather(*acks)
 
     relay = OutboxRelay(pool, schema, publish, batch_size=batch, poll_interval_s=0.1)
     print("ready", flush=True)

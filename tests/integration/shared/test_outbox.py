@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,11 +17,10 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaTimeoutError
-from opentelemetry import trace
 
 from shared.contract import ExecutionRequested, Topics
 from shared.db import apply_migrations, create_pool
-from shared.outbox import Outbox, OutboxRelay
+from shared.outbox import Outbox, OutboxRelay, OutboxRow
 from shared.topics_admin import ensure_topics
 from tests.integration.probe import MIGRATIONS, request
 from tests.support.kafka import Record, TopicReader
@@ -73,14 +72,14 @@ async def test_relay_publishes_everything_in_order_despite_failing_mid_batch(
     await producer.start()
     budget = {"left": 250}
 
-    async def flaky(
-        topic: str, key: bytes, payload: bytes, headers: dict[str, str]
-    ) -> Awaitable[Any]:
-        budget["left"] -= 1
-        if budget["left"] == 0:
-            raise ConnectionError("broker went away mid-batch")
-        sent: Awaitable[Any] = await producer.send(topic, payload, key=key)
-        return sent
+    async def flaky(rows: Sequence[OutboxRow]) -> None:
+        acks = []
+        for row in rows:
+            budget["left"] -= 1
+            if budget["left"] == 0:
+                raise ConnectionError("broker went away mid-batch")
+            acks.append(await producer.send(row.topic, row.payload, key=row.key))
+        await asyncio.gather(*acks)
 
     relay = OutboxRelay(pool, uid, flaky, batch_size=100)
 
@@ -113,19 +112,13 @@ async def test_relay_marks_nothing_sent_when_an_acknowledgement_fails_mid_batch(
     await producer.start()
     calls = {"n": 0, "fail_at": 150}
 
-    async def refused_once(
-        topic: str, key: bytes, payload: bytes, headers: dict[str, str]
-    ) -> Awaitable[Any]:
+    async def refused_once(rows: Sequence[OutboxRow]) -> None:
         # Every record reaches the broker, but one acknowledgement is lost (a timeout).
-        sent: asyncio.Future[Any] = await producer.send(topic, payload, key=key)
-        calls["n"] += 1
-        if calls["n"] != calls["fail_at"]:
-            return sent
-        refused: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        sent.add_done_callback(
-            lambda _: refused.set_exception(KafkaTimeoutError("no acknowledgement"))
-        )
-        return refused
+        acks = [await producer.send(row.topic, row.payload, key=row.key) for row in rows]
+        await asyncio.gather(*acks)
+        calls["n"] += len(rows)
+        if calls["n"] >= calls["fail_at"] > calls["n"] - len(rows):
+            raise KafkaTimeoutError("no acknowledgement")
 
     relay = OutboxRelay(pool, uid, refused_once, batch_size=300)
     with pytest.raises(KafkaTimeoutError):
@@ -196,9 +189,7 @@ async def test_prune_keeps_what_a_redelivery_needs_and_deletes_the_rest(
     """Sent rows past the outbox retention and handled ids past theirs go; unsent rows and
     recent ids stay, however old."""
 
-    async def no_publish(
-        topic: str, key: bytes, payload: bytes, headers: dict[str, str]
-    ) -> Awaitable[Any]:
+    async def no_publish(rows: Sequence[OutboxRow]) -> None:
         raise AssertionError("prune publishes nothing")
 
     relay = OutboxRelay(pool, uid, no_publish, retention=timedelta(hours=1))
@@ -234,32 +225,21 @@ async def test_prune_keeps_what_a_redelivery_needs_and_deletes_the_rest(
     assert await relay.prune() == 0
 
 
-@pytest.mark.parametrize("traced", [False, True], ids=["no tracing", "tracing"])
-async def test_relay_publishes_each_row_under_its_stored_trace_context(
-    uid: str, pool: asyncpg.Pool[Any], monkeypatch: pytest.MonkeyPatch, traced: bool
+async def test_relay_hands_each_row_over_with_its_stored_trace_context(
+    uid: str, pool: asyncpg.Pool[Any]
 ) -> None:
-    monkeypatch.setattr("shared.outbox.tracing_installed", lambda: traced)
+    """The publisher continues each row's trace (tests/unit/shared/test_publisher.py): the
+    relay must hand over the context stored with the row, not the one current in the relay."""
     trace_id = "0af7651916cd43dd8448eb211c80319c"
     stored = {"traceparent": f"00-{trace_id}-b7ad6b7169203331-01"}
     async with pool.acquire() as conn, conn.transaction():
         await Outbox(uid, Topics(f"{uid}.")).enqueue(conn, request("r"), trace_contexts=[stored])
-    published: list[tuple[dict[str, str], str | None]] = []
+    published: list[OutboxRow] = []
 
-    async def capture(
-        topic: str, key: bytes, payload: bytes, headers: dict[str, str]
-    ) -> Awaitable[Any]:
-        current = trace.get_current_span().get_span_context()
-        published.append((headers, format(current.trace_id, "032x") if current.is_valid else None))
-        acknowledged = asyncio.get_running_loop().create_future()
-        acknowledged.set_result(None)
-        return acknowledged
+    async def capture(rows: Sequence[OutboxRow]) -> None:
+        published.extend(rows)
 
     assert await OutboxRelay(pool, uid, capture).relay_once() == 1
-    [(headers, current)] = published
-    if traced:
-        # The publisher's span is a child of the stored context, and injects its own.
-        assert current == trace_id
-        assert "traceparent" not in headers
-    else:
-        # No span to make: the stored context goes out as it is.
-        assert headers == stored
+    [row] = published
+    assert row.headers == stored
+    assert await pool.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL") == 0
