@@ -6,9 +6,9 @@ Infrastructure settings (database, Kafka, API key) can be given with the service
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, NonNegativeFloat, PositiveFloat, SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -16,6 +16,11 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+
+# How many things at once or in a row (a batch, a pool, attempts): at least one. Periods, timeouts,
+# leases and rates are pydantic's PositiveFloat (zero would spin, expire at once or divide by zero);
+# margins and leads that may be zero are NonNegativeFloat.
+Count = Annotated[int, Field(ge=1)]
 
 # Read without the service prefix too (lower priority), so one ConfigMap serves all services.
 SHARED_UNPREFIXED = frozenset(
@@ -72,8 +77,8 @@ class LwaAppSettings(BaseSettings):
 class RetrySettings(BaseSettings):
     """Backoff after a transient failure: the wait doubles from the base up to the cap."""
 
-    retry_base_s: float = Field(default=1.0, gt=0, description="First backoff after a failure")
-    retry_max_s: float = Field(default=60.0, gt=0, description="Longest backoff")
+    retry_base_s: PositiveFloat = Field(1.0, description="First backoff after a failure")
+    retry_max_s: PositiveFloat = Field(60.0, description="Longest backoff")
 
 
 class ServiceSettings(BaseSettings):
@@ -87,33 +92,31 @@ class ServiceSettings(BaseSettings):
         description="asyncpg DSN; the service keeps its tables in its own schema",
     )
     db_schema: str = Field(default="", description="Schema for this service's tables")
-    db_pool_min: int = Field(default=1, ge=1)
-    db_pool_max: int = Field(default=10, ge=1)
+    db_pool_min: Count = 1
+    db_pool_max: Count = 10
     http_host: str = "0.0.0.0"  # noqa: S104 - containers listen on all interfaces
     http_port: int = Field(default=8080, ge=1, le=65535)
     api_key: SecretStr | None = Field(
         default=None, description="Bearer key for the management API; unset disables it"
     )
-    outbox_poll_interval_s: float = Field(default=1.0, gt=0)
-    outbox_batch_size: int = Field(default=500, ge=1)
-    outbox_min_batch_interval_s: float = Field(
-        default=0.01,
-        ge=0,
+    outbox_poll_interval_s: PositiveFloat = 1.0
+    outbox_batch_size: Count = 500
+    outbox_min_batch_interval_s: NonNegativeFloat = Field(
+        0.01,
         description="While commits keep coming, the relay starts a batch at most this often, "
         "so a stream of small commits goes out in fewer, larger batches; each event may wait "
         "up to this long for its batch",
     )
-    outbox_retention_hours: float = Field(default=72.0, gt=0)
-    consumer_batch_size: int = Field(
-        default=500, ge=1, description="Most records one consumer transaction applies"
+    outbox_retention_hours: PositiveFloat = 72.0
+    consumer_batch_size: Count = Field(
+        500, description="Most records one consumer transaction applies"
     )
-    processed_events_retention_days: float = Field(
-        default=14.0,
-        gt=0,
+    processed_events_retention_days: PositiveFloat = Field(
+        14.0,
         description="Ids of handled events are kept this long to skip redeliveries; keep it "
         "longer than the topics' retention, or a replay from old offsets handles events again",
     )
-    graceful_timeout_s: float = Field(default=20.0, gt=0)
+    graceful_timeout_s: PositiveFloat = 20.0
     log_level: str = "INFO"
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
 

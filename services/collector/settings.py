@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat
 from pydantic_settings import SettingsConfigDict
 
-from shared.config import ServiceSettings
+from shared.config import Count, ServiceSettings
 
 
 class CollectorSettings(ServiceSettings):
@@ -14,39 +14,30 @@ class CollectorSettings(ServiceSettings):
     )
 
     service_name: str = "collector"
-    max_active_collections: int = Field(
-        default=5, ge=1, description="Collections dispatching weeks at once; the rest queue"
+    max_active_collections: Count = Field(
+        5, description="Collections dispatching weeks at once; the rest queue"
     )
     default_max_weeks_in_flight: int = Field(
         default=10, ge=1, le=100, description="Weeks requested or running per collection"
     )
     default_max_attempts: int = Field(default=3, ge=1, le=20, description="Attempts per week")
-    default_daily_share: int = Field(
-        default=20,
-        ge=0,
+    default_daily_share: NonNegativeInt = Field(
+        20,
         description="Weeks a collection submits per UTC day at most, its share of the AMC"
         " instance's daily cap (AMC documents 30 executions a day per instance: 20 leaves 10"
         " for the day's scheduled and external runs); 0: no share of its own",
     )
-    retry_backoff_s: float = Field(
-        default=30.0, ge=0, description="Wait before the second attempt; doubles per attempt"
+    retry_backoff_s: NonNegativeFloat = Field(
+        30.0, description="Wait before the second attempt; doubles per attempt"
     )
-    retry_backoff_max_s: float = Field(default=900.0, ge=0)
-    reconcile_after_s: float = Field(
-        default=900.0,
-        gt=0,
-        description="Re-request a week still REQUESTED (not submitted) after this long",
+    retry_backoff_max_s: NonNegativeFloat = 900.0
+    reconcile_after_s: PositiveFloat = Field(
+        900.0, description="Re-request a week still REQUESTED (not submitted) after this long"
     )
-    max_range_days: int = Field(
-        default=1096, ge=1, description="Longest date range of a collection (3 years)"
+    max_range_days: Count = Field(1096, description="Longest date range of a collection (3 years)")
+    data_lag_days: NonNegativeInt = Field(
+        2, description="AMC data lag: the end date must be at least this many days before today"
     )
-    data_lag_days: int = Field(
-        default=2,
-        ge=0,
-        description="AMC data lag: the end date must be at least this many days before today",
-    )
-    tick_interval_s: float = Field(
-        default=1.0,
-        gt=0,
-        description="Period of the maintenance loop (due retries, queue, reconciliation)",
+    tick_interval_s: PositiveFloat = Field(
+        1.0, description="Period of the maintenance loop (due retries, queue, reconciliation)"
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import Field, PositiveFloat, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from shared.clients.lwa import LWA_AUTHORIZE_URLS, LwaRegion
@@ -20,12 +20,12 @@ class ConsoleSettings(ServiceSettings, LwaAppSettings):
     scheduler_url: str = "http://127.0.0.1:8083"
     collector_url: str = "http://127.0.0.1:8084"
     notifier_url: str = "http://127.0.0.1:8085"
-    api_timeout_s: float = Field(default=10.0, gt=0)
+    api_timeout_s: PositiveFloat = 10.0
     session_secret: SecretStr | None = Field(
         default=None,
         description="Signs session cookies; unset: derived from API_KEY (same on every replica)",
     )
-    session_hours: float = Field(default=12.0, gt=0, description="A sign-in lasts this long")
+    session_hours: PositiveFloat = Field(12.0, description="A sign-in lasts this long")
     secure_cookies: bool = Field(
         default=False, description="Mark cookies Secure (set behind HTTPS, as in production)"
     )

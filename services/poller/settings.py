@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import SettingsConfigDict
 
-from shared.config import LwaAppSettings, RetrySettings, ServiceSettings
+from shared.config import Count, LwaAppSettings, RetrySettings, ServiceSettings
 from shared.leases import renewal_interval
 
 
@@ -26,9 +34,8 @@ class PollerSettings(ServiceSettings, LwaAppSettings, RetrySettings):
         description="API host per region (NA, EU, FE) when not Amazon's; NA falls back to "
         "amc_base_url, EU and FE to advertising-api-eu/-fe.amazon.com",
     )
-    amc_http_timeout_s: float = Field(
-        default=30.0,
-        gt=0,
+    amc_http_timeout_s: PositiveFloat = Field(
+        30.0,
         description="Timeout of one AMC call; also how long after a dead replica's submission "
         "intent AMC's silence counts as 'not submitted' (its POST may still arrive)",
     )
@@ -38,35 +45,32 @@ class PollerSettings(ServiceSettings, LwaAppSettings, RetrySettings):
     )
 
     # --- tokens ---------------------------------------------------------------------------
-    token_expiry_margin_s: float = Field(
-        default=300.0, ge=0, description="A cached token expiring within this is not used"
+    token_expiry_margin_s: NonNegativeFloat = Field(
+        300.0, description="A cached token expiring within this is not used"
     )
-    token_request_retry_s: float = Field(
-        default=60.0, gt=0, description="Ask the token service again after this long unanswered"
+    token_request_retry_s: PositiveFloat = Field(
+        60.0, description="Ask the token service again after this long unanswered"
     )
-    refused_token_wait_s: float = Field(
-        default=900.0,
-        gt=0,
+    refused_token_wait_s: PositiveFloat = Field(
+        900.0,
         description="After AMC refuses an access token, how long a run waits for a newer one "
         "before it fails AMC_ACCESS_DENIED (the token service refreshes in seconds when up)",
     )
 
     # --- AMC's limits ---------------------------------------------------------------------
-    max_running_per_instance: int = Field(
-        default=10, ge=1, description="Executions submitted and not finished, per AMC instance"
+    max_running_per_instance: Count = Field(
+        10, description="Executions submitted and not finished, per AMC instance"
     )
-    daily_executions_per_instance: int = Field(
-        default=30,
-        ge=0,
+    daily_executions_per_instance: NonNegativeInt = Field(
+        30,
         description="Executions created through the API per AMC instance per UTC day; runs "
         "beyond it wait for the next day (AMC documents a cap of 30; 0: no cap)",
     )
-    requests_per_second_per_instance: float = Field(
-        default=10.0, gt=0, description="Every AMC call for one instance, across all replicas"
+    requests_per_second_per_instance: PositiveFloat = Field(
+        10.0, description="Every AMC call for one instance, across all replicas"
     )
-    rate_limit_tolerance_s: float = Field(
-        default=0.05,
-        ge=0,
+    rate_limit_tolerance_s: NonNegativeFloat = Field(
+        0.05,
         description="How late a call may leave after its slot; later calls take a new slot. "
         "Slots are spaced (1 + 2 x tolerance)/rate apart so AMC never sees a burst above the rate.",
     )
@@ -80,10 +84,9 @@ class PollerSettings(ServiceSettings, LwaAppSettings, RetrySettings):
         "GET a minute for long ones (Amazon: executions 'will typically take at least 15 "
         "minutes')",
     )
-    max_concurrent_polls: int = Field(default=50, ge=1)
-    poll_write_window_s: float = Field(
-        default=0.2,
-        ge=0,
+    max_concurrent_polls: Count = 50
+    poll_write_window_s: NonNegativeFloat = Field(
+        0.2,
         description="Polls that find an execution unchanged are stored together: a batch is "
         "written this long after its first poll (one statement instead of one per poll)",
     )
@@ -93,31 +96,27 @@ class PollerSettings(ServiceSettings, LwaAppSettings, RetrySettings):
         'last one repeats. A dry run is "processed but not submitted to compute" (Amazon\'s '
         "OpenAPI, dryRun), so it ends quickly and the person asking waits for it",
     )
-    validate_timeout_s: float = Field(
-        default=60.0,
-        gt=0,
+    validate_timeout_s: PositiveFloat = Field(
+        60.0,
         description="How long `workflows validate` waits for AMC's verdict before answering "
         "that it has none yet (with AMC's execution id, to look it up later)",
     )
-    amc_execution_timeout_s: float = Field(
-        default=12 * 3600.0,
-        gt=0,
+    amc_execution_timeout_s: PositiveFloat = Field(
+        12 * 3600.0,
         description="Submitted longer ago than this: cancelled at AMC, TIMED_OUT. A run with "
         "options.workflow_execution_timeout_s gets that plus amc_timeout_margin_s instead",
     )
-    amc_timeout_margin_s: float = Field(
-        default=3600.0,
-        ge=0,
+    amc_timeout_margin_s: NonNegativeFloat = Field(
+        3600.0,
         description="Added to a run's own workflowExecutionTimeoutSeconds (time it may wait "
         "before it starts running at AMC)",
     )
 
     # --- background work ------------------------------------------------------------------
-    loop_interval_s: float = Field(default=0.5, gt=0, description="Idle wait between claims")
-    claim_batch_size: int = Field(default=100, ge=1)
-    lease_s: float = Field(
-        default=10.0,
-        gt=0,
+    loop_interval_s: PositiveFloat = Field(0.5, description="Idle wait between claims")
+    claim_batch_size: Count = 100
+    lease_s: PositiveFloat = Field(
+        10.0,
         description="How long a claim lasts unless renewed: frees the rows of a replica that "
         "lives but stalls, and carries deferred retries (a replica that died loses its rows "
         "at once, with its database session's owner lock)",
@@ -128,56 +127,50 @@ class PollerSettings(ServiceSettings, LwaAppSettings, RetrySettings):
         description="How often a replica renews the leases of rows it is working on; at most "
         "a third of lease_s (default: a quarter of it)",
     )
-    reconcile_skew_s: float = Field(
-        default=300.0, ge=0, description="Clock allowance around a submission when reconciling"
+    reconcile_skew_s: NonNegativeFloat = Field(
+        300.0, description="Clock allowance around a submission when reconciling"
     )
-    throttle_base_s: float = Field(
-        default=2.0,
-        gt=0,
+    throttle_base_s: PositiveFloat = Field(
+        2.0,
         description="First wait after a 429 that names no Retry-After; it doubles (with "
         "jitter) for each further 429 of the instance in a row. Amazon's rate-limiting guide: "
         "'backoff for 2 seconds ... 4 seconds ... 8 seconds'",
     )
-    throttle_max_s: float = Field(
-        default=120.0, gt=0, description="Longest wait after a 429 that names no Retry-After"
+    throttle_max_s: PositiveFloat = Field(
+        120.0, description="Longest wait after a 429 that names no Retry-After"
     )
-    max_transient_attempts: int = Field(
-        default=8,
-        ge=1,
+    max_transient_attempts: Count = Field(
+        8,
         description="Consecutive 5xx/timeouts of a status poll, or refusals of a cancel, "
         "before giving up on that call",
     )
-    reconcile_give_up_s: float = Field(
-        default=3600.0,
-        gt=0,
+    reconcile_give_up_s: PositiveFloat = Field(
+        3600.0,
         description="An interrupted submission whose listing AMC keeps refusing this long "
         "after the intent ends FAILED (SUBMISSION_UNKNOWN), never submitted again",
     )
 
     # --- results --------------------------------------------------------------------------
-    download_give_up_s: float = Field(
-        default=86_400.0,
-        gt=0,
+    download_give_up_s: PositiveFloat = Field(
+        86_400.0,
         description="After AMC said SUCCEEDED, transient failures (5xx, timeouts, throttling, "
         "restarts) keep the download going this long. Amazon does not publish how long "
         "results stay downloadable; past this the execution ends DOWNLOAD_FAILED",
     )
-    results_unavailable_grace_s: float = Field(
-        default=900.0,
-        ge=0,
+    results_unavailable_grace_s: NonNegativeFloat = Field(
+        900.0,
         description="How long after SUCCEEDED AMC may still answer 'unavailable for "
         "download' before that is taken to mean the results are gone (RESULTS_EXPIRED)",
     )
-    max_url_refreshes: int = Field(
-        default=5,
-        ge=1,
+    max_url_refreshes: Count = Field(
+        5,
         description="Fresh sets of pre-signed URLs asked for in a row when storage answers "
         "'Request has expired' (URLs live 10 minutes) before RESULTS_EXPIRED",
     )
 
     # --- circuit breaker (per AMC endpoint) -----------------------------------------------
-    breaker_failure_threshold: int = Field(default=5, ge=1)
-    breaker_reset_s: float = Field(default=30.0, gt=0)
+    breaker_failure_threshold: Count = 5
+    breaker_reset_s: PositiveFloat = 30.0
 
     result_dir: Path = Field(default=Path("var/results"), description="Local result store")
     results_url: str | None = Field(
@@ -194,11 +187,11 @@ class PollerSettings(ServiceSettings, LwaAppSettings, RetrySettings):
     results_retention_days: float | None = Field(
         default=None, gt=0, description="Delete results older than this (unset: keep them)"
     )
-    retention_interval_s: float = Field(default=3600.0, gt=0)
+    retention_interval_s: PositiveFloat = 3600.0
 
     # Test only: sleep this long right after AMC accepted a POST, before recording it, so a
     # crash test can kill the process exactly there. Never set in production.
-    test_pause_after_post_s: float = Field(default=0.0, ge=0)
+    test_pause_after_post_s: NonNegativeFloat = 0.0
 
     @field_validator("poll_intervals_s", "validate_poll_intervals_s")
     @classmethod

@@ -21,6 +21,7 @@ from services.scheduler.cli_text import (
 from shared.cli.api import (
     Json,
     call,
+    changes_given,
     emit,
     json_object,
     print_answer,
@@ -198,11 +199,8 @@ def update(
     changes = {k: v for k, v in body.items() if v is not None}
     if clear_options:
         changes["options"] = None  # the API's "null clears them"
-    if not changes:
-        typer.echo("error: nothing to change: give at least one option", err=True)
-        raise typer.Exit(1)
-    changed = call("scheduler", "PATCH", f"/schedules/{schedule_id}", json=changes)
-    emit(changed) if as_json else typer.echo(schedule_line(changed))
+    changed = call("scheduler", "PATCH", f"/schedules/{schedule_id}", json=changes_given(changes))
+    print_answer(changed, as_json, schedule_line)
 
 
 @app.command("pause")
@@ -213,14 +211,14 @@ def pause(
 ) -> None:
     """Stop firing until resumed."""
     paused = call("scheduler", "POST", f"/schedules/{schedule_id}/pause", json={"note": note})
-    emit(paused) if as_json else typer.echo(schedule_line(paused))
+    print_answer(paused, as_json, schedule_line)
 
 
 @app.command("resume")
 def resume(schedule_id: str, as_json: Json = False) -> None:
     """Fire again from the next fire time after now (missed ones are not run)."""
     resumed = call("scheduler", "POST", f"/schedules/{schedule_id}/resume")
-    emit(resumed) if as_json else typer.echo(schedule_line(resumed))
+    print_answer(resumed, as_json, schedule_line)
 
 
 @app.command("trigger")

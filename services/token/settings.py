@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, NonNegativeFloat, PositiveFloat, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.clients.lwa import LWA_TOKEN_HOSTS, LwaRegion
-from shared.config import LwaAppSettings, RetrySettings, ServiceSettings
+from shared.config import Count, LwaAppSettings, RetrySettings, ServiceSettings
 from shared.leases import renewal_interval
 
 
@@ -28,7 +28,7 @@ class TokenSettings(ServiceSettings, LwaAppSettings, RetrySettings):
         description="LWA token host of users registered in the Far East (FE)",
     )
     lwa_client_secret: SecretStr = Field(default=SecretStr(""), description="LWA app secret")
-    lwa_timeout_s: float = Field(default=10.0, gt=0, description="Timeout of one LWA call")
+    lwa_timeout_s: PositiveFloat = Field(10.0, description="Timeout of one LWA call")
 
     encryption_keys: SecretStr = Field(
         default=SecretStr(""),
@@ -39,20 +39,18 @@ class TokenSettings(ServiceSettings, LwaAppSettings, RetrySettings):
         description="Comma-separated Fernet keys shared with the poller (token.refreshed)",
     )
 
-    refresh_interval_s: float = Field(default=600.0, gt=0, description="Proactive cycle period")
-    refresh_initial_delay_s: float = Field(
-        default=0.0, ge=0, description="Wait before the first cycle after start"
+    refresh_interval_s: PositiveFloat = Field(600.0, description="Proactive cycle period")
+    refresh_initial_delay_s: NonNegativeFloat = Field(
+        0.0, description="Wait before the first cycle after start"
     )
-    refresh_buffer_s: float = Field(
-        default=600.0,
-        ge=0,
+    refresh_buffer_s: NonNegativeFloat = Field(
+        600.0,
         description="Refresh tokens expiring within this; a token with more life left is "
         "re-published instead of refreshed on request",
     )
-    concurrency: int = Field(default=50, ge=1, description="LWA calls in flight per replica")
-    claim_lease_s: float = Field(
-        default=10.0,
-        gt=0,
+    concurrency: Count = Field(50, description="LWA calls in flight per replica")
+    claim_lease_s: PositiveFloat = Field(
+        10.0,
         description="How long a replica's claim on a token lasts unless renewed: frees the "
         "claims of a replica that lives but stalls (a replica that died loses its claims at "
         "once, with its database session's owner lock)",
@@ -63,13 +61,13 @@ class TokenSettings(ServiceSettings, LwaAppSettings, RetrySettings):
         description="How often a replica renews its claims while their LWA calls run; at most "
         "a third of claim_lease_s (default: a quarter of it)",
     )
-    on_demand_poll_s: float = Field(
-        default=1.0, gt=0, description="Fallback poll for requested refreshes (NOTIFY wakes too)"
+    on_demand_poll_s: PositiveFloat = Field(
+        1.0, description="Fallback poll for requested refreshes (NOTIFY wakes too)"
     )
-    failure_threshold: int = Field(
-        default=5, ge=1, description="Failures in a row before token.refresh_failed is sent"
+    failure_threshold: Count = Field(
+        5, description="Failures in a row before token.refresh_failed is sent"
     )
-    rotate_batch_size: int = Field(default=500, ge=1, description="Rows per key-rotation batch")
+    rotate_batch_size: Count = Field(500, description="Rows per key-rotation batch")
 
     @model_validator(mode="after")
     def _renewal(self) -> TokenSettings:

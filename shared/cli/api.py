@@ -109,6 +109,15 @@ def print_answer(answer: Any, as_json: bool, text: Callable[[Any], str]) -> None
         typer.echo(text(answer))
 
 
+def changes_given(changes: dict[str, Any]) -> dict[str, Any]:
+    """What an `update` command sends; refuses a call that gives no option (it would change
+    nothing, most likely a mistyped or forgotten option)."""
+    if not changes:
+        typer.echo("error: nothing to change: give at least one option", err=True)
+        raise typer.Exit(1)
+    return changes
+
+
 def print_list(
     answer: Any,
     as_json: bool,

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from shared.cli.api import Json, call, print_answer, print_list
+from shared.cli.api import Json, call, changes_given, print_answer, print_list
 from shared.cli.options import option_group
 
 app = typer.Typer(help="AMC instances runs may name (the poller's registry).", no_args_is_help=True)
@@ -134,10 +134,8 @@ def update(
     """Change what is given; the rest stays."""
     ids = {"advertiser_id": advertiser, "marketplace_id": marketplace}
     body = {k: v for k, v in ids.items() if v is not None} | registration
-    if not body:
-        typer.echo("error: nothing to change: give at least one option", err=True)
-        raise typer.Exit(1)
-    print_answer(call("poller", "PATCH", f"/instances/{instance_id}", json=body), as_json, _line)
+    changed = call("poller", "PATCH", f"/instances/{instance_id}", json=changes_given(body))
+    print_answer(changed, as_json, _line)
 
 
 @app.command("remove")
