@@ -277,24 +277,20 @@ class BatchApplier:
 
     def _span(self, item: Item) -> AbstractContextManager[Span]:
         """The record's span, continuing the trace from its headers, made current."""
+        if not self._traced:
+            return trace.use_span(_passing_on(item), end_on_exit=False)
         return self._tracer.start_as_current_span(**self._span_args(item))
 
     def _start_span(self, item: Item) -> Span:
         """The record's span, not made current: a run's records are handled together."""
+        if not self._traced:
+            return _passing_on(item)
         return self._tracer.start_span(**self._span_args(item))
 
     def _span_args(self, item: Item) -> dict[str, Any]:
         """The record's span continues the trace from its headers."""
         record = item.record
         topic: str = record.topic
-        headers = {k: v.decode(errors="replace") for k, v in record.headers}
-        args: dict[str, Any] = {
-            "name": f"{topic} process",
-            "context": propagate.extract(headers),
-            "kind": SpanKind.CONSUMER,
-        }
-        if not self._traced:
-            return args  # the no-op span passes the context on and drops what it is given
         attributes: dict[str, Any] = {
             "messaging.system": "kafka",
             "messaging.operation.type": "process",
@@ -308,8 +304,24 @@ class BatchApplier:
             attributes["messaging.message.id"] = str(item.event_id)
         if isinstance(item.event, Event):
             attributes.update(event_span_attributes(item.event))
-        args["attributes"] = attributes
-        return args
+        return {
+            "name": f"{topic} process",
+            "context": propagate.extract(_headers(item)),
+            "kind": SpanKind.CONSUMER,
+            "attributes": attributes,
+        }
+
+
+def _headers(item: Item) -> dict[str, str]:
+    return {k: v.decode(errors="replace") for k, v in item.record.headers}
+
+
+def _passing_on(item: Item) -> Span:
+    """Without tracing, a record's span only passes its trace context on (to what its handler
+    emits): the no-op span the API's tracer would build from the headers, without the
+    tracer's work and the attributes it would drop."""
+    context = propagate.extract(_headers(item))
+    return trace.NonRecordingSpan(trace.get_current_span(context).get_span_context())
 
 
 def _joins_run(item: Item, first: Item) -> bool:

@@ -13,6 +13,7 @@ per-key order with any replica count. A busy relay starts a batch at most every
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -64,18 +65,19 @@ class Outbox:
         if trace_contexts is None:
             carrier: dict[str, str] = {}
             propagate.inject(carrier)
-            carriers: Sequence[Mapping[str, str]] = [carrier] * len(events)
+            # Serialized once, not once per event by the connection's jsonb codec.
+            headers = [json.dumps(carrier)] * len(events)
         elif len(trace_contexts) != len(events):
             raise ValueError(f"{len(trace_contexts)} trace contexts given for {len(events)} events")
         else:
-            carriers = trace_contexts
+            headers = [json.dumps(dict(c)) for c in trace_contexts]
         # One statement, one round trip: a handler that emits pays for it in every event. Ids
         # follow the order of `events`, which is the order the relay publishes them in.
         await conn.execute(
             f"""WITH stored AS (
                     INSERT INTO {self._table} (event_id, topic, message_key, payload, headers)
-                    SELECT event_id, topic, message_key, payload, headers
-                    FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::bytea[], $5::jsonb[])
+                    SELECT event_id, topic, message_key, payload, headers::jsonb
+                    FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::bytea[], $5::text[])
                          WITH ORDINALITY AS e (event_id, topic, message_key, payload, headers, n)
                     ORDER BY n)
                 SELECT pg_notify($6, '')""",
@@ -83,7 +85,7 @@ class Outbox:
             [self.topics.name(e.topic) for e in events],
             [e.key() for e in events],
             [e.to_bytes() for e in events],
-            [dict(c) for c in carriers],
+            headers,
             self._channel,
         )
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 from uuid import NAMESPACE_DNS, UUID, uuid5
 
+import pytest
+from opentelemetry import trace
 from opentelemetry.trace import INVALID_SPAN, Span
 
 from shared.consumer_batch import BatchApplier, Guards
@@ -170,3 +172,48 @@ async def test_records_handled_before_are_left_out_of_the_call() -> None:
     records = [("many", "a"), ("many", "b"), ("many", "c")]
     assert await apply(pool, records) == ["processed", "duplicate", "processed"]
     assert pool.calls == [["a", "c"]]
+
+
+TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
+PARENT_ID = "b7ad6b7169203331"
+
+
+@dataclass
+class OneCarrying(OneAtATime):
+    """Records the trace id each event was handled under."""
+
+    seen: list[tuple[str, str]] = field(default_factory=list)
+
+    async def handle(self, conn: Any, topic: str, event: Any) -> None:
+        self.seen.append(("one", _trace_id(trace.get_current_span())))
+
+
+@dataclass
+class ManyCarrying(Together):
+    seen: list[tuple[str, str]] = field(default_factory=list)
+
+    async def handle_many(
+        self, conn: Any, topic: str, events: Sequence[Any], spans: Sequence[Span]
+    ) -> None:
+        self.seen += [("many", _trace_id(span)) for span in spans]
+
+
+def _trace_id(span: Span) -> str:
+    return format(span.get_span_context().trace_id, "032x")
+
+
+@pytest.mark.parametrize("traced", [False, True], ids=["no tracing", "tracing"])
+async def test_each_record_is_handled_in_the_trace_its_headers_carry(
+    monkeypatch: pytest.MonkeyPatch, traced: bool
+) -> None:
+    """Without tracing too: what a handler emits must carry its record's trace on."""
+    monkeypatch.setattr("shared.consumer_batch.tracing_installed", lambda: traced)
+    pool = FakePool()
+    seen: list[tuple[str, str]] = []
+    routes = {"many": ManyCarrying(pool, seen), "one": OneCarrying(pool, seen)}
+    batch = BatchApplier(routes=dict(routes), group_id="test", retryable=())
+    headers = (("traceparent", f"00-{TRACE_ID}-{PARENT_ID}-01".encode()),)
+    records = [Record(t, f"{t}-{i}".encode(), i, headers=headers) for i, t in enumerate(routes)]
+    outcomes = await batch.apply(cast(Any, pool), batch.decode(records))
+    assert [outcome for outcome, _, _ in outcomes] == ["processed", "processed"]
+    assert seen == [("many", TRACE_ID), ("one", TRACE_ID)]
