@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -14,13 +15,25 @@ from shared.telemetry import setup_logging, setup_tracing
 S = TypeVar("S", bound=ServiceSettings)
 
 
+def freeze_startup_heap() -> None:
+    """Keep what exists once a service is built (modules, classes, schemas: about 100,000
+    objects that live as long as the process) out of the cyclic garbage collector's scans.
+    Every full collection walked them all again: in bench/outbox, 10-13% of the pipeline's
+    CPU was the collector's, a third of that after this. Garbage made while building goes
+    first, so nothing is frozen that should have been freed."""
+    gc.collect()
+    gc.freeze()
+
+
 def serve(settings: S, build_app: Callable[[S], FastAPI]) -> None:
     """Run one service until SIGTERM/SIGINT; uvicorn then runs the graceful shutdown.
     `build_app` takes the service's own settings class (checked by mypy, not at run time)."""
     setup_logging(settings.log_level)
     setup_tracing(f"amc-{settings.service_name}")
+    app = build_app(settings)
+    freeze_startup_heap()
     uvicorn.run(
-        build_app(settings),
+        app,
         host=settings.http_host,
         port=settings.http_port,
         # uvloop where it is installed (everywhere but Windows, pyproject.toml).

@@ -28,6 +28,7 @@ from bench.infra import run as run_on_service_loop
 from shared.config import KafkaSettings, ServiceSettings
 from shared.contract import ExecutionRequested
 from shared.db import create_pool
+from shared.service import freeze_startup_heap
 from shared.topics_admin import contract_topics, ensure_topics
 from tests.integration.probe import probe_runtime, request
 
@@ -54,6 +55,7 @@ async def pipeline(env: Infra, n: int, tx_size: int, writers: int) -> tuple[floa
     runtime = probe_runtime(settings)
     await ensure_topics(env.bootstrap, contract_topics(runtime.topics))
     await runtime.start()
+    freeze_startup_heap()  # as a service's process does once it is built (shared/service.py)
     try:
         # Let the consumer join its group before the clock starts.
         await asyncio.sleep(4)
