@@ -29,6 +29,7 @@ from aiokafka import AIOKafkaProducer
 from amclocal.broker import LocalBroker
 from amclocal.postgres import create_database, drop_database, local_postgres
 from bench.infra import event_loop_name
+from bench.collector.hops import Timeline, install
 from bench.infra import run as run_on_service_loop
 from services.collector.logic import WeekStartDay
 from services.collector.operations import NewCollection
@@ -40,8 +41,11 @@ from shared.topics_admin import contract_topics, ensure_topics
 from tests.integration.collector.fake_poller import FakePoller
 
 
-async def bench(weeks: int, limit: int, duration_s: float) -> dict[str, Any]:
+async def bench(weeks: int, limit: int, duration_s: float, hops: bool) -> dict[str, Any]:
     async with AsyncExitStack() as stack:
+        timeline = Timeline()
+        if hops:
+            stack.callback(install(timeline))
         bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
         if not bootstrap:
             broker = LocalBroker()
@@ -85,6 +89,7 @@ async def bench(weeks: int, limit: int, duration_s: float) -> dict[str, Any]:
         start = end - timedelta(days=7 * weeks - 1)
 
         started = time.perf_counter()
+        started_wall = time.time()
         cid = await runtime.operations.create(
             NewCollection(
                 run={
@@ -106,6 +111,7 @@ async def bench(weeks: int, limit: int, duration_s: float) -> dict[str, Any]:
         )
         peak_db = await _wait_completed(runtime.pool, cid)
         wall = time.perf_counter() - started
+        ended_wall = time.time()
 
         consumed = _consumed(runtime) - 1  # without the warm-up event
         ideal = weeks / limit * duration_s
@@ -129,6 +135,7 @@ async def bench(weeks: int, limit: int, duration_s: float) -> dict[str, Any]:
             ),
             "peak_in_flight_poller": poller.peak_in_flight,
             "peak_in_flight_db_sampled": peak_db,
+            **({"hops": timeline.report(started_wall, ended_wall)} if hops else {}),
         }
     raise AssertionError("unreachable")
 
@@ -200,10 +207,13 @@ def main() -> None:
     parser.add_argument("--weeks", type=int, default=520)
     parser.add_argument("--limit", type=int, default=10)
     parser.add_argument("--duration", type=float, default=1.0, help="seconds per execution")
+    parser.add_argument(
+        "--hops", action="store_true", help="time each hop of the chain (bench/collector/hops.py)"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("faststream").setLevel(logging.WARNING)
-    print(json.dumps(run_on_service_loop(bench(args.weeks, args.limit, args.duration))))
+    print(json.dumps(run_on_service_loop(bench(args.weeks, args.limit, args.duration, args.hops))))
 
 
 if __name__ == "__main__":
