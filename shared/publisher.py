@@ -52,7 +52,7 @@ class KafkaRecordPublisher:
             acks="all",
             # Batches of a few hundred events: fewer, larger requests are what keeps a burst short.
             max_batch_size=256 * 1024,
-            linger_ms=2,
+            linger_ms=0,
             **producer_options(self._kafka),
         )
         await producer.start()

@@ -69,7 +69,7 @@ async def bench(weeks: int, limit: int, duration_s: float, hops: bool) -> dict[s
                 heartbeat_interval_ms=500,
                 # The local broker holds a fetch for much of its wait even when a record
                 # arrives (Kafka answers at once): a short wait stands in for Kafka's answer.
-                fetch_max_wait_ms=20,
+                fetch_max_wait_ms=10,
             ),
             max_range_days=weeks * 7 + 7,
             data_lag_days=2,

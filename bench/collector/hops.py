@@ -72,6 +72,7 @@ class Timeline:
             "median_ms": {
                 k: round(1000 * statistics.median(r[k] for r in rows if k in r), 1) for k in keys
             },
+            "p90_ms": {k: round(1000 * _p90([r[k] for r in rows if k in r]), 1) for k in keys},
             "mean_ms": {
                 k: round(1000 * statistics.fmean(r[k] for r in rows if k in r), 1) for k in keys
             },
@@ -79,7 +80,11 @@ class Timeline:
 
     def _hops(self, b: _Batch) -> list[dict[str, float]]:
         """One row per completion of the batch (each is one slot's hop)."""
-        relay = next((r for r in self.relays if r[0] >= b.tx_end - 0.0005 and r[2]), None)
+        # The first round after the commit that sent something; a round that had started
+        # before the commit may have sent the rows already (then no round is matched).
+        relay = next(
+            (r for r in self.relays if b.tx_end - 0.0005 <= r[0] < b.tx_end + 0.1 and r[2]), None
+        )
         reads = [read for occurred, read in self.reads if b.tx_start <= occurred <= b.tx_end]
         out = []
         for execution_id in b.completions:
@@ -181,6 +186,10 @@ def install(timeline: Timeline) -> Callable[[], None]:
             step()
 
     return uninstall
+
+
+def _p90(values: list[float]) -> float:
+    return statistics.quantiles(values, n=10)[-1] if len(values) > 1 else values[0]
 
 
 def _completions(records: Any) -> list[str]:

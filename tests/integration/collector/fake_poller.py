@@ -47,7 +47,7 @@ class _FastReader:
             bootstrap_servers=self._bootstrap,
             enable_auto_commit=False,
             group_id=None,
-            fetch_max_wait_ms=20,
+            fetch_max_wait_ms=10,
         )
         await consumer.start()
         partitions = consumer.partitions_for_topic(self._topic)
@@ -108,7 +108,7 @@ class FakePoller:
         self._released.set()
 
     async def __aenter__(self) -> FakePoller:
-        self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=2)
+        self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap)
         await self._producer.start()
         self._reader = _FastReader(self.bootstrap, self.topics.name(WeekRequested.topic))
         await self._reader.__aenter__()
