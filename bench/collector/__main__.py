@@ -28,8 +28,8 @@ from aiokafka import AIOKafkaProducer
 
 from amclocal.broker import LocalBroker
 from amclocal.postgres import create_database, drop_database, local_postgres
-from bench.infra import event_loop_name
 from bench.collector.hops import Timeline, install
+from bench.infra import event_loop_name
 from bench.infra import run as run_on_service_loop
 from services.collector.logic import WeekStartDay
 from services.collector.operations import NewCollection
@@ -109,7 +109,7 @@ async def bench(weeks: int, limit: int, duration_s: float, hops: bool) -> dict[s
                 max_attempts=3,
             )
         )
-        peak_db = await _wait_completed(runtime.pool, cid)
+        peak_db = await _wait_completed(runtime.pool, cid, poller, weeks)
         wall = time.perf_counter() - started
         ended_wall = time.time()
 
@@ -183,23 +183,32 @@ async def _warm_up(runtime: CollectorRuntime, bootstrap: str) -> None:
         await asyncio.sleep(0.05)
 
 
-async def _wait_completed(pool: asyncpg.Pool[Any], cid: uuid.UUID) -> int:
-    """Wait for COMPLETED; returns the highest in-flight count seen by sampling every 50 ms."""
+async def _wait_completed(
+    pool: asyncpg.Pool[Any], cid: uuid.UUID, poller: FakePoller, weeks: int
+) -> int:
+    """Wait for COMPLETED; returns the highest in-flight count seen by sampling every 50 ms.
+    One statement a sample (the run's own load); once the poller has completed the last
+    week's execution, samples come every 2 ms, so the end is seen when it happens, not up to a
+    sampling interval later."""
     peak = 0
-    while True:
-        async with pool.acquire() as conn:
-            status = await conn.fetchval("SELECT status FROM collections WHERE id = $1", cid)
-            in_flight: int = await conn.fetchval(
-                """SELECT count(*) FROM collection_weeks WHERE collection_id = $1
-                   AND status IN ('REQUESTED', 'RUNNING')""",
+    async with pool.acquire() as conn:
+        while True:
+            row = await conn.fetchrow(
+                """SELECT c.status, (SELECT count(*) FROM collection_weeks w
+                                     WHERE w.collection_id = c.id
+                                       AND w.status IN ('REQUESTED', 'RUNNING')) AS in_flight
+                   FROM collections c WHERE c.id = $1""",
                 cid,
             )
-        peak = max(peak, in_flight)
-        if status == "COMPLETED":
-            return peak
-        if status not in ("QUEUED", "ACTIVE"):
-            raise RuntimeError(f"collection ended {status}")
-        await asyncio.sleep(0.05)
+            assert row is not None
+            in_flight: int = row["in_flight"]
+            peak = max(peak, in_flight)
+            if row["status"] == "COMPLETED":
+                return peak
+            if row["status"] not in ("QUEUED", "ACTIVE"):
+                raise RuntimeError(f"collection ended {row['status']}")
+            done = poller.completed() >= weeks
+            await asyncio.sleep(0.002 if done else 0.05)
 
 
 def main() -> None:

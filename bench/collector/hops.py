@@ -193,8 +193,8 @@ def _p90(values: list[float]) -> float:
 
 
 def _completions(records: Any) -> list[str]:
-    out = []
-    for record in records:
-        if record.topic.endswith(ExecutionCompleted.topic):
-            out.append(str(json.loads(record.value)["execution_id"]))
-    return out
+    return [
+        str(json.loads(record.value)["execution_id"])
+        for record in records
+        if record.topic.endswith(ExecutionCompleted.topic)
+    ]
