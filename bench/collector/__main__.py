@@ -67,9 +67,9 @@ async def bench(weeks: int, limit: int, duration_s: float, hops: bool) -> dict[s
                 topic_prefix=f"{uid}.",
                 session_timeout_ms=3000,
                 heartbeat_interval_ms=500,
-                # The local broker (Tansu 0.6) answers a fetch only when its wait is over, even
-                # when records are there (Kafka answers at once): a short wait stands in for
-                # Kafka's answer. 5 ms was no better here (more fetches compete for the CPU).
+                # The local broker holds a fetch for much of its wait even when a record
+                # arrives (Kafka answers at once): a short wait stands in for Kafka's answer.
+                # 5 ms was no better here (more fetches compete for the CPU).
                 fetch_max_wait_ms=10,
             ),
             max_range_days=weeks * 7 + 7,

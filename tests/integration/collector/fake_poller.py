@@ -35,8 +35,8 @@ Plan = Callable[[WeekRequested], Outcome]
 
 class _FastReader:
     """Reads one topic from the beginning by manual assignment (no group join), with fetches
-    that return within 5 ms (the local broker holds every fetch for its whole wait, where
-    Kafka answers as soon as a record arrives), so the poller's reaction time does not hide
+    that return within 5 ms (the local broker holds a fetch for much of its wait even when a
+    record arrives, where Kafka answers at once), so the poller's reaction time does not hide
     the collector's."""
 
     def __init__(self, bootstrap: str, topic: str) -> None:
