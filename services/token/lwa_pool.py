@@ -1,9 +1,10 @@
-"""LWA clients, one per region, over one client of lanes (shared/clients/lanes.py).
+"""LWA clients, one per region, over one httpx client whose requests travel on aiohttp
+(aio_transport.py): up to `concurrency` keep-alive connections to each region's host, and a
+call waits only while all of them are busy.
 
-httpcore's pool does work proportional to (waiting requests x open connections) on every
-state change, so one pool of 50 connections spent most of the service's CPU on bookkeeping;
-with lanes each call in flight has a keep-alive connection of its own, taken and given back,
-and a call waits only while all `concurrency` lanes of its region's host are busy.
+httpcore's own pool does work proportional to (waiting requests x open connections) on every
+state change; shared/clients/lanes.py avoided that, but its per-call cost (httpcore, anyio,
+h11) still made LWA calls most of the drain's CPU, and the drain is bound by its one loop.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Protocol
 
 import httpx
 
-from shared.clients.lanes import LaneTransport
+from services.token.aio_transport import AiohttpTransport
 from shared.clients.lwa import LwaClient, LwaRegion, LwaTokens
 
 
@@ -41,7 +42,8 @@ class LwaPool:
     ) -> None:
         # A given client (tests observe LWA's answers through it) carries every call.
         self._owned = http is None
-        self._http = http or httpx.AsyncClient(transport=LaneTransport(concurrency))
+        self._transport = AiohttpTransport(concurrency) if http is None else None
+        self._http = http or httpx.AsyncClient(transport=self._transport)
         self._regions = {
             region: LwaClient(base_urls[region], client_id, client_secret, self._http, timeout)
             for region in LwaRegion
@@ -54,6 +56,12 @@ class LwaPool:
         self, code: str, redirect_uri: str, region: LwaRegion = LwaRegion.NA
     ) -> LwaTokens:
         return await self._regions[region].exchange_code(code, redirect_uri)
+
+    async def disconnect(self) -> None:
+        """Close the connections this pool opened (on a service stop); the pool stays usable
+        and opens new ones on its next call."""
+        if self._transport is not None:
+            await self._transport.aclose()
 
     async def aclose(self) -> None:
         if self._owned:
