@@ -1,10 +1,6 @@
-"""LWA clients, one per region, over one httpx client whose requests travel on aiohttp
-(aio_transport.py): up to `concurrency` keep-alive connections to each region's host, and a
-call waits only while all of them are busy.
-
-httpcore's own pool does work proportional to (waiting requests x open connections) on every
-state change; shared/clients/lanes.py avoided that, but its per-call cost (httpcore, anyio,
-h11) still made LWA calls most of the drain's CPU, and the drain is bound by its one loop.
+"""LWA clients, one per region. In the service each region's calls go over aiohttp
+(lwa_wire.py), up to `concurrency` kept-alive connections per host; a given httpx client
+(tests observe LWA's answers through it) carries every call through LwaClient instead.
 """
 
 from __future__ import annotations
@@ -14,7 +10,7 @@ from typing import Protocol
 
 import httpx
 
-from services.token.aio_transport import AiohttpTransport
+from services.token.lwa_wire import LwaGrant, LwaWire
 from shared.clients.lwa import LwaClient, LwaRegion, LwaTokens
 
 
@@ -29,6 +25,12 @@ class LwaGrants(Protocol):
     ) -> LwaTokens: ...
 
 
+class _RegionGrants(Protocol):
+    async def refresh(self, refresh_token: str) -> LwaTokens: ...
+
+    async def exchange_code(self, code: str, redirect_uri: str) -> LwaTokens: ...
+
+
 class LwaPool:
     def __init__(
         self,
@@ -40,14 +42,19 @@ class LwaPool:
         timeout: float,
         http: httpx.AsyncClient | None = None,
     ) -> None:
-        # A given client (tests observe LWA's answers through it) carries every call.
-        self._owned = http is None
-        self._transport = AiohttpTransport(concurrency) if http is None else None
-        self._http = http or httpx.AsyncClient(transport=self._transport)
-        self._regions = {
-            region: LwaClient(base_urls[region], client_id, client_secret, self._http, timeout)
-            for region in LwaRegion
-        }
+        self._wire: LwaWire | None = None
+        self._regions: dict[LwaRegion, _RegionGrants]
+        if http is None:
+            wire = self._wire = LwaWire(concurrency)
+            self._regions = {
+                r: LwaGrant(wire, base_urls[r], client_id, client_secret, timeout)
+                for r in LwaRegion
+            }
+        else:  # a given client (tests observe LWA's answers through it) carries every call
+            self._regions = {
+                r: LwaClient(base_urls[r], client_id, client_secret, http, timeout)
+                for r in LwaRegion
+            }
 
     async def refresh(self, refresh_token: str, region: LwaRegion = LwaRegion.NA) -> LwaTokens:
         return await self._regions[region].refresh(refresh_token)
@@ -57,12 +64,8 @@ class LwaPool:
     ) -> LwaTokens:
         return await self._regions[region].exchange_code(code, redirect_uri)
 
-    async def disconnect(self) -> None:
-        """Close the connections this pool opened (on a service stop); the pool stays usable
-        and opens new ones on its next call."""
-        if self._transport is not None:
-            await self._transport.aclose()
-
     async def aclose(self) -> None:
-        if self._owned:
-            await self._http.aclose()
+        """Close the connections this pool opened (a given client is its owner's to close);
+        the pool stays usable and opens new ones on its next call."""
+        if self._wire is not None:
+            await self._wire.aclose()

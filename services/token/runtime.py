@@ -61,7 +61,7 @@ class TokenRuntime(ServiceRuntime):
         await super().stop()
         # After the loops: a drain that is stopping still stores the calls in flight. aiohttp
         # warns of connections left open at exit; a restart opens new ones.
-        await self.lwa.disconnect()
+        await self.lwa.aclose()
 
 
 def build_runtime(
