@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from urllib.parse import urlencode
 
 import aiohttp
 import httpx
@@ -24,6 +25,7 @@ from shared.clients.errors import TransportError, redact
 from shared.clients.lwa import LwaTokens, grant_error, parse_grant
 
 _GRANT_PATH = "/auth/o2/token"
+_FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 # A kept connection unused this long is closed: httpcore's keep-alive expiry, as before.
 KEEPALIVE_S = 5.0
 
@@ -84,7 +86,12 @@ class LwaGrant:
         secrets = (*secrets, self._client_secret)
         with _transport_errors(secrets):
             async with self._wire.session().post(
-                self._url, data=form, timeout=self._timeout, allow_redirects=False
+                self._url,
+                # Encoded here: aiohttp's FormData for a dict cost a third of a call's CPU.
+                data=urlencode(form).encode(),
+                headers=_FORM,
+                timeout=self._timeout,
+                allow_redirects=False,
             ) as answer:
                 content = await answer.read()
         if not 200 <= answer.status < 300:
