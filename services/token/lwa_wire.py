@@ -47,8 +47,8 @@ class LwaWire:
                     limit=0, limit_per_host=self._per_host, keepalive_timeout=KEEPALIVE_S
                 ),
                 cookie_jar=aiohttp.DummyCookieJar(),
-                # No proxy is read from the environment (httpx's default, which the service
-                # never relied on for LWA): reading it costs a thread hop on every call.
+                # Unlike httpx, no proxy is taken from the environment (nothing here sets one
+                # for LWA): aiohttp reads it in a thread on every call.
                 trust_env=False,
             )
         return self._session
