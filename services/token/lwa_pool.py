@@ -1,9 +1,6 @@
-"""LWA clients, one per region, over one client of lanes (shared/clients/lanes.py).
-
-httpcore's pool does work proportional to (waiting requests x open connections) on every
-state change, so one pool of 50 connections spent most of the service's CPU on bookkeeping;
-with lanes each call in flight has a keep-alive connection of its own, taken and given back,
-and a call waits only while all `concurrency` lanes of its region's host are busy.
+"""LWA clients, one per region. In the service each region's calls go over aiohttp
+(lwa_wire.py), up to `concurrency` kept-alive connections per host; a given httpx client
+(tests observe LWA's answers through it) carries every call through LwaClient instead.
 """
 
 from __future__ import annotations
@@ -13,7 +10,7 @@ from typing import Protocol
 
 import httpx
 
-from shared.clients.lanes import LaneTransport
+from services.token.lwa_wire import LwaGrant, LwaWire
 from shared.clients.lwa import LwaClient, LwaRegion, LwaTokens
 
 
@@ -28,6 +25,12 @@ class LwaGrants(Protocol):
     ) -> LwaTokens: ...
 
 
+class _RegionGrants(Protocol):
+    async def refresh(self, refresh_token: str) -> LwaTokens: ...
+
+    async def exchange_code(self, code: str, redirect_uri: str) -> LwaTokens: ...
+
+
 class LwaPool:
     def __init__(
         self,
@@ -39,13 +42,19 @@ class LwaPool:
         timeout: float,
         http: httpx.AsyncClient | None = None,
     ) -> None:
-        # A given client (tests observe LWA's answers through it) carries every call.
-        self._owned = http is None
-        self._http = http or httpx.AsyncClient(transport=LaneTransport(concurrency))
-        self._regions = {
-            region: LwaClient(base_urls[region], client_id, client_secret, self._http, timeout)
-            for region in LwaRegion
-        }
+        self._wire: LwaWire | None = None
+        self._regions: dict[LwaRegion, _RegionGrants]
+        if http is None:
+            wire = self._wire = LwaWire(concurrency)
+            self._regions = {
+                r: LwaGrant(wire, base_urls[r], client_id, client_secret, timeout)
+                for r in LwaRegion
+            }
+        else:  # a given client (tests observe LWA's answers through it) carries every call
+            self._regions = {
+                r: LwaClient(base_urls[r], client_id, client_secret, http, timeout)
+                for r in LwaRegion
+            }
 
     async def refresh(self, refresh_token: str, region: LwaRegion = LwaRegion.NA) -> LwaTokens:
         return await self._regions[region].refresh(refresh_token)
@@ -56,5 +65,7 @@ class LwaPool:
         return await self._regions[region].exchange_code(code, redirect_uri)
 
     async def aclose(self) -> None:
-        if self._owned:
-            await self._http.aclose()
+        """Close the connections this pool opened (a given client is its owner's to close);
+        the pool stays usable and opens new ones on its next call."""
+        if self._wire is not None:
+            await self._wire.aclose()

@@ -2,10 +2,11 @@
 
 A drain keeps `concurrency` LWA calls in flight from its first claim until nothing is left to
 claim: a call that ends is replaced at once from rows claimed ahead, rather than a wave of
-calls waiting for its slowest before the next claim. One loop drives three kinds of work and
-waits on none of them alone:
+calls waiting for its slowest before the next claim. Three kinds of work overlap, and
+whatever ends decides at once what starts next (`go_on`):
 
-- calls: one task per claimed row (decrypt, LWA, encrypt), `concurrency` at a time;
+- calls (decrypt, LWA, encrypt), `concurrency` at a time, each worker taking the next
+  claimed row as its call ends;
 - the next claim, one statement for many rows, taken while the calls run as soon as a
   quarter of the window (calls in flight plus rows claimed ahead, 1.5 x concurrency) is
   missing; rows claimed ahead start within about one call's time;
@@ -80,64 +81,114 @@ class Drain:
         limit = self.concurrency
         window = limit + max(1, limit // 2)  # calls in flight plus rows claimed ahead
         step = max(1, limit // 4)
-        calls: dict[asyncio.Task[Outcome], Claimed] = {}
         ahead: deque[Claimed] = deque()
         fresh: list[Refreshed] = []
+        calls = 0  # in flight
+        workers: set[asyncio.Task[None]] = set()
         claiming: asyncio.Task[list[Claimed]] | None = None
         asked = 0
         storing: asyncio.Task[CycleResult] | None = None
         in_store: list[Refreshed] = []
-        exhausted = False
+        exhausted = stopping = False
         total = CycleResult()
-        try:
+        finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def fail(exc: BaseException) -> None:
+            # Once stopping, the drain is ending anyway and no one awaits `finished`.
+            if not stopping and not finished.done():
+                finished.set_exception(exc)
+
+        def go_on() -> None:
+            """Start what the state calls for; decided at once by whatever changed it (a
+            call's end, a claim, a store), not on a later turn of a loop that waits."""
+            nonlocal claiming, asked, storing, in_store, fresh, calls
+            if stopping or finished.done():
+                return
+            for _ in range(min(limit - len(workers), len(ahead))):
+                calls += 1  # counted as it is taken: a claim decided now must see it
+                worker = asyncio.create_task(work(ahead.popleft()))
+                worker.add_done_callback(worker_ended)
+                workers.add(worker)
+            missing = window - calls - len(ahead)
+            if not exhausted and claiming is None and missing >= step:
+                claiming, asked = asyncio.create_task(self.claim(missing)), missing
+                claiming.add_done_callback(claimed)
+            if storing is None and fresh and (len(fresh) >= step or len(fresh) > calls):
+                in_store, fresh = fresh, []
+                storing = asyncio.create_task(self.store(in_store))
+                storing.add_done_callback(stored)
+            if not workers and claiming is None and storing is None:
+                finished.set_result(None)
+
+        async def work(row: Claimed) -> None:
+            # A worker takes the next row as soon as its call ends: on a busy event loop,
+            # a new task per row waited for about a millisecond of scheduling each.
+            nonlocal calls, total
             while True:
-                while ahead and len(calls) < limit:
-                    row = ahead.popleft()
-                    calls[asyncio.create_task(self.refresh(row))] = row
-                missing = window - len(calls) - len(ahead)
-                if not exhausted and claiming is None and missing >= step:
-                    claiming, asked = asyncio.create_task(self.claim(missing)), missing
-                if storing is None and fresh and (len(fresh) >= step or len(fresh) > len(calls)):
-                    in_store, fresh = fresh, []
-                    storing = asyncio.create_task(self.store(in_store))
-                busy: set[asyncio.Task[Any]] = {*calls, *(t for t in (claiming, storing) if t)}
-                if not busy:
-                    return total
-                done, _ = await asyncio.wait(busy, return_when=asyncio.FIRST_COMPLETED)
-                if claiming is not None and claiming in done:
-                    claimed, claiming = claiming.result(), None
-                    exhausted = len(claimed) < asked
-                    total += CycleResult(claimed=len(claimed))
-                    for row in claimed:
-                        self.leases.hold(key(row))
-                    ahead.extend(claimed)
-                if storing is not None and storing in done:
-                    total += storing.result()
-                    storing = None
-                    # Renewed until stored: only now may another replica have these rows.
-                    self.leases.release_all(key(r.grant.claim) for r in in_store)
-                    in_store = []
-                for task in [t for t in calls if t in done]:
-                    row = calls.pop(task)
-                    outcome = task.result()
-                    if isinstance(outcome, Refreshed):
-                        fresh.append(outcome)
-                    else:  # a failure is recorded by the call itself
-                        total += outcome
-                        self.leases.release(key(row))
+                try:
+                    outcome = await self.refresh(row)
+                finally:
+                    calls -= 1
+                if isinstance(outcome, Refreshed):
+                    fresh.append(outcome)
+                else:  # a failure is recorded by the call itself
+                    total += outcome
+                    self.leases.release(key(row))
+                go_on()
+                if stopping or not ahead:
+                    return
+                row = ahead.popleft()
+                calls += 1
+
+        def worker_ended(worker: asyncio.Task[None]) -> None:
+            workers.discard(worker)
+            if not worker.cancelled() and worker.exception() is not None:
+                fail(worker.exception())  # type: ignore[arg-type]
+            go_on()
+
+        def claimed(task: asyncio.Task[list[Claimed]]) -> None:
+            nonlocal claiming, exhausted, total
+            claiming = None
+            if task.cancelled():
+                return
+            if task.exception() is not None:
+                fail(task.exception())  # type: ignore[arg-type]
+                return
+            rows = task.result()
+            exhausted = len(rows) < asked
+            total += CycleResult(claimed=len(rows))
+            for row in rows:
+                self.leases.hold(key(row))
+            ahead.extend(rows)
+            go_on()
+
+        def stored(task: asyncio.Task[CycleResult]) -> None:
+            nonlocal storing, in_store, total
+            storing = None
+            if task.cancelled() or task.exception() is not None:
+                if not task.cancelled():
+                    fail(task.exception())  # type: ignore[arg-type]
+                return
+            total += task.result()
+            # Renewed until stored: only now may another replica have these rows.
+            self.leases.release_all(key(r.grant.claim) for r in in_store)
+            in_store = []
+            go_on()
+
+        try:
+            go_on()
+            await finished
+            return total
         finally:
             # Cancelled (shutdown) or failed: let the calls in flight finish and store what
             # they got, so a refresh token that LWA just replaced is never lost. Rows claimed
             # ahead and not started simply expire.
+            stopping = True
             if claiming is not None:
                 claiming.cancel()
             if storing is not None:
                 await asyncio.gather(storing, return_exceptions=True)
-            if calls:
-                outcomes = await asyncio.gather(*calls, return_exceptions=True)
-                fresh += [o for o in outcomes if isinstance(o, Refreshed)]
-                for failed in outcomes:
-                    if isinstance(failed, CycleResult):
-                        total += failed
+            if workers:
+                await asyncio.gather(*workers, return_exceptions=True)
             if fresh:
                 total += await self.store(fresh)

@@ -57,6 +57,12 @@ class TokenRuntime(ServiceRuntime):
         self.background("refresh-cycle")(self.refresher.proactive_loop)
         self.background("refresh-requests")(self.refresher.on_demand_loop)
 
+    async def stop(self) -> None:
+        await super().stop()
+        # After the loops: a drain that is stopping still stores the calls in flight. aiohttp
+        # warns of connections left open at exit; a restart opens new ones.
+        await self.lwa.aclose()
+
 
 def build_runtime(
     settings: TokenSettings, *, lwa_http: httpx.AsyncClient | None = None

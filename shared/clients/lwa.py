@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -91,18 +92,25 @@ class LwaClient(HttpClientBase):
         with transport_errors("LWA", secrets):
             response = await self._http.post(self._token_url, data=form, timeout=self._timeout)
         if not response.is_success:
-            error = error_from_response(response, "LWA", secrets)
-            if isinstance(error, ClientRequestError) and error.code in _REAUTH_CODES:
-                raise InvalidGrantError(error.message, status=error.status, code=error.code)
-            raise error
-        try:
-            body = response.json()
-            if isinstance(body, dict) and "refresh_token" not in body:
-                # A refresh answer may omit the refresh token: the one we sent stays valid.
-                body["refresh_token"] = form.get("refresh_token")
-            return LwaTokens.model_validate(body)
-        except ValueError:  # also pydantic's ValidationError, whose text may hold the tokens
-            raise ApiError(
-                f"LWA answered {response.status_code} with an unexpected body",
-                status=response.status_code,
-            ) from None
+            raise grant_error(response, secrets)
+        return parse_grant(response.content, response.status_code, form.get("refresh_token"))
+
+
+def grant_error(response: httpx.Response, secrets: tuple[str, ...]) -> ApiError:
+    """The typed error for LWA's non-2xx answer (read already): a dead grant is its own type."""
+    error = error_from_response(response, "LWA", secrets)
+    if isinstance(error, ClientRequestError) and error.code in _REAUTH_CODES:
+        return InvalidGrantError(error.message, status=error.status, code=error.code)
+    return error
+
+
+def parse_grant(content: bytes, status: int, sent_refresh_token: str | None) -> LwaTokens:
+    """LWA's 2xx answer. A refresh answer may omit the refresh token: the one sent (None for
+    a code exchange) stays valid."""
+    try:
+        body = json.loads(content)
+        if isinstance(body, dict) and "refresh_token" not in body:
+            body["refresh_token"] = sent_refresh_token
+        return LwaTokens.model_validate(body)
+    except ValueError:  # also pydantic's ValidationError, whose text may hold the tokens
+        raise ApiError(f"LWA answered {status} with an unexpected body", status=status) from None
