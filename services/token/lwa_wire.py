@@ -14,9 +14,10 @@ session, and one user's call must not carry another's.
 
 from __future__ import annotations
 
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 import httpx
@@ -47,8 +48,8 @@ class LwaWire:
                     limit=0, limit_per_host=self._per_host, keepalive_timeout=KEEPALIVE_S
                 ),
                 cookie_jar=aiohttp.DummyCookieJar(),
-                # Unlike httpx, no proxy is taken from the environment (nothing here sets one
-                # for LWA): aiohttp reads it in a thread on every call.
+                # aiohttp would read the proxy settings in a thread on every call: each
+                # LwaGrant reads them once instead (`proxy_for`).
                 trust_env=False,
             )
         return self._session
@@ -68,6 +69,7 @@ class LwaGrant:
     ) -> None:
         self._wire = wire
         self._url = base_url.rstrip("/") + _GRANT_PATH
+        self._proxy = proxy_for(self._url)
         self._client_id = client_id
         self._client_secret = client_secret
         # Connecting and each read are bounded, as httpx's timeout bounded them.
@@ -91,6 +93,7 @@ class LwaGrant:
                 data=urlencode(form).encode(),
                 headers=_FORM,
                 timeout=self._timeout,
+                proxy=self._proxy,
                 allow_redirects=False,
             ) as answer:
                 content = await answer.read()
@@ -104,6 +107,17 @@ class LwaGrant:
             )
             raise grant_error(response, secrets)
         return parse_grant(content, answer.status, form.get("refresh_token"))
+
+
+def proxy_for(url: str) -> str | None:
+    """The proxy the environment names for `url` (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, in
+    either case; NO_PROXY exempts hosts), as httpx honoured it: a pod behind an egress proxy
+    reaches LWA through it."""
+    parts = urlsplit(url)
+    if parts.hostname and urllib.request.proxy_bypass(parts.hostname):
+        return None
+    proxies = urllib.request.getproxies()
+    return proxies.get(parts.scheme) or proxies.get("all")
 
 
 @contextmanager

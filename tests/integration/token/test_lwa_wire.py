@@ -110,3 +110,19 @@ async def test_pool_reopens_after_close(simulator: SimControl, sim_account: SimA
     await pool.aclose()
     assert (await pool.refresh(sim_account.refresh_token, LwaRegion.EU)).access_token
     await pool.aclose()
+
+
+async def test_the_environments_proxy_is_used_unless_no_proxy_exempts_the_host(
+    wire: LwaWire, simulator: SimControl, sim_account: SimAccount, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As httpx did: a pod behind an egress proxy reaches LWA through it."""
+    dead_proxy = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("HTTP_PROXY", dead_proxy)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    with pytest.raises(TransportError):
+        await grant(wire, simulator.base_url, sim_account).refresh(sim_account.refresh_token)
+
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    tokens = await grant(wire, simulator.base_url, sim_account).refresh(sim_account.refresh_token)
+    assert tokens.access_token.get_secret_value().startswith("Atza|")
