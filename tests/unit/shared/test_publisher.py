@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from typing import Any
+from uuid import uuid4
 
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
 
@@ -16,7 +18,8 @@ from shared.outbox import OutboxRow
 from shared.publisher import KafkaRecordPublisher
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
-TRACEPARENT = f"00-{TRACE_ID}-b7ad6b7169203331-01"
+PARENT_ID = "b7ad6b7169203331"
+TRACEPARENT = f"00-{TRACE_ID}-{PARENT_ID}-01"
 PARTITIONS = 4
 
 
@@ -148,20 +151,28 @@ async def test_without_tracing_the_stored_context_goes_out_as_it_is(
 async def test_with_tracing_each_record_gets_a_span_in_its_stored_trace_ended_on_its_ack(
     monkeypatch: pytest.MonkeyPatch, spans: InMemorySpanExporter
 ) -> None:
+    trace_id = uuid4().hex  # the exporter is shared: this test's spans are this trace's
     producer = FakeProducer()
     publisher, _ = publisher_on(monkeypatch, producer)
-    publishing = asyncio.create_task(publisher(rows(3, headers={"traceparent": TRACEPARENT})))
+    stored = {"traceparent": f"00-{trace_id}-{PARENT_ID}-01"}
+    publishing = asyncio.create_task(publisher(rows(3, headers=stored)))
     await out(producer)
-    assert not [s for s in spans.get_finished_spans() if s.name == "send t"]
+
+    def sent() -> list[ReadableSpan]:
+        return [
+            s
+            for s in spans.get_finished_spans()
+            if s.name == "send t" and format(s.context.trace_id, "032x") == trace_id
+        ]
+
+    assert not sent()
     for *_, ack in producer.batches:
         ack.set_result(None)
     await publishing
 
-    sent = [s for s in spans.get_finished_spans() if s.name == "send t"]
-    assert len(sent) == 3
-    for span in sent:
+    assert len(sent()) == 3
+    for span in sent():
         assert span.parent is not None
-        assert format(span.parent.span_id, "016x") == TRACEPARENT[36:52]
-        assert format(span.context.trace_id, "032x") == TRACE_ID
+        assert format(span.parent.span_id, "016x") == PARENT_ID
     carried = {headers["traceparent"].decode() for _, _, _, headers in producer.records()}
-    assert carried == {f"00-{TRACE_ID}-{format(s.context.span_id, '016x')}-01" for s in sent}
+    assert carried == {f"00-{trace_id}-{format(s.context.span_id, '016x')}-01" for s in sent()}
