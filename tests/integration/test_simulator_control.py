@@ -441,6 +441,11 @@ async def test_state_file_keeps_tokens_workflows_and_executions_across_a_kill(
                     assert answer.status_code == 200, answer.text
                     assert answer.json()["status"] in ("PENDING", "RUNNING"), answer.text
                     await asyncio.sleep(0.2)
+            # A new execution gets an id of its own: the seed must not replay the kept ones'.
+            again = await http.post(_executions_url(base, account.instance_id), json=CREATE_BODY)
+            assert again.status_code == 200, again.text
+            assert again.json()["workflowExecutionId"] != execution_id
+            assert (await http.get(url)).json()["status"] == "SUCCEEDED"
             assert (await SimControl(base).contract_violations()) == []
     finally:
         process.terminate()

@@ -41,6 +41,10 @@ class SimState:
         kept = self.store.read() if self.store is not None else None
         if kept is not None:
             self.identity, self.amc = kept
+            # The seed would replay the ids it gave before the restart, and the kept
+            # executions (and the poller's database) hold those: Amazon never gives an id
+            # twice. A kept state is a local run's, which needs no repeatable ids.
+            self.rng = random.Random()
 
     def save(self) -> None:
         if self.store is not None:
