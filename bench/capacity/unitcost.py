@@ -112,7 +112,7 @@ def poller_costs(scenarios: dict[str, Any]) -> dict[str, Any]:
 async def outbox_cost(events: int) -> dict[str, Any]:
     async with infra() as env:
         began = time.process_time()
-        wall, _ = await pipeline(env, events, 10, writers=1)
+        wall, _ = await pipeline(env, events, 10, writers=1, name="unitcost")
         cpu = time.process_time() - began
     return {
         "events": events,

@@ -23,7 +23,7 @@ import aiohttp
 import httpx
 
 from shared.clients.errors import TransportError, redact
-from shared.clients.lwa import LwaTokens, grant_error, parse_grant
+from shared.clients.lwa import LwaGrants, LwaTokens, grant_error, parse_grant
 
 _GRANT_PATH = "/auth/o2/token"
 _FORM = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -61,8 +61,9 @@ class LwaWire:
             await session.close()
 
 
-class LwaGrant:
-    """POST {base_url}/auth/o2/token, as LwaClient does it: no retry, typed errors."""
+class LwaGrant(LwaGrants):
+    """POST {base_url}/auth/o2/token over aiohttp, as LwaClient does over httpx: no retry,
+    typed errors."""
 
     def __init__(
         self, wire: LwaWire, base_url: str, client_id: str, client_secret: str, timeout: float
@@ -70,22 +71,11 @@ class LwaGrant:
         self._wire = wire
         self._url = base_url.rstrip("/") + _GRANT_PATH
         self._proxy = proxy_for(self._url)
-        self._client_id = client_id
-        self._client_secret = client_secret
+        super().__init__(client_id, client_secret)
         # Connecting and each read are bounded, as httpx's timeout bounded them.
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
 
-    async def refresh(self, refresh_token: str) -> LwaTokens:
-        form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
-        return await self._grant(form, secrets=(refresh_token,))
-
-    async def exchange_code(self, code: str, redirect_uri: str) -> LwaTokens:
-        form = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
-        return await self._grant(form, secrets=(code,))
-
-    async def _grant(self, form: dict[str, str], secrets: tuple[str, ...]) -> LwaTokens:
-        form = {**form, "client_id": self._client_id, "client_secret": self._client_secret}
-        secrets = (*secrets, self._client_secret)
+    async def _post(self, form: dict[str, str], secrets: tuple[str, ...]) -> LwaTokens:
         with _transport_errors(secrets):
             async with self._wire.session().post(
                 self._url,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -60,23 +61,13 @@ class LwaTokens(BaseModel):
         return now + timedelta(seconds=self.expires_in)
 
 
-class LwaClient(HttpClientBase):
-    """POST {base_url}/auth/o2/token. Does not retry: failures come out as typed errors."""
+class LwaGrants(ABC):
+    """The two grants the services ask LWA for, whatever carries the request: a refresh and a
+    code exchange, each with the app's credentials, whose secrets no error message shows."""
 
-    def __init__(
-        self,
-        base_url: str,
-        client_id: str,
-        client_secret: str,
-        http: httpx.AsyncClient | None = None,
-        timeout: float = 10.0,
-    ) -> None:
-        # Parsed once: httpx parses a string URL again on every call.
-        self._token_url = httpx.URL(base_url.rstrip("/") + _GRANT_PATH)
+    def __init__(self, client_id: str, client_secret: str) -> None:
         self._client_id = client_id
         self._client_secret = client_secret
-        super().__init__(http)
-        self._timeout = timeout
 
     async def refresh(self, refresh_token: str) -> LwaTokens:
         form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
@@ -88,7 +79,33 @@ class LwaClient(HttpClientBase):
 
     async def _grant(self, form: dict[str, str], secrets: tuple[str, ...]) -> LwaTokens:
         form = {**form, "client_id": self._client_id, "client_secret": self._client_secret}
-        secrets = (*secrets, self._client_secret)
+        return await self._post(form, (*secrets, self._client_secret))
+
+    @abstractmethod
+    async def _post(self, form: dict[str, str], secrets: tuple[str, ...]) -> LwaTokens:
+        """POST the form to LWA's token endpoint: its answer as tokens (`parse_grant`) or a
+        typed error (`grant_error`), `secrets` redacted. No retry."""
+
+
+class LwaClient(HttpClientBase, LwaGrants):
+    """POST {base_url}/auth/o2/token over httpx. Does not retry: failures come out as typed
+    errors."""
+
+    def __init__(
+        self,
+        base_url: str,
+        client_id: str,
+        client_secret: str,
+        http: httpx.AsyncClient | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        # Parsed once: httpx parses a string URL again on every call.
+        self._token_url = httpx.URL(base_url.rstrip("/") + _GRANT_PATH)
+        HttpClientBase.__init__(self, http)
+        LwaGrants.__init__(self, client_id, client_secret)
+        self._timeout = timeout
+
+    async def _post(self, form: dict[str, str], secrets: tuple[str, ...]) -> LwaTokens:
         with transport_errors("LWA", secrets):
             response = await self._http.post(self._token_url, data=form, timeout=self._timeout)
         if not response.is_success:
