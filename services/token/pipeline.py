@@ -142,8 +142,8 @@ class Drain:
 
         def worker_ended(worker: asyncio.Task[None]) -> None:
             workers.discard(worker)
-            if not worker.cancelled() and worker.exception() is not None:
-                fail(worker.exception())  # type: ignore[arg-type]
+            if (error := _error(worker)) is not None:
+                fail(error)
             go_on()
 
         def claimed(task: asyncio.Task[list[Claimed]]) -> None:
@@ -151,8 +151,8 @@ class Drain:
             claiming = None
             if task.cancelled():
                 return
-            if task.exception() is not None:
-                fail(task.exception())  # type: ignore[arg-type]
+            if (error := _error(task)) is not None:
+                fail(error)
                 return
             rows = task.result()
             exhausted = len(rows) < asked
@@ -165,9 +165,10 @@ class Drain:
         def stored(task: asyncio.Task[CycleResult]) -> None:
             nonlocal storing, in_store, total
             storing = None
-            if task.cancelled() or task.exception() is not None:
-                if not task.cancelled():
-                    fail(task.exception())  # type: ignore[arg-type]
+            if task.cancelled():
+                return
+            if (error := _error(task)) is not None:
+                fail(error)
                 return
             total += task.result()
             # Renewed until stored: only now may another replica have these rows.
@@ -192,3 +193,8 @@ class Drain:
                 await asyncio.gather(*workers, return_exceptions=True)
             if fresh:
                 total += await self.store(fresh)
+
+
+def _error(task: asyncio.Task[Any]) -> BaseException | None:
+    """What a finished task raised (None when it returned or was cancelled)."""
+    return None if task.cancelled() else task.exception()
