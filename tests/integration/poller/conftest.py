@@ -70,6 +70,17 @@ def keys(key_text: str) -> KeyRing:
     return KeyRing([key_text])
 
 
+def registration(account: SimAccount, **changes: Any) -> dict[str, Any]:
+    """The body of POST /instances registering the account's instance."""
+    return {
+        "instance_id": account.instance_id,
+        "advertiser_id": account.advertiser_id,
+        "marketplace_id": account.marketplace_id,
+        "user_id": account.user_id,
+        **changes,
+    }
+
+
 def run_for(account: SimAccount, workflow_id: str = "wf-daily", **changes: Any) -> WorkflowRun:
     values: dict[str, Any] = {
         "user_id": account.user_id,

@@ -21,6 +21,7 @@ from tests.integration.poller.conftest import (
     SettingsFactory,
     completed_events,
     external,
+    registration,
     run_for,
     served_poller,
 )
@@ -104,12 +105,7 @@ async def test_charts_of_a_seeded_history_equal_the_databases_counts(
     async with served_poller(settings, simulator, sim_account, keys) as (poller, http, url):
         added = await http.post(
             "/instances",
-            json={
-                "instance_id": instance,
-                "advertiser_id": sim_account.advertiser_id,
-                "marketplace_id": sim_account.marketplace_id,
-                "user_id": sim_account.user_id,
-            },
+            json=registration(sim_account, instance_id=instance),
         )
         assert added.status_code == 201, added.text
         capped = await http.patch(f"/instances/{instance}", json={"max_daily_executions": 40})

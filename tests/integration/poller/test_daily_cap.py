@@ -32,12 +32,12 @@ from tests.integration.poller.conftest import (
     eventually,
     external,
     lwa_token,
+    registration,
     run_for,
     schedule_due,
     served_poller,
     started,
 )
-from tests.integration.poller.test_instances_workflows import registration
 from tests.support.http import json_of
 
 

@@ -25,6 +25,7 @@ from tests.integration.poller.conftest import (
     SettingsFactory,
     completed_events,
     external,
+    registration,
     run_for,
     served_poller,
 )
@@ -50,16 +51,6 @@ async def poller(
     settings = poller_settings(api_key=API_KEY)
     async with served_poller(settings, simulator, sim_account, keys) as (harness, http, url):
         yield Poller(harness, http, url)
-
-
-def registration(account: SimAccount, **changes: Any) -> dict[str, Any]:
-    return {
-        "instance_id": account.instance_id,
-        "advertiser_id": account.advertiser_id,
-        "marketplace_id": account.marketplace_id,
-        "user_id": account.user_id,
-        **changes,
-    }
 
 
 def short_run(account: SimAccount, workflow_id: str | None = "wf-daily", **changes: Any) -> Any:

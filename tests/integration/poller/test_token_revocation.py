@@ -28,6 +28,7 @@ from tests.integration.poller.conftest import (
     completed_events,
     eventually,
     external,
+    registration,
     run_for,
     served_poller,
     started,
@@ -223,12 +224,7 @@ async def test_a_token_refused_to_a_workflow_push_asks_for_a_newer_one_and_a_ret
     async with served_poller(settings, simulator, sim_account, keys) as (_, http, _):
         added = await http.post(
             "/instances",
-            json={
-                "instance_id": sim_account.instance_id,
-                "advertiser_id": sim_account.advertiser_id,
-                "marketplace_id": sim_account.marketplace_id,
-                "user_id": sim_account.user_id,
-            },
+            json=registration(sim_account),
         )
         assert added.is_success, added.text
         lwa_before = len(await simulator.requests(kind=RouteKind.TOKEN))

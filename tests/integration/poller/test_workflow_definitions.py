@@ -32,6 +32,7 @@ from tests.integration.poller.conftest import (
     SettingsFactory,
     completed_events,
     external,
+    registration,
     run_for,
     served_poller,
 )
@@ -61,12 +62,7 @@ async def poller(
     async with served_poller(settings, simulator, sim_account, keys) as (harness, http, url):
         await http.post(
             "/instances",
-            json={
-                "instance_id": sim_account.instance_id,
-                "advertiser_id": sim_account.advertiser_id,
-                "marketplace_id": sim_account.marketplace_id,
-                "user_id": sim_account.user_id,
-            },
+            json=registration(sim_account),
         )
         yield Poller(harness, http, url)
 
