@@ -140,19 +140,24 @@ class Drain:
                 row = ahead.popleft()
                 calls += 1
 
+        def succeeded(task: asyncio.Task[Any]) -> bool:
+            """Whether `task` returned; what it raised fails the drain."""
+            if task.cancelled():
+                return False
+            if (error := task.exception()) is not None:
+                fail(error)
+                return False
+            return True
+
         def worker_ended(worker: asyncio.Task[None]) -> None:
             workers.discard(worker)
-            if (error := _error(worker)) is not None:
-                fail(error)
+            succeeded(worker)
             go_on()
 
         def claimed(task: asyncio.Task[list[Claimed]]) -> None:
             nonlocal claiming, exhausted, total
             claiming = None
-            if task.cancelled():
-                return
-            if (error := _error(task)) is not None:
-                fail(error)
+            if not succeeded(task):
                 return
             rows = task.result()
             exhausted = len(rows) < asked
@@ -165,10 +170,7 @@ class Drain:
         def stored(task: asyncio.Task[CycleResult]) -> None:
             nonlocal storing, in_store, total
             storing = None
-            if task.cancelled():
-                return
-            if (error := _error(task)) is not None:
-                fail(error)
+            if not succeeded(task):
                 return
             total += task.result()
             # Renewed until stored: only now may another replica have these rows.
@@ -193,8 +195,3 @@ class Drain:
                 await asyncio.gather(*workers, return_exceptions=True)
             if fresh:
                 total += await self.store(fresh)
-
-
-def _error(task: asyncio.Task[Any]) -> BaseException | None:
-    """What a finished task raised (None when it returned or was cancelled)."""
-    return None if task.cancelled() else task.exception()
