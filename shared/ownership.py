@@ -31,6 +31,8 @@ import contextlib
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -84,6 +86,26 @@ def may_act(key: str) -> str:
 
 def new_key() -> int:
     return secrets.randbelow(KEY_MAX) + 1
+
+
+@dataclass(frozen=True)
+class Claimant:
+    """Who claims rows, as each claim writes it on them: the replica's name (which one holds
+    a row), how long a claim lasts unless renewed, and the replica's owner lock (None: its
+    claims are held by their lease alone)."""
+
+    name: str
+    lease_s: float
+    ownership: Ownership | None = None
+
+    @property
+    def key(self) -> int | None:
+        # Read at each claim, not kept: `Ownership.start` may replace a key already taken.
+        return None if self.ownership is None else self.ownership.key
+
+    @property
+    def lease(self) -> timedelta:
+        return timedelta(seconds=self.lease_s)
 
 
 class Ownership:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 
 from services.poller import logic
 from services.poller.rows import ExecRow, exec_rows
 from shared import ownership
 from shared.outbox import Connection
+from shared.ownership import Claimant
 
 
 @dataclass(frozen=True)
@@ -116,13 +116,7 @@ async def _lock_for_room(conn: Connection, instance_id: str, cap: int) -> int:
 
 
 async def claim_submissions(
-    conn: Connection,
-    instance_id: str,
-    cap: int,
-    owner: str,
-    lease: timedelta,
-    daily_cap: int = 0,
-    key: int | None = None,
+    conn: Connection, instance_id: str, cap: int, claimant: Claimant, daily_cap: int = 0
 ) -> Claim:
     """Under the instance's lock: take as many QUEUED rows as the running cap and the day's
     cap (0: none) leave room for, and store the intent (SUBMITTING) before anything is sent.
@@ -171,10 +165,10 @@ async def claim_submissions(
                {_mark_picked_submitting("$6")}""",
             instance_id,
             room,
-            owner,
-            lease,
+            claimant.name,
+            claimant.lease,
             daily_cap > 0,
-            key,
+            claimant.key,
         )
     held = await _hold_spent_shares(conn, instance_id) if daily_cap > 0 else 0
     return Claim(exec_rows(records), used_today=used + len(records), share_held=held)
@@ -218,12 +212,7 @@ async def _hold_spent_shares(conn: Connection, instance_id: str) -> int:
 
 
 async def claim_dry_runs(
-    conn: Connection,
-    instance_id: str,
-    cap: int,
-    owner: str,
-    lease: timedelta,
-    key: int | None = None,
+    conn: Connection, instance_id: str, cap: int, claimant: Claimant
 ) -> list[ExecRow]:
     """Under the instance's lock: take the due QUEUED dry runs the running cap leaves room
     for, whatever the day's cap, oldest first, and store the intent (SUBMITTING)."""
@@ -241,9 +230,9 @@ async def claim_dry_runs(
            {_mark_picked_submitting("$5")}""",
         instance_id,
         room,
-        owner,
-        lease,
-        key,
+        claimant.name,
+        claimant.lease,
+        claimant.key,
     )
     return exec_rows(records)
 

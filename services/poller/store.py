@@ -12,6 +12,7 @@ from services.poller.rows import ExecRow, exec_rows
 from shared import ownership
 from shared.contract import ExecutionStatus, Origin, WorkflowRun
 from shared.outbox import Connection
+from shared.ownership import Claimant
 
 # Stages: which loop owns a live row next.
 SUBMIT, POLL, DOWNLOAD, CANCEL, DONE = "submit", "poll", "download", "cancel", "done"
@@ -217,11 +218,11 @@ async def cancelled_while_queued(conn: Connection, limit: int) -> list[ExecRow]:
 
 
 async def claim_unresolved_submissions(
-    conn: Connection, owner: str, lease: timedelta, limit: int, key: int | None = None
+    conn: Connection, claimant: Claimant, limit: int
 ) -> list[tuple[ExecRow, bool]]:
     """SUBMITTING rows whose owner is gone (crash, lease expired) or who asked to re-check,
     each with whether its owner's lock was gone (it may have died with its POST on the way
-    to AMC). `key`: the claimer's owner lock (shared/ownership.py), which must be held."""
+    to AMC). The claimant's owner lock (shared/ownership.py) must be held."""
     records = await conn.fetch(
         f"""UPDATE executions e SET lease_owner = $1, lease_until = now() + $2::interval,
                                     lease_key = $4, updated_at = now()
@@ -232,21 +233,16 @@ async def claim_unresolved_submissions(
                   ORDER BY submit_intent_at LIMIT $3 FOR UPDATE SKIP LOCKED) due
             WHERE e.execution_id = due.execution_id
             RETURNING e.*, due.orphaned""",
-        owner,
-        lease,
+        claimant.name,
+        claimant.lease,
         limit,
-        key,
+        claimant.key,
     )
     return [(ExecRow.of(r), bool(r["orphaned"])) for r in records]
 
 
 async def claim_stage(
-    conn: Connection,
-    stage: str,
-    owner: str,
-    lease: timedelta,
-    limit: int,
-    key: int | None = None,
+    conn: Connection, stage: str, claimant: Claimant, limit: int
 ) -> list[ExecRow]:
     records = await conn.fetch(
         f"""UPDATE executions e SET lease_owner = $2, lease_until = now() + $3::interval,
@@ -258,10 +254,10 @@ async def claim_stage(
             WHERE e.execution_id = due.execution_id
             RETURNING e.*""",
         stage,
-        owner,
-        lease,
+        claimant.name,
+        claimant.lease,
         limit,
-        key,
+        claimant.key,
     )
     return exec_rows(records)
 
@@ -350,10 +346,8 @@ async def count_completed(conn: Connection, status: str, completed_after: dateti
 # --- keeping leases alive ----------------------------------------------------------------
 
 
-async def renew_leases(
-    conn: Connection, execution_ids: Sequence[UUID], owner: str, lease: timedelta
-) -> int:
-    """Extend the leases `owner` still holds on these rows; returns how many it extended.
+async def renew_leases(conn: Connection, execution_ids: Sequence[UUID], claimant: Claimant) -> int:
+    """Extend the leases `claimant` still holds on these rows; returns how many it extended.
 
     A lease already run out is not revived (another replica may have taken the row over),
     and one set further ahead (a deferred retry) is never shortened."""
@@ -362,7 +356,7 @@ async def renew_leases(
             WHERE execution_id = ANY($1::uuid[]) AND lease_owner = $2 AND lease_until > now()
               AND {ownership.may_act("lease_key")}""",
         list(execution_ids),
-        owner,
-        lease,
+        claimant.name,
+        claimant.lease,
     )
     return int(result.split()[-1])

@@ -39,7 +39,7 @@ from shared.clients import ApiError
 from shared.consumer import TRANSIENT_ERRORS
 from shared.leases import LeaseKeeper
 from shared.outbox import Outbox
-from shared.ownership import Ownership
+from shared.ownership import Claimant, Ownership
 
 log = logging.getLogger(__name__)
 
@@ -77,25 +77,22 @@ class Context:
 
     async def _renew_leases(self, execution_ids: Sequence[UUID]) -> int:
         async with self.pool.acquire() as conn:
-            return await store.renew_leases(conn, execution_ids, self.owner, self.lease)
+            return await store.renew_leases(conn, execution_ids, self.claimant)
 
     @property
     def outbox(self) -> Outbox:
         return self.out.outbox
 
     @property
-    def owner_key(self) -> int | None:
-        return None if self.ownership is None else self.ownership.key
+    def claimant(self) -> Claimant:
+        """This replica as its claims and lease renewals name it."""
+        return Claimant(self.owner, self.settings.lease_s, self.ownership)
 
     @property
     def owns(self) -> bool:
         """This replica's view of its owner lock: without it, no outside call is started
         (the database refuses its claims and writes anyway)."""
         return self.ownership is None or self.ownership.held
-
-    @property
-    def lease(self) -> timedelta:
-        return timedelta(seconds=self.settings.lease_s)
 
     async def change(self, row: ExecRow, **fields: Any) -> bool:
         """`flow.change` of a row this replica holds, in a transaction of its own."""

@@ -46,7 +46,7 @@ from shared.doorbell import Doorbell
 from shared.leases import LeaseKeeper
 from shared.metrics import MetricSet
 from shared.outbox import Outbox
-from shared.ownership import Ownership
+from shared.ownership import Claimant, Ownership
 from shared.pause import pause
 from shared.telemetry import continue_trace, trace_carrier
 
@@ -99,9 +99,7 @@ class Refresher:
         s = self.settings
 
         async def claim(conn: Any, n: int) -> list[Claimed]:
-            return await store.claim_due(
-                conn, self.replica, n, s.claim_lease_s, s.refresh_buffer_s, self._owner_key
-            )
+            return await store.claim_due(conn, self.claimant, n, s.refresh_buffer_s)
 
         with self.tracer.start_as_current_span("token.refresh_cycle"):
             result = await self._drain(claim, "cycle")
@@ -117,18 +115,16 @@ class Refresher:
 
     async def run_requested(self) -> CycleResult:
         """Refresh the tokens with a pending on-demand request."""
-        s = self.settings
 
         async def claim(conn: Any, n: int) -> list[Claimed]:
-            return await store.claim_requested(
-                conn, self.replica, n, s.claim_lease_s, self._owner_key
-            )
+            return await store.claim_requested(conn, self.claimant, n)
 
         return await self._drain(claim, "request")
 
     @property
-    def _owner_key(self) -> int | None:
-        return None if self.ownership is None else self.ownership.key
+    def claimant(self) -> Claimant:
+        """This replica as its claims name it."""
+        return Claimant(self.replica, self.settings.claim_lease_s, self.ownership)
 
     async def _drain(self, claim: Claimer, trigger: str) -> CycleResult:
         """Claim and refresh until nothing is left, `concurrency` calls in flight throughout

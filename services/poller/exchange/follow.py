@@ -73,9 +73,7 @@ class StageLoop:
         if room <= 0 or ctx.amc.open(self.endpoint):
             return False
         async with ctx.pool.acquire() as conn:
-            rows = await store.claim_stage(
-                conn, self.stage, ctx.owner, ctx.lease, room, ctx.owner_key
-            )
+            rows = await store.claim_stage(conn, self.stage, ctx.claimant, room)
             tokens = await ctx.tokens.read_many(conn, (row.user_id for row in rows))
         for row in rows:
             self.tasks.spawn(self.stage, row, self.job(row, tokens.get(row.user_id)))

@@ -47,7 +47,7 @@ class Submitter:
         if self.tasks.room > 0 and not ctx.amc.open("list"):
             async with ctx.pool.acquire() as conn:
                 unresolved = await store.claim_unresolved_submissions(
-                    conn, ctx.owner, ctx.lease, self.tasks.room, ctx.owner_key
+                    conn, ctx.claimant, self.tasks.room
                 )
             for row, orphaned in unresolved:
                 self.tasks.spawn("reconcile", row, self.reconcile(row, orphaned=orphaned))
@@ -68,22 +68,11 @@ class Submitter:
                 continue
             async with ctx.pool.acquire() as conn, conn.transaction():
                 claim = await claims.claim_submissions(
-                    conn,
-                    instance_id,
-                    cap,
-                    ctx.owner,
-                    ctx.lease,
-                    daily_cap=daily_cap,
-                    key=ctx.owner_key,
+                    conn, instance_id, cap, ctx.claimant, daily_cap=daily_cap
                 )
                 # Dry runs too, past a full day: AMC's dryRun does not consume its quota.
                 claimed = claim.rows + await claims.claim_dry_runs(
-                    conn,
-                    instance_id,
-                    cap,
-                    ctx.owner,
-                    ctx.lease,
-                    ctx.owner_key,
+                    conn, instance_id, cap, ctx.claimant
                 )
                 if claim.day_full:
                     await self._hold_for_the_day(conn, instance_id, claim.used_today, daily_cap)

@@ -12,6 +12,7 @@ import asyncpg
 from shared import ownership
 from shared.clients.lwa import LwaRegion
 from shared.outbox import Connection
+from shared.ownership import Claimant
 
 # A claim no live replica holds: none, run out, or its owner's session ended (at once after a
 # crash, shared/ownership.py).
@@ -81,23 +82,17 @@ _CLAIM_REQUESTED = _claim_sql("refresh_requested_at IS NOT NULL", "refresh_reque
 
 
 async def claim_due(
-    conn: Connection,
-    replica: str,
-    limit: int,
-    lease_s: float,
-    buffer_s: float,
-    key: int | None = None,
+    conn: Connection, claimant: Claimant, limit: int, buffer_s: float
 ) -> list[Claimed]:
-    """Claim active tokens expiring within the buffer (the proactive cycle); `key`: the
-    replica's owner lock (None: the claim is held by its expiry alone)."""
-    return _claimed(await conn.fetch(_CLAIM_DUE, replica, limit, lease_s, buffer_s, key))
+    """Claim active tokens expiring within the buffer (the proactive cycle)."""
+    args = (claimant.name, limit, claimant.lease_s, buffer_s, claimant.key)
+    return _claimed(await conn.fetch(_CLAIM_DUE, *args))
 
 
-async def claim_requested(
-    conn: Connection, replica: str, limit: int, lease_s: float, key: int | None = None
-) -> list[Claimed]:
+async def claim_requested(conn: Connection, claimant: Claimant, limit: int) -> list[Claimed]:
     """Claim tokens with a pending on-demand request."""
-    return _claimed(await conn.fetch(_CLAIM_REQUESTED, replica, limit, lease_s, key))
+    args = (claimant.name, limit, claimant.lease_s, claimant.key)
+    return _claimed(await conn.fetch(_CLAIM_REQUESTED, *args))
 
 
 async def renew_claims(conn: Connection, claims: Sequence[tuple[str, UUID]], lease_s: float) -> int:

@@ -17,24 +17,28 @@ import asyncpg
 from services.poller import claims, store
 from services.poller.rows import ExecRow
 from shared.contract import ExecutionStatus
-from shared.ownership import Ownership
+from shared.ownership import Claimant, Ownership
 from tests.integration.poller.test_store import pool, queue
 from tests.support.ownership import owners, terminate
 
 __all__ = ["owners", "pool"]  # fixtures, from test_store and tests.support.ownership
 
-HOUR = timedelta(hours=1)
+HOUR_S = 3600.0
+
+
+def claimant(who: Ownership) -> Claimant:
+    return Claimant(who.name, HOUR_S, who)
 
 
 async def submit_claim(pool: asyncpg.Pool[Any], who: Ownership) -> list[ExecRow]:
     async with pool.acquire() as conn, conn.transaction():
-        claim = await claims.claim_submissions(conn, "amc-1", 10, who.name, HOUR, key=who.key)
+        claim = await claims.claim_submissions(conn, "amc-1", 10, claimant(who))
     return claim.rows
 
 
 async def unresolved(pool: asyncpg.Pool[Any], who: Ownership) -> list[tuple[ExecRow, bool]]:
     async with pool.acquire() as conn, conn.transaction():
-        return await store.claim_unresolved_submissions(conn, who.name, HOUR, 10, who.key)
+        return await store.claim_unresolved_submissions(conn, claimant(who), 10)
 
 
 async def answer(pool: asyncpg.Pool[Any], who: Ownership, row: ExecRow) -> bool:
@@ -79,7 +83,7 @@ async def test_an_owner_whose_session_dropped_cannot_record_nor_claim(
     await queue(pool, "u", 2)
     async with pool.acquire() as conn, conn.transaction():
         # One row only: the other stays QUEUED for the claim below.
-        [row] = (await claims.claim_submissions(conn, "amc-1", 1, a.name, HOUR, key=a.key)).rows
+        [row] = (await claims.claim_submissions(conn, "amc-1", 1, claimant(a))).rows
     await terminate(pool, a)
     # The process lives on: nobody took the row yet, still its answer is not recorded...
     assert not await answer(pool, a, row)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -16,6 +16,7 @@ from services.poller import claims, store
 from services.poller.rows import ExecRow
 from shared.contract import ExecutionStatus, Origin, OriginKind, WorkflowRun
 from shared.db import apply_migrations, create_pool
+from shared.ownership import Claimant
 from tests.integration.poller.conftest import eventually
 
 MIGRATIONS = Path(__file__).resolve().parents[3] / "services" / "poller" / "migrations"
@@ -64,7 +65,7 @@ async def claim(pool: asyncpg.Pool[Any], cap: int, daily_cap: int = 0) -> list[E
 async def claim_all(pool: asyncpg.Pool[Any], cap: int, daily_cap: int = 0) -> claims.Claim:
     async with pool.acquire() as conn, conn.transaction():
         return await claims.claim_submissions(
-            conn, "amc-1", cap, "me", timedelta(seconds=30), daily_cap=daily_cap
+            conn, "amc-1", cap, Claimant("me", 30.0), daily_cap=daily_cap
         )
 
 
@@ -88,7 +89,7 @@ async def test_claims_respect_the_cap_and_take_users_in_turn(pool: asyncpg.Pool[
 async def test_a_second_claimer_waits_for_the_instance_lock(pool: asyncpg.Pool[Any]) -> None:
     await queue(pool, "u", 6)
     async with pool.acquire() as conn, conn.transaction():
-        mine = (await claims.claim_submissions(conn, "amc-1", 3, "a", timedelta(seconds=30))).rows
+        mine = (await claims.claim_submissions(conn, "amc-1", 3, Claimant("a", 30.0))).rows
         theirs = asyncio.create_task(claim(pool, 3))
 
         async def blocked_by_us() -> bool:

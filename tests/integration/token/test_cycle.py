@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from shared.contract import TokenRefreshed, TokenRefreshFailed
 from shared.crypto import KeyRing
+from shared.ownership import Claimant
 from tests.integration.token.harness import TokenHarness
 
 
@@ -110,7 +111,7 @@ async def test_a_lost_claim_does_not_overwrite_a_newer_registration(
 
     await h.seed("re-reg", await h.sim_user("re-reg"), expires_in=timedelta(seconds=5))
     async with h.pool.acquire() as conn:
-        (claim,) = await store.claim_due(conn, "crashed:1", 10, 60.0, 600.0)
+        (claim,) = await store.claim_due(conn, Claimant("crashed:1", 60.0), 10, 600.0)
     # The user authorizes again while the old claim is out.
     await h.seed("re-reg", "Atzr|newer-grant", expires_in=timedelta(minutes=55))
     newer_expiry = (await h.row("re-reg")).expires_at
