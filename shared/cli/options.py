@@ -93,16 +93,19 @@ class RunOptionFlags:
 
 def workflow_run_fields(
     *,
-    user: str,
-    instance: str,
-    advertiser: str | None,
-    marketplace: str | None,
-    workflow: str | None,
-    output_format: str,
-    parameters: str | None,
-    param: list[str] | None,
-    sql_file: Path | None = None,
-    flags: RunOptionFlags | None = None,
+    user: User,
+    instance: Instance,
+    advertiser: Advertiser = None,
+    marketplace: Marketplace = None,
+    workflow: Workflow = None,
+    sql_file: SqlFile = None,
+    timeout_s: TimeoutS = None,
+    ignore_data_gaps: IgnoreDataGaps = False,
+    require_synthetic_data: RequireSyntheticData = False,
+    disable_aggregation_controls: DisableAggregationControls = False,
+    output_format: OutputFormat = "CSV",
+    parameters: Parameters = None,
+    param: Param = None,
 ) -> dict[str, Any]:
     """The workflow-run part of a create request, from the options above. Refuses, naming
     the options, what the service would refuse: both or neither of --workflow and
@@ -129,42 +132,13 @@ def workflow_run_fields(
         fields["workflow_id"] = workflow
     if sql_file is not None:
         fields["sql_query"] = sql_text(sql_file)
-    options = (flags or RunOptionFlags()).options()
+    flags = RunOptionFlags(
+        timeout_s, ignore_data_gaps, require_synthetic_data, disable_aggregation_controls
+    )
+    options = flags.options()
     if options:
         fields["options"] = options
     return fields
-
-
-def _run_target(
-    *,
-    user: User,
-    instance: Instance,
-    advertiser: Advertiser = None,
-    marketplace: Marketplace = None,
-    workflow: Workflow = None,
-    sql_file: SqlFile = None,
-    timeout_s: TimeoutS = None,
-    ignore_data_gaps: IgnoreDataGaps = False,
-    require_synthetic_data: RequireSyntheticData = False,
-    disable_aggregation_controls: DisableAggregationControls = False,
-    output_format: OutputFormat = "CSV",
-    parameters: Parameters = None,
-    param: Param = None,
-) -> dict[str, Any]:
-    return workflow_run_fields(
-        user=user,
-        instance=instance,
-        advertiser=advertiser,
-        marketplace=marketplace,
-        workflow=workflow,
-        output_format=output_format,
-        parameters=parameters,
-        param=param,
-        sql_file=sql_file,
-        flags=RunOptionFlags(
-            timeout_s, ignore_data_gaps, require_synthetic_data, disable_aggregation_controls
-        ),
-    )
 
 
 def option_group(
@@ -201,4 +175,4 @@ def option_group(
 
 # The command's `target: dict[str, Any]` receives the workflow-run fields of a create
 # request, refused, naming the options, as `workflow_run_fields` refuses them.
-run_target_options = option_group("target", _run_target)
+run_target_options = option_group("target", workflow_run_fields)

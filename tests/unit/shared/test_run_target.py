@@ -10,7 +10,7 @@ import typer
 from pydantic import ValidationError
 
 from shared.cli.api import run_label
-from shared.cli.options import RunOptionFlags, workflow_run_fields
+from shared.cli.options import workflow_run_fields
 from shared.contract import RunOptions
 from shared.run_target import RunTarget, check_target, target_json
 
@@ -95,7 +95,7 @@ def _fields(tmp_path: Path, **given: Any) -> dict[str, Any]:
 def test_cli_fields_from_a_sql_file_with_options(tmp_path: Path) -> None:
     sql = tmp_path / "q.sql"
     sql.write_text("SELECT 1\n")
-    fields = _fields(tmp_path, sql_file=sql, flags=RunOptionFlags(900, ignore_data_gaps=True))
+    fields = _fields(tmp_path, sql_file=sql, timeout_s=900, ignore_data_gaps=True)
     assert fields == {
         "user_id": "u",
         "instance_id": "i",
