@@ -1,34 +1,63 @@
-"""Results older than POLLER_RESULTS_RETENTION_DAYS are deleted, by one replica at a time."""
+"""What the poller keeps, kept only as long as asked: result files past
+POLLER_RESULTS_RETENTION_DAYS and finished executions past POLLER_HISTORY_RETENTION_DAYS are
+deleted, by one replica at a time."""
 
 from __future__ import annotations
 
 import logging
 from datetime import timedelta
 
-from services.poller import flow
+from services.poller import flow, store
+from services.poller.settings import PollerSettings
 from services.poller.worker import Context
+from shared.outbox import Connection
 
 log = logging.getLogger(__name__)
 
 # One pass at a time across replicas; the others skip their turn (deleting twice is harmless,
 # listing a large bucket twice is waste).
-_LOCK = "SELECT pg_try_advisory_lock(hashtext('amc-poller-retention'))"
-_UNLOCK = "SELECT pg_advisory_unlock(hashtext('amc-poller-retention'))"
+LOCK = "SELECT pg_try_advisory_lock(hashtext('amc-poller-retention'))"
+UNLOCK = "SELECT pg_advisory_unlock(hashtext('amc-poller-retention'))"
+
+# Rows one statement deletes at most: no pass holds many row locks or one long transaction.
+_BATCH = 5000
 
 
-async def delete_old_results(ctx: Context) -> bool:
+def wanted(settings: PollerSettings) -> bool:
+    return (
+        settings.results_retention_days is not None or settings.history_retention_days is not None
+    )
+
+
+async def delete_old(ctx: Context) -> bool:
     """One retention pass; returns False so the loop waits its interval before the next."""
-    days = ctx.settings.results_retention_days
-    if days is None:
-        return False
     async with ctx.pool.acquire() as conn:
-        if not await conn.fetchval(_LOCK):
+        if not await conn.fetchval(LOCK):
             return False
         try:
-            cutoff = flow.now() - timedelta(days=days)
-            deleted = await ctx.results.delete_older_than(cutoff)
+            if ctx.settings.results_retention_days is not None:
+                await _delete_old_results(ctx, ctx.settings.results_retention_days)
+            if ctx.settings.history_retention_days is not None:
+                await _delete_old_executions(conn, ctx.settings.history_retention_days)
         finally:
-            await conn.fetchval(_UNLOCK)
+            await conn.fetchval(UNLOCK)
+    return False
+
+
+async def _delete_old_results(ctx: Context, days: float) -> None:
+    cutoff = flow.now() - timedelta(days=days)
+    deleted = await ctx.results.delete_older_than(cutoff)
     if deleted:
         log.info("retention: deleted %d result file(s) older than %s", deleted, cutoff)
-    return False
+
+
+async def _delete_old_executions(conn: Connection, days: float) -> None:
+    cutoff = flow.now() - timedelta(days=days)
+    deleted = 0
+    while True:
+        batch = await store.delete_finished(conn, cutoff, _BATCH)
+        deleted += batch
+        if batch < _BATCH:
+            break
+    if deleted:
+        log.info("retention: deleted %d finished execution(s) requested before %s", deleted, cutoff)

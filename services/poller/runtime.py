@@ -17,6 +17,7 @@ from typing import Annotated, Protocol
 import httpx
 from fastapi import Depends
 
+from services.poller import retention
 from services.poller.exchange.breaker import Breakers
 from services.poller.exchange.follow import Follower
 from services.poller.exchange.gateway import AmcGateway, Metrics
@@ -30,7 +31,6 @@ from services.poller.handlers import register_handlers
 from services.poller.instances.directory import InstanceDirectory
 from services.poller.results.files import ResultReader
 from services.poller.results.stores import result_store
-from services.poller.retention import delete_old_results
 from services.poller.settings import PollerSettings
 from services.poller.worker import Context, TaskSet, run_loop
 from shared.clients import AmcClient
@@ -150,15 +150,15 @@ class PollerRuntime(ServiceRuntime):
             # Renews the leases of rows whose jobs run here; after stop, until those jobs drained.
             await (await self.context()).leases.run(stop)
 
-        if settings.results_retention_days is not None:
+        if retention.wanted(settings):
 
             @self.background("retention")
-            async def retention(stop: asyncio.Event) -> None:
+            async def prune(stop: asyncio.Event) -> None:
                 ctx = await self.context()
                 await run_loop(
                     stop,
                     "retention",
-                    lambda: delete_old_results(ctx),
+                    lambda: retention.delete_old(ctx),
                     settings.retention_interval_s,
                 )
 

@@ -187,6 +187,13 @@ class PollerSettings(ServiceSettings, LwaAppSettings, RetrySettings):
     results_retention_days: float | None = Field(
         default=None, gt=0, description="Delete results older than this (unset: keep them)"
     )
+    history_retention_days: float | None = Field(
+        default=None,
+        gt=0,
+        description="Delete finished executions this long after they were requested (unset: "
+        "keep them); at least POLLER_PROCESSED_EVENTS_RETENTION_DAYS, so a redelivered request is "
+        "still known. Their result files follow POLLER_RESULTS_RETENTION_DAYS",
+    )
     retention_interval_s: PositiveFloat = 3600.0
 
     # Test only: sleep this long right after AMC accepted a POST, before recording it, so a
@@ -203,6 +210,19 @@ class PollerSettings(ServiceSettings, LwaAppSettings, RetrySettings):
     @model_validator(mode="after")
     def _renewal(self) -> PollerSettings:
         _ = self.lease_renew_interval_s  # raises, naming the setting, when too close to lease_s
+        return self
+
+    @model_validator(mode="after")
+    def _history_outlives_dedup(self) -> PollerSettings:
+        # An execution row is what makes a request run once: pruned while its request event
+        # may still be redelivered (and its id forgotten), the request would run again.
+        days, dedup = self.history_retention_days, self.processed_events_retention_days
+        if days is not None and days < dedup:
+            raise ValueError(
+                f"POLLER_HISTORY_RETENTION_DAYS ({days:g}) must be at least "
+                f"POLLER_PROCESSED_EVENTS_RETENTION_DAYS ({dedup:g}): "
+                "a request redelivered after its execution was deleted would run again"
+            )
         return self
 
     @property

@@ -343,6 +343,23 @@ async def count_completed(conn: Connection, status: str, completed_after: dateti
     return found
 
 
+# --- history ---------------------------------------------------------------------------
+
+
+async def delete_finished(conn: Connection, created_before: datetime, limit: int) -> int:
+    """Delete up to `limit` finished executions created before `created_before`; returns how
+    many went. Read through the created_at index, so a pass costs what it deletes, not the
+    table; a row still at work is kept however old it is."""
+    result = await conn.execute(
+        f"""DELETE FROM executions WHERE execution_id IN (
+                SELECT execution_id FROM executions
+                WHERE created_at < $1 AND stage = '{DONE}' LIMIT $2)""",
+        created_before,
+        limit,
+    )
+    return int(result.split()[-1])
+
+
 # --- keeping leases alive ----------------------------------------------------------------
 
 

@@ -35,3 +35,23 @@ def test_bad_poll_schedule_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("POLLER_POLL_INTERVALS_S", "[0]")
     with pytest.raises(ValidationError, match="poll_intervals_s"):
         PollerSettings()
+
+
+def test_history_is_kept_unless_a_horizon_is_set() -> None:
+    assert PollerSettings().history_retention_days is None
+
+
+def test_history_horizon_may_not_be_shorter_than_the_deduplication(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Shorter, a request redelivered after its execution row went would run a second time.
+    monkeypatch.setenv("POLLER_PROCESSED_EVENTS_RETENTION_DAYS", "14")
+    monkeypatch.setenv("POLLER_HISTORY_RETENTION_DAYS", "7")
+    with pytest.raises(
+        ValidationError,
+        match=r"POLLER_HISTORY_RETENTION_DAYS \(7\) must be at least "
+        r"POLLER_PROCESSED_EVENTS_RETENTION_DAYS \(14\)",
+    ):
+        PollerSettings()
+    monkeypatch.setenv("POLLER_HISTORY_RETENTION_DAYS", "14")
+    assert PollerSettings().history_retention_days == 14
