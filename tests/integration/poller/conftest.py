@@ -70,6 +70,19 @@ def keys(key_text: str) -> KeyRing:
     return KeyRing([key_text])
 
 
+def plain_run(user_id: str, instance_id: str = "amc-1") -> WorkflowRun:
+    """A saved workflow's run for rows written straight to the store (no AMC behind it)."""
+    return WorkflowRun(
+        user_id=user_id,
+        instance_id=instance_id,
+        advertiser_id="adv",
+        marketplace_id="mkt",
+        workflow_id="wf",
+        time_window_start=datetime(2024, 1, 1, tzinfo=UTC),
+        time_window_end=datetime(2024, 1, 2, tzinfo=UTC),
+    )
+
+
 def registration(account: SimAccount, **changes: Any) -> dict[str, Any]:
     """The body of POST /instances registering the account's instance."""
     return {

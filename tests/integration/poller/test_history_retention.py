@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
 import pytest
 
 from services.poller import retention, store
 from services.poller.runtime import PollerRuntime
-from shared.contract import ExecutionStatus, Origin, OriginKind, WorkflowRun
-from tests.integration.poller.conftest import PollerFactory, PollerHarness, eventually
-
-
-def _run() -> WorkflowRun:
-    return WorkflowRun(
-        user_id="history-user",
-        instance_id="amc-history",
-        advertiser_id="adv",
-        marketplace_id="mkt",
-        workflow_id="wf",
-        time_window_start=datetime(2024, 1, 1, tzinfo=UTC),
-        time_window_end=datetime(2024, 1, 2, tzinfo=UTC),
-    )
+from shared.contract import ExecutionStatus, Origin, OriginKind
+from tests.integration.poller.conftest import (
+    PollerFactory,
+    PollerHarness,
+    eventually,
+    plain_run,
+)
 
 
 async def _execution(poller: PollerHarness, *, age_days: float, finished: bool) -> UUID:
@@ -34,7 +26,7 @@ async def _execution(poller: PollerHarness, *, age_days: float, finished: bool) 
             origin=Origin(kind=OriginKind.EXTERNAL, id=uuid4().hex),
             attempt=1,
             request_event_id=uuid4(),
-            run=_run(),
+            run=plain_run("history-user", "amc-history"),
             status=ExecutionStatus.QUEUED,
             waiting_token=False,
         )

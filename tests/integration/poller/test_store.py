@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -14,10 +13,10 @@ import pytest
 
 from services.poller import claims, store
 from services.poller.rows import ExecRow
-from shared.contract import ExecutionStatus, Origin, OriginKind, WorkflowRun
+from shared.contract import ExecutionStatus, Origin, OriginKind
 from shared.db import apply_migrations, create_pool
 from shared.ownership import Claimant
-from tests.integration.poller.conftest import eventually
+from tests.integration.poller.conftest import eventually, plain_run
 
 MIGRATIONS = Path(__file__).resolve().parents[3] / "services" / "poller" / "migrations"
 
@@ -31,18 +30,6 @@ async def pool(database_url: str, uid: str) -> AsyncIterator[asyncpg.Pool[Any]]:
     await pool.close()
 
 
-def run(user_id: str) -> WorkflowRun:
-    return WorkflowRun(
-        user_id=user_id,
-        instance_id="amc-1",
-        advertiser_id="adv",
-        marketplace_id="mkt",
-        workflow_id="wf",
-        time_window_start=datetime(2024, 1, 1, tzinfo=UTC),
-        time_window_end=datetime(2024, 1, 2, tzinfo=UTC),
-    )
-
-
 async def queue(pool: asyncpg.Pool[Any], user_id: str, n: int) -> None:
     for _ in range(n):
         async with pool.acquire() as conn:
@@ -52,7 +39,7 @@ async def queue(pool: asyncpg.Pool[Any], user_id: str, n: int) -> None:
                 origin=Origin(kind=OriginKind.EXTERNAL, id=uuid4().hex),
                 attempt=1,
                 request_event_id=uuid4(),
-                run=run(user_id),
+                run=plain_run(user_id),
                 status=ExecutionStatus.QUEUED,
                 waiting_token=False,
             )
