@@ -25,6 +25,7 @@ from opentelemetry import propagate
 
 from shared.contract import Event, Topics
 from shared.db.pool import quote_ident
+from shared.db.status import rows_affected
 from shared.doorbell import Doorbell
 
 log = logging.getLogger(__name__)
@@ -190,7 +191,7 @@ class OutboxRelay:
         ):
             while True:
                 result = await self._pool.execute(statement, keep, _PRUNE_BATCH)
-                count = int(result.split()[-1])
+                count = rows_affected(result)
                 deleted += count
                 if count < _PRUNE_BATCH:
                     break

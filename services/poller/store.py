@@ -11,6 +11,7 @@ from uuid import UUID
 from services.poller.rows import ExecRow, exec_rows
 from shared import ownership
 from shared.contract import ExecutionStatus, Origin, WorkflowRun
+from shared.db.status import rows_affected
 from shared.outbox import Connection
 from shared.ownership import Claimant
 
@@ -134,7 +135,7 @@ async def update(
         owner,
         *(fields[n] for n in names),
     )
-    return result.endswith(" 1")
+    return rows_affected(result) == 1
 
 
 @dataclass(frozen=True)
@@ -357,7 +358,7 @@ async def delete_finished(conn: Connection, created_before: datetime, limit: int
         created_before,
         limit,
     )
-    return int(result.split()[-1])
+    return rows_affected(result)
 
 
 # --- keeping leases alive ----------------------------------------------------------------
@@ -376,4 +377,4 @@ async def renew_leases(conn: Connection, execution_ids: Sequence[UUID], claimant
         claimant.name,
         claimant.lease,
     )
-    return int(result.split()[-1])
+    return rows_affected(result)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from services.poller.rows import ExecRow, exec_rows
+from shared.db.status import rows_affected
 from shared.outbox import Connection
 
 
@@ -67,7 +68,7 @@ async def store_token(
         fingerprint,
         issued_at,
     )
-    return result.endswith(" 1")
+    return rows_affected(result) == 1
 
 
 async def invalidate_token(conn: Connection, user_id: str, fingerprint: str | None) -> None:

@@ -13,6 +13,7 @@ from uuid import UUID
 from services.collector.logic import WeekStatus
 from services.collector.store.rows import KnownExecution, WeekRow
 from shared.contract import ExecutionError, ResultLocation
+from shared.db.status import rows_affected
 from shared.outbox import Connection
 
 _WEEK_FIELDS = [f.name for f in fields(WeekRow)]
@@ -251,7 +252,7 @@ async def cancel_pending_weeks(conn: Connection, collection_id: UUID) -> int:
            WHERE collection_id = $1 AND status = 'PENDING'""",
         collection_id,
     )
-    return int(result.split()[-1])
+    return rows_affected(result)
 
 
 async def weeks_not_failed(
@@ -281,4 +282,4 @@ async def reset_failed_weeks(
         list(week_ids) if week_ids is not None else None,
         extra_attempts,
     )
-    return int(result.split()[-1])
+    return rows_affected(result)

@@ -12,6 +12,7 @@ from typing import Any, Literal
 import asyncpg
 
 from shared.clients import SavedWorkflow
+from shared.db.status import rows_affected
 from shared.outbox import Connection
 
 Region = Literal["NA", "EU", "FE"]
@@ -88,7 +89,7 @@ async def update_instance(
 
 async def remove_instance(conn: Connection, instance_id: str) -> bool:
     done = await conn.execute("DELETE FROM instances WHERE instance_id = $1", instance_id)
-    return done.endswith(" 1")
+    return rows_affected(done) == 1
 
 
 # --- workflow versions -------------------------------------------------------------------

@@ -41,6 +41,7 @@ from uuid import UUID
 import asyncpg
 
 from shared.db.pool import quote_ident
+from shared.db.status import rows_affected
 
 if TYPE_CHECKING:
     Conn: TypeAlias = asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]
@@ -183,7 +184,7 @@ class PostgresResultSink:
                     # which column is not said, so every date column of the result is text.
                     await self._widen(conn, qualified, table, columns, dates_too=True)
                     status = await self._insert(conn, qualified, table, columns, about)
-        return self.location(table, about.execution_id), int(status.split()[-1])
+        return self.location(table, about.execution_id), rows_affected(status)
 
     async def _insert(
         self,
@@ -277,7 +278,7 @@ class PostgresResultSink:
                     " WHERE _loaded_at < $1",
                     moment,
                 )
-                deleted += int(status.split()[-1])
+                deleted += rows_affected(status)
         return deleted
 
 

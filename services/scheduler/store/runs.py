@@ -16,6 +16,7 @@ import asyncpg
 
 from services.scheduler.store.paging import Paging, page
 from services.scheduler.store.rows import Run, RunStats
+from shared.db.status import rows_affected
 from shared.outbox import Connection
 
 RUN_COLUMNS = """id, schedule_id, fire_time, kind, state, skip_reason, run, event_id,
@@ -313,7 +314,7 @@ async def skip_buffered(conn: Connection, schedule_id: UUID, reason: str) -> int
         schedule_id,
         reason,
     )
-    return int(result.split()[-1])
+    return rows_affected(result)
 
 
 async def last_manual_at(conn: Connection, schedule_id: UUID) -> datetime | None:

@@ -11,6 +11,7 @@ import asyncpg
 
 from shared import ownership
 from shared.clients.lwa import LwaRegion
+from shared.db.status import rows_affected
 from shared.outbox import Connection
 from shared.ownership import Claimant
 
@@ -109,7 +110,7 @@ async def renew_claims(conn: Connection, claims: Sequence[tuple[str, UUID]], lea
         [claim_id for _, claim_id in claims],
         lease_s,
     )
-    return int(result.split()[-1])
+    return rows_affected(result)
 
 
 # What ends a claim, whatever its outcome: the row is free for the next cycle or replica.
