@@ -117,6 +117,12 @@ class ServiceSettings(BaseSettings):
         "longer than the topics' retention, or a replay from old offsets handles events again",
     )
     graceful_timeout_s: PositiveFloat = 20.0
+    startup_wait_s: NonNegativeFloat = Field(
+        60.0,
+        description="How long a starting service waits for its database and Kafka broker to "
+        "answer, trying again every few seconds, before it exits with what to check "
+        "(0: one try). Keep it within the orchestrator's start-up allowance",
+    )
     log_level: str = "INFO"
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
 

@@ -1,4 +1,5 @@
-"""Process entry point shared by the four services: logging, tracing, then uvicorn."""
+"""Process entry point shared by the services: logging, the wait for the database and the
+broker (shared/startup.py), tracing, then uvicorn."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from shared.config import ServiceSettings
+from shared.startup import wait_before_start
 from shared.telemetry import setup_logging, setup_tracing
 
 S = TypeVar("S", bound=ServiceSettings)
@@ -29,6 +31,7 @@ def serve(settings: S, build_app: Callable[[S], FastAPI]) -> None:
     """Run one service until SIGTERM/SIGINT; uvicorn then runs the graceful shutdown.
     `build_app` takes the service's own settings class (checked by mypy, not at run time)."""
     setup_logging(settings.log_level)
+    wait_before_start(settings)
     setup_tracing(f"amc-{settings.service_name}")
     app = build_app(settings)
     freeze_startup_heap()
