@@ -29,12 +29,11 @@ from shared.db.errors import DATABASE_TROUBLE
 from shared.metrics import MetricSet
 from shared.outbox import Outbox, OutboxRelay
 from shared.ownership import Ownership
-from shared.pause import pause
 from shared.publisher import KafkaRecordPublisher
+from shared.supervise import Loop, supervise
 
 log = logging.getLogger(__name__)
 
-Loop = Callable[[asyncio.Event], Awaitable[None]]
 GaugeRefresher = Callable[["asyncpg.Pool[Any]"], Awaitable[None]]
 
 
@@ -166,20 +165,12 @@ class ServiceRuntime:
             watch = self.ownership.watch(self._stop)
             self._tasks.append(asyncio.create_task(watch, name=f"{self.name}:ownership"))
         self._tasks += [
-            asyncio.create_task(self._supervise(name, loop), name=f"{self.name}:{name}")
+            asyncio.create_task(
+                supervise(f"{self.name} loop {name}", loop, self._stop), name=f"{self.name}:{name}"
+            )
             for name, loop in self._loops
         ]
         log.info("%s started", self.name, extra={"service": self.name})
-
-    async def _supervise(self, name: str, loop: Loop) -> None:
-        """Keep a background loop alive across unexpected errors, with a pause between tries."""
-        while not self._stop.is_set():
-            try:
-                await loop(self._stop)
-                return
-            except Exception:
-                log.exception("%s loop %s crashed; restarting in 1 s", self.name, name)
-                await pause(self._stop, 1.0)
 
     async def stop(self) -> None:
         for subscriber in self.broker.subscribers:
