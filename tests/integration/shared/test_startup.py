@@ -50,9 +50,18 @@ class _Logged(logging.Handler):
             self.seen.set()
 
 
-async def _starts_once_opened(
-    caplog: pytest.LogCaptureFixture, settings: ServiceSettings, what: str, proxy: TcpProxy
+@pytest.mark.parametrize("what", ["the database", "the Kafka broker"])
+async def test_waits_for_a_dependency_that_comes_up(
+    caplog: pytest.LogCaptureFixture, database_url: str, kafka_bootstrap: str, what: str
 ) -> None:
+    caplog.set_level(logging.INFO, logger="shared.startup")
+    port = free_port()
+    if what == "the database":
+        proxy = TcpProxy(port, urlsplit(database_url).port or 5432)
+        settings = _settings(_on_port(database_url, port), kafka_bootstrap)
+    else:
+        proxy = TcpProxy(port, int(kafka_bootstrap.rsplit(":", 1)[1]))
+        settings = _settings(database_url, f"127.0.0.1:{port}")
     logged = _Logged(f"waiting for {what}")
     logging.getLogger("shared.startup").addHandler(logged)
     waiting = asyncio.create_task(wait_for_dependencies(settings))
@@ -70,26 +79,6 @@ async def _starts_once_opened(
     assert any(
         f"{what} at" in r.getMessage() and "answers after" in r.getMessage() for r in caplog.records
     )
-
-
-async def test_waits_for_a_database_that_comes_up(
-    caplog: pytest.LogCaptureFixture, database_url: str, kafka_bootstrap: str
-) -> None:
-    caplog.set_level(logging.INFO, logger="shared.startup")
-    port = free_port()
-    proxy = TcpProxy(port, urlsplit(database_url).port or 5432)
-    settings = _settings(_on_port(database_url, port), kafka_bootstrap)
-    await _starts_once_opened(caplog, settings, "the database", proxy)
-
-
-async def test_waits_for_a_broker_that_comes_up(
-    caplog: pytest.LogCaptureFixture, database_url: str, kafka_bootstrap: str
-) -> None:
-    caplog.set_level(logging.INFO, logger="shared.startup")
-    port = free_port()
-    proxy = TcpProxy(port, int(kafka_bootstrap.rsplit(":", 1)[1]))
-    settings = _settings(database_url, f"127.0.0.1:{port}")
-    await _starts_once_opened(caplog, settings, "the Kafka broker", proxy)
 
 
 async def test_gives_up_naming_where_and_what_to_check_but_not_the_password(
