@@ -32,7 +32,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-from amclocal.broker import free_ports
+from amclocal.ports import free_ports
 from amclocal.simulator import SimControl
 from amclocal.stack import SERVICE_NAMES, ServiceStack, new_keys
 from bench.capacity.measure import Sampler, event_counts, table_sizes

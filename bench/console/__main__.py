@@ -33,8 +33,8 @@ from typing import Any
 import asyncpg
 import httpx
 
-from amclocal.broker import free_port
 from amclocal.demo import DEMO
+from amclocal.ports import free_port
 from amclocal.stack import SERVICE_NAMES, ServiceStack, new_keys
 from bench.console import seed
 from bench.infra import infra

@@ -42,7 +42,8 @@ import asyncpg
 import httpx
 from aiokafka import AIOKafkaProducer
 
-from amclocal.broker import free_port, wait_for_port
+from amclocal.broker import wait_for_port
+from amclocal.ports import free_port
 from amclocal.simulator import RouteKind, SimControl, WorkflowBehavior
 from bench.infra import Infra, infra
 from shared.clients import LwaClient

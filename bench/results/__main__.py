@@ -35,7 +35,8 @@ from typing import Any
 import boto3
 import obstore
 
-from amclocal.broker import LocalBroker, free_port, wait_for_port
+from amclocal.broker import LocalBroker, wait_for_port
+from amclocal.ports import free_port
 from bench.results.console import Relay, fetch, relay
 from services.poller.results.files import ResultReader
 from services.poller.results.sink_pg import PostgresResultSink, ResultContext

@@ -58,7 +58,7 @@ import asyncpg
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from amclocal.broker import free_port
+from amclocal.ports import free_port
 from bench.infra import Infra, infra
 from bench.scheduler.apscheduler_side import run_baseline
 from bench.scheduler.span_sink import span_sink

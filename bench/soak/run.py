@@ -18,8 +18,9 @@ from typing import Any
 import asyncpg
 import httpx
 
-from amclocal.broker import LocalBroker, free_ports
+from amclocal.broker import LocalBroker
 from amclocal.pgcluster import PostgresCluster
+from amclocal.ports import free_ports
 from amclocal.postgres import create_database
 from amclocal.simulator import RouteKind, SimControl
 from amclocal.stack import SERVICE_NAMES, ServiceStack, new_keys

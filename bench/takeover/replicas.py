@@ -16,7 +16,7 @@ from typing import IO, Any
 
 import httpx
 
-from amclocal.broker import free_port
+from amclocal.ports import free_port
 from bench.infra import Infra
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -30,7 +30,7 @@ from typing import Any
 
 import httpx
 
-from amclocal.broker import free_port
+from amclocal.ports import free_port
 from amclocal.simulator import FaultRule, RouteKind, SimControl
 from bench.infra import Infra, event_loop_name, infra
 from bench.infra import run as run_on_service_loop

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from amclocal.broker import free_ports
+from amclocal.ports import free_ports
 from amclocal.stack import SERVICE_NAMES, ServiceStack, new_keys
 from tests.support.http import serve_app
 from tests.support.otlp import TraceStore, receiver

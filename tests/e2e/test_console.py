@@ -27,8 +27,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from amclocal.broker import free_port
 from amclocal.demo import DEMO
+from amclocal.ports import free_port
 from amclocal.simulator.control import SimControl
 from amclocal.stack import ServiceStack
 from tests.support.http import serve_app

@@ -11,7 +11,7 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
-from amclocal.broker import free_port
+from amclocal.ports import free_port
 
 
 @asynccontextmanager

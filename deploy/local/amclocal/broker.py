@@ -11,37 +11,14 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Collection
 from importlib import resources
 from pathlib import Path
+
+from amclocal.ports import free_port
 
 
 class BrokerUnavailableError(RuntimeError):
     pass
-
-
-def free_port() -> int:
-    return free_ports(1)[0]
-
-
-def free_ports(count: int, avoid: Collection[int] = ()) -> list[int]:
-    """`count` distinct ports free now, none of them in `avoid`. The sockets stay bound until
-    all are chosen: one at a time, the kernel may hand the same port out twice, and two
-    processes of one stack then race for it."""
-    socks: list[socket.socket] = []
-    ports: list[int] = []
-    try:
-        while len(ports) < count:
-            sock = socket.socket()
-            socks.append(sock)
-            sock.bind(("127.0.0.1", 0))
-            port: int = sock.getsockname()[1]
-            if port not in avoid:
-                ports.append(port)
-        return ports
-    finally:
-        for sock in socks:
-            sock.close()
 
 
 def tansu_binary() -> Path:

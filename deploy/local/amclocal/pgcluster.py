@@ -18,7 +18,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from amclocal.broker import free_port
+from amclocal.ports import free_port
 
 
 class PostgresClusterError(RuntimeError):

@@ -24,8 +24,9 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 from aiokafka import AIOKafkaConsumer
 
-from amclocal.broker import LocalBroker, free_port, free_ports
+from amclocal.broker import LocalBroker
 from amclocal.demo import DEMO, register_demo, register_instance_and_workflow, register_token
+from amclocal.ports import free_port, free_ports
 from amclocal.postgres import create_database, local_postgres
 from amclocal.runguard import (
     Lifeline,

@@ -9,7 +9,7 @@ import asyncpg
 import httpx
 import pytest
 
-from amclocal.broker import free_port
+from amclocal.ports import free_port
 from shared.contract import Topics
 from shared.topics_admin import contract_topics, ensure_topics
 from tests.integration.collector.fake_poller import FakePoller

@@ -17,7 +17,7 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from amclocal.broker import free_port
+from amclocal.ports import free_port
 
 
 @dataclass

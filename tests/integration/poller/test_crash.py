@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from amclocal.broker import free_port
+from amclocal.ports import free_port
 from amclocal.simulator import RouteKind, SimAccount, SimControl
 from services.poller.settings import PollerSettings
 from shared.contract import TokenRefreshed, Topics

@@ -11,7 +11,7 @@ from uuid import UUID, uuid4
 import asyncpg
 import pytest
 
-from amclocal.broker import free_port
+from amclocal.ports import free_port
 from services.scheduler.runtime import MIGRATIONS
 from shared.contract import ScheduleDue, Topics
 from shared.db import apply_migrations

@@ -13,7 +13,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from amclocal.broker import LocalBroker, free_ports
+from amclocal.broker import LocalBroker
+from amclocal.ports import free_ports
 from shared.config import ServiceSettings
 from shared.contract import ExecutionRequested
 from shared.db import apply_migrations

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from amclocal.broker import free_port
+from amclocal.ports import free_port
 from shared.clients.lanes import LaneTransport
 
 

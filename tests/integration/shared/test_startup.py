@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from amclocal.broker import free_port
+from amclocal.ports import free_port
 from shared.config import KafkaSettings, ServiceSettings
 from shared.startup import DependencyUnavailable, wait_for_dependencies
 from tests.support.processes import ROOT

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from amclocal.broker import free_port
+from amclocal.ports import free_port
 from amclocal.simulator import FaultRule, RouteKind, SimAccount, SimControl
 from services.token.lwa_pool import LwaPool
 from services.token.lwa_wire import LwaGrant, LwaWire

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from amclocal.broker import free_port
+from amclocal.ports import free_port
 from amclocal.simulator import FaultRule, RouteKind
 from tests.integration.token.harness import CLIENT_ID, CLIENT_SECRET, TokenHarness, wait_until
 from tests.support.processes import service_env, service_process

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from amclocal.broker import free_ports
+from amclocal.ports import free_ports
 from amclocal.runguard import RunLock, StartRefusedError, check_ports
 from amclocal.simulator.config import (
     ClientRegistration,
