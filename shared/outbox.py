@@ -25,13 +25,11 @@ from opentelemetry import propagate
 
 from shared.contract import Event, Topics
 from shared.db.pool import quote_ident
+from shared.db.prune import delete_in_batches
 from shared.db.status import rows_affected
 from shared.doorbell import Doorbell
 
 log = logging.getLogger(__name__)
-
-# Rows one prune statement deletes at most.
-_PRUNE_BATCH = 5000
 
 if TYPE_CHECKING:
     Connection: TypeAlias = asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]
@@ -189,12 +187,11 @@ class OutboxRelay:
                 self._processed_retention,
             ),
         ):
-            while True:
-                result = await self._pool.execute(statement, keep, _PRUNE_BATCH)
-                count = rows_affected(result)
-                deleted += count
-                if count < _PRUNE_BATCH:
-                    break
+
+            async def delete(batch: int, statement: str = statement, keep: timedelta = keep) -> int:
+                return rows_affected(await self._pool.execute(statement, keep, batch))
+
+            deleted += await delete_in_batches(delete)
         return deleted
 
     async def run(self) -> None:

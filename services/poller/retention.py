@@ -10,17 +10,14 @@ from datetime import timedelta
 from services.poller import flow, store
 from services.poller.settings import PollerSettings
 from services.poller.worker import Context
+from shared.db.prune import delete_in_batches, turn
 from shared.outbox import Connection
 
 log = logging.getLogger(__name__)
 
 # One pass at a time across replicas; the others skip their turn (deleting twice is harmless,
 # listing a large bucket twice is waste).
-LOCK = "SELECT pg_try_advisory_lock(hashtext('amc-poller-retention'))"
-UNLOCK = "SELECT pg_advisory_unlock(hashtext('amc-poller-retention'))"
-
-# Rows one statement deletes at most: no pass holds many row locks or one long transaction.
-_BATCH = 5000
+TURN = "amc-poller-retention"
 
 
 def wanted(settings: PollerSettings) -> bool:
@@ -31,16 +28,13 @@ def wanted(settings: PollerSettings) -> bool:
 
 async def delete_old(ctx: Context) -> bool:
     """One retention pass; returns False so the loop waits its interval before the next."""
-    async with ctx.pool.acquire() as conn:
-        if not await conn.fetchval(LOCK):
+    async with ctx.pool.acquire() as conn, turn(conn, TURN) as mine:
+        if not mine:
             return False
-        try:
-            if ctx.settings.results_retention_days is not None:
-                await _delete_old_results(ctx, ctx.settings.results_retention_days)
-            if ctx.settings.history_retention_days is not None:
-                await _delete_old_executions(conn, ctx.settings.history_retention_days)
-        finally:
-            await conn.fetchval(UNLOCK)
+        if ctx.settings.results_retention_days is not None:
+            await _delete_old_results(ctx, ctx.settings.results_retention_days)
+        if ctx.settings.history_retention_days is not None:
+            await _delete_old_executions(conn, ctx.settings.history_retention_days)
     return False
 
 
@@ -53,11 +47,6 @@ async def _delete_old_results(ctx: Context, days: float) -> None:
 
 async def _delete_old_executions(conn: Connection, days: float) -> None:
     cutoff = flow.now() - timedelta(days=days)
-    deleted = 0
-    while True:
-        batch = await store.delete_finished(conn, cutoff, _BATCH)
-        deleted += batch
-        if batch < _BATCH:
-            break
+    deleted = await delete_in_batches(lambda batch: store.delete_finished(conn, cutoff, batch))
     if deleted:
         log.info("retention: deleted %d finished execution(s) requested before %s", deleted, cutoff)

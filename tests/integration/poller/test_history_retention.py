@@ -9,6 +9,8 @@ import pytest
 from services.poller import retention, store
 from services.poller.runtime import PollerRuntime
 from shared.contract import ExecutionStatus, Origin, OriginKind
+from shared.db import prune
+from shared.db.prune import turn
 from tests.integration.poller.conftest import (
     PollerFactory,
     PollerHarness,
@@ -50,13 +52,8 @@ async def _pass(poller: PollerHarness) -> None:
     another running skips its turn; the next one is an hour away)."""
 
     async def start_pass_over() -> bool:
-        async with poller.runtime.pool.acquire() as conn:
-            if not await conn.fetchval(
-                "SELECT pg_try_advisory_lock(hashtext('amc-poller-retention'))"
-            ):
-                return False
-            await conn.fetchval(retention.UNLOCK)
-            return True
+        async with poller.runtime.pool.acquire() as conn, turn(conn, retention.TURN) as mine:
+            return mine
 
     await eventually(start_pass_over, 15.0, "the start's retention pass over")
     runtime = poller.runtime
@@ -95,7 +92,7 @@ async def test_a_pass_deletes_in_batches_until_none_is_left(
     make_poller: PollerFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     poller = await make_poller(history_retention_days=14)
-    monkeypatch.setattr(retention, "_BATCH", 2)
+    monkeypatch.setattr(prune, "BATCH", 2)
     old = {await _execution(poller, age_days=20, finished=True) for _ in range(5)}
     kept = await _execution(poller, age_days=1, finished=True)
     await _pass(poller)
