@@ -11,7 +11,7 @@ from typing import Annotated
 
 from fastapi import Depends
 
-from services.scheduler import handlers
+from services.scheduler import handlers, retention
 from services.scheduler.firing import Firer, FiringMetrics
 from services.scheduler.operations import Operations
 from services.scheduler.runs import Clock, system_clock
@@ -48,6 +48,8 @@ class SchedulerRuntime(ServiceRuntime):
         if consume:
             handlers.register(self, handlers.Outcomes(settings, now, self.tracer))
         self.background("firing")(self._fire)
+        if retention.wanted(settings):
+            self.background("retention")(self._prune)
 
     def _wake_relay(self) -> None:
         # Fired runs are published at once, without waiting for the relay's NOTIFY.
@@ -56,6 +58,9 @@ class SchedulerRuntime(ServiceRuntime):
 
     async def _fire(self, stop: asyncio.Event) -> None:
         await self.firer.run(stop)
+
+    async def _prune(self, stop: asyncio.Event) -> None:
+        await retention.run(lambda: self.pool, self.scheduler_settings, self.now, stop)
 
     @property
     def operations(self) -> Operations:

@@ -36,6 +36,16 @@ class SchedulerSettings(ServiceSettings):
     claim_batch_size: int = Field(
         default=500, ge=1, le=10_000, description="Due schedules claimed per transaction"
     )
+    run_retention_days: float | None = Field(
+        default=None,
+        gt=0,
+        description="Delete finished runs (succeeded, failed, cancelled, timed out, skipped) "
+        "whose fire time is this far past (unset: keep them). A deleted run can no longer be "
+        "re-run or counted in its schedule's stats; open and retrying runs are kept however old",
+    )
+    retention_interval_s: PositiveFloat = Field(
+        3600.0, description="How often one replica deletes what is past its retention"
+    )
     fire_ahead_s: NonNegativeFloat = Field(
         2.0,
         description="Schedules due within this lead are claimed and written ahead, and "

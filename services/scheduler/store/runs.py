@@ -24,6 +24,8 @@ RUN_COLUMNS = """id, schedule_id, fire_time, kind, state, skip_reason, run, even
     created_at, emitted_at, submitted_at, completed_at, attempt, retry_at"""
 
 OPEN_STATES = ("BUFFERED", "EMITTED", "SUBMITTED", "RETRYING")
+# The states no run leaves by itself; the predicate of the schedule_runs_finished index.
+FINISHED_STATES = "('SUCCEEDED', 'FAILED', 'CANCELLED', 'TIMED_OUT', 'SKIPPED')"
 # Failures after which AMC may hold an execution of the run (see lock_rerunnable). With
 # RESULTS_NOT_DOWNLOADABLE it holds a succeeded one whose results went to another channel.
 NOT_RERUNNABLE_ERRORS = ("DOWNLOAD_FAILED", "SUBMISSION_UNKNOWN", "RESULTS_NOT_DOWNLOADABLE")
@@ -373,3 +375,20 @@ async def run_stats(conn: Connection, schedule_id: UUID) -> RunStats:
     )
     assert row is not None
     return RunStats.of(row)
+
+
+async def delete_finished(conn: Connection, before: datetime, limit: int) -> int:
+    """Delete up to `limit` finished runs whose fire time and last change both lie before
+    `before` (a run re-run lately stays until it is as old); returns how many went, with
+    their executions. Read through the schedule_runs_finished index: a pass costs what it
+    deletes. Open and retrying runs are kept however old they are."""
+    result = await conn.execute(
+        f"""DELETE FROM schedule_runs WHERE id IN (
+                SELECT id FROM schedule_runs
+                WHERE fire_time < $1 AND state IN {FINISHED_STATES}
+                  AND coalesce(completed_at, created_at) < $1
+                LIMIT $2)""",
+        before,
+        limit,
+    )
+    return rows_affected(result)
