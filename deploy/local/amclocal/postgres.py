@@ -73,6 +73,11 @@ async def ensure_local_postgres(admin_dsn: str = LOCAL_ADMIN_DSN) -> str:
 EMBEDDED_ENV = "AMC_EMBEDDED_POSTGRES"
 
 
+# In a kept data directory: which PostgreSQL holds the run's data, once a run has used the
+# machine's own (an embedded one's is its `pgdata` beside this).
+LOCAL_CHOICE = "postgres-is-local"
+
+
 @asynccontextmanager
 async def local_postgres(
     data_dir: Path | None = None,
@@ -82,17 +87,39 @@ async def local_postgres(
     """An admin DSN for the whole `with`: the local cluster when one answers (or starts),
     else an embedded server, stopped on leaving. `data_dir` keeps the embedded server's data
     (a restart keeps what was there); without it the data lives in a temporary directory
-    deleted afterwards. `started` is told the embedded server's postmaster pid."""
-    if os.environ.get(EMBEDDED_ENV) != "1":
+    deleted afterwards. `started` is told the embedded server's postmaster pid.
+
+    With a kept `data_dir` the choice sticks: a run whose data is in the embedded server
+    keeps using it when a local cluster appears later, and one whose data is in the local
+    cluster refuses to start while that cluster does not answer, rather than starting an
+    empty embedded one (either switch would look like lost data)."""
+    embedded_data = data_dir is not None and (data_dir / "pgdata").is_dir()
+    local_data = data_dir is not None and (data_dir / LOCAL_CHOICE).is_file()
+    if os.environ.get(EMBEDDED_ENV) != "1" and not embedded_data:
         try:
             admin = await ensure_local_postgres()
-        except PostgresUnavailableError:
+        except PostgresUnavailableError as exc:
+            if local_data:
+                assert data_dir is not None
+                raise PostgresUnavailableError(
+                    f"{exc} This run's data (schedules, collections, executions) is in that "
+                    f"PostgreSQL, so no empty embedded one is started instead. To start afresh "
+                    f"with an embedded one, remove {data_dir / LOCAL_CHOICE}."
+                ) from None
             admin = None
         if admin is not None:
+            if data_dir is not None and not local_data:
+                _remember_local(data_dir, admin)
             yield admin
             return
     async with embedded_postgres(data_dir, say, started) as admin:
         yield admin
+
+
+def _remember_local(data_dir: Path, admin: str) -> None:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    where = urlsplit(admin)
+    (data_dir / LOCAL_CHOICE).write_text(f"{where.hostname}:{where.port}\n")
 
 
 def _import_embedded() -> Any:
@@ -149,6 +176,7 @@ async def embedded_postgres(
     assert parent is not None
     parent.mkdir(parents=True, exist_ok=True)
     pgdata = parent / "pgdata"
+    had_data = pgdata.is_dir()
     # The library shares one server among processes and stops it only when the last pid in
     # this list lets go; a run that was killed leaves its pid behind, and then no later run
     # ever stops the server. The caller owns the directory (./dev run holds a lock on it), so
@@ -177,8 +205,18 @@ async def embedded_postgres(
     if pid is not None and started is not None:
         started(pid)
     if say is not None:
-        kept = "a temporary directory" if temporary else str(pgdata)
-        say(f"PostgreSQL: none on this machine, so an embedded PostgreSQL (data in {kept})")
+        fresh = f"PostgreSQL: none on this machine, so an embedded PostgreSQL (data in {pgdata})"
+        if temporary:
+            say("PostgreSQL: none on this machine, so an embedded PostgreSQL (temporary data)")
+        elif os.environ.get(EMBEDDED_ENV) == "1":
+            say(f"PostgreSQL: an embedded one ({EMBEDDED_ENV}=1; data in {pgdata})")
+        elif had_data:
+            say(
+                f"PostgreSQL: the embedded one that holds this run's data ({pgdata}; remove it "
+                "to use this machine's PostgreSQL instead)"
+            )
+        else:
+            say(fresh)
     try:
         yield str(server.get_uri())
     finally:
