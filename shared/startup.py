@@ -141,16 +141,21 @@ async def wait_for(
             return
 
 
-async def wait_for_dependencies(settings: ServiceSettings) -> None:
-    """Wait for the database, then the broker, each for `settings.startup_wait_s`."""
+async def wait_for_database(dsn: str, wait_s: float) -> None:
+    """`wait_for` the database at `dsn`."""
     await wait_for(
         "the database",
-        database_location(settings.database_url),
-        lambda: _database_answers(settings.database_url),
+        database_location(dsn),
+        lambda: _database_answers(dsn),
         _DATABASE_COMING_UP,
-        wait_s=settings.startup_wait_s,
+        wait_s=wait_s,
         check="DATABASE_URL and that PostgreSQL is up and reachable from here",
     )
+
+
+async def wait_for_dependencies(settings: ServiceSettings) -> None:
+    """Wait for the database, then the broker, each for `settings.startup_wait_s`."""
+    await wait_for_database(settings.database_url, settings.startup_wait_s)
     await wait_for(
         "the Kafka broker",
         settings.kafka.bootstrap_servers,

@@ -23,6 +23,7 @@ from typing import Any
 import asyncpg
 
 from shared.db.pool import quote_ident
+from shared.startup import DependencyUnavailable, wait_for_database
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +137,13 @@ def main(argv: list[str] | None = None) -> None:
         help=f"any of {', '.join(SERVICES)} (default: all)",
     )
     parser.add_argument("--database-url", default=None, help="default: $DATABASE_URL")
+    parser.add_argument(
+        "--wait-s",
+        type=float,
+        default=60.0,
+        help="how long to wait for the database to answer, trying again every few seconds "
+        "(a Job started beside a database still coming up); default 60, 0: one try",
+    )
     args = parser.parse_args(argv)
     unknown = sorted(set(args.services) - set(SERVICES))
     if unknown:
@@ -148,6 +156,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     async def run() -> None:
+        await wait_for_database(dsn, args.wait_s)
         for service in services:
             schema = os.environ.get(f"{service.upper()}_DB_SCHEMA") or service
             applied = await apply_migrations(dsn, schema, service_migrations_dir(service))
@@ -155,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         asyncio.run(run())
-    except (MigrationError, OSError, asyncpg.PostgresError) as exc:
+    except (MigrationError, DependencyUnavailable, OSError, asyncpg.PostgresError) as exc:
         sys.exit(f"amc-migrate: {exc}")
 
 

@@ -130,3 +130,26 @@ async def test_amc_migrate_applies_every_deployables_migrations(
             assert own <= applied, service
     finally:
         await conn.close()
+
+
+def test_amc_migrate_waits_for_the_database_then_says_what_to_check() -> None:
+    """A migration Job started before its database answers tries again, then gives up with
+    where it looked and what to check, never the password."""
+    import subprocess
+    import sys
+
+    from amclocal.ports import free_port
+
+    dsn = f"postgresql://postgres:job-secret@127.0.0.1:{free_port()}/amc"
+    done = subprocess.run(
+        [sys.executable, "-m", "shared.db.migrate", "--database-url", dsn, "--wait-s", "1"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "waiting for the database at 127.0.0.1:" in done.stderr
+    assert "did not answer within 1 s" in done.stderr
+    assert "check DATABASE_URL" in done.stderr
+    assert "job-secret" not in done.stderr + done.stdout
