@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 
 from shared.broker import producer_options
 from shared.config import KafkaSettings, ServiceSettings
@@ -39,7 +39,12 @@ _DATABASE_COMING_UP: tuple[type[BaseException], ...] = (
     asyncpg.TooManyConnectionsError,
     asyncpg.ConnectionDoesNotExistError,
 )
-_BROKER_COMING_UP: tuple[type[BaseException], ...] = (OSError, TimeoutError, KafkaConnectionError)
+_BROKER_COMING_UP: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    KafkaConnectionError,
+    KafkaTimeoutError,
+)
 
 
 class DependencyUnavailable(Exception):
