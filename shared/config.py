@@ -119,9 +119,9 @@ class ServiceSettings(BaseSettings):
     graceful_timeout_s: PositiveFloat = 20.0
     startup_wait_s: NonNegativeFloat = Field(
         60.0,
-        description="How long a starting service waits for its database and Kafka broker to "
-        "answer, trying again every few seconds, before it exits with what to check "
-        "(0: one try). Keep it within the orchestrator's start-up allowance",
+        description="How long a starting service waits, in all, for its database and Kafka "
+        "broker to answer, trying again every few seconds, before it exits with what to check "
+        "(0: one try each). Keep it within the orchestrator's start-up allowance",
     )
     log_level: str = "INFO"
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)

@@ -159,14 +159,17 @@ async def wait_for_database(dsn: str, wait_s: float) -> None:
 
 
 async def wait_for_dependencies(settings: ServiceSettings) -> None:
-    """Wait for the database, then the broker, each for `settings.startup_wait_s`."""
+    """Wait for the database, then the broker: `settings.startup_wait_s` for both together,
+    so a start stays within the orchestrator's allowance whichever comes up late."""
+    clock = asyncio.get_running_loop()
+    give_up_at = clock.time() + settings.startup_wait_s
     await wait_for_database(settings.database_url, settings.startup_wait_s)
     await wait_for(
         "the Kafka broker",
         settings.kafka.bootstrap_servers,
         lambda: _broker_answers(settings.kafka),
         _BROKER_COMING_UP,
-        wait_s=settings.startup_wait_s,
+        wait_s=max(0.0, give_up_at - clock.time()),
         check="KAFKA_BOOTSTRAP_SERVERS, KAFKA_SECURITY_PROTOCOL and that the broker is up",
     )
 
