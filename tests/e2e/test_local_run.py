@@ -329,9 +329,11 @@ async def test_a_failure_during_start_stops_what_was_started_and_says_why(
     runs.append(run)
     await run.read_to_end()
     assert await asyncio.wait_for(run.proc.wait(), STOP_TIMEOUT_S) == 1
-    assert 'error: migrations failed: amc-migrate: database "amc_no_such_database"' in (
-        run.output
-    ), run.output
+    assert (
+        "error: migrations failed: amc-migrate: the database at "
+        "127.0.0.1:5432/amc_no_such_database refused this service"
+    ) in run.output, run.output
+    assert 'database "amc_no_such_database" does not exist' in run.output, run.output
     stopped = {int(pid) for pid in re.findall(r"stopped \S+(?: \S+)? \(pid (\d+)\)", run.output)}
     assert len(stopped) == 2, run.output  # the simulator and the broker
     assert not alive(stopped)
