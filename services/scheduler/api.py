@@ -209,7 +209,12 @@ async def schedule_runs(
     return RunPage.of([run_out(r) for r in rows], total, paging)
 
 
-@router.get("/{schedule_id}/stats", response_model=StatsOut)
+@router.get(
+    "/{schedule_id}/stats",
+    response_model=StatsOut,
+    description="Counts over the runs kept: all of them, or, with SCHEDULER_RUN_RETENTION_DAYS "
+    "set, the open ones and those fired within it.",
+)
 async def schedule_stats(schedule_id: UUID, runtime: RuntimeDep) -> StatsOut:
     row, stats = await runtime.operations.stats(schedule_id)
     finished = stats.succeeded + stats.failed + stats.cancelled
