@@ -302,6 +302,27 @@ def _epoch(stamp: str) -> float:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
+@pytest.mark.timeout(300)
+async def test_a_service_that_dies_is_started_again_and_the_run_says_so(
+    env: dict[str, str], runs: list[Run]
+) -> None:
+    poller = f"http://127.0.0.1:{int(env['AMC_PORT_BASE']) + 2}"
+    run = await dev_run(env)
+    runs.append(run)
+    await run.read_until(READY_LINE, START_TIMEOUT_S)
+    async with httpx.AsyncClient(timeout=10) as http:
+        first = (await http.get(f"{poller}/healthz")).json()["pid"]
+        os.kill(first, signal.SIGKILL)
+        await run.read_until("poller is ready again", 120)
+        assert "poller ended (killed by SIGKILL); starting it again in 1 s" in run.output
+        assert (await http.get(f"{poller}/readyz")).status_code == 200
+        again = (await http.get(f"{poller}/healthz")).json()["pid"]
+    assert again != first
+    assert again in started_by(run.proc.pid, run.var)
+    assert await run.stop(signal.SIGINT) == 0
+    assert "stopped: nothing this run started is still running" in run.output
+
+
 async def test_a_taken_port_refuses_the_start_naming_the_port_and_its_holder(
     env: dict[str, str], runs: list[Run]
 ) -> None:

@@ -66,6 +66,10 @@ class LocalBroker:
     def pid(self) -> int | None:
         return None if self._proc is None else self._proc.pid
 
+    def exit_code(self) -> int | None:
+        """How the broker's process ended (negative: the signal), or None while it runs."""
+        return None if self._proc is None else self._proc.poll()
+
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.advertised_port}"

@@ -26,6 +26,7 @@ from aiokafka import AIOKafkaConsumer
 
 from amclocal.broker import LocalBroker
 from amclocal.demo import DEMO, register_demo, register_instance_and_workflow, register_token
+from amclocal.keeper import Keeper
 from amclocal.ports import free_port, free_ports
 from amclocal.postgres import create_database, local_postgres
 from amclocal.runguard import (
@@ -430,7 +431,18 @@ async def run(var: Path, lifeline: Lifeline | None = None) -> int:
         # On the console only: run.log is a log, and the key is kept in keys.json anyway.
         OUT.write(f"[amc] for amcctl: export AMCCTL_API_KEY={stack.keys['API_KEY']}", to_log=False)
         say(f"logs: {var}/*.log. Events as they flow (Ctrl-C stops everything):")
-        await tail_events(bootstrap, stack.topics)
+        watching = [
+            asyncio.create_task(tail_events(bootstrap, stack.topics)),
+            asyncio.create_task(Keeper(stack, say, broker).run()),
+        ]
+        try:
+            done, _ = await asyncio.wait(watching, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # the keeper's reason to stop the run, if it ended
+        finally:
+            for task in watching:
+                task.cancel()
+            await asyncio.gather(*watching, return_exceptions=True)
     except asyncio.CancelledError:
         if not why:
             raise

@@ -1,0 +1,97 @@
+"""While `./dev run` runs: a process of its stack that ends by itself (a crash, the kernel's
+out-of-memory killer, a stray `kill -9`) is started again, as Kubernetes starts a crashed
+container again, and the run says so. Before this, the run went on without it and said
+nothing: requests waited for a service that was gone.
+
+A process that keeps ending waits longer between starts (1 s, doubling to 30 s); one that ran
+a minute starts over at 1 s. The broker is not started again: its topics live in memory, so
+a new one would start empty under services that expect their offsets. The run stops instead,
+saying why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from amclocal.broker import LocalBroker
+    from amclocal.stack import ServiceStack
+
+FIRST_PAUSE_S = 1.0
+LONGEST_PAUSE_S = 30.0
+RAN_A_WHILE_S = 60.0
+CHECK_EVERY_S = 1.0
+
+
+def how_it_ended(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit status {code}"
+
+
+class Keeper:
+    def __init__(
+        self,
+        stack: ServiceStack,
+        say: Callable[[str], None],
+        broker: LocalBroker | None = None,
+    ) -> None:
+        self._stack = stack
+        self._say = say
+        self._broker = broker
+        self._pauses: dict[str, float] = {}
+        self._ran_since: dict[str, float] = {}
+        self._starting: dict[str, asyncio.Task[None]] = {}
+
+    async def run(self) -> None:
+        """Until cancelled, or until the broker ends (RuntimeError, the reason)."""
+        clock = asyncio.get_running_loop()
+        self._ran_since = {name: clock.time() for name in self._stack.processes}
+        try:
+            while True:
+                await asyncio.sleep(CHECK_EVERY_S)
+                ended = None if self._broker is None else self._broker.exit_code()
+                if ended is not None:
+                    raise RuntimeError(
+                        f"the broker ended ({how_it_ended(ended)}); its topics were in memory, "
+                        "so this run cannot go on: start ./dev run again"
+                    )
+                for name, proc in list(self._stack.processes.items()):
+                    code = proc.poll()
+                    if code is not None and name not in self._starting:
+                        task = asyncio.create_task(self._start_again(name, code))
+                        self._starting[name] = task
+        finally:
+            starting = list(self._starting.values())
+            for task in starting:
+                task.cancel()
+            await asyncio.gather(*starting, return_exceptions=True)
+
+    async def _start_again(self, name: str, code: int) -> None:
+        clock = asyncio.get_running_loop()
+        try:
+            if clock.time() - self._ran_since.get(name, clock.time()) >= RAN_A_WHILE_S:
+                self._pauses[name] = FIRST_PAUSE_S
+            pause = self._pauses.get(name, FIRST_PAUSE_S)
+            self._say(
+                f"{name} ended ({how_it_ended(code)}); starting it again in {pause:.0f} s "
+                f"(its log: {self._stack.log_dir / name}.log)"
+            )
+            await asyncio.sleep(pause)
+            self._pauses[name] = min(pause * 2, LONGEST_PAUSE_S)
+            self._ran_since[name] = clock.time()
+            self._stack.restart(name)
+            try:
+                await self._stack.wait_ready(name, 120)
+            except RuntimeError as exc:
+                self._say(f"{name} did not come back: {exc}")
+                return
+            self._say(f"{name} is ready again")
+        finally:
+            self._starting.pop(name, None)
