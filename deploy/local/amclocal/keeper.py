@@ -41,8 +41,15 @@ class Keeper:
         stack: ServiceStack,
         say: Callable[[str], None],
         broker: LocalBroker | None = None,
+        *,
+        first_pause_s: float = FIRST_PAUSE_S,
+        longest_pause_s: float = LONGEST_PAUSE_S,
+        check_every_s: float = CHECK_EVERY_S,
     ) -> None:
         self._stack = stack
+        self._first_pause_s = first_pause_s
+        self._longest_pause_s = longest_pause_s
+        self._check_every_s = check_every_s
         self._say = say
         self._broker = broker
         self._pauses: dict[str, float] = {}
@@ -55,7 +62,7 @@ class Keeper:
         self._ran_since = {name: clock.time() for name in self._stack.processes}
         try:
             while True:
-                await asyncio.sleep(CHECK_EVERY_S)
+                await asyncio.sleep(self._check_every_s)
                 ended = None if self._broker is None else self._broker.exit_code()
                 if ended is not None:
                     raise RuntimeError(
@@ -77,14 +84,14 @@ class Keeper:
         clock = asyncio.get_running_loop()
         try:
             if clock.time() - self._ran_since.get(name, clock.time()) >= RAN_A_WHILE_S:
-                self._pauses[name] = FIRST_PAUSE_S
-            pause = self._pauses.get(name, FIRST_PAUSE_S)
+                self._pauses[name] = self._first_pause_s
+            pause = self._pauses.get(name, self._first_pause_s)
             self._say(
-                f"{name} ended ({how_it_ended(code)}); starting it again in {pause:.0f} s "
+                f"{name} ended ({how_it_ended(code)}); starting it again in {pause:g} s "
                 f"(its log: {self._stack.log_dir / name}.log)"
             )
             await asyncio.sleep(pause)
-            self._pauses[name] = min(pause * 2, LONGEST_PAUSE_S)
+            self._pauses[name] = min(pause * 2, self._longest_pause_s)
             self._ran_since[name] = clock.time()
             self._stack.restart(name)
             try:
