@@ -5,13 +5,14 @@ nothing: requests waited for a service that was gone.
 
 A process that keeps ending waits longer between starts (1 s, doubling to 30 s); one that ran
 a minute starts over at 1 s. The broker is not started again: its topics live in memory, so
-a new one would start empty under services that expect their offsets. The run stops instead,
-saying why.
+a new one would start empty under services that expect their offsets. Nor is the embedded
+PostgreSQL. The run stops instead, saying why.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -35,12 +36,24 @@ def how_it_ended(code: int) -> str:
     return f"exit status {code}"
 
 
+def _alive(pid: int) -> bool:
+    # The postmaster is not our child (pg_ctl detaches it): asked by signal 0, not waited for.
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it runs as the postgres user
+    return True
+
+
 class Keeper:
     def __init__(
         self,
         stack: ServiceStack,
         say: Callable[[str], None],
         broker: LocalBroker | None = None,
+        postgres_pid: int | None = None,
         *,
         first_pause_s: float = FIRST_PAUSE_S,
         longest_pause_s: float = LONGEST_PAUSE_S,
@@ -52,12 +65,14 @@ class Keeper:
         self._check_every_s = check_every_s
         self._say = say
         self._broker = broker
+        self._postgres_pid = postgres_pid
         self._pauses: dict[str, float] = {}
         self._ran_since: dict[str, float] = {}
         self._starting: dict[str, asyncio.Task[None]] = {}
 
     async def run(self) -> None:
-        """Until cancelled, or until the broker ends (RuntimeError, the reason)."""
+        """Until cancelled, or until the broker or the embedded PostgreSQL ends
+        (RuntimeError, the reason)."""
         clock = asyncio.get_running_loop()
         self._ran_since = {name: clock.time() for name in self._stack.processes}
         try:
@@ -68,6 +83,11 @@ class Keeper:
                     raise RuntimeError(
                         f"the broker ended ({how_it_ended(ended)}); its topics were in memory, "
                         "so this run cannot go on: start ./dev run again"
+                    )
+                if self._postgres_pid is not None and not _alive(self._postgres_pid):
+                    raise RuntimeError(
+                        "the embedded PostgreSQL ended; the services cannot go on without it: "
+                        "start ./dev run again (its data is kept)"
                     )
                 for name, proc in list(self._stack.processes.items()):
                     code = proc.poll()

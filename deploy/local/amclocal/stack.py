@@ -375,6 +375,12 @@ async def run(var: Path, lifeline: Lifeline | None = None) -> int:
         if lifeline is not None:
             lifeline.watch(pid, name, sig)
 
+    postmaster: list[int] = []
+
+    def embedded_started(pid: int) -> None:
+        postmaster.append(pid)
+        watch(pid, "embedded PostgreSQL", signal.SIGINT)
+
     status = 0
     broker: LocalBroker | None = None
     stack: ServiceStack | None = None
@@ -396,9 +402,7 @@ async def run(var: Path, lifeline: Lifeline | None = None) -> int:
         else:
             # Data under var/local: a restart of ./dev run keeps schedules and collections.
             admin = await postgres.enter_async_context(
-                local_postgres(
-                    var, say, lambda pid: watch(pid, "embedded PostgreSQL", signal.SIGINT)
-                )
+                local_postgres(var, say, lambda pid: embedded_started(pid))
             )
             database_url = await create_database(admin, "amc")
             say(f"PostgreSQL: {redact_dsn(database_url)}")
@@ -433,7 +437,9 @@ async def run(var: Path, lifeline: Lifeline | None = None) -> int:
         say(f"logs: {var}/*.log. Events as they flow (Ctrl-C stops everything):")
         watching = [
             asyncio.create_task(tail_events(bootstrap, stack.topics)),
-            asyncio.create_task(Keeper(stack, say, broker).run()),
+            asyncio.create_task(
+                Keeper(stack, say, broker, postmaster[0] if postmaster else None).run()
+            ),
         ]
         try:
             done, _ = await asyncio.wait(watching, return_when=asyncio.FIRST_COMPLETED)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -68,11 +69,14 @@ class _Said:
                 await self._changed.wait()
 
 
-def _keeper(stack: _Stack, said: _Said, broker: _Broker | None = None) -> Keeper:
+def _keeper(
+    stack: _Stack, said: _Said, broker: _Broker | None = None, postgres_pid: int | None = None
+) -> Keeper:
     return Keeper(
         stack,  # type: ignore[arg-type]
         said,
         broker,  # type: ignore[arg-type]
+        postgres_pid,
         first_pause_s=0.01,
         longest_pause_s=0.04,
         check_every_s=0.001,
@@ -107,6 +111,17 @@ async def test_a_dead_broker_ends_the_run_with_the_reason() -> None:
     running = asyncio.create_task(_keeper(stack, _Said(), broker).run())
     broker.code = -signal.SIGKILL
     with pytest.raises(RuntimeError, match=r"the broker ended \(killed by SIGKILL\); its topics"):
+        await asyncio.wait_for(running, 5)
+
+
+async def test_a_dead_embedded_postgresql_ends_the_run_with_the_reason() -> None:
+    # A pid whose process has ended and been reaped.
+    gone = await asyncio.to_thread(lambda: subprocess.Popen(["true"]))
+    await asyncio.to_thread(gone.wait)
+    stack = _Stack(dies=0)
+    stack.processes["poller"] = _Proc(None)
+    running = asyncio.create_task(_keeper(stack, _Said(), postgres_pid=gone.pid).run())
+    with pytest.raises(RuntimeError, match=r"the embedded PostgreSQL ended; the services"):
         await asyncio.wait_for(running, 5)
 
 
