@@ -57,7 +57,10 @@ def database_location(dsn: str) -> str:
     parts = urlsplit(dsn)
     query = parse_qs(parts.query)
     host = parts.hostname or query.get("host", ["the local socket"])[0]
-    port = parts.port or int(query.get("port", ["5432"])[0])
+    try:
+        port: int | str = parts.port or int(query.get("port", ["5432"])[0])
+    except ValueError:
+        port = "(a port that is not a number)"
     database = parts.path.lstrip("/") or query.get("dbname", [""])[0] or "(default database)"
     return f"{host}:{port}/{database}"
 
@@ -135,10 +138,14 @@ async def wait_for(
             )
             await asyncio.sleep(pause)
             pause = min(pause * 2, _MOST_BETWEEN_TRIES_S)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, KafkaError, ValueError) as exc:
+        except (asyncpg.PostgresError, KafkaError) as exc:
             raise DependencyUnavailable(
                 f"{what} at {where} refused this service ({_reason(exc)}); "
                 f"waiting will not change that: check {check}"
+            ) from None
+        except (asyncpg.InterfaceError, ValueError) as exc:  # the address itself is wrong
+            raise DependencyUnavailable(
+                f"{what} at {where} cannot be reached as configured ({_reason(exc)}); check {check}"
             ) from None
         else:
             if tries > 1:

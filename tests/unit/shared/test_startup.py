@@ -17,6 +17,7 @@ from shared.startup import database_location
         ("postgresql:///amc?host=/var/run/postgresql&port=5433", "/var/run/postgresql:5433/amc"),
         ("postgresql://?host=db&dbname=orders&password=s3cret", "db:5432/orders"),
         ("postgresql:///amc", "the local socket:5432/amc"),
+        ("postgresql://u:s3cret@db:http/amc", "db:(a port that is not a number)/amc"),
     ],
 )
 def test_names_host_port_and_database_only(dsn: str, where: str) -> None:
