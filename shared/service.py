@@ -31,9 +31,11 @@ def serve(settings: S, build_app: Callable[[S], FastAPI]) -> None:
     """Run one service until SIGTERM/SIGINT; uvicorn then runs the graceful shutdown.
     `build_app` takes the service's own settings class (checked by mypy, not at run time)."""
     setup_logging(settings.log_level)
-    wait_before_start(settings)
     setup_tracing(f"amc-{settings.service_name}")
+    # Built first: a setting the service cannot use (a malformed key) is said at once, not
+    # after a wait for a database or broker that is down.
     app = build_app(settings)
+    wait_before_start(settings)
     freeze_startup_heap()
     uvicorn.run(
         app,
