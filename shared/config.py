@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, NonNegativeFloat, PositiveFloat, SecretStr
+from pydantic import Field, NonNegativeFloat, PositiveFloat, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -141,3 +141,24 @@ class ServiceSettings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         shared = _SharedEnvSource(settings_cls, env_prefix="")
         return init_settings, env_settings, shared, dotenv_settings, file_secret_settings
+
+
+def settings_problems(cls: type[BaseSettings], error: ValidationError) -> list[str]:
+    """One line a problem, naming the environment variable an operator sets (never the value
+    given: it may be a secret)."""
+    prefixes = {c.__name__: c.model_config.get("env_prefix", "") for c in (cls, KafkaSettings)}
+    prefix = prefixes.get(error.title, "")
+    lines = []
+    for problem in error.errors(include_url=False, include_input=False):
+        names = [str(part) for part in problem["loc"]]
+        if names and names[0] == "kafka":
+            names, prefix_here = names[1:], KafkaSettings.model_config.get("env_prefix", "")
+        else:
+            prefix_here = prefix
+        message = problem["msg"].removeprefix("Value error, ")
+        if not names:
+            lines.append(message)
+            continue
+        variable = (prefix_here + "__".join(names)).upper()
+        lines.append(f"{variable}: {message}")
+    return lines

@@ -4,17 +4,21 @@ broker (shared/startup.py), tracing, then uvicorn."""
 from __future__ import annotations
 
 import gc
+import logging
 from collections.abc import Callable
 from typing import TypeVar
 
 import uvicorn
 from fastapi import FastAPI
+from pydantic import ValidationError
 
-from shared.config import ServiceSettings
+from shared.config import ServiceSettings, settings_problems
 from shared.startup import wait_before_start
 from shared.telemetry import setup_logging, setup_tracing
 
 S = TypeVar("S", bound=ServiceSettings)
+
+log = logging.getLogger(__name__)
 
 
 def freeze_startup_heap() -> None:
@@ -27,14 +31,28 @@ def freeze_startup_heap() -> None:
     gc.freeze()
 
 
-def serve(settings: S, build_app: Callable[[S], FastAPI]) -> None:
-    """Run one service until SIGTERM/SIGINT; uvicorn then runs the graceful shutdown.
-    `build_app` takes the service's own settings class (checked by mypy, not at run time)."""
+def load_settings(cls: type[S]) -> S:
+    """The service's settings from its environment; settings it cannot take end the process
+    with one line a problem, naming the variable to fix (status 1), not a traceback."""
+    try:
+        return cls()
+    except ValidationError as error:
+        problems = "\n  ".join(settings_problems(cls, error))
+        raise SystemExit(f"{cls.__name__}: settings that cannot be used:\n  {problems}") from None
+
+
+def serve(settings_cls: type[S], build_app: Callable[[S], FastAPI]) -> None:
+    """Run one service until SIGTERM/SIGINT; uvicorn then runs the graceful shutdown."""
+    settings = load_settings(settings_cls)
     setup_logging(settings.log_level)
     setup_tracing(f"amc-{settings.service_name}")
-    # Built first: a setting the service cannot use (a malformed key) is said at once, not
-    # after a wait for a database or broker that is down.
-    app = build_app(settings)
+    # Built first: a setting the service cannot use (a missing key) is said at once, not after
+    # a wait for a database or broker that is down.
+    try:
+        app = build_app(settings)
+    except ValueError as exc:
+        log.error("%s cannot start: %s", settings.service_name, exc)
+        raise SystemExit(1) from None
     wait_before_start(settings)
     freeze_startup_heap()
     uvicorn.run(

@@ -28,4 +28,4 @@ def app_for(runtime: CollectorRuntime) -> FastAPI:
 
 
 def main() -> None:
-    serve(CollectorSettings(), create_app)
+    serve(CollectorSettings, create_app)

@@ -124,4 +124,4 @@ def app_for(runtime: ConsoleRuntime) -> FastAPI:
 
 
 def main() -> None:
-    serve(ConsoleSettings(), create_app)
+    serve(ConsoleSettings, create_app)

@@ -30,4 +30,4 @@ def app_for(runtime: NotifierRuntime) -> FastAPI:
 
 
 def main() -> None:
-    serve(NotifierSettings(), create_app)
+    serve(NotifierSettings, create_app)

@@ -31,4 +31,4 @@ def app_for(runtime: PollerRuntime) -> FastAPI:
 
 
 def main() -> None:
-    serve(PollerSettings(), create_app)
+    serve(PollerSettings, create_app)

@@ -27,4 +27,4 @@ def app_for(runtime: SchedulerRuntime) -> FastAPI:
 
 
 def main() -> None:
-    serve(SchedulerSettings(), create_app)
+    serve(SchedulerSettings, create_app)

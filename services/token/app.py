@@ -33,4 +33,4 @@ def create_app(settings: TokenSettings) -> FastAPI:
 
 
 def main() -> None:
-    serve(TokenSettings(), create_app)
+    serve(TokenSettings, create_app)
