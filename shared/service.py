@@ -1,5 +1,5 @@
-"""Process entry point shared by the services: logging, the wait for the database and the
-broker (shared/startup.py), tracing, then uvicorn."""
+"""Process entry point shared by the services: settings, logging, tracing, the app, the wait
+for the database and the broker (shared/startup.py), then uvicorn."""
 
 from __future__ import annotations
 
