@@ -118,10 +118,33 @@ async def _run(scheduler: Scheduler, schedule_id: str, *states: str) -> dict[str
 async def _dues(scheduler: Scheduler, schedule_id: str, count: int) -> list[ScheduleDue]:
     topic = scheduler.topics.name(ScheduleDue.topic)
     async with TopicReader(scheduler.bootstrap, topic) as reader:
-        records = await reader.wait_for(
-            lambda r: len(dues_of(r, schedule_id)) >= count, timeout_s=20
-        )
+        try:
+            records = await reader.wait_for(
+                lambda r: len(dues_of(r, schedule_id)) >= count, timeout_s=30
+            )
+        except AssertionError as missing:
+            # Where it stopped: not fired, fired but not published, or published but not read.
+            raise AssertionError(f"{missing}; {await _where(scheduler, schedule_id)}") from None
     return dues_of(records, schedule_id)
+
+
+async def _where(scheduler: Scheduler, schedule_id: str) -> str:
+    pool = scheduler.runtime.pool
+    next_fire = await pool.fetchval(
+        "SELECT next_fire_at FROM schedules WHERE id = $1", UUID(schedule_id)
+    )
+    runs = await pool.fetch(
+        "SELECT fire_time, state FROM schedule_runs WHERE schedule_id = $1", UUID(schedule_id)
+    )
+    outbox = await pool.fetchrow(
+        "SELECT count(*) FILTER (WHERE sent_at IS NULL) AS unsent, count(*) AS rows FROM outbox"
+    )
+    assert outbox is not None
+    return (
+        f"clock {scheduler.runtime.now()}, next fire {next_fire}, "
+        f"runs {[(r['fire_time'], r['state']) for r in runs]}, "
+        f"outbox {outbox['rows']} rows ({outbox['unsent']} unsent)"
+    )
 
 
 async def _create_due(scheduler: Scheduler, clock: ShiftedClock, **body: Any) -> dict[str, Any]:
