@@ -12,10 +12,11 @@ PostgreSQL. The run stops instead, saying why.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 from collections.abc import Callable
 from typing import TYPE_CHECKING
+
+from amclocal.postgres import ended_within
 
 if TYPE_CHECKING:
     from amclocal.broker import LocalBroker
@@ -34,17 +35,6 @@ def how_it_ended(code: int) -> str:
         except ValueError:
             return f"killed by signal {-code}"
     return f"exit status {code}"
-
-
-def _alive(pid: int) -> bool:
-    # The postmaster is not our child (pg_ctl detaches it): asked by signal 0, not waited for.
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # it runs as the postgres user
-    return True
 
 
 class Keeper:
@@ -84,7 +74,7 @@ class Keeper:
                         f"the broker ended ({how_it_ended(ended)}); its topics were in memory, "
                         "so this run cannot go on: start ./dev run again"
                     )
-                if self._postgres_pid is not None and not _alive(self._postgres_pid):
+                if self._postgres_pid is not None and ended_within(self._postgres_pid, 0):
                     raise RuntimeError(
                         "the embedded PostgreSQL ended; the services cannot go on without it: "
                         "start ./dev run again (its data is kept)"

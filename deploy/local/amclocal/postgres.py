@@ -138,7 +138,7 @@ def _import_embedded() -> Any:
     return postgres_server
 
 
-def _wait_gone(pid: int, timeout_s: float) -> bool:
+def ended_within(pid: int, timeout_s: float) -> bool:
     """Whether the (not necessarily child) process ended within the timeout."""
     try:
         pidfd = os.pidfd_open(pid)
@@ -158,10 +158,10 @@ def stop_postmaster(pid: int) -> None:
         os.kill(pid, signal.SIGINT)
     except ProcessLookupError:
         return
-    if not _wait_gone(pid, 60):
+    if not ended_within(pid, 60):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        _wait_gone(pid, 10)
+        ended_within(pid, 10)
 
 
 @asynccontextmanager
